@@ -1,0 +1,37 @@
+"""One exception hierarchy for the whole engine.
+
+Every error a user can provoke (a bad model, a bad plan file, a bad feed, an op we do not
+support) is an ``EngineError``; messages name the file, node, op, input and shapes involved.
+"""
+
+
+class EngineError(Exception):
+    """Root of every error the engine raises on purpose."""
+
+
+class ModelFormatError(EngineError):
+    """A model file that is not a valid model (truncated, not ONNX, inconsistent graph)."""
+
+
+class UnsupportedOperatorError(EngineError):
+    """An operator, attribute value or dtype the engine has no kernel for."""
+
+
+class GraphError(EngineError):
+    """A graph that breaks an IR invariant (found by ``verify``)."""
+
+
+class ShapeError(GraphError):
+    """Shapes that do not fit an op's rules."""
+
+
+class PlanFormatError(EngineError):
+    """A plan file that is damaged, truncated, of another version, or inconsistent."""
+
+
+class InputError(EngineError, ValueError):
+    """A feed that is missing, unknown, or of the wrong shape or dtype."""
+
+
+class ResourceLimitError(EngineError):
+    """A plan whose memory would exceed the configured limit."""

@@ -1,0 +1,157 @@
+"""The IR's operators: an Enum, grouped sets, and each op's typed attribute schema.
+
+Layout contract: every spatial op (convolutions, pooling, resize, normalisations) works on
+NHWC activations, channels innermost. Weights keep ONNX's layouts (conv ``[Co, Ci/g, KH, KW]``,
+conv-transpose ``[Ci, Co/g, KH, KW]``) until planning packs them for a kernel. The ONNX
+importer wraps spatial ops in NCHW<->NHWC transposes that the ``sink_transposes`` pass removes.
+"""
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+
+class Op(enum.Enum):
+    CONV2D = "conv2d"
+    CONV_TRANSPOSE2D = "conv_transpose2d"
+    BATCH_NORM = "batch_norm"
+    INSTANCE_NORM = "instance_norm"
+    RELU = "relu"
+    LEAKY_RELU = "leaky_relu"
+    PRELU = "prelu"
+    CLIP = "clip"
+    SIGMOID = "sigmoid"
+    TANH = "tanh"
+    HARD_SIGMOID = "hard_sigmoid"
+    HARD_SWISH = "hard_swish"
+    SQRT = "sqrt"
+    RECIPROCAL = "reciprocal"
+    NEG = "neg"
+    EXP = "exp"
+    ADD = "add"
+    SUB = "sub"
+    MUL = "mul"
+    DIV = "div"
+    POW = "pow"
+    REDUCE_MEAN = "reduce_mean"
+    REDUCE_SUM = "reduce_sum"
+    PAD = "pad"
+    RESIZE = "resize"
+    MAX_POOL = "max_pool"
+    AVG_POOL = "avg_pool"
+    GLOBAL_AVG_POOL = "global_avg_pool"
+    CONCAT = "concat"
+    RESHAPE = "reshape"
+    TRANSPOSE = "transpose"
+    SLICE = "slice"
+    GATHER = "gather"
+    CAST = "cast"
+    GEMM = "gemm"
+    MATMUL = "matmul"
+    SOFTMAX = "softmax"
+
+
+class Activation(enum.IntEnum):
+    """Activations a producer can apply in its epilogue; the int is the kernels' code."""
+    NONE = 0
+    RELU = 1
+    CLAMP = 2          # params (lo, hi): ReLU6 and Clip
+    LEAKY_RELU = 3     # params (alpha,)
+    SIGMOID = 4
+    TANH = 5
+    HARD_SIGMOID = 6   # params (alpha, beta)
+    HARD_SWISH = 7
+
+
+UNARY_ACTIVATIONS = {
+    Op.RELU: Activation.RELU,
+    Op.CLIP: Activation.CLAMP,
+    Op.LEAKY_RELU: Activation.LEAKY_RELU,
+    Op.SIGMOID: Activation.SIGMOID,
+    Op.TANH: Activation.TANH,
+    Op.HARD_SIGMOID: Activation.HARD_SIGMOID,
+    Op.HARD_SWISH: Activation.HARD_SWISH,
+}
+UNARY = frozenset(UNARY_ACTIVATIONS) | {Op.SQRT, Op.RECIPROCAL, Op.NEG, Op.EXP}
+BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.POW})
+ELEMENTWISE = UNARY | BINARY | {Op.PRELU}
+CONV_LIKE = frozenset({Op.CONV2D, Op.CONV_TRANSPOSE2D})
+REDUCE = frozenset({Op.REDUCE_MEAN, Op.REDUCE_SUM})
+POOL = frozenset({Op.MAX_POOL, Op.AVG_POOL, Op.GLOBAL_AVG_POOL})
+SPATIAL = CONV_LIKE | POOL | {Op.BATCH_NORM, Op.INSTANCE_NORM, Op.RESIZE}
+# Ops whose epilogue can apply an Activation (the fuse_activation pass targets these).
+ACTIVATION_PRODUCERS = CONV_LIKE | BINARY | {Op.INSTANCE_NORM, Op.BATCH_NORM, Op.GEMM, Op.MATMUL}
+# Ops that only relabel memory: planning gives their output the input's storage.
+VIEW_OPS = frozenset({Op.RESHAPE})
+
+
+def _ints(n: int | None = None):
+    return ("ints", n)
+
+
+# Attribute schema: op -> {name: (kind, default)}. kind is "int", "float", "str", "bool",
+# ("ints", n) (a tuple of ints, length n or any), "floats", "activation".
+_ACT = {"activation": ("activation", Activation.NONE), "act_params": ("floats", ())}
+_CONV = {
+    "strides": (_ints(2), (1, 1)),
+    "dilations": (_ints(2), (1, 1)),
+    "pads": (_ints(4), (0, 0, 0, 0)),           # top, left, bottom, right
+    "group": ("int", 1),
+}
+ATTRIBUTES: dict[Op, dict[str, tuple[Any, Any]]] = {
+    Op.CONV2D: {**_CONV, **_ACT,
+                "pad_mode": ("str", "constant"),  # constant (zeros) | reflect | edge
+                "upsample": ("int", 1)},           # nearest upsampling of the input before padding
+    Op.CONV_TRANSPOSE2D: {**_CONV, **_ACT, "output_padding": (_ints(2), (0, 0))},
+    Op.BATCH_NORM: {"epsilon": ("float", 1e-5), **_ACT},
+    Op.INSTANCE_NORM: {"epsilon": ("float", 1e-5), **_ACT},
+    Op.LEAKY_RELU: {"alpha": ("float", 0.01)},
+    Op.CLIP: {"min": ("float", float("-inf")), "max": ("float", float("inf"))},
+    Op.HARD_SIGMOID: {"alpha": ("float", 0.2), "beta": ("float", 0.5)},
+    **{op: dict(_ACT) for op in BINARY},
+    Op.REDUCE_MEAN: {"axes": (_ints(), ()), "keepdims": ("bool", True)},
+    Op.REDUCE_SUM: {"axes": (_ints(), ()), "keepdims": ("bool", True)},
+    Op.PAD: {"pads": (_ints(), ()), "mode": ("str", "constant"), "value": ("float", 0.0)},
+    Op.RESIZE: {"size": (_ints(2), None),       # output H, W
+                "mode": ("str", "nearest"),       # nearest | linear
+                "coordinate_mode": ("str", "half_pixel"),
+                "nearest_mode": ("str", "round_prefer_floor"),
+                "scales": ("floats", ())},        # H, W scales when the model gave them
+    Op.MAX_POOL: {"kernel": (_ints(2), None), "strides": (_ints(2), (1, 1)),
+                  "pads": (_ints(4), (0, 0, 0, 0)), "dilations": (_ints(2), (1, 1))},
+    Op.AVG_POOL: {"kernel": (_ints(2), None), "strides": (_ints(2), (1, 1)),
+                  "pads": (_ints(4), (0, 0, 0, 0)), "count_include_pad": ("bool", False)},
+    Op.CONCAT: {"axis": ("int", None)},
+    Op.RESHAPE: {"shape": (_ints(), None)},
+    Op.TRANSPOSE: {"perm": (_ints(), None)},
+    Op.SLICE: {"starts": (_ints(), None), "ends": (_ints(), None), "axes": (_ints(), None),
+               "steps": (_ints(), None)},
+    Op.GATHER: {"axis": ("int", 0)},
+    Op.CAST: {"to": ("str", None)},
+    Op.GEMM: {"alpha": ("float", 1.0), "beta": ("float", 1.0), "trans_a": ("bool", False),
+              "trans_b": ("bool", False), **_ACT},
+    Op.MATMUL: dict(_ACT),
+    Op.SOFTMAX: {"axis": ("int", -1)},
+}
+
+# Number of inputs: (required, maximum).
+ARITY: dict[Op, tuple[int, int]] = {
+    Op.CONV2D: (2, 4),              # x, w, [bias], [residual added before the activation]
+    Op.CONV_TRANSPOSE2D: (2, 3),    # x, w, [bias]
+    Op.BATCH_NORM: (5, 5),          # x, scale, bias, mean, var
+    Op.INSTANCE_NORM: (3, 3),       # x, scale [C] or [N, C], bias likewise
+    Op.PRELU: (2, 2),
+    Op.GATHER: (2, 2),
+    Op.GEMM: (2, 3),
+    Op.MATMUL: (2, 2),
+    Op.CONCAT: (1, 1 << 16),
+    **{op: (2, 2) for op in BINARY},
+}
+
+
+def arity(op: Op) -> tuple[int, int]:
+    return ARITY.get(op, (1, 1))
+
+
+def default_attrs(op: Op) -> dict[str, Any]:
+    return {k: d for k, (_, d) in ATTRIBUTES.get(op, {}).items() if d is not None}
