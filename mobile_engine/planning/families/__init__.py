@@ -1,0 +1,1 @@
+"""Op families: each module registers its lowerings (compile time) and binders (load time)."""

@@ -1,0 +1,74 @@
+"""Step: one kernel call of a plan, chosen and prepared at compile time.
+
+A lowering turns an IR node into steps (kernel id, runtime tensors, JSON-able params and packed
+weight blobs); a binder turns a loaded step into a ``(function, args)`` pair that ``Session.run``
+calls with no further work. Both live with their op family in ``mobile_engine/planning/families``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from mobile_engine.errors import UnsupportedOperatorError
+from mobile_engine.ir.graph import Graph, Node
+from mobile_engine.ir.ops import Op
+
+
+@dataclass
+class Step:
+    name: str                                   # the IR node it came from
+    kernel: str                                 # kernel id, e.g. "f32_conv2d_igemm_4x32_minmax"
+    inputs: list[str]                           # runtime tensors (graph inputs or arena tensors)
+    outputs: list[str]
+    params: dict[str, Any] = field(default_factory=dict)        # ints, floats, strs, lists
+    weights: dict[str, np.ndarray] = field(default_factory=dict)  # packed blobs, C-contiguous
+    flops: int = 0
+
+
+# A binder gets the step's params, its weight arrays (read-only views of the plan file), its input
+# and output arrays (views of the arena, in the IR's physical shapes) and the thread count, and
+# returns the call to make on every run.
+Binder = Callable[[dict, dict, list, list], tuple[Callable, tuple]]
+Lowering = Callable[[Node, Graph], list[Step]]
+
+LOWERINGS: dict[Op, Lowering] = {}
+BINDERS: dict[str, Binder] = {}
+
+
+def lowers(*ops: Op):
+    def register(fn: Lowering) -> Lowering:
+        for op in ops:
+            LOWERINGS[op] = fn
+        return fn
+    return register
+
+
+def binds(*kernel_ids: str):
+    def register(fn: Binder) -> Binder:
+        for k in kernel_ids:
+            BINDERS[k] = fn
+        return fn
+    return register
+
+
+def lower_node(node: Node, graph: Graph) -> list[Step]:
+    fn = LOWERINGS.get(node.op)
+    if fn is None:
+        raise UnsupportedOperatorError(
+            f"node {node.name!r} (op {node.op.name}) has no kernel; ops with kernels: "
+            f"{', '.join(sorted(op.name for op in LOWERINGS))}")
+    return fn(node, graph)
+
+
+def runtime_inputs(node: Node, graph: Graph) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Split a node's inputs into runtime tensor names and constants (kept as weights ``in<i>``)."""
+    names, consts = [], {}
+    for i, name in enumerate(node.inputs):
+        data = graph.const(name) if name else None
+        if data is not None:
+            consts[f"in{i}"] = np.ascontiguousarray(data)
+        elif name:
+            names.append(name)
+    return names, consts
