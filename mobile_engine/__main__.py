@@ -1,0 +1,3 @@
+from mobile_engine.cli import main
+
+raise SystemExit(main())

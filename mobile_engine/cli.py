@@ -1,0 +1,221 @@
+"""The `mobile-engine` command: compile, run, inspect, bench, zoo."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from mobile_engine.errors import EngineError, InputError
+
+
+def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    """``image=1x3x480x640`` -> ("image", (1, 3, 480, 640))."""
+    name, sep, dims = text.partition("=")
+    try:
+        shape = tuple(int(d) for d in dims.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if not sep or not name or not shape or min(shape) <= 0:
+        raise argparse.ArgumentTypeError(f"--shape {text!r}: expected NAME=DIMxDIMx..., "
+                                         f"e.g. image=1x3x480x640")
+    return name, shape
+
+
+def parse_values(text: str, size: int, name: str) -> np.ndarray:
+    """``0.5,0.5,0`` (all values) or ``3:0.5,19:0.5`` (index:value pairs, others zero)."""
+    out = np.zeros(size, np.float32)
+    try:
+        parts = [p for p in text.split(",") if p]
+        if parts and all(":" in p for p in parts):
+            for p in parts:
+                i, v = p.split(":")
+                out[int(i)] = float(v)
+        else:
+            values = [float(p) for p in parts]
+            if len(values) == 1:
+                out[:] = values[0]
+            elif len(values) == size:
+                out[:] = values
+            else:
+                raise ValueError(f"{len(values)} values for {size} elements")
+    except (ValueError, IndexError) as exc:
+        raise InputError(f"--set {name}={text}: {exc}; give {size} comma-separated values, one "
+                         f"value for all, or INDEX:VALUE pairs") from None
+    return out
+
+
+def _image_input(plan) -> dict:
+    for i in plan.inputs:
+        if len(i["shape"]) == 4 and i["dtype"] == "float32" and i["shape"][1] == 3:
+            return i
+    raise InputError("this plan has no [N, 3, H, W] float32 image input; use the Python API")
+
+
+def load_image_nchw(path: str, height: int, width: int) -> np.ndarray:
+    from PIL import Image
+    try:
+        img = Image.open(path).convert("RGB").resize((width, height), Image.BILINEAR)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read image: {exc}") from None
+    return (np.asarray(img, np.float32) / np.float32(255)).transpose(2, 0, 1)[None].copy()
+
+
+def save_image_nchw(x: np.ndarray, path: str) -> None:
+    from PIL import Image
+    img = (np.clip(x[0].transpose(1, 2, 0), 0, 1) * 255 + 0.5).astype(np.uint8)
+    Image.fromarray(img).save(path)
+
+
+def cmd_compile(args) -> int:
+    import mobile_engine as me
+    shapes = dict(args.shape or [])
+    plan = me.compile(args.model, input_shapes=shapes, disable_passes=args.disable_pass or ())
+    out = Path(args.output)
+    plan.save(out)
+    print(f"wrote {out} ({out.stat().st_size} bytes): {len(plan.steps)} steps, arena "
+          f"{plan.arena_bytes / 1e6:.2f} MB, weights {plan.weight_bytes / 1e6:.2f} MB")
+    if args.report:
+        print(format_passes(plan.manifest["passes"]))
+    return 0
+
+
+def format_passes(passes: list[dict]) -> str:
+    lines = ["passes:"]
+    for p in passes:
+        changed = p.get("rewrites", 0)
+        delta = ", ".join(f"{op} {n:+d}" for op, n in sorted(p.get("delta", {}).items()) if n)
+        lines.append(f"  {p['name']:<22} {changed:4d} rewrites  {delta}")
+    return "\n".join(lines)
+
+
+def cmd_inspect(args) -> int:
+    from mobile_engine.plan import Plan
+    plan = Plan.load(args.plan)
+    m = plan.manifest
+    print(f"plan {args.plan}: format {'.'.join(map(str, m['format']))}")
+    for key in ("inputs", "outputs"):
+        for io in m[key]:
+            print(f"  {key[:-1]:<6} {io['name']}: {io['dtype']} {io['shape']}")
+    print(f"  arena {plan.arena_bytes} bytes, weights {plan.weight_bytes} bytes, "
+          f"{len(plan.steps)} steps, {sum(s['flops'] for s in plan.steps) / 1e9:.3f} GFLOP")
+    print("provenance: " + json.dumps(m["provenance"]))
+    print(format_passes(m["passes"]))
+    print("steps:")
+    for i, s in enumerate(plan.steps):
+        print(f"  {i:3d} {s['kernel']:<36} {s['name']}  {','.join(s['inputs'])} -> "
+              f"{','.join(s['outputs'])}")
+    return 0
+
+
+def _feeds_from_args(plan, args) -> dict:
+    feeds = {}
+    sets = dict(s.split("=", 1) for s in (args.set or []) if "=" in s)
+    img = _image_input(plan) if args.input else None
+    for i in plan.inputs:
+        if img is not None and i["name"] == img["name"]:
+            feeds[i["name"]] = load_image_nchw(args.input, i["shape"][2], i["shape"][3])
+        elif i["name"] in sets:
+            size = int(np.prod(i["shape"]))
+            feeds[i["name"]] = parse_values(sets[i["name"]], size, i["name"]).reshape(i["shape"]) \
+                .astype(i["dtype"])
+        else:
+            raise InputError(f"input {i['name']!r} ({i['dtype']} {i['shape']}) needs a value: "
+                             f"--set {i['name']}=V1,V2,... or INDEX:VALUE pairs")
+    return feeds
+
+
+def cmd_run(args) -> int:
+    import time
+
+    import mobile_engine as me
+    sess = me.Session(args.plan, threads=args.threads)
+    feeds = _feeds_from_args(sess.plan, args)
+    t0 = time.perf_counter()
+    outs = sess.run(None, feeds)
+    ms = (time.perf_counter() - t0) * 1e3
+    out = outs[0]
+    if args.output:
+        if out.ndim == 4 and out.shape[1] == 3:
+            save_image_nchw(out, args.output)
+        else:
+            np.save(args.output, out)
+        print(f"wrote {args.output} ({ms:.1f} ms, first run)")
+    else:
+        print(f"{sess.get_outputs()[0].name}: shape {out.shape}, min {out.min():.4g}, "
+              f"max {out.max():.4g} ({ms:.1f} ms, first run)")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from mobile_engine.bench import run_bench
+    report = run_bench(args.model, shapes=dict(args.shape or []), threads=args.threads,
+                       runs=args.runs, compare=args.compare)
+    print(report.text())
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2))
+    return 0
+
+
+def cmd_zoo(args) -> int:
+    from mobile_engine import zoo
+    if args.action == "fetch":
+        zoo.fetch()
+    else:
+        print(zoo.home())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mobile-engine", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compile", help="compile an ONNX model into a .mplan plan")
+    c.add_argument("model")
+    c.add_argument("-o", "--output", required=True)
+    c.add_argument("--shape", action="append", type=parse_shape, metavar="NAME=DIMS",
+                   help="fix an input's shape, e.g. image=1x3x480x640 (repeatable)")
+    c.add_argument("--report", action="store_true", help="say what each graph pass changed")
+    c.add_argument("--disable-pass", action="append", metavar="NAME",
+                   help="skip a graph pass by name (repeatable)")
+    c.set_defaults(fn=cmd_compile)
+
+    r = sub.add_parser("run", help="run a plan on an image")
+    r.add_argument("plan")
+    r.add_argument("--input", help="an image for the plan's [1,3,H,W] input (resized, 0..1)")
+    r.add_argument("--output", help="where to write the first output (an image, or .npy)")
+    r.add_argument("--set", action="append", metavar="NAME=VALUES",
+                   help="other inputs: all values, one value, or INDEX:VALUE pairs")
+    r.add_argument("--threads", type=int, default=None)
+    r.set_defaults(fn=cmd_run)
+
+    i = sub.add_parser("inspect", help="show a plan's steps, kernels, passes, memory, provenance")
+    i.add_argument("plan")
+    i.set_defaults(fn=cmd_inspect)
+
+    b = sub.add_parser("bench", help="median latency of a model or plan, optionally vs onnxruntime")
+    b.add_argument("model", help="an .onnx model or a .mplan plan")
+    b.add_argument("--shape", action="append", type=parse_shape, metavar="NAME=DIMS")
+    b.add_argument("--threads", type=int, default=1)
+    b.add_argument("--runs", type=int, default=20)
+    b.add_argument("--compare", choices=["onnxruntime"], default=None)
+    b.add_argument("--json", help="write the results as JSON")
+    b.set_defaults(fn=cmd_bench)
+
+    z = sub.add_parser("zoo", help="fetch the real models and data (sha256-checked)")
+    z.add_argument("action", choices=["fetch", "where"])
+    z.set_defaults(fn=cmd_zoo)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except EngineError as exc:
+        print(f"mobile-engine: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,149 @@
+"""Session: load a plan, bind every step to its kernel once, run frames.
+
+Thread contract: a Session owns one arena, so one ``run`` at a time; a second thread that calls
+``run`` while another is inside it gets an ``EngineError`` at once (never a wrong answer). For
+parallel work create one Session per thread: sessions over one Plan share its mapped weights.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from mobile_engine.errors import EngineError, InputError, PlanFormatError
+from mobile_engine.plan.plan import Plan, as_plan
+from mobile_engine.planning.arena import ALIGN
+from mobile_engine.planning.step import BINDERS
+
+
+@dataclass(frozen=True)
+class NodeArg:
+    """onnxruntime-style description of an input or output."""
+    name: str
+    shape: tuple[int, ...]
+    type: str
+
+
+_ORT_TYPES = {"float32": "tensor(float)", "int64": "tensor(int64)", "int32": "tensor(int32)",
+              "uint8": "tensor(uint8)", "int8": "tensor(int8)", "bool": "tensor(bool)"}
+
+
+def _arena(nbytes: int) -> np.ndarray:
+    raw = np.zeros(nbytes + ALIGN, np.uint8)
+    start = (-raw.ctypes.data) % ALIGN
+    return raw[start:start + nbytes]
+
+
+class Session:
+    """Run a compiled plan.
+
+    Parameters
+    ----------
+    plan : Plan or path to a ``.mplan`` file
+    threads : int
+        Worker threads for parallel kernels (1 = strictly single-threaded).
+    """
+
+    def __init__(self, plan, threads: int | None = None) -> None:
+        self.plan: Plan = as_plan(plan)
+        max_threads = numba.config.NUMBA_NUM_THREADS
+        self.threads = max_threads if threads is None else int(threads)
+        if not 1 <= self.threads <= max_threads:
+            raise EngineError(f"threads={threads}: must be between 1 and {max_threads} "
+                              f"(NUMBA_NUM_THREADS)")
+        m = self.plan.manifest
+        self._arena = _arena(m["arena_bytes"])
+        self._views = {name: self._view(t) for name, t in m["tensors"].items()}
+        self._inputs = [NodeArg(i["name"], tuple(i["shape"]), i["dtype"]) for i in m["inputs"]]
+        self._outputs = [NodeArg(o["name"], tuple(o["shape"]), o["dtype"]) for o in m["outputs"]]
+        self._output_source = {o["name"]: (self.plan.blobs[o["blob"]] if "blob" in o
+                                           else self._views[o["name"]]) for o in m["outputs"]}
+        self._calls = []
+        self._step_names = []
+        for step in m["steps"]:
+            self._calls.append(self._bind(step))
+            self._step_names.append((step["name"], step["kernel"]))
+        self._lock = threading.Lock()
+
+    def _view(self, t: dict) -> np.ndarray:
+        return self._arena[t["offset"]:t["offset"] + t["nbytes"]].view(t["dtype"]).reshape(t["shape"])
+
+    def _bind(self, step: dict):
+        weights = {k: self.plan.blobs[i] for k, i in step["weights"].items()}
+        ins = [self._views[n] for n in step["inputs"]]
+        outs = [self._views[n] for n in step["outputs"]]
+        try:
+            return BINDERS[step["kernel"]](step["params"], weights, ins, outs)
+        except EngineError:
+            raise
+        except (KeyError, ValueError, TypeError, IndexError) as exc:
+            where = self.plan.path or "plan"
+            raise PlanFormatError(f"{where}: step {step['name']!r} (kernel {step['kernel']!r}) "
+                                  f"does not fit its kernel: {exc}") from None
+
+    # --- onnxruntime-compatible surface --------------------------------------------------------
+    def get_inputs(self) -> list[NodeArg]:
+        return [NodeArg(a.name, a.shape, _ORT_TYPES[a.type]) for a in self._inputs]
+
+    def get_outputs(self) -> list[NodeArg]:
+        return [NodeArg(a.name, a.shape, _ORT_TYPES[a.type]) for a in self._outputs]
+
+    def run(self, output_names, feeds: dict) -> list[np.ndarray]:
+        """Run one inference; ``output_names`` None means all outputs, in the model's order."""
+        names = [o.name for o in self._outputs] if output_names is None else list(output_names)
+        for n in names:
+            if n not in self._output_source:
+                raise InputError(f"unknown output {n!r}; outputs: "
+                                 f"{', '.join(o.name for o in self._outputs)}")
+        if not self._lock.acquire(blocking=False):
+            raise EngineError("Session.run called from two threads at once; a Session runs one "
+                              "frame at a time: create one Session per thread")
+        try:
+            self._feed(feeds)
+            numba.set_num_threads(self.threads)
+            for fn, args in self._calls:
+                fn(*args)
+            return [self._output_source[n].copy() for n in names]
+        finally:
+            self._lock.release()
+
+    def _feed(self, feeds: dict) -> None:
+        if not isinstance(feeds, dict):
+            raise InputError(f"feeds must be a dict of input name -> array, got "
+                             f"{type(feeds).__name__}")
+        unknown = set(feeds) - {a.name for a in self._inputs}
+        if unknown:
+            raise InputError(f"unknown input {sorted(unknown)[0]!r}; inputs: "
+                             f"{', '.join(a.name for a in self._inputs)}")
+        for a in self._inputs:
+            if a.name not in feeds:
+                raise InputError(f"input {a.name!r} is missing: expected {a.type} {list(a.shape)}")
+            x = feeds[a.name]
+            if not isinstance(x, np.ndarray):
+                x = np.asarray(x)
+            if x.shape != a.shape:
+                raise InputError(f"input {a.name!r}: expected shape {list(a.shape)}, got "
+                                 f"{list(x.shape)}")
+            if x.dtype.name != a.type:
+                raise InputError(f"input {a.name!r}: expected dtype {a.type}, got {x.dtype.name}")
+            np.copyto(self._views[a.name], x)
+
+    # --- profiling -----------------------------------------------------------------------------
+    def profile(self, feeds: dict, runs: int = 10) -> list[dict]:
+        """Median milliseconds per step over ``runs`` runs (kernels called one by one)."""
+        self.run(None, feeds)
+        times = np.zeros((runs, len(self._calls)))
+        with self._lock:
+            numba.set_num_threads(self.threads)
+            for r in range(runs):
+                for i, (fn, args) in enumerate(self._calls):
+                    t0 = time.perf_counter()
+                    fn(*args)
+                    times[r, i] = time.perf_counter() - t0
+        med = np.median(times, axis=0) * 1e3
+        steps = self.plan.steps
+        return [{"name": name, "kernel": kernel, "ms": float(ms), "flops": steps[i]["flops"]}
+                for i, ((name, kernel), ms) in enumerate(zip(self._step_names, med))]
