@@ -1,0 +1,62 @@
+"""multistyle26 end to end against onnxruntime: real photos, single styles and blends, several
+sizes (square and not, not multiples of 8 or 16)."""
+import numpy as np
+import pytest
+
+import mobile_engine as me
+from tests.conftest import ort_run
+from tests.tolerances import MODEL_ATOL
+
+
+def style(*pairs):
+    w = np.zeros(26, np.float32)
+    for i, v in pairs:
+        w[i] = v
+    return w
+
+
+STYLES = {"style0": style((0, 1.0)), "style7": style((7, 1.0)),
+          "blend3_19": style((3, 0.5), (19, 0.5)), "uniform": np.full(26, 1 / 26, np.float32)}
+CASES = [  # (h, w, photo, style)
+    (64, 96, "chelsea.png", "style7"),
+    (200, 328, "rocket.jpg", "blend3_19"),
+    (256, 256, "coffee.png", "style0"),
+    (97, 131, "astronaut.png", "uniform"),
+]
+
+
+@pytest.mark.parametrize("h,w,photo_name,style_name", CASES,
+                         ids=[f"{h}x{w}-{s}" for h, w, _, s in CASES])
+def test_matches_onnxruntime(multistyle26_path, photo, ort, tmp_path, h, w, photo_name, style_name):
+    plan = me.compile(multistyle26_path, input_shapes={"image": (1, 3, h, w)})
+    path = plan.save(tmp_path / "style.mplan")
+    sess = me.Session(path, threads=2)
+    feeds = {"image": photo(photo_name, h, w), "style_weights": STYLES[style_name]}
+    (ours,) = sess.run(None, feeds)
+    (expected,) = ort_run(ort, multistyle26_path, feeds)
+    assert ours.shape == expected.shape == (1, 3, h, w)
+    err = float(np.abs(ours - expected).max())
+    assert err <= MODEL_ATOL, f"max abs error {err:.2e} against onnxruntime"
+    # a second run on other styles with the same session: no state leaks between runs
+    feeds["style_weights"] = STYLES["style0"]
+    (again,) = sess.run(None, feeds)
+    (expected,) = ort_run(ort, multistyle26_path, feeds)
+    assert float(np.abs(again - expected).max()) <= MODEL_ATOL
+
+
+def test_fused_plan_shape(multistyle26_path):
+    """The compiled plan is one fused NHWC region: 18 convs with their norms, two transposes."""
+    plan = me.compile(multistyle26_path, input_shapes={"image": (1, 3, 64, 96)})
+    kernels = [s["kernel"] for s in plan.steps]
+    assert sum("conv2d" in k for k in kernels) == 18
+    assert sum("transpose" in k for k in kernels) == 2
+    assert not any("pad" in k or "resize" in k for k in kernels), kernels
+
+
+@pytest.mark.slow
+def test_480x640_matches_onnxruntime(multistyle26_path, photo, ort):
+    plan = me.compile(multistyle26_path, input_shapes={"image": (1, 3, 480, 640)})
+    feeds = {"image": photo("chelsea.png", 480, 640), "style_weights": STYLES["blend3_19"]}
+    (ours,) = me.Session(plan, threads=2).run(None, feeds)
+    (expected,) = ort_run(ort, multistyle26_path, feeds)
+    assert float(np.abs(ours - expected).max()) <= MODEL_ATOL
