@@ -1,0 +1,296 @@
+"""ONNX importers for constants, shapes and data movement.
+
+Shape, Constant, ConstantOfShape, Identity and Dropout make no IR op: they produce a constant
+or pass a value through. Flatten, Squeeze and Unsqueeze become RESHAPE with a static shape.
+"""
+from __future__ import annotations
+
+import numpy as np
+from onnx import numpy_helper
+
+from mobile_engine.importers.onnx_base import (Context, constant_from_attribute, importer,
+                                               onnx_to_numpy_dtype)
+from mobile_engine.ir.ops import Op
+
+
+def _axes(ctx: Context, axes, rank: int) -> list[int]:
+    out = []
+    for a in axes:
+        if not -rank <= a < rank:
+            raise ctx.malformed(f"axis {a} is out of range for rank {rank}")
+        out.append(a % rank)
+    return out
+
+
+@importer("Constant")
+def constant(ctx: Context):
+    (attr,) = ctx.node.attribute
+    return constant_from_attribute(ctx.name, attr)
+
+
+@importer("ConstantOfShape")
+def constant_of_shape(ctx: Context):
+    shape = [int(d) for d in ctx.const(0, "shape").reshape(-1)]
+    value = ctx.attrs.get("value")
+    fill = numpy_helper.to_array(value).reshape(-1) if value is not None else \
+        np.zeros(1, np.float32)
+    return np.full(shape, fill[0], dtype=fill.dtype)
+
+
+@importer("Shape")
+def shape(ctx: Context):
+    dims = ctx.shape(ctx.input(0))
+    start, end = ctx.attr("start", 0), ctx.attr("end", None)
+    return np.array(dims[slice(start, end)], dtype=np.int64)
+
+
+@importer("Size")
+def size(ctx: Context):
+    return np.array(int(np.prod(ctx.shape(ctx.input(0)), dtype=np.int64)), dtype=np.int64)
+
+
+@importer("Identity")
+def identity(ctx: Context):
+    return ctx.input(0)
+
+
+@importer("Dropout")
+def dropout(ctx: Context):
+    x = ctx.input(0)
+    training = ctx.const(2, "training_mode") if len(ctx.values) > 2 else None
+    ratio = ctx.const(1, "ratio") if len(ctx.values) > 1 else None
+    ratio = float(ratio) if ratio is not None else float(ctx.attr("ratio", 0.5))
+    if ctx.attr("is_test", 1) == 0 and ctx.opset < 7 or \
+            (training is not None and bool(training) and ratio != 0.0):
+        raise ctx.unsupported("training-mode Dropout is not supported (inference only)")
+    return [x, np.ones(ctx.shape(x), dtype=np.bool_)]
+
+
+@importer("Cast")
+def cast(ctx: Context):
+    to = onnx_to_numpy_dtype(ctx.attr("to"))
+    x = ctx.input(0)
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind in "fc" and np.dtype(to).kind in "iub":
+            # NOTE: float -> int casts truncate toward zero in ONNX; numpy's astype does too,
+            # but it warns on NaN/inf; those are undefined in ONNX anyway.
+            with np.errstate(invalid="ignore"):
+                return x.astype(to)
+        return x.astype(to)
+    if np.dtype(to) == np.float64:
+        raise ctx.unsupported("Cast to float64 at run time is not supported (no f64 kernels)")
+    return ctx.cast(x, to)
+
+
+def _reshape_target(ctx: Context, in_shape, shape, allowzero: bool) -> tuple[int, ...]:
+    shape = [int(d) for d in shape]
+    out = []
+    for i, d in enumerate(shape):
+        if d == 0 and not allowzero:
+            if i >= len(in_shape):
+                raise ctx.malformed(f"shape {shape}: 0 at axis {i} has no input dim to copy")
+            out.append(in_shape[i])
+        else:
+            out.append(d)
+    if out.count(-1) > 1:
+        raise ctx.malformed(f"shape {shape} has more than one -1")
+    if -1 in out:
+        known = int(np.prod([d for d in out if d != -1], dtype=np.int64))
+        total = int(np.prod(in_shape, dtype=np.int64))
+        if known == 0 or total % known:
+            raise ctx.malformed(f"cannot reshape {tuple(in_shape)} to {shape}")
+        out[out.index(-1)] = total // known
+    if int(np.prod(out, dtype=np.int64)) != int(np.prod(in_shape, dtype=np.int64)):
+        raise ctx.malformed(f"cannot reshape {tuple(in_shape)} to {shape}")
+    return tuple(out)
+
+
+@importer("Reshape")
+def reshape(ctx: Context):
+    x = ctx.input(0)
+    shape = ctx.attrs["shape"] if "shape" in ctx.attrs else ctx.const(1, "shape").reshape(-1)
+    target = _reshape_target(ctx, ctx.shape(x), shape, bool(ctx.attr("allowzero", 0)))
+    return ctx.reshape(x, target, suffix=None)
+
+
+@importer("Flatten")
+def flatten(ctx: Context):
+    x = ctx.input(0)
+    s = ctx.shape(x)
+    axis = ctx.attr("axis", 1)
+    axis = axis + len(s) if axis < 0 else axis
+    if not 0 <= axis <= len(s):
+        raise ctx.malformed(f"axis {ctx.attr('axis')} out of range for rank {len(s)}")
+    target = (int(np.prod(s[:axis], dtype=np.int64)), int(np.prod(s[axis:], dtype=np.int64)))
+    return ctx.reshape(x, target, suffix=None)
+
+
+@importer("Squeeze")
+def squeeze(ctx: Context):
+    x = ctx.input(0)
+    s = ctx.shape(x)
+    axes = ctx.ints(1, "axes", "axes")
+    if axes is None:
+        axes = [i for i, d in enumerate(s) if d == 1]
+    axes = _axes(ctx, axes, len(s))
+    for a in axes:
+        if s[a] != 1:
+            raise ctx.malformed(f"cannot squeeze axis {a} of size {s[a]} (shape {s})")
+    target = tuple(d for i, d in enumerate(s) if i not in axes)
+    return ctx.reshape(x, target, suffix=None)
+
+
+@importer("Unsqueeze")
+def unsqueeze(ctx: Context):
+    x = ctx.input(0)
+    s = ctx.shape(x)
+    axes = ctx.ints(1, "axes", "axes")
+    if axes is None:
+        raise ctx.malformed("Unsqueeze needs axes")
+    rank = len(s) + len(axes)
+    axes = sorted(_axes(ctx, axes, rank))
+    dims = iter(s)
+    target = tuple(1 if i in axes else next(dims) for i in range(rank))
+    return ctx.reshape(x, target, suffix=None)
+
+
+@importer("Transpose")
+def transpose(ctx: Context):
+    x = ctx.input(0)
+    perm = ctx.attr("perm") or list(range(ctx.rank(x)))[::-1]
+    perm = tuple(int(p) for p in perm)
+    if perm == tuple(range(len(perm))):
+        return x
+    return ctx.emit(Op.TRANSPOSE, x, perm=perm)
+
+
+@importer("Concat")
+def concat(ctx: Context):
+    xs = [v for v in ctx.values if v is not None]
+    rank = ctx.rank(xs[0])
+    axis = ctx.attr("axis", 1 if ctx.opset < 4 else None)
+    if axis is None:
+        raise ctx.malformed("Concat needs an axis")
+    (axis,) = _axes(ctx, [axis], rank)
+    # ONNX allows empty inputs along the axis; they add nothing
+    xs = [v for v in xs if ctx.shape(v)[axis] > 0] or xs[:1]
+    if len(xs) == 1:
+        return xs[0]
+    return ctx.emit(Op.CONCAT, *xs, axis=axis)
+
+
+@importer("Slice")
+def slice_(ctx: Context):
+    x = ctx.input(0)
+    rank = ctx.rank(x)
+    if ctx.opset < 10:
+        starts, ends = ctx.attr("starts"), ctx.attr("ends")
+        axes, steps = ctx.attr("axes"), None
+    else:
+        starts, ends = ctx.ints(1, "-", "starts"), ctx.ints(2, "-", "ends")
+        axes, steps = ctx.ints(3, "-", "axes"), ctx.ints(4, "-", "steps")
+    axes = list(range(len(starts))) if axes is None else list(axes)
+    steps = [1] * len(starts) if steps is None else list(steps)
+    axes = _axes(ctx, axes, rank)
+    return ctx.emit(Op.SLICE, x, starts=starts, ends=ends, axes=axes, steps=steps)
+
+
+@importer("Gather")
+def gather(ctx: Context):
+    x, idx = ctx.input(0), ctx.input(1)
+    (axis,) = _axes(ctx, [ctx.attr("axis", 0)], ctx.rank(x))
+    if isinstance(idx, np.ndarray):
+        d = ctx.shape(x)[axis]
+        if np.any((idx < -d) | (idx >= d)):
+            raise ctx.malformed(f"indices {idx.reshape(-1)[:8].tolist()} out of range for "
+                                f"axis {axis} of size {d}")
+        idx = np.where(idx < 0, idx + d, idx).astype(np.int64)
+    return ctx.emit(Op.GATHER, x, idx, axis=axis)
+
+
+@importer("Pad")
+def pad(ctx: Context):
+    x = ctx.input(0)
+    rank = ctx.rank(x)
+    mode = ctx.attr("mode", "constant")
+    if mode not in ("constant", "reflect", "edge"):
+        raise ctx.bad_attr("mode", mode)
+    if ctx.opset < 11:
+        pads = [int(p) for p in ctx.attr("pads" if ctx.opset >= 2 else "paddings")]
+        value = float(ctx.attr("value", 0.0))
+    else:
+        pads = [int(p) for p in ctx.const(1, "pads").reshape(-1)]
+        cv = ctx.const(2, "constant_value") if len(ctx.values) > 2 else None
+        value = float(np.asarray(cv).reshape(-1)[0]) if cv is not None and cv.size else 0.0
+        axes = ctx.const(3, "axes") if len(ctx.values) > 3 else None
+        if axes is not None:
+            axes = _axes(ctx, [int(a) for a in axes.reshape(-1)], rank)
+            full = [0] * (2 * rank)
+            for k, a in enumerate(axes):
+                full[a], full[a + rank] = pads[k], pads[k + len(axes)]
+            pads = full
+    if len(pads) != 2 * rank:
+        raise ctx.malformed(f"pads {pads} need {2 * rank} values for rank {rank}")
+    if min(pads) < 0:                                  # negative pads crop: a SLICE first
+        s = ctx.shape(x)
+        starts = [max(-pads[i], 0) for i in range(rank)]
+        ends = [s[i] - max(-pads[i + rank], 0) for i in range(rank)]
+        x = ctx.emit(Op.SLICE, x, suffix="crop", starts=starts, ends=ends,
+                     axes=list(range(rank)), steps=[1] * rank)
+        pads = [max(p, 0) for p in pads]
+    if not any(pads):
+        return x
+    if mode == "reflect":
+        s = ctx.shape(x)
+        for i in range(rank):
+            if max(pads[i], pads[i + rank]) >= s[i]:
+                raise ctx.unsupported(f"reflect pads {pads} reach beyond the input {s}")
+    if mode == "edge" and any(d == 0 for d in ctx.shape(x)):
+        raise ctx.unsupported("edge padding of an empty tensor")
+    return ctx.emit(Op.PAD, x, pads=pads, mode=mode, value=value)
+
+
+# --- quantization: only folded on constants for now -----------------------------------------
+def _qparam_broadcast(ctx: Context, p: np.ndarray, x_shape, axis: int) -> np.ndarray:
+    if p.size == 1 or len(x_shape) == 0:
+        return p.reshape(())
+    if ctx.attr("block_size", 0):
+        raise ctx.bad_attr("block_size", ctx.attr("block_size"))
+    shape = [1] * len(x_shape)
+    shape[axis % len(x_shape)] = p.size
+    return p.reshape(shape)
+
+
+def _require_const_qdq(ctx: Context) -> None:
+    if not all(v is None or isinstance(v, np.ndarray) for v in ctx.values):
+        raise ctx.unsupported("int8 QDQ import is not supported yet (QuantizeLinear/"
+                              "DequantizeLinear on run-time tensors)")
+
+
+@importer("QuantizeLinear")
+def quantize_linear(ctx: Context):
+    _require_const_qdq(ctx)
+    x, scale = ctx.values[0], ctx.values[1]
+    zp = ctx.input(2)
+    axis = ctx.attr("axis", 1)
+    out_dtype = zp.dtype if zp is not None else np.dtype(np.uint8)
+    if ctx.attr("output_dtype", 0):
+        out_dtype = onnx_to_numpy_dtype(ctx.attr("output_dtype"))
+    if out_dtype.kind not in "iu":
+        raise ctx.unsupported(f"QuantizeLinear to {out_dtype} is not supported")
+    s = _qparam_broadcast(ctx, scale, x.shape, axis).astype(np.float64)
+    z = _qparam_broadcast(ctx, zp if zp is not None else np.zeros(1, out_dtype), x.shape, axis)
+    q = np.rint(x.astype(np.float64) / s) + z.astype(np.float64)   # rint: round half to even
+    info = np.iinfo(out_dtype)
+    return np.clip(q, info.min, info.max).astype(out_dtype)
+
+
+@importer("DequantizeLinear")
+def dequantize_linear(ctx: Context):
+    _require_const_qdq(ctx)
+    x, scale = ctx.values[0], ctx.values[1]
+    zp = ctx.input(2)
+    axis = ctx.attr("axis", 1)
+    s = _qparam_broadcast(ctx, scale, x.shape, axis)
+    z = _qparam_broadcast(ctx, zp, x.shape, axis).astype(np.float64) if zp is not None else 0.0
+    return ((x.astype(np.float64) - z) * s.astype(np.float64)).astype(scale.dtype)
