@@ -1,0 +1,287 @@
+"""Data movement: PAD, CONCAT, TRANSPOSE, SLICE, GATHER, CAST, RESHAPE (copy fallback).
+
+Lowerings decide everything from static shapes (views, lane width, index tables, strided plans;
+see ``kernels/f32_layout.py``); binders only reshape arena views and pick the serial or parallel
+variant. Kernels move raw lanes, so every IR dtype is served (ids ``x32_*`` / ``x8_*``).
+
+A constant operand becomes weight ``in<i>`` (``planning.step.runtime_inputs``) and binders put
+it back in its place with :func:`operands`; steps record ``n_inputs`` for that.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from kernels import f32_layout as k
+from kernels.config import PARALLEL_MIN_WORK
+from mobile_engine.errors import ShapeError, UnsupportedOperatorError
+from mobile_engine.ir.graph import Graph, Node
+from mobile_engine.ir.ops import Op
+from mobile_engine.ir.shapes import normalize_axes, slice_index
+from mobile_engine.planning.step import Step, binds, lowers, runtime_inputs
+
+
+# --- shared helpers (pool and resize families use them too) ---------------------------------
+def split_inputs(node: Node, graph: Graph) -> tuple[list[str], dict[str, np.ndarray], dict]:
+    """Runtime input names, constant weights ``in<i>``, and the params binders need to rebuild
+    the node's operand list."""
+    names, consts = runtime_inputs(node, graph)
+    return names, consts, {"n_inputs": len(node.inputs)}
+
+
+def operands(params: dict, weights: dict, inputs: list) -> list:
+    """The node's operands in order: runtime arrays and constant weights interleaved."""
+    it = iter(inputs)
+    return [weights[f"in{i}"] if f"in{i}" in weights else next(it)
+            for i in range(params["n_inputs"])]
+
+
+def noop() -> None:
+    """The call of a step whose output is empty."""
+
+
+def pick(serial, parallel, work: int, tasks: int = 2):
+    """The parallel variant when the work pays for a parallel launch and splits into tasks."""
+    return parallel if work >= PARALLEL_MIN_WORK and tasks >= 2 else serial
+
+
+def _tensor(graph: Graph, name: str):
+    return graph.tensors[name]
+
+
+def _copy_step(node: Node, graph: Graph) -> list[Step]:
+    names, consts, params = split_inputs(node, graph)
+    return [Step(node.name, "copy_bytes", names, list(node.outputs), params, consts)]
+
+
+# --- copy_bytes / RESHAPE -------------------------------------------------------------------
+@lowers(Op.RESHAPE)
+def lower_reshape(node: Node, graph: Graph) -> list[Step]:
+    """Planning aliases RESHAPE (a view); this copy only runs when aliasing is impossible
+    (a constant input, or an integrator that needs a distinct buffer)."""
+    return _copy_step(node, graph)
+
+
+@binds("copy_bytes")
+def bind_copy(params, weights, inputs, outputs):
+    (x, *_), out = operands(params, weights, inputs), outputs[0]
+    if x.nbytes != out.nbytes:
+        raise ValueError(f"copy_bytes: input {x.shape} {x.dtype} and output {out.shape} "
+                         f"{out.dtype} differ in size")
+    if out.size == 0:
+        return noop, ()
+    lane = k.lane_bytes(out.nbytes)
+    x1 = x.reshape(-1).view(np.uint8).view(k.LANES[lane])
+    o1 = out.reshape(-1).view(np.uint8).view(k.LANES[lane])
+    return pick(k.copy_serial, k.copy_parallel, out.size, o1.size // k.COPY_CHUNK), (x1, o1)
+
+
+# --- PAD --------------------------------------------------------------------------------------
+@lowers(Op.PAD)
+def lower_pad(node: Node, graph: Graph) -> list[Step]:
+    x = _tensor(graph, node.inputs[0])
+    a = node.attrs
+    try:
+        plan = k.pad_plan(x.shape, a["pads"], a["mode"])
+    except ValueError as exc:
+        raise UnsupportedOperatorError(f"node {node.name!r} (PAD, input {x.shape}): {exc}") \
+            from None
+    if plan is None:
+        return _copy_step(node, graph)
+    names, consts, params = split_inputs(node, graph)
+    lane = k.lane_bytes(plan.in_view[2] * x.dtype.itemsize)
+    params.update(in_view=list(plan.in_view), out_view=list(plan.out_view), run=list(plan.run),
+                  value=float(a["value"]), lane=lane)
+    weights = {**consts, "row_src": plan.row_src, "col_src": plan.col_src}
+    return [Step(node.name, f"{k.LANE_PREFIX[lane]}_pad_nd", names, list(node.outputs), params,
+                 weights)]
+
+
+@binds("x32_pad_nd", "x8_pad_nd")
+def bind_pad(params, weights, inputs, outputs):
+    x, out = operands(params, weights, inputs)[0], outputs[0]
+    if out.size == 0:
+        return noop, ()
+    lane = params["lane"]
+    (ri, wi, b), (ro, wo, _) = params["in_view"], params["out_view"]
+    x2 = k.as_lanes(x, (ri, wi * b), lane)
+    o2 = k.as_lanes(out, (ro, wo * b), lane)
+    bl = b * out.dtype.itemsize // lane
+    fill = k.fill_block(params["value"], out.dtype, b, lane)
+    lo, hi, src = params["run"]
+    fn = pick(k.pad_serial, k.pad_parallel, out.size, ro)
+    return fn, (x2, o2, bl, weights["row_src"], weights["col_src"], fill, lo, hi, src)
+
+
+# --- CONCAT -----------------------------------------------------------------------------------
+@lowers(Op.CONCAT)
+def lower_concat(node: Node, graph: Graph) -> list[Step]:
+    out = _tensor(graph, node.outputs[0])
+    (axis,) = normalize_axes(node, [node.attrs["axis"]], len(out.shape))
+    parts = [_tensor(graph, n) for n in node.inputs]
+    isz = out.dtype.itemsize
+    outer = math.prod(out.shape[:axis])
+    inners = [math.prod(t.shape[axis:]) for t in parts]
+    lane = k.lane_bytes(*(i * isz for i in inners))
+    names, consts, params = split_inputs(node, graph)
+    params.update(outer=outer, inners=inners, lane=lane)
+    return [Step(node.name, f"{k.LANE_PREFIX[lane]}_concat", names, list(node.outputs), params,
+                 consts)]
+
+
+def concat_all(kernel, parts, out2) -> None:
+    """Run ``kernel`` once per (part, lane offset) into ``out2``."""
+    for x2, offset in parts:
+        kernel(x2, out2, offset)
+
+
+@binds("x32_concat", "x8_concat")
+def bind_concat(params, weights, inputs, outputs):
+    out, lane, outer = outputs[0], params["lane"], params["outer"]
+    if out.size == 0:
+        return noop, ()
+    isz = out.dtype.itemsize
+    total = sum(params["inners"]) * isz // lane
+    o2 = k.as_lanes(out, (outer, sum(params["inners"])), lane)
+    parts, offset = [], 0
+    for x, inner in zip(operands(params, weights, inputs), params["inners"]):
+        if inner:
+            parts.append((k.as_lanes(x, (outer, inner), lane), offset))
+        offset += inner * isz // lane
+    assert offset == total
+    fn = pick(k.concat_serial, k.concat_parallel, out.size, outer)
+    return concat_all, (fn, tuple(parts), o2)
+
+
+# --- TRANSPOSE and SLICE (strided copies) -----------------------------------------------------
+def _strided_step(node: Node, graph: Graph, plan: k.StridedPlan, isz: int,
+                  tiled_ok: bool) -> list[Step]:
+    names, consts, params = split_inputs(node, graph)
+    bt = k.batched_transpose(plan) if tiled_ok else None
+    if bt is not None and isz in k.LANES:
+        params.update(view=list(bt), lane=isz)
+        kernel = f"{k.LANE_PREFIX[isz]}_transpose_b2d_tiled"
+    else:
+        lane = k.lane_bytes(plan.block * isz, plan.base * isz, *(s * isz for s in plan.strides))
+        params.update(counts=plan.counts, strides=plan.strides, base=plan.base, block=plan.block,
+                      lane=lane)
+        kernel = f"{k.LANE_PREFIX[lane]}_copy_strided_nd"
+    return [Step(node.name, kernel, names, list(node.outputs), params, consts)]
+
+
+@lowers(Op.TRANSPOSE)
+def lower_transpose(node: Node, graph: Graph) -> list[Step]:
+    x = _tensor(graph, node.inputs[0])
+    perm = list(node.attrs["perm"])
+    if len(perm) > k.MAX_RANK:
+        raise UnsupportedOperatorError(f"node {node.name!r} (TRANSPOSE): rank {len(perm)} > "
+                                       f"{k.MAX_RANK}")
+    plan = k.transpose_plan(x.shape, perm)
+    if not plan.counts:
+        return _copy_step(node, graph)                 # identity once size-1 axes are dropped
+    return _strided_step(node, graph, plan, x.dtype.itemsize, tiled_ok=True)
+
+
+@lowers(Op.SLICE)
+def lower_slice(node: Node, graph: Graph) -> list[Step]:
+    x = _tensor(graph, node.inputs[0])
+    plan = k.slice_plan(x.shape, slice_index(node, x.shape))
+    if not plan.counts and plan.base == 0 and plan.block == math.prod(x.shape):
+        return _copy_step(node, graph)
+    try:
+        return _strided_step(node, graph, plan, x.dtype.itemsize, tiled_ok=False)
+    except ValueError as exc:
+        raise UnsupportedOperatorError(f"node {node.name!r} (SLICE, input {x.shape}): {exc}") \
+            from None
+
+
+@binds("x32_copy_strided_nd", "x8_copy_strided_nd")
+def bind_strided(params, weights, inputs, outputs):
+    x, out = operands(params, weights, inputs)[0], outputs[0]
+    if out.size == 0:
+        return noop, ()
+    lane = params["lane"]
+    isz = out.dtype.itemsize
+    pad = k.MAX_RANK - len(params["counts"])
+    counts = np.array([1] * pad + list(params["counts"]), np.int64)
+    strides = np.array([0] * pad + [s * isz // lane for s in params["strides"]], np.int64)
+    x1 = x.reshape(-1).view(np.uint8).view(k.LANES[lane])
+    o1 = out.reshape(-1).view(np.uint8).view(k.LANES[lane])
+    rows = int(np.prod(counts[:-1]))
+    fn = pick(k.strided_serial, k.strided_parallel, out.size, rows)
+    return fn, (x1, o1, counts, strides, params["base"] * isz // lane,
+                params["block"] * isz // lane)
+
+
+@binds("x32_transpose_b2d_tiled", "x8_transpose_b2d_tiled")
+def bind_tiled(params, weights, inputs, outputs):
+    x, out = operands(params, weights, inputs)[0], outputs[0]
+    if out.size == 0:
+        return noop, ()
+    nb, r, s = params["view"]
+    lane = k.LANES[params["lane"]]
+    x3, o3 = x.reshape(nb, r, s).view(lane), out.reshape(nb, s, r).view(lane)
+    fn = pick(k.tiled_serial, k.tiled_parallel, out.size, nb * ((s + k.TILE - 1) // k.TILE))
+    return fn, (x3, o3)
+
+
+# --- GATHER -----------------------------------------------------------------------------------
+@lowers(Op.GATHER)
+def lower_gather(node: Node, graph: Graph) -> list[Step]:
+    x, idx = _tensor(graph, node.inputs[0]), _tensor(graph, node.inputs[1])
+    (axis,) = normalize_axes(node, [node.attrs["axis"]], len(x.shape))
+    d = x.shape[axis]
+    names, consts, params = split_inputs(node, graph)
+    if "in1" in consts:                              # constant indices: checked and normalised
+        ind = consts["in1"].astype(np.int64).reshape(-1)
+        bad = ind[(ind < -d) | (ind >= d)]
+        if bad.size:
+            raise ShapeError(f"node {node.name!r} (GATHER): index {int(bad[0])} out of range "
+                             f"for axis {axis} of size {d} (input {x.shape})")
+        consts["in1"] = np.ascontiguousarray(np.where(ind < 0, ind + d, ind))
+    elif idx.dtype.np.kind not in "iu":
+        raise UnsupportedOperatorError(f"node {node.name!r} (GATHER): indices of dtype "
+                                       f"{idx.dtype.value}; expected an integer type")
+    inner = math.prod(x.shape[axis + 1:])
+    lane = k.lane_bytes(inner * x.dtype.itemsize)
+    params.update(outer=math.prod(x.shape[:axis]), axis_size=d, inner=inner, lane=lane)
+    return [Step(node.name, f"{k.LANE_PREFIX[lane]}_gather", names, list(node.outputs), params,
+                 consts)]
+
+
+@binds("x32_gather", "x8_gather")
+def bind_gather(params, weights, inputs, outputs):
+    x, idx = operands(params, weights, inputs)
+    out = outputs[0]
+    if out.size == 0:
+        return noop, ()
+    outer, d, inner, lane = params["outer"], params["axis_size"], params["inner"], params["lane"]
+    idx1 = idx.reshape(-1)
+    x3 = k.as_lanes(x, (outer, d, inner), lane)
+    o3 = k.as_lanes(out, (outer, idx1.size, inner), lane)
+    fn = pick(k.gather_serial, k.gather_parallel, out.size, outer * idx1.size)
+    return fn, (x3, o3, idx1)
+
+
+# --- CAST -------------------------------------------------------------------------------------
+@lowers(Op.CAST)
+def lower_cast(node: Node, graph: Graph) -> list[Step]:
+    x, out = _tensor(graph, node.inputs[0]), _tensor(graph, node.outputs[0])
+    if x.dtype is out.dtype:
+        return _copy_step(node, graph)
+    names, consts, params = split_inputs(node, graph)
+    return [Step(node.name, "np_cast", names, list(node.outputs), params, consts)]
+
+
+def np_cast(out: np.ndarray, x: np.ndarray) -> None:
+    """out[...] = x converted as numpy's ``astype`` does (C casts, float -> int truncates)."""
+    np.copyto(out, x, casting="unsafe")
+
+
+@binds("np_cast")
+def bind_cast(params, weights, inputs, outputs):
+    x, out = operands(params, weights, inputs)[0], outputs[0]
+    if x.shape != out.shape:
+        raise ValueError(f"np_cast: input {x.shape} and output {out.shape} differ")
+    return np_cast, (out, x)
