@@ -1,0 +1,214 @@
+"""Element-wise family: unary maps, binary ops (numpy broadcasting, fused activation), PReLU.
+
+Lowering (compile time) decides the kernel and the broadcast walk (``broadcast_plan``: merged
+axes and strides), keeps constant operands as weights ``in<i>``, and records the activation
+as ints/floats. Binding (load time) reshapes the arena views to flat views and picks the
+serial or parallel variant; nothing is decided per run.
+
+Kernel ids:
+
+- ``f32_v<op>`` unary float32 maps, e.g. ``f32_vrelu``, ``f32_vhard_swish``, ``f32_vsqrt``
+- ``f32_vbinary_<op>[_scalar|_rows|_bcast][_<epilogue>]``: ``<op>`` in add, sub, mul, div,
+  pow, prelu; no suffix = same shapes, ``_scalar`` = one side a single value, ``_rows`` = two
+  merged axes (NHWC + per-channel vector), ``_bcast`` = general strided broadcast; the
+  epilogue names the fused activation (``_relu``, ``_minmax``, ``_lrelu``, ``_sigmoid``, ...)
+- ``np_unary_<op>`` / ``np_binary_<op>``: other dtypes (int64/int32/bool/mixed), numpy ufuncs
+  writing into the output view with ``out=`` (no allocation)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kernels import f32_elementwise as kew
+from mobile_engine.errors import UnsupportedOperatorError
+from mobile_engine.ir.graph import Graph, Node
+from mobile_engine.ir.ops import BINARY, UNARY, Activation, Op
+from mobile_engine.planning.step import Step, binds, lowers, runtime_inputs
+
+F32 = np.dtype(np.float32)
+EPILOGUES = {Activation.NONE: "", Activation.RELU: "_relu", Activation.CLAMP: "_minmax",
+             Activation.LEAKY_RELU: "_lrelu", Activation.SIGMOID: "_sigmoid",
+             Activation.TANH: "_tanh", Activation.HARD_SIGMOID: "_hsigmoid",
+             Activation.HARD_SWISH: "_hswish"}
+PATTERNS = ("", "_scalar", "_rows", "_bcast")
+BINARY_NAMES = ("add", "sub", "mul", "div", "pow", "prelu")
+UNARY_NAMES = tuple(kew.UNARY_CODES)
+
+
+def readonly(x: np.ndarray) -> np.ndarray:
+    """A read-only view: inputs always reach kernels as read-only arrays, whether they are
+    weights (mapped plan file) or arena tensors, so one Numba signature serves both."""
+    v = x.view()
+    v.flags.writeable = False
+    return v
+
+
+def _dtype(graph: Graph, name: str) -> np.dtype:
+    return graph.tensors[name].dtype.np
+
+
+def _fail(node: Node, why: str) -> UnsupportedOperatorError:
+    return UnsupportedOperatorError(f"node {node.name!r} ({node.op.name}): {why}")
+
+
+def _activation(node: Node) -> tuple[int, float, float]:
+    kind = Activation(node.attrs.get("activation", Activation.NONE))
+    p0, p1 = kew.act_params(kind, node.attrs.get("act_params", ()))
+    return int(kind), p0, p1
+
+
+# --------------------------------------------------------------------------------------------
+# Unary
+@lowers(*UNARY)
+def lower_unary(node: Node, graph: Graph) -> list[Step]:
+    names, consts = runtime_inputs(node, graph)
+    a = node.attrs
+    p0, p1 = {Op.CLIP: (a.get("min", -np.inf), a.get("max", np.inf)),
+              Op.LEAKY_RELU: (a.get("alpha", 0.01), 0.0),
+              Op.HARD_SIGMOID: (a.get("alpha", 0.2), a.get("beta", 0.5))}.get(node.op, (0.0, 0.0))
+    x = node.inputs[0]
+    size = int(np.prod(graph.tensors[x].shape, dtype=np.int64))
+    params = {"code": kew.UNARY_CODES[node.op.value], "p0": float(p0), "p1": float(p1)}
+    if _dtype(graph, x) == F32:
+        kernel = f"f32_v{node.op.value}"
+    else:
+        if node.op not in (Op.RELU, Op.CLIP, Op.NEG, Op.SQRT, Op.EXP, Op.RECIPROCAL):
+            raise _fail(node, f"{node.op.name} on {_dtype(graph, x)} has no kernel")
+        kernel = f"np_unary_{node.op.value}"
+    return [Step(node.name, kernel, names, list(node.outputs), params, consts, flops=size)]
+
+
+def _operands(weights: dict, inputs: list, count: int) -> list[np.ndarray]:
+    """The node's operands in order: weights ``in<i>`` where constant, else the next input."""
+    runtime = iter(inputs)
+    return [weights[f"in{i}"] if f"in{i}" in weights else next(runtime) for i in range(count)]
+
+
+@binds(*(f"f32_v{n}" for n in UNARY_NAMES))
+def bind_f32_unary(params, weights, inputs, outputs):
+    (x,) = _operands(weights, inputs, 1)
+    out = outputs[0]
+    k = kew.variant(out.size)
+    return k.vunary, (readonly(x).reshape(-1), out.reshape(-1), int(params["code"]),
+                      np.float32(params["p0"]), np.float32(params["p1"]))
+
+
+def _int_bounds(dtype: np.dtype, lo: float, hi: float):
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        lo = info.min if not np.isfinite(lo) else int(np.ceil(lo))
+        hi = info.max if not np.isfinite(hi) else int(np.floor(hi))
+    return lo, hi
+
+
+@binds(*(f"np_unary_{n}" for n in ("relu", "clip", "neg", "sqrt", "exp", "reciprocal")))
+def bind_np_unary(params, weights, inputs, outputs):
+    (x,) = _operands(weights, inputs, 1)
+    out = outputs[0]
+    code = int(params["code"])
+    if code == kew.UNARY_CODES["relu"]:
+        zero = out.dtype.type(0)
+        return (lambda: np.maximum(x, zero, out=out, casting="unsafe")), ()
+    if code == kew.UNARY_CODES["clip"]:
+        lo, hi = _int_bounds(out.dtype, params["p0"], params["p1"])
+        return (lambda: np.clip(x, lo, hi, out=out, casting="unsafe")), ()
+    fn = {kew.NEG: np.negative, kew.SQRT: np.sqrt, kew.EXP: np.exp,
+          kew.RECIPROCAL: np.reciprocal}[code]
+
+    def run():
+        with np.errstate(all="ignore"):
+            fn(x, out=out, casting="unsafe")
+    return run, ()
+
+
+# --------------------------------------------------------------------------------------------
+# Binary and PReLU
+def _pattern(plan: dict) -> str:
+    if plan["kind"] == "flat":
+        return "" if plan["a_strides"] == plan["b_strides"] == [1] else "_scalar"
+    return "_rows" if plan["kind"] == "rows" else "_bcast"
+
+
+@lowers(*BINARY, Op.PRELU)
+def lower_binary(node: Node, graph: Graph) -> list[Step]:
+    names, consts = runtime_inputs(node, graph)
+    a_name, b_name = node.inputs[0], node.inputs[1]
+    out_t = graph.tensors[node.outputs[0]]
+    act, p0, p1 = _activation(node)
+    name = node.op.value
+    params = {"op": kew.BINARY_CODES[name], "act": act, "p0": p0, "p1": p1}
+    flops = int(np.prod(out_t.shape, dtype=np.int64))
+    dtypes = {_dtype(graph, a_name), _dtype(graph, b_name), out_t.dtype.np}
+    if dtypes == {F32}:
+        a_shape, b_shape = graph.tensors[a_name].shape, graph.tensors[b_name].shape
+        try:
+            plan = kew.broadcast_plan(a_shape, b_shape)
+        except ValueError as exc:
+            raise _fail(node, str(exc)) from None
+        params.update(plan)
+        consts = {k: np.ascontiguousarray(v, np.float32) for k, v in consts.items()}
+        kernel = f"f32_vbinary_{name}{_pattern(plan)}{EPILOGUES[Activation(act)]}"
+    else:
+        if node.op is Op.PRELU:
+            raise _fail(node, f"PRELU on {sorted(map(str, dtypes))} has no kernel")
+        if act not in (Activation.NONE, Activation.RELU, Activation.CLAMP) and \
+                out_t.dtype.np != F32:
+            raise _fail(node, f"activation {Activation(act).name} on {out_t.dtype.np} "
+                              f"has no kernel")
+        kernel = f"np_binary_{name}"
+    return [Step(node.name, kernel, names, list(node.outputs), params, consts, flops=flops)]
+
+
+@binds(*(f"f32_vbinary_{n}{p}{e}" for n in BINARY_NAMES for p in PATTERNS
+         for e in EPILOGUES.values()))
+def bind_f32_binary(params, weights, inputs, outputs):
+    a, b = _operands(weights, inputs, 2)
+    out = outputs[0]
+    plan = {k: params[k] for k in ("kind", "shape", "a_strides", "b_strides")}
+    if int(np.prod(plan["shape"])) != out.size:
+        raise ValueError(f"broadcast plan {plan['shape']} does not cover output {out.shape}")
+    return kew.run_binary(plan, readonly(a), readonly(b), out, int(params["op"]),
+                          int(params["act"]), params["p0"], params["p1"])
+
+
+_UFUNCS = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
+           "pow": np.power}
+
+
+@binds(*(f"np_binary_{n}" for n in _UFUNCS))
+def bind_np_binary(params, weights, inputs, outputs):
+    a, b = _operands(weights, inputs, 2)
+    out = outputs[0]
+    op = [n for n, c in kew.BINARY_CODES.items() if c == int(params["op"])][0]
+    act = int(params["act"])
+    integer = out.dtype.kind in "iub" and a.dtype.kind in "iub" and b.dtype.kind in "iub"
+    ufunc = _UFUNCS[op]
+
+    def compute():
+        with np.errstate(all="ignore"):
+            if op == "div" and integer:
+                # ONNX integer division truncates toward zero: (a - fmod(a, b)) / b is exact
+                np.fmod(a, b, out=out, casting="unsafe")
+                np.subtract(a, out, out=out, casting="unsafe")
+                np.floor_divide(out, b, out=out, casting="unsafe")
+            else:
+                ufunc(a, b, out=out, casting="unsafe")
+
+    if act == Activation.NONE:
+        return compute, ()
+    if out.dtype == F32:
+        flat = out.reshape(-1)
+        k = kew.variant(out.size)
+        code, p0, p1 = act, np.float32(params["p0"]), np.float32(params["p1"])
+
+        def run_f32():
+            compute()
+            k.vunary(flat, flat, code, p0, p1)
+        return run_f32, ()
+    lo, hi = (0, np.inf) if act == Activation.RELU else (params["p0"], params["p1"])
+    lo, hi = _int_bounds(out.dtype, lo, hi)
+
+    def run_clamped():
+        compute()
+        np.clip(out, lo, hi, out=out)
+    return run_clamped, ()
