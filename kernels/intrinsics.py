@@ -123,3 +123,26 @@ def vcopy(typingctx, dst, doff, src, soff, lanes):
         return context.get_dummy_value()
 
     return types.none(dst, doff, src, soff, lanes), codegen
+
+
+@intrinsic
+def vfma2(typingctx, acc, aoff, x, xoff, w, woff, lanes):
+    """``acc[aoff:aoff+lanes] += x[xoff:xoff+lanes] * w[woff:woff+lanes]`` (element-wise)."""
+    n = _literal(lanes)
+    if n is None or not (_f32_array(acc) and _f32_array(x) and _f32_array(w)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        a_arr, a_off, x_arr, x_off, w_arr, w_off, _ = args
+        pa = _vec_ptr(context, builder, sig.args[0], a_arr, a_off, sig.args[1], n)
+        px = _vec_ptr(context, builder, sig.args[2], x_arr, x_off, sig.args[3], n)
+        pw = _vec_ptr(context, builder, sig.args[4], w_arr, w_off, sig.args[5], n)
+        vt = ir.VectorType(_F32, n)
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vt, [vt, vt, vt]),
+                                             f"llvm.fma.v{n}f32")
+        a = builder.load(pa, align=4)
+        r = builder.call(fma, [builder.load(px, align=4), builder.load(pw, align=4), a])
+        builder.store(r, pa, align=4)
+        return context.get_dummy_value()
+
+    return types.none(acc, aoff, x, xoff, w, woff, lanes), codegen

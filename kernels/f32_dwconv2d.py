@@ -1,0 +1,166 @@
+"""fp32 depthwise convolution over NHWC (group == Ci, Co = multiplier * Ci).
+
+``f32_dwconv2d_minmax``: for each output pixel the valid taps are listed once (input and weight
+offsets through the indirection tables of ``kernels/indirection.py``, so any kernel size,
+stride, dilation, padding mode and nearest upsampling), then channels are accumulated in blocks
+of 64 and 16 lanes held in registers (channels are contiguous in NHWC: plain vector loads), and
+a scalar loop finishes the last ``Co % 16`` channels. With a channel multiplier ``k > 1``
+output channel ``co`` reads input channel ``co // k``; that form runs the scalar loop only.
+
+Epilogue (same pass): ``act(acc + bias[co] (+ residual))``.
+"""
+from __future__ import annotations
+
+import functools
+
+import numba
+import numpy as np
+
+from kernels import config
+from kernels.f32_conv2d import F32, U64, VL, activate, activation_params, conv_tables, readonly
+from kernels.intrinsics import stack_array, vcopy, vfill, vfma2
+from mobile_engine.ir.ops import Activation
+
+KERNEL_ID = "f32_dwconv2d_minmax"
+NVB = 4                     # vectors per channel block (64 channels)
+BLOCK = NVB * VL
+MAX_TAPS = 256              # NOTE: larger kernels run as a grouped igemm conv instead
+
+
+def pack_weights(w: np.ndarray) -> np.ndarray:
+    """Depthwise weights ``[Co, 1, KH, KW]`` -> ``f32[KH, KW, Co]`` (channels contiguous)."""
+    if w.shape[1] != 1:
+        raise ValueError(f"depthwise weights need shape [Co, 1, KH, KW], got {w.shape}")
+    return np.ascontiguousarray(np.asarray(w, F32)[:, 0].transpose(1, 2, 0))
+
+
+@config.jit(inline="always")
+def _store(tile, nc, of, ob, bias, c0, rf, has_res, act, p0, p1):
+    for j in range(nc):
+        v = tile[j] + bias[c0 + j]
+        if has_res:
+            v += rf[ob + j]
+        of[ob + j] = activate(v, act, p0, p1)
+
+
+def _dw_source(parallel: bool):
+    loop = numba.prange if parallel else range
+
+    def f32_dwconv2d(x, rowmap, colmap, wp, bias, residual, out, mult, act, p0, p1, has_res):
+        n_, h_, w_, c_ = x.shape
+        oh_, ow_, co_ = out.shape[1], out.shape[2], out.shape[3]
+        kh_, kw_ = rowmap.shape[1], colmap.shape[1]
+        xf = x.reshape(x.size)
+        wf = wp.reshape(wp.size)
+        rf = residual.reshape(residual.size)
+        of = out.reshape(out.size)
+        for row in loop(n_ * oh_):
+            b = row // oh_
+            oh = row - b * oh_
+            acc = stack_array(BLOCK, np.float32)      # register tile: constant offsets only
+            tile = stack_array(BLOCK, np.float32)
+            sacc = stack_array(BLOCK, np.float32)     # scalar path
+            txo = stack_array(MAX_TAPS, np.int64)
+            two = stack_array(MAX_TAPS, np.int64)
+            for ow in range(ow_):
+                nt = 0
+                for kh in range(kh_):
+                    r = rowmap[oh, kh]
+                    if r < 0:
+                        continue
+                    for kw in range(kw_):
+                        c = colmap[ow, kw]
+                        if c >= 0:
+                            txo[nt] = ((b * h_ + r) * w_ + c) * c_
+                            two[nt] = (kh * kw_ + kw) * co_
+                            nt += 1
+                ob = ((b * oh_ + oh) * ow_ + ow) * co_
+                c0 = 0
+                if mult == 1:
+                    while c0 + BLOCK <= co_:
+                        for v in range(NVB):
+                            vfill(acc, v * VL, F32(0), VL)
+                        for t in range(nt):
+                            xo, wo = txo[t] + c0, two[t] + c0
+                            for v in range(NVB):
+                                vfma2(acc, v * VL, xf, xo + v * VL, wf, wo + v * VL, VL)
+                        for v in range(NVB):
+                            vcopy(tile, v * VL, acc, v * VL, VL)
+                        _store(tile, BLOCK, of, ob + c0, bias, c0, rf, has_res, act, p0, p1)
+                        c0 += BLOCK
+                    while c0 + VL <= co_:
+                        vfill(acc, 0, F32(0), VL)
+                        for t in range(nt):
+                            vfma2(acc, 0, xf, txo[t] + c0, wf, two[t] + c0, VL)
+                        vcopy(tile, 0, acc, 0, VL)
+                        _store(tile, VL, of, ob + c0, bias, c0, rf, has_res, act, p0, p1)
+                        c0 += VL
+                while c0 < co_:
+                    nc = min(BLOCK, co_ - c0)
+                    for j in range(nc):
+                        sacc[j] = F32(0)
+                    for t in range(nt):
+                        xo, wo = txo[t], two[t] + c0
+                        for j in range(nc):
+                            sacc[j] += xf[U64(xo + (c0 + j) // mult)] * wf[U64(wo + j)]
+                    _store(sacc, nc, of, ob + c0, bias, c0, rf, has_res, act, p0, p1)
+                    c0 += nc
+
+    return f32_dwconv2d
+
+
+@functools.lru_cache(maxsize=None)
+def dwconv_kernel(parallel: bool, cache: bool = True):
+    """The Numba dispatcher of ``f32_dwconv2d_minmax`` (memoised).
+
+    Call ``fn(x, rowmap, colmap, wp, bias, residual, out, mult, act, p0, p1, has_res)``:
+        x: f32[N, H, W, C] read-only view; rowmap i32[OH, KH], colmap i32[OW, KW] read-only;
+        wp: f32[KH, KW, Co] from ``pack_weights``, read-only (KH * KW <= MAX_TAPS);
+        bias: f32[Co] read-only; residual: f32[N, OH, OW, Co] read-only view (any such array when
+        ``has_res`` is False); out: f32[N, OH, OW, Co], Co = mult * C, may not overlap x;
+        mult, act: int; p0, p1: float32.
+    """
+    flags = {} if cache else {"cache": False}
+    deco = config.pjit if parallel else config.jit
+    return deco(_dw_source(parallel), **flags)
+
+
+def run_dwconv(x, rowmap, colmap, wp, bias, residual, out, *, mult, act, act_params, parallel):
+    p0, p1 = activation_params(act, act_params)
+    has_res = residual is not None
+    res = readonly(residual if has_res else out)
+    dwconv_kernel(parallel)(readonly(x), readonly(rowmap), readonly(colmap), readonly(wp),
+                            readonly(bias), res, out, mult, int(act), F32(p0), F32(p1), has_res)
+    return out
+
+
+def dwconv2d(x, w, bias=None, residual=None, *, strides=(1, 1), dilations=(1, 1),
+             pads=(0, 0, 0, 0), group=None, pad_mode="constant", upsample=1,
+             activation_kind=Activation.NONE, act_params=(), parallel=None):
+    """Convenience entry with ``kernels.reference.conv2d``'s signature (group = C implied).
+
+    x: f32[N, H, W, C]; w: [k * C, 1, KH, KW]; returns f32[N, OH, OW, k * C].
+    """
+    x = np.ascontiguousarray(x, F32)
+    c = x.shape[3]
+    co, _, kh, kw = w.shape
+    if (group is not None and group != c) or co % c:
+        raise ValueError(f"depthwise conv needs group == C == {c} and Co % C == 0, got "
+                         f"group {group}, weights {w.shape}")
+    rowmap, colmap = conv_tables(x.shape, (kh, kw), strides, dilations, pads, pad_mode, upsample)
+    bias = np.zeros(co, F32) if bias is None else np.ascontiguousarray(bias, F32)
+    out = np.empty((x.shape[0], rowmap.shape[0], colmap.shape[0], co), F32)
+    if parallel is None:
+        parallel = out.size * kh * kw >= config.PARALLEL_MIN_WORK
+    res = None if residual is None else np.ascontiguousarray(residual, F32)
+    return run_dwconv(x, rowmap, colmap, pack_weights(w), bias, res, out, mult=co // c,
+                      act=int(activation_kind), act_params=act_params, parallel=parallel)
+
+
+def _reference():
+    from kernels import reference
+    return reference.conv2d
+
+
+# The family's kernels and their numpy references (tests walk this table).
+KERNELS = {KERNEL_ID: (dwconv2d, _reference)}
