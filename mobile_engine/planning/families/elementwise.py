@@ -51,7 +51,7 @@ def _fail(node: Node, why: str) -> UnsupportedOperatorError:
     return UnsupportedOperatorError(f"node {node.name!r} ({node.op.name}): {why}")
 
 
-def _activation(node: Node) -> tuple[int, float, float]:
+def activation(node: Node) -> tuple[int, float, float]:
     kind = Activation(node.attrs.get("activation", Activation.NONE))
     p0, p1 = kew.act_params(kind, node.attrs.get("act_params", ()))
     return int(kind), p0, p1
@@ -78,7 +78,7 @@ def lower_unary(node: Node, graph: Graph) -> list[Step]:
     return [Step(node.name, kernel, names, list(node.outputs), params, consts, flops=size)]
 
 
-def _operands(weights: dict, inputs: list, count: int) -> list[np.ndarray]:
+def operands(weights: dict, inputs: list, count: int) -> list[np.ndarray]:
     """The node's operands in order: weights ``in<i>`` where constant, else the next input."""
     runtime = iter(inputs)
     return [weights[f"in{i}"] if f"in{i}" in weights else next(runtime) for i in range(count)]
@@ -86,7 +86,7 @@ def _operands(weights: dict, inputs: list, count: int) -> list[np.ndarray]:
 
 @binds(*(f"f32_v{n}" for n in UNARY_NAMES))
 def bind_f32_unary(params, weights, inputs, outputs):
-    (x,) = _operands(weights, inputs, 1)
+    (x,) = operands(weights, inputs, 1)
     out = outputs[0]
     k = kew.variant(out.size)
     return k.vunary, (readonly(x).reshape(-1), out.reshape(-1), int(params["code"]),
@@ -103,7 +103,7 @@ def _int_bounds(dtype: np.dtype, lo: float, hi: float):
 
 @binds(*(f"np_unary_{n}" for n in ("relu", "clip", "neg", "sqrt", "exp", "reciprocal")))
 def bind_np_unary(params, weights, inputs, outputs):
-    (x,) = _operands(weights, inputs, 1)
+    (x,) = operands(weights, inputs, 1)
     out = outputs[0]
     code = int(params["code"])
     if code == kew.UNARY_CODES["relu"]:
@@ -134,7 +134,7 @@ def lower_binary(node: Node, graph: Graph) -> list[Step]:
     names, consts = runtime_inputs(node, graph)
     a_name, b_name = node.inputs[0], node.inputs[1]
     out_t = graph.tensors[node.outputs[0]]
-    act, p0, p1 = _activation(node)
+    act, p0, p1 = activation(node)
     name = node.op.value
     params = {"op": kew.BINARY_CODES[name], "act": act, "p0": p0, "p1": p1}
     flops = int(np.prod(out_t.shape, dtype=np.int64))
@@ -162,7 +162,7 @@ def lower_binary(node: Node, graph: Graph) -> list[Step]:
 @binds(*(f"f32_vbinary_{n}{p}{e}" for n in BINARY_NAMES for p in PATTERNS
          for e in EPILOGUES.values()))
 def bind_f32_binary(params, weights, inputs, outputs):
-    a, b = _operands(weights, inputs, 2)
+    a, b = operands(weights, inputs, 2)
     out = outputs[0]
     plan = {k: params[k] for k in ("kind", "shape", "a_strides", "b_strides")}
     if int(np.prod(plan["shape"])) != out.size:
@@ -177,7 +177,7 @@ _UFUNCS = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divi
 
 @binds(*(f"np_binary_{n}" for n in _UFUNCS))
 def bind_np_binary(params, weights, inputs, outputs):
-    a, b = _operands(weights, inputs, 2)
+    a, b = operands(weights, inputs, 2)
     out = outputs[0]
     op = [n for n, c in kew.BINARY_CODES.items() if c == int(params["op"])][0]
     act = int(params["act"])

@@ -1,0 +1,165 @@
+"""fp32 instance norm and batch norm kernels against kernels/reference.py: directly (the module's
+KERNELS table over edge shapes) and through lowering + binding (GraphBuilder nodes)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mobile_engine.ir import Activation, GraphBuilder, Op
+from mobile_engine.ir.interpret import run_graph
+from mobile_engine.planning.step import BINDERS, lower_node
+from kernels import f32_norm as knorm
+
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def tolerance(reduction_len: int = 1, magnitude: float = 1.0) -> float:
+    """Absolute tolerance for a float32 result of ``reduction_len`` rounded terms (+4 ulps)."""
+    return EPS32 * (reduction_len + 4) * max(magnitude, 1.0)
+
+
+def assert_close(got, want, reduction_len: int = 1, what: str = "", magnitude: float = 1.0):
+    """Each element within ``tolerance(reduction_len, magnitude)``, scaled by |want| beyond 1."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
+    if got.dtype.kind != "f":
+        np.testing.assert_array_equal(got, want, err_msg=what)
+        return
+    finite = np.isfinite(want)
+    np.testing.assert_array_equal(got[~finite], want[~finite], err_msg=what)  # inf, nan in place
+    err = np.abs(got[finite].astype(np.float64) - want[finite])
+    allowed = tolerance(reduction_len, magnitude) * np.maximum(1.0, np.abs(want[finite]))
+    bad = err > allowed
+    assert not bad.any(), (f"{what}: {bad.sum()} of {err.size} elements off, worst error "
+                           f"{err.max():.3g} (allowed {allowed[np.argmax(err)]:.3g})")
+
+
+def lower_and_run(graph, feeds):
+    """Lower every node, bind each step with plain arrays (params through JSON), run."""
+    values = {**{n: t.data for n, t in graph.tensors.items() if t.is_const}, **feeds}
+    for node in graph.nodes:
+        for step in lower_node(node, graph):
+            params = json.loads(json.dumps(step.params))
+            weights = {}
+            for k, w in step.weights.items():
+                assert w.flags.c_contiguous, f"weight {k} of {step.kernel} is not C-contiguous"
+                w = w.copy()
+                w.flags.writeable = False
+                weights[k] = w
+            outs = [np.full(graph.tensors[o].shape, 7, graph.tensors[o].dtype.np)
+                    for o in step.outputs]
+            fn, args = BINDERS[step.kernel](params, weights, [values[i] for i in step.inputs],
+                                            outs)
+            fn(*args)
+            fn(*args)                                  # a second run must give the same result
+            values.update(zip(step.outputs, outs))
+    return {o: values[o] for o in graph.outputs}
+
+
+RNG = np.random.default_rng(99)
+CHANNELS = (1, 3, 13, 24, 63, 64, 65)
+
+
+def rand(shape, lo=-3.0, hi=3.0):
+    return RNG.uniform(lo, hi, size=shape).astype(np.float32)
+
+
+# NOTE: instance norm divides by the per-channel std; its float32 error is a few ulps of the
+# output whatever the reduction length (statistics are float64), so reduction_len stays small.
+NORM_ULPS = 8
+
+
+@pytest.mark.parametrize("c", CHANNELS)
+@pytest.mark.parametrize("per_image", [False, True])
+def test_instance_norm_table(c, per_image):
+    run, reference = knorm.KERNELS["f32_instance_norm_nhwc"]
+    x = rand((2, 5, 7, c)) * np.float32(4) + np.float32(50)        # |mean| >> std
+    s_shape = (2, c) if per_image else (c,)
+    scale, bias = rand(s_shape), rand(s_shape)
+    for act, params in [(0, ()), (int(Activation.RELU), ()), (int(Activation.CLAMP), (-0.5, 1))]:
+        assert_close(run(x, scale, bias, 1e-5, act, params),
+                     reference(x, scale, bias, 1e-5, act, params), NORM_ULPS,
+                     what=f"c={c} per_image={per_image} act={act}")
+
+
+@pytest.mark.parametrize("blocks,parallel", [(1, True), (3, False), (5, True), (35, True)])
+def test_instance_norm_blocks(blocks, parallel):
+    """Partial sums over row blocks (ragged last block) combine to the per-image statistics."""
+    run, reference = knorm.KERNELS["f32_instance_norm_nhwc"]
+    x = rand((2, 5, 7, 24))
+    scale, bias = rand((24,)), rand((24,))
+    assert_close(run(x, scale, bias, 1e-3, blocks=blocks, parallel=parallel),
+                 reference(x, scale, bias, 1e-3), NORM_ULPS)
+
+
+def test_instance_norm_constant_channel_and_large_default_path():
+    x = rand((1, 33, 41, 65))
+    x[..., 3] = 7.0                                   # zero variance: y = bias
+    scale, bias = rand((65,)), rand((65,))
+    run, reference = knorm.KERNELS["f32_instance_norm_nhwc"]
+    got = run(x, scale, bias, 1e-5)
+    assert_close(got, reference(x, scale, bias, 1e-5), NORM_ULPS)
+    np.testing.assert_allclose(got[..., 3], bias[3], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("c", CHANNELS)
+@pytest.mark.parametrize("parallel", [False, True])
+def test_batch_norm_table(c, parallel):
+    run, reference = knorm.KERNELS["f32_batch_norm_nhwc"]
+    x = rand((2, 5, 7, c))
+    scale, bias, mean, var = rand((c,)), rand((c,)), rand((c,)), rand((c,), 0.1, 2.0)
+    assert_close(run(x, scale, bias, mean, var, 1e-3, int(Activation.HARD_SWISH), (),
+                     parallel=parallel),
+                 reference(x, scale, bias, mean, var, 1e-3, int(Activation.HARD_SWISH)),
+                 NORM_ULPS, what=f"c={c}")
+
+
+# --- through lowering and binding ---------------------------------------------------------------
+@pytest.mark.parametrize("runtime_params", [False, True])
+@pytest.mark.parametrize("per_image", [False, True])
+def test_lowered_instance_norm(runtime_params, per_image):
+    """Scale and bias constant, or computed at run time from another input (multistyle26)."""
+    n, c = 2, 13
+    bld = GraphBuilder()
+    x = bld.input("x", (n, 5, 7, c))
+    s_shape = (n, c) if per_image else (c,)
+    feeds = {"x": rand((n, 5, 7, c)) + np.float32(10)}
+    if runtime_params:
+        w = bld.input("w", s_shape)
+        feeds["w"] = rand(s_shape)
+        scale = bld.node(Op.MUL, w, bld.const(rand(s_shape)))
+        bias = bld.node(Op.ADD, w, bld.const(rand(s_shape)))
+    else:
+        scale, bias = bld.const(rand(s_shape)), bld.const(rand(s_shape))
+    y = bld.node(Op.INSTANCE_NORM, x, scale, bias, epsilon=1e-4,
+                 activation=Activation.RELU)
+    g = bld.build(y)
+    step = lower_node(g.nodes[-1], g)[0]
+    assert step.kernel == "f32_instance_norm_nhwc_relu"
+    assert len(step.inputs) == (3 if runtime_params else 1)
+    got, want = lower_and_run(g, feeds), run_graph(g, feeds)
+    assert_close(got[y], want[y], NORM_ULPS)
+
+
+@pytest.mark.parametrize("runtime_params", [False, True])
+def test_lowered_batch_norm(runtime_params):
+    c = 24
+    bld = GraphBuilder()
+    x = bld.input("x", (1, 6, 5, c))
+    feeds = {"x": rand((1, 6, 5, c))}
+    params = [rand((c,)), rand((c,)), rand((c,)), rand((c,), 0.2, 3.0)]
+    names = [bld.const(p) for p in params]
+    if runtime_params:
+        names[3] = bld.input("var", (c,))
+        feeds["var"] = params[3]
+    y = bld.node(Op.BATCH_NORM, x, *names, epsilon=1e-3, activation=Activation.CLAMP,
+                 act_params=(0.0, 6.0))
+    g = bld.build(y)
+    (step,) = lower_node(g.nodes[0], g)
+    assert step.kernel == ("f32_batch_norm_nhwc_rt_minmax" if runtime_params
+                           else "f32_batch_norm_nhwc_minmax")
+    got, want = lower_and_run(g, feeds), run_graph(g, feeds)
+    assert_close(got[y], want[y], NORM_ULPS)
