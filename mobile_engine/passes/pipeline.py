@@ -2,7 +2,8 @@
 
 Order matters where one rewrite creates the pattern of the next:
 fuse_instance_norm before sink_transposes (it emits transposes that cancel the importer's);
-sink_transposes before absorb_pad/absorb_upsample (they need NHWC PAD/RESIZE next to the conv);
+sink_transposes before fold_batch_norm/absorb_pad/absorb_upsample (they need the conv's NHWC
+neighbour directly, not through the importer's transpose pair);
 absorb_pad before absorb_upsample (a conv upsamples, then pads); fuse_residual_add before
 fuse_activation (relu(conv + x) takes both).
 """
@@ -30,10 +31,10 @@ PIPELINE: tuple[Pass, ...] = (
     Pass("fold_constants", fold_constants.run),
     Pass("remove_dead", remove_dead.run),
     Pass("fuse_instance_norm", fuse_instance_norm.run),
-    Pass("fold_batch_norm", fold_batch_norm.run),
     Pass("sink_transposes", sink_transposes.run),
     Pass("fold_constants", fold_constants.run),     # transposed/reshaped constants
     Pass("remove_dead", remove_dead.run),           # identity transposes, dead wrappers
+    Pass("fold_batch_norm", fold_batch_norm.run),
     Pass("absorb_pad", absorb_pad.run),
     Pass("absorb_upsample", absorb_upsample.run),
     Pass("fuse_residual_add", fuse_residual_add.run),
