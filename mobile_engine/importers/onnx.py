@@ -28,7 +28,7 @@ from mobile_engine.errors import (EngineError, InputError, ModelFormatError,
                                   UnsupportedOperatorError)
 from mobile_engine.importers import onnx_math, onnx_nn, onnx_tensor  # noqa: F401 (registration)
 from mobile_engine.importers.onnx_base import (IMPORTERS, Context, ImportState, Value,
-                                               ir_dtype, onnx_to_numpy_dtype)
+                                               add_const, ir_dtype, onnx_to_numpy_dtype)
 from mobile_engine.ir.graph import Graph
 from mobile_engine.ir.ops import Op
 from mobile_engine.ir.verify import verify
@@ -99,8 +99,8 @@ def _input_shape(vi: onnx.ValueInfoProto, given: tuple[int, ...] | None) -> tupl
             if d.HasField("dim_value") and d.dim_value != g:
                 raise InputError(f"input_shapes[{vi.name!r}] = {given}: axis {axis} is fixed to "
                                  f"{d.dim_value} by the model")
-            if g <= 0:
-                raise InputError(f"input_shapes[{vi.name!r}] = {given}: sizes must be positive")
+            if g < 0:
+                raise InputError(f"input_shapes[{vi.name!r}] = {given}: sizes must be >= 0")
         return given
     shape = []
     for axis, d in enumerate(dims):
@@ -287,6 +287,6 @@ def _bind_output(graph: Graph, vi: onnx.ValueInfoProto, consts: dict[str, np.nda
             arr = arr.astype(np.float32)
         ir_dtype(arr.dtype, f"output {out!r}")
         if out not in graph.tensors:
-            graph.add_const(out, arr)
+            add_const(graph, out, arr)
         return out
     raise ModelFormatError(f"graph output {out!r} is produced by no node")

@@ -148,7 +148,7 @@ class Context:
         label = self.state.const_labels.get(key)
         if label is None or label in self.graph.tensors:
             label = self.graph.fresh_name(f"{self.name}/const")
-        name = self.graph.add_const(label, arr)
+        name = add_const(self.graph, label, arr)
         self.state.const_tensors[key] = (v, name)
         return name
 
@@ -197,6 +197,14 @@ class Context:
         if isinstance(v, np.ndarray):
             return v.astype(dtype)
         return self.emit(Op.CAST, v, suffix="cast", to=ir_dtype(dtype, self.where()).value)
+
+
+def add_const(graph: Graph, name: str, arr: np.ndarray) -> str:
+    """graph.add_const, but a 0-d array stays 0-d (np.ascontiguousarray would make it 1-d)."""
+    if arr.ndim:
+        return graph.add_const(name, arr)
+    graph.add_tensor(name, (), DType.from_numpy(arr.dtype), arr.copy())
+    return name
 
 
 def constant_from_attribute(ctx_name: str, attr: onnx.AttributeProto) -> np.ndarray:

@@ -181,8 +181,12 @@ def max_pool(ctx: Context):
     dilations = _pair(ctx, "dilations", (1, 1))
     kernel, strides, pads, extra = _pool_geometry(ctx, x, dilations)
     pads = [pads[0], pads[1], pads[2] + extra[0], pads[3] + extra[1]]
-    if ctx.dtype(x).kind != "f":
-        raise ctx.unsupported(f"MaxPool on {ctx.dtype(x)} is not supported (float only)")
+    if ctx.dtype(x).kind in "iu" and any(pads):
+        # MAX_POOL pads with -inf; an integer tensor is padded with its dtype's minimum instead
+        x = ctx.emit(Op.PAD, x, suffix="pad", pads=[0, 0, pads[0], pads[1], 0, 0, pads[2],
+                                                     pads[3]],
+                     value=float(np.iinfo(ctx.dtype(x)).min))
+        pads = [0, 0, 0, 0]
     return [ctx.spatial(Op.MAX_POOL, x, kernel=kernel, strides=strides, pads=pads,
                         dilations=dilations)]
 
@@ -192,9 +196,9 @@ def avg_pool(ctx: Context):
     x = ctx.input(0)
     _require_2d(ctx, x, "pooling")
     dilations = _pair(ctx, "dilations", (1, 1))
-    if dilations != (1, 1):
-        raise ctx.bad_attr("dilations", list(dilations))
     kernel, strides, pads, extra = _pool_geometry(ctx, x, dilations)
+    if dilations != (1, 1):
+        return _dilated_avg_pool(ctx, x, kernel, strides, pads, extra, dilations)
     if ctx.attr("count_include_pad", 0) and any(pads):
         # the model's pads count, the ceil_mode extra does not: pad with zeros explicitly,
         # then average over what is inside the zero-padded input
@@ -204,6 +208,27 @@ def avg_pool(ctx: Context):
     pads = [pads[0], pads[1], pads[2] + extra[0], pads[3] + extra[1]]
     return ctx.spatial(Op.AVG_POOL, x, kernel=kernel, strides=strides, pads=pads,
                        count_include_pad=False)
+
+
+def _dilated_avg_pool(ctx: Context, x, kernel, strides, pads, extra, dilations):
+    """AVG_POOL has no dilations: a depthwise CONV2D with weights 1 sums each window, then a
+    MUL by 1/count, where count (a constant) is the same sum over a tensor of ones that covers
+    the input (and, with count_include_pad, the model's pads but not the ceil_mode extra)."""
+    n, c, h, w = ctx.shape(x)
+    if ctx.dtype(x) != np.float32:
+        raise ctx.unsupported(f"dilated AveragePool on {ctx.dtype(x)} (float32 only)")
+    all_pads = [pads[0], pads[1], pads[2] + extra[0], pads[3] + extra[1]]
+    geometry = dict(strides=strides, dilations=dilations, pads=all_pads)
+    ones = np.ones((1, 1, h, w), np.float32)
+    if ctx.attr("count_include_pad", 0):
+        ones = np.pad(ones, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])),
+                      constant_values=1.0)
+        geometry["pads"] = [0, 0, extra[0], extra[1]]
+    count = ctx.spatial(Op.CONV2D, ones, np.ones((1, 1) + tuple(kernel), np.float32),
+                        **geometry)
+    total = ctx.spatial(Op.CONV2D, x, np.ones((c, 1) + tuple(kernel), np.float32), group=c,
+                        strides=strides, dilations=dilations, pads=all_pads)
+    return ctx.emit(Op.MUL, total, (1.0 / count).astype(np.float32), suffix="mean")
 
 
 @importer("GlobalAveragePool")
@@ -236,7 +261,7 @@ def _resize(ctx: Context, x, mode: str, coordinate_mode: str, nearest_mode: str,
         raise ctx.unsupported("cubic interpolation is not supported (nearest and linear are)")
     elif mode != "nearest":
         raise ctx.bad_attr("mode", mode)
-    if coordinate_mode not in _COORDINATE_MODES:
+    if coordinate_mode not in _COORDINATE_MODES + ("half_pixel_symmetric",):
         raise ctx.bad_attr("coordinate_transformation_mode", coordinate_mode)
     if nearest_mode not in _NEAREST_MODES:
         raise ctx.bad_attr("nearest_mode", nearest_mode)
@@ -255,6 +280,19 @@ def _resize(ctx: Context, x, mode: str, coordinate_mode: str, nearest_mode: str,
                               f"output {out})")
     if out[2:] == list(s[2:]) and (not coord_scales or coord_scales == (1.0, 1.0)):
         return x
+    if coord_scales and any(o != n * f for o, n, f in zip(out[2:], s[2:], coord_scales)):
+        # the scaled length n*f is fractional: ONNX's align_corners divides by n*f - 1, not by
+        # out - 1, i.e. it is asymmetric with scale (n*f - 1) / (n - 1); half_pixel_symmetric
+        # shifts the grid by a fraction the IR cannot express
+        if coordinate_mode == "align_corners":
+            coordinate_mode = "asymmetric"
+            coord_scales = tuple((n * f - 1) / (n - 1) if n > 1 and n * f != 1 else 1.0
+                                 for n, f in zip(s[2:], coord_scales))
+        elif coordinate_mode == "half_pixel_symmetric":
+            raise ctx.unsupported(f"half_pixel_symmetric with scales {list(coord_scales)} "
+                                  f"that do not give whole output sizes from {s}")
+    if coordinate_mode == "half_pixel_symmetric":
+        coordinate_mode = "half_pixel"                # identical when n*f is whole
     if min(out) <= 0:
         raise ctx.malformed(f"resize of {s} gives an empty output {out}")
     return ctx.spatial(Op.RESIZE, x, size=out[2:], mode=mode, coordinate_mode=coordinate_mode,

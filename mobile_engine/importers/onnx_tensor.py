@@ -213,7 +213,7 @@ def pad(ctx: Context):
     x = ctx.input(0)
     rank = ctx.rank(x)
     mode = ctx.attr("mode", "constant")
-    if mode not in ("constant", "reflect", "edge"):
+    if mode not in ("constant", "reflect", "edge", "wrap"):
         raise ctx.bad_attr("mode", mode)
     if ctx.opset < 11:
         pads = [int(p) for p in ctx.attr("pads" if ctx.opset >= 2 else "paddings")]
@@ -240,6 +240,8 @@ def pad(ctx: Context):
         pads = [max(p, 0) for p in pads]
     if not any(pads):
         return x
+    if mode == "wrap":
+        return _wrap_pad(ctx, x, pads)
     if mode == "reflect":
         s = ctx.shape(x)
         for i in range(rank):
@@ -248,6 +250,28 @@ def pad(ctx: Context):
     if mode == "edge" and any(d == 0 for d in ctx.shape(x)):
         raise ctx.unsupported("edge padding of an empty tensor")
     return ctx.emit(Op.PAD, x, pads=pads, mode=mode, value=value)
+
+
+def _wrap_pad(ctx: Context, x, pads):
+    """PAD has no wrap mode: per axis, CONCAT(x[-before:], x, x[:after])."""
+    rank = ctx.rank(x)
+    for axis in range(rank):
+        before, after = pads[axis], pads[axis + rank]
+        d = ctx.shape(x)[axis]
+        if not before and not after:
+            continue
+        if max(before, after) > d:
+            raise ctx.unsupported(f"wrap pads {pads} reach beyond the input {ctx.shape(x)}")
+        parts = []
+        if before:
+            parts.append(ctx.emit(Op.SLICE, x, suffix="wrap", starts=[d - before], ends=[d],
+                                  axes=[axis], steps=[1]))
+        parts.append(x)
+        if after:
+            parts.append(ctx.emit(Op.SLICE, x, suffix="wrap", starts=[0], ends=[after],
+                                  axes=[axis], steps=[1]))
+        x = ctx.emit(Op.CONCAT, *parts, suffix="wrap", axis=axis)
+    return x
 
 
 # --- quantization: only folded on constants for now -----------------------------------------
