@@ -1,0 +1,472 @@
+"""The demo's command line and main loop: source -> capture thread -> style pipeline -> window / video
+file / stats, with keyboard control in the window (or from a script in tests).
+
+Exit codes: 0 done, 1 engine or model failure, 2 bad usage or a feature not available yet,
+3 the source could not be opened or was lost during the run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from demo_style_transfer import styles
+from demo_style_transfer.hud import HudInfo, HudRenderer
+from demo_style_transfer.keys import Action, DemoState, handle_key, initial_state
+from demo_style_transfer.pipeline import (INT8_UNAVAILABLE, DemoError, PrecisionUnavailable, Stats,
+                                          StylePipeline, load_engine_stylizer)
+from demo_style_transfer.sources import (CameraSource, CaptureThread, PacedSource, SourceError,
+                                         SourceLost, SyntheticCamera, open_input)
+
+EXIT_OK, EXIT_ENGINE, EXIT_USAGE, EXIT_SOURCE = 0, 1, 2, 3
+HEADLESS_FRAMES = 60          # a headless run over an endless source (camera, synthetic) stops here
+AUTO_OUTPUT = "out.mp4"
+SYNTHETIC_PHOTO = "chelsea.png"
+WINDOW_TITLE = "mobile-engine style transfer (n/p style, 0-9 pick, b blend, s shot, r rec, f int8, q quit)"
+STYLE_IMAGE_UNAVAILABLE = (
+    "--style-image is not available yet: any-picture styles need the Magenta arbitrary-style models "
+    "(arbitrary_predict.onnx, arbitrary_transform.onnx), which are int8 QDQ models, and the engine "
+    "cannot import QDQ models yet. Use one of the 26 built-in styles: --style N or --blend 3:0.5,19:0.5")
+
+
+class UsageError(DemoError):
+    exit_code = EXIT_USAGE
+
+
+@dataclass
+class Config:
+    camera: int | None = None
+    input: str | None = None
+    synthetic: bool = False
+    photo: str | None = None              # the synthetic camera's photo (default: zoo chelsea.png)
+    fallback_synthetic: bool = False
+    realtime: bool = False
+    style: int = 0
+    blend: dict | None = None
+    size: tuple = (480, 640)
+    precision: str = "fp32"
+    threads: int | None = None
+    headless: bool = False
+    frames: int | None = None
+    output: str | None = None
+    output_view: str = "stylized"         # or "side-by-side" (with the HUD)
+    stats: str | None = None
+    save_dir: str = "."
+    model: str | None = None
+    plan_cache: str | None = None
+    auto: bool = False
+    frame_timeout: float = 5.0
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"--size {text!r}: use HxW, e.g. 480x640") from None
+    if h < 32 or w < 32 or h > 4096 or w > 4096:
+        raise UsageError(f"--size {text!r}: height and width must be 32 to 4096")
+    return h, w
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m demo_style_transfer",
+        description="Real-time style transfer on a camera, a video or a picture with mobile-engine "
+                    "(multistyle26: 26 painting styles and their blends).")
+    src = p.add_argument_group("source (default: camera 0 if one opens, else a synthetic camera)")
+    one = src.add_mutually_exclusive_group()
+    one.add_argument("--camera", type=int, metavar="N", help="camera index")
+    one.add_argument("--input", metavar="FILE", help="a video file or a picture")
+    one.add_argument("--synthetic", nargs="?", const="", metavar="PHOTO",
+                     help="a synthetic camera: pan and zoom over PHOTO (default: chelsea.png)")
+    src.add_argument("--fallback-synthetic", action="store_true",
+                     help="if the camera fails or is lost, go on with the synthetic camera")
+    src.add_argument("--realtime", action="store_true",
+                     help="play --input at its own frame rate, dropping frames like a camera")
+    sty = p.add_argument_group("style")
+    sty.add_argument("--style", default="0", metavar="N", help="style index 0-25 (default 0)")
+    sty.add_argument("--blend", metavar="SPEC", help="a mix of styles, e.g. 3:0.5,19:0.5")
+    sty.add_argument("--style-image", metavar="FILE",
+                     help="any picture as the style (not available yet: needs QDQ int8 import)")
+    eng = p.add_argument_group("engine")
+    eng.add_argument("--size", default="480x640", metavar="HxW",
+                     help="working resolution (default 480x640)")
+    prec = eng.add_mutually_exclusive_group()
+    prec.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
+                      help="float32 plan (default)")
+    prec.add_argument("--int8", dest="precision", action="store_const", const="int8",
+                      help="int8 plan (not available yet)")
+    eng.add_argument("--threads", type=int, metavar="N", help="engine threads (default: all)")
+    eng.add_argument("--model", metavar="ONNX", help="multistyle26.onnx (default: from the zoo)")
+    eng.add_argument("--plan-cache", metavar="DIR",
+                     help="compiled plans (default: $MOBILE_ENGINE_HOME/plans or "
+                          "~/.cache/mobile-engine/plans)")
+    out = p.add_argument_group("output")
+    out.add_argument("--headless", action="store_true", help="no window")
+    out.add_argument("--frames", type=int, metavar="N",
+                     help=f"stop after N frames (headless default for a camera: {HEADLESS_FRAMES})")
+    out.add_argument("--output", metavar="FILE", help="write the stylized video (.mp4 or .avi)")
+    out.add_argument("--output-view", choices=("stylized", "side-by-side"), default="stylized",
+                     help="what --output holds (default: the stylized frames)")
+    out.add_argument("--stats", metavar="FILE.json", help="write fps and latency statistics")
+    out.add_argument("--save-dir", default=".", metavar="DIR",
+                     help="where screenshots (s) and recordings (r) go")
+    p.add_argument("--auto", action="store_true",
+                   help="a window when there is a display, else a short headless run "
+                        f"({HEADLESS_FRAMES} frames -> {AUTO_OUTPUT}); used by `make demo`")
+    return p
+
+
+def parse_args(argv=None) -> Config:
+    """A ``Config`` from the command line; ``UsageError`` (or argparse's exit) on bad values."""
+    a = build_parser().parse_args(argv)
+    if a.style_image is not None:
+        if not Path(a.style_image).is_file():
+            raise UsageError(f"--style-image {a.style_image}: no such file")
+        raise UsageError(STYLE_IMAGE_UNAVAILABLE)
+    if a.precision == "int8":
+        raise PrecisionUnavailable(INT8_UNAVAILABLE)
+    try:
+        style = styles.parse_style(a.style)
+        blend = styles.parse_blend(a.blend) if a.blend else None
+    except styles.StyleError as exc:
+        raise UsageError(str(exc)) from None
+    if a.frames is not None and a.frames < 1:
+        raise UsageError(f"--frames {a.frames}: must be at least 1")
+    if a.threads is not None and a.threads < 1:
+        raise UsageError(f"--threads {a.threads}: must be at least 1")
+    return Config(camera=a.camera, input=a.input, synthetic=a.synthetic is not None,
+                  photo=a.synthetic or None, fallback_synthetic=a.fallback_synthetic,
+                  realtime=a.realtime, style=style, blend=blend, size=parse_size(a.size),
+                  precision=a.precision or "fp32", threads=a.threads, headless=a.headless,
+                  frames=a.frames, output=a.output, output_view=a.output_view, stats=a.stats,
+                  save_dir=a.save_dir, model=a.model, plan_cache=a.plan_cache, auto=a.auto)
+
+
+# --- window ----------------------------------------------------------------------------------
+class Window:
+    """An OpenCV window; ``poll`` returns the keys pressed (a closed window reads as 'q')."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+
+    def show(self, image: np.ndarray) -> None:
+        cv2.imshow(self.title, image)
+
+    def poll(self, frame_number: int) -> list[int]:
+        key = cv2.waitKey(1)
+        if cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
+            return [ord("q")]
+        return [key & 0xFF] if key >= 0 else []
+
+    def close(self) -> None:
+        cv2.destroyWindow(self.title)
+
+
+def open_window(title: str = WINDOW_TITLE):
+    """``(Window, "")`` or ``(None, why not)``: no display, or an OpenCV built without GUI."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
+                                                 or os.environ.get("WAYLAND_DISPLAY")):
+        return None, "no display ($DISPLAY is not set)"
+    try:
+        window = Window(title)
+        window.show(np.zeros((32, 32, 3), np.uint8))
+        cv2.waitKey(1)
+        return window, ""
+    except cv2.error:
+        return None, ("this OpenCV has no GUI support (opencv-python-headless cannot open windows; "
+                      "`pip install opencv-python` for one)")
+
+
+# --- wiring ----------------------------------------------------------------------------------
+def default_make_stylizer(cfg: Config, log: Callable[[str], None]):
+    from demo_style_transfer.pipeline import PlanCache
+    return load_engine_stylizer(cfg.size, cfg.precision, cfg.threads, cfg.model,
+                                PlanCache(cfg.plan_cache), log)
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _stdout(text: str) -> None:
+    print(text, flush=True)
+
+
+@dataclass
+class Env:
+    """What the app reaches outside itself; tests replace parts (a stand-in stylizer, a fake camera,
+    scripted keys, a frame callback)."""
+    make_stylizer: Callable = default_make_stylizer     # (cfg, log) -> Stylizer
+    open_camera: Callable = CameraSource                  # (index) -> source, or SourceError
+    open_window: Callable = open_window                   # () -> (Window | None, why)
+    keys: object | None = None                            # .poll(frame_number) -> [key codes]
+    on_frame: Callable | None = None                      # (frame, result) after each frame
+    log: Callable = _stdout
+    err: Callable = _stderr
+    clock: Callable = time.perf_counter
+
+
+def synthetic_source(cfg: Config):
+    photo = cfg.photo
+    if photo is None:
+        from mobile_engine import zoo
+        try:
+            photo = zoo.image_path(SYNTHETIC_PHOTO)
+        except zoo.ZooError:
+            photo = None   # a drawn test pattern; `make models` fetches the photos
+    return SyntheticCamera(cfg.size, photo)
+
+
+def open_source(cfg: Config, env: Env, headless: bool):
+    """The source the options ask for; with none, camera 0 and else the synthetic camera."""
+    if cfg.input:
+        count = (cfg.frames or 1) if headless else None   # a still picture: how many times
+        source = open_input(cfg.input, count)
+        return PacedSource(source) if cfg.realtime else source
+    if cfg.synthetic:
+        return synthetic_source(cfg)
+    index = 0 if cfg.camera is None else cfg.camera
+    try:
+        return env.open_camera(index)
+    except SourceError as exc:
+        if cfg.camera is not None and not cfg.fallback_synthetic:
+            raise SourceError(f"{exc}; use --synthetic or --input FILE, or --fallback-synthetic")
+        source = synthetic_source(cfg)
+        env.log(f"note: {exc}; using the {source.name} instead")
+        return source
+
+
+class VideoOut:
+    """cv2.VideoWriter that checks it opened (mp4v for .mp4/.mov, MJPG for .avi)."""
+
+    def __init__(self, path: str | Path, fps: float, size_wh: tuple[int, int]) -> None:
+        self.path = Path(path)
+        if self.path.parent and not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        fourcc = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
+        self._w = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc), fps, size_wh)
+        if not self._w.isOpened():
+            raise DemoError(f"{self.path}: OpenCV cannot write a video there (use .mp4 or .avi)")
+        self.frames = 0
+
+    def write(self, image: np.ndarray) -> None:
+        self._w.write(image)
+        self.frames += 1
+
+    def close(self) -> None:
+        self._w.release()
+
+
+def _stamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+@dataclass
+class _Run:
+    """The mutable parts of one run (the loop's bookkeeping)."""
+    cfg: Config
+    env: Env
+    stylizer: object
+    pipeline: StylePipeline
+    state: DemoState
+    writer_fps: float
+    renderer: HudRenderer
+    stats: Stats = field(default_factory=Stats)
+    dropped: int = 0
+    recorder: VideoOut | None = None
+    writer: VideoOut | None = None
+    saved: list = field(default_factory=list)
+
+    def hud(self, result) -> HudInfo:
+        now = self.env.clock()
+        return HudInfo(self.stats.recent_fps(), result.inference_ms, self.state.style_label(),
+                       self.stylizer.precision, self.stylizer.threads, self.state.note_at(now),
+                       self.state.recording)
+
+    def apply(self, action: Action, view_fn) -> None:
+        now = self.env.clock()
+        save_dir = Path(self.cfg.save_dir)
+        if action is Action.SCREENSHOT:
+            save_dir.mkdir(parents=True, exist_ok=True)
+            path = save_dir / f"screenshot-{_stamp()}-{self.stats.frames:05d}.png"
+            cv2.imwrite(str(path), view_fn())
+            self.saved.append(path)
+            self.state = self.state.with_note(f"saved {path.name}", now)
+        elif action is Action.START_RECORDING:
+            path = save_dir / f"record-{_stamp()}.mp4"
+            h, w = self.cfg.size
+            self.recorder = VideoOut(path, self.writer_fps, (2 * w, h))
+            self.state = self.state.with_note(f"recording to {path.name}", now)
+        elif action is Action.STOP_RECORDING and self.recorder is not None:
+            self.recorder.close()
+            self.saved.append(self.recorder.path)
+            self.state = self.state.with_note(f"saved {self.recorder.path.name} "
+                                              f"({self.recorder.frames} frames)", now)
+            self.recorder = None
+        elif action is Action.RELOAD:
+            try:
+                cfg = replace(self.cfg, precision=self.state.precision)
+                self.stylizer = self.env.make_stylizer(cfg, self.env.log)
+                self.pipeline = StylePipeline(self.stylizer, cfg.size, self.env.clock)
+            except PrecisionUnavailable as exc:
+                self.state = replace(self.state, precision=self.stylizer.precision) \
+                    .with_note(str(exc).split(";")[0], now)
+
+
+def run(cfg: Config, env: Env | None = None) -> int:
+    """One demo run; returns the exit code. Ends at the end of the input, after ``frames``, on 'q',
+    or when the source is lost (exit code 3, unless ``fallback_synthetic``)."""
+    env = env or Env()
+    log, err = env.log, env.err
+    window = None
+    if not cfg.headless:
+        window, why = env.open_window()
+        if window is None:
+            log(f"note: {why}: running headless")
+    headless = window is None
+    if headless and cfg.auto and cfg.output is None:
+        cfg = replace(cfg, output=AUTO_OUTPUT)
+
+    source = open_source(cfg, env, headless)   # first: a missing file or camera fails fast
+    try:
+        stylizer = env.make_stylizer(cfg, log)
+        pipeline = StylePipeline(stylizer, cfg.size, env.clock)
+        state = initial_state(cfg.style, cfg.blend, stylizer.precision)
+        weights = styles.weights(state.mix())
+        warm = pipeline.warm_up(weights)
+    except BaseException:
+        source.close()
+        if window is not None:
+            window.close()
+        raise
+    log(f"engine: {getattr(stylizer, 'description', type(stylizer).__name__)}, "
+        f"{stylizer.precision}, {stylizer.threads} threads, {cfg.size[0]}x{cfg.size[1]}; "
+        f"first run {warm[0]:.0f} ms, then {warm[-1]:.0f} ms")
+    max_frames = cfg.frames
+    if headless and max_frames is None and not source.can_end:
+        max_frames = HEADLESS_FRAMES
+    log(f"source: {source.name}" + (f"; stopping after {max_frames} frames" if max_frames else ""))
+    # NOTE: a live source is processed at the engine's pace, so its video is written at that rate
+    writer_fps = source.fps if not source.live else \
+        float(np.clip(1000.0 / max(warm[-1], 1e-3), 1.0, source.fps))
+    r = _Run(cfg, env, stylizer, pipeline, state, writer_fps, HudRenderer(cfg.size))
+    capture = CaptureThread(source).start()
+    exit_code, reason = EXIT_OK, "end of input"
+    last_report = env.clock()
+    try:
+        while True:
+            if max_frames is not None and r.stats.frames >= max_frames:
+                reason = f"{max_frames} frames"
+                break
+            try:
+                frame = capture.get(cfg.frame_timeout)
+            except SourceLost as exc:
+                r.dropped += capture.dropped
+                capture.stop()
+                if cfg.fallback_synthetic and not isinstance(capture.source, SyntheticCamera):
+                    capture = CaptureThread(synthetic_source(cfg)).start()
+                    log(f"note: {exc}; going on with the {capture.source.name}")
+                    continue
+                err(f"error: {exc}; stopping after {r.stats.frames} frames"
+                    + ("" if cfg.input else " (--fallback-synthetic goes on with a synthetic camera)"))
+                exit_code, reason = EXIT_SOURCE, f"source lost: {exc}"
+                break
+            if frame is None:
+                break
+            weights = styles.weights(r.state.mix(), out=weights)
+            result = r.pipeline.process(frame.image, weights)
+            view = None
+
+            def view_fn():
+                nonlocal view
+                if view is None:
+                    view = r.renderer.compose(result.original, result.stylized, r.hud(result))
+                return view
+
+            if cfg.output:
+                out_image = view_fn() if cfg.output_view == "side-by-side" else result.stylized
+                if r.writer is None:
+                    r.writer = VideoOut(cfg.output, writer_fps, out_image.shape[1::-1])
+                r.writer.write(out_image)
+            if r.recorder is not None:
+                r.recorder.write(view_fn())
+            if window is not None:
+                window.show(view_fn())
+            r.stats.add(frame.t_capture, env.clock(), result)
+            if env.on_frame is not None:
+                env.on_frame(frame, result)
+            keys = (window.poll(r.stats.frames) if window is not None else []) + \
+                   (env.keys.poll(r.stats.frames) if env.keys is not None else [])
+            for key in keys:
+                r.state, actions = handle_key(r.state, key, env.clock())
+                for action in actions:
+                    r.apply(action, view_fn)
+            if r.state.quit:
+                reason = "quit"
+                break
+            if headless and env.clock() - last_report > 2.0:
+                last_report = env.clock()
+                log(f"  {r.stats.frames} frames, {r.stats.recent_fps():.1f} fps")
+    except KeyboardInterrupt:
+        reason = "interrupted"
+    finally:
+        r.dropped += capture.dropped
+        capture.stop()
+        for w in (r.writer, r.recorder):
+            if w is not None:
+                w.close()
+        if window is not None:
+            window.close()
+
+    summary = r.stats.summary(
+        dropped=r.dropped, size=list(cfg.size), precision=r.stylizer.precision,
+        style=r.state.style_label(), threads=r.stylizer.threads, source=capture.source.name,
+        engine=getattr(r.stylizer, "description", type(r.stylizer).__name__),
+        warmup_ms=[round(v, 1) for v in warm], output=cfg.output, stopped=reason,
+        exit_code=exit_code)
+    if cfg.stats:
+        Path(cfg.stats).parent.mkdir(parents=True, exist_ok=True)
+        Path(cfg.stats).write_text(json.dumps(summary, indent=2) + "\n")
+    lat, inf = summary["latency_ms"], summary["inference_ms"]
+    log(f"{summary['frames']} frames at {cfg.size[0]}x{cfg.size[1]} {r.stylizer.precision}, "
+        f"{r.stylizer.threads} threads: {summary['fps']:.1f} fps end to end "
+        f"(inference p50 {inf['p50']} ms, latency p50 {lat['p50']} ms, dropped {r.dropped})"
+        + (f" -> {cfg.output}" if cfg.output and r.writer else "")
+        + (f", stats in {cfg.stats}" if cfg.stats else ""))
+    return exit_code
+
+
+def main(argv=None, env: Env | None = None) -> int:
+    """The command line; returns the exit code (never raises for user-visible problems)."""
+    env = env or Env()
+    cv2.setNumThreads(1)   # NOTE: OpenCV's own pool would compete with the engine's threads
+    try:
+        cfg = parse_args(argv)
+        return run(cfg, env)
+    except SystemExit as exc:            # argparse: usage already printed
+        return int(exc.code or 0)
+    except DemoError as exc:
+        env.err(f"error: {exc}")
+        return exc.exit_code
+    except SourceError as exc:
+        env.err(f"error: {exc}")
+        return EXIT_SOURCE
+    except KeyboardInterrupt:
+        env.err("interrupted")
+        return 130
+    except Exception as exc:
+        from mobile_engine.errors import EngineError
+        if isinstance(exc, EngineError):
+            env.err(f"error: {exc}")
+            return EXIT_ENGINE
+        raise
