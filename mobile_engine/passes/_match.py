@@ -40,7 +40,7 @@ class Index:
         return self.users.get(tensor, [])
 
     def sole_user(self, tensor: str) -> Node | None:
-        """The only consumer of ``tensor`` when it has one and is not a graph output."""
+        """The only consumer of ``tensor`` (None if it has several or is a graph output)."""
         users = self.consumers(tensor)
         if len(users) != 1 or tensor in self.graph.outputs:
             return None
@@ -49,7 +49,8 @@ class Index:
     def private(self, tensor: str, allowed: Iterable[Node]) -> bool:
         """True when ``tensor`` is read only by ``allowed`` nodes and is not a graph output."""
         ids = {id(n) for n in allowed}
-        return tensor not in self.graph.outputs and all(id(n) in ids for n in self.consumers(tensor))
+        users = self.consumers(tensor)
+        return tensor not in self.graph.outputs and all(id(n) in ids for n in users)
 
 
 def other_input(node: Node, tensor: str) -> str | None:
@@ -63,7 +64,7 @@ def other_input(node: Node, tensor: str) -> str | None:
 
 
 def scalar_const(graph: Graph, tensor: str) -> float | None:
-    """The value of a constant whose elements all equal one number (shape () or [1,...]), else None."""
+    """The value of a constant whose elements all equal one number, else None."""
     data = graph.const(tensor)
     if data is None or data.size == 0:
         return None

@@ -1,8 +1,9 @@
-"""absorb_pad: PAD (NHWC, H and W only) -> CONV2D becomes a CONV2D that pads itself.
+"""absorb_pad: PAD (NHWC, H and W only) -> CONV2D becomes a CONV2D doing the padding.
 
 Math: with ``PAD`` pads ``(0, t, l, 0, 0, b, r, 0)`` in mode M and conv pads ``(t', l', b', r')``::
 
-    conv(pad(x, (t, l, b, r), M), pads=(t', l', b', r'), M) == conv(x, pads=(t+t', l+l', b+b', r+r'), M)
+    conv(pad(x, (t, l, b, r), M), pads=(t', l', b', r'), M)
+        == conv(x, pads=(t+t', l+l', b+b', r+r'), M)
 
 which holds for zero padding and for edge padding (padding the border value twice is padding it
 once by the sum), but NOT for reflect: reflect(reflect(x, 1), 1) repeats x[0] ([a b a b c ...])

@@ -75,7 +75,8 @@ def optimize(graph: Graph, disable: Iterable[str] = (), verify_each: bool = Fals
     ----------
     graph: the imported graph (modified in place).
     disable: pass names to skip (a name listed twice in the pipeline is skipped both times).
-    verify_each: run ``ir.verify`` after every pass; a failure raises ``GraphError`` naming the pass.
+    verify_each: run ``ir.verify`` after every pass; a failure raises ``GraphError`` naming
+        the pass.
 
     Returns
     -------

@@ -31,13 +31,13 @@ import numpy as np
 
 from mobile_engine.ir import shapes
 from mobile_engine.ir.graph import Graph, Node
-from mobile_engine.ir.ops import BINARY, ELEMENTWISE, REDUCE, UNARY, Op
+from mobile_engine.ir.ops import BINARY, ELEMENTWISE, REDUCE, Op
 from mobile_engine.passes import _match
 from mobile_engine.passes._match import Index, invert_perm, is_identity_perm
 
 AGNOSTIC = ELEMENTWISE | REDUCE | {Op.CAST, Op.CONCAT, Op.SOFTMAX, Op.SLICE, Op.PAD}
 HOISTABLE = ELEMENTWISE | REDUCE | {Op.CAST, Op.SOFTMAX, Op.SLICE, Op.PAD}
-# NOTE: a run-time operand this small is transposed (one extra, cheap TRANSPOSE) to let a big one pass.
+# NOTE: a run-time operand this small gets its own (cheap) TRANSPOSE so a full-size one can pass.
 SMALL = 4096
 
 
@@ -140,6 +140,8 @@ def plan_push(graph: Graph, node: Node, index: Index):
             return None
     if not big and node.op in BINARY | {Op.PRELU}:
         return None                 # only a full-size transposed operand is worth pushing
+    if _remap_attrs(node, p, r) is None:
+        return None
     return p, plans
 
 

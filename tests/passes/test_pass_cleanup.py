@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from mobile_engine.ir import DType, GraphBuilder, Op
+from mobile_engine.ir import GraphBuilder, Op
 from mobile_engine.ir.interpret import run_graph
 from mobile_engine.passes import fold_constants, remove_dead
 from tests.passes.helpers import apply, counts, feeds_for, rand
@@ -38,7 +38,8 @@ IDENTITIES = [  # (op, input shape, attrs)
     (Op.CAST, (1, 4, 5, 3), {"to": "float32"}),
     (Op.PAD, (1, 4, 5, 3), {"pads": (0,) * 8, "mode": "reflect"}),
     (Op.RESIZE, (1, 4, 5, 3), {"size": (4, 5)}),
-    (Op.RESIZE, (1, 4, 5, 3), {"size": (4, 5), "mode": "linear", "coordinate_mode": "align_corners"}),
+    (Op.RESIZE, (1, 4, 5, 3), {"size": (4, 5), "mode": "linear",
+                               "coordinate_mode": "align_corners"}),
     (Op.RESIZE, (1, 4, 5, 3), {"size": (4, 5), "coordinate_mode": "asymmetric",
                                "nearest_mode": "floor"}),
 ]

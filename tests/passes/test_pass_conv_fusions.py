@@ -1,4 +1,4 @@
-"""fold_batch_norm, absorb_pad, absorb_upsample, fuse_residual_add, fuse_activation (NHWC graphs)."""
+"""fold_batch_norm, absorb_pad, absorb_upsample, fuse_residual_add, fuse_activation (NHWC)."""
 import numpy as np
 import pytest
 
@@ -21,8 +21,9 @@ def bn(b, x, c, seed=5):
 
 
 # --- fold_batch_norm ---------------------------------------------------------------------------
-@pytest.mark.parametrize("ci,co,bias,group", [(1, 1, True, 1), (3, 13, False, 1), (24, 24, True, 24),
-                                              (8, 64, True, 2), (13, 65, False, 1)])
+@pytest.mark.parametrize("ci,co,bias,group", [(1, 1, True, 1), (3, 13, False, 1),
+                                              (24, 24, True, 24), (8, 64, True, 2),
+                                              (13, 65, False, 1)])
 def test_fold_batch_norm(ci, co, bias, group):
     b = GraphBuilder()
     x = b.input("x", (1, 5, 6, ci))
@@ -37,10 +38,11 @@ def test_fold_batch_norm(ci, co, bias, group):
 def test_fold_batch_norm_moves_the_bn_activation_and_keeps_output_name():
     b = GraphBuilder()
     x = b.input("x", (1, 4, 4, 3))
-    y = b.node(Op.BATCH_NORM, conv(b, x, 3, 5), *[b.const(np.abs(rand((5,), s)) + 0.5)
-                                                 for s in range(4)], activation=Activation.RELU)
+    params = [b.const(np.abs(rand((5,), s)) + 0.5) for s in range(4)]
+    y = b.node(Op.BATCH_NORM, conv(b, x, 3, 5), *params, activation=Activation.RELU)
     g, n = apply(fold_batch_norm.run, b.build(y))
-    assert n == 1 and g.nodes[0].attrs["activation"] is Activation.RELU and g.nodes[0].outputs == [y]
+    assert n == 1 and g.nodes[0].attrs["activation"] is Activation.RELU
+    assert g.nodes[0].outputs == [y]
 
 
 def test_fold_batch_norm_refusals():

@@ -1,4 +1,4 @@
-"""sink_transposes on importer-style graphs (NCHW tensors, NHWC spatial ops wrapped in transposes)."""
+"""sink_transposes on importer-style graphs: NCHW tensors, NHWC spatial ops in transposes."""
 import numpy as np
 import pytest
 
