@@ -69,7 +69,8 @@ def compile(model, input_shapes: dict | None = None, quantize: str | None = None
         "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()},
         "precision": "fp32",
     }
-    passes = [r.as_dict() if hasattr(r, "as_dict") else dict(r) for r in reports]
+    passes = [{"name": r.name, "rewrites": r.rewrites,
+               "delta": {op.name: d for op, d in r.changes().items()}} for r in reports]
     if not lowered.steps and not graph.outputs:
         raise EngineError("the model has no outputs")
     return Plan.from_lowered(lowered, _io(graph, graph.inputs), _io(graph, graph.outputs),
