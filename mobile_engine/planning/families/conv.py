@@ -1,0 +1,192 @@
+"""Convolutions: CONV2D and CONV_TRANSPOSE2D (fp32, NHWC; kernels/f32_conv2d.py and friends).
+
+Kernel selection per node:
+- depthwise (group == C > 1, KH * KW <= MAX_TAPS): ``f32_dwconv2d_minmax``;
+- everything else, grouped or not: ``f32_conv2d_igemm_{MR}x{NR}_minmax`` with (MR, NR) from
+  ``choose_tile(Co / group)``;
+- transposed: ``f32_conv_transpose2d_igemm_{MR}x{NR}_minmax`` (the igemm kernel over
+  zero-stuffed indirection tables, ``step`` = stride W).
+
+Step contract (JSON-able params, weight blobs):
+    inputs  [x] or [x, residual]   (runtime tensors, NHWC)
+    weights w (packed), bias f32[Co] (zeros when absent), rowmap i32[OH, KH], colmap i32[OW, KW],
+            and ``residual`` when the residual is a constant
+    params  group, step, act (Activation int), act_params [p0, p1] (floats; CLAMP's may be
+            +-inf), has_residual (bool), mult (depthwise multiplier), work (MACs: the binder runs
+            the serial variant below ``config.PARALLEL_MIN_WORK``)
+    flops   2 * MACs
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kernels import config
+from kernels import f32_conv2d as igemm
+from kernels import f32_conv_transpose2d as convt
+from kernels import f32_dwconv2d as dw
+from mobile_engine.errors import PlanFormatError, UnsupportedOperatorError
+from mobile_engine.ir.dtypes import DType
+from mobile_engine.ir.graph import Graph, Node
+from mobile_engine.ir.ops import Op
+from mobile_engine.planning.step import Step, binds, lowers
+
+F32 = np.float32
+
+
+def _fail(node: Node, why: str) -> UnsupportedOperatorError:
+    return UnsupportedOperatorError(f"node {node.name!r} ({node.op.name}): {why}")
+
+
+def _const(node: Node, graph: Graph, index: int, what: str) -> np.ndarray | None:
+    """Constant input ``index`` as float32, None when omitted; raises when it is computed."""
+    name = node.inputs[index] if index < len(node.inputs) else ""
+    if not name:
+        return None
+    data = graph.const(name)
+    if data is None:
+        raise _fail(node, f"{what} {name!r} {graph.tensors[name].shape} is computed at run "
+                          f"time; the fp32 conv kernels need it constant")
+    return np.ascontiguousarray(data, F32)
+
+
+def _common(node: Node, graph: Graph):
+    """(x name, x shape, out name, out shape, weights, bias) after the fp32 checks."""
+    x = graph.tensors[node.inputs[0]]
+    if x.dtype is not DType.FLOAT32:
+        raise _fail(node, f"input {x.name!r} is {x.dtype.value} {x.shape}; these kernels are fp32")
+    if x.is_const:
+        raise _fail(node, f"input {x.name!r} is a constant; fold the node first")
+    w = _const(node, graph, 1, "weight")
+    bias = _const(node, graph, 2, "bias")
+    out = graph.tensors[node.outputs[0]]
+    return x.name, x.shape, out.name, out.shape, w, bias
+
+
+def _act_params(node: Node) -> tuple[int, list[float]]:
+    act = int(node.attrs["activation"])
+    try:
+        return act, list(igemm.activation_params(act, node.attrs["act_params"]))
+    except ValueError as exc:
+        raise _fail(node, str(exc)) from None
+
+
+@lowers(Op.CONV2D)
+def lower_conv2d(node: Node, graph: Graph) -> list[Step]:
+    a = node.attrs
+    x, x_shape, out, out_shape, w, bias = _common(node, graph)
+    n, h, wd, c = x_shape
+    co, cig, kh, kw = w.shape
+    group = a["group"]
+    if a["pad_mode"] not in ("constant", "reflect", "edge"):
+        raise _fail(node, f"pad_mode {a['pad_mode']!r}; supported: constant, reflect, edge")
+    rowmap, colmap = igemm.conv_tables(x_shape, (kh, kw), a["strides"], a["dilations"],
+                                       a["pads"], a["pad_mode"], a["upsample"])
+    if (rowmap.shape[0], colmap.shape[0]) != tuple(out_shape[1:3]):
+        raise _fail(node, f"indirection tables {rowmap.shape[0]}x{colmap.shape[0]} do not match "
+                          f"output {out_shape} (NHWC)")
+    act, act_params = _act_params(node)
+    inputs, weights = [x], {}
+    res_name = node.inputs[3] if len(node.inputs) > 3 else ""
+    if res_name:
+        res = graph.const(res_name)
+        if res is None:
+            inputs.append(res_name)
+        else:
+            weights["residual"] = np.ascontiguousarray(np.broadcast_to(res, out_shape), F32)
+    macs = int(np.prod(out_shape)) * cig * kh * kw
+    params = dict(group=group, step=1, act=act, act_params=act_params,
+                  has_residual=bool(res_name), work=macs, mult=co // c)
+    weights.update(bias=np.zeros(co, F32) if bias is None else bias, rowmap=rowmap, colmap=colmap)
+    if group == c and c > 1 and kh * kw <= dw.MAX_TAPS:
+        weights["w"] = dw.pack_weights(w)
+        kernel = dw.KERNEL_ID
+    else:
+        mr, nr = igemm.choose_tile(co // group)
+        weights["w"] = igemm.pack_weights(w, nr, group)
+        kernel = igemm.kernel_id(mr, nr)
+    return [Step(node.name, kernel, inputs, [out], params, weights, 2 * macs)]
+
+
+@lowers(Op.CONV_TRANSPOSE2D)
+def lower_conv_transpose2d(node: Node, graph: Graph) -> list[Step]:
+    a = node.attrs
+    x, x_shape, out, out_shape, w, bias = _common(node, graph)
+    ci, cog, kh, kw = w.shape
+    group = a["group"]
+    rowmap, colmap = convt.transpose_tables(x_shape, (kh, kw), a["strides"], a["dilations"],
+                                            a["pads"], a["output_padding"])
+    if (rowmap.shape[0], colmap.shape[0]) != tuple(out_shape[1:3]):
+        raise _fail(node, f"indirection tables {rowmap.shape[0]}x{colmap.shape[0]} do not match "
+                          f"output {out_shape} (NHWC)")
+    act, act_params = _act_params(node)
+    co = cog * group
+    mr, nr = igemm.choose_tile(cog)
+    macs = int(np.prod(x_shape)) * cog * kh * kw
+    params = dict(group=group, step=int(a["strides"][1]), act=act, act_params=act_params,
+                  has_residual=False, work=macs, mult=1)
+    weights = dict(w=convt.pack_weights(w, nr, group), rowmap=rowmap, colmap=colmap,
+                   bias=np.zeros(co, F32) if bias is None else bias)
+    return [Step(node.name, convt.kernel_id(mr, nr), [x], [out], params, weights, 2 * macs)]
+
+
+# --- binders -------------------------------------------------------------------------------
+def _operands(kernel: str, params, weights, inputs, outputs):
+    """Checked (x, rowmap, colmap, w, bias, residual, out, has_res, p0, p1, parallel)."""
+    x, out = inputs[0], outputs[0]
+    rowmap, colmap, w, bias = (weights[k] for k in ("rowmap", "colmap", "w", "bias"))
+    has_res = bool(params["has_residual"])
+    res = (inputs[1] if len(inputs) > 1 else weights.get("residual")) if has_res else out
+    problems = []
+    if x.ndim != 4 or out.ndim != 4 or x.shape[0] != out.shape[0]:
+        problems.append(f"input {x.shape} / output {out.shape} are not NHWC of one batch")
+    elif rowmap.shape[0] != out.shape[1] or colmap.shape[0] != out.shape[2]:
+        problems.append(f"tables {rowmap.shape}/{colmap.shape} do not fit output {out.shape}")
+    if bias.shape != (out.shape[-1],):
+        problems.append(f"bias {bias.shape} does not fit output {out.shape}")
+    if res is None or res.shape != out.shape:
+        problems.append(f"residual {None if res is None else res.shape} should be {out.shape}")
+    if rowmap.dtype != np.int32 or colmap.dtype != np.int32 or w.dtype != F32:
+        problems.append(f"blob dtypes {w.dtype}/{rowmap.dtype}/{colmap.dtype}")
+    if problems:
+        raise PlanFormatError(f"step {kernel}: {'; '.join(problems)}")
+    p0, p1 = (F32(v) for v in params["act_params"])
+    parallel = params["work"] >= config.PARALLEL_MIN_WORK and x.shape[0] * out.shape[1] >= 2
+    ro = igemm.readonly
+    return (ro(x), ro(rowmap), ro(colmap), ro(w), ro(bias), ro(res), out, has_res, p0, p1,
+            parallel)
+
+
+def _bind_igemm(kernel: str):
+    mr, nr = (int(v) for v in kernel.split("_igemm_")[1].split("_")[0].split("x"))
+
+    def bind(params, weights, inputs, outputs, *_):
+        x, rowmap, colmap, w, bias, res, out, has_res, p0, p1, par = _operands(
+            kernel, params, weights, inputs, outputs)
+        group = int(params["group"])
+        kh, kw = rowmap.shape[1], colmap.shape[1]
+        expect = (group * -(-(out.shape[3] // group) // nr), kh, kw, x.shape[3] // group, nr)
+        if w.shape != expect:
+            raise PlanFormatError(f"step {kernel}: packed weights {w.shape}, expected {expect}")
+        fn = igemm.igemm_kernel(mr, nr, par)
+        return fn, (x, rowmap, colmap, w, bias, res, out, group, int(params["step"]),
+                    int(params["act"]), p0, p1, has_res)
+
+    return bind
+
+
+for _nr, _mr in igemm.TILES.items():
+    for _kernel in (igemm.kernel_id(_mr, _nr), convt.kernel_id(_mr, _nr)):
+        binds(_kernel)(_bind_igemm(_kernel))
+
+
+@binds(dw.KERNEL_ID)
+def bind_dwconv(params, weights, inputs, outputs, *_):
+    x, rowmap, colmap, w, bias, res, out, has_res, p0, p1, par = _operands(
+        dw.KERNEL_ID, params, weights, inputs, outputs)
+    mult = int(params["mult"])
+    expect = (rowmap.shape[1], colmap.shape[1], out.shape[3])
+    if w.shape != expect or out.shape[3] != mult * x.shape[3]:
+        raise PlanFormatError(f"step {dw.KERNEL_ID}: packed weights {w.shape}, expected {expect} "
+                              f"(multiplier {mult}, input {x.shape}, output {out.shape})")
+    return dw.dwconv_kernel(par), (x, rowmap, colmap, w, bias, res, out, mult,
+                                   int(params["act"]), p0, p1, has_res)

@@ -1,0 +1,268 @@
+"""fp32 convolution kernels (kernels/f32_conv2d.py, f32_dwconv2d.py, f32_conv_transpose2d.py) and
+their indirection tables, against kernels/reference.py: directly (kernel functions walked over
+tables of edge shapes) and through lowering + binding of GraphBuilder nodes."""
+import json
+
+import numpy as np
+import pytest
+
+import mobile_engine.planning.families  # noqa: F401  (registers the lowerings and binders)
+from kernels import f32_conv2d as igemm
+from kernels import f32_conv_transpose2d as convt
+from kernels import f32_dwconv2d as dw
+from kernels import reference as ref
+from kernels.indirection import conv_axis_map, conv_transpose_axis_map
+from mobile_engine.errors import PlanFormatError, UnsupportedOperatorError
+from mobile_engine.ir import GraphBuilder, Op
+from mobile_engine.ir.ops import Activation
+from mobile_engine.planning.step import BINDERS, lower_node
+from tests.tolerances import assert_f32_close
+
+RNG = np.random.default_rng(7)
+CHANNELS = [1, 3, 4, 8, 13, 24, 32, 63, 64, 65]
+ACTS = [(Activation.NONE, ()), (Activation.RELU, ()), (Activation.CLAMP, (-0.5, 0.75)),
+        (Activation.LEAKY_RELU, (0.1,)), (Activation.SIGMOID, ()), (Activation.TANH, ()),
+        (Activation.HARD_SIGMOID, (0.2, 0.5)), (Activation.HARD_SWISH, ())]
+
+
+def _rand(*shape, scale=1.0):
+    return (RNG.standard_normal(shape) * scale).astype(np.float32)
+
+
+def _case(c, co, k=3, hw=(7, 11), n=1, strides=(1, 1), dilations=(1, 1), pads=None, group=1,
+          pad_mode="constant", upsample=1, act=(Activation.NONE, ()), residual=False):
+    if pads is None:
+        pads = tuple(dilations[i % 2] * (k // 2) for i in range(4))
+    return dict(n=n, hw=hw, c=c, co=co, k=k, strides=strides, dilations=dilations, pads=pads,
+                group=group, pad_mode=pad_mode, upsample=upsample, act=act, residual=residual)
+
+
+CONV_CASES = (
+    [_case(c, co) for c, co in zip(CHANNELS, CHANNELS[3:] + CHANNELS[:3])]      # channel sweep
+    + [_case(c, c, k=1, pads=(0, 0, 0, 0)) for c in (3, 64, 65)]
+    + [_case(3, 32, k=9, hw=(13, 14), pad_mode="reflect", pads=(4, 4, 4, 4)),    # first layer
+       _case(4, 3, k=9, hw=(12, 10), pad_mode="reflect", pads=(4, 4, 4, 4)),     # last layer
+       _case(32, 32, strides=(2, 2), pad_mode="reflect"),
+       _case(13, 24, strides=(2, 1), pads=(0, 2, 1, 1)),
+       _case(8, 13, dilations=(2, 2), hw=(9, 9)),
+       _case(24, 8, pads=(2, 0, 1, 3)),
+       _case(32, 8, pad_mode="reflect", upsample=2, hw=(5, 6)),
+       _case(8, 4, pad_mode="edge", upsample=2, hw=(5, 7), strides=(2, 1)),
+       _case(13, 13, pad_mode="edge", pads=(2, 1, 0, 3)),
+       _case(4, 24, n=2, strides=(2, 2), pads=(1, 0, 0, 1)),
+       _case(8, 16, group=2), _case(24, 24, group=3, strides=(2, 2)),
+       _case(64, 96, group=4, k=1, pads=(0, 0, 0, 0))]
+    + [_case(24, 24, act=a, residual=True, n=2) for a in ACTS]
+)
+DW_CASES = [_case(c, c, group=c) for c in (3, 13, 24, 64, 65, 130)] + [
+    _case(24, 24, group=24, strides=(2, 2), pads=(1, 0, 1, 0)),
+    _case(16, 16, group=16, k=5, dilations=(2, 2), hw=(11, 9), pad_mode="reflect"),
+    _case(32, 32, group=32, upsample=2, pad_mode="edge", hw=(4, 5), act=ACTS[7], residual=True),
+    _case(3, 6, group=3), _case(8, 24, group=8, strides=(2, 2), n=2)]              # multipliers
+TRANSPOSE_CASES = [  # (n, hw, ci, cog, k, strides, dilations, pads, group, output_padding)
+    (1, (7, 11), 32, 32, 3, (2, 2), (1, 1), (1, 1, 1, 1), 1, (1, 1)),
+    (2, (4, 5), 8, 13, 4, (2, 2), (1, 1), (0, 1, 2, 1), 1, (0, 0)),
+    (1, (5, 5), 8, 6, 3, (3, 3), (2, 2), (2, 2, 2, 2), 2, (2, 1)),
+    (1, (5, 6), 65, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1, (0, 0)),
+    (1, (6, 4), 4, 64, 2, (2, 1), (1, 1), (0, 0, 0, 0), 4, (1, 0)),
+]
+
+
+def _ids(cases):
+    return [f"{c['n']}x{c['hw'][0]}x{c['hw'][1]}x{c['c']}-{c['co']}-k{c['k']}-s{c['strides']}"
+            f"-d{c['dilations']}-p{c['pads']}-g{c['group']}-{c['pad_mode']}-up{c['upsample']}"
+            f"-{Activation(c['act'][0]).name}{'-res' if c['residual'] else ''}" for c in cases]
+
+
+def _data(case):
+    x = _rand(case["n"], *case["hw"], case["c"])
+    w = _rand(case["co"], case["c"] // case["group"], case["k"], case["k"],
+              scale=1 / np.sqrt(case["c"] // case["group"] * case["k"] ** 2))
+    bias = _rand(case["co"])
+    geo = dict(strides=case["strides"], dilations=case["dilations"], pads=case["pads"],
+               group=case["group"], pad_mode=case["pad_mode"], upsample=case["upsample"])
+    expected_plain = ref.conv2d(x, w, bias, **geo)
+    res = _rand(*expected_plain.shape) if case["residual"] else None
+    kind, params = case["act"]
+    expected = ref.conv2d(x, w, bias, res, **geo, activation_kind=kind, act_params=params)
+    return x, w, bias, res, geo, expected, case["c"] // case["group"] * case["k"] ** 2
+
+
+# --- indirection tables ------------------------------------------------------------------
+@pytest.mark.parametrize("size,k,stride,dil,p0,p1,mode,up", [
+    (7, 3, 1, 1, 1, 1, "constant", 1), (11, 9, 1, 1, 4, 4, "reflect", 1),
+    (6, 3, 2, 1, 0, 1, "edge", 2), (5, 3, 1, 2, 3, 1, "reflect", 2), (4, 1, 2, 1, 0, 0, "constant", 1),
+    (3, 5, 1, 1, 4, 4, "edge", 1), (5, 3, 3, 2, 2, 0, "constant", 3)])
+def test_conv_axis_map_matches_pad_and_repeat(size, k, stride, dil, p0, p1, mode, up):
+    m = conv_axis_map(size, k, stride, dil, p0, p1, mode, up)
+    # rows of an NHWC array hold their own index + 1 (so zero padding reads 0)
+    x = np.arange(1, size + 1, dtype=np.float32).reshape(1, size, 1, 1)
+    padded = ref.pad_nhwc(x.repeat(up, axis=1), (p0, 0, p1, 0), mode)[0, :, 0, 0]
+    expected = np.array([[padded[o * stride + t * dil] for t in range(k)]
+                         for o in range(m.shape[0])]) - 1
+    assert m.dtype == np.int32 and m.flags.c_contiguous
+    np.testing.assert_array_equal(m, expected)
+    assert m.shape[0] == (size * up + p0 + p1 - dil * (k - 1) - 1) // stride + 1
+
+
+@pytest.mark.parametrize("size,k,stride,dil,p0,p1,op", [
+    (5, 3, 2, 1, 1, 1, 1), (4, 4, 2, 1, 0, 2, 0), (5, 3, 3, 2, 2, 2, 2), (3, 1, 1, 1, 0, 0, 0)])
+def test_conv_transpose_axis_map_lists_every_contribution(size, k, stride, dil, p0, p1, op):
+    out = stride * (size - 1) + op + dil * (k - 1) + 1 - p0 - p1
+    m = conv_transpose_axis_map(size, out, k, stride, dil, p0)
+    expected = np.full((out, k), -1)
+    for i in range(size):            # scatter form: input i, tap t lands on i*s + t*d - p0
+        for t in range(k):
+            o = i * stride + t * dil - p0
+            if 0 <= o < out:
+                expected[o, t] = i
+    np.testing.assert_array_equal(m, expected)
+
+
+# --- kernels called directly -------------------------------------------------------------
+@pytest.mark.parametrize("case", CONV_CASES, ids=_ids(CONV_CASES))
+def test_igemm_conv2d(case):
+    x, w, bias, res, geo, expected, red = _data(case)
+    kind, params = case["act"]
+    got = igemm.conv2d(x, w, bias, res, **geo, activation_kind=kind, act_params=params)
+    assert_f32_close(got, expected, red, "igemm conv2d")
+
+
+@pytest.mark.parametrize("tile", [(mr, nr) for nr, mr in igemm.TILES.items()])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_igemm_every_tile(tile, parallel):
+    """Each tile on a shape with partial channel blocks, border and tail tiles, two batches."""
+    case = _case(13, 65, n=2, hw=(9, 21), pads=(1, 2, 0, 1), residual=True, act=ACTS[3])
+    x, w, bias, res, geo, expected, red = _data(case)
+    got = igemm.conv2d(x, w, bias, res, **geo, activation_kind=case["act"][0],
+                       act_params=case["act"][1], tile=tile, parallel=parallel)
+    assert_f32_close(got, expected, red, f"igemm {tile} parallel={parallel}")
+
+
+@pytest.mark.parametrize("case", DW_CASES, ids=_ids(DW_CASES))
+@pytest.mark.parametrize("parallel", [False, True])
+def test_dwconv2d(case, parallel):
+    x, w, bias, res, geo, expected, red = _data(case)
+    kind, params = case["act"]
+    got = dw.dwconv2d(x, w, bias, res, **geo, activation_kind=kind, act_params=params,
+                      parallel=parallel)
+    assert_f32_close(got, expected, red, "dwconv2d")
+
+
+@pytest.mark.parametrize("n,hw,ci,cog,k,strides,dilations,pads,group,opad", TRANSPOSE_CASES)
+@pytest.mark.parametrize("parallel", [False, True])
+def test_conv_transpose2d(n, hw, ci, cog, k, strides, dilations, pads, group, opad, parallel):
+    x = _rand(n, *hw, ci)
+    w = _rand(ci, cog, k, k, scale=1 / np.sqrt(ci // group * k * k))
+    bias = _rand(cog * group)
+    geo = dict(strides=strides, dilations=dilations, pads=pads, group=group,
+               output_padding=opad, activation_kind=Activation.TANH)
+    expected = ref.conv_transpose2d(x, w, bias, **geo)
+    got = convt.conv_transpose2d(x, w, bias, **geo, parallel=parallel)
+    assert_f32_close(got, expected, ci // group * k * k, "conv_transpose2d")
+
+
+def test_conv_padding_is_zero_not_garbage():
+    """A ones input with zero padding: border outputs count only the in-bounds taps."""
+    x = np.ones((1, 4, 5, 3), np.float32)
+    w = np.ones((16, 3, 3, 3), np.float32)
+    got = igemm.conv2d(x, w, pads=(1, 1, 1, 1))
+    taps = np.convolve(np.ones(4), np.ones(3), "same")[:, None] * \
+        np.convolve(np.ones(5), np.ones(3), "same")[None, :]
+    np.testing.assert_array_equal(got[0, :, :, 0], 3 * taps)
+
+
+# --- lowering + binding ------------------------------------------------------------------
+def _run_steps(steps, feeds, out_shape):
+    """Bind like the runtime: JSON-round-tripped params, read-only weights, arena-like views."""
+    out = np.full(out_shape, np.nan, np.float32)
+    (step,) = steps
+    params = json.loads(json.dumps(step.params))
+    weights = {}
+    for k, v in step.weights.items():
+        v = np.ascontiguousarray(v).copy()
+        v.flags.writeable = False
+        weights[k] = v
+    fn, args = BINDERS[step.kernel](params, weights, [feeds[n] for n in step.inputs], [out])
+    fn(*args)
+    return step, out
+
+
+LOWERING_CASES = CONV_CASES[::3] + DW_CASES[::2] + [CONV_CASES[-4], DW_CASES[-1]]
+
+
+@pytest.mark.parametrize("case", LOWERING_CASES, ids=_ids(LOWERING_CASES))
+def test_conv2d_lowering_and_binding(case):
+    x, w, bias, res, geo, expected, red = _data(case)
+    b = GraphBuilder("conv")
+    xin = b.input("x", x.shape)
+    inputs = [xin, b.const(w), b.const(bias)]
+    feeds = {"x": x}
+    if res is not None:
+        inputs.append(b.input("res", res.shape))
+        feeds["res"] = res
+    kind, params = case["act"]
+    y = b.node(Op.CONV2D, *inputs, name="conv", **geo, activation=kind, act_params=params)
+    g = b.build(y)
+    steps = lower_node(g.nodes[0], g)
+    step, got = _run_steps(steps, feeds, expected.shape)
+    depthwise = case["group"] == case["c"] > 1
+    assert step.kernel.startswith("f32_dwconv2d" if depthwise else "f32_conv2d_igemm_")
+    co_g = case["co"] // case["group"]
+    assert step.flops == 2 * expected.size * case["k"] ** 2 * (case["c"] // case["group"])
+    assert co_g >= 1
+    assert_f32_close(got, expected, red, step.kernel)
+
+
+def test_conv2d_lowering_constant_residual_and_no_bias():
+    x, w = _rand(1, 6, 7, 8), _rand(16, 8, 3, 3)
+    res = _rand(1, 6, 7, 16)
+    b = GraphBuilder("conv")
+    y = b.node(Op.CONV2D, b.input("x", x.shape), b.const(w), None, b.const(res), pads=(1, 1, 1, 1),
+               activation=Activation.RELU)
+    g = b.build(y)
+    _, got = _run_steps(lower_node(g.nodes[0], g), {"x": x}, res.shape)
+    expected = ref.conv2d(x, w, None, res, pads=(1, 1, 1, 1), activation_kind=Activation.RELU)
+    assert_f32_close(got, expected, 72, "const residual")
+
+
+@pytest.mark.parametrize("n,hw,ci,cog,k,strides,dilations,pads,group,opad", TRANSPOSE_CASES[:3])
+def test_conv_transpose2d_lowering_and_binding(n, hw, ci, cog, k, strides, dilations, pads,
+                                               group, opad):
+    x = _rand(n, *hw, ci)
+    w, bias = _rand(ci, cog, k, k), _rand(cog * group)
+    attrs = dict(strides=strides, dilations=dilations, pads=pads, group=group,
+                 output_padding=opad)
+    b = GraphBuilder("convt")
+    y = b.node(Op.CONV_TRANSPOSE2D, b.input("x", x.shape), b.const(w), b.const(bias), **attrs,
+               activation=Activation.LEAKY_RELU, act_params=(0.2,))
+    g = b.build(y)
+    expected = ref.conv_transpose2d(x, w, bias, **attrs, activation_kind=Activation.LEAKY_RELU,
+                                    act_params=(0.2,))
+    step, got = _run_steps(lower_node(g.nodes[0], g), {"x": x}, expected.shape)
+    assert step.kernel.startswith("f32_conv_transpose2d_igemm_")
+    assert step.flops == 2 * x.size * cog * k * k
+    assert_f32_close(got, expected, ci // group * k * k, step.kernel)
+
+
+def test_conv2d_lowering_rejects_runtime_weights():
+    b = GraphBuilder("conv")
+    y = b.node(Op.CONV2D, b.input("x", (1, 5, 5, 4)), b.input("w", (8, 4, 3, 3)), name="c7")
+    g = b.build(y)
+    with pytest.raises(UnsupportedOperatorError, match="'c7'.*weight 'w'"):
+        lower_node(g.nodes[0], g)
+
+
+def test_binder_rejects_inconsistent_blobs():
+    b = GraphBuilder("conv")
+    y = b.node(Op.CONV2D, b.input("x", (1, 5, 5, 4)), b.const(_rand(8, 4, 3, 3)),
+               pads=(1, 1, 1, 1))
+    g = b.build(y)
+    (step,) = lower_node(g.nodes[0], g)
+    x, out = np.zeros((1, 5, 5, 4), np.float32), np.zeros((1, 5, 5, 8), np.float32)
+    bad = dict(step.weights, rowmap=step.weights["rowmap"][:3])
+    with pytest.raises(PlanFormatError, match="tables"):
+        BINDERS[step.kernel](step.params, bad, [x], [out])
+    bad = dict(step.weights, w=step.weights["w"][..., :2, :])
+    with pytest.raises(PlanFormatError, match="packed weights"):
+        BINDERS[step.kernel](step.params, bad, [x], [out])
