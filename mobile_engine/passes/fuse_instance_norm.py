@@ -169,7 +169,8 @@ def _param(graph: Graph, tensor: str | None, x_shape, channel_axis: int, fill: f
 
 def rewrite(graph: Graph, m: Match) -> None:
     x_shape = graph.tensors[m.x].shape
-    base = m.nodes[0].name
+    mean = m.nodes[0].name
+    base = (mean.rsplit("/", 1)[0] if "/" in mean.strip("/") else mean) + "/instance_norm"
     new: list[Node] = []
     scale = _param(graph, m.scale, x_shape, m.channel_axis, 1.0, f"{base}_scale", new)
     shift = _param(graph, m.shift, x_shape, m.channel_axis, 0.0, f"{base}_shift", new)
