@@ -10,7 +10,7 @@ Header (64 bytes, little endian)::
     24  Q   manifest length
     32  Q   blobs offset      (64-byte aligned)
     40  Q   blobs length
-    48  16s blake2b-128 of every byte after the header
+    48  16s blake2b-128 of the 48 header bytes before it and of every byte after the header
 
 The manifest is UTF-8 JSON; blobs are raw little-endian arrays described in the manifest. Reading
 maps the file and views the blobs without copying; nothing is unpickled or evaluated.
@@ -29,6 +29,7 @@ MAGIC = b"MPLAN\r\n\x1a"
 FORMAT_MAJOR, FORMAT_MINOR = 1, 0
 HEADER = struct.Struct("<8sHHIQQQQ16s")
 ALIGN = 64
+DIGEST_AT = 48
 # NOTE: a manifest is a few hundred KB even for big nets; refuse absurd lengths before parsing.
 MAX_MANIFEST_BYTES = 64 << 20
 
@@ -49,8 +50,10 @@ def write(path: str | Path, manifest: dict, blobs: list[bytes | memoryview]) -> 
     for blob in blobs:
         payload += b"\0" * (-len(payload) % ALIGN)
         payload += blob
-    header = HEADER.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, 0, HEADER.size, len(body),
-                         blobs_offset, len(payload), _digest(body, pad, payload))
+    fields = (MAGIC, FORMAT_MAJOR, FORMAT_MINOR, 0, HEADER.size, len(body), blobs_offset,
+              len(payload))
+    head = HEADER.pack(*fields, b"\0" * 16)[:DIGEST_AT]
+    header = HEADER.pack(*fields, _digest(head, body, pad, payload))
     with open(path, "wb") as f:
         f.write(header + body + pad)
         f.write(payload)
@@ -90,7 +93,7 @@ def read(path: str | Path) -> tuple[dict, memoryview, mmap.mmap]:
             or b_off % ALIGN or b_off + b_len != size:
         raise PlanFormatError(f"{path}: section table is inconsistent with the file size {size} "
                               f"(manifest {m_off}+{m_len}, blobs {b_off}+{b_len}; truncated?)")
-    if _digest(mm[HEADER.size:]) != digest:
+    if _digest(mm[:DIGEST_AT], mm[HEADER.size:]) != digest:
         raise PlanFormatError(f"{path}: checksum mismatch (file corrupted or truncated)")
     try:
         manifest = json.loads(bytes(mm[m_off:m_off + m_len]).decode())
