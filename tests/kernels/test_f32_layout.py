@@ -155,15 +155,24 @@ def test_transpose_nhwc_nchw(perm, c):
     b = GraphBuilder()
     x = b.input("x", (2, 7, 11, c))
     kernels = check_graph(b, b.node(Op.TRANSPOSE, x, perm=perm), {"x": _rand((2, 7, 11, c))})
-    assert kernels == (["copy_bytes"] if c == 1 and perm == (0, 3, 1, 2)
-                       else ["x32_transpose_b2d_tiled"])
+    if perm == (0, 2, 3, 1):                     # read as NCHW: 7 "channels"
+        expected = "x32_transpose_nchw_to_nhwc"
+    elif c == 1:
+        expected = "copy_bytes"
+    elif c <= k.SMALL_MAX:
+        expected = "x32_transpose_nhwc_to_nchw"
+    else:
+        expected = "x32_transpose_b2d_tiled"
+    assert kernels == [expected]
 
 
 PERMS = [((3, 5), (1, 0)), ((2, 3, 4), (2, 0, 1)), ((2, 3, 4), (1, 0, 2)),
          ((2, 3, 4, 5), (3, 1, 0, 2)), ((2, 3, 1, 4, 5), (4, 2, 0, 3, 1)),
          ((2, 3, 2, 3, 2, 3), (5, 3, 1, 4, 2, 0)), ((2, 3, 2, 3, 2, 3), (0, 1, 3, 2, 4, 5)),
-         ((1, 3, 480, 64), (0, 2, 3, 1)), ((1, 96, 96, 8), (0, 3, 1, 2)),   # parallel tiled
-         ((4, 64, 2, 130), (1, 3, 0, 2))]                                  # parallel strided
+         ((1, 3, 480, 64), (0, 2, 3, 1)), ((1, 96, 96, 8), (0, 3, 1, 2)),   # parallel, 3/8 ch
+         ((1, 64, 64, 24), (0, 3, 1, 2)),                                  # parallel tiled
+         ((4, 64, 2, 130), (1, 3, 0, 2)),                                  # parallel strided
+         ((2, 13, 5, 7), (0, 2, 3, 1))]                                    # tiled NCHW->NHWC
 
 
 @pytest.mark.parametrize("shape,perm", PERMS)
@@ -186,6 +195,17 @@ def test_tiled_kernel_direct():
     out = np.empty((2, 19, 37), np.float32)
     k.tiled_parallel(x.view(np.uint32), out.view(np.uint32))
     np.testing.assert_array_equal(out, x.transpose(0, 2, 1))
+
+
+@pytest.mark.parametrize("c", [2, 4, 8])
+def test_small_transpose_direct(c):
+    x = _rand((2, c, 5000))                                  # crosses a SMALL_CHUNK boundary
+    out = np.empty((2, 5000, c), np.float32)
+    k.small_transpose(c, True, False)(x.view(np.uint32), out.view(np.uint32))
+    np.testing.assert_array_equal(out, x.transpose(0, 2, 1))
+    back = np.empty_like(x)
+    k.small_transpose(c, False, False)(out.view(np.uint32), back.view(np.uint32))
+    np.testing.assert_array_equal(back, x)
 
 
 # --- SLICE ------------------------------------------------------------------------------------

@@ -161,7 +161,13 @@ def _strided_step(node: Node, graph: Graph, plan: k.StridedPlan, isz: int,
     bt = k.batched_transpose(plan) if tiled_ok else None
     if bt is not None and isz in k.LANES:
         params.update(view=list(bt), lane=isz)
-        kernel = f"{k.LANE_PREFIX[isz]}_transpose_b2d_tiled"
+        nb, r, s = bt
+        if r <= k.SMALL_MAX:                         # [nb, C, HW] -> [nb, HW, C]
+            kernel = f"{k.LANE_PREFIX[isz]}_transpose_nchw_to_nhwc"
+        elif s <= k.SMALL_MAX:                       # [nb, HW, C] -> [nb, C, HW]
+            kernel = f"{k.LANE_PREFIX[isz]}_transpose_nhwc_to_nchw"
+        else:
+            kernel = f"{k.LANE_PREFIX[isz]}_transpose_b2d_tiled"
     else:
         lane = k.lane_bytes(plan.block * isz, plan.base * isz, *(s * isz for s in plan.strides))
         params.update(counts=plan.counts, strides=plan.strides, base=plan.base, block=plan.block,
@@ -224,6 +230,21 @@ def bind_tiled(params, weights, inputs, outputs):
     x3, o3 = x.reshape(nb, r, s).view(lane), out.reshape(nb, s, r).view(lane)
     fn = pick(k.tiled_serial, k.tiled_parallel, out.size, nb * ((s + k.TILE - 1) // k.TILE))
     return fn, (x3, o3)
+
+
+@binds("x32_transpose_nchw_to_nhwc", "x8_transpose_nchw_to_nhwc", "x32_transpose_nhwc_to_nchw",
+       "x8_transpose_nhwc_to_nchw")
+def bind_small_transpose(params, weights, inputs, outputs):
+    x, out = operands(params, weights, inputs)[0], outputs[0]
+    if out.size == 0:
+        return noop, ()
+    nb, r, s = params["view"]
+    lane = k.LANES[params["lane"]]
+    x3, o3 = x.reshape(nb, r, s).view(lane), out.reshape(nb, s, r).view(lane)
+    interleave = r <= k.SMALL_MAX
+    pixels = s if interleave else r
+    parallel = pick(False, True, out.size, nb * ((pixels + k.SMALL_CHUNK - 1) // k.SMALL_CHUNK))
+    return k.small_transpose(r if interleave else s, interleave, parallel), (x3, o3)
 
 
 # --- GATHER -----------------------------------------------------------------------------------
