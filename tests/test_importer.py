@@ -166,6 +166,161 @@ def test_graph_output_that_is_an_input_keeps_its_name():
     np.testing.assert_array_equal(interpret.run_graph(graph, {"x": x})["y"], x)
 
 
+# --- opset variants against onnxruntime: attributes vs inputs, legacy semantics --------------------
+def _i64(*v):
+    return np.array(v, np.int64)
+
+
+def _f32(*v):
+    return np.array(v, np.float32)
+
+
+N = helper.make_node
+# id -> (opset, nodes reading "x" [1, 4, 7, 9] (and "idx") and writing "y", initializers)
+VARIANTS = {
+    "clip_attrs_opset10": (10, [N("Clip", ["x"], ["y"], min=-0.5, max=0.25)], {}),
+    "clip_min_input_only": (13, [N("Clip", ["x", "lo"], ["y"])], {"lo": _f32(-0.3)}),
+    "pad_attr_reflect_opset10": (10, [N("Pad", ["x"], ["y"], mode="reflect",
+                                        pads=[0, 0, 2, 1, 0, 0, 1, 3])], {}),
+    "pad_edge_opset13": (13, [N("Pad", ["x", "p"], ["y"], mode="edge")],
+                         {"p": _i64(0, 1, 1, 0, 0, 0, 2, 2)}),
+    "pad_axes_value_opset18": (18, [N("Pad", ["x", "p", "v", "ax"], ["y"])],
+                               {"p": _i64(1, 2, 3, 0), "v": _f32(1.5), "ax": _i64(-1, 2)}),
+    "pad_negative_crops": (13, [N("Pad", ["x", "p"], ["y"])], {"p": _i64(0, 0, -2, 1, 0, 0, 1, -3)}),
+    "slice_attrs_opset9": (9, [N("Slice", ["x"], ["y"], starts=[1, -4], ends=[3, 100],
+                                 axes=[1, 3])], {}),
+    "slice_negative_steps": (13, [N("Slice", ["x", "s", "e", "a", "st"], ["y"])],
+                             {"s": _i64(-1, 5), "e": _i64(-100, 0), "a": _i64(3, 2),
+                              "st": _i64(-2, -3)}),
+    "squeeze_unsqueeze_attrs_opset11": (11, [N("Unsqueeze", ["x"], ["u"], axes=[0, -1]),
+                                             N("Squeeze", ["u"], ["y"], axes=[0, 5])], {}),
+    "squeeze_unsqueeze_inputs": (13, [N("Unsqueeze", ["x", "a"], ["u"]),
+                                      N("Squeeze", ["u"], ["y"])], {"a": _i64(2)}),
+    "reduce_mean_attr_opset13": (13, [N("ReduceMean", ["x"], ["y"], axes=[1, -1],
+                                        keepdims=0)], {}),
+    "reduce_mean_input_opset18": (18, [N("ReduceMean", ["x", "a"], ["y"])], {"a": _i64(2)}),
+    "reduce_sum_attr_opset11": (11, [N("ReduceSum", ["x"], ["y"], axes=[0, 2])], {}),
+    "reduce_sum_noop_empty_axes": (13, [N("ReduceSum", ["x", "a"], ["y"],
+                                          noop_with_empty_axes=1)],
+                                   {"a": np.zeros(0, np.int64)}),
+    "reduce_sum_all": (13, [N("ReduceSum", ["x"], ["y"], keepdims=0)], {}),
+    "upsample_nearest_opset9": (9, [N("Upsample", ["x", "s"], ["y"], mode="nearest")],
+                                {"s": _f32(1, 1, 2, 3)}),
+    "upsample_linear_attr_opset7": (7, [N("Upsample", ["x"], ["y"], mode="linear",
+                                          scales=[1.0, 1.0, 2.0, 2.0])], {}),
+    "resize_opset10_nearest_down": (10, [N("Resize", ["x", "s"], ["y"], mode="nearest")],
+                                    {"s": _f32(1, 1, 0.5, 0.5)}),
+    "resize_sizes_linear_pytorch_half_pixel": (
+        13, [N("Resize", ["x", "", "", "sz"], ["y"], mode="linear",
+               coordinate_transformation_mode="pytorch_half_pixel")], {"sz": _i64(1, 4, 1, 14)}),
+    "resize_nearest_tf_half_pixel_ceil": (
+        13, [N("Resize", ["x", "", "s"], ["y"], mode="nearest", nearest_mode="ceil",
+               coordinate_transformation_mode="tf_half_pixel_for_nn")],
+        {"s": _f32(1, 1, 1.5, 0.75)}),
+    "resize_nearest_tf_half_pixel_unit_axis": (
+        13, [N("Resize", ["x", "", "s"], ["y"], mode="nearest", nearest_mode="round_prefer_ceil",
+               coordinate_transformation_mode="tf_half_pixel_for_nn")], {"s": _f32(1, 1, 1, 2)}),
+    "resize_axes_not_larger_opset18": (
+        18, [N("Resize", ["x", "", "", "sz"], ["y"], mode="linear", axes=[3, 2],
+               keep_aspect_ratio_policy="not_larger")], {"sz": _i64(20, 12)}),
+    "conv_same_upper_stride2": (17, [N("Conv", ["x", "w"], ["y"], auto_pad="SAME_UPPER",
+                                       strides=[2, 2])],
+                                {"w": np.linspace(-1, 1, 5 * 4 * 4 * 4, dtype=np.float32)
+                                 .reshape(5, 4, 4, 4)}),
+    "conv_same_lower_grouped": (
+        17, [N("Conv", ["x", "w", "b"], ["y"], auto_pad="SAME_LOWER", group=2)],
+        {"w": np.linspace(-1, 1, 6 * 2 * 3 * 2, dtype=np.float32).reshape(6, 2, 3, 2),
+         "b": _f32(1, 2, 3, 4, 5, 6)}),
+    "conv_transpose_output_shape": (
+        17, [N("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2], output_shape=[15, 20])],
+        {"w": np.linspace(-1, 1, 4 * 3 * 3 * 3, dtype=np.float32).reshape(4, 3, 3, 3)}),
+    "conv_transpose_same_upper_grouped": (
+        17, [N("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2], auto_pad="SAME_UPPER",
+               group=2)],
+        {"w": np.linspace(-1, 1, 4 * 2 * 4 * 4, dtype=np.float32).reshape(4, 2, 4, 4)}),
+    "maxpool_ceil_pads_dilated": (
+        17, [N("MaxPool", ["x"], ["y"], kernel_shape=[3, 2], strides=[2, 2], pads=[1, 0, 1, 1],
+               dilations=[1, 2], ceil_mode=1)], {}),
+    "avgpool_ceil_count_include_pad": (
+        17, [N("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2],
+               pads=[1, 1, 1, 1], ceil_mode=1, count_include_pad=1)], {}),
+    "avgpool_same_lower": (17, [N("AveragePool", ["x"], ["y"], kernel_shape=[2, 3],
+                                  auto_pad="SAME_LOWER")], {}),
+    "dropout_ratio_input_opset12": (12, [N("Dropout", ["x", "r"], ["y"])],
+                                    {"r": np.array(0.3, np.float32)}),
+    "gemm_trans_a_alpha_beta": (
+        17, [N("Reshape", ["x", "sh"], ["m"]),
+             N("Gemm", ["m", "w", "c"], ["y"], transA=1, alpha=0.5, beta=2.0)],
+        {"sh": _i64(-1, 9), "w": np.linspace(-1, 1, 28 * 3, dtype=np.float32).reshape(28, 3),
+         "c": _f32(1, -1, 0.5)}),
+    "prelu_channel_slope": (17, [N("PRelu", ["x", "s"], ["y"])],
+                            {"s": _f32(0.1, -0.2, 0.3, 2).reshape(4, 1, 1)}),
+    "batchnorm_rank3_opset7": (
+        7, [N("Reshape", ["x", "sh"], ["m"]), N("BatchNormalization", ["m", "g", "b", "mu", "v"],
+                                                ["y"], epsilon=1e-3)],
+        {"sh": _i64(1, 4, 63), "g": _f32(1, 2, 0.5, 1), "b": _f32(0, 1, -1, 0.1),
+         "mu": _f32(0.1, 0, -0.1, 0.2), "v": _f32(1, 0.5, 2, 1)}),
+    "instance_norm_rank3": (17, [N("Reshape", ["x", "sh"], ["m"]),
+                                 N("InstanceNormalization", ["m", "g", "b"], ["y"])],
+                            {"sh": _i64(1, 4, 63), "g": _f32(1, 2, 0.5, 1),
+                             "b": _f32(0, 1, -1, 0.1)}),
+    "flatten_negative_axis": (17, [N("Flatten", ["x"], ["y"], axis=-3)], {}),
+    "gather_runtime_indices": (17, [N("Gather", ["x", "idx"], ["y"], axis=3)], {}),
+    "shape_start_end_reshape": (
+        17, [N("Shape", ["x"], ["s"], start=1, end=-1), N("ReduceProd", ["s"], ["p"], keepdims=1)
+             if False else N("Concat", ["one", "s", "nine"], ["t"], axis=0),
+             N("Reshape", ["x", "t"], ["y"])],
+        {"one": _i64(1), "nine": _i64(9)}),
+    "constant_of_shape_add": (
+        17, [N("Shape", ["x"], ["s"]),
+             N("ConstantOfShape", ["s"], ["c"], value=numpy_helper.from_array(_f32(0.25))),
+             N("Add", ["x", "c"], ["y"])], {}),
+    "cast_runtime_to_int32": (17, [N("Cast", ["x"], ["y"], to=TensorProto.INT32)], {}),
+    "hard_sigmoid_leaky_relu": (17, [N("HardSigmoid", ["x"], ["h"], alpha=0.3, beta=0.4),
+                                     N("LeakyRelu", ["h"], ["y"], alpha=0.2)], {}),
+    "elementwise_chain": (
+        17, [N("Abs" if False else "Neg", ["x"], ["n"]), N("Exp", ["n"], ["e"]),
+             N("Sqrt", ["e"], ["s"]), N("Reciprocal", ["s"], ["r"]),
+             N("Pow", ["r", "k"], ["p"]), N("Div", ["p", "x"], ["d"]), N("Sub", ["d", "x"], ["y"])],
+        {"k": np.array(2, np.int64)}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(VARIANTS))
+def test_opset_variant_matches_onnxruntime(case, ort):
+    opset, nodes, inits = VARIANTS[case]
+    for i, n in enumerate(nodes):
+        n.name = n.name or f"{case}_{i}"
+    inputs = [_vi("x", [1, 4, 7, 9])]
+    feeds = {"x": np.random.default_rng(3).standard_normal((1, 4, 7, 9)).astype(np.float32)}
+    if any("idx" in n.input for n in nodes):
+        inputs.append(_vi("idx", [2, 3], TensorProto.INT64))
+        feeds["idx"] = np.array([[0, 8, 3], [-1, 2, 2]], np.int64)
+    out_type = TensorProto.INT32 if nodes[-1].op_type == "Cast" else TensorProto.FLOAT
+    model = _model(nodes, inputs, [helper.make_tensor_value_info("y", out_type, None)],
+                   [numpy_helper.from_array(v, k) for k, v in inits.items()], opset=opset)
+    (want,) = ort_outputs(ort, model, feeds)
+    graph = import_onnx(model)
+    got = interpret.run_graph(graph, feeds)["y"]
+    assert got.dtype == want.dtype
+    if want.dtype.kind == "f":
+        assert_close_to_range(got, want, 1e-5, case)
+    else:
+        np.testing.assert_array_equal(got, want)
+
+
+def test_legacy_broadcast_before_opset7():
+    """Add-6 with broadcast=1, axis=1 lines B up with A's axes 1..2 (onnxruntime no longer
+    runs opset 6, so the oracle is numpy)."""
+    b = np.arange(28, dtype=np.float32).reshape(4, 7)
+    model = _model([N("Add", ["x", "b"], ["y"], broadcast=1, axis=1, name="add")],
+                   [_vi("x", [1, 4, 7, 9])], [_vi("y", [1, 4, 7, 9])],
+                   [numpy_helper.from_array(b, "b")], opset=6)
+    x = np.random.default_rng(0).standard_normal((1, 4, 7, 9)).astype(np.float32)
+    got = interpret.run_graph(import_onnx(model), {"x": x})["y"]
+    np.testing.assert_array_equal(got, x + b[None, :, :, None])
+
+
 # --- errors -----------------------------------------------------------------------------------------
 def _small_model_bytes() -> bytes:
     return NETS["resnet_like"]().SerializeToString()

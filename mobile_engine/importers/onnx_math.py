@@ -22,6 +22,12 @@ def unary(ctx: Context):
 @importer(*_BINARY)
 def binary(ctx: Context):
     a, b = ctx.input(0), ctx.input(1)
+    if ctx.opset < 7 and ctx.attr("broadcast", 0):
+        # legacy broadcasting: b's dims line up with a's from ``axis`` on
+        ra, rb = ctx.rank(a), ctx.rank(b)
+        axis = ctx.attr("axis", ra - rb)
+        axis = axis + ra if axis < 0 else axis
+        b = ctx.reshape(b, ctx.shape(b) + (1,) * (ra - axis - rb), suffix="align")
     if ctx.node.op_type == "Pow":
         b = ctx.cast(b, ctx.dtype(a))               # ONNX lets the exponent's type differ
     elif ctx.dtype(a) != ctx.dtype(b):

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from kernels import reference as ref
 from mobile_engine.importers.onnx_base import Context, importer
 from mobile_engine.ir.ops import Op
 
@@ -293,6 +294,20 @@ def _resize(ctx: Context, x, mode: str, coordinate_mode: str, nearest_mode: str,
                                   f"that do not give whole output sizes from {s}")
     if coordinate_mode == "half_pixel_symmetric":
         coordinate_mode = "half_pixel"                # identical when n*f is whole
+    if coordinate_mode == "tf_half_pixel_for_nn" and \
+            (mode == "linear" or nearest_mode in ("ceil", "round_prefer_ceil")):
+        # ONNX (and onnxruntime) leave an axis of scale 1 untouched, but this mapping would
+        # shift it by one pixel: resize the other axis alone, by a GATHER of the sampled rows
+        unit = [i for i in (2, 3) if out[i] == s[i] and
+                (not coord_scales or coord_scales[i - 2] == 1.0)]
+        if unit:
+            if mode == "linear":
+                raise ctx.unsupported("linear tf_half_pixel_for_nn with a unit-scale axis")
+            (axis,) = {2, 3} - set(unit)
+            scale = coord_scales[axis - 2] if coord_scales else out[axis] / s[axis]
+            index = ref.resize_axis_weights(s[axis], out[axis], scale, mode, coordinate_mode,
+                                            nearest_mode)[0]
+            return ctx.emit(Op.GATHER, x, index.astype(np.int64), axis=axis)
     if min(out) <= 0:
         raise ctx.malformed(f"resize of {s} gives an empty output {out}")
     return ctx.spatial(Op.RESIZE, x, size=out[2:], mode=mode, coordinate_mode=coordinate_mode,
