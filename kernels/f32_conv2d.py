@@ -30,7 +30,6 @@ from kernels import config
 from kernels.config import jit
 from kernels.indirection import conv_axis_map
 from kernels.intrinsics import stack_array, vcopy, vfill, vfma
-from mobile_engine.ir.ops import Activation
 
 F32 = np.float32
 U64 = np.uint64     # NOTE: unsigned indices skip Numba's negative-index wraparound code
@@ -42,7 +41,9 @@ VL = 16                                  # float32 lanes of one vector (zmm)
 
 @jit(inline="always")
 def activate(v, code, p0, p1):
-    """Activation ``code`` (``Activation`` int) of a float32 ``v``; p0, p1 its float32 params."""
+    """Activation ``code`` (``mobile_engine.ir.ops.Activation`` int: NONE 0, RELU 1, CLAMP 2,
+    LEAKY_RELU 3, SIGMOID 4, TANH 5, HARD_SIGMOID 6, HARD_SWISH 7) of a float32 ``v``; p0, p1
+    are its float32 params."""
     if code == 0:
         return v
     if code == 1:
@@ -63,6 +64,7 @@ def activate(v, code, p0, p1):
 
 def activation_params(kind, params=()) -> tuple[float, float]:
     """The two float params the kernels take for activation ``kind`` (unused ones are 0)."""
+    from mobile_engine.ir.ops import Activation    # NOTE: lazy, mobile_engine imports kernels
     kind = Activation(kind)
     p = [float(v) for v in params]
     if kind is Activation.HARD_SIGMOID and not p:
@@ -231,7 +233,7 @@ def run_igemm(x, rowmap, colmap, wp, bias, residual, out, *, group, step, act, a
 
 def conv2d(x, w, bias=None, residual=None, *, strides=(1, 1), dilations=(1, 1),
            pads=(0, 0, 0, 0), group=1, pad_mode="constant", upsample=1,
-           activation_kind=Activation.NONE, act_params=(), tile=None, parallel=None):
+           activation_kind=0, act_params=(), tile=None, parallel=None):
     """Convenience entry with ``kernels.reference.conv2d``'s signature (packs on every call).
 
     x: f32[N, H, W, C]; w: [Co, C/group, KH, KW]; returns f32[N, OH, OW, Co].

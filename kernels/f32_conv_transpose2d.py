@@ -18,7 +18,6 @@ from kernels import config
 from kernels import f32_conv2d as igemm
 from kernels.f32_conv2d import F32
 from kernels.indirection import conv_transpose_axis_map
-from mobile_engine.ir.ops import Activation
 
 
 def kernel_id(mr: int, nr: int) -> str:
@@ -54,7 +53,7 @@ def pack_weights(w: np.ndarray, nr: int, group: int = 1) -> np.ndarray:
 
 
 def conv_transpose2d(x, w, bias=None, *, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0),
-                     group=1, output_padding=(0, 0), activation_kind=Activation.NONE,
+                     group=1, output_padding=(0, 0), activation_kind=0,
                      act_params=(), tile=None, parallel=None):
     """Convenience entry with ``kernels.reference.conv_transpose2d``'s signature.
 

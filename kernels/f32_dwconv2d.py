@@ -19,7 +19,6 @@ import numpy as np
 from kernels import config
 from kernels.f32_conv2d import F32, U64, VL, activate, activation_params, conv_tables, readonly
 from kernels.intrinsics import stack_array, vcopy, vfill, vfma2
-from mobile_engine.ir.ops import Activation
 
 KERNEL_ID = "f32_dwconv2d_minmax"
 NVB = 4                     # vectors per channel block (64 channels)
@@ -136,7 +135,7 @@ def run_dwconv(x, rowmap, colmap, wp, bias, residual, out, *, mult, act, act_par
 
 def dwconv2d(x, w, bias=None, residual=None, *, strides=(1, 1), dilations=(1, 1),
              pads=(0, 0, 0, 0), group=None, pad_mode="constant", upsample=1,
-             activation_kind=Activation.NONE, act_params=(), parallel=None):
+             activation_kind=0, act_params=(), parallel=None):
     """Convenience entry with ``kernels.reference.conv2d``'s signature (group = C implied).
 
     x: f32[N, H, W, C]; w: [k * C, 1, KH, KW]; returns f32[N, OH, OW, k * C].

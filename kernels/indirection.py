@@ -20,9 +20,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from mobile_engine.ir.shapes import conv_output_size
 
 PAD_MODES = ("constant", "reflect", "edge")
+
+
+def conv_output_size(size: int, k: int, stride: int, dilation: int, pad0: int, pad1: int) -> int:
+    """As ``mobile_engine.ir.shapes.conv_output_size`` (kernels import nothing from the engine)."""
+    return (size + pad0 + pad1 - dilation * (k - 1) - 1) // stride + 1
 
 
 def conv_axis_map(size: int, k: int, stride: int = 1, dilation: int = 1, pad0: int = 0,

@@ -1,0 +1,81 @@
+"""The machine code of the hot fp32 conv kernels: the reduction loop must be full-width zmm FMAs
+with the accumulator tile in registers and no gathers (DESIGN.md: the same source with another
+loop order ran 60x slower when LLVM vectorised the wrong loop with gathers).
+
+Fresh dispatchers (``cache=False``) are compiled, as code loaded from Numba's cache cannot be
+inspected. Skipped without AVX-512.
+"""
+import re
+
+import numpy as np
+import pytest
+
+from kernels import config
+from kernels import f32_conv2d as igemm
+from kernels import f32_dwconv2d as dw
+
+pytestmark = pytest.mark.skipif(not config.has_avx512(), reason="CPU lacks AVX-512")
+
+LABEL = re.compile(r"^(\.LBB\d+_\d+):", re.M)
+FMA = re.compile(r"^\s*vfmadd\d*[ps]s\s+(.*)$", re.M)
+
+
+def loops(asm: str) -> list[str]:
+    """Bodies of single-block loops: a label whose block ends by jumping back to it."""
+    found = []
+    starts = [(m.group(1), m.end()) for m in LABEL.finditer(asm)]
+    for i, (label, begin) in enumerate(starts):
+        end = starts[i + 1][1] if i + 1 < len(starts) else len(asm)
+        back = re.search(rf"^\s*j\w+\s+{re.escape(label)}\s*$", asm[begin:end], re.M)
+        if back:
+            found.append(asm[begin:begin + back.end()])
+    return found
+
+
+def hottest_loop(asm: str) -> str:
+    body = max(loops(asm), key=lambda b: len(FMA.findall(b)), default="")
+    assert FMA.findall(body), "no loop with FMAs found in the kernel's assembly"
+    return body
+
+
+def _args_igemm(nr, c=8, co=None):
+    co = co or nr
+    x = np.zeros((1, 5, 9, c), np.float32)
+    out = np.zeros((1, 5, 9, co), np.float32)
+    rowmap, colmap = igemm.conv_tables(x.shape, (3, 3), pads=(1, 1, 1, 1))
+    wp = igemm.pack_weights(np.zeros((co, c, 3, 3), np.float32), nr)
+    ro = igemm.readonly
+    return (ro(x), ro(rowmap), ro(colmap), ro(wp), ro(np.zeros(co, np.float32)), ro(out), out, 1,
+            1, 0, np.float32(0), np.float32(0), False)
+
+
+# multistyle26: Co = 32 (8x32), Co = 8, 4, 3 (16x16); 4x64 for wide layers.
+@pytest.mark.parametrize("mr,nr,parallel", [(8, 32, False), (16, 16, False), (4, 64, False),
+                                            (8, 32, True)])
+def test_igemm_inner_loop_is_zmm_fma_without_gathers(mr, nr, parallel):
+    fn = igemm.igemm_kernel.__wrapped__(mr, nr, parallel, cache=False)
+    fn(*_args_igemm(nr))
+    asm = fn.inspect_asm(fn.signatures[0])
+    body = hottest_loop(asm)
+    assert not re.search(r"v(p)?gather", body), "gather instructions in the reduction loop"
+    fmas = FMA.findall(body)
+    assert all("%zmm" in f for f in fmas), f"non-zmm FMAs in the reduction loop: {fmas}"
+    # at least one FMA per accumulator vector of the MR x NR tile, per input channel
+    assert len(fmas) >= mr * nr // igemm.VL, f"{len(fmas)} FMAs, tile needs {mr * nr // 16}"
+    # the tile lives in registers: no vector stack traffic inside the reduction loop
+    spills = re.findall(r"^.*\(%r[sb]p\).*%zmm.*$|^.*%zmm.*\(%r[sb]p\).*$", body, re.M)
+    assert not spills, f"accumulators spilled to the stack: {spills}"
+
+
+def test_dwconv_vector_path_is_zmm_fma():
+    fn = dw.dwconv_kernel.__wrapped__(False, cache=False)
+    x = np.zeros((1, 5, 6, 64), np.float32)
+    out = np.zeros((1, 5, 6, 64), np.float32)
+    rowmap, colmap = igemm.conv_tables(x.shape, (3, 3), pads=(1, 1, 1, 1))
+    ro = igemm.readonly
+    fn(ro(x), ro(rowmap), ro(colmap), ro(np.zeros((3, 3, 64), np.float32)),
+       ro(np.zeros(64, np.float32)), ro(out), out, 1, 0, np.float32(0), np.float32(0), False)
+    body = hottest_loop(fn.inspect_asm(fn.signatures[0]))
+    fmas = FMA.findall(body)
+    assert len(fmas) >= dw.NVB and all("%zmm" in f for f in fmas), fmas
+    assert "gather" not in body
