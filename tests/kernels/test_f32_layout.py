@@ -60,7 +60,7 @@ def run_lowered(graph, feeds):
 
 
 def check_graph(b, y, feeds):
-    g = b.build(y)
+    g = b.build(*(y if isinstance(y, list) else [y]))
     got, kernels = run_lowered(g, feeds)
     want = run_graph(g, feeds)
     for name in g.outputs:
@@ -321,3 +321,13 @@ def test_kernel_table_names():
     for kid in k.KERNELS:
         assert kid == "copy_bytes" or kid in BINDERS, kid
     assert "copy_bytes" in BINDERS
+
+
+def test_empty_tensors():
+    b = GraphBuilder()
+    x = b.input("x", (2, 4, 3))
+    e = b.input("e", (2, 0, 3))
+    y = b.node(Op.SLICE, x, starts=(2,), ends=(2,), axes=(1,), steps=(1,))      # (2, 0, 3)
+    c = b.node(Op.CONCAT, e, x, e, axis=1)
+    p = b.node(Op.PAD, e, pads=(0, 1, 0, 0, 1, 0), value=2.0)                   # constant rows
+    check_graph(b, [y, c, p], {"x": _rand((2, 4, 3)), "e": _rand((2, 0, 3))})
