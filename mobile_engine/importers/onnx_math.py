@@ -73,14 +73,42 @@ def clip(ctx: Context):
     return ctx.emit(Op.CLIP, x, min=float(lo), max=float(hi))
 
 
+@importer("Abs")
+def abs_(ctx: Context):
+    x = ctx.input(0)
+    if isinstance(x, np.ndarray):
+        return np.abs(x)
+    return ctx.emit(Op.ADD, ctx.emit(Op.RELU, x, suffix="pos"),       # |x| = relu(x) + relu(-x)
+                    ctx.emit(Op.RELU, ctx.emit(Op.NEG, x, suffix="neg"), suffix="pos_neg"))
+
+
+@importer("Sum", "Mean")
+def sum_mean(ctx: Context):
+    xs = [v for v in ctx.values if v is not None]
+    y = xs[0]
+    for k, v in enumerate(xs[1:]):
+        y = ctx.emit(Op.ADD, y, v, suffix=f"add{k}" if k < len(xs) - 2 or
+                     ctx.node.op_type == "Mean" else None)
+    if ctx.node.op_type == "Mean" and len(xs) > 1:
+        y = ctx.emit(Op.DIV, y, np.array(len(xs), ctx.dtype(y)))
+    return y
+
+
 # --- reductions -------------------------------------------------------------------------------
-_REDUCE = {"ReduceMean": (Op.REDUCE_MEAN, 18), "ReduceSum": (Op.REDUCE_SUM, 13)}
+_REDUCE = {"ReduceMean": (Op.REDUCE_MEAN, 18), "ReduceSum": (Op.REDUCE_SUM, 13),
+           "ReduceSumSquare": (Op.REDUCE_SUM, 18), "ReduceL2": (Op.REDUCE_SUM, 18),
+           "ReduceL1": (Op.REDUCE_SUM, 18)}
 
 
 @importer(*_REDUCE)
 def reduce(ctx: Context):
     op, axes_input_opset = _REDUCE[ctx.node.op_type]
     x = ctx.input(0)
+    kind = ctx.node.op_type
+    if kind in ("ReduceSumSquare", "ReduceL2"):
+        x = ctx.emit(Op.MUL, x, x, suffix="square")
+    elif kind == "ReduceL1":
+        x = abs_(ctx)
     rank = ctx.rank(x)
     keepdims = bool(ctx.attr("keepdims", 1))
     axes = ctx.ints(1, "axes", "axes") if ctx.opset >= axes_input_opset or "axes" in ctx.attrs \
@@ -95,7 +123,8 @@ def reduce(ctx: Context):
     axes = sorted({a % rank for a in axes})
     if rank == 0:
         return x
-    return ctx.emit(op, x, axes=axes, keepdims=keepdims)
+    y = ctx.emit(op, x, axes=axes, keepdims=keepdims, suffix="sum" if kind == "ReduceL2" else None)
+    return ctx.emit(Op.SQRT, y) if kind == "ReduceL2" else y
 
 
 # --- matrix products ----------------------------------------------------------------------------

@@ -232,17 +232,19 @@ def _dilated_avg_pool(ctx: Context, x, kernel, strides, pads, extra, dilations):
     return ctx.emit(Op.MUL, total, (1.0 / count).astype(np.float32), suffix="mean")
 
 
-@importer("GlobalAveragePool")
-def global_avg_pool(ctx: Context):
+@importer("GlobalAveragePool", "GlobalMaxPool")
+def global_pool(ctx: Context):
     x = ctx.input(0)
     s = ctx.shape(x)
     if len(s) < 3:
         raise ctx.malformed(f"input shape {s} has no spatial axes")
-    if len(s) == 4:
-        return ctx.spatial(Op.GLOBAL_AVG_POOL, x)
-    flat = (s[0], s[1], int(np.prod(s[2:], dtype=np.int64)), 1)
-    y = ctx.spatial(Op.GLOBAL_AVG_POOL, ctx.reshape(x, flat, suffix="as_4d"))
-    return ctx.reshape(y, s[:2] + (1,) * (len(s) - 2), suffix="from_4d")
+    flat = s if len(s) == 4 else (s[0], s[1], int(np.prod(s[2:], dtype=np.int64)), 1)
+    x4 = ctx.reshape(x, flat, suffix="as_4d") if len(s) != 4 else x
+    if ctx.node.op_type == "GlobalAveragePool":
+        y = ctx.spatial(Op.GLOBAL_AVG_POOL, x4)
+    else:                                              # a max pool whose window is the image
+        y = ctx.spatial(Op.MAX_POOL, x4, kernel=flat[2:])
+    return y if len(s) == 4 else ctx.reshape(y, s[:2] + (1,) * (len(s) - 2), suffix="from_4d")
 
 
 # --- resize ------------------------------------------------------------------------------------

@@ -318,3 +318,96 @@ def dequantize_linear(ctx: Context):
     s = _qparam_broadcast(ctx, scale, x.shape, axis)
     z = _qparam_broadcast(ctx, zp, x.shape, axis).astype(np.float64) if zp is not None else 0.0
     return ((x.astype(np.float64) - z) * s.astype(np.float64)).astype(scale.dtype)
+
+
+# --- more data movement, decomposed into the ops above ----------------------------------------
+@importer("CastLike")
+def cast_like(ctx: Context):
+    x, like = ctx.input(0), ctx.input(1)
+    to = ctx.dtype(like)
+    if isinstance(x, np.ndarray):
+        return x.astype(to)
+    if to == np.float64:
+        raise ctx.unsupported("CastLike to float64 at run time is not supported")
+    return ctx.cast(x, to)
+
+
+@importer("Split")
+def split(ctx: Context):
+    x = ctx.input(0)
+    s = ctx.shape(x)
+    (axis,) = _axes(ctx, [ctx.attr("axis", 0)], len(s))
+    n_out = len(ctx.node.output)
+    sizes = ctx.ints(1, "split", "split")
+    if not sizes:
+        n = ctx.attr("num_outputs", n_out)
+        chunk = -(-s[axis] // n)                       # the last part may be smaller
+        sizes = [min(chunk, s[axis] - k * chunk) for k in range(n)]
+    if sum(sizes) != s[axis] or len(sizes) != n_out or min(sizes) < 0:
+        raise ctx.malformed(f"split sizes {sizes} do not cut axis {axis} of {s} into "
+                            f"{n_out} parts")
+    outs, start = [], 0
+    for k, size in enumerate(sizes):
+        outs.append(ctx.emit(Op.SLICE, x, suffix=f"part{k}", starts=[start],
+                             ends=[start + size], axes=[axis], steps=[1]))
+        start += size
+    return outs
+
+
+@importer("Expand")
+def expand(ctx: Context):
+    x = ctx.input(0)
+    target = [int(d) for d in ctx.const(1, "shape").reshape(-1)]
+    s = ctx.shape(x)
+    try:
+        out = np.broadcast_shapes(s, tuple(target))
+    except ValueError:
+        raise ctx.malformed(f"cannot expand {s} to {target}") from None
+    if isinstance(x, np.ndarray):
+        return np.ascontiguousarray(np.broadcast_to(x, out))
+    if tuple(out) == s:
+        return x
+    # x * 1 broadcast to the target: ones only along the axes that grow
+    aligned = (1,) * (len(out) - len(s)) + s
+    ones = np.ones([o if a == 1 else 1 for o, a in zip(out, aligned)], ctx.dtype(x))
+    return ctx.emit(Op.MUL, x, ones, suffix="expand")
+
+
+@importer("Tile")
+def tile(ctx: Context):
+    x = ctx.input(0)
+    repeats = [int(r) for r in ctx.const(1, "repeats").reshape(-1)]
+    if len(repeats) != ctx.rank(x) or min(repeats, default=1) < 0:
+        raise ctx.malformed(f"repeats {repeats} do not fit rank {ctx.rank(x)}")
+    for axis, r in enumerate(repeats):
+        if r != 1:
+            x = ctx.emit(Op.CONCAT, *([x] * r), suffix="tile", axis=axis) if r else \
+                ctx.emit(Op.SLICE, x, suffix="tile", starts=[0], ends=[0], axes=[axis],
+                         steps=[1])
+    return x
+
+
+@importer("DepthToSpace")
+def depth_to_space(ctx: Context):
+    x = ctx.input(0)
+    n, c, h, w = ctx.shape(x)
+    b = ctx.attr("blocksize")
+    if ctx.attr("mode", "DCR") == "DCR":
+        y = ctx.reshape(x, (n, b, b, c // (b * b), h, w), suffix="split")
+        y = ctx.emit(Op.TRANSPOSE, y, suffix="shuffle", perm=(0, 3, 4, 1, 5, 2))
+    elif ctx.attr("mode") == "CRD":
+        y = ctx.reshape(x, (n, c // (b * b), b, b, h, w), suffix="split")
+        y = ctx.emit(Op.TRANSPOSE, y, suffix="shuffle", perm=(0, 1, 4, 2, 5, 3))
+    else:
+        raise ctx.bad_attr("mode", ctx.attr("mode"))
+    return ctx.reshape(y, (n, c // (b * b), h * b, w * b), suffix=None)
+
+
+@importer("SpaceToDepth")
+def space_to_depth(ctx: Context):
+    x = ctx.input(0)
+    n, c, h, w = ctx.shape(x)
+    b = ctx.attr("blocksize")
+    y = ctx.reshape(x, (n, c, h // b, b, w // b, b), suffix="split")
+    y = ctx.emit(Op.TRANSPOSE, y, suffix="shuffle", perm=(0, 3, 5, 1, 2, 4))
+    return ctx.reshape(y, (n, c * b * b, h // b, w // b), suffix=None)
