@@ -12,6 +12,7 @@ import mobile_engine.planning.families  # noqa: F401  (registers every op family
 from mobile_engine.errors import EngineError
 from mobile_engine.ir.graph import Graph
 from mobile_engine.ir.ops import VIEW_OPS
+from mobile_engine.limits import check_arena
 from mobile_engine.planning.arena import Lifetime, plan_offsets
 from mobile_engine.planning.step import Step, lower_node
 
@@ -70,6 +71,7 @@ def lower_graph(graph: Graph) -> Lowered:
         lifetimes[root] = Lifetime(first.get(root, -1), last.get(root, first.get(root, -1)),
                                    t.nbytes)
     offsets, arena_bytes = plan_offsets(lifetimes)
+    check_arena(arena_bytes, f"graph {graph.name!r}")
     tensors = {}
     for name in runtime:
         t = graph.tensors[name]

@@ -14,6 +14,7 @@ import numba
 import numpy as np
 
 from mobile_engine.errors import EngineError, InputError, PlanFormatError
+from mobile_engine.limits import check_arena
 from mobile_engine.plan.plan import Plan, as_plan
 from mobile_engine.planning.arena import ALIGN
 from mobile_engine.planning.step import BINDERS
@@ -55,6 +56,7 @@ class Session:
             raise EngineError(f"threads={threads}: must be between 1 and {max_threads} "
                               f"(NUMBA_NUM_THREADS)")
         m = self.plan.manifest
+        check_arena(m["arena_bytes"], str(self.plan.path or "plan"))
         self._arena = _arena(m["arena_bytes"])
         self._views = {name: self._view(t) for name, t in m["tensors"].items()}
         self._inputs = [NodeArg(i["name"], tuple(i["shape"]), i["dtype"]) for i in m["inputs"]]
