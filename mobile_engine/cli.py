@@ -152,10 +152,28 @@ def cmd_run(args) -> int:
 def cmd_bench(args) -> int:
     from mobile_engine.bench import run_bench
     report = run_bench(args.model, shapes=dict(args.shape or []), threads=args.threads,
-                       runs=args.runs, compare=args.compare)
-    print(report.text())
+                       runs=args.runs, compare=args.compare, warmup=args.warmup,
+                       profile_runs=args.profile_runs, label=args.label, progress=args.progress)
+    print(report.text(profile=args.profile))
+    for w in report.machine["warnings"]:
+        print(f"mobile-engine: warning: {w}", file=sys.stderr)
     if args.json:
-        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2))
+        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+        print(f"wrote {args.json}")
+    if args.plot:
+        from mobile_engine.bench_report import plot_ops
+        print(f"wrote {plot_ops(report.as_dict(), args.plot)}")
+    return 0
+
+
+def cmd_bench_report(args) -> int:
+    from mobile_engine.bench_report import load_reports, markdown
+    text = markdown(load_reports(args.files))
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}")
+    else:
+        print(text, end="")
     return 0
 
 
@@ -195,14 +213,30 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("plan")
     i.set_defaults(fn=cmd_inspect)
 
-    b = sub.add_parser("bench", help="median latency of a model or plan, optionally vs onnxruntime")
+    b = sub.add_parser("bench", help="latency, init, memory and per-op profile of a model or "
+                       "plan, optionally vs onnxruntime")
     b.add_argument("model", help="an .onnx model or a .mplan plan")
     b.add_argument("--shape", action="append", type=parse_shape, metavar="NAME=DIMS")
-    b.add_argument("--threads", type=int, default=1)
-    b.add_argument("--runs", type=int, default=20)
-    b.add_argument("--compare", choices=["onnxruntime"], default=None)
-    b.add_argument("--json", help="write the results as JSON")
+    b.add_argument("--threads", type=int, nargs="+", default=[1], metavar="N",
+                   help="thread counts, one result block each (default 1)")
+    b.add_argument("--runs", type=int, default=20, help="timed runs per block (default 20)")
+    b.add_argument("--warmup", type=int, default=2, help="untimed runs after the first (default 2)")
+    b.add_argument("--compare", choices=["onnxruntime"], default=None,
+                   help="run the peer alternately on the same model, input and threads")
+    b.add_argument("--profile", action="store_true", help="print the per-op table")
+    b.add_argument("--profile-runs", type=int, default=None, metavar="N",
+                   help="runs of the per-op profile (default min(runs, 10))")
+    b.add_argument("--json", help="write the results as JSON (schema: mobile_engine/bench.py)")
+    b.add_argument("--plot", metavar="PNG", help="draw the per-op times as a bar chart")
+    b.add_argument("--label", help="a name for this machine in bench-report, e.g. pi4")
+    b.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: on a terminal, for long runs)")
     b.set_defaults(fn=cmd_bench)
+
+    br = sub.add_parser("bench-report", help="one markdown table from several bench JSON files")
+    br.add_argument("files", nargs="+", metavar="JSON")
+    br.add_argument("-o", "--output", help="the markdown file (default: print)")
+    br.set_defaults(fn=cmd_bench_report)
 
     z = sub.add_parser("zoo", help="fetch the real models and data (sha256-checked)")
     z.add_argument("action", choices=["fetch", "where"])
@@ -219,3 +253,6 @@ def main(argv=None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:          # `mobile-engine inspect plan | head`
+        sys.stderr.close()
+        return 0
