@@ -29,6 +29,7 @@ from demo_style_transfer.sources import (CameraSource, CaptureThread, PacedSourc
 EXIT_OK, EXIT_ENGINE, EXIT_USAGE, EXIT_SOURCE = 0, 1, 2, 3
 HEADLESS_FRAMES = 60          # a headless run over an endless source (camera, synthetic) stops here
 AUTO_OUTPUT = "out.mp4"
+AUTO_SECONDS = 60.0           # ... and `--auto` headless also stops after this long, whatever the speed
 SYNTHETIC_PHOTO = "chelsea.png"
 WINDOW_TITLE = "mobile-engine style transfer (n/p style, 0-9 pick, b blend, s shot, r rec, f int8, q quit)"
 STYLE_IMAGE_UNAVAILABLE = (
@@ -56,6 +57,7 @@ class Config:
     threads: int | None = None
     headless: bool = False
     frames: int | None = None
+    seconds: float | None = None
     output: str | None = None
     output_view: str = "stylized"         # or "side-by-side" (with the HUD)
     stats: str | None = None
@@ -113,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--headless", action="store_true", help="no window")
     out.add_argument("--frames", type=int, metavar="N",
                      help=f"stop after N frames (headless default for a camera: {HEADLESS_FRAMES})")
+    out.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
     out.add_argument("--output", metavar="FILE", help="write the stylized video (.mp4 or .avi)")
     out.add_argument("--output-view", choices=("stylized", "side-by-side"), default="stylized",
                      help="what --output holds (default: the stylized frames)")
@@ -121,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where screenshots (s) and recordings (r) go")
     p.add_argument("--auto", action="store_true",
                    help="a window when there is a display, else a short headless run "
-                        f"({HEADLESS_FRAMES} frames -> {AUTO_OUTPUT}); used by `make demo`")
+                        f"({HEADLESS_FRAMES} frames or {AUTO_SECONDS:g} s -> {AUTO_OUTPUT}); "
+                        "used by `make demo`")
     return p
 
 
@@ -141,13 +145,16 @@ def parse_args(argv=None) -> Config:
         raise UsageError(str(exc)) from None
     if a.frames is not None and a.frames < 1:
         raise UsageError(f"--frames {a.frames}: must be at least 1")
+    if a.seconds is not None and not a.seconds > 0:
+        raise UsageError(f"--seconds {a.seconds}: must be positive")
     if a.threads is not None and a.threads < 1:
         raise UsageError(f"--threads {a.threads}: must be at least 1")
     return Config(camera=a.camera, input=a.input, synthetic=a.synthetic is not None,
                   photo=a.synthetic or None, fallback_synthetic=a.fallback_synthetic,
                   realtime=a.realtime, style=style, blend=blend, size=parse_size(a.size),
                   precision=a.precision or "fp32", threads=a.threads, headless=a.headless,
-                  frames=a.frames, output=a.output, output_view=a.output_view, stats=a.stats,
+                  frames=a.frames, seconds=a.seconds, output=a.output,
+                  output_view=a.output_view, stats=a.stats,
                   save_dir=a.save_dir, model=a.model, plan_cache=a.plan_cache, auto=a.auto)
 
 
@@ -334,8 +341,9 @@ def run(cfg: Config, env: Env | None = None) -> int:
         if window is None:
             log(f"note: {why}: running headless")
     headless = window is None
-    if headless and cfg.auto and cfg.output is None:
-        cfg = replace(cfg, output=AUTO_OUTPUT)
+    if headless and cfg.auto:
+        cfg = replace(cfg, output=cfg.output or AUTO_OUTPUT, frames=cfg.frames or HEADLESS_FRAMES,
+                      seconds=cfg.seconds or AUTO_SECONDS)
 
     source = open_source(cfg, env, headless)   # first: a missing file or camera fails fast
     try:
@@ -353,20 +361,28 @@ def run(cfg: Config, env: Env | None = None) -> int:
         f"{stylizer.precision}, {stylizer.threads} threads, {cfg.size[0]}x{cfg.size[1]}; "
         f"first run {warm[0]:.0f} ms, then {warm[-1]:.0f} ms")
     max_frames = cfg.frames
-    if headless and max_frames is None and not source.can_end:
+    if headless and max_frames is None and cfg.seconds is None and not source.can_end:
         max_frames = HEADLESS_FRAMES
-    log(f"source: {source.name}" + (f"; stopping after {max_frames} frames" if max_frames else ""))
+    limits = []
+    if max_frames:
+        limits.append(f"{max_frames} frames")
+    if cfg.seconds:
+        limits.append(f"{cfg.seconds:g} s")
+    log(f"source: {source.name}" + (f"; stopping after {' or '.join(limits)}" if limits else ""))
     # NOTE: a live source is processed at the engine's pace, so its video is written at that rate
     writer_fps = source.fps if not source.live else \
         float(np.clip(1000.0 / max(warm[-1], 1e-3), 1.0, source.fps))
     r = _Run(cfg, env, stylizer, pipeline, state, writer_fps, HudRenderer(cfg.size))
     capture = CaptureThread(source).start()
     exit_code, reason = EXIT_OK, "end of input"
-    last_report = env.clock()
+    t_start = last_report = env.clock()
     try:
         while True:
             if max_frames is not None and r.stats.frames >= max_frames:
                 reason = f"{max_frames} frames"
+                break
+            if cfg.seconds is not None and env.clock() - t_start >= cfg.seconds:
+                reason = f"{cfg.seconds:g} s"
                 break
             try:
                 frame = capture.get(cfg.frame_timeout)
@@ -414,7 +430,7 @@ def run(cfg: Config, env: Env | None = None) -> int:
             if r.state.quit:
                 reason = "quit"
                 break
-            if headless and env.clock() - last_report > 2.0:
+            if headless and env.clock() - last_report > 5.0:
                 last_report = env.clock()
                 log(f"  {r.stats.frames} frames, {r.stats.recent_fps():.1f} fps")
     except KeyboardInterrupt:

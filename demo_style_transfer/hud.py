@@ -25,7 +25,8 @@ class HudInfo:
     def lines(self) -> list[str]:
         threads = "? threads" if self.threads is None else \
             f"{self.threads} thread{'s' if self.threads != 1 else ''}"
-        out = [f"{self.fps:5.1f} fps   inference {self.inference_ms:6.1f} ms",
+        fps = f"{self.fps:5.1f}" if self.fps > 0 else "   --"
+        out = [f"{fps} fps   inference {self.inference_ms:6.1f} ms",
                self.style, f"{self.precision}   {threads}"]
         if self.note:
             out.append(self.note)

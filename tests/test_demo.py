@@ -585,3 +585,14 @@ def test_real_engine_with_plan_cache(tmp_path, multistyle26_path, ort_stylizer, 
         assert np.abs(stylized.astype(int) - expected).max() <= tol
     stats = json.loads((tmp_path / "s.json").read_text())
     assert stats["engine"].startswith("mobile_engine") and stats["threads"] == 2
+
+
+def test_seconds_limit_ends_a_live_run(tmp_path):
+    env, log, err = headless_env(NumpyStylizer(), open_camera=no_camera)
+    stats_path = tmp_path / "s.json"
+    t0 = time.perf_counter()
+    assert main(["--headless", "--seconds", "0.3", "--size", SIZE, "--stats", str(stats_path)],
+                env) == 0
+    assert time.perf_counter() - t0 < 5
+    stats = json.loads(stats_path.read_text())
+    assert stats["stopped"] == "0.3 s" and stats["frames"] >= 1
