@@ -155,7 +155,7 @@ def cmd_bench(args) -> int:
                        runs=args.runs, compare=args.compare, warmup=args.warmup,
                        profile_runs=args.profile_runs, label=args.label, progress=args.progress)
     print(report.text(profile=args.profile))
-    for w in report.machine["warnings"]:
+    for w in report.machine["warnings"] + [w for r in report.results for w in r["warnings"]]:
         print(f"mobile-engine: warning: {w}", file=sys.stderr)
     if args.json:
         Path(args.json).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
