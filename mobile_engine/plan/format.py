@@ -12,8 +12,10 @@ Header (64 bytes, little endian)::
     40  Q   blobs length
     48  16s blake2b-128 of the 48 header bytes before it and of every byte after the header
 
-The manifest is UTF-8 JSON; blobs are raw little-endian arrays described in the manifest. Reading
-maps the file and views the blobs without copying; nothing is unpickled or evaluated.
+The manifest is UTF-8 JSON (non-finite floats, e.g. a Clip bound of -inf, are written as the
+``Infinity``/``NaN`` tokens Python's json reads); blobs are raw little-endian arrays described in
+the manifest. Reading maps the file and views the blobs without copying; nothing is unpickled or
+evaluated.
 """
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ def _digest(*parts) -> bytes:
 
 def write(path: str | Path, manifest: dict, blobs: list[bytes | memoryview]) -> int:
     """Write a plan file; ``manifest['blobs']`` must already hold each blob's offset/nbytes."""
-    body = json.dumps(manifest, separators=(",", ":"), allow_nan=False).encode()
+    body = json.dumps(manifest, separators=(",", ":"), allow_nan=True).encode()
     blobs_offset = (HEADER.size + len(body) + ALIGN - 1) // ALIGN * ALIGN
     pad = b"\0" * (blobs_offset - HEADER.size - len(body))
     payload = bytearray()

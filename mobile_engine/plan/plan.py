@@ -40,7 +40,7 @@ class Plan:
             refs = {}
             for key, arr in s.weights.items():
                 refs[key] = len(blobs)
-                blobs.append(np.ascontiguousarray(arr))
+                blobs.append(np.array(arr, order="C", copy=True))
             steps.append({"name": s.name, "kernel": s.kernel, "inputs": list(s.inputs),
                           "outputs": list(s.outputs), "params": s.params, "weights": refs,
                           "flops": int(s.flops)})
@@ -48,7 +48,7 @@ class Plan:
         for o in outputs:
             if o["name"] in lowered.constant_outputs:
                 o["blob"] = len(blobs)
-                blobs.append(np.ascontiguousarray(lowered.constant_outputs[o["name"]]))
+                blobs.append(np.array(lowered.constant_outputs[o["name"]], order="C", copy=True))
         offsets = fmt.blob_layout([b.nbytes for b in blobs])
         manifest = {
             "format": [fmt.FORMAT_MAJOR, fmt.FORMAT_MINOR],

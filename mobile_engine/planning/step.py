@@ -68,7 +68,7 @@ def runtime_inputs(node: Node, graph: Graph) -> tuple[list[str], dict[str, np.nd
     for i, name in enumerate(node.inputs):
         data = graph.const(name) if name else None
         if data is not None:
-            consts[f"in{i}"] = np.ascontiguousarray(data)
+            consts[f"in{i}"] = np.require(data, requirements="C")
         elif name:
             names.append(name)
     return names, consts
