@@ -29,7 +29,7 @@ from mobile_engine.errors import (EngineError, InputError, ModelFormatError,
 from mobile_engine.importers import onnx_math, onnx_nn, onnx_tensor  # noqa: F401 (registration)
 from mobile_engine.importers.onnx_base import (IMPORTERS, Context, ImportState, Value,
                                                add_const, ir_dtype, onnx_to_numpy_dtype)
-from mobile_engine.ir.graph import Graph
+from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Op
 from mobile_engine.ir.verify import verify
 
@@ -208,7 +208,9 @@ def import_onnx(model, input_shapes: dict[str, tuple[int, ...]] | None = None,
         node = g.node[index]
         _import_node(graph, node, index, opset, consts, runtime, state)
 
-    graph.outputs = [_bind_output(graph, vi, consts, runtime) for vi in g.output]
+    for vi in g.output:
+        bound = _bind_output(graph, vi, consts, runtime)    # may replace graph.outputs
+        graph.outputs.append(bound)
     graph.prune()
     verify(graph)
     return graph
@@ -270,14 +272,23 @@ def _bind_output(graph: Graph, vi: onnx.ValueInfoProto, consts: dict[str, np.nda
                  runtime: dict[str, str]) -> str:
     """The IR tensor of graph output ``vi``, under the ONNX output's own name."""
     out = vi.name
+    if vi.type.tensor_type.elem_type == onnx.TensorProto.DOUBLE:
+        raise UnsupportedOperatorError(f"output {out!r}: dtype float64 is not supported")
     if out in runtime:
         ir_name = runtime[out]
         if ir_name == out:
             return out
-        # an alias of an input or of another output: copy it under the output's name
         t = graph.tensors[ir_name]
+        if ir_name not in graph.inputs and ir_name not in graph.outputs and not t.is_const \
+                and out not in graph.tensors:
+            # an Identity-like alias of an intermediate tensor: rename it
+            graph.rename_tensor(ir_name, out)
+            for k, v in runtime.items():
+                if v == ir_name:
+                    runtime[k] = out
+            return out
+        # an alias of an input or of another output: copy it under the output's name
         graph.add_tensor(out, t.shape, t.dtype)
-        from mobile_engine.ir.graph import Node
         graph.nodes.append(Node(f"{out}/copy", Op.RESHAPE, [ir_name], [out],
                                 {"shape": tuple(t.shape)}))
         return out

@@ -132,7 +132,7 @@ class Context:
         return len(self.shape(v))
 
     # --- building -------------------------------------------------------------------------
-    def materialize(self, v: Value, float_op: bool = True) -> str:
+    def materialize(self, v: Value) -> str:
         """The IR tensor name of ``v``; a constant becomes a graph constant (float64 narrowed
         to float32, since the IR has no float64)."""
         if isinstance(v, str):
