@@ -258,8 +258,7 @@ class VideoOut:
 
     def __init__(self, path: str | Path, fps: float, size_wh: tuple[int, int]) -> None:
         self.path = Path(path)
-        if self.path.parent and not self.path.parent.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        _check_writable(self.path)
         fourcc = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
         self._w = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc), fps, size_wh)
         if not self._w.isOpened():
@@ -272,6 +271,19 @@ class VideoOut:
 
     def close(self) -> None:
         self._w.release()
+
+
+def _check_writable(path: Path) -> None:
+    """Fail before the run, not after it: the folder exists (made if needed) and takes a file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        existed = path.exists()
+        with open(path, "ab"):
+            pass
+        if not existed:
+            path.unlink()
+    except OSError as exc:
+        raise DemoError(f"{path}: cannot write there ({exc.strerror or exc})") from None
 
 
 def _stamp() -> str:
@@ -345,6 +357,9 @@ def run(cfg: Config, env: Env | None = None) -> int:
         cfg = replace(cfg, output=cfg.output or AUTO_OUTPUT, frames=cfg.frames or HEADLESS_FRAMES,
                       seconds=cfg.seconds or AUTO_SECONDS)
 
+    for path in (cfg.output, cfg.stats):
+        if path:
+            _check_writable(Path(path))
     source = open_source(cfg, env, headless)   # first: a missing file or camera fails fast
     try:
         stylizer = env.make_stylizer(cfg, log)
@@ -480,6 +495,9 @@ def main(argv=None, env: Env | None = None) -> int:
     except KeyboardInterrupt:
         env.err("interrupted")
         return 130
+    except OSError as exc:               # a file that cannot be read or written
+        env.err(f"error: {exc}")
+        return EXIT_ENGINE
     except Exception as exc:
         from mobile_engine.errors import EngineError
         if isinstance(exc, EngineError):

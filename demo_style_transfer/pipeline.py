@@ -155,6 +155,8 @@ def load_engine_stylizer(size: tuple[int, int], precision: str = "fp32", threads
     import mobile_engine as me
     from mobile_engine import zoo
     model = Path(model) if model is not None else zoo.model_path(MODEL_NAME)
+    if not model.is_file():
+        raise DemoError(f"{model}: no such model file")
     cached = (cache or PlanCache()).get(model, size, precision, log)
     verb = "loaded cached plan" if cached.status == "cached" else "compiled plan"
     log(f"{verb} {cached.path.name} in {cached.seconds * 1000:.0f} ms")

@@ -596,3 +596,13 @@ def test_seconds_limit_ends_a_live_run(tmp_path):
     assert time.perf_counter() - t0 < 5
     stats = json.loads(stats_path.read_text())
     assert stats["stopped"] == "0.3 s" and stats["frames"] >= 1
+
+
+@pytest.mark.parametrize("option", ["--output", "--stats"])
+def test_unwritable_output_fails_before_the_run(tmp_path, option):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    stylizer = NumpyStylizer()
+    env, log, err = headless_env(stylizer, open_camera=no_camera)
+    assert main(["--headless", "--frames", "1", "--size", SIZE, option, str(blocker / "x")], env) == 1
+    assert "cannot write there" in err[0] and not stylizer.calls
