@@ -147,12 +147,16 @@ COMPILE_TIME_INPUTS: dict[str, tuple[int, ...]] = {
 }
 
 
-def freeze_compile_time_inputs(model: onnx.ModelProto, feeds: dict[str, np.ndarray]
+def freeze_compile_time_inputs(model: onnx.ModelProto, feeds: dict[str, np.ndarray],
+                               extra: dict[str, tuple[int, ...]] | None = None
                                ) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
-    """A copy of ``model`` whose compile-time graph inputs are initializers with the fed values,
-    and the remaining feeds."""
+    """A copy of ``model`` whose compile-time graph inputs (COMPILE_TIME_INPUTS, plus ``extra``
+    slots such as conv weights for compiled plans) are initializers with the fed values, and
+    the remaining feeds."""
+    slots = {op: set(COMPILE_TIME_INPUTS.get(op, ())) | set((extra or {}).get(op, ()))
+             for op in set(COMPILE_TIME_INPUTS) | set(extra or {})}
     frozen = {n.input[i] for n in model.graph.node
-              for i in COMPILE_TIME_INPUTS.get(n.op_type, ())
+              for i in slots.get(n.op_type, ())
               if i < len(n.input) and n.input[i] in feeds}
     if not frozen:
         return model, feeds
