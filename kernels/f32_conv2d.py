@@ -62,6 +62,42 @@ def activate(v, code, p0, p1):
     return v * min(max(v / F32(6) + F32(0.5), F32(0)), F32(1))
 
 
+@jit(inline="always")
+def epilogue(tile, toff, n, of, ob, bias, boff, rf, has_res, act, p0, p1):
+    """``of[ob:ob+n] = act(tile[toff:toff+n] + bias[boff:boff+n] (+ rf[ob:ob+n]))``.
+
+    Branches hoisted out of the element loops (one loop per activation code), so every loop
+    vectorises; called once per output pixel of a tile.
+    """
+    if has_res:
+        for j in range(n):
+            of[U64(ob + j)] = tile[U64(toff + j)] + bias[U64(boff + j)] + rf[U64(ob + j)]
+    else:
+        for j in range(n):
+            of[U64(ob + j)] = tile[U64(toff + j)] + bias[U64(boff + j)]
+    if act == 1:
+        for j in range(n):
+            of[U64(ob + j)] = activate(of[U64(ob + j)], 1, p0, p1)
+    elif act == 2:
+        for j in range(n):
+            of[U64(ob + j)] = activate(of[U64(ob + j)], 2, p0, p1)
+    elif act == 3:
+        for j in range(n):
+            of[U64(ob + j)] = activate(of[U64(ob + j)], 3, p0, p1)
+    elif act == 4:
+        for j in range(n):
+            of[U64(ob + j)] = activate(of[U64(ob + j)], 4, p0, p1)
+    elif act == 5:
+        for j in range(n):
+            of[U64(ob + j)] = activate(of[U64(ob + j)], 5, p0, p1)
+    elif act == 6:
+        for j in range(n):
+            of[U64(ob + j)] = activate(of[U64(ob + j)], 6, p0, p1)
+    elif act == 7:
+        for j in range(n):
+            of[U64(ob + j)] = activate(of[U64(ob + j)], 7, p0, p1)
+
+
 def activation_params(kind, params=()) -> tuple[float, float]:
     """The two float params the kernels take for activation ``kind`` (unused ones are 0)."""
     from mobile_engine.ir.ops import Activation    # NOTE: lazy, mobile_engine imports kernels
@@ -121,10 +157,11 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
         for row in loop(n_ * oh_):
             b = row // oh_
             oh = row - b * oh_
-            acc = stack_array(ACC, np.float32)
+            acc = stack_array(ACC, np.float32)     # the register tile: constant offsets only
             tile = stack_array(ACC, np.float32)
             offs = stack_array(MR, np.int64)
             scale = stack_array(MR, np.float32)
+            col0 = stack_array(MR, np.int64)
             for gb in range(group * nb):
                 g = gb // nb
                 co0 = (gb - g * nb) * NR
@@ -132,6 +169,19 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
                 wblock = gb * kh_ * kw_ * tap_size
                 for ph in range(step):
                     for ow0 in range(ph, ow_, step * MR):
+                        # A regular tile reads, for every pixel, KW adjacent input columns: with
+                        # NHWC and one group, its taps of one kernel row are one contiguous run
+                        # of KW * C inputs matching KW * C contiguous packed weight rows.
+                        regular = cig == c_ and ow0 + (MR - 1) * step < ow_
+                        for m in range(MR):
+                            if regular:
+                                ow = ow0 + m * step
+                                c = colmap[ow, 0]
+                                col0[m] = c
+                                regular = c >= 0
+                                for kw in range(1, kw_):
+                                    if colmap[ow, kw] != c + kw:
+                                        regular = False
                         for v in range(MR * NV):
                             vfill(acc, v * VL, F32(0), VL)
                         for kh in range(kh_):
@@ -139,43 +189,45 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
                             if r < 0:
                                 continue
                             xrow = (b * h_ + r) * w_
-                            for kw in range(kw_):
-                                nvalid = 0
-                                for m in range(MR):
-                                    ow = ow0 + m * step
-                                    c = colmap[ow, kw] if ow < ow_ else -1
-                                    offs[m] = (xrow + max(c, 0)) * c_ + g * cig
-                                    scale[m] = F32(1) if c >= 0 else F32(0)
-                                    nvalid += c >= 0
-                                if nvalid == 0:
-                                    continue
-                                wtap = wblock + (kh * kw_ + kw) * tap_size
+                            for seg in range(1 if regular else kw_):
+                                if regular:
+                                    for m in range(MR):
+                                        offs[m] = (xrow + col0[m]) * c_
+                                    nvalid = MR
+                                    length = kw_ * c_
+                                    wo0 = wblock + kh * kw_ * tap_size
+                                else:
+                                    nvalid = 0
+                                    for m in range(MR):
+                                        ow = ow0 + m * step
+                                        c = colmap[ow, seg] if ow < ow_ else -1
+                                        offs[m] = (xrow + max(c, 0)) * c_ + g * cig
+                                        scale[m] = F32(1) if c >= 0 else F32(0)
+                                        nvalid += c >= 0
+                                    length = cig
+                                    wo0 = wblock + (kh * kw_ + seg) * tap_size
                                 if nvalid == MR:
-                                    for ci in range(cig):
-                                        wo = wtap + ci * NR
+                                    for k in range(length):
+                                        wo = wo0 + k * NR
                                         for m in range(MR):
-                                            xv = xf[U64(offs[m] + ci)]
+                                            xv = xf[U64(offs[m] + k)]
                                             for v in range(NV):
                                                 vfma(acc, (m * NV + v) * VL, xv, wf, wo + v * VL, VL)
-                                else:   # border or tail tile: zero the missing pixels' inputs
-                                    for ci in range(cig):
-                                        wo = wtap + ci * NR
+                                elif nvalid > 0:   # border or tail tile: zero missing inputs
+                                    for k in range(length):
+                                        wo = wo0 + k * NR
                                         for m in range(MR):
-                                            xv = xf[U64(offs[m] + ci)] * scale[m]
+                                            xv = xf[U64(offs[m] + k)] * scale[m]
                                             for v in range(NV):
                                                 vfma(acc, (m * NV + v) * VL, xv, wf, wo + v * VL, VL)
                         for v in range(MR * NV):
                             vcopy(tile, v * VL, acc, v * VL, VL)
                         for m in range(MR):
                             ow = ow0 + m * step
-                            if ow >= ow_:
-                                break
-                            ob = ((b * oh_ + oh) * ow_ + ow) * co_ + g * cog + co0
-                            for j in range(ncv):
-                                v = tile[m * NR + j] + bias[g * cog + co0 + j]
-                                if has_res:
-                                    v += rf[ob + j]
-                                of[ob + j] = activate(v, act, p0, p1)
+                            if ow < ow_:
+                                ob = ((b * oh_ + oh) * ow_ + ow) * co_ + g * cog + co0
+                                epilogue(tile, m * NR, ncv, of, ob, bias, g * cog + co0, rf,
+                                         has_res, act, p0, p1)
 
     return f32_conv2d_igemm
 

@@ -1,0 +1,93 @@
+"""Benchmark the fp32 conv kernels: ``.venv/bin/python -m kernels.bench_conv [--repeat N]``.
+
+Reports median GFLOP/s (2 * MACs / time) of the 3x3 128->128 conv on 64x64 (DESIGN.md: ~200
+GFLOP/s on 1 core is reachable) and of multistyle26's conv layers at 480x640, serial (1 thread,
+timed by the thread's CPU time, so a busy machine does not distort it) and parallel (Numba's
+thread count, wall time). Weights are packed and tables built once, as in a plan.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numba
+import numpy as np
+
+from kernels import f32_conv2d as igemm
+
+# multistyle26 at 480x640: (name, input H, W, Ci, Co, k, stride, upsample, count)
+MULTISTYLE26 = [
+    ("contract.0 9x9 3->32", 480, 640, 3, 32, 9, 1, 1, 1),
+    ("contract.1 3x3s2 32->32", 480, 640, 32, 32, 3, 2, 1, 1),
+    ("contract.2 3x3s2 32->32", 240, 320, 32, 32, 3, 2, 1, 1),
+    ("res 3x3 32->32", 120, 160, 32, 32, 3, 1, 1, 12),
+    ("expand.0 up2 3x3 32->8", 120, 160, 32, 8, 3, 1, 2, 1),
+    ("expand.1 up2 3x3 8->4", 240, 320, 8, 4, 3, 1, 2, 1),
+    ("expand.2 9x9 4->3", 480, 640, 4, 3, 9, 1, 1, 1),
+]
+
+
+def prepare(h, w, ci, co, k, stride=1, upsample=1, pad_mode="reflect", tile=None, parallel=False):
+    """(fn, args, flops) of one conv as a bound plan step would call it."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, h, w, ci)).astype(np.float32)
+    wt = (rng.standard_normal((co, ci, k, k)) / np.sqrt(ci * k * k)).astype(np.float32)
+    p = k // 2
+    rowmap, colmap = igemm.conv_tables(x.shape, (k, k), (stride, stride), (1, 1), (p, p, p, p),
+                                       pad_mode, upsample)
+    mr, nr = tile or igemm.choose_tile(co)
+    out = np.empty((1, rowmap.shape[0], colmap.shape[0], co), np.float32)
+    ro = igemm.readonly
+    args = (ro(x), ro(rowmap), ro(colmap), ro(igemm.pack_weights(wt, nr)),
+            ro(np.zeros(co, np.float32)), ro(out), out, 1, 1, 1, np.float32(0), np.float32(0),
+            False)
+    return igemm.igemm_kernel(mr, nr, parallel), args, 2 * out.size * ci * k * k, (mr, nr)
+
+
+def median_seconds(fn, args, repeat, clock=time.perf_counter):
+    """Median duration of ``fn(*args)``; ``clock=time.thread_time`` measures a serial kernel's
+    CPU time, which stays meaningful when other processes share the cores."""
+    fn(*args)
+    times = []
+    for _ in range(repeat):
+        t = clock()
+        fn(*args)
+        times.append(clock() - t)
+    return float(np.median(times))
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=11)
+    ap.add_argument("--tile", help="force MRxNR, e.g. 8x32")
+    args = ap.parse_args(argv)
+    tile = tuple(int(v) for v in args.tile.split("x")) if args.tile else None
+    threads = numba.get_num_threads()
+    fn, a, flops, t = prepare(64, 64, 128, 128, 3, pad_mode="constant", tile=tile)
+    s = median_seconds(fn, a, args.repeat, time.thread_time)
+    print(f"3x3 128->128 64x64 tile {t[0]}x{t[1]}: {flops / s / 1e9:6.1f} GFLOP/s (1 thread, CPU time)")
+    fn, a, flops, t = prepare(64, 64, 128, 128, 3, pad_mode="constant", tile=tile, parallel=True)
+    s = median_seconds(fn, a, args.repeat)
+    print(f"3x3 128->128 64x64 tile {t[0]}x{t[1]}: {flops / s / 1e9:6.1f} GFLOP/s ({threads} threads)")
+    print(f"\nmultistyle26 convs at 480x640 (1t: CPU time; {threads}t: wall time):")
+    print(f"{'layer':28s} {'tile':>6s} {'GFLOP':>6s} {'ms 1t':>7s} {'GF/s 1t':>8s} "
+          f"{'ms {0}t'.format(threads):>7s} {'GF/s':>6s}")
+    total = [0.0, 0.0, 0.0]
+    for name, h, w, ci, co, k, stride, up, count in MULTISTYLE26:
+        row = []
+        for parallel in (False, True):
+            fn, a, flops, t = prepare(h, w, ci, co, k, stride, up, tile=tile, parallel=parallel)
+            clock = time.perf_counter if parallel else time.thread_time
+            row.append(median_seconds(fn, a, max(3, args.repeat // 2), clock))
+        total[0] += flops * count
+        total[1] += row[0] * count
+        total[2] += row[1] * count
+        print(f"{name + (f' x{count}' if count > 1 else ''):28s} {t[0]:>2d}x{t[1]:<3d} "
+              f"{flops * count / 1e9:6.3f} {row[0] * count * 1e3:7.2f} {flops / row[0] / 1e9:8.1f} "
+              f"{row[1] * count * 1e3:7.2f} {flops / row[1] / 1e9:6.1f}")
+    print(f"{'total':28s} {'':6s} {total[0] / 1e9:6.3f} {total[1] * 1e3:7.2f} "
+          f"{total[0] / total[1] / 1e9:8.1f} {total[2] * 1e3:7.2f} {total[0] / total[2] / 1e9:6.1f}")
+
+
+if __name__ == "__main__":
+    main()
