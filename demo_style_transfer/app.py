@@ -304,7 +304,6 @@ class _Run:
     dropped: int = 0
     recorder: VideoOut | None = None
     writer: VideoOut | None = None
-    saved: list = field(default_factory=list)
 
     def hud(self, result) -> HudInfo:
         now = self.env.clock()
@@ -319,7 +318,6 @@ class _Run:
             save_dir.mkdir(parents=True, exist_ok=True)
             path = save_dir / f"screenshot-{_stamp()}-{self.stats.frames:05d}.png"
             cv2.imwrite(str(path), view_fn())
-            self.saved.append(path)
             self.state = self.state.with_note(f"saved {path.name}", now)
         elif action is Action.START_RECORDING:
             path = save_dir / f"record-{_stamp()}.mp4"
@@ -328,7 +326,6 @@ class _Run:
             self.state = self.state.with_note(f"recording to {path.name}", now)
         elif action is Action.STOP_RECORDING and self.recorder is not None:
             self.recorder.close()
-            self.saved.append(self.recorder.path)
             self.state = self.state.with_note(f"saved {self.recorder.path.name} "
                                               f"({self.recorder.frames} frames)", now)
             self.recorder = None
@@ -402,9 +399,9 @@ def run(cfg: Config, env: Env | None = None) -> int:
             try:
                 frame = capture.get(cfg.frame_timeout)
             except SourceLost as exc:
-                r.dropped += capture.dropped
-                capture.stop()
                 if cfg.fallback_synthetic and not isinstance(capture.source, SyntheticCamera):
+                    capture.stop()
+                    r.dropped += capture.dropped
                     capture = CaptureThread(synthetic_source(cfg)).start()
                     log(f"note: {exc}; going on with the {capture.source.name}")
                     continue
@@ -451,8 +448,8 @@ def run(cfg: Config, env: Env | None = None) -> int:
     except KeyboardInterrupt:
         reason = "interrupted"
     finally:
-        r.dropped += capture.dropped
         capture.stop()
+        r.dropped += capture.dropped
         for w in (r.writer, r.recorder):
             if w is not None:
                 w.close()

@@ -16,8 +16,8 @@ from demo_style_transfer.app import Env, main
 from demo_style_transfer.hud import HudInfo, HudRenderer
 from demo_style_transfer.keys import Action, ScriptedKeys, handle_key, initial_state
 from demo_style_transfer.pipeline import FrameConverter, PlanCache, Stats, Result
-from demo_style_transfer.sources import (CameraSource, CaptureThread, SourceError, SourceLost,
-                                         SyntheticCamera, pattern_image)
+from demo_style_transfer.sources import (CameraSource, CaptureThread, PacedSource, SourceError,
+                                         SourceLost, SyntheticCamera, pattern_image)
 
 H, W = 64, 96
 SIZE = f"{H}x{W}"
@@ -326,6 +326,21 @@ def test_synthetic_camera_moves_and_paces():
     assert a.shape == (H, W, 3) and a.dtype == np.uint8
     assert np.abs(a.astype(int) - b).mean() > 0.5, "consecutive frames should differ"
     assert sleeps == [pytest.approx(0.1)]
+
+
+def test_paced_source_plays_a_file_in_real_time():
+    t = [0.0]
+    sleeps = []
+
+    def sleep(dt):
+        sleeps.append(dt)
+        t[0] += dt
+
+    paced = PacedSource(CountingSource(3, live=False), clock=lambda: t[0], sleep=sleep)
+    assert paced.live and paced.can_end
+    frames = [paced.read() for _ in range(4)]
+    assert frames[-1] is None and [int(f[0, 0, 0]) for f in frames[:3]] == [0, 1, 2]
+    assert sleeps == [pytest.approx(0.01)] * 3   # 100 fps
 
 
 # --- keys ------------------------------------------------------------------------------------
