@@ -454,7 +454,8 @@ def test_style_image_is_not_available_yet(tmp_path):
 
 
 @pytest.mark.parametrize("text,expected", [
-    ("7", {7: 1.0}), ("3:0.5,19:0.5", {3: 0.5, 19: 0.5}), ("3:1, 3:1", {3: 2.0}), ("0:2,25", {0: 2.0, 25: 1.0}),
+    ("7", {7: 1.0}), ("3:0.5,19:0.5", {3: 0.5, 19: 0.5}), ("3:1, 3:1", {3: 2.0}),
+    ("0:2,25", {0: 2.0, 25: 1.0}),
 ])
 def test_parse_blend(text, expected):
     mix = styles.parse_blend(text)
