@@ -83,7 +83,7 @@ class Context:
     attrs: dict[str, Any]
     opset: int
     values: list[Value | None]               # the node's inputs ("" inputs are None)
-    state: "ImportState" = field(default_factory=lambda: ImportState())
+    state: ImportState = field(default_factory=ImportState)
 
     # --- errors ---------------------------------------------------------------------------
     def where(self) -> str:
@@ -115,9 +115,9 @@ class Context:
         raise self.unsupported(f"input {i} ({what or self.node.input[i]!r}) must be a constant "
                                f"(known when compiling), but it is computed at run time")
 
-    def ints(self, i: int, attr: str, what: str) -> list[int] | None:
+    def ints(self, i: int, what: str, attr: str | None = None) -> list[int] | None:
         """An int list given as attribute ``attr`` (older opsets) or as constant input ``i``."""
-        if attr in self.attrs:
+        if attr is not None and attr in self.attrs:
             return [int(v) for v in self.attrs[attr]]
         arr = self.const(i, what)
         return None if arr is None else [int(v) for v in np.asarray(arr).reshape(-1)]

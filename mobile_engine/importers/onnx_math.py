@@ -95,14 +95,13 @@ def sum_mean(ctx: Context):
 
 
 # --- reductions -------------------------------------------------------------------------------
-_REDUCE = {"ReduceMean": (Op.REDUCE_MEAN, 18), "ReduceSum": (Op.REDUCE_SUM, 13),
-           "ReduceSumSquare": (Op.REDUCE_SUM, 18), "ReduceL2": (Op.REDUCE_SUM, 18),
-           "ReduceL1": (Op.REDUCE_SUM, 18)}
+_REDUCE = {"ReduceMean": Op.REDUCE_MEAN, "ReduceSum": Op.REDUCE_SUM,
+           "ReduceSumSquare": Op.REDUCE_SUM, "ReduceL2": Op.REDUCE_SUM, "ReduceL1": Op.REDUCE_SUM}
 
 
 @importer(*_REDUCE)
 def reduce(ctx: Context):
-    op, axes_input_opset = _REDUCE[ctx.node.op_type]
+    op = _REDUCE[ctx.node.op_type]
     x = ctx.input(0)
     kind = ctx.node.op_type
     if kind in ("ReduceSumSquare", "ReduceL2"):
@@ -111,8 +110,7 @@ def reduce(ctx: Context):
         x = abs_(ctx)
     rank = ctx.rank(x)
     keepdims = bool(ctx.attr("keepdims", 1))
-    axes = ctx.ints(1, "axes", "axes") if ctx.opset >= axes_input_opset or "axes" in ctx.attrs \
-        else None
+    axes = ctx.ints(1, "axes", attr="axes")          # an attribute before opset 13/18
     if not axes:
         if ctx.attr("noop_with_empty_axes", 0):
             return x

@@ -131,7 +131,7 @@ def flatten(ctx: Context):
 def squeeze(ctx: Context):
     x = ctx.input(0)
     s = ctx.shape(x)
-    axes = ctx.ints(1, "axes", "axes")
+    axes = ctx.ints(1, "axes", attr="axes")
     if axes is None:
         axes = [i for i, d in enumerate(s) if d == 1]
     axes = _axes(ctx, axes, len(s))
@@ -146,7 +146,7 @@ def squeeze(ctx: Context):
 def unsqueeze(ctx: Context):
     x = ctx.input(0)
     s = ctx.shape(x)
-    axes = ctx.ints(1, "axes", "axes")
+    axes = ctx.ints(1, "axes", attr="axes")
     if axes is None:
         raise ctx.malformed("Unsqueeze needs axes")
     rank = len(s) + len(axes)
@@ -189,8 +189,8 @@ def slice_(ctx: Context):
         starts, ends = ctx.attr("starts"), ctx.attr("ends")
         axes, steps = ctx.attr("axes"), None
     else:
-        starts, ends = ctx.ints(1, "-", "starts"), ctx.ints(2, "-", "ends")
-        axes, steps = ctx.ints(3, "-", "axes"), ctx.ints(4, "-", "steps")
+        starts, ends = ctx.ints(1, "starts"), ctx.ints(2, "ends")
+        axes, steps = ctx.ints(3, "axes"), ctx.ints(4, "steps")
     axes = list(range(len(starts))) if axes is None else list(axes)
     steps = [1] * len(starts) if steps is None else list(steps)
     axes = _axes(ctx, axes, rank)
@@ -338,7 +338,7 @@ def split(ctx: Context):
     s = ctx.shape(x)
     (axis,) = _axes(ctx, [ctx.attr("axis", 0)], len(s))
     n_out = len(ctx.node.output)
-    sizes = ctx.ints(1, "split", "split")
+    sizes = ctx.ints(1, "split", attr="split")
     if not sizes:
         n = ctx.attr("num_outputs", n_out)
         chunk = -(-s[axis] // n)                       # the last part may be smaller
