@@ -428,7 +428,19 @@ def format_ops(r: dict) -> list[str]:
                      f"{o['ms']:8.3f}  {o['percent']:5.1f}  {gf:>8}")
     lines.append(f"    {'total of steps':<{w_name}}  {'':<{w_kern}}  {r['ops_total_ms']:8.3f}  "
                  f"{100.0 if ops else 0.0:5.1f}   (whole-run p50 {r['latency_ms']['p50']:.3f} ms)")
+    lines.append("  by kernel:")
+    for kernel, (count, ms, pct) in sorted(by_kernel(ops).items(), key=lambda kv: -kv[1][1]):
+        lines.append(f"    {kernel:<{w_kern}}  {count:4d} steps  {ms:8.3f} ms  {pct:5.1f}%")
     return lines
+
+
+def by_kernel(ops: list[dict]) -> dict[str, tuple[int, float, float]]:
+    """kernel id -> (steps, total ms, total percent)."""
+    out: dict[str, tuple[int, float, float]] = {}
+    for o in ops:
+        n, ms, pct = out.get(o["kernel"], (0, 0.0, 0.0))
+        out[o["kernel"]] = (n + 1, ms + o["ms"], pct + o["percent"])
+    return out
 
 
 def run_bench(model: str | Path, shapes: dict | None = None, threads: int | Sequence[int] = 1,

@@ -84,6 +84,7 @@ def markdown(reports: list[tuple[str, dict]]) -> str:
 
 # --- the per-op bar chart ------------------------------------------------------------------------
 MAX_BARS = 60
+MIN_PERCENT = 0.1          # smaller steps are summed into one bar
 _FLOP_COLOR, _OTHER_COLOR = (52, 101, 164), (204, 121, 43)
 
 
@@ -96,10 +97,10 @@ def _font(size: int):
 
 
 def _bars(ops: list[dict]) -> list[tuple[str, float, float, float | None]]:
-    """(label, ms, percent, GFLOP/s or None) per bar: the MAX_BARS-1 slowest steps in run order,
-    the rest summed into one bar."""
-    keep = set(sorted(range(len(ops)), key=lambda i: -ops[i]["ms"])[:MAX_BARS - 1]) \
-        if len(ops) > MAX_BARS else set(range(len(ops)))
+    """(label, ms, percent, GFLOP/s or None) per bar: the steps of at least MIN_PERCENT (at most
+    MAX_BARS - 1 of them, the slowest) in run order, the rest summed into one bar."""
+    big = [i for i, o in enumerate(ops) if o["percent"] >= MIN_PERCENT]
+    keep = set(sorted(big, key=lambda i: -ops[i]["ms"])[:MAX_BARS - 1])
     bars = [(f"{o['name'][:28]} [{o['kernel']}]", o["ms"], o["percent"], o["gflops"])
             for i, o in enumerate(ops) if i in keep]
     rest = [o for i, o in enumerate(ops) if i not in keep]

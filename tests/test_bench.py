@@ -128,9 +128,13 @@ def test_ops_match_plan_and_add_up(report, model_path):
         assert r["ops_total_ms"] == pytest.approx(sum(o["ms"] for o in ops))
         for o in ops:
             assert o["percent"] == pytest.approx(100 * o["ms"] / r["ops_total_ms"])
-        # steps timed one by one add up to about one run (generous: the machine is shared)
+        # steps timed one by one add up to about one run (generous: the machine is shared). With
+        # several threads every step is a parallel launch whose helper thread may wait for a busy
+        # core, so on a shared machine only the lower bound holds there.
         lat = r["latency_ms"]
-        assert lat["min"] / 5 <= r["ops_total_ms"] <= 5 * lat["p50"]
+        assert lat["min"] / 5 <= r["ops_total_ms"]
+        if r["threads"] == 1:
+            assert r["ops_total_ms"] <= 5 * lat["p50"]
         assert r["arena_bytes"] == plan.arena_bytes and r["weight_bytes"] == plan.weight_bytes
     assert report["plan"]["steps"] == len(plan.steps)
 
@@ -456,3 +460,14 @@ def test_bench_report_bad_files(tmp_path, capsys, content, match):
     assert cli.main(["bench-report", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "bad.json" in err and match in err
+
+
+def test_by_kernel_and_chart_bars():
+    ops = [{"name": f"s{i}", "kernel": k, "ms": ms, "percent": 100 * ms / 10.0, "flops": 0,
+            "gflops": None} for i, (k, ms) in enumerate([("a", 4.0), ("b", 0.005), ("a", 5.0),
+                                                         ("c", 0.995)])]
+    assert bench.by_kernel(ops) == {"a": (2, 9.0, 90.0), "b": (1, 0.005, 0.05),
+                                    "c": (1, 0.995, pytest.approx(9.95))}
+    bars = bench_report._bars(ops)            # s1 is under MIN_PERCENT: summed into the last bar
+    assert [b[0].split()[0] for b in bars] == ["s0", "s2", "s3", "(1"]
+    assert sum(b[1] for b in bars) == pytest.approx(10.0)
