@@ -622,3 +622,26 @@ def test_unwritable_output_fails_before_the_run(tmp_path, option):
     env, log, err = headless_env(stylizer, open_camera=no_camera)
     assert main(["--headless", "--frames", "1", "--size", SIZE, option, str(blocker / "x")], env) == 1
     assert "cannot write there" in err[0] and not stylizer.calls
+
+
+def test_window_path_shows_the_side_by_side_view_until_q(tmp_path):
+    class FakeWindow:
+        def __init__(self):
+            self.shown, self.closed = [], False
+
+        def show(self, image):
+            self.shown.append(image.copy())
+
+        def poll(self, frame_number):
+            return [ord("q")] if frame_number == 3 else []
+
+        def close(self):
+            self.closed = True
+
+    window = FakeWindow()
+    stylizer = NumpyStylizer()
+    env, log, err = headless_env(stylizer, open_camera=no_camera)
+    env.open_window = lambda: (window, "")
+    assert main(["--size", SIZE, "--stats", str(tmp_path / "s.json")], env) == 0, err
+    assert len(window.shown) == 3 and window.shown[0].shape == (H, 2 * W, 3) and window.closed
+    assert json.loads((tmp_path / "s.json").read_text())["stopped"] == "quit"
