@@ -20,7 +20,8 @@ JSON schema (``schema_version`` 1; times in milliseconds, sizes in bytes unless 
     runs             int     timed runs per engine and thread count
     warmup           int     untimed runs after the first run
     machine          {...}   mobile_engine.machine: cpu, board, arch, isa[], cores, threads[],
-                             governor, freq_mhz, temp_c, loadavg, versions, threading_layer, warnings[]
+                             governor, freq_mhz, temp_c, loadavg, versions, threading_layer,
+                             warnings[]
     results          [ one block per thread count:
       threads        int
       load_ms        float   read the .mplan (or compile the .onnx into a plan)
@@ -32,7 +33,8 @@ JSON schema (``schema_version`` 1; times in milliseconds, sizes in bytes unless 
                              compiled earlier in this process, e.g. by a previous thread block);
                              hits/misses: deltas of dispatcher.stats over the plan's kernels
       init_ms        float   load_ms + bind_ms + jit.ms: everything before the first frame
-      first_run_ms   float   the first run without the JIT time (cold caches, first touch of the arena)
+      first_run_ms   float   the first run minus the JIT time (cold caches, first touch of the
+                             arena); init_ms + first_run_ms is the time to the first output
       latency_ms     {min, mean, p50, p90, p99, max}   over the timed runs
       throughput_fps float   1000 / latency_ms.mean (one stream, frames one after another)
       peak_rss_mb    float   peak resident memory of the process so far, taken before the peer is
@@ -40,10 +42,12 @@ JSON schema (``schema_version`` 1; times in milliseconds, sizes in bytes unless 
       arena_bytes    int     activation arena of one Session
       weight_bytes   int     packed weights (mapped from the plan file)
       profile_runs   int
-      ops            [{name, kernel, ms, percent, flops, gflops}]  per step, in run order; ms is the
-                             median of profile_runs; gflops only for conv and GEMM kernels (else null)
-      ops_total_ms   float   sum of ops[].ms (compare with latency_ms.p50: the rest is call overhead)
-      threading_layer str|null  numba.threading_layer() after this block (null: no parallel kernel ran)
+      ops            [{name, kernel, ms, percent, flops, gflops}]  per step, in run order; ms is
+                             the median of profile_runs; gflops only for conv and GEMM kernels
+                             (else null)
+      ops_total_ms   float   sum of ops[].ms (compare with latency_ms.p50: the rest is overhead)
+      threading_layer str|null  numba.threading_layer() after this block (null: no parallel
+                             kernel ran in this process)
       compare        {} or {"onnxruntime": {version, init_ms, first_run_ms, min, mean, p50, p90,
                              p99, max, ratio, max_abs_diff, spinning}}
                              ratio = latency_ms.p50 / onnxruntime p50; max_abs_diff over all outputs
@@ -74,8 +78,8 @@ FLOP_KERNELS = ("conv", "gemm", "matmul")
 # NOTE: on a quiet machine p50 stays within ~10-20% of the minimum; beyond this the runs were
 # disturbed (other processes, frequency changes, thermal throttling).
 SPREAD_WARN = 1.5
-# Outputs further apart than this (absolute, on outputs of order 1) mean the two engines do not
-# compute the same thing, so the ratio means nothing.
+# Outputs further apart than this (relative to the peer's largest |output|, at least 1) mean the
+# two engines do not compute the same thing, so the ratio means nothing.
 DIFF_WARN = 1e-2
 
 TOP_FIELDS = ("schema_version", "kind", "created", "label", "model", "source", "inputs", "plan",
@@ -262,15 +266,18 @@ def _ops(profile: list[dict]) -> tuple[list[dict], float]:
 
 
 def _max_abs_diff(ours: list, names: list[str], theirs: list, their_names: list[str]):
+    """(largest |ours - theirs| over all outputs, largest |theirs|), or (None, None) when the
+    outputs' names or shapes differ."""
     by_name = dict(zip(their_names, theirs))
-    worst = 0.0
+    worst = scale = 0.0
     for name, a in zip(names, ours):
         b = by_name.get(name)
         if b is None or np.shape(a) != np.shape(b):
-            return None
+            return None, None
         if a.size:
             worst = max(worst, float(np.max(np.abs(a.astype(np.float64) - b))))
-    return worst
+            scale = max(scale, float(np.max(np.abs(b))))
+    return worst, scale
 
 
 def bench_threads(model: Path, shapes: dict, threads: int, runs: int, warmup: int = 2,
@@ -300,8 +307,8 @@ def bench_threads(model: Path, shapes: dict, threads: int, runs: int, warmup: in
         t0 = time.perf_counter()
         theirs_out = peer_sess.run(None, feeds)
         peer_first = (time.perf_counter() - t0) * 1e3
-        diff = _max_abs_diff(sess.run(None, feeds), [o["name"] for o in plan.outputs],
-                             theirs_out, [o.name for o in peer_sess.get_outputs()])
+        diff, scale = _max_abs_diff(sess.run(None, feeds), [o["name"] for o in plan.outputs],
+                                    theirs_out, [o.name for o in peer_sess.get_outputs()])
     for _ in range(warmup):
         sess.run(None, feeds)
         if peer_sess is not None:
@@ -332,16 +339,16 @@ def bench_threads(model: Path, shapes: dict, threads: int, runs: int, warmup: in
         warnings.append(f"unsteady timings: p50 {lat['p50']:.3f} ms is "
                         f"{lat['p50'] / lat['min']:.1f}x the minimum {lat['min']:.3f} ms; the "
                         f"machine was disturbed (busy, clock changes, heat): rerun when quiet")
-    peer_diff = compare.get("onnxruntime", {}).get("max_abs_diff")
-    if peer_diff is not None and peer_diff > DIFF_WARN:
-        warnings.append(f"outputs differ from onnxruntime by up to {peer_diff:.3g}: the two "
-                        f"engines do not compute the same thing, so the ratio means nothing")
+    if peer_sess is not None and diff is not None and diff > DIFF_WARN * max(1.0, scale):
+        warnings.append(f"outputs differ from onnxruntime by up to {diff:.3g} (largest |output| "
+                        f"{scale:.3g}): the two engines do not compute the same thing, so the "
+                        f"ratio means nothing")
     block = {"threads": threads, "load_ms": load_ms, "bind_ms": bind_ms, "jit": jit,
-            "init_ms": load_ms + bind_ms + jit["ms"], "first_run_ms": first_ms,
-            "latency_ms": lat, "throughput_fps": 1e3 / lat["mean"], "peak_rss_mb": rss,
-            "arena_bytes": plan.arena_bytes, "weight_bytes": plan.weight_bytes,
-            "profile_runs": profile_runs, "ops": ops, "ops_total_ms": ops_total,
-            "threading_layer": threading_layer(), "compare": compare, "warnings": warnings}
+             "init_ms": load_ms + bind_ms + jit["ms"], "first_run_ms": first_ms,
+             "latency_ms": lat, "throughput_fps": 1e3 / lat["mean"], "peak_rss_mb": rss,
+             "arena_bytes": plan.arena_bytes, "weight_bytes": plan.weight_bytes,
+             "profile_runs": profile_runs, "ops": ops, "ops_total_ms": ops_total,
+             "threading_layer": threading_layer(), "compare": compare, "warnings": warnings}
     return block, plan
 
 
@@ -393,7 +400,8 @@ def format_result(r: dict, runs: int, profile: bool = False) -> list[str]:
         f"threads {r['threads']}: {runs} timed runs",
         f"  init {r['init_ms']:.1f} ms (load {r['load_ms']:.1f} + bind {r['bind_ms']:.1f} + "
         f"jit {jit['ms']:.1f}; kernel cache {jit['cache']}: {jit['hits']} loaded, "
-        f"{jit['misses']} compiled, {jit['kernels']} kernels), first run {r['first_run_ms']:.2f} ms",
+        f"{jit['misses']} compiled, {jit['kernels']} kernels), "
+        f"first run {r['first_run_ms']:.2f} ms",
         f"  mobile-engine  p50 {lat['p50']:.3f} ms  p90 {lat['p90']:.3f}  p99 {lat['p99']:.3f}  "
         f"min {lat['min']:.3f}  mean {lat['mean']:.3f}  max {lat['max']:.3f}  "
         f"({r['throughput_fps']:.1f} /s)",
@@ -499,7 +507,7 @@ def run_bench(model: str | Path, shapes: dict | None = None, threads: int | Sequ
 
 
 def validate_report(data, where: str = "bench JSON") -> dict:
-    """Check a loaded bench JSON document against schema_version 1; raise InputError naming the field."""
+    """Check a loaded bench JSON document against this schema; InputError names the field."""
     if not isinstance(data, dict) or data.get("kind") != KIND:
         raise InputError(f"{where}: not a mobile-engine bench result (no kind={KIND!r}); write "
                          f"one with `mobile-engine bench MODEL --json FILE`")

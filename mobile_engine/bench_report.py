@@ -66,7 +66,8 @@ def markdown(reports: list[tuple[str, dict]]) -> str:
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows(reports)]
     lines += ["", "ratio = mobile-engine p50 / onnxruntime p50, measured alternately in one "
               "process (below 1: mobile-engine is faster); init = load + bind + kernel JIT "
-              "(cold: compiled, warm: loaded from Numba's cache).", "", "Machines and warnings:", ""]
+              "(cold: compiled, warm: loaded from Numba's cache).", "",
+              "Machines and warnings:", ""]
     seen = set()
     for path, d in reports:
         m = d["machine"]

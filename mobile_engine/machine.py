@@ -1,4 +1,4 @@
-"""Machine facts for benchmark reports: CPU, ISA features, cores, governor, clock, temperature, load.
+"""Machine facts for benchmark reports: CPU, ISA features, cores, governor, clock, heat, load.
 
 Everything is read with plain file reads from ``/proc`` and ``/sys`` (Linux), plus llvmlite's view
 of the host CPU, so this module imports and runs unchanged on x86-64 and aarch64 (and degrades on
@@ -6,11 +6,11 @@ other systems). A fact the machine does not expose is ``None``, never a guess.
 
 The facts dict (``machine_facts()``, also the ``machine`` block of the bench JSON)::
 
-    cpu            str         "AMD EPYC 9B45", "Cortex-A72", ... (model name, else ARM part, else LLVM)
+    cpu            str         "AMD EPYC", "Cortex-A72", ... (model name, else ARM part, else LLVM)
     board          str|None    /proc/device-tree/model, e.g. "Raspberry Pi 4 Model B Rev 1.4"
-    llvm_cpu       str         LLVM's host CPU name ("znver5", "cortex-a72"): what Numba compiles for
+    llvm_cpu       str         LLVM's host CPU ("znver5", "cortex-a72"): what Numba compiles for
     arch           str         platform.machine(): "x86_64", "aarch64", "armv7l"
-    isa            [str]       the SIMD features that matter to the kernels, in a fixed order (ISA_FEATURES)
+    isa            [str]       SIMD features that matter to the kernels, in ISA_FEATURES order
     cores          int         logical CPUs of the machine
     cores_usable   int         CPUs this process may run on (sched_getaffinity)
     threads        [int]       thread counts the benchmark used (filled in by the caller)
@@ -94,7 +94,7 @@ def _llvm_host() -> tuple[str | None, set[str]]:
 
 
 def isa_features(flags: set[str], llvm_features: set[str] = frozenset()) -> list[str]:
-    """The ISA_FEATURES present, from cpuinfo flags (or LLVM's host features when there are none)."""
+    """The ISA_FEATURES present, from cpuinfo flags (or LLVM's host features if there are none)."""
     have = set(flags)
     if not have:
         have = {_LLVM_ALIASES[f] for f in llvm_features if f in _LLVM_ALIASES}

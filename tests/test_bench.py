@@ -32,14 +32,15 @@ THREADS = [1, 2] if numba.config.NUMBA_NUM_THREADS >= 2 else [1]
 RUNS = 5
 
 
-def tiny_model() -> onnx.ModelProto:
-    rng = np.random.default_rng(7)
+def tiny_model(seed: int = 7) -> onnx.ModelProto:
+    rng = np.random.default_rng(seed)
     inits, nodes = [], []
 
     def conv(x, name, ci, co, stride):
         w = (rng.standard_normal((co, ci, 3, 3)) / np.sqrt(9 * ci)).astype(np.float32)
         b = rng.normal(0, 0.1, co).astype(np.float32)
-        inits.extend([numpy_helper.from_array(w, f"{name}_w"), numpy_helper.from_array(b, f"{name}_b")])
+        inits.extend([numpy_helper.from_array(w, f"{name}_w"),
+                      numpy_helper.from_array(b, f"{name}_b")])
         nodes.append(helper.make_node("Conv", [x, f"{name}_w", f"{name}_b"], [name], name=name,
                                       kernel_shape=[3, 3], pads=[1, 1, 1, 1],
                                       strides=[stride, stride]))
@@ -49,7 +50,8 @@ def tiny_model() -> onnx.ModelProto:
     nodes.append(helper.make_node("Add", ["r1", conv("r1", "c2", 8, 8, 1)], ["s"], name="s"))
     conv("s", "c3", 8, 4, 2)
     graph = helper.make_graph(
-        nodes, "tiny_bench", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, H, W])],
+        nodes, "tiny_bench",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, H, W])],
         [helper.make_tensor_value_info("c3", TensorProto.FLOAT, None)], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -77,7 +79,7 @@ def _vm_hwm_mb() -> float:
     pytest.skip("no VmHWM in /proc/self/status")
 
 
-# --- the report's fields ---------------------------------------------------------------------------
+# --- the report's fields -------------------------------------------------------------------------
 def test_schema_fields_present_and_valid(report):
     doc = json.loads(json.dumps(report))                       # JSON-serialisable as it is
     assert doc["schema_version"] == bench.SCHEMA_VERSION == 1
@@ -159,6 +161,25 @@ def test_compare_ratio_and_outputs(report):
         assert 0 < c["min"] <= c["p50"] <= c["p90"] <= c["p99"] <= c["max"]
         assert c["max_abs_diff"] is not None and c["max_abs_diff"] < 1e-3
         assert not any("outputs differ" in w for w in r["warnings"])
+
+
+def test_peer_computing_something_else_is_flagged(model_path, tmp_path, monkeypatch):
+    """The peer is handed the same graph with other weights: the outputs differ, and the report
+    says the ratio means nothing."""
+    pytest.importorskip("onnxruntime")
+    other = tmp_path / "other.onnx"
+    onnx.save(tiny_model(seed=8), other)
+    monkeypatch.setattr(bench, "_peer_source", lambda plan, model: str(other))
+    r = bench.run_bench(model_path, runs=2, compare="onnxruntime", profile_runs=1).results[0]
+    assert r["compare"]["onnxruntime"]["max_abs_diff"] > 0.05
+    assert any("outputs differ from onnxruntime" in w for w in r["warnings"])
+
+
+def test_max_abs_diff():
+    a, b = np.array([[1.0, -2.0]], np.float32), np.array([[1.5, -4.0]], np.float32)
+    assert bench._max_abs_diff([a], ["y"], [b], ["y"]) == (2.0, 4.0)
+    assert bench._max_abs_diff([a], ["y"], [b[:, :1]], ["y"]) == (None, None)
+    assert bench._max_abs_diff([a], ["y"], [b], ["z"]) == (None, None)
 
 
 def test_memory_fields(report):
