@@ -62,7 +62,7 @@ class Graph:
         return t
 
     def add_const(self, name: str, data: np.ndarray) -> str:
-        data = np.ascontiguousarray(data)
+        data = np.require(data, requirements="C")          # keeps 0-d scalars 0-d
         self.add_tensor(name, data.shape, DType.from_numpy(data.dtype), data)
         return name
 
@@ -74,7 +74,9 @@ class Graph:
     def fresh_name(self, base: str) -> str:
         while True:
             name = f"{base}__{next(self._names)}"
-            if name not in self.tensors and not any(n.name == name for n in self.nodes):
+            # NOTE: the counter makes names unique among generated ones; checking the tensors
+            # keeps them clear of the model's own names (node names need not be unique).
+            if name not in self.tensors:
                 return name
 
     # --- structure -----------------------------------------------------------------------
