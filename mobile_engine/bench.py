@@ -438,7 +438,7 @@ def format_ops(r: dict) -> list[str]:
                  f"{100.0 if ops else 0.0:5.1f}   (whole-run p50 {r['latency_ms']['p50']:.3f} ms)")
     lines.append("  by kernel:")
     for kernel, (count, ms, pct) in sorted(by_kernel(ops).items(), key=lambda kv: -kv[1][1]):
-        lines.append(f"    {kernel:<{w_kern}}  {count:4d} steps  {ms:8.3f} ms  {pct:5.1f}%")
+        lines.append(f"    {kernel:<{w_kern}}  {count:4d} x  {ms:8.3f} ms  {pct:5.1f}%")
     return lines
 
 
