@@ -72,37 +72,55 @@ def rand(shape, lo=-3.0, hi=3.0):
 NORM_ULPS = 8
 
 
-@pytest.mark.parametrize("c", CHANNELS)
+@pytest.mark.parametrize("c", CHANNELS + (32, 96, 128))
 @pytest.mark.parametrize("per_image", [False, True])
 def test_instance_norm_table(c, per_image):
     run, reference = knorm.KERNELS["f32_instance_norm_nhwc"]
     x = rand((2, 5, 7, c)) * np.float32(4) + np.float32(50)        # |mean| >> std
     s_shape = (2, c) if per_image else (c,)
     scale, bias = rand(s_shape), rand(s_shape)
-    for act, params in [(0, ()), (int(Activation.RELU), ()), (int(Activation.CLAMP), (-0.5, 1))]:
+    for act, params in [(0, ()), (int(Activation.RELU), ()), (int(Activation.CLAMP), (-0.5, 1)),
+                        (int(Activation.HARD_SWISH), ())]:
         assert_close(run(x, scale, bias, 1e-5, act, params),
                      reference(x, scale, bias, 1e-5, act, params), NORM_ULPS,
                      what=f"c={c} per_image={per_image} act={act}")
 
 
-@pytest.mark.parametrize("blocks,parallel", [(1, True), (3, False), (5, True), (35, True)])
-def test_instance_norm_blocks(blocks, parallel):
-    """Partial sums over row blocks (ragged last block) combine to the per-image statistics."""
+@pytest.mark.parametrize("c,lanes", [(1, 64), (3, 48), (13, 0), (24, 48), (32, 64), (63, 0),
+                                     (64, 64), (65, 0), (96, 48), (128, 64)])
+def test_instance_norm_lane_choice(c, lanes):
+    """Vector kernel when C divides or is a multiple of a lane width, else the generic one;
+    the generic kernel also serves every C (forced here)."""
+    assert knorm.lane_width(c) == lanes
     run, reference = knorm.KERNELS["f32_instance_norm_nhwc"]
-    x = rand((2, 5, 7, 24))
-    scale, bias = rand((24,)), rand((24,))
+    x = rand((2, 3, 5, c))
+    scale, bias = rand((c,)), rand((c,))
+    want = reference(x, scale, bias, 1e-5, int(Activation.RELU))
+    assert_close(run(x, scale, bias, 1e-5, int(Activation.RELU), lanes=0), want, NORM_ULPS)
+
+
+@pytest.mark.parametrize("blocks,parallel", [(1, True), (3, False), (5, True), (35, True)])
+@pytest.mark.parametrize("c", [24, 32, 13])
+def test_instance_norm_blocks(blocks, parallel, c):
+    """Partial sums over row blocks (ragged last block, more blocks than rows) combine to the
+    per-image statistics."""
+    run, reference = knorm.KERNELS["f32_instance_norm_nhwc"]
+    x = rand((2, 5, 7, c))
+    scale, bias = rand((c,)), rand((c,))
     assert_close(run(x, scale, bias, 1e-3, blocks=blocks, parallel=parallel),
                  reference(x, scale, bias, 1e-3), NORM_ULPS)
 
 
-def test_instance_norm_constant_channel_and_large_default_path():
-    x = rand((1, 33, 41, 65))
+@pytest.mark.parametrize("c", [65, 32])
+def test_instance_norm_constant_channel_and_large_default_path(c):
+    x = rand((1, 33, 65, c)) * np.float32(10) - np.float32(200)
     x[..., 3] = 7.0                                   # zero variance: y = bias
-    scale, bias = rand((65,)), rand((65,))
+    scale, bias = rand((c,)), rand((c,))
     run, reference = knorm.KERNELS["f32_instance_norm_nhwc"]
     got = run(x, scale, bias, 1e-5)
     assert_close(got, reference(x, scale, bias, 1e-5), NORM_ULPS)
     np.testing.assert_allclose(got[..., 3], bias[3], rtol=0, atol=1e-6)
+    assert knorm.instance_norm_blocks(1, 33 * 65, c) > 1          # the parallel default path
 
 
 @pytest.mark.parametrize("c", CHANNELS)
