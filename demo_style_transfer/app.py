@@ -363,6 +363,8 @@ def run(cfg: Config, env: Env | None = None) -> int:
         pipeline = StylePipeline(stylizer, cfg.size, env.clock)
         state = initial_state(cfg.style, cfg.blend, stylizer.precision)
         weights = styles.weights(state.mix())
+        log("warming up (the first run of a new engine build compiles its kernels; "
+            "later starts load them from Numba's cache) ...")
         warm = pipeline.warm_up(weights)
     except BaseException:
         source.close()
