@@ -220,7 +220,7 @@ def _load_plan(model: Path, shapes: dict):
 def _dispatchers(sess) -> list:
     """The distinct Numba dispatchers the session's steps call."""
     seen = {}
-    for fn, _ in sess._calls:
+    for _, _, fn in sess.bound_kernels():
         if hasattr(fn, "stats"):
             seen.setdefault(id(fn), fn)
     return list(seen.values())

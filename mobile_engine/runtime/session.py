@@ -133,6 +133,11 @@ class Session:
                 raise InputError(f"input {a.name!r}: expected dtype {a.type}, got {x.dtype.name}")
             np.copyto(self._views[a.name], x)
 
+    def bound_kernels(self) -> list[tuple[str, str, object]]:
+        """(step name, kernel id, the function each run calls) for every step, in order."""
+        return [(name, kernel, fn) for (name, kernel), (fn, _) in zip(self._step_names,
+                                                                     self._calls)]
+
     # --- profiling -----------------------------------------------------------------------------
     def profile(self, feeds: dict, runs: int = 10) -> list[dict]:
         """Median milliseconds per step over ``runs`` runs (kernels called one by one)."""
