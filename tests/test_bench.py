@@ -344,6 +344,9 @@ def test_jit_cache_cold_warm_in_process(tmp_path, monkeypatch):
             self.x = np.zeros(1, np.float32)
             self._calls = [(fn, (self.x,))]
 
+        def bound_kernels(self):
+            return [("probe", "probe", fn) for fn, _ in self._calls]
+
         def run(self, names, feeds):
             for fn, args in self._calls:
                 fn(*args)
