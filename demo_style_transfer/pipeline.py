@@ -124,10 +124,11 @@ class PlanCache:
         return self.root / f"{Path(model).stem}-{digest[:16]}-{h}x{w}-{precision}-v{self._version}.mplan"
 
     def get(self, model: str | Path, size: tuple[int, int], precision: str = "fp32",
-            log: Callable[[str], None] = print) -> CachedPlan:
+            log: Callable[[str], None] = print, force: bool = False) -> CachedPlan:
+        """The cached plan, else a compiled and saved one (``force``: compile even if cached)."""
         path = self.path_for(model, size, precision)
         t0 = time.perf_counter()
-        if path.is_file():
+        if path.is_file() and not force:
             try:
                 plan = self._load(path)
                 return CachedPlan(plan, path, "cached", time.perf_counter() - t0)
@@ -157,10 +158,19 @@ def load_engine_stylizer(size: tuple[int, int], precision: str = "fp32", threads
     model = Path(model) if model is not None else zoo.model_path(MODEL_NAME)
     if not model.is_file():
         raise DemoError(f"{model}: no such model file")
-    cached = (cache or PlanCache()).get(model, size, precision, log)
+    cache = cache or PlanCache()
+    cached = cache.get(model, size, precision, log)
     verb = "loaded cached plan" if cached.status == "cached" else "compiled plan"
     log(f"{verb} {cached.path.name} in {cached.seconds * 1000:.0f} ms")
-    session = me.Session(cached.plan, threads=threads)
+    try:
+        session = me.Session(cached.plan, threads=threads)
+    except me.EngineError as exc:
+        if cached.status != "cached":
+            raise
+        # NOTE: a plan from an older build of the same engine version may no longer bind
+        log(f"the cached plan cannot be used ({exc}); compiling again")
+        cached = cache.get(model, size, precision, log, force=True)
+        session = me.Session(cached.plan, threads=threads)
     return EngineStylizer(session, precision, f"mobile_engine {me.__version__} ({cached.status})")
 
 

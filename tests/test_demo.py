@@ -539,6 +539,7 @@ def test_plan_cache_compiles_once_per_key(tmp_path):
     damaged = cache.path_for(model, (H, W), "fp32")
     damaged.write_text("")                      # a damaged file is compiled again
     assert cache.get(model, (H, W), "fp32", log=lambda m: None).status == "compiled"
+    assert cache.get(model, (H, W), "fp32", log=lambda m: None, force=True).status == "compiled"
     assert not list((tmp_path / "plans").glob(".*tmp")), "no temporary files left"
 
 
