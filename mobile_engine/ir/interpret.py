@@ -5,8 +5,9 @@ import numpy as np
 
 from kernels import reference as ref
 from mobile_engine.errors import InputError, UnsupportedOperatorError
+from mobile_engine.ir.dtypes import QuantParams
 from mobile_engine.ir.graph import Graph, Node
-from mobile_engine.ir.ops import BINARY, UNARY, Op
+from mobile_engine.ir.ops import BINARY, QUANT_OPS, QUANTIZABLE, UNARY, Op
 from mobile_engine.ir.shapes import slice_index
 
 
@@ -71,6 +72,48 @@ def evaluate(node: Node, ins: list[np.ndarray | None]) -> list[np.ndarray]:
     return [np.asarray(out)]
 
 
+def _per_axis(values, q: QuantParams, ndim: int, dtype) -> np.ndarray:
+    v = np.asarray(values, dtype)
+    if q.axis is None:
+        return v.reshape(())
+    shape = [1] * ndim
+    shape[q.axis] = v.size
+    return v.reshape(shape)
+
+
+def quantize(x: np.ndarray, q: QuantParams, dtype) -> np.ndarray:
+    """``clamp(rint(x * float32(1 / s)) + z)`` in float32, as the kernels' quantize step."""
+    x = np.asarray(x, np.float32)
+    inv = _per_axis([1.0 / s for s in q.scale], q, x.ndim, np.float32)
+    z = _per_axis(q.zero_point, q, x.ndim, np.float32)
+    info = np.iinfo(dtype)
+    return np.clip(np.rint(x * inv) + z, info.min, info.max).astype(dtype)
+
+
+def dequantize(x: np.ndarray, q: QuantParams) -> np.ndarray:
+    """``float32(x - z) * float32(s)``."""
+    z = _per_axis(q.zero_point, q, x.ndim, np.int32)
+    s = _per_axis(q.scale, q, x.ndim, np.float32)
+    return (x.astype(np.int32) - z).astype(np.float32) * s
+
+
+def evaluate_quantized(node: Node, graph: Graph, ins: list[np.ndarray | None]
+                       ) -> list[np.ndarray]:
+    """Quantized semantics: dequantize inputs with quant params, run the float op (QUANTIZE and
+    DEQUANTIZE: none), quantize outputs whose tensors have quant params."""
+    real = []
+    for name, value in zip(node.inputs, ins):
+        t = graph.tensors[name] if name else None
+        real.append(dequantize(value, t.quant) if t is not None and t.quant is not None
+                    else value)
+    outs = [real[0]] if node.op in QUANT_OPS else evaluate(node, real)
+    result = []
+    for name, value in zip(node.outputs, outs):
+        t = graph.tensors[name]
+        result.append(quantize(value, t.quant, t.dtype.np) if t.quant is not None else value)
+    return result
+
+
 def run_graph(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Every graph output, computed node by node with the numpy references."""
     values: dict[str, np.ndarray] = {n: t.data for n, t in graph.tensors.items() if t.is_const}
@@ -79,7 +122,10 @@ def run_graph(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarra
             raise InputError(f"input {name!r} is missing from the feeds")
         values[name] = np.asarray(feeds[name])
     for node in graph.nodes:
-        outs = evaluate(node, [values[i] if i else None for i in node.inputs])
+        ins = [values[i] if i else None for i in node.inputs]
+        quantized = node.op in QUANT_OPS or (node.op in QUANTIZABLE and any(
+            graph.tensors[n].quant is not None for n in node.inputs + node.outputs if n))
+        outs = evaluate_quantized(node, graph, ins) if quantized else evaluate(node, ins)
         for name, value in zip(node.outputs, outs):
             t = graph.tensors[name]
             values[name] = value.astype(t.dtype.np, copy=False).reshape(t.shape)

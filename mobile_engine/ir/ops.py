@@ -49,6 +49,8 @@ class Op(enum.Enum):
     GEMM = "gemm"
     MATMUL = "matmul"
     SOFTMAX = "softmax"
+    QUANTIZE = "quantize"        # float -> int: q = clamp(rint(x / s) + z); params on the output
+    DEQUANTIZE = "dequantize"    # int -> float: x = (q - z) * s; params on the input
 
 
 class Activation(enum.IntEnum):
@@ -81,6 +83,11 @@ POOL = frozenset({Op.MAX_POOL, Op.AVG_POOL, Op.GLOBAL_AVG_POOL})
 SPATIAL = CONV_LIKE | POOL | {Op.BATCH_NORM, Op.INSTANCE_NORM, Op.RESIZE}
 # Ops whose epilogue can apply an Activation (the fuse_activation pass targets these).
 ACTIVATION_PRODUCERS = CONV_LIKE | BINARY | {Op.INSTANCE_NORM, Op.BATCH_NORM, Op.GEMM, Op.MATMUL}
+# Ops with quantized semantics: a tensor with ``Tensor.quant`` set holds integers; these ops
+# dequantize such inputs, compute in float, and quantize the output when its tensor has ``quant``
+# (ir/interpret.py). Their output dtype follows the output tensor (ir/shapes.py).
+QUANTIZABLE = frozenset({Op.CONV2D, Op.ADD, Op.INSTANCE_NORM})
+QUANT_OPS = frozenset({Op.QUANTIZE, Op.DEQUANTIZE})
 # Ops that only relabel memory: planning gives their output the input's storage.
 VIEW_OPS = frozenset({Op.RESHAPE})
 
@@ -132,6 +139,8 @@ ATTRIBUTES: dict[Op, dict[str, tuple[Any, Any]]] = {
               "trans_b": ("bool", False), **_ACT},
     Op.MATMUL: dict(_ACT),
     Op.SOFTMAX: {"axis": ("int", -1)},
+    Op.QUANTIZE: {"to": ("str", "uint8")},       # uint8 | int8; scale/zero point: output.quant
+    Op.DEQUANTIZE: {},                           # scale/zero point: input.quant
 }
 
 # Number of inputs: (required, maximum).

@@ -12,7 +12,7 @@ import numpy as np
 from mobile_engine.errors import ShapeError, UnsupportedOperatorError
 from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.graph import Graph, Node, Tensor
-from mobile_engine.ir.ops import BINARY, UNARY, Op
+from mobile_engine.ir.ops import BINARY, QUANTIZABLE, UNARY, Op
 
 Shape = tuple[int, ...]
 _RULES: dict[Op, Callable[[Node, list[Tensor]], list[tuple[Shape, DType]]]] = {}
@@ -41,6 +41,20 @@ def conv_output_size(size: int, k: int, stride: int, dilation: int, pad0: int, p
     return (size + pad0 + pad1 - dilation * (k - 1) - 1) // stride + 1
 
 
+def _window_attrs(node: Node, kernel) -> None:
+    """Strides, dilations and kernel sizes >= 1, pads >= 0, group >= 1: else a ShapeError."""
+    a = node.attrs
+    for name in ("strides", "dilations"):
+        if min(a.get(name, (1,)), default=1) < 1:
+            raise _fail(node, f"{name} {a[name]} must be >= 1")
+    if min(kernel, default=1) < 1:
+        raise _fail(node, f"kernel {tuple(kernel)} must be >= 1")
+    if min(a.get("pads", (0,)), default=0) < 0:
+        raise _fail(node, f"pads {a['pads']} must be >= 0")
+    if a.get("group", 1) < 1 or a.get("upsample", 1) < 1:
+        raise _fail(node, f"group {a.get('group')} / upsample {a.get('upsample')} must be >= 1")
+
+
 def _rank(node: Node, t: Tensor, rank: int) -> None:
     if len(t.shape) != rank:
         raise _fail(node, f"input {t.name!r} has shape {t.shape}, expected rank {rank}")
@@ -63,8 +77,9 @@ def _conv(node, ins):
     _rank(node, w, 4)
     a = node.attrs
     n, h, wd, c = x.shape
-    h, wd = h * a["upsample"], wd * a["upsample"]
     co, cig, kh, kw = w.shape
+    _window_attrs(node, (kh, kw))
+    h, wd = h * a["upsample"], wd * a["upsample"]
     if cig * a["group"] != c or co % a["group"]:
         raise _fail(node, f"weight {w.shape} with group {a['group']} does not fit input "
                           f"channels {c} (input {x.shape}, NHWC)")
@@ -88,6 +103,9 @@ def _conv_transpose(node, ins):
     a = node.attrs
     n, h, wd, c = x.shape
     ci, cog, kh, kw = w.shape
+    _window_attrs(node, (kh, kw))
+    if min(a["output_padding"]) < 0:
+        raise _fail(node, f"output_padding {a['output_padding']} must be >= 0")
     if ci != c or c % a["group"]:
         raise _fail(node, f"weight {w.shape} does not fit input channels {c}")
     t, l, b, r = a["pads"]
@@ -158,6 +176,7 @@ def _pool(node, ins):
     x = ins[0]
     _rank(node, x, 4)
     a = node.attrs
+    _window_attrs(node, a["kernel"])
     (kh, kw), (sh, sw), (t, l, b, r) = a["kernel"], a["strides"], a["pads"]
     dh, dw = a.get("dilations", (1, 1))
     oh = conv_output_size(x.shape[1], kh, sh, dh, t, b)
@@ -281,10 +300,73 @@ def _softmax(node, ins):
     return [(ins[0].shape, ins[0].dtype)]
 
 
+INTEGER_DTYPES = frozenset({DType.UINT8, DType.INT8})
+
+
+def check_quant(node: Node, t: Tensor) -> None:
+    """``t.quant`` fits ``t``: an 8-bit integer dtype, positive finite scales, zero points in
+    range, one scale per ``axis`` entry (or one per tensor)."""
+    q = t.quant
+    if t.dtype not in INTEGER_DTYPES:
+        raise _fail(node, f"tensor {t.name!r} has quant params but dtype {t.dtype.value}; "
+                          f"quantized tensors are uint8 or int8")
+    n = 1 if q.axis is None else (t.shape[q.axis] if -len(t.shape) <= q.axis < len(t.shape)
+                                  else -1)
+    info = np.iinfo(t.dtype.np)
+    if len(q.scale) != n or len(q.zero_point) != n:
+        raise _fail(node, f"tensor {t.name!r} {t.shape}: {len(q.scale)} scales and "
+                          f"{len(q.zero_point)} zero points for axis {q.axis}")
+    if not all(np.isfinite(s) and s > 0 for s in q.scale) \
+            or not all(info.min <= z <= info.max for z in q.zero_point):
+        raise _fail(node, f"tensor {t.name!r}: scales must be finite and > 0, zero points in "
+                          f"[{info.min}, {info.max}] (got {q})")
+
+
+@_rule(Op.QUANTIZE)
+def _quantize(node, ins):
+    to = node.attrs["to"]
+    if ins[0].dtype is not DType.FLOAT32 or to not in ("uint8", "int8"):
+        raise _fail(node, f"quantizes {ins[0].dtype.value} to {to}; expected float32 to "
+                          f"uint8 or int8")
+    return [(ins[0].shape, DType(to))]
+
+
+@_rule(Op.DEQUANTIZE)
+def _dequantize(node, ins):
+    if ins[0].quant is None:
+        raise _fail(node, f"input {ins[0].name!r} has no quant params")
+    check_quant(node, ins[0])
+    return [(ins[0].shape, DType.FLOAT32)]
+
+
+def _quantized_outputs(node: Node, graph: Graph, ins: list[Tensor | None],
+                       outs: list[tuple[Shape, DType]]) -> list[tuple[Shape, DType]]:
+    """Quantized semantics (ops in ``QUANTIZABLE``): an output whose tensor carries quant params
+    keeps its integer dtype; otherwise any quantized input makes the output float32."""
+    quantized_in = any(t is not None and t.quant is not None for t in ins)
+    result = []
+    for i, (shape, dtype) in enumerate(outs):
+        # NOTE: passes infer a node's outputs before naming them (node.outputs may be empty)
+        t = graph.tensors.get(node.outputs[i]) if i < len(node.outputs) else None
+        if t is not None and t.quant is not None:
+            check_quant(node, t)
+            dtype = t.dtype
+        elif quantized_in:
+            dtype = DType.FLOAT32
+        result.append((shape, dtype))
+    return result
+
+
 def infer(node: Node, graph: Graph) -> list[tuple[Shape, DType]]:
     """Output shapes and dtypes of ``node`` from its inputs' tensors in ``graph``."""
     rule = _RULES.get(node.op)
     if rule is None:
         raise UnsupportedOperatorError(f"node {node.name!r}: no shape rule for {node.op.name}")
     ins = [graph.tensors[i] if i else None for i in node.inputs]
-    return rule(node, ins)
+    outs = rule(node, ins)
+    if node.op in QUANTIZABLE:
+        outs = _quantized_outputs(node, graph, ins, outs)
+    elif node.op is Op.QUANTIZE and node.outputs[0] in graph.tensors \
+            and graph.tensors[node.outputs[0]].quant is not None:
+        check_quant(node, graph.tensors[node.outputs[0]])
+    return outs
