@@ -58,3 +58,16 @@ def pjit(fn=None, **extra):
 def has_avx512() -> bool:
     import llvmlite.binding as llvm
     return "+avx512f" in llvm.get_host_cpu_features().flatten()
+
+
+def has_avx512_vnni() -> bool:
+    """x86 AVX-512 VNNI (``vpdpbusd`` on zmm): the qu8 conv kernels' fast variant."""
+    import llvmlite.binding as llvm
+    feats = llvm.get_host_cpu_features().flatten()
+    return "+avx512vnni" in feats and "+avx512bw" in feats
+
+
+def has_dotprod() -> bool:
+    """aarch64 dot product instructions (``sdot``/``udot``, Armv8.2 FEAT_DotProd)."""
+    import llvmlite.binding as llvm
+    return "+dotprod" in llvm.get_host_cpu_features().flatten()
