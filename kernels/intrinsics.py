@@ -146,3 +146,172 @@ def vfma2(typingctx, acc, aoff, x, xoff, w, woff, lanes):
         return context.get_dummy_value()
 
     return types.none(acc, aoff, x, xoff, w, woff, lanes), codegen
+
+
+# --- int8 (qu8 kernels) ----------------------------------------------------------------------
+# Integer lanes are int32 accumulators; a "dot4" lane j adds the dot product of 4 unsigned
+# activation bytes (one 32-bit word broadcast to every lane) with the 4 signed weight bytes
+# w[woff + 4j : woff + 4j + 4]. ISA codes (an int literal, chosen by the kernel factory):
+DOT_PORTABLE = 0    # plain LLVM vector IR (zext * sext, add the 4 products): any CPU
+DOT_VNNI = 1        # llvm.x86.avx512.vpdpbusd.512: x86 AVX-512 VNNI, lanes % 16 == 0
+DOT_SDOT = 2        # llvm.aarch64.neon.sdot: aarch64 dotprod, lanes % 4 == 0; computes
+                    # (x - 128) * w: the caller adds 128 * sum(w) to its bias
+DOT_ISAS = (DOT_PORTABLE, DOT_VNNI, DOT_SDOT)
+
+_I8 = ir.IntType(8)
+_I32 = ir.IntType(32)
+
+
+def _int_array(t, dtype) -> bool:
+    return isinstance(t, types.Array) and t.dtype == dtype and t.ndim == 1
+
+
+def _typed_ptr(context, builder, arrty, arr, off, offty, elem):
+    data = context.make_array(arrty)(context, builder, arr).data
+    off = context.cast(builder, off, offty, types.intp)
+    return builder.bitcast(builder.gep(data, [off]), elem.as_pointer())
+
+
+@intrinsic
+def load_u32(typingctx, addr):
+    """The 4 bytes at raw address ``addr`` (any alignment) as one uint32 (little-endian)."""
+    if not isinstance(addr, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        a = context.cast(builder, args[0], sig.args[0], types.intp)
+        p = builder.inttoptr(a, _I32.as_pointer())
+        return builder.load(p, align=1)
+
+    return types.uint32(addr), codegen
+
+
+def _splat_i32(builder, value, lanes):
+    vt = ir.VectorType(_I32, lanes)
+    one = builder.insert_element(ir.Constant(vt, ir.Undefined), value, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(one, ir.Constant(vt, ir.Undefined),
+                                  ir.Constant(ir.VectorType(_I32, lanes), [0] * lanes))
+
+
+def _dot4_portable(builder, a, xs, wb, n):
+    """a + per-lane sum of 4 zext(x byte) * sext(w byte): <n x i32>."""
+    wide = ir.VectorType(_I32, 4 * n)
+    xb = builder.bitcast(xs, ir.VectorType(_I8, 4 * n))
+    p = builder.mul(builder.zext(xb, wide), builder.sext(wb, wide))
+    parts = [builder.shuffle_vector(p, ir.Constant(wide, ir.Undefined),
+                                    ir.Constant(ir.VectorType(_I32, n),
+                                                [4 * i + k for i in range(n)]))
+             for k in range(4)]
+    return builder.add(a, builder.add(builder.add(parts[0], parts[1]),
+                                      builder.add(parts[2], parts[3])))
+
+
+def _chunks(builder, v, n, width, elem):
+    """``v`` (<n x elem>) as n // width consecutive <width x elem> pieces."""
+    if n == width:
+        return [v]
+    return [builder.shuffle_vector(v, ir.Constant(ir.VectorType(elem, n), ir.Undefined),
+                                   ir.Constant(ir.VectorType(_I32, width),
+                                               list(range(i, i + width))))
+            for i in range(0, n, width)]
+
+
+def _concat(builder, parts, elem):
+    while len(parts) > 1:
+        w = parts[0].type.count
+        parts = [builder.shuffle_vector(parts[i], parts[i + 1],
+                                        ir.Constant(ir.VectorType(_I32, 2 * w), list(range(2 * w))))
+                 for i in range(0, len(parts), 2)]
+    return parts[0]
+
+
+def _dot4_vnni(builder, a, xs, wb, n):
+    """vpdpbusd per 16 lanes: unsigned bytes of xs times signed bytes of wb."""
+    from llvmlite import binding as llvm
+    v16 = ir.VectorType(_I32, 16)
+    # NOTE: LLVM 21 retyped the byte operands as <64 x i8>; older versions take <16 x i32>.
+    new = llvm.llvm_version_info >= (21,)
+    bty = ir.VectorType(_I8, 64) if new else v16
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v16, [v16, bty, bty]),
+                                        "llvm.x86.avx512.vpdpbusd.512")
+    xb = builder.bitcast(_chunks(builder, xs, n, 16, _I32)[0], bty)
+    outs = []
+    for i, (ai, wi) in enumerate(zip(_chunks(builder, a, n, 16, _I32),
+                                     _chunks(builder, wb, 4 * n, 64, _I8))):
+        outs.append(builder.call(fn, [ai, xb, builder.bitcast(wi, bty)]))
+    return _concat(builder, outs, _I32)
+
+
+def _dot4_sdot(builder, a, xs, wb, n):
+    """aarch64 sdot per 4 lanes of (x ^ 0x80) as signed bytes times signed wb: (x - 128) * w."""
+    v4, b16 = ir.VectorType(_I32, 4), ir.VectorType(_I8, 16)
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v4, [v4, b16, b16]),
+                                        "llvm.aarch64.neon.sdot.v4i32.v16i8")
+    x4 = _chunks(builder, xs, n, 4, _I32)[0]
+    xb = builder.xor(builder.bitcast(x4, b16), ir.Constant(b16, [0x80] * 16))
+    outs = [builder.call(fn, [ai, xb, wi])
+            for ai, wi in zip(_chunks(builder, a, n, 4, _I32), _chunks(builder, wb, 4 * n, 16, _I8))]
+    return _concat(builder, outs, _I32)
+
+
+_DOT4 = {DOT_PORTABLE: _dot4_portable, DOT_VNNI: _dot4_vnni, DOT_SDOT: _dot4_sdot}
+_DOT4_MULTIPLE = {DOT_PORTABLE: 1, DOT_VNNI: 16, DOT_SDOT: 4}
+
+
+@intrinsic
+def vdot4(typingctx, acc, aoff, xw, w, woff, lanes, isa):
+    """``acc[aoff + j] += sum_k u8(xw byte k) * w[woff + 4j + k]`` for j < lanes (int32 lanes,
+    int8 weights, exact: no saturation). ``isa`` selects the instruction (``DOT_*``); with
+    ``DOT_SDOT`` the activation bytes count as ``x - 128``."""
+    n, k = _literal(lanes), _literal(isa)
+    if (n is None or k not in _DOT4 or n % _DOT4_MULTIPLE[k] or not _int_array(acc, types.int32)
+            or not _int_array(w, types.int8) or not isinstance(xw, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        a_arr, a_off, x, w_arr, w_off, _, _ = args
+        pa = _typed_ptr(context, builder, sig.args[0], a_arr, a_off, sig.args[1],
+                        ir.VectorType(_I32, n))
+        pw = _typed_ptr(context, builder, sig.args[3], w_arr, w_off, sig.args[4],
+                        ir.VectorType(_I8, 4 * n))
+        x32 = context.cast(builder, x, sig.args[2], types.uint32)
+        a = builder.load(pa, align=4)
+        r = _DOT4[k](builder, a, _splat_i32(builder, x32, n), builder.load(pw, align=1), n)
+        builder.store(r, pa, align=4)
+        return context.get_dummy_value()
+
+    return types.none(acc, aoff, xw, w, woff, lanes, isa), codegen
+
+
+@intrinsic
+def vfill_i32(typingctx, dst, off, value, lanes):
+    """``dst[off:off+lanes] = value`` (int32)."""
+    n = _literal(lanes)
+    if n is None or not _int_array(dst, types.int32) or not isinstance(value, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        p = _typed_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1],
+                       ir.VectorType(_I32, n))
+        v = context.cast(builder, args[2], sig.args[2], types.int32)
+        builder.store(_splat_i32(builder, v, n), p, align=4)
+        return context.get_dummy_value()
+
+    return types.none(dst, off, value, lanes), codegen
+
+
+@intrinsic
+def vcopy_i32(typingctx, dst, doff, src, soff, lanes):
+    """``dst[doff:doff+lanes] = src[soff:soff+lanes]`` (int32)."""
+    n = _literal(lanes)
+    if n is None or not (_int_array(dst, types.int32) and _int_array(src, types.int32)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        vt = ir.VectorType(_I32, n)
+        pd = _typed_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1], vt)
+        ps = _typed_ptr(context, builder, sig.args[2], args[2], args[3], sig.args[3], vt)
+        builder.store(builder.load(ps, align=4), pd, align=4)
+        return context.get_dummy_value()
+
+    return types.none(dst, doff, src, soff, lanes), codegen
