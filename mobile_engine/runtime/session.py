@@ -133,6 +133,24 @@ class Session:
                 raise InputError(f"input {a.name!r}: expected dtype {a.type}, got {x.dtype.name}")
             np.copyto(self._views[a.name], x)
 
+    def run_observed(self, feeds: dict, callback) -> None:
+        """Run once, calling ``callback(step_index, step_outputs)`` after each step.
+
+        ``step_outputs`` are the step's output arrays: views of the arena, valid only during the
+        callback (later steps reuse the memory); copy what you keep. Calibration and the
+        quantization report read intermediate tensors this way (names: ``plan.steps[i]``).
+        """
+        if not self._lock.acquire(blocking=False):
+            raise EngineError("Session.run_observed called while the session is running")
+        try:
+            self._feed(feeds)
+            numba.set_num_threads(self.threads)
+            for i, ((fn, args), step) in enumerate(zip(self._calls, self.plan.steps)):
+                fn(*args)
+                callback(i, [self._views[n] for n in step["outputs"]])
+        finally:
+            self._lock.release()
+
     def bound_kernels(self) -> list[tuple[str, str, object]]:
         """(step name, kernel id, the function each run calls) for every step, in order."""
         return [(name, kernel, fn) for (name, kernel), (fn, _) in zip(self._step_names,
