@@ -27,6 +27,7 @@ from kernels.config import jit, pjit
 from mobile_engine.ir.ops import Activation
 
 F32 = np.float32
+U64 = np.uint64     # NOTE: unsigned indices skip Numba's negative-index wraparound code
 
 # Binary op codes (the kernels' ``op`` argument).
 ADD, SUB, MUL, DIV, POW, PRELU = range(6)
@@ -48,56 +49,77 @@ MAX_RANK = 6
 # Row helpers: one loop per case, the case chosen outside the loop.
 @jit
 def map_row(src, s0, dst, d0, n, code, p0, p1):
-    """dst[d0:d0+n] = f_code(src[s0:s0+n]); code 0 copies. May run in place (src is dst)."""
+    """dst[d0:d0+n] = f_code(src[s0:s0+n]); code 0 copies; src and dst must not overlap (use
+    :func:`act_inplace` for in-place work).
+
+    NOTE: loops index slice views from 0: ``src[s0 + i]`` with a run-time ``s0`` keeps Numba's
+    negative-index wraparound in the loop and LLVM does not vectorise it (measured 10-15x).
+    """
+    _map(src[s0:s0 + n], dst[d0:d0 + n], n, code, p0, p1)
+
+
+@jit
+def act_inplace(buf, s0, n, code, p0, p1):
+    """buf[s0:s0+n] = f_code(buf[s0:s0+n]).
+
+    NOTE: one view read and written: with two arguments LLVM's run-time overlap check fails
+    for in-place work and the scalar fallback loop runs (measured 3x slower).
+    """
+    if code != 0:
+        v = buf[s0:s0 + n]
+        _map(v, v, n, code, p0, p1)
+
+
+@jit(inline="always")
+def _map(x, y, n, code, p0, p1):
     zero, one = F32(0), F32(1)
     if code == 0:
-        if src is not dst or s0 != d0:
-            for i in range(n):
-                dst[d0 + i] = src[s0 + i]
+        for i in range(n):
+            y[i] = x[i]
     elif code == 1:        # RELU
         for i in range(n):
-            v = src[s0 + i]
-            dst[d0 + i] = zero if v < zero else v
+            v = x[i]
+            y[i] = zero if v < zero else v
     elif code == 2:        # CLAMP (lo, hi); NaN passes through
         for i in range(n):
-            v = src[s0 + i]
+            v = x[i]
             v = p0 if v < p0 else v
-            dst[d0 + i] = p1 if v > p1 else v
+            y[i] = p1 if v > p1 else v
     elif code == 3:        # LEAKY_RELU (alpha,)
         for i in range(n):
-            v = src[s0 + i]
-            dst[d0 + i] = v if v >= zero else v * p0
+            v = x[i]
+            y[i] = v if v >= zero else v * p0
     elif code == 4:        # SIGMOID
         for i in range(n):
-            dst[d0 + i] = one / (one + np.exp(-src[s0 + i]))
+            y[i] = one / (one + np.exp(-x[i]))
     elif code == 5:        # TANH
         for i in range(n):
-            dst[d0 + i] = np.tanh(src[s0 + i])
+            y[i] = np.tanh(x[i])
     elif code == 6:        # HARD_SIGMOID (alpha, beta)
         for i in range(n):
-            v = src[s0 + i] * p0 + p1
+            v = x[i] * p0 + p1
             v = zero if v < zero else v
-            dst[d0 + i] = one if v > one else v
+            y[i] = one if v > one else v
     elif code == 7:        # HARD_SWISH: x * clip(x / 6 + 1/2, 0, 1)
         sixth, half = F32(1.0 / 6.0), F32(0.5)
         for i in range(n):
-            v = src[s0 + i]
+            v = x[i]
             t = v * sixth + half
             t = zero if t < zero else t
             t = one if t > one else t
-            dst[d0 + i] = v * t
+            y[i] = v * t
     elif code == 8:        # SQRT
         for i in range(n):
-            dst[d0 + i] = np.sqrt(src[s0 + i])
+            y[i] = np.sqrt(x[i])
     elif code == 9:        # RECIPROCAL
         for i in range(n):
-            dst[d0 + i] = one / src[s0 + i]
+            y[i] = one / x[i]
     elif code == 10:       # NEG
         for i in range(n):
-            dst[d0 + i] = -src[s0 + i]
+            y[i] = -x[i]
     else:                  # EXP
         for i in range(n):
-            dst[d0 + i] = np.exp(src[s0 + i])
+            y[i] = np.exp(x[i])
 
 
 @jit
@@ -110,33 +132,56 @@ def _op(op, x, y):
         return x * y
     if op == 3:
         return x / y
-    if op == 4:
-        return x ** y
     return x if x >= F32(0) else x * y      # PRELU: y is the slope
 
 
 @jit
-def binary_row(a, a0, a_step, b, b0, b_step, out, o0, n, op):
-    """out[o0:o0+n] = a[a0::a_step] op b[b0::b_step]; steps are 0 (broadcast) or 1.
+def _pow(op, x, y):
+    return x ** y
+
+
+@jit
+def binary_block(a, a0, a_rs, a_cs, b, b0, b_rs, b_cs, out, o0, rows, cols, op):
+    """out[o0 + r*cols + i] = a[a0 + r*a_rs + i*a_cs] op b[b0 + r*b_rs + i*b_cs] for r < rows,
+    i < cols; column steps are 0 (broadcast) or 1.
 
     NOTE: the op branch inside each loop is loop-invariant; LLVM unswitches it (measured: same
-    speed as a plain ``a + b`` loop), so each (step, op) pair runs its own vector loop.
+    speed as a plain ``a + b`` loop), so each (pattern, op) pair runs its own vector loop. POW
+    calls libm, which stops that unswitching (9x slower for every op), so it has its own loops.
+    Indices are unsigned: a signed run-time offset keeps Numba's negative-index wraparound in
+    the loop and LLVM then does not vectorise it (10-15x).
     """
-    if a_step == 1 and b_step == 1:
-        for i in range(n):
-            out[o0 + i] = _op(op, a[a0 + i], b[b0 + i])
-    elif b_step == 0 and a_step == 1:
-        y = b[b0]
-        for i in range(n):
-            out[o0 + i] = _op(op, a[a0 + i], y)
-    elif a_step == 0 and b_step == 1:
-        x = a[a0]
-        for i in range(n):
-            out[o0 + i] = _op(op, x, b[b0 + i])
+    if op == POW:
+        _block_loops(a, a0, a_rs, a_cs, b, b0, b_rs, b_cs, out, o0, rows, cols, op, _pow)
     else:
-        v = _op(op, a[a0], b[b0])
-        for i in range(n):
-            out[o0 + i] = v
+        _block_loops(a, a0, a_rs, a_cs, b, b0, b_rs, b_cs, out, o0, rows, cols, op, _op)
+
+
+@jit(inline="always")
+def _block_loops(a, a0, a_rs, a_cs, b, b0, b_rs, b_cs, out, o0, rows, cols, op, fn):
+    if a_cs == 1 and b_cs == 1:
+        for r in range(rows):
+            ia, ib, io = a0 + r * a_rs, b0 + r * b_rs, o0 + r * cols
+            for i in range(cols):
+                out[U64(io + i)] = fn(op, a[U64(ia + i)], b[U64(ib + i)])
+    elif a_cs == 1:
+        for r in range(rows):
+            ia, io = a0 + r * a_rs, o0 + r * cols
+            y = b[U64(b0 + r * b_rs)]
+            for i in range(cols):
+                out[U64(io + i)] = fn(op, a[U64(ia + i)], y)
+    elif b_cs == 1:
+        for r in range(rows):
+            ib, io = b0 + r * b_rs, o0 + r * cols
+            x = a[U64(a0 + r * a_rs)]
+            for i in range(cols):
+                out[U64(io + i)] = fn(op, x, b[U64(ib + i)])
+    else:
+        for r in range(rows):
+            io = o0 + r * cols
+            v = fn(op, a[U64(a0 + r * a_rs)], b[U64(b0 + r * b_rs)])
+            for i in range(cols):
+                out[U64(io + i)] = v
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,9 +205,9 @@ def _build(parallel: bool):
         for blk in loop((n + BLOCK - 1) // BLOCK):
             s = blk * BLOCK
             m = min(BLOCK, n - s)
-            binary_row(a, s * a_step, a_step, b, s * b_step, b_step, out, s, m, op)
+            binary_block(a, s * a_step, 0, a_step, b, s * b_step, 0, b_step, out, s, 1, m, op)
             if act != 0:
-                map_row(out, s, out, s, m, act, p0, p1)
+                act_inplace(out, s, m, act, p0, p1)
 
     @deco
     def vbinary_rows(a, b, out, rows, cols, a_rs, a_cs, b_rs, b_cs, op, act, p0, p1):
@@ -170,11 +215,12 @@ def _build(parallel: bool):
         per = max(1, BLOCK // cols)
         for blk in loop((rows + per - 1) // per):
             r1 = min(rows, (blk + 1) * per)
-            for r in range(blk * per, r1):
-                binary_row(a, r * a_rs, a_cs, b, r * b_rs, b_cs, out, r * cols, cols, op)
+            r0 = blk * per
+            binary_block(a, r0 * a_rs, a_rs, a_cs, b, r0 * b_rs, b_rs, b_cs, out, r0 * cols,
+                         r1 - r0, cols, op)
             if act != 0:
                 s = blk * per * cols
-                map_row(out, s, out, s, r1 * cols - s, act, p0, p1)
+                act_inplace(out, s, r1 * cols - s, act, p0, p1)
 
     @deco
     def vbinary_nd(a, b, out, shape, a_str, b_str, op, act, p0, p1):
@@ -189,9 +235,9 @@ def _build(parallel: bool):
                 div *= shape[ax]
                 ia += i * a_str[ax]
                 ib += i * b_str[ax]
-            binary_row(a, ia, a_str[5], b, ib, b_str[5], out, r * cols, cols, op)
+            binary_block(a, ia, 0, a_str[5], b, ib, 0, b_str[5], out, r * cols, 1, cols, op)
             if act != 0:
-                map_row(out, r * cols, out, r * cols, cols, act, p0, p1)
+                act_inplace(out, r * cols, cols, act, p0, p1)
 
     return vunary, vbinary_flat, vbinary_rows, vbinary_nd
 

@@ -26,7 +26,7 @@ from numba import prange
 
 from kernels import reference as ref
 from kernels.config import PARALLEL_MIN_WORK, jit, pjit
-from kernels.f32_elementwise import act_params, map_row
+from kernels.f32_elementwise import act_inplace, act_params
 from kernels.intrinsics import stack_array, vcopy, vfill, vfma
 
 F32 = np.float32
@@ -95,7 +95,7 @@ def _gemm_source(mr: int, nr: int, parallel: bool):
                     for j in range(nv):
                         out[ob + j] = tile[m * NR_ + j] * alpha
                 if act != 0:
-                    map_row(out, ob, out, ob, nv, act, p0, p1)
+                    act_inplace(out, ob, nv, act, p0, p1)
 
     return f32_gemm
 

@@ -39,11 +39,12 @@ from numba.extending import intrinsic
 
 from kernels import reference as ref
 from kernels.config import PARALLEL_MIN_WORK, jit, pjit
-from kernels.f32_elementwise import act_params, map_row
+from kernels.f32_elementwise import act_inplace, act_params
 from kernels.intrinsics import stack_array, vcopy, vfill
 from mobile_engine.ir.ops import Activation
 
 F32 = np.float32
+U64 = np.uint64          # NOTE: unsigned indices skip Numba's negative-index wraparound code
 VL = 16                  # float32 lanes of one zmm vector
 # NOTE: lane widths of the vector instance norm: a row of L floats holds L / C whole pixels
 # (C | L) or one L-channel slice of a pixel (L | C); lane l is channel (j * L + l) % C.
@@ -102,7 +103,7 @@ def vshift_stats(typingctx, s, q, off, x, xoff, sh, lanes):
 def vshift_affine(typingctx, out, ooff, x, xoff, coef, coff, stride, lo, hi, lanes):
     """``out[ooff:+lanes] = clamp((x[xoff:+lanes] - sh) * a + b, lo, hi)`` with ``sh``, ``a``,
     ``b`` the ``lanes`` floats of ``coef`` at ``coff``, ``coff + stride``, ``coff + 2 * stride``.
-    The clamp is compare-and-select, so NaN passes through (as in ``map_row``)."""
+    The clamp is compare-and-select, so NaN passes through (as in ``act_inplace``)."""
     if not (isinstance(lanes, types.IntegerLiteral) and all(map(_f32_1d, (out, x, coef)))
             and isinstance(stride, types.Integer) and lo == types.float32
             and hi == types.float32):
@@ -143,7 +144,7 @@ def _splat(builder, value, lanes):
 
 def clamp_bounds(act: int, p0: float, p1: float) -> tuple[np.float32, np.float32, int]:
     """(lo, hi, rest): RELU and CLAMP become the kernels' vector clamp; ``rest`` is the
-    activation still to apply with ``map_row`` (0 when the clamp covers it)."""
+    activation still to apply with ``act_inplace`` (0 when the clamp covers it)."""
     inf = np.float32(np.inf)
     if act == Activation.RELU:
         return F32(0), inf, 0
@@ -258,8 +259,7 @@ def _vector_source(L: int, parallel: bool):
                             vshift_affine(out, xo + v * VL, x, xo + v * VL, coef, cb + v * VL,
                                           LANES, lo, hi, VL)
                 if act != 0:
-                    map_row(out, base + b0 * rs, out, base + b0 * rs, (b1 - b0) * rs, act,
-                            p0, p1)
+                    act_inplace(out, base + b0 * rs, (b1 - b0) * rs, act, p0, p1)
             if k == nblk - 1 and tail > 0:
                 cb = n * chunks * 3 * LANES
                 o0 = base + rows * rs
@@ -268,7 +268,7 @@ def _vector_source(L: int, parallel: bool):
                     y = lo if y < lo else y
                     out[o0 + i] = hi if y > hi else y
                 if act != 0:
-                    map_row(out, o0, out, o0, tail, act, p0, p1)
+                    act_inplace(out, o0, tail, act, p0, p1)
 
     return f32_instance_norm_nhwc
 
@@ -318,7 +318,7 @@ def _generic_source(parallel: bool):
                     y = lo if y < lo else y
                     orow[c] = hi if y > hi else y
                 if act != 0:
-                    map_row(out, base + p * C, out, base + p * C, C, act, p0, p1)
+                    act_inplace(out, base + p * C, C, act, p0, p1)
 
     return f32_instance_norm_nhwc_any
 
@@ -346,12 +346,11 @@ def _build(parallel: bool):
         for blk in loop((rows + per - 1) // per):
             r0, r1 = blk * per, min(rows, (blk + 1) * per)
             for r in range(r0, r1):
-                xr = x[r * C:(r + 1) * C]
-                orow = out[r * C:(r + 1) * C]
                 for c in range(C):
-                    orow[c] = xr[c] * a[c] + b[c]
+                    i = U64(r * C + c)
+                    out[i] = x[i] * a[c] + b[c]
             if act != 0:
-                map_row(out, r0 * C, out, r0 * C, (r1 - r0) * C, act, p0, p1)
+                act_inplace(out, r0 * C, (r1 - r0) * C, act, p0, p1)
 
     return channel_affine
 

@@ -22,6 +22,7 @@ from kernels import reference as ref
 from kernels.config import PARALLEL_MIN_WORK, jit, pjit
 
 F32 = np.float32
+U64 = np.uint64     # NOTE: unsigned indices skip Numba's negative-index wraparound code
 MAX_RANK = 6
 # NOTE: inner lanes per task: a 512-lane float64 accumulator (4 KiB) stays in L1.
 CHUNK = 512
@@ -38,7 +39,7 @@ def _build(parallel: bool):
             for o in loop(outer):
                 s = 0.0
                 for r in range(red):
-                    s += x[o * red + r]
+                    s += x[U64(o * red + r)]
                 out[o] = np.float32(s * scale)
             return
         nchunk = (inner + CHUNK - 1) // CHUNK
@@ -51,7 +52,7 @@ def _build(parallel: bool):
             for r in range(red):
                 base = (o * red + r) * inner
                 for i in range(i0, i1):
-                    acc[a0 + i] += x[base + i]
+                    acc[U64(a0 + i)] += x[U64(base + i)]
             for i in range(i0, i1):
                 out[a0 + i] = np.float32(acc[a0 + i] * scale)
 
@@ -65,16 +66,16 @@ def _build(parallel: bool):
                 b = o * length
                 m = x[b]
                 for i in range(1, length):
-                    v = x[b + i]
+                    v = x[U64(b + i)]
                     m = v if v > m else m
                 s = 0.0
                 for i in range(length):
-                    e = np.exp(x[b + i] - m)
-                    out[b + i] = e
+                    e = np.exp(x[U64(b + i)] - m)
+                    out[U64(b + i)] = e
                     s += e
                 r = np.float32(1.0 / s)
                 for i in range(length):
-                    out[b + i] *= r
+                    out[U64(b + i)] *= r
             return
         for o in loop(outer):
             a0 = o * inner
@@ -84,18 +85,19 @@ def _build(parallel: bool):
                 sm[a0 + i] = 0.0
             for l in range(1, length):
                 for i in range(inner):
-                    v = x[b + l * inner + i]
-                    mx[a0 + i] = v if v > mx[a0 + i] else mx[a0 + i]
+                    v = x[U64(b + l * inner + i)]
+                    m = mx[U64(a0 + i)]
+                    mx[U64(a0 + i)] = v if v > m else m
             for l in range(length):
                 for i in range(inner):
-                    e = np.exp(x[b + l * inner + i] - mx[a0 + i])
-                    out[b + l * inner + i] = e
-                    sm[a0 + i] += e
+                    e = np.exp(x[U64(b + l * inner + i)] - mx[U64(a0 + i)])
+                    out[U64(b + l * inner + i)] = e
+                    sm[U64(a0 + i)] += e
             for i in range(inner):
                 mx[a0 + i] = np.float32(one / sm[a0 + i])        # reuse as 1 / sum
             for l in range(length):
                 for i in range(inner):
-                    out[b + l * inner + i] *= mx[a0 + i]
+                    out[U64(b + l * inner + i)] *= mx[U64(a0 + i)]
 
     return reduce_ori, softmax
 

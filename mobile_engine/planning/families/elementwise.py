@@ -197,13 +197,12 @@ def bind_np_binary(params, weights, inputs, outputs):
     if act == Activation.NONE:
         return compute, ()
     if out.dtype == F32:
-        flat = out.reshape(-1)
-        k = kew.variant(out.size)
+        flat, size = out.reshape(-1), out.size
         code, p0, p1 = act, np.float32(params["p0"]), np.float32(params["p1"])
 
         def run_f32():
             compute()
-            k.vunary(flat, flat, code, p0, p1)
+            kew.act_inplace(flat, 0, size, code, p0, p1)
         return run_f32, ()
     lo, hi = (0, np.inf) if act == Activation.RELU else (params["p0"], params["p1"])
     lo, hi = _int_bounds(out.dtype, lo, hi)
