@@ -234,7 +234,7 @@ class CaptureThread:
 
     ``keep_latest`` (default: ``source.live``): a new frame replaces an unclaimed one (counted in
     ``dropped``): the consumer always gets the newest frame, nothing queues up. Otherwise the reader
-    waits until the slot is free (lock step: every frame of a file is processed).
+    reads one frame per ``get`` (lock step: every frame of a file is processed, none waits ahead).
     """
 
     def __init__(self, source, keep_latest: bool | None = None, clock=time.perf_counter) -> None:
@@ -245,6 +245,7 @@ class CaptureThread:
         self._clock = clock
         self._cond = threading.Condition()
         self._slot: Frame | None = None
+        self._wanted = False          # lock step: the consumer asked for the next frame
         self._ended = False
         self._error: SourceLost | None = None
         self._stop = False
@@ -257,6 +258,12 @@ class CaptureThread:
     def _loop(self) -> None:
         try:
             while not self._stop:
+                if not self.keep_latest:
+                    with self._cond:
+                        self._cond.wait_for(lambda: self._wanted or self._stop)
+                        if self._stop:
+                            break
+                        self._wanted = False
                 try:
                     image = self.source.read()
                 except Exception as exc:  # any failure of a driver or decoder ends the stream cleanly
@@ -269,12 +276,8 @@ class CaptureThread:
                 frame = Frame(image, self.captured, self._clock())
                 self.captured += 1
                 with self._cond:
-                    if self.keep_latest:
-                        if self._slot is not None:
-                            self.dropped += 1
-                    else:
-                        while self._slot is not None and not self._stop:
-                            self._cond.wait()
+                    if self._slot is not None:
+                        self.dropped += 1
                     self._slot = frame
                     self._cond.notify_all()
         except SourceLost as exc:
@@ -293,10 +296,12 @@ class CaptureThread:
         Raises ``SourceLost`` when the source failed, or delivered nothing for ``timeout`` seconds.
         """
         with self._cond:
+            if not self.keep_latest and self._slot is None:
+                self._wanted = True
+                self._cond.notify_all()
             if not self._cond.wait_for(lambda: self._slot is not None or self._ended, timeout):
                 raise SourceLost(f"{self.source.name} delivered no frame for {timeout:g} s")
             frame, self._slot = self._slot, None
-            self._cond.notify_all()
             if frame is not None:
                 return frame
             if self._error is not None:

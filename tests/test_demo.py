@@ -301,11 +301,13 @@ def test_capture_keeps_only_the_newest_frame():
 
 
 def test_capture_lock_step_for_files():
-    cap = CaptureThread(CountingSource(10, live=False)).start()
+    source = CountingSource(10, live=False)
+    cap = CaptureThread(source).start()
     got = []
     while (f := cap.get()) is not None:
         got.append(f.index)
         time.sleep(0.002)
+        assert source.k == f.index + 1, "a file is read on request, not ahead"
     cap.stop()
     assert got == list(range(10)) and cap.dropped == 0
 
