@@ -251,6 +251,14 @@ SERIAL = _Variants(False)
 PARALLEL = _Variants(True)
 
 
+def readonly(x: np.ndarray) -> np.ndarray:
+    """A read-only view. Every ``*_call`` helper hands inputs to kernels this way, whether they
+    are weights (a mapped plan file) or arena tensors, so one Numba signature serves both."""
+    v = x.view()
+    v.flags.writeable = False
+    return v
+
+
 def variant(work: int) -> _Variants:
     """The serial or parallel kernels for ``work`` output elements (kernels/config threshold)."""
     from kernels.config import PARALLEL_MIN_WORK
@@ -312,7 +320,7 @@ def run_binary(plan: dict, a, b, out, op: int, act: int = 0, p0: float = 0.0,
                p1: float = 0.0, kernels: _Variants | None = None):
     """``(fn, args)`` computing ``out = act(a op b)`` by ``plan`` (flat views, no copies)."""
     k = kernels or variant(out.size)
-    a1, b1, o1 = a.reshape(-1), b.reshape(-1), out.reshape(-1)
+    a1, b1, o1 = readonly(a.reshape(-1)), readonly(b.reshape(-1)), out.reshape(-1)
     p0, p1 = F32(p0), F32(p1)
     shape, sa, sb = plan["shape"], plan["a_strides"], plan["b_strides"]
     if plan["kind"] == "flat":
@@ -346,7 +354,7 @@ def unary(x: np.ndarray, name: str, parallel: bool | None = None, **attrs) -> np
               "hard_sigmoid": (attrs.get("alpha", 0.2), attrs.get("beta", 0.5))}.get(name, (0, 0))
     out = np.empty_like(x)
     k = variant(x.size) if parallel is None else (PARALLEL if parallel else SERIAL)
-    k.vunary(x.reshape(-1), out.reshape(-1), code, F32(p0), F32(p1))
+    k.vunary(readonly(x.reshape(-1)), out.reshape(-1), code, F32(p0), F32(p1))
     return out
 
 

@@ -26,7 +26,7 @@ from numba import prange
 
 from kernels import reference as ref
 from kernels.config import PARALLEL_MIN_WORK, jit, pjit
-from kernels.f32_elementwise import act_inplace, act_params
+from kernels.f32_elementwise import act_inplace, act_params, readonly
 from kernels.intrinsics import stack_array, vcopy, vfill, vfma
 
 F32 = np.float32
@@ -167,7 +167,8 @@ def gemm_call(a, a_offs, sam, sak, bp, b_offs, c, scm, scn, beta, out, m, n, k, 
     p0, p1 = act_params(act, params)
     has_c = c is not None
     c = c if has_c else np.zeros(1, F32)
-    return fn, (a.reshape(-1), a_offs, sam, sak, bp.reshape(-1), b_offs, c.reshape(-1), scm, scn,
+    return fn, (readonly(a.reshape(-1)), a_offs, sam, sak, readonly(bp.reshape(-1)), b_offs,
+                readonly(c.reshape(-1)), scm, scn,
                 F32(beta), has_c, out.reshape(-1), m, n, k, F32(alpha), int(act), F32(p0), F32(p1))
 
 
@@ -183,7 +184,7 @@ def gemm(a, b, c=None, alpha=1.0, beta=1.0, trans_a=False, trans_b=False, activa
     if pack_at_run_time:
         bp = np.empty(packed_size(k, n, nr), F32)
         sbk, sbn = (1, k) if trans_b else (n, 1)
-        pack_b_rt(b.reshape(-1), np.zeros(1, np.int64), sbk, sbn, k, n, nr, bp)
+        pack_b_rt(readonly(b.reshape(-1)), np.zeros(1, np.int64), sbk, sbn, k, n, nr, bp)
     else:
         bp = pack_b(b.T if trans_b else b, nr)
     out = np.empty((m, n), F32)

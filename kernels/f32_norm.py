@@ -39,7 +39,7 @@ from numba.extending import intrinsic
 
 from kernels import reference as ref
 from kernels.config import PARALLEL_MIN_WORK, jit, pjit
-from kernels.f32_elementwise import act_inplace, act_params
+from kernels.f32_elementwise import act_inplace, act_params, readonly
 from kernels.intrinsics import stack_array, vcopy, vfill
 from mobile_engine.ir.ops import Activation
 
@@ -408,7 +408,8 @@ def instance_norm_call(x, scale, bias, out, eps: float, act: int = 0, params=(),
     p0, p1 = act_params(act, params)
     lo, hi, rest = clamp_bounds(int(act), p0, p1)
     return instance_norm_kernel(L, bool(parallel)), (
-        x.reshape(-1), scale.reshape(-1), bias.reshape(-1), out.reshape(-1), n, h * w, c,
+        readonly(x.reshape(-1)), readonly(scale.reshape(-1)), readonly(bias.reshape(-1)),
+        out.reshape(-1), n, h * w, c,
         float(eps), lo, hi, rest, F32(p0), F32(p1), partial, stats, coef)
 
 
@@ -418,7 +419,8 @@ def affine_call(x, a, b, out, act: int = 0, params=(), parallel: bool | None = N
         parallel = x.size >= PARALLEL_MIN_WORK
     k = PARALLEL if parallel else SERIAL
     p0, p1 = act_params(act, params)
-    return k.channel_affine, (x.reshape(-1), a, b, out.reshape(-1), x.shape[-1], int(act),
+    return k.channel_affine, (readonly(x.reshape(-1)), readonly(a), readonly(b), out.reshape(-1),
+                              x.shape[-1], int(act),
                               F32(p0), F32(p1))
 
 

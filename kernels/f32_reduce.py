@@ -20,6 +20,7 @@ from numba import prange
 
 from kernels import reference as ref
 from kernels.config import PARALLEL_MIN_WORK, jit, pjit
+from kernels.f32_elementwise import readonly
 
 F32 = np.float32
 U64 = np.uint64     # NOTE: unsigned indices skip Numba's negative-index wraparound code
@@ -183,7 +184,7 @@ def softmax_plan(shape, axis: int) -> dict:
 def reduce_call(plan: dict, x, out, mean: bool, parallel: bool | None = None):
     """``(fn, args)`` for the reduction ``plan`` (scratch allocated here: call at bind time)."""
     scale = 1.0 / plan["count"] if mean and plan["count"] else 1.0
-    x1, o1 = x.reshape(-1), out.reshape(-1)
+    x1, o1 = readonly(x.reshape(-1)), out.reshape(-1)
     acc = np.empty(out.size, np.float64)
     if plan["kind"] == "nd":
         return reduce_nd, (x1, o1, np.array(plan["shape"], np.int64),
@@ -199,7 +200,7 @@ def softmax_call(plan: dict, x, out, parallel: bool | None = None):
         parallel = x.size >= PARALLEL_MIN_WORK and plan["outer"] > 1
     k = PARALLEL if parallel else SERIAL
     n = plan["outer"] * plan["inner"] if plan["inner"] > 1 else 1
-    return k.softmax, (x.reshape(-1), out.reshape(-1), plan["outer"], plan["length"],
+    return k.softmax, (readonly(x.reshape(-1)), out.reshape(-1), plan["outer"], plan["length"],
                        plan["inner"], np.empty(n, np.float32), np.empty(n, np.float64))
 
 

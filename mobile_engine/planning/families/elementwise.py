@@ -35,12 +35,7 @@ BINARY_NAMES = ("add", "sub", "mul", "div", "pow", "prelu")
 UNARY_NAMES = tuple(kew.UNARY_CODES)
 
 
-def readonly(x: np.ndarray) -> np.ndarray:
-    """A read-only view: inputs always reach kernels as read-only arrays, whether they are
-    weights (mapped plan file) or arena tensors, so one Numba signature serves both."""
-    v = x.view()
-    v.flags.writeable = False
-    return v
+readonly = kew.readonly      # re-exported for the other families
 
 
 def _dtype(graph: Graph, name: str) -> np.dtype:
