@@ -1,6 +1,7 @@
 """The side-by-side view (input | stylized) and the HUD text drawn on it with OpenCV.
 
-``compose(original, stylized, info) -> u8[H, 2W, 3] BGR``; both panes are u8[H, W, 3] BGR.
+``HudRenderer(size).compose(original, stylized, info) -> u8[H, 2W, 3] BGR`` (one reused canvas);
+both panes are u8[H, W, 3] BGR.
 """
 from __future__ import annotations
 
@@ -71,7 +72,3 @@ class HudRenderer:
                         FONT, self.scale, (0, 0, 255), max(1, round(self.scale * 2)), cv2.LINE_AA)
         return c
 
-
-def compose(original: np.ndarray, stylized: np.ndarray, info: HudInfo) -> np.ndarray:
-    """A fresh side-by-side view (convenience for one-off use; the app reuses a HudRenderer)."""
-    return HudRenderer(original.shape[:2]).compose(original, stylized, info).copy()
