@@ -79,5 +79,7 @@ def _reference():
     return reference.conv_transpose2d
 
 
-# The family's kernels and their numpy references (tests walk this table).
-KERNELS = {kernel_id(mr, nr): (conv_transpose2d, _reference) for nr, mr in igemm.TILES.items()}
+# The family's kernels with their entry (and its fixed arguments) and numpy reference: tests
+# walk this table.
+KERNELS = {kernel_id(mr, nr): (conv_transpose2d, dict(tile=(mr, nr)), _reference)
+           for nr, mr in igemm.TILES.items()}

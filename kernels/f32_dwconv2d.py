@@ -17,7 +17,8 @@ import numba
 import numpy as np
 
 from kernels import config
-from kernels.f32_conv2d import F32, U64, VL, activate, activation_params, conv_tables, readonly
+from kernels.f32_conv2d import (F32, U64, VL, activate_span, activation_params, conv_tables,
+                                readonly)
 from kernels.intrinsics import stack_array, vcopy, vfill, vfma2
 
 KERNEL_ID = "f32_dwconv2d_minmax"
@@ -31,15 +32,6 @@ def pack_weights(w: np.ndarray) -> np.ndarray:
     if w.shape[1] != 1:
         raise ValueError(f"depthwise weights need shape [Co, 1, KH, KW], got {w.shape}")
     return np.ascontiguousarray(np.asarray(w, F32)[:, 0].transpose(1, 2, 0))
-
-
-@config.jit(inline="always")
-def _store(tile, nc, of, ob, bias, c0, rf, has_res, act, p0, p1):
-    for j in range(nc):
-        v = tile[j] + bias[c0 + j]
-        if has_res:
-            v += rf[ob + j]
-        of[ob + j] = activate(v, act, p0, p1)
 
 
 def _dw_source(parallel: bool):
@@ -85,14 +77,22 @@ def _dw_source(parallel: bool):
                                 vfma2(acc, v * VL, xf, xo + v * VL, wf, wo + v * VL, VL)
                         for v in range(NVB):
                             vcopy(tile, v * VL, acc, v * VL, VL)
-                        _store(tile, BLOCK, of, ob + c0, bias, c0, rf, has_res, act, p0, p1)
+                        for j in range(BLOCK):
+                            y = tile[j] + bias[U64(c0 + j)]
+                            if has_res:
+                                y += rf[U64(ob + c0 + j)]
+                            of[U64(ob + c0 + j)] = y
                         c0 += BLOCK
                     while c0 + VL <= co_:
                         vfill(acc, 0, F32(0), VL)
                         for t in range(nt):
                             vfma2(acc, 0, xf, txo[t] + c0, wf, two[t] + c0, VL)
                         vcopy(tile, 0, acc, 0, VL)
-                        _store(tile, VL, of, ob + c0, bias, c0, rf, has_res, act, p0, p1)
+                        for j in range(VL):
+                            y = tile[j] + bias[U64(c0 + j)]
+                            if has_res:
+                                y += rf[U64(ob + c0 + j)]
+                            of[U64(ob + c0 + j)] = y
                         c0 += VL
                 while c0 < co_:
                     nc = min(BLOCK, co_ - c0)
@@ -102,8 +102,13 @@ def _dw_source(parallel: bool):
                         xo, wo = txo[t], two[t] + c0
                         for j in range(nc):
                             sacc[j] += xf[U64(xo + (c0 + j) // mult)] * wf[U64(wo + j)]
-                    _store(sacc, nc, of, ob + c0, bias, c0, rf, has_res, act, p0, p1)
+                    for j in range(nc):
+                        y = sacc[j] + bias[U64(c0 + j)]
+                        if has_res:
+                            y += rf[U64(ob + c0 + j)]
+                        of[U64(ob + c0 + j)] = y
                     c0 += nc
+            activate_span(of, (b * oh_ + oh) * ow_ * co_, ow_ * co_, act, p0, p1)
 
     return f32_dwconv2d
 
@@ -161,5 +166,6 @@ def _reference():
     return reference.conv2d
 
 
-# The family's kernels and their numpy references (tests walk this table).
-KERNELS = {KERNEL_ID: (dwconv2d, _reference)}
+# The family's kernels with their entry (and its fixed arguments) and numpy reference: tests
+# walk this table.
+KERNELS = {KERNEL_ID: (dwconv2d, {}, _reference)}

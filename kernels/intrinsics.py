@@ -148,6 +148,34 @@ def vfma2(typingctx, acc, aoff, x, xoff, w, woff, lanes):
     return types.none(acc, aoff, x, xoff, w, woff, lanes), codegen
 
 
+@intrinsic
+def vfma4(typingctx, acc, aoff, src, soff, w, woff, lanes):
+    """``acc[aoff:aoff+lanes] += tile4(src[soff:soff+4]) * w[woff:woff+lanes]``: four
+    consecutive ``src`` values repeated across the vector (``vbroadcastf32x4``), for kernels
+    whose lanes are (output channel, 4 consecutive reduction elements)."""
+    n = _literal(lanes)
+    if n is None or n % 4 or not (_f32_array(acc) and _f32_array(src) and _f32_array(w)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        a_arr, a_off, s_arr, s_off, w_arr, w_off, _ = args
+        pa = _vec_ptr(context, builder, sig.args[0], a_arr, a_off, sig.args[1], n)
+        ps = _vec_ptr(context, builder, sig.args[2], s_arr, s_off, sig.args[3], 4)
+        pw = _vec_ptr(context, builder, sig.args[4], w_arr, w_off, sig.args[5], n)
+        vt = ir.VectorType(_F32, n)
+        q = builder.load(ps, align=4)
+        xs = builder.shuffle_vector(q, ir.Constant(ir.VectorType(_F32, 4), ir.Undefined),
+                                    ir.Constant(ir.VectorType(ir.IntType(32), n),
+                                                [i % 4 for i in range(n)]))
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vt, [vt, vt, vt]),
+                                             f"llvm.fma.v{n}f32")
+        a = builder.load(pa, align=4)
+        builder.store(builder.call(fma, [xs, builder.load(pw, align=4), a]), pa, align=4)
+        return context.get_dummy_value()
+
+    return types.none(acc, aoff, src, soff, w, woff, lanes), codegen
+
+
 # --- int8 (qu8 kernels) ----------------------------------------------------------------------
 # Integer lanes are int32 accumulators; a "dot4" lane j adds the dot product of 4 unsigned
 # activation bytes (one 32-bit word broadcast to every lane) with the 4 signed weight bytes

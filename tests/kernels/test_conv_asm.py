@@ -79,3 +79,21 @@ def test_dwconv_vector_path_is_zmm_fma():
     fmas = FMA.findall(body)
     assert len(fmas) >= dw.NVB and all("%zmm" in f for f in fmas), fmas
     assert "gather" not in body
+
+
+@pytest.mark.parametrize("mr,cg", [(mr, cg) for cg, mr in igemm.KDOT_TILES.items()])
+def test_kdot_inner_loop_is_zmm_fma_without_gathers(mr, cg):
+    """multistyle26's 32->8, 8->4 and 4->3 convs: one FMA per accumulator vector per quad."""
+    fn = igemm.kdot_kernel.__wrapped__(mr, cg, False, cache=False)
+    x = np.zeros((1, 12, 40, 4), np.float32)
+    out = np.zeros((1, 12, 40, 4 * cg), np.float32)
+    rowmap, colmap = igemm.conv_tables(x.shape, (9, 9), pads=(4, 4, 4, 4), pad_mode="reflect")
+    wrun, wtap = igemm.pack_weights_kdot(np.zeros((4 * cg, 4, 9, 9), np.float32), cg)
+    ro = igemm.readonly
+    fn(ro(x), ro(rowmap), ro(colmap), ro(wrun), ro(wtap), ro(np.zeros(4 * cg, np.float32)),
+       ro(out), out, 0, np.float32(0), np.float32(0), False)
+    body = hottest_loop(fn.inspect_asm(fn.signatures[0]))
+    fmas = FMA.findall(body)
+    assert all("%zmm" in f for f in fmas), f"non-zmm FMAs in the reduction loop: {fmas}"
+    assert len(fmas) >= mr * cg, f"{len(fmas)} FMAs, tile needs {mr * cg}"
+    assert "vbroadcastf32x4" in body and not re.search(r"v(p)?gather", body)

@@ -54,6 +54,15 @@ CONV_CASES = (
        _case(64, 96, group=4, k=1, pads=(0, 0, 0, 0))]
     + [_case(24, 24, act=a, residual=True, n=2) for a in ACTS]
 )
+KDOT_CASES = (  # few output channels: lanes over (channel, 4 reduction elements)
+    [_case(c, co) for c, co in zip([1, 3, 4, 5, 8, 13, 24, 65], [3, 4, 1, 8, 5, 2, 7, 6])]
+    + [_case(3, 8, k=9, hw=(12, 21), pad_mode="reflect", pads=(4, 4, 4, 4)),
+       _case(5, 3, k=5, hw=(9, 19), pads=(2, 1, 0, 3)),
+       _case(8, 4, pad_mode="reflect", upsample=2, hw=(5, 9), n=2),
+       _case(7, 5, strides=(2, 2), dilations=(2, 2), hw=(11, 13), pad_mode="edge"),
+       _case(12, 8, k=1, pads=(0, 0, 0, 0), hw=(3, 37), act=ACTS[6], residual=True)]
+    + [_case(6, 3, hw=(5, 21), act=a, residual=True) for a in ACTS[1::2]]
+)
 DW_CASES = [_case(c, c, group=c) for c in (3, 13, 24, 64, 65, 130)] + [
     _case(24, 24, group=24, strides=(2, 2), pads=(1, 0, 1, 0)),
     _case(16, 16, group=16, k=5, dilations=(2, 2), hw=(11, 9), pad_mode="reflect"),
@@ -120,12 +129,44 @@ def test_conv_transpose_axis_map_lists_every_contribution(size, k, stride, dil, 
 
 
 # --- kernels called directly -------------------------------------------------------------
-@pytest.mark.parametrize("case", CONV_CASES, ids=_ids(CONV_CASES))
-def test_igemm_conv2d(case):
+def _methods(case):
+    return ["igemm", "kdot"] if igemm.use_kdot(case["co"], case["group"]) else ["igemm"]
+
+
+CONV_RUNS = [(case, method) for case in CONV_CASES + KDOT_CASES for method in _methods(case)]
+
+
+@pytest.mark.parametrize("case,method", CONV_RUNS,
+                         ids=[f"{m}-{i}" for m, i in zip([m for _, m in CONV_RUNS],
+                                                         _ids([c for c, _ in CONV_RUNS]))])
+def test_conv2d(case, method):
     x, w, bias, res, geo, expected, red = _data(case)
     kind, params = case["act"]
-    got = igemm.conv2d(x, w, bias, res, **geo, activation_kind=kind, act_params=params)
-    assert_f32_close(got, expected, red, "igemm conv2d")
+    got = igemm.conv2d(x, w, bias, res, **geo, activation_kind=kind, act_params=params,
+                       method=method)
+    assert_f32_close(got, expected, red, f"{method} conv2d")
+
+
+@pytest.mark.parametrize("module", [igemm, dw, convt], ids=lambda m: m.__name__)
+def test_kernel_table(module):
+    """Every kernel of each family's table on two shapes with leftovers in every dimension."""
+    for kernel, (entry, fixed, reference) in module.KERNELS.items():
+        for c, co in ((5, 7), (13, 65)):
+            if module is dw:
+                c = co
+            elif "kdot" in kernel:
+                co = int(kernel.split("x")[1].split("_")[0]) - 1     # lanes of the tile, minus 1
+            x = _rand(2, 5, 7, c)
+            if module is convt:
+                w = _rand(c, co, 3, 3, scale=0.3)
+                geo = dict(strides=(2, 2), pads=(1, 0, 0, 1), output_padding=(1, 0))
+            else:
+                w = _rand(co, 1 if module is dw else c, 3, 3, scale=0.3)
+                geo = dict(strides=(1, 2), pads=(1, 0, 2, 1), pad_mode="reflect")
+            bias = _rand(co)
+            expected = reference()(x, w, bias, **geo, group=c if module is dw else 1)
+            got = entry(x, w, bias, **geo, **fixed)
+            assert_f32_close(got, expected, c * 9, kernel)
 
 
 @pytest.mark.parametrize("tile", [(mr, nr) for nr, mr in igemm.TILES.items()])
@@ -188,7 +229,8 @@ def _run_steps(steps, feeds, out_shape):
     return step, out
 
 
-LOWERING_CASES = CONV_CASES[::3] + DW_CASES[::2] + [CONV_CASES[-4], DW_CASES[-1]]
+LOWERING_CASES = CONV_CASES[::3] + KDOT_CASES[::3] + DW_CASES[::2] + [CONV_CASES[-4],
+                                                                       DW_CASES[-1]]
 
 
 @pytest.mark.parametrize("case", LOWERING_CASES, ids=_ids(LOWERING_CASES))
@@ -207,7 +249,9 @@ def test_conv2d_lowering_and_binding(case):
     steps = lower_node(g.nodes[0], g)
     step, got = _run_steps(steps, feeds, expected.shape)
     depthwise = case["group"] == case["c"] > 1
-    assert step.kernel.startswith("f32_dwconv2d" if depthwise else "f32_conv2d_igemm_")
+    expect = "f32_dwconv2d" if depthwise else "f32_conv2d_kdot4_" \
+        if igemm.use_kdot(case["co"], case["group"]) else "f32_conv2d_igemm_"
+    assert step.kernel.startswith(expect)
     co_g = case["co"] // case["group"]
     assert step.flops == 2 * expected.size * case["k"] ** 2 * (case["c"] // case["group"])
     assert co_g >= 1
@@ -253,16 +297,20 @@ def test_conv2d_lowering_rejects_runtime_weights():
         lower_node(g.nodes[0], g)
 
 
-def test_binder_rejects_inconsistent_blobs():
+@pytest.mark.parametrize("co", [16, 8])
+def test_binder_rejects_inconsistent_blobs(co):
     b = GraphBuilder("conv")
-    y = b.node(Op.CONV2D, b.input("x", (1, 5, 5, 4)), b.const(_rand(8, 4, 3, 3)),
+    y = b.node(Op.CONV2D, b.input("x", (1, 5, 5, 4)), b.const(_rand(co, 4, 3, 3)),
                pads=(1, 1, 1, 1))
     g = b.build(y)
     (step,) = lower_node(g.nodes[0], g)
-    x, out = np.zeros((1, 5, 5, 4), np.float32), np.zeros((1, 5, 5, 8), np.float32)
+    x, out = np.zeros((1, 5, 5, 4), np.float32), np.zeros((1, 5, 5, co), np.float32)
     bad = dict(step.weights, rowmap=step.weights["rowmap"][:3])
     with pytest.raises(PlanFormatError, match="tables"):
         BINDERS[step.kernel](step.params, bad, [x], [out])
-    bad = dict(step.weights, w=step.weights["w"][..., :2, :])
+    bad = dict(step.weights, w=step.weights["w"][:, :1])
     with pytest.raises(PlanFormatError, match="packed weights"):
         BINDERS[step.kernel](step.params, bad, [x], [out])
+    fn, args = BINDERS[step.kernel](step.params, step.weights, [x], [out])
+    fn(*args)
+    assert not out.any()

@@ -2,6 +2,8 @@
 
 Kernel selection per node:
 - depthwise (group == C > 1, KH * KW <= MAX_TAPS): ``f32_dwconv2d_minmax``;
+- few output channels (group 1, Co <= 8): ``f32_conv2d_kdot4_{MR}x{4*CG}_minmax`` (weights ``w``
+  = the kernel-row runs, ``wtap`` = per-tap quads, from ``pack_weights_kdot``);
 - everything else, grouped or not: ``f32_conv2d_igemm_{MR}x{NR}_minmax`` with (MR, NR) from
   ``choose_tile(Co / group)``;
 - transposed: ``f32_conv_transpose2d_igemm_{MR}x{NR}_minmax`` (the igemm kernel over
@@ -100,6 +102,10 @@ def lower_conv2d(node: Node, graph: Graph) -> list[Step]:
     if group == c and c > 1 and kh * kw <= dw.MAX_TAPS:
         weights["w"] = dw.pack_weights(w)
         kernel = dw.KERNEL_ID
+    elif igemm.use_kdot(co, group):
+        mr, cg = igemm.kdot_tile(co)
+        weights["w"], weights["wtap"] = igemm.pack_weights_kdot(w, cg)
+        kernel = igemm.kdot_kernel_id(mr, cg)
     else:
         mr, nr = igemm.choose_tile(co // group)
         weights["w"] = igemm.pack_weights(w, nr, group)
@@ -177,6 +183,27 @@ def _bind_igemm(kernel: str):
 for _nr, _mr in igemm.TILES.items():
     for _kernel in (igemm.kernel_id(_mr, _nr), convt.kernel_id(_mr, _nr)):
         binds(_kernel)(_bind_igemm(_kernel))
+
+
+def _bind_kdot(kernel: str, mr: int, cg: int):
+    def bind(params, weights, inputs, outputs, *_):
+        x, rowmap, colmap, wrun, bias, res, out, has_res, p0, p1, par = _operands(
+            kernel, params, weights, inputs, outputs)
+        wtap = igemm.readonly(weights["wtap"])
+        kh, kw, c, co = rowmap.shape[1], colmap.shape[1], x.shape[3], out.shape[3]
+        expect = ((kh, -(-kw * c // 4), cg, 16), (kh, kw, -(-c // 4), cg, 16))
+        if (wrun.shape, wtap.shape) != expect or co > 4 * cg or wtap.dtype != F32:
+            raise PlanFormatError(f"step {kernel}: packed weights {wrun.shape}, {wtap.shape}, "
+                                  f"expected {expect[0]}, {expect[1]} (output {out.shape})")
+        fn = igemm.kdot_kernel(mr, cg, par)
+        return fn, (x, rowmap, colmap, wrun, wtap, bias, res, out, int(params["act"]), p0, p1,
+                    has_res)
+
+    return bind
+
+
+for _cg, _mr in igemm.KDOT_TILES.items():
+    binds(igemm.kdot_kernel_id(_mr, _cg))(_bind_kdot(igemm.kdot_kernel_id(_mr, _cg), _mr, _cg))
 
 
 @binds(dw.KERNEL_ID)
