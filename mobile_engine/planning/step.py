@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mobile_engine.errors import UnsupportedOperatorError
+from mobile_engine.errors import EngineError, UnsupportedOperatorError
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Op
 
@@ -59,7 +59,13 @@ def lower_node(node: Node, graph: Graph) -> list[Step]:
         raise UnsupportedOperatorError(
             f"node {node.name!r} (op {node.op.name}) has no kernel; ops with kernels: "
             f"{', '.join(sorted(op.name for op in LOWERINGS))}")
-    return fn(node, graph)
+    try:
+        return fn(node, graph)
+    except EngineError:
+        raise
+    except (ValueError, IndexError, KeyError, TypeError, MemoryError, OverflowError) as exc:
+        raise EngineError(f"node {node.name!r} ({node.op.name}): cannot lower it: "
+                          f"{type(exc).__name__}: {exc}") from exc
 
 
 def runtime_inputs(node: Node, graph: Graph) -> tuple[list[str], dict[str, np.ndarray]]:
