@@ -28,20 +28,28 @@ MULTISTYLE26 = [
 
 
 def prepare(h, w, ci, co, k, stride=1, upsample=1, pad_mode="reflect", tile=None, parallel=False):
-    """(fn, args, flops) of one conv as a bound plan step would call it."""
+    """(fn, args, flops, tile name) of one conv as a bound plan step would call it: the kdot
+    kernel for few output channels (``use_kdot``) unless an igemm ``tile`` is forced."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, h, w, ci)).astype(np.float32)
     wt = (rng.standard_normal((co, ci, k, k)) / np.sqrt(ci * k * k)).astype(np.float32)
     p = k // 2
     rowmap, colmap = igemm.conv_tables(x.shape, (k, k), (stride, stride), (1, 1), (p, p, p, p),
                                        pad_mode, upsample)
-    mr, nr = tile or igemm.choose_tile(co)
     out = np.empty((1, rowmap.shape[0], colmap.shape[0], co), np.float32)
     ro = igemm.readonly
-    args = (ro(x), ro(rowmap), ro(colmap), ro(igemm.pack_weights(wt, nr)),
-            ro(np.zeros(co, np.float32)), ro(out), out, 1, 1, 1, np.float32(0), np.float32(0),
-            False)
-    return igemm.igemm_kernel(mr, nr, parallel), args, 2 * out.size * ci * k * k, (mr, nr)
+    head = (ro(x), ro(rowmap), ro(colmap))
+    tail = (ro(np.zeros(co, np.float32)), ro(out), out)
+    flops = 2 * out.size * ci * k * k
+    if tile is None and igemm.use_kdot(co, 1):
+        mr, cg = igemm.kdot_tile(co)
+        wrun, wtap = igemm.pack_weights_kdot(wt, cg)
+        args = head + (ro(wrun), ro(wtap)) + tail + (1, np.float32(0), np.float32(0), False)
+        return igemm.kdot_kernel(mr, cg, parallel), args, flops, f"k{mr}x{4 * cg}"
+    mr, nr = tile or igemm.choose_tile(co)
+    args = head + (ro(igemm.pack_weights(wt, nr)),) + tail + (1, 1, 1, np.float32(0),
+                                                              np.float32(0), False)
+    return igemm.igemm_kernel(mr, nr, parallel), args, flops, f"{mr}x{nr}"
 
 
 def median_seconds(fn, args, repeat, clock=time.perf_counter):
@@ -59,16 +67,16 @@ def median_seconds(fn, args, repeat, clock=time.perf_counter):
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=11)
-    ap.add_argument("--tile", help="force MRxNR, e.g. 8x32")
+    ap.add_argument("--tile", help="force the igemm tile MRxNR, e.g. 8x32")
     args = ap.parse_args(argv)
     tile = tuple(int(v) for v in args.tile.split("x")) if args.tile else None
     threads = numba.get_num_threads()
     fn, a, flops, t = prepare(64, 64, 128, 128, 3, pad_mode="constant", tile=tile)
     s = median_seconds(fn, a, args.repeat, time.thread_time)
-    print(f"3x3 128->128 64x64 tile {t[0]}x{t[1]}: {flops / s / 1e9:6.1f} GFLOP/s (1 thread, CPU time)")
+    print(f"3x3 128->128 64x64 tile {t}: {flops / s / 1e9:6.1f} GFLOP/s (1 thread, CPU time)")
     fn, a, flops, t = prepare(64, 64, 128, 128, 3, pad_mode="constant", tile=tile, parallel=True)
     s = median_seconds(fn, a, args.repeat)
-    print(f"3x3 128->128 64x64 tile {t[0]}x{t[1]}: {flops / s / 1e9:6.1f} GFLOP/s ({threads} threads)")
+    print(f"3x3 128->128 64x64 tile {t}: {flops / s / 1e9:6.1f} GFLOP/s ({threads} threads)")
     print(f"\nmultistyle26 convs at 480x640 (1t: CPU time; {threads}t: wall time):")
     print(f"{'layer':28s} {'tile':>6s} {'GFLOP':>6s} {'ms 1t':>7s} {'GF/s 1t':>8s} "
           f"{'ms {0}t'.format(threads):>7s} {'GF/s':>6s}")
@@ -82,7 +90,7 @@ def main(argv=None) -> None:
         total[0] += flops * count
         total[1] += row[0] * count
         total[2] += row[1] * count
-        print(f"{name + (f' x{count}' if count > 1 else ''):28s} {t[0]:>2d}x{t[1]:<3d} "
+        print(f"{name + (f' x{count}' if count > 1 else ''):28s} {t:>6s} "
               f"{flops * count / 1e9:6.3f} {row[0] * count * 1e3:7.2f} {flops / row[0] / 1e9:8.1f} "
               f"{row[1] * count * 1e3:7.2f} {flops / row[1] / 1e9:6.1f}")
     print(f"{'total':28s} {'':6s} {total[0] / 1e9:6.3f} {total[1] * 1e3:7.2f} "

@@ -3,7 +3,8 @@ with the accumulator tile in registers and no gathers (DESIGN.md: the same sourc
 loop order ran 60x slower when LLVM vectorised the wrong loop with gathers).
 
 Fresh dispatchers (``cache=False``) are compiled, as code loaded from Numba's cache cannot be
-inspected. Skipped without AVX-512.
+inspected (each test compiles a kernel: a few seconds). Skipped without AVX-512; the variants
+multistyle26 does not use run with ``-m slow``.
 """
 import re
 
@@ -50,8 +51,9 @@ def _args_igemm(nr, c=8, co=None):
 
 
 # multistyle26: Co = 32 (8x32), Co = 8, 4, 3 (16x16); 4x64 for wide layers.
-@pytest.mark.parametrize("mr,nr,parallel", [(8, 32, False), (16, 16, False), (4, 64, False),
-                                            (8, 32, True)])
+@pytest.mark.parametrize("mr,nr,parallel", [
+    (8, 32, False), (16, 16, False),
+    pytest.param(4, 64, False, marks=pytest.mark.slow), pytest.param(8, 32, True, marks=pytest.mark.slow)])
 def test_igemm_inner_loop_is_zmm_fma_without_gathers(mr, nr, parallel):
     fn = igemm.igemm_kernel.__wrapped__(mr, nr, parallel, cache=False)
     fn(*_args_igemm(nr))
@@ -67,6 +69,7 @@ def test_igemm_inner_loop_is_zmm_fma_without_gathers(mr, nr, parallel):
     assert not spills, f"accumulators spilled to the stack: {spills}"
 
 
+@pytest.mark.slow
 def test_dwconv_vector_path_is_zmm_fma():
     fn = dw.dwconv_kernel.__wrapped__(False, cache=False)
     x = np.zeros((1, 5, 6, 64), np.float32)
@@ -81,7 +84,7 @@ def test_dwconv_vector_path_is_zmm_fma():
     assert "gather" not in body
 
 
-@pytest.mark.parametrize("mr,cg", [(mr, cg) for cg, mr in igemm.KDOT_TILES.items()])
+@pytest.mark.parametrize("mr,cg", [(16, 1), pytest.param(8, 2, marks=pytest.mark.slow)])
 def test_kdot_inner_loop_is_zmm_fma_without_gathers(mr, cg):
     """multistyle26's 32->8, 8->4 and 4->3 convs: one FMA per accumulator vector per quad."""
     fn = igemm.kdot_kernel.__wrapped__(mr, cg, False, cache=False)
