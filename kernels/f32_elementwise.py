@@ -20,7 +20,9 @@ it is written), never a broadcast one.
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
+from llvmlite import ir
+from numba import prange, types
+from numba.extending import intrinsic
 
 from kernels import reference as ref
 from kernels.config import jit, pjit
@@ -43,6 +45,61 @@ UNARY_CODES = {"relu": int(Activation.RELU), "clip": int(Activation.CLAMP),
 # loop and the in-place activation loop.
 BLOCK = 4096
 MAX_RANK = 6
+
+
+# --------------------------------------------------------------------------------------------
+# exp without libm: LLVM vectorises it (no SVML here: np.exp is a scalar expf call per element)
+@intrinsic
+def _f32_from_bits(typingctx, bits):
+    """The float32 whose IEEE bits are the low 32 bits of the integer ``bits``."""
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        i32 = context.cast(builder, args[0], sig.args[0], types.int32)
+        return builder.bitcast(i32, ir.FloatType())
+
+    return types.float32(bits), codegen
+
+
+@intrinsic
+def _bits_of_f32(typingctx, x):
+    """The IEEE bits of the float32 ``x`` as an int32."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.int32(x), codegen
+
+
+@jit(inline="always")
+def exp_f32(x):
+    """exp(x) for float32 in plain arithmetic (Cephes expf: x = n ln2 + r, |r| <= ln2 / 2,
+    degree-6 polynomial, about 1 ulp); inf above 88.72, 0 below -104, NaN passes.
+
+    NOTE: 2^n is applied by adding n to p's exponent bits, not by multiplying by a power of
+    two: with fastmath reassociation LLVM may fold two such factors into one that overflows.
+    Results below the normal range (x < -87.3) take a rounded power-of-two product instead.
+    """
+    lo, hi = F32(-104.0), F32(89.0)
+    xc = lo if x < lo else x
+    xc = hi if xc > hi else xc
+    xc = xc if xc == xc else F32(0)
+    n = np.floor(xc * F32(1.44269504088896341) + F32(0.5))
+    r = xc - n * F32(0.693359375) + n * F32(2.12194440e-4)
+    z = r * r
+    p = ((((F32(1.9875691500e-4) * r + F32(1.3981999507e-3)) * r + F32(8.3334519073e-3)) * r
+          + F32(4.1665795894e-2)) * r + F32(1.6666665459e-1)) * r + F32(5.0000001201e-1)
+    p = p * z + r + F32(1)
+    ni = np.int32(n)
+    y = _f32_from_bits(_bits_of_f32(p) + (ni << 23))
+    if xc < F32(-87.33654):
+        y = p * _f32_from_bits((ni + 191) << 23) * F32(5.421010862427522e-20)   # 2^(n+64) 2^-64
+    if xc > F32(88.72283):
+        y = np.float32(np.inf)
+    return y if x == x else x
 
 
 # --------------------------------------------------------------------------------------------
@@ -91,7 +148,7 @@ def _map(x, y, n, code, p0, p1):
             y[i] = v if v >= zero else v * p0
     elif code == 4:        # SIGMOID
         for i in range(n):
-            y[i] = one / (one + np.exp(-x[i]))
+            y[i] = one / (one + exp_f32(-x[i]))
     elif code == 5:        # TANH
         for i in range(n):
             y[i] = np.tanh(x[i])
@@ -119,7 +176,7 @@ def _map(x, y, n, code, p0, p1):
             y[i] = -x[i]
     else:                  # EXP
         for i in range(n):
-            y[i] = np.exp(x[i])
+            y[i] = exp_f32(x[i])
 
 
 @jit

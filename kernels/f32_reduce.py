@@ -20,7 +20,7 @@ from numba import prange
 
 from kernels import reference as ref
 from kernels.config import PARALLEL_MIN_WORK, jit, pjit
-from kernels.f32_elementwise import readonly
+from kernels.f32_elementwise import exp_f32, readonly
 
 F32 = np.float32
 U64 = np.uint64     # NOTE: unsigned indices skip Numba's negative-index wraparound code
@@ -71,7 +71,7 @@ def _build(parallel: bool):
                     m = v if v > m else m
                 s = 0.0
                 for i in range(length):
-                    e = np.exp(x[U64(b + i)] - m)
+                    e = exp_f32(x[U64(b + i)] - m)
                     out[U64(b + i)] = e
                     s += e
                 r = np.float32(1.0 / s)
@@ -91,7 +91,7 @@ def _build(parallel: bool):
                     mx[U64(a0 + i)] = v if v > m else m
             for l in range(length):
                 for i in range(inner):
-                    e = np.exp(x[U64(b + l * inner + i)] - mx[U64(a0 + i)])
+                    e = exp_f32(x[U64(b + l * inner + i)] - mx[U64(a0 + i)])
                     out[U64(b + l * inner + i)] = e
                     sm[U64(a0 + i)] += e
             for i in range(inner):
