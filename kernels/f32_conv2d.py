@@ -1,23 +1,31 @@
-"""fp32 convolution as a register-tiled indirect GEMM (igemm) over NHWC activations.
+"""fp32 convolution over NHWC activations: a register-tiled indirect GEMM and a few-channel variant.
 
-One kernel body, ``f32_conv2d_igemm_{MR}x{NR}_minmax``: an output tile of MR pixels of one output
-row times NR output channels is accumulated in a fixed-size stack array that LLVM keeps in zmm
-registers. For every tap (kh, kw) and input channel ci the kernel broadcasts MR input values and
-runs the innermost loop over NR contiguous packed output channels (one FMA per 16 lanes). The
-input is read through the indirection tables of ``kernels/indirection.py``, so zero/reflect/edge
-padding, nearest upsampling, strides and dilations cost nothing and no padded copy exists.
+``f32_conv2d_igemm_{MR}x{NR}_minmax``: an output tile of MR pixels of one output row times NR
+output channels is accumulated in a fixed-size stack array that LLVM keeps in zmm registers. For
+every reduction element the kernel broadcasts MR input values and runs over NR contiguous packed
+output channels (one FMA per 16 lanes). The input is read through the indirection tables of
+``kernels/indirection.py``, so zero/reflect/edge padding, nearest upsampling, strides and
+dilations cost nothing and no padded copy exists. A *regular* tile (every pixel reads KW
+adjacent input columns, one group) reduces a whole kernel row as one contiguous run of KW * C
+inputs, which keeps few-input-channel layers (9x9, C = 3) at full speed; other tiles reduce tap by
+tap, zeroing the inputs of padded taps.
+
+``f32_conv2d_kdot4_{MR}x{4*CG}_minmax``: for Co <= 8 (multistyle26's 32->8, 8->4, 4->3) a vector
+holds 4 output channels x 4 consecutive reduction elements instead of 16 channels, so 3 or 4
+output channels do not waste 3/4 of every FMA.
 
 Groups: each group is its own GEMM with channel offsets (packed weights are per group). The
-same kernel runs transposed convolutions (``f32_conv_transpose2d.py``): their tables describe a
-zero-stuffed input, and ``step`` > 1 makes every tile hold output pixels of one phase
+igemm kernel also runs transposed convolutions (``f32_conv_transpose2d.py``): their tables
+describe a zero-stuffed input, and ``step`` > 1 makes every tile hold output pixels of one phase
 (``ow0, ow0 + step, ...``) so tiles share their holes and skip them whole.
 
-Epilogue (same pass): ``act(acc + bias[co] (+ residual))``, act an ``Activation`` int code.
+Epilogue (same pass): ``acc + bias[co] (+ residual)`` per tile, then the activation (an
+``Activation`` int code) once over each finished output row.
 
-NOTE: the accumulator tile is only touched by loops with compile-time trip counts (zeroing, FMA,
-copy-out); a single variable index into it would stop LLVM promoting it to registers. Wider
-tiles (8x32 at NR=32 is fine, 16x16 tiles of other loop orders were not) must be checked with
-``inspect_asm()`` (tests/kernels/test_conv_asm.py).
+NOTE: the accumulator tile is touched only by the vector intrinsics of ``kernels/intrinsics.py``
+at compile-time-constant offsets; one variable index into it would stop LLVM promoting it to
+registers, and plain loops over the channels let LLVM vectorise the reduction loop instead, with
+gathers. Every tile is checked with ``inspect_asm()`` (tests/kernels/test_conv_asm.py).
 """
 from __future__ import annotations
 
@@ -29,7 +37,7 @@ import numpy as np
 from kernels import config
 from kernels.config import jit
 from kernels.indirection import conv_axis_map
-from kernels.intrinsics import stack_array, vcopy, vfill, vfma, vfma4
+from kernels.intrinsics import stack_array, vadd, vcopy, vfill, vfma, vfma4
 
 F32 = np.float32
 U64 = np.uint64     # NOTE: unsigned indices skip Numba's negative-index wraparound code
@@ -215,9 +223,21 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
                                             xv = xf[U64(offs[m] + k)] * scale[m]
                                             for v in range(NV):
                                                 vfma(acc, (m * NV + v) * VL, xv, wf, wo + v * VL, VL)
+                        bo = g * cog + co0
+                        if ncv == NR:       # whole block: vector epilogue from the registers
+                            for m in range(MR):
+                                ow = ow0 + m * step
+                                if ow < ow_:
+                                    ob = ((b * oh_ + oh) * ow_ + ow) * co_ + bo
+                                    for v in range(NV):
+                                        a = (m * NV + v) * VL
+                                        vadd(acc, a, bias, bo + v * VL, VL)
+                                        if has_res:
+                                            vadd(acc, a, rf, ob + v * VL, VL)
+                                        vcopy(of, ob + v * VL, acc, a, VL)
+                            continue
                         for v in range(MR * NV):
                             vcopy(tile, v * VL, acc, v * VL, VL)
-                        bo = g * cog + co0
                         for m in range(MR):
                             ow = ow0 + m * step
                             if ow < ow_:

@@ -19,7 +19,7 @@ import numpy as np
 from kernels import config
 from kernels.f32_conv2d import (F32, U64, VL, activate_span, activation_params, conv_tables,
                                 readonly)
-from kernels.intrinsics import stack_array, vcopy, vfill, vfma2
+from kernels.intrinsics import stack_array, vadd, vcopy, vfill, vfma2
 
 KERNEL_ID = "f32_dwconv2d_minmax"
 NVB = 4                     # vectors per channel block (64 channels)
@@ -49,7 +49,6 @@ def _dw_source(parallel: bool):
             b = row // oh_
             oh = row - b * oh_
             acc = stack_array(BLOCK, np.float32)      # register tile: constant offsets only
-            tile = stack_array(BLOCK, np.float32)
             sacc = stack_array(BLOCK, np.float32)     # scalar path
             txo = stack_array(MAX_TAPS, np.int64)
             two = stack_array(MAX_TAPS, np.int64)
@@ -76,23 +75,19 @@ def _dw_source(parallel: bool):
                             for v in range(NVB):
                                 vfma2(acc, v * VL, xf, xo + v * VL, wf, wo + v * VL, VL)
                         for v in range(NVB):
-                            vcopy(tile, v * VL, acc, v * VL, VL)
-                        for j in range(BLOCK):
-                            y = tile[j] + bias[U64(c0 + j)]
+                            vadd(acc, v * VL, bias, c0 + v * VL, VL)
                             if has_res:
-                                y += rf[U64(ob + c0 + j)]
-                            of[U64(ob + c0 + j)] = y
+                                vadd(acc, v * VL, rf, ob + c0 + v * VL, VL)
+                            vcopy(of, ob + c0 + v * VL, acc, v * VL, VL)
                         c0 += BLOCK
                     while c0 + VL <= co_:
                         vfill(acc, 0, F32(0), VL)
                         for t in range(nt):
                             vfma2(acc, 0, xf, txo[t] + c0, wf, two[t] + c0, VL)
-                        vcopy(tile, 0, acc, 0, VL)
-                        for j in range(VL):
-                            y = tile[j] + bias[U64(c0 + j)]
-                            if has_res:
-                                y += rf[U64(ob + c0 + j)]
-                            of[U64(ob + c0 + j)] = y
+                        vadd(acc, 0, bias, c0, VL)
+                        if has_res:
+                            vadd(acc, 0, rf, ob + c0, VL)
+                        vcopy(of, ob + c0, acc, 0, VL)
                         c0 += VL
                 while c0 < co_:
                     nc = min(BLOCK, co_ - c0)

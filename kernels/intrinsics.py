@@ -184,7 +184,8 @@ DOT_PORTABLE = 0    # plain LLVM vector IR (zext * sext, add the 4 products): an
 DOT_VNNI = 1        # llvm.x86.avx512.vpdpbusd.512: x86 AVX-512 VNNI, lanes % 16 == 0
 DOT_SDOT = 2        # llvm.aarch64.neon.sdot: aarch64 dotprod, lanes % 4 == 0; computes
                     # (x - 128) * w: the caller adds 128 * sum(w) to its bias
-DOT_ISAS = (DOT_PORTABLE, DOT_VNNI, DOT_SDOT)
+DOT_SDOT_EMULATED = 3   # DOT_SDOT's arithmetic in portable IR (tests the sdot kernels on x86)
+DOT_ISAS = (DOT_PORTABLE, DOT_VNNI, DOT_SDOT, DOT_SDOT_EMULATED)
 
 _I8 = ir.IntType(8)
 _I32 = ir.IntType(32)
@@ -226,6 +227,20 @@ def _dot4_portable(builder, a, xs, wb, n):
     wide = ir.VectorType(_I32, 4 * n)
     xb = builder.bitcast(xs, ir.VectorType(_I8, 4 * n))
     p = builder.mul(builder.zext(xb, wide), builder.sext(wb, wide))
+    parts = [builder.shuffle_vector(p, ir.Constant(wide, ir.Undefined),
+                                    ir.Constant(ir.VectorType(_I32, n),
+                                                [4 * i + k for i in range(n)]))
+             for k in range(4)]
+    return builder.add(a, builder.add(builder.add(parts[0], parts[1]),
+                                      builder.add(parts[2], parts[3])))
+
+
+def _dot4_shifted(builder, a, xs, wb, n):
+    """a + per-lane sum of 4 sext(x byte ^ 0x80) * sext(w byte): what DOT_SDOT computes."""
+    wide = ir.VectorType(_I32, 4 * n)
+    xb = builder.xor(builder.bitcast(xs, ir.VectorType(_I8, 4 * n)),
+                     ir.Constant(ir.VectorType(_I8, 4 * n), [0x80] * (4 * n)))
+    p = builder.mul(builder.sext(xb, wide), builder.sext(wb, wide))
     parts = [builder.shuffle_vector(p, ir.Constant(wide, ir.Undefined),
                                     ir.Constant(ir.VectorType(_I32, n),
                                                 [4 * i + k for i in range(n)]))
@@ -282,15 +297,16 @@ def _dot4_sdot(builder, a, xs, wb, n):
     return _concat(builder, outs, _I32)
 
 
-_DOT4 = {DOT_PORTABLE: _dot4_portable, DOT_VNNI: _dot4_vnni, DOT_SDOT: _dot4_sdot}
-_DOT4_MULTIPLE = {DOT_PORTABLE: 1, DOT_VNNI: 16, DOT_SDOT: 4}
+_DOT4 = {DOT_PORTABLE: _dot4_portable, DOT_VNNI: _dot4_vnni, DOT_SDOT: _dot4_sdot,
+         DOT_SDOT_EMULATED: _dot4_shifted}
+_DOT4_MULTIPLE = {DOT_PORTABLE: 1, DOT_VNNI: 16, DOT_SDOT: 4, DOT_SDOT_EMULATED: 1}
 
 
 @intrinsic
 def vdot4(typingctx, acc, aoff, xw, w, woff, lanes, isa):
     """``acc[aoff + j] += sum_k u8(xw byte k) * w[woff + 4j + k]`` for j < lanes (int32 lanes,
     int8 weights, exact: no saturation). ``isa`` selects the instruction (``DOT_*``); with
-    ``DOT_SDOT`` the activation bytes count as ``x - 128``."""
+    ``DOT_SDOT`` and ``DOT_SDOT_EMULATED`` the activation bytes count as ``x - 128``."""
     n, k = _literal(lanes), _literal(isa)
     if (n is None or k not in _DOT4 or n % _DOT4_MULTIPLE[k] or not _int_array(acc, types.int32)
             or not _int_array(w, types.int8) or not isinstance(xw, types.Integer)):
@@ -340,6 +356,23 @@ def vcopy_i32(typingctx, dst, doff, src, soff, lanes):
         pd = _typed_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1], vt)
         ps = _typed_ptr(context, builder, sig.args[2], args[2], args[3], sig.args[3], vt)
         builder.store(builder.load(ps, align=4), pd, align=4)
+        return context.get_dummy_value()
+
+    return types.none(dst, doff, src, soff, lanes), codegen
+
+
+@intrinsic
+def vadd(typingctx, dst, doff, src, soff, lanes):
+    """``dst[doff:doff+lanes] += src[soff:soff+lanes]``."""
+    n = _literal(lanes)
+    if n is None or not (_f32_array(dst) and _f32_array(src)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        pd = _vec_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1], n)
+        ps = _vec_ptr(context, builder, sig.args[2], args[2], args[3], sig.args[3], n)
+        builder.store(builder.fadd(builder.load(pd, align=4), builder.load(ps, align=4)), pd,
+                      align=4)
         return context.get_dummy_value()
 
     return types.none(dst, doff, src, soff, lanes), codegen
