@@ -6,13 +6,29 @@
     sess = me.Session("style.mplan", threads=2)
     out, = sess.run(None, {"image": x, "style_weights": w})
 """
-from mobile_engine.compiler import ENGINE_VERSION as __version__
-from mobile_engine.compiler import compile
 from mobile_engine.errors import (EngineError, GraphError, InputError, ModelFormatError,
                                   PlanFormatError, ResourceLimitError, ShapeError,
                                   UnsupportedOperatorError)
-from mobile_engine.plan import Plan
-from mobile_engine.runtime import Session
+
+__version__ = "0.1.0"
+
+# NOTE: compile, Plan and Session load the compiler, every kernel family and Numba; they are
+# imported on first use so that `import mobile_engine.ir` (or kernels.reference) stays light and
+# free of import cycles.
+_LAZY = {"compile": ("mobile_engine.compiler", "compile"),
+         "Plan": ("mobile_engine.plan", "Plan"),
+         "Session": ("mobile_engine.runtime", "Session")}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mobile_engine' has no attribute {name!r}")
+
 
 __all__ = ["EngineError", "GraphError", "InputError", "ModelFormatError", "Plan", "PlanFormatError",
            "ResourceLimitError", "Session", "ShapeError", "UnsupportedOperatorError", "__version__",
