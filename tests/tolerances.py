@@ -22,5 +22,22 @@ def assert_f32_close(actual, expected, reduction_len: int = 1, what: str = "") -
     assert err <= atol, f"{what}: max abs error {err:.3g} > tolerance {atol:.3g}"
 
 
+def assert_close(got, want, reduction_len: int = 1, what: str = "", magnitude: float = 1.0):
+    """Each element within ``f32_atol(reduction_len, magnitude)``, scaled by |want| beyond 1."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
+    if got.dtype.kind != "f":
+        np.testing.assert_array_equal(got, want, err_msg=what)
+        return
+    finite = np.isfinite(want)
+    np.testing.assert_array_equal(got[~finite], want[~finite], err_msg=what)  # inf, nan in place
+    err = np.abs(got[finite].astype(np.float64) - want[finite])
+    allowed = f32_atol(reduction_len, max(magnitude, 1.0)) * np.maximum(1.0, np.abs(want[finite]))
+    bad = err > allowed
+    assert not bad.any(), (f"{what}: {bad.sum()} of {err.size} elements off, worst error "
+                           f"{err.max():.3g} (allowed {allowed[np.argmax(err)]:.3g})")
+
+
 # End-to-end, against onnxruntime: the issue's bound for real models (outputs in 0..1).
 MODEL_ATOL = 1e-3

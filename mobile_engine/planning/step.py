@@ -78,3 +78,8 @@ def runtime_inputs(node: Node, graph: Graph) -> tuple[list[str], dict[str, np.nd
         elif name:
             names.append(name)
     return names, consts
+
+
+# NOTE: at the bottom on purpose: the family modules import this one for `lowers`/`binds`, and
+# whoever imports the registries gets them filled.
+import mobile_engine.planning.families  # noqa: E402,F401

@@ -2,62 +2,17 @@
 over edge shapes, transposes and batch broadcasts) and through lowering + binding."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 from mobile_engine.ir import Activation, GraphBuilder, Op
 from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.interpret import run_graph
-from mobile_engine.planning.step import BINDERS, lower_node
+from mobile_engine.planning.step import lower_node
 from kernels import f32_gemm as kg
 
-EPS32 = float(np.finfo(np.float32).eps)
-
-
-def tolerance(reduction_len: int = 1, magnitude: float = 1.0) -> float:
-    """Absolute tolerance for a float32 result of ``reduction_len`` rounded terms (+4 ulps)."""
-    return EPS32 * (reduction_len + 4) * max(magnitude, 1.0)
-
-
-def assert_close(got, want, reduction_len: int = 1, what: str = "", magnitude: float = 1.0):
-    """Each element within ``tolerance(reduction_len, magnitude)``, scaled by |want| beyond 1."""
-    got, want = np.asarray(got), np.asarray(want)
-    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
-    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
-    if got.dtype.kind != "f":
-        np.testing.assert_array_equal(got, want, err_msg=what)
-        return
-    finite = np.isfinite(want)
-    np.testing.assert_array_equal(got[~finite], want[~finite], err_msg=what)  # inf, nan in place
-    err = np.abs(got[finite].astype(np.float64) - want[finite])
-    allowed = tolerance(reduction_len, magnitude) * np.maximum(1.0, np.abs(want[finite]))
-    bad = err > allowed
-    assert not bad.any(), (f"{what}: {bad.sum()} of {err.size} elements off, worst error "
-                           f"{err.max():.3g} (allowed {allowed[np.argmax(err)]:.3g})")
-
-
-def lower_and_run(graph, feeds):
-    """Lower every node, bind each step with plain arrays (params through JSON), run."""
-    values = {**{n: t.data for n, t in graph.tensors.items() if t.is_const}, **feeds}
-    for node in graph.nodes:
-        for step in lower_node(node, graph):
-            params = json.loads(json.dumps(step.params))
-            weights = {}
-            for k, w in step.weights.items():
-                assert w.flags.c_contiguous, f"weight {k} of {step.kernel} is not C-contiguous"
-                w = w.copy()
-                w.flags.writeable = False
-                weights[k] = w
-            outs = [np.full(graph.tensors[o].shape, 7, graph.tensors[o].dtype.np)
-                    for o in step.outputs]
-            fn, args = BINDERS[step.kernel](params, weights, [values[i] for i in step.inputs],
-                                            outs)
-            fn(*args)
-            fn(*args)                                  # a second run must give the same result
-            values.update(zip(step.outputs, outs))
-    return {o: values[o] for o in graph.outputs}
+from tests.kernels.harness import lower_and_run
+from tests.tolerances import assert_close
 
 
 RNG = np.random.default_rng(5)

@@ -1,0 +1,30 @@
+"""Run IR nodes through their lowering and binder with plain arrays, as a plan would."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from mobile_engine.planning.step import BINDERS, lower_node
+
+
+def lower_and_run(graph, feeds):
+    """Lower every node, bind each step with plain arrays (params through JSON), run."""
+    values = {**{n: t.data for n, t in graph.tensors.items() if t.is_const}, **feeds}
+    for node in graph.nodes:
+        for step in lower_node(node, graph):
+            params = json.loads(json.dumps(step.params))
+            weights = {}
+            for k, w in step.weights.items():
+                assert w.flags.c_contiguous, f"weight {k} of {step.kernel} is not C-contiguous"
+                w = w.copy()
+                w.flags.writeable = False
+                weights[k] = w
+            outs = [np.full(graph.tensors[o].shape, 7, graph.tensors[o].dtype.np)
+                    for o in step.outputs]
+            fn, args = BINDERS[step.kernel](params, weights, [values[i] for i in step.inputs],
+                                            outs)
+            fn(*args)
+            fn(*args)                                  # a second run must give the same result
+            values.update(zip(step.outputs, outs))
+    return {o: values[o] for o in graph.outputs}
