@@ -214,7 +214,8 @@ def resize(x, size, mode="nearest", coordinate_mode="half_pixel",
     return out.astype(x.dtype)
 
 def max_pool(x, kernel, strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1)):
-    xp = pad_nhwc(x, pads, "constant", -np.inf)
+    lowest = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    xp = pad_nhwc(x, pads, "constant", lowest)
     return _pool_windows(xp, kernel, strides, dilations).max(axis=3).astype(x.dtype)
 
 def avg_pool(x, kernel, strides=(1, 1), pads=(0, 0, 0, 0), count_include_pad=False):
