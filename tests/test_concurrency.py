@@ -72,3 +72,15 @@ def test_outputs_are_owned_by_the_caller(plan):
     keep = a.copy()
     sess.run(None, _feeds(plan, 1))
     np.testing.assert_array_equal(a, keep)
+
+
+def test_run_into_writes_the_callers_buffers(plan):
+    sess = me.Session(plan)
+    feeds = _feeds(plan, 3)
+    (expected,) = sess.run(None, feeds)
+    out = sess.get_outputs()[0]
+    buf = np.empty(out.shape, np.float32)
+    sess.run_into(feeds, {out.name: buf})
+    np.testing.assert_array_equal(buf, expected)
+    with pytest.raises(me.InputError, match="expected float32"):
+        sess.run_into(feeds, {out.name: np.empty(out.shape, np.float64)})

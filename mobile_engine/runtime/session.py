@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numba
@@ -94,12 +95,38 @@ class Session:
         return [NodeArg(a.name, a.shape, _ORT_TYPES[a.type]) for a in self._outputs]
 
     def run(self, output_names, feeds: dict) -> list[np.ndarray]:
-        """Run one inference; ``output_names`` None means all outputs, in the model's order."""
+        """Run one inference; ``output_names`` None means all outputs, in the model's order.
+        The returned arrays belong to the caller (copies out of the arena)."""
         names = [o.name for o in self._outputs] if output_names is None else list(output_names)
-        for n in names:
-            if n not in self._output_source:
-                raise InputError(f"unknown output {n!r}; outputs: "
-                                 f"{', '.join(o.name for o in self._outputs)}")
+        sources = [self._output(n) for n in names]
+        with self._frame(feeds):
+            return [src.copy() for src in sources]
+
+    def run_into(self, feeds: dict, outputs: dict[str, np.ndarray]) -> None:
+        """Run one inference writing each named output into the caller's array: nothing is
+        allocated (for video loops). Arrays must have the output's shape and dtype."""
+        pairs = []
+        for name, out in outputs.items():
+            src = self._output(name)
+            if not isinstance(out, np.ndarray) or out.shape != src.shape or out.dtype != src.dtype:
+                raise InputError(f"output buffer {name!r}: expected {src.dtype} {list(src.shape)}, "
+                                 f"got {getattr(out, 'dtype', type(out).__name__)} "
+                                 f"{list(getattr(out, 'shape', ()))}")
+            pairs.append((out, src))
+        with self._frame(feeds):
+            for out, src in pairs:
+                np.copyto(out, src)
+
+    def _output(self, name: str) -> np.ndarray:
+        src = self._output_source.get(name)
+        if src is None:
+            raise InputError(f"unknown output {name!r}; outputs: "
+                             f"{', '.join(o.name for o in self._outputs)}")
+        return src
+
+    @contextmanager
+    def _frame(self, feeds: dict):
+        """Hold the session, copy the feeds in, call every kernel; outputs are read inside."""
         if not self._lock.acquire(blocking=False):
             raise EngineError("Session.run called from two threads at once; a Session runs one "
                               "frame at a time: create one Session per thread")
@@ -108,7 +135,7 @@ class Session:
             numba.set_num_threads(self.threads)
             for fn, args in self._calls:
                 fn(*args)
-            return [self._output_source[n].copy() for n in names]
+            yield
         finally:
             self._lock.release()
 
