@@ -19,8 +19,16 @@ def evaluate(node: Node, ins: list[np.ndarray | None]) -> list[np.ndarray]:
     """The outputs of ``node`` for input arrays ``ins`` (None for omitted optional inputs)."""
     op, a = node.op, node.attrs
     if op is Op.CONV2D:
+        ins = list(ins)
+        if a.get("in_layout") == "nchw":            # planar x: the reference is NHWC
+            ins[0] = ins[0].transpose(0, 2, 3, 1)
+        nchw_out = a.get("out_layout") == "nchw"
+        if nchw_out and len(ins) > 3 and ins[3] is not None:
+            ins[3] = ins[3].transpose(0, 2, 3, 1)
         out = ref.conv2d(*ins, strides=a["strides"], dilations=a["dilations"], pads=a["pads"],
                          group=a["group"], pad_mode=a["pad_mode"], upsample=a["upsample"], **_act(a))
+        if nchw_out:
+            out = np.ascontiguousarray(out.transpose(0, 3, 1, 2))
     elif op is Op.CONV_TRANSPOSE2D:
         out = ref.conv_transpose2d(*ins, strides=a["strides"], dilations=a["dilations"],
                                    pads=a["pads"], group=a["group"],
@@ -28,7 +36,12 @@ def evaluate(node: Node, ins: list[np.ndarray | None]) -> list[np.ndarray]:
     elif op is Op.BATCH_NORM:
         out = ref.batch_norm(*ins, epsilon=a["epsilon"], **_act(a))
     elif op is Op.INSTANCE_NORM:
-        out = ref.instance_norm(*ins, epsilon=a["epsilon"], **_act(a))
+        if a.get("layout") == "nchw":
+            out = ref.instance_norm(ins[0].transpose(0, 2, 3, 1), *ins[1:], epsilon=a["epsilon"],
+                                    **_act(a))
+            out = np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+        else:
+            out = ref.instance_norm(*ins, epsilon=a["epsilon"], **_act(a))
     elif op in UNARY:
         out = ref.unary(op.value, ins[0], **a)
     elif op in BINARY:

@@ -4,6 +4,8 @@ Layout contract: every spatial op (convolutions, pooling, resize, normalisations
 NHWC activations, channels innermost. Weights keep ONNX's layouts (conv ``[Co, Ci/g, KH, KW]``,
 conv-transpose ``[Ci, Co/g, KH, KW]``) until planning packs them for a kernel. The ONNX
 importer wraps spatial ops in NCHW<->NHWC transposes that the ``sink_transposes`` pass removes.
+Exception: a node whose layout attribute says "nchw" (CONV2D ``in_layout``/``out_layout``,
+INSTANCE_NORM ``layout``) reads or writes that tensor planar, [N, C, H, W].
 """
 from __future__ import annotations
 
@@ -92,6 +94,9 @@ QUANT_OPS = frozenset({Op.QUANTIZE, Op.DEQUANTIZE})
 VIEW_OPS = frozenset({Op.RESHAPE})
 
 
+LAYOUTS = ("nhwc", "nchw")      # values of the layout attributes
+
+
 def _ints(n: int | None = None):
     return ("ints", n)
 
@@ -108,10 +113,14 @@ _CONV = {
 ATTRIBUTES: dict[Op, dict[str, tuple[Any, Any]]] = {
     Op.CONV2D: {**_CONV, **_ACT,
                 "pad_mode": ("str", "constant"),  # constant (zeros) | reflect | edge
-                "upsample": ("int", 1)},           # nearest upsampling of the input before padding
+                "upsample": ("int", 1),            # nearest upsampling of the input before padding
+                # "nhwc" | "nchw" (planar): x's layout, and the output's (and residual's); the
+                # nchw_tail pass sets them for few-channel convs before an NCHW graph output
+                "in_layout": ("str", "nhwc"), "out_layout": ("str", "nhwc")},
     Op.CONV_TRANSPOSE2D: {**_CONV, **_ACT, "output_padding": (_ints(2), (0, 0))},
     Op.BATCH_NORM: {"epsilon": ("float", 1e-5), **_ACT},
-    Op.INSTANCE_NORM: {"epsilon": ("float", 1e-5), **_ACT},
+    Op.INSTANCE_NORM: {"epsilon": ("float", 1e-5), **_ACT,
+                       "layout": ("str", "nhwc")},  # of x and the output: "nhwc" | "nchw"
     Op.LEAKY_RELU: {"alpha": ("float", 0.01)},
     Op.CLIP: {"min": ("float", float("-inf")), "max": ("float", float("inf"))},
     Op.HARD_SIGMOID: {"alpha": ("float", 0.2), "beta": ("float", 0.5)},

@@ -12,7 +12,7 @@ import numpy as np
 from mobile_engine.errors import ShapeError, UnsupportedOperatorError
 from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.graph import Graph, Node, Tensor
-from mobile_engine.ir.ops import BINARY, QUANTIZABLE, UNARY, Op
+from mobile_engine.ir.ops import BINARY, LAYOUTS, QUANTIZABLE, UNARY, Op
 
 Shape = tuple[int, ...]
 _RULES: dict[Op, Callable[[Node, list[Tensor]], list[tuple[Shape, DType]]]] = {}
@@ -55,6 +55,12 @@ def _window_attrs(node: Node, kernel) -> None:
         raise _fail(node, f"group {a.get('group')} / upsample {a.get('upsample')} must be >= 1")
 
 
+def _layouts(node: Node, *names: str) -> None:
+    for name in names:
+        if node.attrs.get(name, "nhwc") not in LAYOUTS:
+            raise _fail(node, f"{name} {node.attrs[name]!r}; expected one of {LAYOUTS}")
+
+
 def _rank(node: Node, t: Tensor, rank: int) -> None:
     if len(t.shape) != rank:
         raise _fail(node, f"input {t.name!r} has shape {t.shape}, expected rank {rank}")
@@ -76,7 +82,11 @@ def _conv(node, ins):
     _rank(node, x, 4)
     _rank(node, w, 4)
     a = node.attrs
-    n, h, wd, c = x.shape
+    _layouts(node, "in_layout", "out_layout")
+    if a.get("in_layout", "nhwc") == "nchw":
+        n, c, h, wd = x.shape
+    else:
+        n, h, wd, c = x.shape
     co, cig, kh, kw = w.shape
     _window_attrs(node, (kh, kw))
     h, wd = h * a["upsample"], wd * a["upsample"]
@@ -88,7 +98,7 @@ def _conv(node, ins):
     ow = conv_output_size(wd, kw, a["strides"][1], a["dilations"][1], l, r)
     if oh <= 0 or ow <= 0:
         raise _fail(node, f"kernel {kh}x{kw} does not fit input {h}x{wd} with pads {a['pads']}")
-    out = (n, oh, ow, co)
+    out = (n, co, oh, ow) if a.get("out_layout", "nhwc") == "nchw" else (n, oh, ow, co)
     if len(ins) > 2 and ins[2] is not None and ins[2].shape != (co,):
         raise _fail(node, f"bias {ins[2].shape} should be ({co},)")
     if len(ins) > 3 and ins[3] is not None and ins[3].shape != out:
@@ -119,7 +129,8 @@ def _conv_transpose(node, ins):
 def _norm(node, ins):
     x = ins[0]
     _rank(node, x, 4)
-    c = x.shape[3]
+    _layouts(node, "layout")
+    c = x.shape[1] if node.attrs.get("layout", "nhwc") == "nchw" else x.shape[3]
     for t in ins[1:]:
         if t.shape[-1:] != (c,) or len(t.shape) > 2:
             raise _fail(node, f"parameter {t.name!r} has shape {t.shape}, expected ({c},)")
