@@ -219,20 +219,23 @@ def _params():
     return params
 
 
+def report_line(request, line: str) -> None:
+    """Print ``line`` on the terminal even though pytest captures output."""
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if capture is not None and reporter is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line("\n" + line)
+    else:
+        print(line)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _summary(request):
     yield
     if _results:
-        passed = sum(_results.values())
-        line = f"conformance: {passed} passed / {len(conformance_cases())} selected " \
-               f"({len(_results)} run)"
-        capture = request.config.pluginmanager.get_plugin("capturemanager")
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        if capture is not None and reporter is not None:
-            with capture.global_and_fixture_disabled():
-                reporter.write_line("\n" + line)
-        else:
-            print(line)
+        report_line(request, f"conformance: {sum(_results.values())} passed / "
+                             f"{len(conformance_cases())} selected ({len(_results)} run)")
 
 
 @pytest.mark.parametrize("case", _params())

@@ -11,7 +11,8 @@ import pytest
 
 import mobile_engine as me
 from tests.test_conformance import (EXPECTED_FAILURES, _compare, _dtype_reason, _read_tensors,
-                                    conformance_cases, freeze_compile_time_inputs)
+                                    conformance_cases, freeze_compile_time_inputs,
+                                    report_line)
 
 # Cases the interpreter passes but compiled plans cannot, each with its reason.
 PLAN_FAILURES: dict[str, str] = {
@@ -54,13 +55,8 @@ def _params():
 def _summary(request):
     yield
     if _results:
-        line = f"conformance (compiled plans): {sum(_results.values())} passed / " \
-               f"{len(_results)} run"
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        capture = request.config.pluginmanager.get_plugin("capturemanager")
-        if reporter is not None and capture is not None:
-            with capture.global_and_fixture_disabled():
-                reporter.write_line("\n" + line)
+        report_line(request, f"conformance (compiled plans): {sum(_results.values())} passed / "
+                             f"{len(_results)} run")
 
 
 @pytest.mark.parametrize("case", _params())
