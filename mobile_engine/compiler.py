@@ -11,7 +11,7 @@ from mobile_engine.ir.verify import verify
 from mobile_engine.plan.plan import Plan
 from mobile_engine.planning.lower import lower_graph
 
-ENGINE_VERSION = "0.1.0"
+from mobile_engine import __version__ as ENGINE_VERSION
 
 
 def _io(graph: Graph, names: list[str]) -> list[dict]:
@@ -41,26 +41,70 @@ def import_model(model, input_shapes: dict | None = None) -> Graph:
     return import_onnx(model, input_shapes)
 
 
+def optimized_graph(model, input_shapes: dict | None = None, disable_passes: Iterable[str] = (),
+                    verify_each: bool = False):
+    """(the optimised float IR of ``model``, the pass reports)."""
+    from mobile_engine.passes.pipeline import optimize
+    graph = import_model(model, input_shapes)
+    reports = optimize(graph, disable=disable_passes, verify_each=verify_each)
+    verify(graph)
+    return graph, reports
+
+
+def plan_from_graph(graph: Graph, provenance: dict | None = None, reports=()) -> Plan:
+    """Lower an optimised IR graph (float or int8) into a Plan."""
+    lowered = lower_graph(graph)
+    passes = [{"name": r.name, "rewrites": r.rewrites,
+               "delta": {op.name: d for op, d in r.changes().items()}} for r in reports]
+    if not lowered.steps and not graph.outputs:
+        raise EngineError("the model has no outputs")
+    provenance = provenance or {"graph": graph.name, "engine_version": ENGINE_VERSION}
+    return Plan.from_lowered(lowered, _io(graph, graph.inputs), _io(graph, graph.outputs),
+                             provenance, passes)
+
+
+def _calibration_meta(model, input_shapes) -> dict:
+    return {"source_sha256": _source_hash(model),
+            "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()}}
+
+
+def calibrate_model(model, input_shapes: dict | None = None, calibration: Iterable[dict] = (),
+                    observer: str = "percentile", disable_passes: Iterable[str] = (),
+                    progress=None):
+    """The QuantTable of ``model`` over ``calibration`` feeds (see ``quantize.calibrate``)."""
+    from quantize.calibrate import calibrate
+    graph, _ = optimized_graph(model, input_shapes, disable_passes)
+    return calibrate(graph, calibration, observer, progress=progress,
+                     meta=_calibration_meta(model, input_shapes))
+
+
 def compile(model, input_shapes: dict | None = None, quantize: str | None = None,
             calibration: Iterable[dict] | None = None, disable_passes: Iterable[str] = (),
-            verify_each: bool = False) -> Plan:
+            verify_each: bool = False, *, quant_table=None, keep_float: Iterable[str] = (),
+            observer: str = "percentile", min_psnr: float | None = None,
+            evaluation: Iterable[dict] | None = None, progress=None) -> Plan:
     """Compile a model into a runtime plan.
 
     Parameters
     ----------
     model : path to an ONNX file, ONNX bytes, ``onnx.ModelProto`` or an IR ``Graph``
     input_shapes : {input name: shape} fixing symbolic dimensions (e.g. ``{"image": (1, 3, 480, 640)}``)
-    quantize : None for float32 ("int8" is not available yet)
-    calibration : representative feed dicts for ``quantize="int8"``
+    quantize : None for float32, or "int8" (int8 weights, uint8 activations; DESIGN.md)
+    calibration : representative feed dicts for ``quantize="int8"`` (e.g. 8 photos)
     disable_passes : names of graph passes to skip (see ``mobile_engine.passes.pipeline.PIPELINE``)
+    quant_table : a ``quantize.table.QuantTable`` or the path of its JSON: skips calibration
+    keep_float : names of conv/add nodes to leave in float
+    observer : how calibration picks ranges: "percentile", "minmax", "mse" or "entropy"
+    min_psnr : keep the layers that cost the most in float until the end-to-end PSNR (dB)
+        against the float plan on ``evaluation`` (default: the calibration feeds) reaches it
+    evaluation : feed dicts for the quality report (held-out images); the report (per-layer
+        SQNR, PSNR per feed) lands in ``plan.manifest["provenance"]["quantization"]``
+    progress : ``progress(done, total)`` during calibration
     """
-    from mobile_engine.passes.pipeline import optimize
-    if quantize not in (None, "none", "fp32"):
-        raise UnsupportedOperatorError(f"quantize={quantize!r} is not supported yet; use None")
-    graph = import_model(model, input_shapes)
-    reports = optimize(graph, disable=disable_passes, verify_each=verify_each)
-    verify(graph)
-    lowered = lower_graph(graph)
+    if quantize not in (None, "none", "fp32", "int8"):
+        raise UnsupportedOperatorError(f"quantize={quantize!r} is not supported; use None or "
+                                       f"\"int8\"")
+    graph, reports = optimized_graph(model, input_shapes, disable_passes, verify_each)
     provenance = {
         "source": str(model) if isinstance(model, (str, Path)) else type(model).__name__,
         "source_sha256": _source_hash(model),
@@ -69,9 +113,29 @@ def compile(model, input_shapes: dict | None = None, quantize: str | None = None
         "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()},
         "precision": "fp32",
     }
-    passes = [{"name": r.name, "rewrites": r.rewrites,
-               "delta": {op.name: d for op, d in r.changes().items()}} for r in reports]
-    if not lowered.steps and not graph.outputs:
-        raise EngineError("the model has no outputs")
-    return Plan.from_lowered(lowered, _io(graph, graph.inputs), _io(graph, graph.outputs),
-                             provenance, passes)
+    if quantize != "int8":
+        return plan_from_graph(graph, provenance, reports)
+    from quantize.calibrate import calibrate
+    from quantize.report import quantize_with_report
+    from quantize.table import as_table
+    calibration = None if calibration is None else [dict(f) for f in calibration]
+    evaluation = None if evaluation is None else [dict(f) for f in evaluation]
+    if quant_table is not None:
+        table = as_table(quant_table)
+    elif calibration:
+        table = calibrate(graph, calibration, observer, progress=progress,
+                          meta=_calibration_meta(model, input_shapes))
+    else:
+        raise EngineError("quantize=\"int8\" needs calibration=<feed dicts> (e.g. 8 photos) or "
+                          "quant_table=<a calibrated table>")
+    if min_psnr is not None and not (evaluation or calibration):
+        raise EngineError("min_psnr needs evaluation=<feed dicts> (or calibration feeds)")
+    result, report = quantize_with_report(graph, table, keep_float, evaluation or calibration,
+                                          min_psnr)
+    provenance["precision"] = "int8"
+    provenance["quantization"] = {
+        "observer": table.meta.get("observer"), "images": table.meta.get("images"),
+        "equalized_tensors": len(table.equalize), "int8_nodes": len(result.quantized),
+        "kept_float": list(result.kept_float), "summary": result.summary(),
+        **({"report": report.as_dict()} if report is not None else {})}
+    return plan_from_graph(result.graph, provenance, reports)

@@ -15,7 +15,8 @@ min and max (``TensorStats.observe_range``), the second a histogram of ``BINS`` 
   the first ``LEVELS`` bins) the reference P = hist[:i] with the clipped tail added to its last
   bin, Q = P merged into ``LEVELS`` groups and spread evenly over each group's nonzero bins; hi
   minimises KL(P || Q). lo is searched the same way on the mirrored negative side when
-  min < 0.
+  min < 0; one-sided data (min >= 0) uses 255 levels and leaves out the bin of exact zeros
+  (a ReLU's spike would otherwise dominate the divergence and collapse the range).
 
 ``uint8_params(lo, hi)``: the asymmetric uint8 params of a range (widened to include 0, so a
 real 0, e.g. a zero-padded tap or a ReLU floor, is exact): ``s = (hi - lo) / 255``,
@@ -30,6 +31,7 @@ import numpy as np
 from mobile_engine.ir.dtypes import QuantParams
 
 BINS = 2048
+CHANNEL_BINS = 256
 PERCENTILE = 99.99
 LEVELS = 128          # KL quantization levels compared per side (TensorRT's 128 of int8)
 # NOTE: a tensor with (almost) no spread still needs a positive scale
@@ -73,6 +75,37 @@ class TensorStats:
     @property
     def edges(self) -> np.ndarray:
         return np.linspace(self.minimum, self.maximum, BINS + 1)
+
+
+@dataclass
+class ChannelStats:
+    """Per-channel magnitudes of an NHWC tensor (last axis): max |x| and a histogram of |x| per
+    channel over [0, max |x|] (``CHANNEL_BINS`` bins) for per-channel percentiles."""
+    absmax: np.ndarray | None = None                              # f64[C]
+    hist: np.ndarray | None = field(default=None, repr=False)     # f64[C, CHANNEL_BINS]
+
+    def observe_range(self, x: np.ndarray) -> None:
+        x = np.asarray(x, np.float32)
+        a = np.abs(x.reshape(-1, x.shape[-1])).max(axis=0).astype(np.float64)
+        self.absmax = a if self.absmax is None else np.maximum(self.absmax, a)
+
+    def observe_hist(self, x: np.ndarray) -> None:
+        x = np.abs(np.asarray(x, np.float32).reshape(-1, x.shape[-1]))
+        c = x.shape[1]
+        if self.hist is None:
+            self.hist = np.zeros((c, CHANNEL_BINS))
+        width = np.where(self.absmax > 0, self.absmax / CHANNEL_BINS, 1.0).astype(np.float32)
+        idx = np.minimum((x / width).astype(np.int64), CHANNEL_BINS - 1)
+        idx += np.arange(c, dtype=np.int64) * CHANNEL_BINS
+        self.hist += np.bincount(idx.reshape(-1), minlength=c * CHANNEL_BINS).reshape(
+            c, CHANNEL_BINS)
+
+    def percentile(self, p: float = PERCENTILE) -> np.ndarray:
+        """f64[C]: the ``p`` percentile of |x| per channel (upper edge of its bin)."""
+        cum = np.cumsum(self.hist, axis=1)
+        target = cum[:, -1:] * (p / 100)
+        i = (cum < target).sum(axis=1)                      # the bin holding the percentile
+        return np.minimum((i + 1) / CHANNEL_BINS, 1.0) * self.absmax
 
 
 def uint8_params(lo: float, hi: float) -> QuantParams:
@@ -184,14 +217,18 @@ def entropy(stats: TensorStats) -> tuple[float, float]:
     if not stats.maximum > stats.minimum:
         return minmax(stats)
     e, width = stats.edges, (stats.maximum - stats.minimum) / BINS
-    zero_bin = int(np.clip(np.floor(-stats.minimum / width), 0, BINS)) if stats.minimum < 0 \
-        else 0
     lo, hi = stats.minimum, stats.maximum
+    if stats.minimum >= 0:
+        # NOTE: one-sided (ReLU) data: 255 levels, and the spike of exact zeros (exact in any
+        # range) is left out, or it dominates the divergence and the threshold collapses.
+        pos = stats.hist.copy()
+        pos[0] = 0.0
+        return lo, float(min(hi, e[0] + _kl_threshold(pos, width, 2 * LEVELS - 1)))
+    zero_bin = int(np.clip(np.floor(-stats.minimum / width), 0, BINS))
     if stats.maximum > 0:
         hi = min(stats.maximum, e[zero_bin] + _kl_threshold(stats.hist[zero_bin:], width))
-    if stats.minimum < 0:
-        neg = stats.hist[:zero_bin][::-1]
-        lo = max(stats.minimum, e[zero_bin] - _kl_threshold(neg, width))
+    neg = stats.hist[:zero_bin][::-1]
+    lo = max(stats.minimum, e[zero_bin] - _kl_threshold(neg, width))
     return float(lo), float(hi)
 
 

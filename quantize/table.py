@@ -5,10 +5,12 @@ JSON (``QuantTable.save`` / ``QuantTable.load``)::
     {"format": "mobile-engine-quant-table", "version": 1,
      "meta": {"observer": "percentile", "images": 8, "source_sha256": "...", ...},
      "tensors": {"<IR tensor name>": {"lo": -0.91, "hi": 3.2, "min": -1.4, "max": 5.0,
-                                     "on_255_grid": false, "producer": "<node name>"}, ...}}
+                                     "on_255_grid": false, "producer": "<node name>"}, ...},
+     "equalize": {"<IR tensor name>": [D_0, D_1, ...], ...}}
 
 Names are those of the optimised float IR (``mobile_engine.passes.pipeline.optimize``), the same
-for every input size. ``params(name)`` gives a tensor's uint8 QuantParams: exactly (1/255, 0) for
+for every input size. ``equalize`` holds the per-channel factors of ``quantize/equalize.py``;
+the ranges are those of the equalized graph. ``params(name)`` gives a tensor's uint8 QuantParams: exactly (1/255, 0) for
 8-bit image data in 0..1 (every calibration value k/255), else ``observers.uint8_params(lo, hi)``.
 """
 from __future__ import annotations
@@ -49,6 +51,7 @@ class TableEntry:
 class QuantTable:
     tensors: dict[str, TableEntry] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    equalize: dict[str, list[float]] = field(default_factory=dict)
 
     def __contains__(self, name: str) -> bool:
         return name in self.tensors
@@ -64,7 +67,8 @@ class QuantTable:
     # --- JSON ------------------------------------------------------------------------------
     def to_json(self) -> str:
         doc = {"format": FORMAT, "version": VERSION, "meta": self.meta,
-               "tensors": {k: asdict(v) for k, v in self.tensors.items()}}
+               "tensors": {k: asdict(v) for k, v in self.tensors.items()},
+               "equalize": {k: [float(x) for x in v] for k, v in self.equalize.items()}}
         return json.dumps(doc, indent=1, sort_keys=False) + "\n"
 
     @classmethod
@@ -90,7 +94,17 @@ class QuantTable:
                 raise QuantTableError(f"{where}: tensor {name!r}: range [{entry.lo}, "
                                       f"{entry.hi}] is not finite and ordered")
             tensors[name] = entry
-        return cls(tensors, dict(doc.get("meta") or {}))
+        equalize = {}
+        for name, d in (doc.get("equalize") or {}).items():
+            try:
+                d = [float(x) for x in d]
+            except (TypeError, ValueError):
+                d = []
+            if not d or not all(math.isfinite(x) and x > 0 for x in d):
+                raise QuantTableError(f"{where}: equalize[{name!r}] must be a list of positive "
+                                      f"numbers")
+            equalize[name] = d
+        return cls(tensors, dict(doc.get("meta") or {}), equalize)
 
     def save(self, path) -> Path:
         path = Path(path)

@@ -1,0 +1,107 @@
+"""Instance norm between int8 neighbours: float32 input (a conv's exact accumulators), uint8 output.
+
+``f32_instance_norm_nhwc_qu8``: ``q = clamp(rint(y * f32(1 / s)) + z, qmin, qmax)`` with
+``y = act(instance_norm(x))`` (the float kernel of ``kernels/f32_norm.py``).
+
+``f32_instance_norm_nhwc_add_qu8``: the residual add of the next node fused in, so the norm's
+output is rounded once, after the add::
+
+    q = clamp(rint((y + f32(r - rz) * rs) * f32(1 / s)) + z, qmin, qmax)       r: uint8
+
+(``qmin``/``qmax`` fold the add's activation). Every step is one float32 operation, as the IR's
+quantized semantics compute it (ir/interpret.py): no fused multiply-add (``fastmath`` off).
+
+First version: the float norm runs in place over ``x`` (the lowering checks that nothing else
+reads it), then one pass quantizes (and adds). Layout contract: ``x`` f32[N, H, W, C]
+C-contiguous, overwritten; ``scale``, ``bias`` f32[C] or [N, C]; ``r``, ``out`` u8[N, H, W, C].
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from kernels import f32_norm
+from kernels.config import PARALLEL_MIN_WORK, jit, pjit
+
+F32 = np.float32
+BLOCK = 1 << 14          # elements per parallel task
+_FLAGS = {"fastmath": False}
+
+
+def _quantize_source(parallel: bool, residual: bool):
+    loop = prange if parallel else range
+
+    def qu8_quantize(y, r, out, inv, z, rs, rz, qmin, qmax):
+        n = y.size
+        tasks = (n + BLOCK - 1) // BLOCK
+        for t in loop(tasks):
+            start = t * BLOCK
+            stop = min(n, start + BLOCK)
+            for i in range(start, stop):
+                v = y[i]
+                if residual:
+                    v = v + np.float32(np.int32(r[i]) - rz) * rs
+                v = np.rint(v * inv) + z
+                v = min(max(v, qmin), qmax)
+                out[i] = np.uint8(v)
+    return qu8_quantize
+
+
+_KERNELS = {}
+
+
+def quantize_kernel(parallel: bool, residual: bool):
+    key = (bool(parallel), bool(residual))
+    if key not in _KERNELS:
+        deco = pjit if parallel else jit
+        _KERNELS[key] = deco(_quantize_source(*key), **_FLAGS)
+    return _KERNELS[key]
+
+
+def instance_norm_qu8_call(x, scale, bias, out, eps: float, act: int, act_params, s: float,
+                           z: int, qmin: int = 0, qmax: int = 255, residual=None,
+                           rs: float = 1.0, rz: int = 0, parallel: bool | None = None):
+    """``(fn, args)`` computing ``out`` (uint8) from ``x`` (float32, overwritten).
+
+    Allocates nothing per run: the float norm's scratch is allocated here, once.
+    """
+    if parallel is None:
+        parallel = x.size >= PARALLEL_MIN_WORK
+    norm_fn, norm_args = f32_norm.instance_norm_call(x, scale, bias, x, eps, act, act_params,
+                                                     parallel=parallel)
+    qfn = quantize_kernel(parallel, residual is not None)
+    r = (residual if residual is not None else out).reshape(-1)
+    qargs = (x.reshape(-1), r, out.reshape(-1), F32(1.0 / s), F32(z), F32(rs), np.int32(rz),
+             F32(qmin), F32(qmax))
+
+    def run():
+        norm_fn(*norm_args)
+        qfn(*qargs)
+    return run, ()
+
+
+def instance_norm_qu8(x, scale, bias, s, z, eps=1e-5, act=0, act_params=(), residual=None,
+                      rs=1.0, rz=0, qmin=0, qmax=255, parallel=None):
+    """Whole-array entry (tests): uint8 NHWC; ``x`` is not modified."""
+    x = np.array(x, np.float32, order="C")
+    out = np.empty(x.shape, np.uint8)
+    fn, args = instance_norm_qu8_call(x, scale, bias, out, eps, act, act_params, s, z, qmin,
+                                      qmax, residual, rs, rz, parallel)
+    fn(*args)
+    return out
+
+
+def _reference(x, scale, bias, s, z, eps=1e-5, act=0, act_params=(), residual=None, rs=1.0,
+               rz=0, qmin=0, qmax=255, parallel=None):
+    """numpy: the float reference norm, then the same float32 steps."""
+    from kernels import reference
+    y = reference.instance_norm(np.asarray(x, F32), scale, bias, epsilon=eps,
+                                activation_kind=act, act_params=act_params).astype(F32)
+    if residual is not None:
+        y = y + (np.asarray(residual, np.int32) - np.int32(rz)).astype(F32) * F32(rs)
+    v = np.rint(y * F32(1.0 / s)) + F32(z)
+    return np.clip(v, F32(qmin), F32(qmax)).astype(np.uint8)
+
+
+KERNELS = {"f32_instance_norm_nhwc_qu8": (instance_norm_qu8, _reference),
+           "f32_instance_norm_nhwc_add_qu8": (instance_norm_qu8, _reference)}

@@ -1,0 +1,234 @@
+"""quantize_int8: the optimised float IR -> the int8 IR, given calibrated ranges (a QuantTable).
+
+Quantized tensors carry ``Tensor.quant``: weights int8 symmetric per output channel, activations
+uint8 asymmetric per tensor (``x = s * (q - z)``). An op in ``QUANTIZABLE`` dequantizes such
+inputs, computes in float and quantizes its output when the output tensor has ``quant``
+(ir/interpret.py); the lowering maps each form onto an int8 kernel.
+
+Rules (measured on multistyle26, DESIGN.md "Quantization"):
+
+- CONV2D with a constant weight, a float runtime input in the table (or 8-bit image data), no
+  residual input and not in ``keep_float``: the weight becomes int8 per channel, the input uint8.
+- A conv output that feeds an INSTANCE_NORM (or a float op, or is a graph output) stays float32:
+  the exact accumulators times ``sx * sw[c]``. The norm divides by each channel's per-image
+  standard deviation, small on flat content, which would amplify rounding noise of a uint8
+  pre-norm tensor. Otherwise (all readers quantized, activation none/relu/clamp) it is uint8.
+- INSTANCE_NORM reads float32 and writes uint8 when every reader takes uint8 (the next conv, a
+  residual ADD): the quantize runs in the norm's epilogue. Norms whose output is read in float
+  (sigmoid outputs, graph outputs) stay float.
+- ADD of two same-shape runtime tensors writes uint8 when every reader of its output takes uint8
+  (the residual stream) and its activation is none/relu/clamp. An input made by an
+  INSTANCE_NORM that only this ADD reads stays float32 (``fused_norm_input``): the lowering runs
+  norm, add and quantize as one kernel, so the norm's output is never rounded on its own (the
+  other input is uint8). Otherwise both inputs are uint8.
+- The graph input is quantized with scale 1/255, zero point 0 exactly when calibration saw only
+  8-bit image data k/255 in 0..1; an image input wrapped by a TRANSPOSE is quantized before it
+  (the transpose then moves bytes instead of floats).
+- A float tensor read by both float and uint8 readers stays float; a QUANTIZE node makes the
+  uint8 copy. A tensor that has a uint8 producer and only uint8 readers is uint8 in place.
+
+Before the rules, the per-channel equalization factors of the table (quantize/equalize.py) are
+applied: norm outputs are rescaled per channel and the convs reading them absorb the scale.
+
+``keep_float``: node names (convs, adds) left in float, e.g. the sensitive first convs.
+Legality: every decision only changes the dtype/quant of intermediate tensors; graph inputs and
+outputs keep their float contract.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+
+from mobile_engine.errors import GraphError
+from mobile_engine.ir.dtypes import DType, QuantParams
+from mobile_engine.ir.graph import Graph, Node
+from mobile_engine.ir.ops import Activation, Op
+from mobile_engine.ir.verify import verify
+from quantize import equalize
+from quantize.table import QuantTable
+from quantize.weights import quantize_weights
+
+# Activations a uint8 output can absorb into its clamp.
+CLAMP_ACTIVATIONS = frozenset({Activation.NONE, Activation.RELU, Activation.CLAMP})
+
+
+@dataclass
+class QuantizeResult:
+    graph: Graph
+    # int8-graph tensor -> the float-graph tensor holding the same value (for reports)
+    source: dict[str, str] = field(default_factory=dict)
+    quantized: list[str] = field(default_factory=list)     # node names computed in int8
+    kept_float: list[str] = field(default_factory=list)    # eligible nodes left in float
+    # float tensors rescaled by equalization: the int8 graph holds value / D (per channel)
+    equalized: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        g = self.graph
+        u8 = sum(1 for t in g.tensors.values() if t.quant is not None and not t.is_const)
+        return (f"{len(self.quantized)} nodes int8, {len(self.kept_float)} kept float, "
+                f"{u8} uint8 activations, {g.count(Op.QUANTIZE)} quantize / "
+                f"{g.count(Op.DEQUANTIZE)} dequantize nodes")
+
+
+def _runtime_f32(graph: Graph, name: str, rank: int = 4) -> bool:
+    t = graph.tensors.get(name) if name else None
+    return t is not None and not t.is_const and t.dtype is DType.FLOAT32 and len(t.shape) == rank
+
+
+def _conv_ok(graph: Graph, node: Node, table: QuantTable) -> bool:
+    if node.op is not Op.CONV2D:
+        return False
+    w = graph.tensors.get(node.inputs[1])
+    return (w is not None and w.is_const and len(w.shape) == 4
+            and w.dtype is DType.FLOAT32 and _runtime_f32(graph, node.inputs[0])
+            and node.inputs[0] in table
+            and not (len(node.inputs) > 3 and node.inputs[3])
+            and (len(node.inputs) < 3 or not node.inputs[2] or graph.tensors[node.inputs[2]].is_const))
+
+
+def _add_ok(graph: Graph, node: Node, table: QuantTable) -> bool:
+    if node.op is not Op.ADD or node.attrs["activation"] not in CLAMP_ACTIVATIONS:
+        return False
+    out = graph.tensors[node.outputs[0]]
+    return all(_runtime_f32(graph, i) and graph.tensors[i].shape == out.shape and i in table
+               for i in node.inputs) and node.outputs[0] in table
+
+
+def fused_norm_input(graph: Graph, add: Node) -> str | None:
+    """The input of ``add`` made by an INSTANCE_NORM that only ``add`` reads (the second one
+    when both are), or None."""
+    a, b = add.inputs
+    for name in (b, a):
+        p = graph.producer(name)
+        if a != b and p is not None and p.op is Op.INSTANCE_NORM \
+                and graph.single_consumer(name) is add:
+            return name
+    return None
+
+
+def _readers(graph: Graph) -> dict[str, list[Node]]:
+    users: dict[str, list[Node]] = {}
+    for n in graph.nodes:
+        for i in dict.fromkeys(n.inputs):
+            if i:
+                users.setdefault(i, []).append(n)
+    return users
+
+
+def quantize_int8(graph: Graph, table: QuantTable, keep_float: Iterable[str] = ()
+                  ) -> QuantizeResult:
+    """The int8 IR of ``graph`` (not modified) under the rules of this module's docstring."""
+    g = graph.copy()
+    factors = {k: np.asarray(v, np.float64) for k, v in table.equalize.items()}
+    if factors:
+        try:
+            equalize.apply(g, factors)
+        except ValueError as exc:
+            raise GraphError(f"the quant table does not fit this graph: {exc}") from None
+    keep = set(keep_float)
+    unknown = keep - {n.name for n in g.nodes}
+    if unknown:
+        raise GraphError(f"keep_float names unknown node(s) {', '.join(sorted(unknown))}; "
+                         f"quantizable convs: " + ", ".join(
+                             n.name for n in g.nodes if n.op is Op.CONV2D))
+    users = _readers(g)
+    result = QuantizeResult(g, equalized=factors)
+
+    convs = set()
+    for n in g.nodes:
+        if _conv_ok(g, n, table):
+            (result.kept_float if n.name in keep else result.quantized).append(n.name)
+            if n.name not in keep:
+                convs.add(n.name)
+
+    fused = {n.name: fused_norm_input(g, n) for n in g.nodes if n.op is Op.ADD}
+
+    def reads_u8(reader: Node, tensor: str, adds: set[str]) -> bool:
+        if reader.name in convs:
+            return reader.inputs[0] == tensor and tensor not in reader.inputs[1:]
+        return reader.name in adds and fused[reader.name] != tensor
+
+    def all_u8(tensor: str, adds: set[str]) -> bool:
+        rs = users.get(tensor, [])
+        return bool(rs) and not g.is_output(tensor) and all(reads_u8(r, tensor, adds) for r in rs)
+
+    # residual ADDs: eligible ones whose output every reader takes as uint8 (fixpoint)
+    adds = {n.name for n in g.nodes if _add_ok(g, n, table) and n.name not in keep}
+    result.kept_float += [n.name for n in g.nodes if _add_ok(g, n, table) and n.name in keep]
+    while True:
+        drop = {n.name for n in g.nodes if n.name in adds and not all_u8(n.outputs[0], adds)}
+        if not drop:
+            break
+        adds -= drop
+    result.quantized += [n.name for n in g.nodes if n.name in adds]
+
+    def emits_u8(node: Node | None, tensor: str) -> bool:
+        """``node`` can write ``tensor`` as uint8 (given its readers all want uint8)."""
+        if node is None or tensor not in table:
+            return False
+        if node.name in adds:
+            return True
+        if node.op is Op.INSTANCE_NORM:
+            return _runtime_f32(g, node.inputs[0]) or g.tensors[node.inputs[0]].quant is not None
+        if node.name in convs:
+            return node.attrs["activation"] in CLAMP_ACTIVATIONS
+        return False
+
+    # weights
+    qweights: dict[str, str] = {}
+    for n in g.nodes:
+        if n.name in convs:
+            w = n.inputs[1]
+            if w not in qweights:
+                q, params = quantize_weights(g.tensors[w].data, axis=0)
+                name = g.fresh_name(f"{w}_q8")
+                g.add_tensor(name, q.shape, DType.INT8, q, params)
+                qweights[w] = name
+            n.inputs[1] = qweights[w]
+
+    # activations: each tensor some quantized node reads as uint8
+    producers = {o: n for n in g.nodes for o in n.outputs}
+    wanted = []
+    for name in list(g.tensors):
+        rs = [r for r in users.get(name, []) if reads_u8(r, name, adds)]
+        if rs:
+            wanted.append((name, rs))
+    for name, readers in wanted:
+        t = g.tensors[name]
+        params = table.params(name)
+        node = producers.get(name)
+        if emits_u8(node, name) and all_u8(name, adds):
+            t.dtype, t.quant = DType.UINT8, params
+            result.source[name] = name
+            continue
+        qname = _insert_quantize(g, name, params, node)
+        result.source[qname] = name
+        for r in readers:
+            r.inputs = [qname if i == name else i for i in r.inputs]
+    g.toposort()
+    verify(g)
+    return result
+
+
+def _insert_quantize(g: Graph, name: str, params: QuantParams, producer: Node | None) -> str:
+    """A QUANTIZE of ``name``; before an input-wrapping TRANSPOSE when that is its only job."""
+    if producer is not None and producer.op is Op.TRANSPOSE and producer.inputs[0] in g.inputs \
+            and len(g.consumers(name)) == 1 and len(g.consumers(producer.inputs[0])) == 1 \
+            and not g.is_output(name):
+        src = producer.inputs[0]
+        qsrc = g.fresh_name(f"{src}_q8")
+        g.add_tensor(qsrc, g.tensors[src].shape, DType.UINT8, quant=params)
+        g.nodes.insert(g.nodes.index(producer),
+                       Node(g.fresh_name(f"{src}/quantize"), Op.QUANTIZE, [src], [qsrc],
+                            {"to": "uint8"}))
+        producer.inputs[0] = qsrc
+        t = g.tensors[name]
+        t.dtype, t.quant = DType.UINT8, params
+        return name
+    qname = g.fresh_name(f"{name}_q8")
+    g.add_tensor(qname, g.tensors[name].shape, DType.UINT8, quant=params)
+    node = Node(g.fresh_name(f"{name}/quantize"), Op.QUANTIZE, [name], [qname], {"to": "uint8"})
+    g.insert_node(node)
+    return qname

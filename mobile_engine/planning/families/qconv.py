@@ -1,0 +1,213 @@
+"""Quantized convolutions: CONV2D with a uint8 input and int8 weights (kernels/qu8_conv2d.py).
+
+A CONV2D is quantized when one of its tensors carries quant params (``is_quantized``); the float
+lowering of ``conv.py`` keeps every other CONV2D. Contract of the IR node (ir/interpret.py):
+``y = conv(sx * (x - zx), sw[c] * w) + b``, then ``act``; quantized to (sy, zy) when the output is
+uint8. The kernel computes the same in integers::
+
+    acc[c]  = sum x * w + bias_q[c]           bias_q = rint(b / (sx * sw)) - zx * sum(w[c])
+    uint8:    y = clip(rint(f32(acc) * m[c]) + zy, qmin, qmax),  m = f32(sx * sw[c] / sy)
+    float32:  y = act(f32(acc) * m[c]),                           m = f32(sx * sw[c])
+
+The activation of a uint8 output is folded into the clamp: NONE -> [0, 255], RELU ->
+[zy, 255], CLAMP(lo, hi) -> [rint(lo / sy) + zy, rint(hi / sy) + zy] clipped to [0, 255] (rint
+is monotonic, so clamping before or after quantizing agrees).
+
+Step contract:
+    inputs  [x] (u8 NHWC); outputs [y] (u8 or f32 NHWC)
+    weights wp (pack_qu8_weights), wrun (pack_qu8_weights_run, group 1 and C % 4 != 0 only),
+            zrow (u8 row of zx), rowmap i32[OH, KH], colmap i32[OW, KW], bias i32[Co] (bias_q),
+            mult f32[Co]
+    params  group, zy, qmin, qmax, act, act_params [p0, p1], work (MACs), and for reading the
+            plan: sx, zx, sy (0 for float output)
+    kernel  ``qu8_conv2d_igemm_{MR}x{NR}c4_{requant|fp32out}``; the binder picks the ISA variant
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import mobile_engine.planning.families.conv  # noqa: F401  (the float lowering, wrapped below)
+from kernels import config
+from kernels.f32_conv2d import activation_params, conv_tables, readonly
+from mobile_engine.errors import PlanFormatError, UnsupportedOperatorError
+from mobile_engine.ir.dtypes import DType, QuantParams
+from mobile_engine.ir.graph import Graph, Node
+from mobile_engine.ir.ops import Activation, Op
+from mobile_engine.planning.step import LOWERINGS, Step, binds
+
+F32 = np.float32
+
+try:
+    from kernels import qu8_conv2d as qconv
+    KERNELS_MISSING = None
+except ImportError as _exc:     # NOTE: the int8 kernels are optional: float plans never need them
+    qconv, KERNELS_MISSING = None, _exc
+
+
+def is_quantized(node: Node, graph: Graph) -> bool:
+    """True when any tensor of ``node`` carries quant params (it has quantized semantics)."""
+    return any(graph.tensors[n].quant is not None for n in node.inputs + node.outputs if n)
+
+
+def quantized_dispatch(op: Op, lower_quantized) -> None:
+    """Route quantized ``op`` nodes to ``lower_quantized``, the rest to the float lowering."""
+    lower_float = LOWERINGS[op]
+
+    def lower(node: Node, graph: Graph) -> list[Step]:
+        if is_quantized(node, graph):
+            return lower_quantized(node, graph)
+        return lower_float(node, graph)
+    lower.__doc__ = f"{op.name}: quantized -> {lower_quantized.__name__}, else the float lowering"
+    LOWERINGS[op] = lower
+
+
+def _fail(node: Node, why: str) -> UnsupportedOperatorError:
+    return UnsupportedOperatorError(f"node {node.name!r} ({node.op.name}): {why}")
+
+
+def per_tensor(node: Node, graph: Graph, name: str, dtype: DType = DType.UINT8) -> QuantParams:
+    """The per-tensor quant params of ``name``; raises naming the node otherwise."""
+    t = graph.tensors[name]
+    q = t.quant
+    if q is None or t.dtype is not dtype or q.axis is not None or len(q.scale) != 1:
+        raise _fail(node, f"tensor {name!r} is {t.dtype.value} with quant {q}; the qu8 kernels "
+                          f"need {dtype.value} with one scale and zero point")
+    return q
+
+
+def clamp_range(act: Activation, params, sy: float, zy: int) -> tuple[int, int]:
+    """[qmin, qmax] of a uint8 output (scale sy, zero point zy) with ``act`` folded in."""
+    if act is Activation.NONE:
+        return 0, 255
+    if act is Activation.RELU:
+        return zy, 255
+    if act is Activation.CLAMP:
+        lo, hi = (float(p) for p in params)
+        qlo = 0 if lo == float("-inf") else int(np.clip(np.rint(lo / sy) + zy, 0, 255))
+        qhi = 255 if hi == float("inf") else int(np.clip(np.rint(hi / sy) + zy, 0, 255))
+        return qlo, max(qlo, qhi)
+    raise ValueError(f"activation {act.name} cannot be folded into a uint8 clamp")
+
+
+def lower_qconv2d(node: Node, graph: Graph) -> list[Step]:
+    if qconv is None:
+        raise _fail(node, f"the int8 conv kernels are unavailable ({KERNELS_MISSING})")
+    a = node.attrs
+    if len(node.inputs) > 3 and node.inputs[3]:
+        raise _fail(node, "a quantized conv takes no residual input")
+    x, out = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
+    if x.is_const:
+        raise _fail(node, f"input {x.name!r} is a constant; fold the node first")
+    xq = per_tensor(node, graph, x.name)
+    w = graph.tensors[node.inputs[1]]
+    if not w.is_const or w.dtype is not DType.INT8 or w.quant is None or w.quant.axis != 0 \
+            or any(z != 0 for z in w.quant.zero_point):
+        raise _fail(node, f"weight {w.name!r} must be a constant int8 tensor quantized "
+                          f"symmetrically per output channel (axis 0), got {w.dtype.value} "
+                          f"{w.quant}")
+    bias = graph.const(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+    if len(node.inputs) > 2 and node.inputs[2] and bias is None:
+        raise _fail(node, f"bias {node.inputs[2]!r} is computed at run time")
+    if a["pad_mode"] not in ("constant", "reflect", "edge"):
+        raise _fail(node, f"pad_mode {a['pad_mode']!r}; supported: constant, reflect, edge")
+    wq = np.ascontiguousarray(w.data, np.int8)
+    co, cig, kh, kw = wq.shape
+    group, c = a["group"], x.shape[3]
+    sx, zx = xq.scale[0], xq.zero_point[0]
+    sw = np.asarray(w.quant.scale, np.float64)
+    act = Activation(a["activation"])
+    rowmap, colmap = conv_tables(x.shape, (kh, kw), a["strides"], a["dilations"], a["pads"],
+                                 a["pad_mode"], a["upsample"])
+    if (rowmap.shape[0], colmap.shape[0]) != tuple(out.shape[1:3]):
+        raise _fail(node, f"indirection tables {rowmap.shape[0]}x{colmap.shape[0]} do not match "
+                          f"output {out.shape} (NHWC)")
+    try:
+        bias_q = qconv.qu8_conv_bias(bias, wq, sx, sw, zx)
+    except OverflowError as exc:
+        raise _fail(node, f"{exc} (input scale {sx:.3g}, weight scales down to {sw.min():.3g})")
+    macs = int(np.prod(out.shape)) * cig * kh * kw
+    if kh * kw * cig * 255 * 128 + int(np.abs(bias_q).max(initial=0)) >= 2 ** 31:
+        raise _fail(node, f"int32 accumulators could overflow ({kh}x{kw}x{cig} taps)")
+    if out.quant is not None:
+        yq = per_tensor(node, graph, out.name)
+        sy, zy = yq.scale[0], yq.zero_point[0]
+        try:
+            qmin, qmax = clamp_range(act, a["act_params"], sy, zy)
+        except ValueError as exc:
+            raise _fail(node, str(exc)) from None
+        mult = qconv.qu8_conv_multiplier(sx, sw, sy)
+        epilogue, act_code, act_params = "requant", 0, [0.0, 0.0]
+    elif out.dtype is DType.FLOAT32:
+        sy, zy, qmin, qmax = 0.0, 0, 0, 255
+        mult = qconv.qu8_conv_multiplier(sx, sw)
+        epilogue, act_code = "fp32out", int(act)
+        try:
+            act_params = list(activation_params(act, a["act_params"]))
+        except ValueError as exc:
+            raise _fail(node, str(exc)) from None
+    else:
+        raise _fail(node, f"output {out.name!r} is {out.dtype.value} without quant params")
+    mr, nr = qconv.choose_tile(co // group)
+    weights = dict(wp=qconv.pack_qu8_weights(wq, nr, group),
+                   zrow=qconv.qu8_zero_row(zx, c, kw, group), rowmap=rowmap, colmap=colmap,
+                   bias=np.ascontiguousarray(bias_q, np.int32),
+                   mult=np.ascontiguousarray(mult, F32))
+    if group == 1 and c % 4:
+        weights["wrun"] = qconv.pack_qu8_weights_run(wq, nr)
+    params = dict(group=group, zy=int(zy), qmin=int(qmin), qmax=int(qmax), act=act_code,
+                  act_params=[float(p) for p in act_params], work=macs,
+                  sx=float(sx), zx=int(zx), sy=float(sy))
+    return [Step(node.name, qconv.plan_kernel_id(mr, nr, epilogue), [x.name], [out.name],
+                 params, weights, 2 * macs)]
+
+
+quantized_dispatch(Op.CONV2D, lower_qconv2d)
+
+
+# --- binders -------------------------------------------------------------------------------
+def _bind_qconv(kernel: str):
+    mr, nr = (int(v) for v in kernel.split("_igemm_")[1].split("c4_")[0].split("x"))
+    epilogue = kernel.rsplit("_", 1)[1]
+
+    def bind(params, weights, inputs, outputs, *_):
+        (x,), (out,) = inputs, outputs
+        wp, zrow, rowmap, colmap, bias, mult = (weights[k] for k in (
+            "wp", "zrow", "rowmap", "colmap", "bias", "mult"))
+        wrun = weights.get("wrun", wp)
+        group = int(params["group"])
+        want = np.uint8 if epilogue == "requant" else np.float32
+        problems = []
+        if x.dtype != np.uint8 or out.dtype != want or x.ndim != 4 or out.ndim != 4:
+            problems.append(f"input {x.dtype} {x.shape} / output {out.dtype} {out.shape}")
+        elif rowmap.shape[0] != out.shape[1] or colmap.shape[0] != out.shape[2]:
+            problems.append(f"tables {rowmap.shape}/{colmap.shape} do not fit output {out.shape}")
+        else:
+            co, c = out.shape[3], x.shape[3]
+            kh, kw = rowmap.shape[1], colmap.shape[1]
+            expect = (group * -(-(co // group) // nr), kh, kw, -(-(c // group) // 4), nr, 4)
+            if wp.dtype != np.int8 or wp.shape != expect:
+                problems.append(f"packed weights {wp.dtype} {wp.shape}, expected {expect}")
+            if bias.shape != (co,) or mult.shape != (co,) or bias.dtype != np.int32 \
+                    or mult.dtype != F32:
+                problems.append(f"bias {bias.dtype} {bias.shape} / mult {mult.dtype} "
+                                f"{mult.shape} do not fit {co} channels")
+            if zrow.dtype != np.uint8 or zrow.size < 4 * -(-(kw * c) // 4):
+                problems.append(f"zero row {zrow.dtype} {zrow.shape} too short")
+        if problems:
+            raise PlanFormatError(f"step {kernel}: {'; '.join(problems)}")
+        parallel = params["work"] >= config.PARALLEL_MIN_WORK and x.shape[0] * out.shape[1] >= 2
+        _, fn = qconv.select_qu8_conv(mr, nr, epilogue, parallel)
+        p0, p1 = (F32(v) for v in params["act_params"])
+        ro = readonly
+        return fn, (ro(x), ro(zrow), ro(rowmap), ro(colmap), ro(wp), ro(wrun), ro(bias),
+                    ro(mult), out, group, int(params["zy"]), int(params["qmin"]),
+                    int(params["qmax"]), int(params["act"]), p0, p1)
+
+    return bind
+
+
+if qconv is not None:
+    for _nr, _mr in qconv.TILES.items():
+        for _epilogue in qconv.EPILOGUES:
+            _kernel = qconv.plan_kernel_id(_mr, _nr, _epilogue)
+            binds(_kernel)(_bind_qconv(_kernel))

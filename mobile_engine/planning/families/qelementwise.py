@@ -1,0 +1,186 @@
+"""Quantized element-wise work: QUANTIZE, instance norm with a uint8 output, the residual add.
+
+Kernel ids and step contracts:
+
+- ``qu8_quantize``: QUANTIZE f32 -> u8, ``q = clamp(rint(x * f32(1 / s)) + z, 0, 255)``.
+  inputs [x], outputs [q]; params s, z.
+- ``f32_instance_norm_nhwc_qu8``: INSTANCE_NORM reading float32 (a conv's exact accumulators)
+  and writing uint8 (kernels/f32_norm_qu8.py). inputs [x, runtime scale/bias]; weights
+  ``in1``/``in2`` when constant; params epsilon, act, p0, p1 (the norm's activation, in float),
+  s, z, qmin, qmax (output), inplace (the float norm may overwrite x: nothing else reads it;
+  otherwise the binder allocates a scratch once).
+- ``f32_instance_norm_nhwc_add_qu8``: an INSTANCE_NORM whose only reader is a uint8 ADD
+  (``quantize_int8.fused_norm_input``) and that ADD, as one step writing the ADD's output:
+  ``q = clamp(rint((norm(x) + rs * (r - rz)) / s) + z, qmin, qmax)``, the add's activation in
+  the clamp. inputs [x, runtime scale/bias, r]; params as above plus rs, rz. The ADD itself
+  lowers to no step.
+
+A node is quantized when one of its tensors carries quant params (``qconv.is_quantized``); the
+float lowerings keep every other INSTANCE_NORM and ADD.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import mobile_engine.planning.families.elementwise  # noqa: F401  (float lowerings, wrapped)
+import mobile_engine.planning.families.norm  # noqa: F401
+from kernels import f32_norm_qu8 as knq
+from kernels.config import PARALLEL_MIN_WORK
+from mobile_engine.errors import UnsupportedOperatorError
+from mobile_engine.ir.dtypes import DType
+from mobile_engine.ir.graph import Graph, Node
+from mobile_engine.ir.ops import Activation, Op
+from mobile_engine.passes.quantize_int8 import fused_norm_input
+from mobile_engine.planning.families.elementwise import activation, operands, readonly
+from mobile_engine.planning.families.qconv import (clamp_range, is_quantized, per_tensor,
+                                                   quantized_dispatch)
+from mobile_engine.planning.step import LOWERINGS, Step, binds, lowers, runtime_inputs
+
+F32 = np.float32
+NORM_QU8 = "f32_instance_norm_nhwc_qu8"
+NORM_ADD_QU8 = "f32_instance_norm_nhwc_add_qu8"
+
+
+def _fail(node: Node, why: str) -> UnsupportedOperatorError:
+    return UnsupportedOperatorError(f"node {node.name!r} ({node.op.name}): {why}")
+
+
+def _fused_add(norm: Node, graph: Graph) -> Node | None:
+    """The quantized ADD that ``norm`` (float output) is fused into, or None."""
+    out = norm.outputs[0]
+    add = graph.single_consumer(out)
+    if add is None or add.op is not Op.ADD or graph.tensors[out].quant is not None \
+            or graph.tensors[add.outputs[0]].quant is None or fused_norm_input(graph, add) != out:
+        return None
+    return add
+
+
+def _f32_input(node: Node, graph: Graph) -> str:
+    x = graph.tensors[node.inputs[0]]
+    if x.dtype is not DType.FLOAT32 or x.quant is not None or len(x.shape) != 4 or x.is_const:
+        raise _fail(node, f"input {x.name!r} is {x.dtype.value} {x.shape}; the norm kernel "
+                          f"reads a float32 NHWC runtime tensor")
+    return x.name
+
+
+def _norm_params(node: Node, graph: Graph, x: str) -> tuple[list[str], dict, dict]:
+    names, consts = runtime_inputs(node, graph)
+    for name in names[1:]:
+        if graph.tensors[name].dtype is not DType.FLOAT32:
+            raise _fail(node, f"scale/bias {name!r} must be float32")
+    act, p0, p1 = activation(node)
+    inplace = graph.single_consumer(x) is node and x not in graph.inputs
+    params = {"epsilon": float(node.attrs["epsilon"]), "act": act, "p0": p0, "p1": p1,
+              "inplace": bool(inplace)}
+    return names, {k: np.ascontiguousarray(v, F32) for k, v in consts.items()}, params
+
+
+def lower_qinstance_norm(node: Node, graph: Graph) -> list[Step]:
+    x = _f32_input(node, graph)
+    out = graph.tensors[node.outputs[0]]
+    names, weights, params = _norm_params(node, graph, x)
+    flops = 8 * int(np.prod(out.shape, dtype=np.int64))
+    if out.quant is None:
+        add = _fused_add(node, graph)
+        if add is None:
+            raise _fail(node, f"float output {out.name!r} with a quantized input: no kernel")
+        y = graph.tensors[add.outputs[0]]
+        yq = per_tensor(add, graph, y.name)
+        r = [i for i in add.inputs if i != out.name][0]
+        rq = per_tensor(add, graph, r)
+        if graph.tensors[r].shape != out.shape or y.shape != out.shape:
+            raise _fail(add, f"residual {graph.tensors[r].shape} / output {y.shape} must match "
+                             f"the norm's {out.shape}")
+        try:
+            qmin, qmax = clamp_range(Activation(add.attrs["activation"]),
+                                     add.attrs["act_params"], yq.scale[0], yq.zero_point[0])
+        except ValueError as exc:
+            raise _fail(add, str(exc)) from None
+        params.update(s=float(yq.scale[0]), z=int(yq.zero_point[0]), qmin=qmin, qmax=qmax,
+                      rs=float(rq.scale[0]), rz=int(rq.zero_point[0]))
+        return [Step(node.name, NORM_ADD_QU8, names + [r], [y.name], params, weights,
+                     flops + 3 * int(np.prod(out.shape, dtype=np.int64)))]
+    yq = per_tensor(node, graph, out.name)
+    params.update(s=float(yq.scale[0]), z=int(yq.zero_point[0]), qmin=0, qmax=255)
+    return [Step(node.name, NORM_QU8, names, [out.name], params, weights, flops)]
+
+
+def _is_fused_norm(node: Node, graph: Graph) -> bool:
+    return node.op is Op.INSTANCE_NORM and _fused_add(node, graph) is not None
+
+
+def lower_qadd(node: Node, graph: Graph) -> list[Step]:
+    fused = fused_norm_input(graph, node)
+    if fused is not None and _is_fused_norm(graph.producer(fused), graph):
+        return []                               # computed by the norm's step
+    raise _fail(node, "a uint8 ADD of two uint8 inputs has no kernel yet (qu8_add)")
+
+
+_float_norm = LOWERINGS[Op.INSTANCE_NORM]
+
+
+def _lower_norm_dispatch(node: Node, graph: Graph) -> list[Step]:
+    if is_quantized(node, graph) or _is_fused_norm(node, graph):
+        return lower_qinstance_norm(node, graph)
+    return _float_norm(node, graph)
+
+
+LOWERINGS[Op.INSTANCE_NORM] = _lower_norm_dispatch
+quantized_dispatch(Op.ADD, lower_qadd)
+
+
+@lowers(Op.QUANTIZE)
+def lower_quantize(node: Node, graph: Graph) -> list[Step]:
+    x, y = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
+    if x.is_const:
+        raise _fail(node, f"input {x.name!r} is a constant; fold the node first")
+    if x.dtype is not DType.FLOAT32:
+        raise _fail(node, f"input {x.name!r} is {x.dtype.value}; expected float32")
+    q = per_tensor(node, graph, y.name)
+    return [Step(node.name, "qu8_quantize", [x.name], [y.name],
+                 {"s": float(q.scale[0]), "z": int(q.zero_point[0])},
+                 flops=2 * int(np.prod(x.shape, dtype=np.int64)))]
+
+
+# --- binders -------------------------------------------------------------------------------
+@binds("qu8_quantize")
+def bind_quantize(params, weights, inputs, outputs):
+    (x,), (y,) = inputs, outputs
+    if x.dtype != F32 or y.dtype != np.uint8 or x.size != y.size:
+        raise ValueError(f"quantize {x.dtype} {x.shape} -> {y.dtype} {y.shape}")
+    fn = knq.quantize_kernel(x.size >= PARALLEL_MIN_WORK, False)
+    flat = y.reshape(-1)
+    return fn, (readonly(x).reshape(-1), flat, flat, F32(1.0 / params["s"]), F32(params["z"]),
+                F32(1), np.int32(0), F32(0), F32(255))
+
+
+def _bind_norm(fused: bool):
+    def bind(params, weights, inputs, outputs):
+        x, scale, bias = operands(weights, inputs, 3)
+        out = outputs[0]
+        r = inputs[-1] if fused else None
+        if x.dtype != F32 or out.dtype != np.uint8 or out.shape != x.shape \
+                or (r is not None and (r.dtype != np.uint8 or r.shape != x.shape)):
+            raise ValueError(f"instance norm {x.dtype} {x.shape} -> {out.dtype} {out.shape}"
+                             + (f" with residual {r.dtype} {r.shape}" if r is not None else ""))
+        c = x.shape[3]
+        for what, t in (("scale", scale), ("bias", bias)):
+            if t.size not in (c, x.shape[0] * c):
+                raise ValueError(f"instance norm {what} {t.shape} does not fit input {x.shape}")
+        work = x if params["inplace"] else np.empty(x.shape, F32)   # NOTE: once, at bind time
+        fn, args = knq.instance_norm_qu8_call(
+            work, readonly(scale), readonly(bias), out, params["epsilon"], int(params["act"]),
+            (params["p0"], params["p1"]), params["s"], params["z"], params["qmin"],
+            params["qmax"], r, params.get("rs", 1.0), params.get("rz", 0))
+        if params["inplace"]:
+            return fn, args
+
+        def run():
+            np.copyto(work, x)
+            fn(*args)
+        return run, ()
+    return bind
+
+
+binds(NORM_QU8)(_bind_norm(False))
+binds(NORM_ADD_QU8)(_bind_norm(True))

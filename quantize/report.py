@@ -1,0 +1,187 @@
+"""Quality of an int8 plan against its float plan: per-layer SQNR, end-to-end PSNR, --min-psnr.
+
+Both plans run on the same feeds (``Session.run_observed``). For every step of the int8 plan,
+its output is compared with the float plan's tensor holding the same value
+(``QuantizeResult.source``; uint8 tensors dequantized, equalized tensors multiplied back by
+their factors)::
+
+    SQNR = 10 log10(sum f^2 / sum (f - q)^2)          over all feeds, per layer
+    PSNR = 10 log10(peak^2 / mean (f - q)^2)           per feed, on the first graph output
+
+with ``peak = 1`` when the float output lies in [0, 1] (images) and its range otherwise.
+
+``min_psnr``: while the lowest PSNR over the feeds is below the target, the quantized conv that
+costs the most is kept in float and the graph is quantized again. A conv's cost is the relative
+noise power it adds: ``10^(-SQNR(output) / 10) - 10^(-SQNR(inputs) / 10)``, where its inputs are
+the float tensors whose quantization makes the conv's uint8 input (the norm's or the quantize's
+float inputs): keeping the conv in float removes both its weight rounding and that quantization.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+
+from mobile_engine.ir.graph import Graph
+from mobile_engine.ir.interpret import dequantize
+from mobile_engine.ir.ops import Op
+from mobile_engine.passes.quantize_int8 import QuantizeResult, quantize_int8
+from quantize.table import QuantTable
+
+
+@dataclass
+class LayerError:
+    node: str
+    kernel: str
+    tensor: str
+    dtype: str
+    sqnr_db: float
+
+
+@dataclass
+class QualityReport:
+    layers: list[LayerError] = field(default_factory=list)
+    psnr_db: list[float] = field(default_factory=list)       # per feed
+    kept_float: list[str] = field(default_factory=list)
+    target_db: float | None = None
+    steps: list[str] = field(default_factory=list)           # what --min-psnr did
+
+    @property
+    def min_psnr_db(self) -> float:
+        return min(self.psnr_db) if self.psnr_db else float("nan")
+
+    def as_dict(self) -> dict:
+        return {"psnr_db": [round(p, 2) for p in self.psnr_db],
+                "min_psnr_db": round(self.min_psnr_db, 2), "target_db": self.target_db,
+                "kept_float": self.kept_float, "steps": self.steps,
+                "layers": [{"node": e.node, "kernel": e.kernel, "tensor": e.tensor,
+                            "dtype": e.dtype, "sqnr_db": round(e.sqnr_db, 2)}
+                           for e in self.layers]}
+
+    def text(self) -> str:
+        lines = ["int8 quality against the float plan:",
+                 f"  end-to-end PSNR per image: "
+                 + ", ".join(f"{p:.1f}" for p in self.psnr_db) + f" dB (min {self.min_psnr_db:.1f})"]
+        if self.target_db is not None:
+            lines.append(f"  target {self.target_db:.1f} dB: "
+                         + ("met" if self.min_psnr_db >= self.target_db else "NOT met"))
+        lines += [f"  {s}" for s in self.steps]
+        lines.append(f"  kept in float: {', '.join(self.kept_float) or 'none'}")
+        lines.append("  per-layer SQNR (dB) of each int8-plan step's output:")
+        for e in self.layers:
+            lines.append(f"    {e.sqnr_db:6.1f}  {e.dtype:<7} {e.kernel:<36} {e.node}")
+        return "\n".join(lines)
+
+
+def _psnr(f: np.ndarray, q: np.ndarray) -> float:
+    f = f.astype(np.float64)
+    peak = 1.0 if f.size and f.min() >= 0 and f.max() <= 1 else float(np.ptp(f)) or 1.0
+    mse = float(np.mean((f - q.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(peak * peak / mse)
+
+
+def _sessions(graph: Graph, result: QuantizeResult, threads):
+    from mobile_engine.compiler import plan_from_graph
+    from mobile_engine.runtime.session import Session
+    return Session(plan_from_graph(graph), threads), Session(plan_from_graph(result.graph),
+                                                             threads)
+
+
+def evaluate(graph: Graph, result: QuantizeResult, feeds: list[dict],
+             threads: int | None = None) -> tuple[QualityReport, dict[str, float]]:
+    """(the report, {int8-graph tensor: relative noise power}) of ``result`` on ``feeds``."""
+    fsess, qsess = _sessions(graph, result, threads)
+    qsteps = qsess.plan.steps
+    qg = result.graph
+    wanted = {result.source.get(o, o) for s in qsteps for o in s["outputs"]}
+    signal: dict[str, float] = {}
+    noise: dict[str, float] = {}
+    psnr = []
+    out = graph.outputs[0]
+    for feed in feeds:
+        ref: dict[str, np.ndarray] = {n: np.asarray(feed[n]) for n in graph.inputs if n in wanted}
+
+        def keep(i, arrays):
+            for name, arr in zip(fsess.plan.steps[i]["outputs"], arrays):
+                if name in wanted:
+                    ref[name] = arr.copy()
+        fsess.run_observed(feed, keep)
+
+        qout = {}
+
+        def compare(i, arrays):
+            for name, arr in zip(qsteps[i]["outputs"], arrays):
+                if name == out:
+                    qout[out] = arr.copy()
+                f = ref.get(result.source.get(name, name))
+                if f is None or f.shape != arr.shape:
+                    continue
+                t = qg.tensors[name]
+                q = dequantize(arr, t.quant) if t.quant is not None else arr.astype(np.float32)
+                d = result.equalized.get(result.source.get(name, name))
+                if d is not None:
+                    q = q * np.asarray(d, np.float32)
+                f64 = f.astype(np.float64)
+                signal[name] = signal.get(name, 0.0) + float(np.sum(f64 * f64))
+                noise[name] = noise.get(name, 0.0) + float(np.sum((f64 - q) ** 2))
+        qsess.run_observed(feed, compare)
+        if out not in qout:
+            qout[out] = qsess.run([out], feed)[0]
+        psnr.append(_psnr(ref[out] if out in ref else fsess.run([out], feed)[0], qout[out]))
+    report = QualityReport(psnr_db=psnr, kept_float=list(result.kept_float))
+    rel = {}
+    for s in qsteps:
+        for name in s["outputs"]:
+            if name in noise:
+                rel[name] = noise[name] / max(signal[name], 1e-300)
+                sqnr = float("inf") if noise[name] == 0 else 10 * np.log10(
+                    max(signal[name], 1e-300) / noise[name])
+                report.layers.append(LayerError(s["name"], s["kernel"], name,
+                                                qg.tensors[name].dtype.value, sqnr))
+    return report, rel
+
+
+def conv_costs(result: QuantizeResult, rel: dict[str, float]) -> dict[str, float]:
+    """{quantized conv node: relative noise power it adds} (module docstring)."""
+    g = result.graph
+    costs = {}
+    for n in g.nodes:
+        if n.op is not Op.CONV2D or n.name not in result.quantized:
+            continue
+        p = g.producer(n.inputs[0])
+        sources = [i for i in (p.inputs if p is not None else []) if i and not g.tensors[i].is_const
+                   and g.tensors[i].quant is None]
+        base = max((rel.get(i, 0.0) for i in sources), default=0.0)
+        costs[n.name] = rel.get(n.outputs[0], 0.0) - base
+    return costs
+
+
+def quantize_with_report(graph: Graph, table: QuantTable, keep_float: Iterable[str] = (),
+                         feeds: list[dict] | None = None, min_psnr: float | None = None,
+                         threads: int | None = None
+                         ) -> tuple[QuantizeResult, QualityReport | None]:
+    """``quantize_int8`` and, given feeds, its quality report; with ``min_psnr`` the costliest
+    convs are kept in float, one at a time, until the lowest PSNR over the feeds meets it."""
+    keep = list(keep_float)
+    result = quantize_int8(graph, table, keep)
+    if not feeds:
+        return result, None
+    report, rel = evaluate(graph, result, feeds, threads)
+    steps = []
+    while min_psnr is not None and report.min_psnr_db < min_psnr:
+        costs = conv_costs(result, rel)
+        if not costs:
+            steps.append(f"no int8 conv left to keep in float; {report.min_psnr_db:.1f} dB < "
+                         f"{min_psnr:.1f} dB")
+            break
+        worst = max(costs, key=costs.get)
+        keep.append(worst)
+        before = report.min_psnr_db
+        result = quantize_int8(graph, table, keep)
+        report, rel = evaluate(graph, result, feeds, threads)
+        steps.append(f"kept {worst} in float (adds {10 * np.log10(max(costs[worst], 1e-30)):.1f}"
+                     f" dB noise): min PSNR {before:.1f} -> {report.min_psnr_db:.1f} dB")
+    report.target_db = min_psnr
+    report.steps = steps
+    return result, report
