@@ -72,14 +72,106 @@ def save_image_nchw(x: np.ndarray, path: str) -> None:
 def cmd_compile(args) -> int:
     import mobile_engine as me
     shapes = dict(args.shape or [])
-    plan = me.compile(args.model, input_shapes=shapes, disable_passes=args.disable_pass or ())
+    kw = {}
+    if args.int8:
+        kw = _int8_options(args, shapes)
+    elif args.calib or args.min_psnr is not None or args.quant_table or args.keep_float:
+        raise InputError("--calib, --quant-table, --keep-float and --min-psnr need --int8")
+    plan = me.compile(args.model, input_shapes=shapes, disable_passes=args.disable_pass or (),
+                      **kw)
     out = Path(args.output)
     plan.save(out)
     print(f"wrote {out} ({out.stat().st_size} bytes): {len(plan.steps)} steps, arena "
           f"{plan.arena_bytes / 1e6:.2f} MB, weights {plan.weight_bytes / 1e6:.2f} MB")
     if args.report:
         print(format_passes(plan.manifest["passes"]))
+    quant = plan.manifest["provenance"].get("quantization")
+    if quant:
+        print(f"int8: {quant['summary']}")
+        if "report" in quant:
+            from quantize.report import format_report
+            print(format_report(quant["report"], layers=args.report))
     return 0
+
+
+def _image_files(folder: str) -> list[Path]:
+    exts = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+    path = Path(folder)
+    if not path.is_dir():
+        raise InputError(f"{folder}: not a folder of images")
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in exts)
+    if not files:
+        raise InputError(f"{folder}: no images ({', '.join(sorted(exts))})")
+    return files
+
+
+def _image_feeds(model, shapes: dict, folder: str, sets: dict) -> list[dict]:
+    """One feed per image of ``folder``: the image input resized to its shape (0..1, NCHW); other
+    inputs from ``--set NAME=VALUES`` or ``NAME=onehot`` (image k gets a one-hot vector, the
+    hot index spread over the inputs' entries)."""
+    from mobile_engine.compiler import import_model
+    graph = import_model(model, shapes)
+    files = _image_files(folder)
+    image = next((n for n in graph.inputs if len(graph.tensors[n].shape) == 4
+                  and graph.tensors[n].dtype.value == "float32"
+                  and graph.tensors[n].shape[1] == 3), None)
+    if image is None:
+        raise InputError("--calib needs a model with a [N, 3, H, W] float32 image input")
+    feeds = []
+    for k, f in enumerate(files):
+        feed = {}
+        for name in graph.inputs:
+            t = graph.tensors[name]
+            if name == image:
+                feed[name] = load_image_nchw(str(f), t.shape[2], t.shape[3])
+            elif name in sets and sets[name] == "onehot":
+                size = int(np.prod(t.shape))
+                v = np.zeros(size, np.float32)
+                v[(k * size // len(files)) % size] = 1
+                feed[name] = v.reshape(t.shape).astype(t.dtype.np)
+            elif name in sets:
+                size = int(np.prod(t.shape))
+                feed[name] = parse_values(sets[name], size, name).reshape(t.shape) \
+                    .astype(t.dtype.np)
+            else:
+                raise InputError(f"input {name!r} ({t.dtype.value} {list(t.shape)}) needs a "
+                                 f"value for calibration: --set {name}=V1,V2,... or "
+                                 f"--set {name}=onehot")
+        feeds.append(feed)
+    return feeds
+
+
+def _progress(what: str):
+    def show(done: int, total: int) -> None:
+        bar = "#" * (30 * done // total)
+        print(f"\r{what} [{bar:<30}] {done}/{total}", end="" if done < total else "\n",
+              file=sys.stderr, flush=True)
+    return show
+
+
+def _int8_options(args, shapes: dict) -> dict:
+    from quantize.table import QuantTable
+    sets = dict(s.split("=", 1) for s in (args.set or []) if "=" in s)
+    kw = {"quantize": "int8", "keep_float": args.keep_float or (), "min_psnr": args.min_psnr}
+    if args.calib:
+        feeds = _image_feeds(args.model, shapes, args.calib, sets)
+        from mobile_engine.compiler import calibrate_model
+        table = calibrate_model(args.model, shapes, feeds, disable_passes=args.disable_pass or (),
+                                progress=_progress(f"calibrating on {len(feeds)} images"))
+        if args.quant_table:
+            table.save(args.quant_table)
+            print(f"wrote {args.quant_table} (quant table, {len(table.tensors)} tensors)")
+        kw.update(quant_table=table, calibration=feeds)
+    elif args.quant_table:
+        kw["quant_table"] = QuantTable.load(args.quant_table)
+    else:
+        raise InputError("--int8 needs --calib DIR (a folder of representative images) or "
+                         "--quant-table FILE")
+    if args.eval:
+        kw["evaluation"] = _image_feeds(args.model, shapes, args.eval, sets)
+    elif args.min_psnr is not None and not args.calib:
+        raise InputError("--min-psnr needs images: --calib DIR or --eval DIR")
+    return kw
 
 
 def format_passes(passes: list[dict]) -> str:
@@ -198,6 +290,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--report", action="store_true", help="say what each graph pass changed")
     c.add_argument("--disable-pass", action="append", metavar="NAME",
                    help="skip a graph pass by name (repeatable)")
+    c.add_argument("--int8", action="store_true",
+                   help="int8 weights, uint8 activations (calibrated on --calib images)")
+    c.add_argument("--calib", metavar="DIR", help="folder of representative images (e.g. 8)")
+    c.add_argument("--eval", metavar="DIR",
+                   help="held-out images for the quality report (default: the --calib ones)")
+    c.add_argument("--min-psnr", type=float, metavar="DB",
+                   help="keep the costliest layers in float until the PSNR against the float "
+                        "plan reaches DB")
+    c.add_argument("--quant-table", metavar="FILE",
+                   help="with --calib: write the calibrated ranges there; alone: read them")
+    c.add_argument("--keep-float", action="append", metavar="NODE",
+                   help="leave this conv in float (repeatable)")
+    c.add_argument("--set", action="append", metavar="NAME=VALUES",
+                   help="other inputs during calibration: values as for `run`, or onehot")
     c.set_defaults(fn=cmd_compile)
 
     r = sub.add_parser("run", help="run a plan on an image")

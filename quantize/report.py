@@ -59,19 +59,26 @@ class QualityReport:
                             "dtype": e.dtype, "sqnr_db": round(e.sqnr_db, 2)}
                            for e in self.layers]}
 
-    def text(self) -> str:
-        lines = ["int8 quality against the float plan:",
-                 f"  end-to-end PSNR per image: "
-                 + ", ".join(f"{p:.1f}" for p in self.psnr_db) + f" dB (min {self.min_psnr_db:.1f})"]
-        if self.target_db is not None:
-            lines.append(f"  target {self.target_db:.1f} dB: "
-                         + ("met" if self.min_psnr_db >= self.target_db else "NOT met"))
-        lines += [f"  {s}" for s in self.steps]
-        lines.append(f"  kept in float: {', '.join(self.kept_float) or 'none'}")
+    def text(self, layers: bool = True) -> str:
+        return format_report(self.as_dict(), layers)
+
+
+def format_report(d: dict, layers: bool = True) -> str:
+    """Text of a report (``QualityReport.as_dict()``, as stored in a plan's provenance)."""
+    psnr = d["psnr_db"]
+    lines = ["int8 quality against the float plan:",
+             "  end-to-end PSNR per image: " + ", ".join(f"{p:.1f}" for p in psnr)
+             + f" dB (min {d['min_psnr_db']:.1f})"]
+    if d.get("target_db") is not None:
+        met = d["min_psnr_db"] >= d["target_db"]
+        lines.append(f"  target {d['target_db']:.1f} dB: {'met' if met else 'NOT met'}")
+    lines += [f"  {s}" for s in d.get("steps", [])]
+    lines.append(f"  kept in float: {', '.join(d.get('kept_float', [])) or 'none'}")
+    if layers:
         lines.append("  per-layer SQNR (dB) of each int8-plan step's output:")
-        for e in self.layers:
-            lines.append(f"    {e.sqnr_db:6.1f}  {e.dtype:<7} {e.kernel:<36} {e.node}")
-        return "\n".join(lines)
+        for e in d["layers"]:
+            lines.append(f"    {e['sqnr_db']:6.1f}  {e['dtype']:<7} {e['kernel']:<36} {e['node']}")
+    return "\n".join(lines)
 
 
 def _psnr(f: np.ndarray, q: np.ndarray) -> float:
