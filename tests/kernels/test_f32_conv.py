@@ -8,6 +8,7 @@ import pytest
 
 import mobile_engine.planning.families  # noqa: F401  (registers the lowerings and binders)
 from kernels import f32_conv2d as igemm
+from kernels import f32_conv2d_pix as pix
 from kernels import f32_conv_transpose2d as convt
 from kernels import f32_dwconv2d as dw
 from kernels import reference as ref
@@ -249,7 +250,8 @@ def test_conv2d_lowering_and_binding(case):
     steps = lower_node(g.nodes[0], g)
     step, got = _run_steps(steps, feeds, expected.shape)
     depthwise = case["group"] == case["c"] > 1
-    expect = "f32_dwconv2d" if depthwise else "f32_conv2d_kdot4_" \
+    expect = "f32_dwconv2d" if depthwise else "f32_conv2d_pix" \
+        if pix.applicable(case["co"], case["group"], case["strides"][1]) else "f32_conv2d_kdot4_" \
         if igemm.use_kdot(case["co"], case["group"]) else "f32_conv2d_igemm_"
     assert step.kernel.startswith(expect)
     co_g = case["co"] // case["group"]
@@ -297,14 +299,15 @@ def test_conv2d_lowering_rejects_runtime_weights():
         lower_node(g.nodes[0], g)
 
 
-@pytest.mark.parametrize("co", [16, 8])
-def test_binder_rejects_inconsistent_blobs(co):
+@pytest.mark.parametrize("co,strides", [(16, (1, 1)), (8, (1, 2))])    # igemm, kdot
+def test_binder_rejects_inconsistent_blobs(co, strides):
     b = GraphBuilder("conv")
     y = b.node(Op.CONV2D, b.input("x", (1, 5, 5, 4)), b.const(_rand(co, 4, 3, 3)),
-               pads=(1, 1, 1, 1))
+               pads=(1, 1, 1, 1), strides=strides)
     g = b.build(y)
     (step,) = lower_node(g.nodes[0], g)
-    x, out = np.zeros((1, 5, 5, 4), np.float32), np.zeros((1, 5, 5, co), np.float32)
+    x = np.zeros((1, 5, 5, 4), np.float32)
+    out = np.zeros(g.tensors[y].shape, np.float32)
     bad = dict(step.weights, rowmap=step.weights["rowmap"][:3])
     with pytest.raises(PlanFormatError, match="tables"):
         BINDERS[step.kernel](step.params, bad, [x], [out])

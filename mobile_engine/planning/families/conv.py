@@ -2,7 +2,11 @@
 
 Kernel selection per node:
 - depthwise (group == C > 1, KH * KW <= MAX_TAPS): ``f32_dwconv2d_minmax``;
-- few output channels (group 1, Co <= 8): ``f32_conv2d_kdot4_{MR}x{4*CG}_minmax`` (weights ``w``
+- few output channels (group 1, Co <= 8) and column stride 1: ``f32_conv2d_pix[up2]_{PX}x{Co}_minmax``
+  (lanes over output pixels, kernels/f32_conv2d_pix.py; weights ``w`` = the folded weight bank,
+  ``rowtap``, ``rowsel``, ``coloff``, ``bufsrc``; params ``in_nchw``, ``out_nchw``, ``nslot``); the
+  only kernel for the planar layouts (``in_layout``/``out_layout`` "nchw");
+- few output channels otherwise: ``f32_conv2d_kdot4_{MR}x{4*CG}_minmax`` (weights ``w``
   = the kernel-row runs, ``wtap`` = per-tap quads, from ``pack_weights_kdot``);
 - everything else, grouped or not: ``f32_conv2d_igemm_{MR}x{NR}_minmax`` with (MR, NR) from
   ``choose_tile(Co / group)``;
@@ -24,6 +28,7 @@ import numpy as np
 
 from kernels import config
 from kernels import f32_conv2d as igemm
+from kernels import f32_conv2d_pix as pix
 from kernels import f32_conv_transpose2d as convt
 from kernels import f32_dwconv2d as dw
 from mobile_engine.errors import PlanFormatError, UnsupportedOperatorError
@@ -76,6 +81,12 @@ def _act_params(node: Node) -> tuple[int, list[float]]:
 def lower_conv2d(node: Node, graph: Graph) -> list[Step]:
     a = node.attrs
     x, x_shape, out, out_shape, w, bias = _common(node, graph)
+    in_nchw, out_nchw = a["in_layout"] == "nchw", a["out_layout"] == "nchw"
+    graph_out_shape = out_shape
+    if in_nchw:                                  # the tables and checks below speak NHWC
+        x_shape = (x_shape[0], x_shape[2], x_shape[3], x_shape[1])
+    if out_nchw:
+        out_shape = (out_shape[0], out_shape[2], out_shape[3], out_shape[1])
     n, h, wd, c = x_shape
     co, cig, kh, kw = w.shape
     group = a["group"]
@@ -86,6 +97,11 @@ def lower_conv2d(node: Node, graph: Graph) -> list[Step]:
     if (rowmap.shape[0], colmap.shape[0]) != tuple(out_shape[1:3]):
         raise _fail(node, f"indirection tables {rowmap.shape[0]}x{colmap.shape[0]} do not match "
                           f"output {out_shape} (NHWC)")
+    use_pix = pix.applicable(co, group, a["strides"][1])
+    if (in_nchw or out_nchw) and not use_pix:
+        raise _fail(node, f"planar layouts (in {a['in_layout']}, out {a['out_layout']}) need the "
+                          f"pix kernel: group 1, Co <= {pix.MAX_CO}, column stride 1 (Co {co}, "
+                          f"group {group}, strides {a['strides']})")
     act, act_params = _act_params(node)
     inputs, weights = [x], {}
     res_name = node.inputs[3] if len(node.inputs) > 3 else ""
@@ -94,7 +110,7 @@ def lower_conv2d(node: Node, graph: Graph) -> list[Step]:
         if res is None:
             inputs.append(res_name)
         else:
-            weights["residual"] = np.ascontiguousarray(np.broadcast_to(res, out_shape), F32)
+            weights["residual"] = np.ascontiguousarray(np.broadcast_to(res, graph_out_shape), F32)
     macs = int(np.prod(out_shape)) * cig * kh * kw
     params = dict(group=group, step=1, act=act, act_params=act_params,
                   has_residual=bool(res_name), work=macs, mult=co // c)
@@ -102,6 +118,12 @@ def lower_conv2d(node: Node, graph: Graph) -> list[Step]:
     if group == c and c > 1 and kh * kw <= dw.MAX_TAPS:
         weights["w"] = dw.pack_weights(w)
         kernel = dw.KERNEL_ID
+    elif use_pix:
+        plan = pix.PixPlan(w, rowmap, colmap, a["upsample"], a["dilations"][1])
+        del weights["rowmap"], weights["colmap"]
+        weights.update(plan.weights())
+        params.update(in_nchw=in_nchw, out_nchw=out_nchw, nslot=plan.nslot)
+        kernel = plan.kernel
     elif igemm.use_kdot(co, group):
         mr, cg = igemm.kdot_tile(co)
         weights["w"], weights["wtap"] = igemm.pack_weights_kdot(w, cg)
@@ -204,6 +226,54 @@ def _bind_kdot(kernel: str, mr: int, cg: int):
 
 for _cg, _mr in igemm.KDOT_TILES.items():
     binds(igemm.kdot_kernel_id(_mr, _cg))(_bind_kdot(igemm.kdot_kernel_id(_mr, _cg), _mr, _cg))
+
+
+def _bind_pix(kernel: str):
+    co, phases = pix.parse_kernel_id(kernel)
+
+    def bind(params, weights, inputs, outputs, *_):
+        x, out = inputs[0], outputs[0]
+        in_nchw, out_nchw = bool(params["in_nchw"]), bool(params["out_nchw"])
+        rowtap, rowsel, coloff, bufsrc, wbank, bias = (
+            igemm.readonly(weights[k]) for k in ("rowtap", "rowsel", "coloff", "bufsrc", "w",
+                                                 "bias"))
+        has_res = bool(params["has_residual"])
+        res = (inputs[1] if len(inputs) > 1 else weights.get("residual")) if has_res else out
+        xs = (x.shape[0], x.shape[2], x.shape[3], x.shape[1]) if in_nchw and x.ndim == 4 \
+            else x.shape
+        os_ = (out.shape[0], out.shape[2], out.shape[3], out.shape[1]) \
+            if out_nchw and out.ndim == 4 else out.shape
+        problems = []
+        if x.ndim != 4 or out.ndim != 4 or xs[0] != os_[0] or os_[3] != co:
+            problems.append(f"input {x.shape} / output {out.shape} do not fit {co} channels")
+        elif rowtap.shape[0] != os_[1] or rowsel.shape != rowtap.shape:
+            problems.append(f"row taps {rowtap.shape}/{rowsel.shape} do not fit output {os_}")
+        elif wbank.shape[1:] != (phases, coloff.shape[1], xs[3], co) or \
+                coloff.shape[0] != phases or int(rowsel.max(initial=0)) >= wbank.shape[0]:
+            problems.append(f"weight bank {wbank.shape} does not fit taps {coloff.shape}, "
+                            f"input {x.shape}")
+        elif bufsrc.shape[0] < -(-os_[2] // phases) + int(coloff.max(initial=0)) or \
+                int(bufsrc.max(initial=-1)) >= xs[2] or int(rowtap.max(initial=-1)) >= xs[1]:
+            problems.append(f"column source {bufsrc.shape} or row taps read outside input {xs}")
+        if bias.shape != (co,) or res is None or res.shape != out.shape:
+            problems.append(f"bias {bias.shape} / residual {None if res is None else res.shape}")
+        if problems:
+            raise PlanFormatError(f"step {kernel}: {'; '.join(problems)}")
+        par = params["work"] >= config.PARALLEL_MIN_WORK and os_[0] * os_[1] >= 2
+        nblk = pix.blocks_for(os_[0] * os_[1], par)
+        scratch, tags = pix.scratch(int(params["nslot"]), xs[3], bufsrc.shape[0], nblk)
+        p0, p1 = (F32(v) for v in params["act_params"])
+        fn = pix.pix_kernel(pix.tile(co, phases), co, phases, par)
+        return fn, (igemm.readonly(x), rowtap, rowsel, coloff, bufsrc, wbank, bias,
+                    igemm.readonly(res), out, scratch, tags, in_nchw, out_nchw,
+                    int(params["act"]), p0, p1, has_res)
+
+    return bind
+
+
+for _co in range(1, pix.MAX_CO + 1):
+    for _phases in (1, 2):
+        binds(pix.kernel_id(_co, _phases))(_bind_pix(pix.kernel_id(_co, _phases)))
 
 
 @binds(dw.KERNEL_ID)
