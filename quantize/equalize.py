@@ -112,13 +112,46 @@ def choose_factors(groups: list[list[str]], stats: dict[str, ChannelStats],
     return out
 
 
-def _scaled_input(graph: Graph, node: Node, index: int, factor: np.ndarray) -> str:
-    """A tensor equal to ``node.inputs[index] * factor`` (a constant or a new MUL node)."""
-    name = node.inputs[index]
+def _scaled_const(graph: Graph, name: str, factor: np.ndarray) -> str:
     data = graph.const(name)
-    if data is not None:
-        return graph.add_const(graph.fresh_name(f"{name}_eq"),
-                               (data.astype(np.float64) * factor).astype(np.float32))
+    return graph.add_const(graph.fresh_name(f"{name}_eq"),
+                           (data.astype(np.float64) * factor).astype(np.float32))
+
+
+def _fold_upstream(graph: Graph, name: str, factor: np.ndarray) -> bool:
+    """Scale ``name`` per channel (last axis) by rescaling the constant it is linear in:
+    ``REDUCE_SUM|REDUCE_MEAN(MUL(a, k))`` over axes other than the last, k's last axis the
+    channels (multistyle26's style mixing ``sum_s w[s] * gamma[s, c]``). False when the
+    producers do not have that form or are read elsewhere."""
+    red = graph.producer(name)
+    if red is None or red.op not in (Op.REDUCE_SUM, Op.REDUCE_MEAN):
+        return False
+    src = graph.tensors[red.inputs[0]]
+    rank = len(src.shape)
+    axes = {a % rank for a in (red.attrs["axes"] or range(rank))}
+    c = factor.size
+    if rank - 1 in axes or src.shape[-1] != c or graph.single_consumer(src.name) is not red:
+        return False
+    mul = graph.producer(src.name)
+    if mul is None or mul.op is not Op.MUL or mul.attrs["activation"] is not Activation.NONE:
+        return False
+    for k, i in enumerate(mul.inputs):
+        data = graph.const(i)
+        if data is not None and data.ndim >= 1 and data.shape[-1] == c \
+                and graph.const(mul.inputs[1 - k]) is None:
+            mul.inputs[k] = _scaled_const(graph, i, factor)
+            return True
+    return False
+
+
+def _scaled_input(graph: Graph, node: Node, index: int, factor: np.ndarray) -> str:
+    """A tensor equal to ``node.inputs[index] * factor`` (a constant, the constant upstream it
+    is linear in, or a new MUL node)."""
+    name = node.inputs[index]
+    if graph.const(name) is not None:
+        return _scaled_const(graph, name, factor)
+    if graph.single_consumer(name) is node and _fold_upstream(graph, name, factor):
+        return name
     k = graph.add_const(graph.fresh_name(f"{name}_eqf"), factor.astype(np.float32))
     mul = Node(graph.fresh_name(f"{node.name}/equalize"), Op.MUL, [name, k], [],
                normalize_attrs(Op.MUL, {}))

@@ -183,34 +183,36 @@ def mse(stats: TensorStats) -> tuple[float, float]:
     return lo, hi
 
 
+def kl_divergence(hist: np.ndarray, i: int, levels: int, tail: float | None = None) -> float:
+    """KL(P || Q) of TensorRT's calibration for a threshold after bin ``i``: P = hist[:i] with
+    the clipped tail added to bin i - 1; Q = hist[:i] merged into ``levels`` groups, each group's
+    count spread evenly over its bins that are nonzero in P. inf when Q misses mass of P."""
+    h = np.asarray(hist[:i], np.float64)
+    p = h.copy()
+    p[i - 1] += float(np.sum(hist[i:])) if tail is None else tail
+    nonzero = (p > 0).astype(np.float64)
+    group = np.arange(i) * levels // i
+    sums = np.bincount(group, weights=h, minlength=levels)
+    counts = np.bincount(group, weights=nonzero, minlength=levels)
+    q = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)[group] * nonzero
+    ps, qs = p.sum(), q.sum()
+    mask = p > 0
+    if ps == 0 or qs == 0 or np.any(q[mask] == 0):
+        return float("inf")
+    pm, qm = p[mask] / ps, q[mask] / qs
+    return float((pm * np.log(pm / qm)).sum())
+
+
 def _kl_threshold(hist: np.ndarray, width: float, levels: int = LEVELS) -> float:
     """TensorRT's search over a one-sided histogram (bin 0 starts at 0): the threshold."""
     n = hist.size
     if n <= levels:
         return n * width
-    hist = hist.astype(np.float64)
+    hist = np.asarray(hist, np.float64)
     tail = np.concatenate([np.cumsum(hist[::-1])[::-1], [0.0]])     # tail[i] = sum(hist[i:])
-    best, best_i = np.inf, n
-    for i in range(levels, n + 1):
-        h = hist[:i]
-        p = h.copy()
-        p[i - 1] += tail[i]
-        nonzero = (h > 0).astype(np.float64)
-        group = np.arange(i) * levels // i
-        sums = np.bincount(group, weights=h, minlength=levels)
-        counts = np.bincount(group, weights=nonzero, minlength=levels)
-        q = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)[group] * nonzero
-        ps, qs = p.sum(), q.sum()
-        if ps == 0 or qs == 0:
-            continue
-        mask = p > 0
-        if np.any(q[mask] == 0):
-            continue                          # KL infinite
-        pm, qm = p[mask] / ps, q[mask] / qs
-        kl = float((pm * np.log(pm / qm)).sum())
-        if kl < best:
-            best, best_i = kl, i
-    return best_i * width
+    kl = [kl_divergence(hist, i, levels, tail[i]) for i in range(levels, n + 1)]
+    best = int(np.argmin(kl))
+    return (levels + best) * width if np.isfinite(kl[best]) else n * width
 
 
 def entropy(stats: TensorStats) -> tuple[float, float]:

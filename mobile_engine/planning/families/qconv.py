@@ -16,10 +16,11 @@ is monotonic, so clamping before or after quantizing agrees).
 Step contract:
     inputs  [x] (u8 NHWC); outputs [y] (u8 or f32 NHWC)
     weights wp (pack_qu8_weights), wrun (pack_qu8_weights_run, group 1 and C % 4 != 0 only),
-            zrow (u8 row of zx), rowmap i32[OH, KH], colmap i32[OW, KW], bias i32[Co] (bias_q),
-            mult f32[Co]
-    params  group, zy, qmin, qmax, act, act_params [p0, p1], work (MACs), and for reading the
-            plan: sx, zx, sy (0 for float output)
+            zrow (u8 row of zx), bias i32[Co] (bias_q), mult f32[Co]
+    params  group, zy, qmin, qmax, act, act_params [p0, p1], work (MACs); kernel [KH, KW],
+            strides, dilations, pads, pad_mode, upsample: the binder builds the indirection
+            tables from these and the input shape (a few KB each: not worth plan bytes); and for
+            reading the plan: sx, zx, sy (0 for float output)
     kernel  ``qu8_conv2d_igemm_{MR}x{NR}c4_{requant|fp32out}``; the binder picks the ISA variant
 """
 from __future__ import annotations
@@ -149,13 +150,15 @@ def lower_qconv2d(node: Node, graph: Graph) -> list[Step]:
         raise _fail(node, f"output {out.name!r} is {out.dtype.value} without quant params")
     mr, nr = qconv.choose_tile(co // group)
     weights = dict(wp=qconv.pack_qu8_weights(wq, nr, group),
-                   zrow=qconv.qu8_zero_row(zx, c, kw, group), rowmap=rowmap, colmap=colmap,
+                   zrow=qconv.qu8_zero_row(zx, c, kw, group),
                    bias=np.ascontiguousarray(bias_q, np.int32),
                    mult=np.ascontiguousarray(mult, F32))
     if group == 1 and c % 4:
         weights["wrun"] = qconv.pack_qu8_weights_run(wq, nr)
     params = dict(group=group, zy=int(zy), qmin=int(qmin), qmax=int(qmax), act=act_code,
                   act_params=[float(p) for p in act_params], work=macs,
+                  kernel=[kh, kw], strides=list(a["strides"]), dilations=list(a["dilations"]),
+                  pads=list(a["pads"]), pad_mode=a["pad_mode"], upsample=int(a["upsample"]),
                   sx=float(sx), zx=int(zx), sy=float(sy))
     return [Step(node.name, qconv.plan_kernel_id(mr, nr, epilogue), [x.name], [out.name],
                  params, weights, 2 * macs)]
@@ -171,8 +174,13 @@ def _bind_qconv(kernel: str):
 
     def bind(params, weights, inputs, outputs, *_):
         (x,), (out,) = inputs, outputs
-        wp, zrow, rowmap, colmap, bias, mult = (weights[k] for k in (
-            "wp", "zrow", "rowmap", "colmap", "bias", "mult"))
+        wp, zrow, bias, mult = (weights[k] for k in ("wp", "zrow", "bias", "mult"))
+        try:
+            rowmap, colmap = conv_tables(x.shape, tuple(params["kernel"]), params["strides"],
+                                         params["dilations"], params["pads"],
+                                         params["pad_mode"], int(params["upsample"]))
+        except ValueError as exc:
+            raise PlanFormatError(f"step {kernel}: {exc}") from None
         wrun = weights.get("wrun", wp)
         group = int(params["group"])
         want = np.uint8 if epilogue == "requant" else np.float32

@@ -142,7 +142,36 @@ def lower_quantize(node: Node, graph: Graph) -> list[Step]:
                  flops=2 * int(np.prod(x.shape, dtype=np.int64)))]
 
 
+@lowers(Op.DEQUANTIZE)
+def lower_dequantize(node: Node, graph: Graph) -> list[Step]:
+    x, y = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
+    if not x.is_const or x.dtype is not DType.INT8:
+        raise _fail(node, f"input {x.name!r} is a run-time {x.dtype.value} tensor; only int8 "
+                          f"constants are dequantized (qu8 activations: no kernel yet)")
+    q = x.quant
+    shape = [1] * len(x.shape)
+    if q.axis is not None:
+        shape[q.axis] = -1
+    scale = np.asarray(q.scale, F32).reshape(shape)
+    zero = np.asarray(q.zero_point, np.int32).reshape(shape)
+    return [Step(node.name, "qs8_dequantize_const", [], [y.name], {},
+                 {"q": np.ascontiguousarray(x.data), "scale": scale, "zero": zero},
+                 flops=2 * x.data.size)]
+
+
 # --- binders -------------------------------------------------------------------------------
+@binds("qs8_dequantize_const")
+def bind_dequantize_const(params, weights, inputs, outputs):
+    """The float values are computed once here; each run copies them into the arena."""
+    (y,) = outputs
+    q, scale, zero = weights["q"], weights["scale"], weights["zero"]
+    if q.dtype != np.int8 or q.shape != y.shape or y.dtype != F32:
+        raise ValueError(f"dequantize {q.dtype} {q.shape} -> {y.dtype} {y.shape}")
+    values = (q.astype(np.int32) - zero).astype(F32) * scale
+    return np.copyto, (y, values)
+
+
+
 @binds("qu8_quantize")
 def bind_quantize(params, weights, inputs, outputs):
     (x,), (y,) = inputs, outputs
