@@ -19,7 +19,7 @@ from mobile_engine.ir.ops import Op
 from mobile_engine.ir.verify import verify
 from mobile_engine.passes import (absorb_pad, absorb_upsample, fold_batch_norm, fold_constants,
                                   fuse_activation, fuse_instance_norm, fuse_residual_add,
-                                  remove_dead, sink_transposes)
+                                  nchw_tail, remove_dead, sink_transposes)
 
 
 class Pass(NamedTuple):
@@ -39,6 +39,7 @@ PIPELINE: tuple[Pass, ...] = (
     Pass("absorb_upsample", absorb_upsample.run),
     Pass("fuse_residual_add", fuse_residual_add.run),
     Pass("fuse_activation", fuse_activation.run),
+    Pass("nchw_tail", nchw_tail.run),               # after the fusions: convs know their epilogue
 )
 PASS_NAMES: tuple[str, ...] = tuple(dict.fromkeys(p.name for p in PIPELINE))
 

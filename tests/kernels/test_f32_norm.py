@@ -78,6 +78,44 @@ def test_instance_norm_constant_channel_and_large_default_path(c):
     assert knorm.instance_norm_blocks(1, 33 * 65, c) > 1          # the parallel default path
 
 
+@pytest.mark.parametrize("c", (1, 3, 4, 8, 13))
+@pytest.mark.parametrize("hw,blocks,parallel", [((5, 7), None, False), ((3, 37), 4, True),
+                                                ((33, 65), None, None), ((2, 3), 9, True)])
+def test_instance_norm_planar_table(c, hw, blocks, parallel):
+    """Planar (NCHW) kernel: |mean| >> std, per-image params, ragged blocks and vector tails,
+    more blocks than vectors, the clamp and a transcendental activation."""
+    run, reference = knorm.KERNELS["f32_instance_norm_nchw"]
+    x = rand((2, c) + hw) * np.float32(4) + np.float32(50)
+    x[1, 0] = 7.0                                     # a constant plane: y = bias
+    for s_shape, act, params in [((c,), int(Activation.SIGMOID), ()),
+                                 ((2, c), int(Activation.CLAMP), (-0.5, 1)),
+                                 ((2, c), 0, ())]:
+        scale, bias = rand(s_shape), rand(s_shape)
+        got = run(x, scale, bias, 1e-5, act, params, blocks=blocks, parallel=parallel)
+        assert_close(got, reference(x, scale, bias, 1e-5, act, params), NORM_ULPS,
+                     what=f"c={c} hw={hw} act={act}")
+
+
+@pytest.mark.parametrize("kernel,shape", [("f32_instance_norm_nhwc", (2, 3, 5, 4)),
+                                          ("f32_instance_norm_nhwc", (2, 3, 5, 13)),
+                                          ("f32_instance_norm_nchw", (2, 4, 3, 5))])
+def test_instance_norm_per_image_scale_shared_bias(kernel, shape):
+    """scale [N, C] with bias [C] (and the reverse): each indexed by its own shape."""
+    run, reference = knorm.KERNELS[kernel]
+    x = rand(shape)
+    c = shape[1] if kernel.endswith("nchw") else shape[3]
+    for s_shape, b_shape in (((2, c), (c,)), ((c,), (2, c))):
+        scale, bias = rand(s_shape), rand(b_shape)
+        assert_close(run(x, scale, bias, 1e-5), reference(x, scale, bias, 1e-5), NORM_ULPS)
+
+
+def test_instance_norm_planar_blocks_are_even():
+    """3 planes on 2 threads: an even number of (plane, block) tasks."""
+    for n, p, c in ((1, 480 * 640, 3), (1, 256 * 256, 4), (2, 128 * 128, 8), (1, 100, 3)):
+        nblk = knorm.planar_blocks(n, p, c)
+        assert nblk == 1 if n * p * c < knorm.PARALLEL_MIN_WORK else (n * c * nblk) % 2 == 0
+
+
 @pytest.mark.parametrize("c", CHANNELS)
 @pytest.mark.parametrize("parallel", [False, True])
 def test_batch_norm_table(c, parallel):
@@ -113,6 +151,20 @@ def test_lowered_instance_norm(runtime_params, per_image):
     step = lower_node(g.nodes[-1], g)[0]
     assert step.kernel == "f32_instance_norm_nhwc_relu"
     assert len(step.inputs) == (3 if runtime_params else 1)
+    got, want = lower_and_run(g, feeds), run_graph(g, feeds)
+    assert_close(got[y], want[y], NORM_ULPS)
+
+
+def test_lowered_planar_instance_norm():
+    n, c = 2, 3
+    bld = GraphBuilder()
+    x = bld.input("x", (n, c, 5, 7))
+    y = bld.node(Op.INSTANCE_NORM, x, bld.input("s", (n, c)), bld.const(rand((c,))),
+                 layout="nchw", activation=Activation.SIGMOID)
+    g = bld.build(y)
+    (step,) = lower_node(g.nodes[-1], g)
+    assert step.kernel == "f32_instance_norm_nchw_sigmoid"
+    feeds = {"x": rand((n, c, 5, 7)), "s": rand((n, c))}
     got, want = lower_and_run(g, feeds), run_graph(g, feeds)
     assert_close(got[y], want[y], NORM_ULPS)
 

@@ -91,13 +91,23 @@ def _feeds(seed):
 @pytest.mark.parametrize("disable", [(), ("fuse_instance_norm",)], ids=["all", "no-norm-fusion"])
 def test_multistyle26(multistyle, disable):
     """One NHWC region between two transposes; 18 norms (3 contract, 12 residual, 3 expand
-    layers: the model has 18 ReduceMean pairs); no PAD or RESIZE left; same output."""
+    layers: the model has 18 ReduceMean pairs); no PAD or RESIZE left; same output. With
+    nchw_tail the few-channel tail runs planar and writes the output: the last transpose goes."""
     g = multistyle.copy()
-    optimize(g, disable=disable, verify_each=True)
+    optimize(g, disable=disable + ("nchw_tail",), verify_each=True)
     k = counts(g)
     assert k[Op.TRANSPOSE] == 2 and k[Op.PAD] == 0 and k[Op.RESIZE] == 0 and k[Op.CONV2D] == 18
     first, last = [n for n in g.nodes if n.op is Op.TRANSPOSE]
     assert first.inputs == ["image"] and last.outputs == ["stylized"]
+    if not disable:
+        planar = multistyle.copy()
+        optimize(planar, verify_each=True)
+        assert counts(planar)[Op.TRANSPOSE] == 1 and planar.nodes[-1].outputs == ["stylized"]
+        assert planar.nodes[-1].attrs["layout"] == "nchw"
+        for seed in (0, 1):
+            feeds = _feeds(seed)
+            want = run_graph(multistyle, feeds)["stylized"]
+            assert float(np.abs(run_graph(planar, feeds)["stylized"] - want).max()) <= 1e-4
     assert g.tensors["stylized"].shape == (1, 3, 64, 96)
     assert sorted(n.attrs["upsample"] for n in g.nodes if n.op is Op.CONV2D)[-2:] == [2, 2]
     if not disable:

@@ -4,6 +4,7 @@ Kernel ids:
 
 - ``f32_instance_norm_nhwc[_<epilogue>]``: two passes per image (kernels/f32_norm.py); scale and
   bias are weights when constant, run-time tensors otherwise (e.g. computed from style weights)
+- ``f32_instance_norm_nchw[_<epilogue>]``: the same over planar tensors (``layout`` "nchw")
 - ``f32_batch_norm_nhwc[_<epilogue>]``: constant params folded at compile time into the
   per-channel affine ``a = scale / sqrt(var + eps)``, ``b = bias - mean * a`` (weights ``a``,
   ``b``); one pass
@@ -42,7 +43,7 @@ def lower_instance_norm(node: Node, graph: Graph) -> list[Step]:
     act, p0, p1 = activation(node)
     shape = graph.tensors[node.inputs[0]].shape
     params = {"epsilon": float(node.attrs["epsilon"]), "act": act, "p0": p0, "p1": p1}
-    kernel = f"f32_instance_norm_nhwc{EPILOGUES[act]}"
+    kernel = f"f32_instance_norm_{node.attrs['layout']}{EPILOGUES[act]}"
     # two passes: ~3 flops to accumulate, 3 to normalise, per element
     return [Step(node.name, kernel, names, list(node.outputs), params, _f32(consts),
                  flops=6 * int(np.prod(shape, dtype=np.int64)))]
@@ -59,6 +60,22 @@ def bind_instance_norm(params, weights, inputs, outputs):
     return knorm.instance_norm_call(readonly(x), readonly(scale), readonly(bias), out,
                                     params["epsilon"], int(params["act"]),
                                     (params["p0"], params["p1"]))
+
+
+@binds(*(f"f32_instance_norm_nchw{e}" for e in EPILOGUES.values()))
+def bind_instance_norm_planar(params, weights, inputs, outputs):
+    x, scale, bias = operands(weights, inputs, 3)
+    out = outputs[0]
+    c = x.shape[1]
+    for what, t in (("scale", scale), ("bias", bias)):
+        if t.size not in (c, x.shape[0] * c):
+            raise ValueError(f"instance norm {what} {t.shape} does not fit planar input "
+                             f"{x.shape}")
+    if out.shape != x.shape:
+        raise ValueError(f"instance norm output {out.shape} should be {x.shape}")
+    return knorm.instance_norm_planar_call(readonly(x), readonly(scale), readonly(bias), out,
+                                           params["epsilon"], int(params["act"]),
+                                           (params["p0"], params["p1"]))
 
 
 @lowers(Op.BATCH_NORM)
