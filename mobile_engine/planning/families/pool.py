@@ -12,6 +12,8 @@ from mobile_engine.errors import UnsupportedOperatorError
 from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Op
+from mobile_engine.ir.shapes import conv_output_size
+from mobile_engine.planning import validate as v
 from mobile_engine.planning.families.layout import noop, operands, pick, split_inputs
 from mobile_engine.planning.step import Step, binds, lowers
 
@@ -43,16 +45,28 @@ def lower_pool(node: Node, graph: Graph) -> list[Step]:
 @binds("f32_maxpool2d_nhwc", "f32_avgpool2d_nhwc")
 def bind_pool(params, weights, inputs, outputs):
     x, out = operands(params, weights, inputs)[0], outputs[0]
+    v.array("the input", x, np.float32, ndim=4)
+    v.array("the output", out, np.float32, ndim=4)
+    (kh, kw) = v.integers(params, "kernel", 2, lo=1)
+    (sh, sw) = v.integers(params, "strides", 2, lo=1)
+    (pt, pl, pb, pr) = v.integers(params, "pads", 4)
+    (dh, dw) = v.integers(params, "dilations", 2, lo=1) if "dilations" in params else (1, 1)
+    n, h, w, c = x.shape
+    # NOTE: the kernels clip every tap to the input; the geometry check keeps a tampered window
+    # from making them loop far beyond the real work.
+    geometry = (n, conv_output_size(h, kh, sh, dh, pt, pb),
+                conv_output_size(w, kw, sw, dw, pl, pr), c)
+    v.require(out.shape == geometry, f"window {kh}x{kw} strides {sh}x{sw} dilations {dh}x{dw} "
+                                     f"pads {[pt, pl, pb, pr]} on input {list(x.shape)} give "
+                                     f"{list(geometry)}, the output is {list(out.shape)}")
     if out.size == 0:
         return noop, ()
-    (kh, kw), (sh, sw), (pt, pl, _, _) = params["kernel"], params["strides"], params["pads"]
     work, tasks = out.size * kh * kw, out.shape[0] * out.shape[1]
     if "dilations" in params:
-        dh, dw = params["dilations"]
         fn = pick(k.maxpool_serial, k.maxpool_parallel, work, tasks)
         return fn, (x, out, kh, kw, sh, sw, pt, pl, dh, dw)
     fn = pick(k.avgpool_serial, k.avgpool_parallel, work, tasks)
-    return fn, (x, out, kh, kw, sh, sw, pt, pl, bool(params["count_include_pad"]))
+    return fn, (x, out, kh, kw, sh, sw, pt, pl, v.flag(params, "count_include_pad"))
 
 
 @lowers(Op.GLOBAL_AVG_POOL)
@@ -67,7 +81,9 @@ def lower_global_pool(node: Node, graph: Graph) -> list[Step]:
 @binds("f32_global_avgpool_nhwc")
 def bind_global_pool(params, weights, inputs, outputs):
     x, out = operands(params, weights, inputs)[0], outputs[0]
+    v.array("the input", x, np.float32, ndim=4)
     n, h, w, c = x.shape
+    v.array("the output", out, np.float32, size=n * c)
     if out.size == 0:
         return noop, ()
     fn = pick(k.global_avgpool_serial, k.global_avgpool_parallel, x.size, h * w)

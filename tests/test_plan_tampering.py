@@ -1,0 +1,360 @@
+"""Hostile plans: a manifest EDITED and re-checksummed passes the header, checksum and schema
+checks, so only the binders stand between it and a Numba kernel that does no bounds checks.
+
+Small plans exercising every kernel of the element-wise, reduce, gemm, pool, resize and layout
+families are tampered with systematically (each int/list param +1, -1, x1000, 0 and garbage
+types; weight blobs swapped for other blobs; tensor shapes and dtypes changed in the "tensors"
+table; step operands swapped). Every variant is loaded and run in ONE subprocess worker
+(tests/fuzz/load_tampered.py) so a segfault or a hang is seen as such. Acceptable: an
+EngineError, or a run that completes with outputs of the manifest's shapes and the arena's
+guard zones intact (an edit may be consistent). Anything else fails the test.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mobile_engine as me
+from mobile_engine.compiler import plan_from_graph
+from mobile_engine.ir.builder import GraphBuilder
+from mobile_engine.ir.dtypes import DType
+from mobile_engine.ir.ops import Activation, Op
+from mobile_engine.plan import format as fmt
+from mobile_engine.planning.step import BINDERS
+
+ROOT = Path(__file__).resolve().parents[1]
+# The binder modules whose checks these tests cover (conv, norm and the int8 families are not).
+FAMILIES = {f"mobile_engine.planning.families.{m}"
+            for m in ("elementwise", "reduce", "gemm", "pool", "resize", "layout")}
+OWNED = {k for k, fn in BINDERS.items() if fn.__module__ in FAMILIES}
+
+
+# --- plans covering every kernel of the families ---------------------------------------------
+def _f(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def _elementwise(rng):
+    b = GraphBuilder("elementwise")
+    x = b.input("x", (1, 4, 5, 6))
+    xi = b.input("xi", (2, 3), DType.INT64)
+    return b.build(
+        b.node(Op.RELU, x), b.node(Op.CLIP, x, min=-0.5, max=0.5), b.node(Op.SIGMOID, x),
+        b.node(Op.ADD, x, x),                                                   # flat
+        b.node(Op.MUL, x, b.const(np.float32(2.0))),                            # scalar
+        b.node(Op.ADD, x, b.const(_f(rng, 6)), activation=Activation.RELU),     # rows
+        b.node(Op.SUB, x, b.const(_f(rng, 1, 4, 1, 6)), activation=Activation.CLAMP,
+               act_params=(-1, 1)),                                             # nd
+        b.node(Op.PRELU, x, b.const(_f(rng, 6))),
+        b.node(Op.ADD, xi, b.const(np.array([1, 2, 3], np.int64))),             # numpy
+        b.node(Op.MUL, xi, b.const(np.array(3, np.int64)), activation=Activation.RELU),
+        b.node(Op.DIV, xi, b.const(np.array([2, -3, 5], np.int64))),
+        b.node(Op.NEG, xi), b.node(Op.CLIP, xi, min=-1.0, max=5.0))
+
+
+def _reduce(rng):
+    b = GraphBuilder("reduce")
+    x = b.input("x", (2, 4, 5, 6))
+    xi = b.input("xi", (3, 4), DType.INT32)
+    return b.build(
+        b.node(Op.REDUCE_MEAN, x, axes=(1, 2)),                                 # ori
+        b.node(Op.REDUCE_SUM, x, axes=(1, 3), keepdims=False),                  # nd
+        b.node(Op.REDUCE_SUM, x, axes=(3,)),
+        b.node(Op.SOFTMAX, x, axis=-1), b.node(Op.SOFTMAX, x, axis=1),
+        b.node(Op.REDUCE_SUM, xi, axes=(1,)),
+        b.node(Op.REDUCE_MEAN, xi, axes=(0,), keepdims=False))
+
+
+def _gemm(rng):
+    b = GraphBuilder("gemm")
+    a, bb = b.input("a", (3, 7)), b.input("b", (7, 20))
+    a3, ai = b.input("a3", (2, 3, 7)), b.input("ai", (2, 3), DType.INT32)
+    c = b.input("c", (1, 20))
+    return b.build(
+        b.node(Op.GEMM, a, b.const(_f(rng, 7, 20)), b.const(_f(rng, 20))),
+        b.node(Op.GEMM, a, b.const(_f(rng, 5, 7)), b.const(_f(rng, 3, 1)), trans_b=True,
+               alpha=0.5, beta=2.0, activation=Activation.RELU),
+        b.node(Op.GEMM, a, bb),                                                 # packb
+        b.node(Op.GEMM, b.node(Op.TRANSPOSE, a, perm=(1, 0)), bb, c, trans_a=True,
+               beta=0.5),                                                       # runtime C
+        b.node(Op.MATMUL, a3, b.const(_f(rng, 7, 40))),
+        b.node(Op.MATMUL, a3, b.const(_f(rng, 2, 7, 5))),                       # batched
+        b.node(Op.MATMUL, ai, b.const(np.arange(12, dtype=np.int32).reshape(3, 4))))
+
+
+def _pool(rng):
+    b = GraphBuilder("pool")
+    x = b.input("x", (1, 9, 11, 5))
+    return b.build(
+        b.node(Op.MAX_POOL, x, kernel=(3, 3), strides=(2, 2), pads=(1, 1, 1, 1)),
+        b.node(Op.MAX_POOL, x, kernel=(2, 3), strides=(1, 2), dilations=(2, 1)),
+        b.node(Op.AVG_POOL, x, kernel=(3, 3), pads=(1, 1, 1, 1)),
+        b.node(Op.AVG_POOL, x, kernel=(2, 2), strides=(2, 2), count_include_pad=True,
+               pads=(0, 0, 1, 1)),
+        b.node(Op.GLOBAL_AVG_POOL, x))
+
+
+def _resize(rng):
+    b = GraphBuilder("resize")
+    x, xu = b.input("x", (1, 4, 5, 3)), b.input("xu", (1, 4, 5, 3), DType.UINT8)
+    return b.build(
+        b.node(Op.RESIZE, x, size=(8, 10)), b.node(Op.RESIZE, xu, size=(7, 9)),
+        b.node(Op.RESIZE, x, size=(6, 13), mode="linear"),
+        b.node(Op.RESIZE, x, size=(3, 2), mode="linear", coordinate_mode="align_corners"))
+
+
+def _layout(rng):
+    b = GraphBuilder("layout")
+    x, xu = b.input("x", (1, 4, 5, 3)), b.input("xu", (1, 4, 5, 3), DType.UINT8)
+    t, idx = b.input("t", (2, 9, 20)), b.input("idx", (4,), DType.INT64)
+    return b.build(
+        b.node(Op.PAD, x, pads=(0, 1, 2, 0, 0, 1, 2, 0)),
+        b.node(Op.PAD, x, pads=(0, 2, 1, 0, 0, 1, 2, 0), mode="reflect"),
+        b.node(Op.PAD, xu, pads=(0, 1, 1, 0, 0, 0, 1, 0), mode="edge"),
+        b.node(Op.CONCAT, x, b.const(_f(rng, 1, 4, 5, 2)), axis=3),
+        b.node(Op.CONCAT, xu, xu, axis=3),
+        b.node(Op.TRANSPOSE, x, perm=(0, 3, 1, 2)),
+        b.node(Op.TRANSPOSE, b.node(Op.TRANSPOSE, xu, perm=(0, 3, 1, 2)), perm=(0, 2, 3, 1)),
+        b.node(Op.TRANSPOSE, t, perm=(0, 2, 1)),                                # tiled
+        b.node(Op.TRANSPOSE, t, perm=(1, 0, 2)),                                # strided
+        b.node(Op.SLICE, x, starts=(1, 0), ends=(4, 5), axes=(1, 2), steps=(2, 2)),
+        b.node(Op.SLICE, xu, starts=(-1,), ends=(-100,), axes=(2,), steps=(-1,)),
+        b.node(Op.GATHER, x, b.const(np.array([2, 0, -1], np.int64)), axis=1),
+        b.node(Op.GATHER, xu, b.const(np.array([1, 1], np.int64)), axis=2),
+        b.node(Op.GATHER, t, idx, axis=1),
+        b.node(Op.CAST, x, to="int32"),
+        b.node(Op.CAST, x, to="float32"),
+        b.node(Op.RESHAPE, b.const(_f(rng, 2, 6)), shape=(3, 4)))
+
+
+BUILDERS = {"elementwise": _elementwise, "reduce": _reduce, "gemm": _gemm, "pool": _pool,
+            "resize": _resize, "layout": _layout}
+
+
+@pytest.fixture(scope="module")
+def plans(tmp_path_factory):
+    """{family: (path of the compiled plan, its Plan)}."""
+    d = tmp_path_factory.mktemp("tamper")
+    out = {}
+    for i, (name, build) in enumerate(BUILDERS.items()):
+        plan = plan_from_graph(build(np.random.default_rng(i)))
+        path = plan.save(d / f"{name}.mplan")
+        out[name] = (path, me.Plan.load(path))
+    return out
+
+
+def test_plans_cover_every_kernel_family(plans):
+    kernels = {s["kernel"] for _, plan in plans.values() for s in plan.steps}
+    assert kernels <= OWNED, sorted(kernels - OWNED)
+    binders = {BINDERS[k] for k in OWNED}
+    covered = {BINDERS[k] for k in kernels}
+    assert binders == covered, sorted(f.__qualname__ for f in binders - covered)
+
+
+# --- tampering ---------------------------------------------------------------------------------
+def _int_edits(v: int):
+    return {"+1": v + 1, "-1": v - 1, "x1000": v * 1000, "0": 0, "neg": -v - 2}
+
+
+GARBAGE = {"str": "7", "float": 2.5, "list": [1], "none": None, "huge": 1 << 70}
+
+
+def _param_edits(params: dict):
+    """(label, key, new value) for every int and list-of-int param, plus garbage types."""
+    for key, v in sorted(params.items()):
+        if isinstance(v, bool):
+            yield f"{key}=not", key, not v
+        elif isinstance(v, int):
+            for label, new in _int_edits(v).items():
+                yield f"{key}{label}", key, new
+        elif isinstance(v, list) and all(isinstance(e, int) for e in v):
+            for i, e in enumerate(v):
+                for label, new in _int_edits(e).items():
+                    yield f"{key}[{i}]{label}", key, v[:i] + [new] + v[i + 1:]
+            yield f"{key}-short", key, v[:-1]
+            yield f"{key}-long", key, v + [1]
+        elif isinstance(v, str):
+            for other in ("flat", "rows", "nd", "ori"):
+                if other != v:
+                    yield f"{key}={other}", key, other
+        if not isinstance(v, float) or key in ("p0", "value"):
+            for label, new in GARBAGE.items():
+                yield f"{key}={label}", key, new
+
+
+def _reshaped(t: dict) -> list[tuple[str, dict]]:
+    """Edited versions of a tensor entry: same bytes in another shape or dtype, or other bytes."""
+    shape, dtype = list(t["shape"]), t["dtype"]
+    size = int(np.prod(shape, dtype=np.int64))
+    isz = np.dtype(dtype).itemsize
+    out = [("reversed", {"shape": shape[::-1]}), ("flat", {"shape": [size]}),
+           ("rank+1", {"shape": [1] + shape})]
+    if shape:
+        out.append(("last+1", {"shape": shape[:-1] + [shape[-1] + 1],
+                               "nbytes": (size // max(shape[-1], 1)) * (shape[-1] + 1) * isz}))
+        out.append(("last-1", {"shape": shape[:-1] + [max(shape[-1] - 1, 0)],
+                               "nbytes": (size // max(shape[-1], 1)) * max(shape[-1] - 1, 0)
+                               * isz}))
+        out.append(("first*2", {"shape": [shape[0] * 2] + shape[1:], "nbytes": 2 * size * isz}))
+    same = {"float32": "int32", "int32": "float32", "uint8": "int8", "int8": "uint8",
+            "int64": "int64", "bool": "uint8"}[dtype]
+    if same != dtype:
+        out.append((f"dtype={same}", {"dtype": same}))
+    if shape and isz == 4:
+        out.append(("as-uint8", {"dtype": "uint8", "shape": shape[:-1] + [shape[-1] * 4]}))
+        out.append(("as-int64", {"dtype": "int64", "shape": shape[:-1] + [shape[-1] // 2],
+                                 "nbytes": size // max(shape[-1], 1) * (shape[-1] // 2) * 8}))
+    if shape and isz == 1:
+        out.append(("as-float32", {"dtype": "float32", "shape": shape[:-1] + [shape[-1] // 4],
+                                   "nbytes": size // max(shape[-1], 1) * (shape[-1] // 4) * 4}))
+    if shape and isz == 8:
+        out.append(("as-float32", {"dtype": "float32", "shape": shape[:-1] + [shape[-1] * 2]}))
+    return out
+
+
+def variants(manifest: dict, rng: np.random.Generator):
+    """(label, edited manifest) pairs for one plan's manifest."""
+    steps = manifest["steps"]
+    n_blobs = len(manifest["blobs"])
+    names = sorted(manifest["tensors"])
+
+    def edited(fn):
+        m = json.loads(json.dumps(manifest))
+        fn(m)
+        return m
+
+    for si, s in enumerate(steps):
+        if s["kernel"] not in OWNED:
+            continue
+        tag = f"s{si}-{s['kernel']}"
+        for label, key, new in _param_edits(s["params"]):
+            yield f"{tag}-param-{label}", edited(
+                lambda m, key=key, new=new: m["steps"][si]["params"].__setitem__(key, new))
+        yield f"{tag}-param-drop-all", edited(lambda m: m["steps"][si].__setitem__("params", {}))
+        for key, index in sorted(s["weights"].items()):
+            others = [b for b in range(n_blobs) if b != index]
+            for b in rng.choice(others, size=min(4, len(others)), replace=False):
+                yield f"{tag}-weight-{key}=blob{b}", edited(
+                    lambda m, key=key, b=int(b): m["steps"][si]["weights"].__setitem__(key, b))
+            yield f"{tag}-weight-{key}-dropped", edited(
+                lambda m, key=key: m["steps"][si]["weights"].pop(key))
+        for i in range(max(2, len(s["inputs"]))):
+            b = int(rng.integers(n_blobs)) if n_blobs else None
+            if b is not None:
+                yield f"{tag}-weight-in{i}-added=blob{b}", edited(
+                    lambda m, i=i, b=b: m["steps"][si]["weights"].__setitem__(f"in{i}", b))
+        for key in ("inputs", "outputs"):
+            for i in range(len(s[key])):
+                other = names[int(rng.integers(len(names)))]
+                yield f"{tag}-{key}[{i}]={other}", edited(
+                    lambda m, key=key, i=i, other=other: m["steps"][si][key].__setitem__(i, other))
+        if s["inputs"]:
+            yield f"{tag}-inputs-dropped", edited(lambda m: m["steps"][si]["inputs"].pop())
+
+    for name in names:
+        for label, change in _reshaped(manifest["tensors"][name]):
+            def edit(m, name=name, change=change):
+                m["tensors"][name].update(change)
+                for io in m["inputs"] + m["outputs"]:
+                    if io["name"] == name:
+                        io.update({k: v for k, v in change.items() if k != "nbytes"})
+            yield f"tensor-{name}-{label}", edited(edit)
+
+    for bi, blob in enumerate(manifest["blobs"]):
+        for label, change in _reshaped(blob):
+            yield f"blob{bi}-{label}", edited(
+                lambda m, bi=bi, change=change: m["blobs"][bi].update(change))
+
+
+def blob_edits(plan: me.Plan):
+    """(label, blob index, new contents) for the integer blobs (index tables): one value set
+    just past either end of any plausible range, and to a large value."""
+    for bi, blob in enumerate(plan.blobs):
+        if blob.dtype.kind not in "iu" or blob.size == 0:
+            continue
+        hi = int(blob.max())
+        for label, value in (("max+1", hi + 1), ("-2", -2), ("huge", 1 << 30)):
+            new = np.array(blob, copy=True)
+            pos = int(np.argmax(new.reshape(-1)))
+            new.reshape(-1)[pos] = np.array(value).astype(new.dtype)
+            yield f"blob{bi}-value-{label}", bi, new
+
+
+def _write(path: Path, manifest: dict, blobs: list[np.ndarray]) -> None:
+    """An edited plan file with a valid checksum (as tests/test_plan_format.py does)."""
+    fmt.write(path, manifest, [memoryview(np.ascontiguousarray(b)).cast("B") for b in blobs])
+
+
+def _run_worker(paths: list[Path], tmp_path: Path, env: dict | None = None,
+                timeout: float = 300) -> dict[str, str]:
+    listing = tmp_path / "variants.txt"
+    listing.write_text("".join(f"{p}\n" for p in paths))
+    try:
+        proc = subprocess.run([sys.executable, "-m", "tests.fuzz.load_tampered", str(listing)],
+                              capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                              env={**os.environ, **(env or {})})
+    except subprocess.TimeoutExpired as exc:
+        started = [ln for ln in (exc.stdout or b"").decode().splitlines()
+                   if ln.startswith("start ")]
+        pytest.fail(f"the worker hung (>{timeout} s) on {started[-1] if started else '?'}")
+    lines = proc.stdout.splitlines()
+    if proc.returncode != 0:
+        started = [ln[6:] for ln in lines if ln.startswith("start ")]
+        pytest.fail(f"the worker crashed (exit {proc.returncode}) on "
+                    f"{started[-1] if started else '?'}:\n{proc.stderr[-3000:]}")
+    verdicts = dict(ln.split(" ", 1) for ln in lines if not ln.startswith("start "))
+    assert len(verdicts) == len(paths), "the worker stopped early"
+    return verdicts
+
+
+def _all_variants(plans, tmp_path: Path) -> list[Path]:
+    """Write every variant of every plan; returns their paths."""
+    paths = []
+    for fi, (family, (_, plan)) in enumerate(sorted(plans.items())):
+        rng = np.random.default_rng(fi)
+        for label, manifest in variants(plan.manifest, rng):
+            path = tmp_path / f"{family}--{label}.mplan".replace("/", "_")
+            _write(path, manifest, plan.blobs)
+            paths.append(path)
+        for label, bi, new in blob_edits(plan):
+            path = tmp_path / f"{family}--{label}.mplan"
+            _write(path, plan.manifest, plan.blobs[:bi] + [new] + plan.blobs[bi + 1:])
+            paths.append(path)
+    return paths
+
+
+def _bad(verdicts: dict[str, str]) -> dict[str, str]:
+    return {Path(p).name: v for p, v in verdicts.items()
+            if not (v.startswith("engine-error") or v == "ran")}
+
+
+def test_tampered_plans_never_crash_or_escape_the_arena(plans, tmp_path):
+    paths = _all_variants(plans, tmp_path)
+    untouched = [plans[f][0] for f in sorted(plans)]
+    verdicts = _run_worker(untouched + paths, tmp_path)
+    for p in untouched:
+        assert verdicts[str(p)] == "ran", (p, verdicts[str(p)])
+    bad = _bad(verdicts)
+    assert not bad, f"{len(bad)} of {len(paths)} edited plans misbehaved:\n" + \
+        "\n".join(f"{k}: {v}" for k, v in list(bad.items())[:30])
+    refused = sum(v.startswith("engine-error PlanFormatError") for v in verdicts.values())
+    assert refused > len(paths) // 2, f"only {refused} of {len(paths)} edits were refused"
+
+
+@pytest.mark.slow
+def test_tampered_plans_with_numba_bounds_checks(plans, tmp_path):
+    """Every variant again, each kernel index checked by Numba (an out-of-bounds read that
+    happens to land in mapped memory is an IndexError here). A private kernel cache: code
+    compiled with bounds checks must not end up in the shared one."""
+    paths = _all_variants(plans, tmp_path)
+    env = {"NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+    verdicts = _run_worker(paths, tmp_path, env, timeout=1800)
+    bad = _bad(verdicts)
+    assert not bad, f"{len(bad)} of {len(paths)} edited plans misbehaved:\n" + \
+        "\n".join(f"{k}: {v}" for k, v in list(bad.items())[:30])
