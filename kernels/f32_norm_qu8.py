@@ -8,7 +8,12 @@ output is rounded once, after the add::
 
     q = clamp(rint((y + f32(r - rz) * rs) * f32(1 / s)) + z, qmin, qmax)       r: uint8
 
-(``qmin``/``qmax`` fold the add's activation). Every step is one float32 operation, as the IR's
+(``qmin``/``qmax`` fold the add's activation).
+
+``f32_instance_norm_nhwc_add_qu8_fp32out``: the same add with a float32 output,
+``o = clamp(y + f32(r - rz) * rs, lo, hi)`` (the add's none/relu/clamp activation as bounds).
+
+Every step is one float32 operation, as the IR's
 quantized semantics compute it (ir/interpret.py): no fused multiply-add (``fastmath`` off).
 
 First version: the float norm runs in place over ``x`` (the lowering checks that nothing else
@@ -47,6 +52,21 @@ def _quantize_source(parallel: bool, residual: bool):
     return qu8_quantize
 
 
+def _residual_f32_source(parallel: bool):
+    loop = prange if parallel else range
+
+    def qu8_residual_f32(y, r, out, rs, rz, lo, hi):
+        n = y.size
+        tasks = (n + BLOCK - 1) // BLOCK
+        for t in loop(tasks):
+            start = t * BLOCK
+            stop = min(n, start + BLOCK)
+            for i in range(start, stop):
+                v = y[i] + np.float32(np.int32(r[i]) - rz) * rs
+                out[i] = min(max(v, lo), hi)
+    return qu8_residual_f32
+
+
 _KERNELS = {}
 
 
@@ -56,6 +76,32 @@ def quantize_kernel(parallel: bool, residual: bool):
         deco = pjit if parallel else jit
         _KERNELS[key] = deco(_quantize_source(*key), **_FLAGS)
     return _KERNELS[key]
+
+
+def residual_f32_kernel(parallel: bool):
+    key = ("f32", bool(parallel))
+    if key not in _KERNELS:
+        _KERNELS[key] = (pjit if parallel else jit)(_residual_f32_source(parallel), **_FLAGS)
+    return _KERNELS[key]
+
+
+def instance_norm_add_f32_call(x, scale, bias, out, eps: float, act: int, act_params, residual,
+                               rs: float, rz: int, lo: float = -np.inf, hi: float = np.inf,
+                               parallel: bool | None = None):
+    """``(fn, args)`` computing float32 ``out = clamp(norm(x) + rs * (r - rz), lo, hi)``; ``x``
+    is overwritten (``out`` may be ``x``)."""
+    if parallel is None:
+        parallel = x.size >= PARALLEL_MIN_WORK
+    norm_fn, norm_args = f32_norm.instance_norm_call(x, scale, bias, x, eps, act, act_params,
+                                                     parallel=parallel)
+    fn = residual_f32_kernel(parallel)
+    args = (x.reshape(-1), residual.reshape(-1), out.reshape(-1), F32(rs), np.int32(rz),
+            F32(lo), F32(hi))
+
+    def run():
+        norm_fn(*norm_args)
+        fn(*args)
+    return run, ()
 
 
 def instance_norm_qu8_call(x, scale, bias, out, eps: float, act: int, act_params, s: float,

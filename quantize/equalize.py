@@ -15,7 +15,7 @@ floor ``MIN_FACTOR``. ALPHA < 1 leaves part of the spread in the activations: th
 of the small channels shrink by D, so full equalization trades activation for weight error.
 
 Groups: tensors joined through ADD nodes (inputs and output). A group is legal when every
-tensor is a float32 NHWC activation that is neither a graph input nor output, produced by an
+tensor is a float32 NHWC activation (layout attributes "nhwc") that is neither a graph input nor output, produced by an
 INSTANCE_NORM or by an ADD of group members (activation NONE or RELU: both commute with a
 positive scale), and read only by CONV2D nodes (as their input, constant weights) and by ADDs of
 the group.
@@ -44,7 +44,8 @@ def _legal_tensor(graph: Graph, name: str, group: set[str]) -> bool:
             or name in graph.inputs or name in graph.outputs:
         return False
     p = graph.producer(name)
-    if p is None or p.attrs.get("activation", Activation.NONE) not in _COMMUTES:
+    if p is None or p.attrs.get("activation", Activation.NONE) not in _COMMUTES \
+            or p.attrs.get("layout", "nhwc") != "nhwc":
         return False
     if p.op is Op.INSTANCE_NORM:
         pass
@@ -56,6 +57,7 @@ def _legal_tensor(graph: Graph, name: str, group: set[str]) -> bool:
     for user in graph.consumers(name):
         if user.op is Op.CONV2D:
             if user.inputs[0] != name or name in user.inputs[1:] \
+                    or user.attrs.get("in_layout", "nhwc") != "nhwc" \
                     or graph.const(user.inputs[1]) is None:
                 return False
         elif user.op is Op.ADD:

@@ -97,11 +97,15 @@ def _sessions(graph: Graph, result: QuantizeResult, threads):
 
 def evaluate(graph: Graph, result: QuantizeResult, feeds: list[dict],
              threads: int | None = None) -> tuple[QualityReport, dict[str, float]]:
-    """(the report, {int8-graph tensor: relative noise power}) of ``result`` on ``feeds``."""
+    """(the report, {int8-graph tensor: relative noise power}) of ``result`` on ``feeds``; the
+    layers are the steps writing activations (rank >= 3)."""
     fsess, qsess = _sessions(graph, result, threads)
     qsteps = qsess.plan.steps
     qg = result.graph
-    wanted = {result.source.get(o, o) for s in qsteps for o in s["outputs"]}
+    # activations only: small vectors (e.g. style mixing with equalized constants) are not
+    # layers, and hold values rescaled by equalization
+    wanted = {result.source.get(o, o) for s in qsteps for o in s["outputs"]
+              if len(qg.tensors[o].shape) >= 3}
     signal: dict[str, float] = {}
     noise: dict[str, float] = {}
     psnr = []

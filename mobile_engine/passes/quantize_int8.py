@@ -7,6 +7,7 @@ inputs, computes in float and quantizes its output when the output tensor has ``
 
 Rules (measured on multistyle26, DESIGN.md "Quantization"):
 
+- Only NHWC nodes (layout attributes "nhwc"; the int8 kernels are NHWC): planar ones stay float.
 - CONV2D with a constant weight, a float runtime input in the table (or 8-bit image data), no
   residual input and not in ``keep_float``: the weight becomes int8 per channel, the input uint8.
 - A conv output that feeds an INSTANCE_NORM (or a float op, or is a graph output) stays float32:
@@ -20,7 +21,9 @@ Rules (measured on multistyle26, DESIGN.md "Quantization"):
   (the residual stream) and its activation is none/relu/clamp. An input made by an
   INSTANCE_NORM that only this ADD reads stays float32 (``fused_norm_input``): the lowering runs
   norm, add and quantize as one kernel, so the norm's output is never rounded on its own (the
-  other input is uint8). Otherwise both inputs are uint8.
+  other input is uint8). Otherwise both inputs are uint8. An ADD whose output some reader takes
+  in float, with such a norm input and a uint8 other input, stays "mixed": it reads the uint8
+  input, and norm + add write float32 (the last residual add before a float tail).
 - The graph input is quantized with scale 1/255, zero point 0 exactly when calibration saw only
   8-bit image data k/255 in 0..1; an image input wrapped by a TRANSPOSE is quantized before it
   (the transpose then moves bytes instead of floats).
@@ -82,8 +85,13 @@ def _runtime_f32(graph: Graph, name: str, rank: int = 4) -> bool:
     return t is not None and not t.is_const and t.dtype is DType.FLOAT32 and len(t.shape) == rank
 
 
+def _nhwc(node: Node) -> bool:
+    """The int8 kernels are NHWC: planar (nchw layout attribute) nodes stay float."""
+    return all(node.attrs.get(k, "nhwc") == "nhwc" for k in ("in_layout", "out_layout", "layout"))
+
+
 def _conv_ok(graph: Graph, node: Node, table: QuantTable) -> bool:
-    if node.op is not Op.CONV2D:
+    if node.op is not Op.CONV2D or not _nhwc(node):
         return False
     w = graph.tensors.get(node.inputs[1])
     return (w is not None and w.is_const and len(w.shape) == 4
@@ -107,7 +115,7 @@ def fused_norm_input(graph: Graph, add: Node) -> str | None:
     a, b = add.inputs
     for name in (b, a):
         p = graph.producer(name)
-        if a != b and p is not None and p.op is Op.INSTANCE_NORM \
+        if a != b and p is not None and p.op is Op.INSTANCE_NORM and _nhwc(p) \
                 and graph.single_consumer(name) is add:
             return name
     return None
@@ -123,8 +131,12 @@ def _readers(graph: Graph) -> dict[str, list[Node]]:
 
 
 def quantize_int8(graph: Graph, table: QuantTable, keep_float: Iterable[str] = (),
-                  quantize_constants: bool = True) -> QuantizeResult:
-    """The int8 IR of ``graph`` (not modified) under the rules of this module's docstring."""
+                  quantize_constants: bool = True, plain_adds: bool = False) -> QuantizeResult:
+    """The int8 IR of ``graph`` (not modified) under the rules of this module's docstring.
+
+    ``plain_adds``: also make ADDs of two uint8 inputs (no fused norm input) uint8; off while
+    no qu8_add kernel is lowered (planning/families/qelementwise.py).
+    """
     g = graph.copy()
     factors = {k: np.asarray(v, np.float64) for k, v in table.equalize.items()}
     if factors:
@@ -149,37 +161,49 @@ def quantize_int8(graph: Graph, table: QuantTable, keep_float: Iterable[str] = (
                 convs.add(n.name)
 
     fused = {n.name: fused_norm_input(g, n) for n in g.nodes if n.op is Op.ADD}
+    # ADD status: "u8" (uint8 out), "mixed" (float out, reads its non-fused input as uint8)
+    status = {n.name: "u8" for n in g.nodes if _add_ok(g, n, table) and n.name not in keep
+              and (plain_adds or fused[n.name])}
+    result.kept_float += [n.name for n in g.nodes if _add_ok(g, n, table) and n.name in keep]
 
-    def reads_u8(reader: Node, tensor: str, adds: set[str]) -> bool:
+    def reads_u8(reader: Node, tensor: str) -> bool:
         if reader.name in convs:
             return reader.inputs[0] == tensor and tensor not in reader.inputs[1:]
-        return reader.name in adds and fused[reader.name] != tensor
+        return status.get(reader.name) is not None and fused[reader.name] != tensor
 
-    def all_u8(tensor: str, adds: set[str]) -> bool:
+    def all_u8(tensor: str) -> bool:
         rs = users.get(tensor, [])
-        return bool(rs) and not g.is_output(tensor) and all(reads_u8(r, tensor, adds) for r in rs)
-
-    # residual ADDs: eligible ones whose output every reader takes as uint8 (fixpoint)
-    adds = {n.name for n in g.nodes if _add_ok(g, n, table) and n.name not in keep}
-    result.kept_float += [n.name for n in g.nodes if _add_ok(g, n, table) and n.name in keep]
-    while True:
-        drop = {n.name for n in g.nodes if n.name in adds and not all_u8(n.outputs[0], adds)}
-        if not drop:
-            break
-        adds -= drop
-    result.quantized += [n.name for n in g.nodes if n.name in adds]
+        return bool(rs) and not g.is_output(tensor) and all(reads_u8(r, tensor) for r in rs)
 
     def emits_u8(node: Node | None, tensor: str) -> bool:
         """``node`` can write ``tensor`` as uint8 (given its readers all want uint8)."""
         if node is None or tensor not in table:
             return False
-        if node.name in adds:
-            return True
+        if node.op is Op.ADD:
+            return status.get(node.name) == "u8"
         if node.op is Op.INSTANCE_NORM:
-            return _runtime_f32(g, node.inputs[0]) or g.tensors[node.inputs[0]].quant is not None
+            return _nhwc(node) and (_runtime_f32(g, node.inputs[0])
+                                    or g.tensors[node.inputs[0]].quant is not None)
         if node.name in convs:
             return node.attrs["activation"] in CLAMP_ACTIVATIONS
         return False
+
+    producers = {o: n for n in g.nodes for o in n.outputs}
+    changed = True
+    while changed:                                   # only downgrades: terminates
+        changed = False
+        for n in g.nodes:
+            st = status.get(n.name)
+            if st == "u8" and not all_u8(n.outputs[0]):
+                status[n.name] = "mixed" if fused[n.name] else None
+                changed = True
+            elif st == "mixed":
+                other = [i for i in n.inputs if i != fused[n.name]][0]
+                if not emits_u8(producers.get(other), other):
+                    status[n.name] = None
+                    changed = True
+    status = {k: v for k, v in status.items() if v is not None}
+    result.quantized += [n.name for n in g.nodes if n.name in status]
 
     # weights
     qweights: dict[str, str] = {}
@@ -194,24 +218,18 @@ def quantize_int8(graph: Graph, table: QuantTable, keep_float: Iterable[str] = (
             n.inputs[1] = qweights[w]
 
     # activations: each tensor some quantized node reads as uint8
-    producers = {o: n for n in g.nodes for o in n.outputs}
-    wanted = []
     for name in list(g.tensors):
-        rs = [r for r in users.get(name, []) if reads_u8(r, name, adds)]
-        if rs:
-            wanted.append((name, rs))
-    for name, readers in wanted:
+        readers = [r for r in users.get(name, []) if reads_u8(r, name)]
+        if not readers:
+            continue
         t = g.tensors[name]
         params = table.params(name)
-        node = producers.get(name)
-        if emits_u8(node, name) and all_u8(name, adds):
+        if emits_u8(producers.get(name), name) and all_u8(name):
             t.dtype, t.quant = DType.UINT8, params
             result.source[name] = name
             continue
-        qname = _insert_quantize(g, name, params, node)
+        qname = _insert_quantize(g, name, params, producers.get(name), readers)
         result.source[qname] = name
-        for r in readers:
-            r.inputs = [qname if i == name else i for i in r.inputs]
     if quantize_constants:
         _quantize_mul_constants(g, result)
     g.toposort()
@@ -243,8 +261,10 @@ def _quantize_mul_constants(g: Graph, result: QuantizeResult) -> None:
     g.prune()
 
 
-def _insert_quantize(g: Graph, name: str, params: QuantParams, producer: Node | None) -> str:
-    """A QUANTIZE of ``name``; before an input-wrapping TRANSPOSE when that is its only job."""
+def _insert_quantize(g: Graph, name: str, params: QuantParams, producer: Node | None,
+                     readers: list[Node]) -> str:
+    """A QUANTIZE of ``name`` for ``readers``; before an input-wrapping TRANSPOSE when that is
+    its only job (the transpose then moves bytes)."""
     if producer is not None and producer.op is Op.TRANSPOSE and producer.inputs[0] in g.inputs \
             and len(g.consumers(name)) == 1 and len(g.consumers(producer.inputs[0])) == 1 \
             and not g.is_output(name):
@@ -260,6 +280,8 @@ def _insert_quantize(g: Graph, name: str, params: QuantParams, producer: Node | 
         return name
     qname = g.fresh_name(f"{name}_q8")
     g.add_tensor(qname, g.tensors[name].shape, DType.UINT8, quant=params)
+    for r in readers:
+        r.inputs = [qname if i == name else i for i in r.inputs]
     node = Node(g.fresh_name(f"{name}/quantize"), Op.QUANTIZE, [name], [qname], {"to": "uint8"})
-    g.insert_node(node)
+    g.insert_node(node, before=min(readers, key=g.nodes.index))
     return qname

@@ -96,6 +96,8 @@ def lower_qconv2d(node: Node, graph: Graph) -> list[Step]:
     a = node.attrs
     if len(node.inputs) > 3 and node.inputs[3]:
         raise _fail(node, "a quantized conv takes no residual input")
+    if a.get("in_layout", "nhwc") != "nhwc" or a.get("out_layout", "nhwc") != "nhwc":
+        raise _fail(node, "the int8 conv kernels read and write NHWC only")
     x, out = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
     if x.is_const:
         raise _fail(node, f"input {x.name!r} is a constant; fold the node first")
@@ -181,8 +183,13 @@ def _bind_qconv(kernel: str):
                                          params["pad_mode"], int(params["upsample"]))
         except ValueError as exc:
             raise PlanFormatError(f"step {kernel}: {exc}") from None
-        wrun = weights.get("wrun", wp)
         group = int(params["group"])
+        wrun = weights.get("wrun")
+        if wrun is None:
+            # NOTE: for C % 4 == 0 the per-row layout holds wp's bytes: [NB, KH, KW * QT, NR, 4]
+            # (a view; the kernel reads QR from this array's shape, so pass the 5-d form)
+            wrun = wp.reshape(wp.shape[0], wp.shape[1], wp.shape[2] * wp.shape[3], nr, 4) \
+                if group == 1 and wp.ndim == 6 and x.shape[3] % 4 == 0 else wp
         want = np.uint8 if epilogue == "requant" else np.float32
         problems = []
         if x.dtype != np.uint8 or out.dtype != want or x.ndim != 4 or out.ndim != 4:

@@ -14,6 +14,8 @@ Kernel ids and step contracts:
   ``q = clamp(rint((norm(x) + rs * (r - rz)) / s) + z, qmin, qmax)``, the add's activation in
   the clamp. inputs [x, runtime scale/bias, r]; params as above plus rs, rz. The ADD itself
   lowers to no step.
+- ``f32_instance_norm_nhwc_add_qu8_fp32out``: the same with the ADD's float output (a "mixed"
+  add: uint8 residual, float readers): ``o = clamp(norm(x) + rs * (r - rz), lo, hi)``.
 
 A node is quantized when one of its tensors carries quant params (``qconv.is_quantized``); the
 float lowerings keep every other INSTANCE_NORM and ADD.
@@ -39,6 +41,7 @@ from mobile_engine.planning.step import LOWERINGS, Step, binds, lowers, runtime_
 F32 = np.float32
 NORM_QU8 = "f32_instance_norm_nhwc_qu8"
 NORM_ADD_QU8 = "f32_instance_norm_nhwc_add_qu8"
+NORM_ADD_F32 = "f32_instance_norm_nhwc_add_qu8_fp32out"
 
 
 def _fail(node: Node, why: str) -> UnsupportedOperatorError:
@@ -46,11 +49,12 @@ def _fail(node: Node, why: str) -> UnsupportedOperatorError:
 
 
 def _fused_add(norm: Node, graph: Graph) -> Node | None:
-    """The quantized ADD that ``norm`` (float output) is fused into, or None."""
+    """The quantized ADD (uint8 output, or float output with a uint8 other input) that
+    ``norm`` (float output) is fused into, or None."""
     out = norm.outputs[0]
     add = graph.single_consumer(out)
     if add is None or add.op is not Op.ADD or graph.tensors[out].quant is not None \
-            or graph.tensors[add.outputs[0]].quant is None or fused_norm_input(graph, add) != out:
+            or fused_norm_input(graph, add) != out or not is_quantized(add, graph):
         return None
     return add
 
@@ -76,6 +80,8 @@ def _norm_params(node: Node, graph: Graph, x: str) -> tuple[list[str], dict, dic
 
 
 def lower_qinstance_norm(node: Node, graph: Graph) -> list[Step]:
+    if node.attrs.get("layout", "nhwc") != "nhwc":
+        raise _fail(node, "the uint8-output norm kernels are NHWC only")
     x = _f32_input(node, graph)
     out = graph.tensors[node.outputs[0]]
     names, weights, params = _norm_params(node, graph, x)
@@ -85,12 +91,22 @@ def lower_qinstance_norm(node: Node, graph: Graph) -> list[Step]:
         if add is None:
             raise _fail(node, f"float output {out.name!r} with a quantized input: no kernel")
         y = graph.tensors[add.outputs[0]]
-        yq = per_tensor(add, graph, y.name)
         r = [i for i in add.inputs if i != out.name][0]
         rq = per_tensor(add, graph, r)
         if graph.tensors[r].shape != out.shape or y.shape != out.shape:
             raise _fail(add, f"residual {graph.tensors[r].shape} / output {y.shape} must match "
                              f"the norm's {out.shape}")
+        if y.quant is None:
+            act = Activation(add.attrs["activation"])
+            if act not in (Activation.NONE, Activation.RELU, Activation.CLAMP):
+                raise _fail(add, f"activation {act.name} after a fused norm + add")
+            lo, hi = (0.0, float("inf")) if act is Activation.RELU else (
+                tuple(float(v) for v in add.attrs["act_params"]) if act is Activation.CLAMP
+                else (float("-inf"), float("inf")))
+            params.update(rs=float(rq.scale[0]), rz=int(rq.zero_point[0]), lo=lo, hi=hi)
+            return [Step(node.name, NORM_ADD_F32, names + [r], [y.name], params, weights,
+                         flops + 3 * int(np.prod(out.shape, dtype=np.int64)))]
+        yq = per_tensor(add, graph, y.name)
         try:
             qmin, qmax = clamp_range(Activation(add.attrs["activation"]),
                                      add.attrs["act_params"], yq.scale[0], yq.zero_point[0])
@@ -213,3 +229,24 @@ def _bind_norm(fused: bool):
 
 binds(NORM_QU8)(_bind_norm(False))
 binds(NORM_ADD_QU8)(_bind_norm(True))
+
+
+@binds(NORM_ADD_F32)
+def bind_norm_add_f32(params, weights, inputs, outputs):
+    x, scale, bias = operands(weights, inputs, 3)
+    r, out = inputs[-1], outputs[0]
+    if x.dtype != F32 or out.dtype != F32 or r.dtype != np.uint8 \
+            or not x.shape == r.shape == out.shape:
+        raise ValueError(f"norm + add {x.dtype} {x.shape} + {r.dtype} {r.shape} -> "
+                         f"{out.dtype} {out.shape}")
+    work = x if params["inplace"] else np.empty(x.shape, F32)      # NOTE: once, at bind time
+    fn, args = knq.instance_norm_add_f32_call(
+        work, readonly(scale), readonly(bias), out, params["epsilon"], int(params["act"]),
+        (params["p0"], params["p1"]), r, params["rs"], params["rz"], params["lo"], params["hi"])
+    if params["inplace"]:
+        return fn, args
+
+    def run():
+        np.copyto(work, x)
+        fn(*args)
+    return run, ()

@@ -1,0 +1,157 @@
+"""Lowered int8 plans against the quantized graph: each quantized op compiled into a plan and
+run by a Session, compared with an independent integer reference (kernels/reference_q8.py,
+bit-exact) and with the IR's interpretation (uint8 within one step where float rounding of the
+norm may differ, float outputs to float32 rounding)."""
+import numpy as np
+import pytest
+
+import mobile_engine as me
+from kernels import reference_q8 as rq
+from mobile_engine.compiler import plan_from_graph
+from mobile_engine.ir import Activation, DType, GraphBuilder, Op, QuantParams
+from mobile_engine.ir.interpret import run_graph
+from mobile_engine.passes.quantize_int8 import quantize_int8
+from mobile_engine.plan import Plan
+from quantize.calibrate import calibrate
+from quantize.weights import quantize_weights
+from tests.test_quantize_helpers import image_feeds, style_net
+
+RNG = np.random.default_rng(7)
+SX, ZX = 0.043, 9
+
+
+def conv_graph(h, w, c, co, k, stride, pad_mode, upsample, out, act, group=1):
+    b = GraphBuilder("qconv")
+    x = b.input("x", (1, h, w, c), DType.UINT8)
+    b.graph.tensors[x].quant = QuantParams((SX,), (ZX,))
+    wf = RNG.normal(0, 1, (co, c // group, k, k)) * RNG.uniform(0.05, 1, (co, 1, 1, 1))
+    wq, wp = quantize_weights(wf.astype(np.float32))
+    wn = b.const(wq)
+    b.graph.tensors[wn].quant = wp
+    bias = RNG.normal(0, 1, co).astype(np.float32)
+    params = (-0.5, 1.5) if act is Activation.CLAMP else ()
+    y = b.node(Op.CONV2D, x, wn, b.const(bias), strides=(stride, stride), pads=(k // 2,) * 4,
+               pad_mode=pad_mode, upsample=upsample, group=group, activation=act,
+               act_params=params)
+    g = b.build(y)
+    if out == "u8":
+        g.tensors[y].dtype, g.tensors[y].quant = DType.UINT8, QuantParams((0.11,), (100,))
+    return g, wq, wp, bias
+
+
+# (h, w, c, co, k, stride, pad mode, upsample, output, activation, group): channel counts 1, 3,
+# 13, 24, 32, 65 over the three tiles (16/32/64 lanes) and both epilogues
+CONVS = [
+    (19, 23, 3, 32, 9, 1, "reflect", 1, "f32", Activation.NONE, 1),      # multistyle26's first
+    (21, 45, 32, 32, 3, 2, "reflect", 1, "f32", Activation.NONE, 1),
+    (9, 11, 32, 8, 3, 1, "reflect", 2, "f32", Activation.RELU, 1),       # nearest 2x upsample
+    (10, 13, 13, 24, 3, 1, "constant", 1, "u8", Activation.RELU, 1),     # zero-padded taps
+    (7, 9, 24, 65, 1, 1, "constant", 1, "u8", Activation.NONE, 1),
+    (8, 41, 1, 13, 3, 1, "edge", 1, "u8", Activation.CLAMP, 1),
+    (6, 7, 16, 16, 3, 1, "constant", 1, "u8", Activation.NONE, 4),       # grouped
+]
+
+
+@pytest.mark.parametrize("case", CONVS, ids=[f"{c[2]}to{c[3]}-k{c[4]}s{c[5]}-{c[6]}-up{c[7]}-"
+                                             f"{c[8]}-{c[9].name.lower()}-g{c[10]}" for c in CONVS])
+def test_qconv_plan_is_bit_exact(case):
+    h, w, c, co, k, stride, pad_mode, up, out, act, group = case
+    g, wq, wp, bias = conv_graph(*case)
+    sess = me.Session(plan_from_graph(g), threads=2)
+    xv = RNG.integers(0, 256, (1, h, w, c)).astype(np.uint8)
+    (got,) = sess.run(None, {"x": xv})
+    bq = rq.conv_bias_q(bias, wq, SX, wp.scale, ZX)
+    kw = dict(strides=(stride, stride), pads=(k // 2,) * 4, pad_mode=pad_mode, upsample=up,
+              group=group)
+    if out == "u8":
+        sy, zy = 0.11, 100
+        qmin, qmax = {Activation.NONE: (0, 255), Activation.RELU: (zy, 255),
+                      Activation.CLAMP: (int(np.rint(-0.5 / sy)) + zy,
+                                         int(np.rint(1.5 / sy)) + zy)}[act]
+        ref = rq.qu8_conv2d_reference(xv, wq, bq, rq.requant_multiplier(SX, wp.scale, sy), ZX,
+                                      zy, qmin, qmax, **kw)
+        np.testing.assert_array_equal(got, ref)
+        interp = run_graph(g, {"x": xv})[g.outputs[0]]
+        assert np.abs(got.astype(int) - interp).max() <= 1       # rounding of b / (sx sw)
+    else:
+        ref = rq.qu8_conv2d_reference(xv, wq, bq, rq.requant_multiplier(SX, wp.scale), ZX, 0, 0,
+                                      255, out_mode="fp32out", act=int(act), **kw)
+        np.testing.assert_array_equal(got, ref)
+        interp = run_graph(g, {"x": xv})[g.outputs[0]]
+        # the interpretation's float bias vs the kernel's rint(b / (sx sw)): half a step of
+        # sx * sw per channel, plus float32 rounding of the sums
+        tol = SX * np.asarray(wp.scale)[None, None, None, :] * 0.5 + 1e-5 * np.abs(interp).max()
+        assert np.all(np.abs(got - interp) <= tol)
+
+
+@pytest.fixture(scope="module")
+def style():
+    net = style_net(h=22, w=30, c=16)
+    feeds = image_feeds(net, 6)
+    result = quantize_int8(net, calibrate(net, feeds[:4]))
+    return net, result, feeds[4:]
+
+
+def test_style_net_plan_matches_interpretation_per_step(style):
+    """Every step of the int8 plan against the interpretation of the int8 graph, fed the
+    interpretation's inputs: uint8 outputs of quantize/conv steps exact, of norm steps within
+    one step (float32 norm vs the float64 reference), float outputs to float32 rounding."""
+    net, result, feeds = style
+    g = result.graph
+    plan = plan_from_graph(g)
+    kernels = [s["kernel"] for s in plan.steps]
+    for k in ("qu8_quantize", "f32_instance_norm_nhwc_qu8", "f32_instance_norm_nhwc_add_qu8"):
+        assert k in kernels
+    assert any(k.startswith("qu8_conv2d_igemm") and k.endswith("fp32out") for k in kernels)
+    sess = me.Session(plan, threads=2)
+    for feed in feeds:
+        values = {n: t.data for n, t in g.tensors.items() if t.is_const}
+        values.update(feed)
+        from mobile_engine.ir.interpret import evaluate, evaluate_quantized
+        for node in g.nodes:
+            ins = [values[i] if i else None for i in node.inputs]
+            quant = node.op in (Op.QUANTIZE, Op.DEQUANTIZE) or any(
+                g.tensors[n].quant is not None for n in node.inputs + node.outputs if n)
+            (v,) = evaluate_quantized(node, g, ins) if quant else evaluate(node, ins)
+            values[node.outputs[0]] = np.asarray(v).astype(
+                g.tensors[node.outputs[0]].dtype.np).reshape(g.tensors[node.outputs[0]].shape)
+        seen = {}
+
+        def check(i, outs):
+            step = plan.steps[i]
+            for name, arr in zip(step["outputs"], outs):
+                seen[name] = True
+                ref = values[name]
+                if arr.dtype == np.uint8:
+                    diff = np.abs(arr.astype(int) - ref.astype(int))
+                    limit = 1 if "instance_norm" in step["kernel"] else 0
+                    assert diff.max() <= limit, (step["name"], step["kernel"], diff.max())
+                    assert np.mean(diff > 0) < 0.01, (step["name"], np.mean(diff > 0))
+                else:
+                    np.testing.assert_allclose(arr, ref, rtol=1e-4,
+                                               atol=2e-5 * max(1.0, float(np.abs(ref).max())),
+                                               err_msg=f"{step['name']} ({step['kernel']})")
+        sess.run_observed(feed, check)
+        assert net.outputs[0] in seen
+
+
+def test_quantized_plan_survives_save_and_load(style, tmp_path):
+    _, result, feeds = style
+    plan = plan_from_graph(result.graph)
+    path = plan.save(tmp_path / "q.mplan")
+    a = me.Session(plan, threads=1).run(None, feeds[0])[0]
+    b = me.Session(Plan.load(path), threads=2).run(None, feeds[0])[0]
+    np.testing.assert_array_equal(a, b)
+
+
+def test_dequantize_const_step_is_exact():
+    b = GraphBuilder("dq")
+    x = b.input("x", (26, 1))
+    k = RNG.normal(0, 1, (26, 16)).astype(np.float32)
+    y = b.node(Op.MUL, x, b.const(k))
+    g = b.build(y)
+    from quantize.table import QuantTable
+    qg = quantize_int8(g, QuantTable()).graph
+    xv = RNG.normal(0, 1, (26, 1)).astype(np.float32)
+    (got,) = me.Session(plan_from_graph(qg)).run(None, {"x": xv})
+    np.testing.assert_array_equal(got, run_graph(qg, {"x": xv})[y])
