@@ -72,7 +72,9 @@ def calibrate_model(model, input_shapes: dict | None = None, calibration: Iterab
                     observer: str = "percentile", disable_passes: Iterable[str] = (),
                     progress=None):
     """The QuantTable of ``model`` over ``calibration`` feeds (see ``quantize.calibrate``)."""
+    from mobile_engine.passes.pipeline import PASS_NAMES
     from quantize.calibrate import calibrate
+    disable_passes = set(disable_passes) | ({"nchw_tail"} & set(PASS_NAMES))   # as compile()
     graph, _ = optimized_graph(model, input_shapes, disable_passes)
     return calibrate(graph, calibration, observer, progress=progress,
                      meta=_calibration_meta(model, input_shapes))
@@ -104,6 +106,11 @@ def compile(model, input_shapes: dict | None = None, quantize: str | None = None
     if quantize not in (None, "none", "fp32", "int8"):
         raise UnsupportedOperatorError(f"quantize={quantize!r} is not supported; use None or "
                                        f"\"int8\"")
+    if quantize == "int8":
+        from mobile_engine.passes.pipeline import PASS_NAMES
+        # NOTE: planar (NCHW) tails suit the float kernels only; int8 kernels are NHWC, and the
+        # int8 tail is smaller in the plan file (no float weights and pixel tables)
+        disable_passes = set(disable_passes) | ({"nchw_tail"} & set(PASS_NAMES))
     graph, reports = optimized_graph(model, input_shapes, disable_passes, verify_each)
     provenance = {
         "source": str(model) if isinstance(model, (str, Path)) else type(model).__name__,

@@ -169,9 +169,10 @@ def lower_dequantize(node: Node, graph: Graph) -> list[Step]:
     if q.axis is not None:
         shape[q.axis] = -1
     scale = np.asarray(q.scale, F32).reshape(shape)
-    zero = np.asarray(q.zero_point, np.int32).reshape(shape)
-    return [Step(node.name, "qs8_dequantize_const", [], [y.name], {},
-                 {"q": np.ascontiguousarray(x.data), "scale": scale, "zero": zero},
+    weights = {"q": np.ascontiguousarray(x.data), "scale": scale}
+    if any(q.zero_point):                          # symmetric weights (the rule) store none
+        weights["zero"] = np.asarray(q.zero_point, np.int32).reshape(shape)
+    return [Step(node.name, "qs8_dequantize_const", [], [y.name], {}, weights,
                  flops=2 * x.data.size)]
 
 
@@ -180,7 +181,8 @@ def lower_dequantize(node: Node, graph: Graph) -> list[Step]:
 def bind_dequantize_const(params, weights, inputs, outputs):
     """The float values are computed once here; each run copies them into the arena."""
     (y,) = outputs
-    q, scale, zero = weights["q"], weights["scale"], weights["zero"]
+    q, scale = weights["q"], weights["scale"]
+    zero = weights.get("zero", np.zeros((1,) * q.ndim, np.int32))
     if q.dtype != np.int8 or q.shape != y.shape or y.dtype != F32:
         raise ValueError(f"dequantize {q.dtype} {q.shape} -> {y.dtype} {y.shape}")
     values = (q.astype(np.int32) - zero).astype(F32) * scale
