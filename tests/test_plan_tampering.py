@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -358,3 +359,110 @@ def test_tampered_plans_with_numba_bounds_checks(plans, tmp_path):
     bad = _bad(verdicts)
     assert not bad, f"{len(bad)} of {len(paths)} edited plans misbehaved:\n" + \
         "\n".join(f"{k}: {v}" for k, v in list(bad.items())[:30])
+
+
+# --- the refusals name the step, the kernel and the field ------------------------------------
+def _step(manifest: dict, kernel: str) -> dict:
+    return next(s for s in manifest["steps"] if s["kernel"] == kernel)
+
+
+def _scale(key, i, factor):
+    def edit(step, blobs):
+        step["params"][key][i] *= factor
+    return edit
+
+
+def _set(key, value):
+    def edit(step, blobs):
+        step["params"][key] = value
+    return edit
+
+
+def _poke(weight, value):
+    """Set the largest entry of an index table to ``value`` (blob contents, re-checksummed)."""
+    def edit(step, blobs):
+        b = blobs[step["weights"][weight]] = np.array(blobs[step["weights"][weight]])
+        b.reshape(-1)[np.argmax(b)] = value
+    return edit
+
+
+def _swap(weight, other):
+    def edit(step, blobs):
+        step["weights"][weight] = step["weights"][other]
+    return edit
+
+
+REFUSALS = [
+    ("layout", "x32_pad_nd", _scale("run", 1, 1000), r"params\['run'\]"),
+    ("layout", "x32_pad_nd", _poke("row_src", 99), r"weight 'row_src' holds indices .*99"),
+    ("layout", "x8_pad_nd", _poke("col_src", -2), r"weight 'col_src' holds indices -2"),
+    ("layout", "x32_copy_strided_nd", _scale("counts", 0, 1000), r"counts .* do not cover"),
+    ("layout", "x8_copy_strided_nd", _scale("strides", 0, 1000), r"the input \(base"),
+    ("layout", "x32_gather", _poke("in1", 4), r"the constant indices .*4"),
+    ("layout", "x32_concat", _scale("inners", 0, 2), r"operand 0 .* is not"),
+    ("layout", "x32_transpose_b2d_tiled", _set("lane", 1), r"params\['lane'\]=1"),
+    ("elementwise", "f32_vbinary_add_rows_relu", _scale("a_strides", 0, 1000),
+     r"operand a \(a_strides"),
+    ("elementwise", "f32_vbinary_sub_bcast_minmax", _scale("b_strides", 5, 2),
+     r"innermost step"),
+    ("elementwise", "f32_vrelu", _set("code", 99), r"params\['code'\]=99"),
+    ("elementwise", "np_binary_add", _set("p0", "x"), r"params\['p0'\]='x'"),
+    ("reduce", "f32_reduce_sum_nd", _scale("out_strides", 4, 1000), r"the output \(out_strides"),
+    ("reduce", "f32_reduce_mean_ori", _set("red", 9),
+     r"reads .* values"),
+    ("reduce", "f32_softmax_lastaxis", _set("length", 7), r"softmax plan"),
+    ("reduce", "np_reduce_sum", _set("axes", [5]), r"params\['axes'\]"),
+    ("gemm", "f32_gemm_4x32", _set("sam", 7000), r"A \(sam=7000"),
+    ("gemm", "f32_gemm_4x32_packb", _set("nr", 17), r"params\['nr'\]=17"),
+    ("gemm", "f32_gemm_4x32_packb", _set("sbk", 1000), r"B \(sbk=1000"),
+    ("gemm", "f32_matmul_4x16", _set("batch_b", [3]), r"do not broadcast"),
+    ("pool", "f32_maxpool2d_nhwc", _scale("kernel", 0, 1000), r"window 3000x3"),
+    ("pool", "f32_avgpool2d_nhwc", _set("pads", [1, 1, 1]), r"params\['pads'\]"),
+    ("resize", "f32_resize_bilinear_nhwc", _swap("y_index", "x_index"), r"weight 'y_index'"),
+    ("resize", "x32_resize_nearest_nhwc", _poke("x_index", 5), r"weight 'x_index' holds"),
+]
+
+
+@pytest.mark.parametrize("family,kernel,edit,match", REFUSALS,
+                         ids=[f"{k}-{m[:20]}" for _, k, _, m in REFUSALS])
+def test_refusal_names_step_kernel_and_field(plans, tmp_path, family, kernel, edit, match):
+    path, plan = plans[family]
+    manifest = json.loads(json.dumps(plan.manifest))
+    blobs = list(plan.blobs)
+    step = _step(manifest, kernel)
+    edit(step, blobs)
+    edited = tmp_path / "edited.mplan"
+    _write(edited, manifest, blobs)
+    loaded = me.Plan.load(edited)                       # the schema sees nothing wrong
+    with pytest.raises(me.PlanFormatError) as info:
+        me.Session(loaded)
+    msg = str(info.value)
+    assert f"step {step['name']!r} (kernel {kernel!r})" in msg, msg
+    assert re.search(match, msg), msg
+
+
+def test_runtime_gather_index_out_of_range_is_an_engine_error(plans):
+    sess = me.Session(plans["layout"][0], threads=1)
+    feeds = {a.name: np.zeros(a.shape, np.dtype(s["dtype"]))
+             for a, s in zip(sess.get_inputs(), sess.plan.inputs)}
+    sess.run(None, feeds)
+    feeds["idx"] = np.array([0, 1, 9, 2], np.int64)          # axis 1 of t has 9 rows
+    with pytest.raises(me.EngineError, match="out of range for an axis of 9"):
+        sess.run(None, feeds)
+    with pytest.raises(IndexError):                           # still an IndexError as before
+        sess.run(None, feeds)
+
+
+def test_worker_sees_writes_outside_the_arena():
+    from tests.fuzz import load_tampered as w
+    w._arenas.clear()
+    arena = w._guarded_arena(100)
+    assert w._guards_intact() is None
+    raw, start, n = w._arenas[0]
+    assert arena.ctypes.data % 64 == 0 and arena.size == 100
+    raw[start + n] = 0                                        # one byte past the end
+    assert "past the end" in w._guards_intact()
+    raw[start + n] = w.PATTERN
+    raw[start - 1] = 0
+    assert "before the arena" in w._guards_intact()
+    w._arenas.clear()
