@@ -257,6 +257,15 @@ def variants(manifest: dict, rng: np.random.Generator):
                     lambda m, key=key, i=i, other=other: m["steps"][si][key].__setitem__(i, other))
         if s["inputs"]:
             yield f"{tag}-inputs-dropped", edited(lambda m: m["steps"][si]["inputs"].pop())
+        sibling = {"x32": "x8", "x8_": "x32_"}
+        others = sorted(k for k in OWNED if k != s["kernel"])
+        swaps = [str(k) for k in rng.choice(others, size=4, replace=False)]
+        for a, b in sibling.items():
+            if s["kernel"].startswith(a) and b + s["kernel"][len(a):] in OWNED:
+                swaps.append(b + s["kernel"][len(a):])
+        for kernel in swaps:
+            yield f"{tag}-kernel={kernel}", edited(
+                lambda m, kernel=kernel: m["steps"][si].__setitem__("kernel", kernel))
 
     for name in names:
         for label, change in _reshaped(manifest["tensors"][name]):
