@@ -15,7 +15,7 @@ A failed check raises :class:`BindError`, a ``ValueError``: ``Session._bind`` tu
 from __future__ import annotations
 
 import math
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -88,7 +88,7 @@ def choice(params: dict, key: str, options: Iterable):
     """``params[key]``, which must be one of ``options``."""
     v = _get(params, key)
     options = tuple(options)
-    if isinstance(v, bool) or isinstance(v, (list, dict)) or v not in options:
+    if isinstance(v, (bool, list, dict)) or v not in options:
         raise fail(f"params[{key!r}]={v!r}: expected one of {list(options)}")
     return v
 
