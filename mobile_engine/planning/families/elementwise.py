@@ -2,8 +2,9 @@
 
 Lowering (compile time) decides the kernel and the broadcast walk (``broadcast_plan``: merged
 axes and strides), keeps constant operands as weights ``in<i>``, and records the activation
-as ints/floats. Binding (load time) reshapes the arena views to flat views and picks the
-serial or parallel variant; nothing is decided per run.
+as ints/floats. Binding (load time) checks the params, weights and views against the kernel
+(``planning/validate.py``: an edited plan must not send a kernel out of bounds), reshapes the
+arena views to flat views and picks the serial or parallel variant; nothing is decided per run.
 
 Kernel ids:
 
