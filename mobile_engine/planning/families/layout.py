@@ -2,7 +2,8 @@
 
 Lowerings decide everything from static shapes (views, lane width, index tables, strided plans;
 see ``kernels/f32_layout.py``); binders check every table, stride and view against the arrays
-(``planning/validate.py``), then only reshape arena views and pick the serial or parallel variant. Kernels move raw lanes, so every IR dtype is served (ids ``x32_*`` / ``x8_*``).
+(``planning/validate.py``), then only reshape arena views and pick the serial or parallel
+variant. Kernels move raw lanes, so every IR dtype is served (ids ``x32_*`` / ``x8_*``).
 
 A constant operand becomes weight ``in<i>`` (``planning.step.runtime_inputs``) and binders put
 it back in its place with :func:`operands`; steps record ``n_inputs`` for that.
