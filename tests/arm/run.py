@@ -1,0 +1,267 @@
+"""``make test-arm``: the engine on emulated aarch64 cores (Cortex-A53, A72, A76).
+
+For each core, one emulated pytest session (qemu-user, ``nice -n 19``) runs a subset of
+tests/kernels, then tests/arm/test_emulated.py: the core the engine sees, its int8 ISA dispatch,
+an int8 conv per ISA, multistyle26 at 64x64 against the numpy interpreter and onnxruntime, and
+the instructions of the inner loop of every kernel the session compiled (tests/arm/neon.py).
+Then the negative check (tests/arm/sigill.py): code compiled for an A76 dies with SIGILL on an
+emulated A72, so the emulator does enforce the instruction set. Prints the instruction table
+per kernel and core; exits 1 if anything failed. Emulated timings mean nothing and are not
+reported except as the wall time of this check itself.
+
+Each core gets its own root for qemu's ``-L`` prefix: symlinks to the shared arm64 userland
+plus a ``proc/cpuinfo`` read from the emulated core itself (tests/arm/cpuinfo.py), because
+qemu 7.2 shows the guest the host's x86 /proc/cpuinfo. So LLVM, and therefore Numba and the
+engine's ISA dispatch, see the emulated core exactly as on a board: no NUMBA_CPU_NAME override.
+
+Usage: python tests/arm/run.py [--cores cortex-a53,cortex-a72,cortex-a76] [--jobs N]
+(after tests/arm/setup.sh, which ``make test-arm`` runs first).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+CORES = {
+    "cortex-a53": "Cortex-A53: NEON only (Pi 3, Pi Zero 2, many phones' little cores)",
+    "cortex-a72": "Cortex-A72: NEON only (Pi 4)",
+    "cortex-a76": "Cortex-A76: NEON + dot product (Pi 5)",
+}
+# The kernel tests run on every core: the families the plans use, at their edge shapes, picked
+# so each core compiles few distinct kernels (an emulated compile takes 10-60 s).
+KERNEL_TESTS = [
+    "tests/kernels/test_f32_conv.py",
+    "tests/kernels/test_f32_elementwise.py",
+    "tests/kernels/test_f32_gemm.py",
+    "tests/kernels/test_f32_norm.py",
+    "tests/kernels/test_f32_reduce.py",
+    "tests/kernels/test_f32_layout.py",
+]
+KERNEL_SELECT = ("(test_conv2d and not lowering) or test_igemm_every_tile or test_dwconv2d"
+                 " or test_unary_table or test_binary_table or test_exp_accuracy"
+                 " or test_special_values or test_gemm_table or test_instance_norm_table"
+                 " or test_reduce_table or test_softmax_table or test_transpose_nhwc_nchw")
+# Directories of the userland that the emulated programs see; the rest (/proc, /dev, /tmp,
+# /sys, /root, /home, /work ...) is the host's.
+ROOT_DIRS = ("bin", "etc", "lib", "sbin", "usr", "var")
+SKIP_ENV = ("OPENBLAS_CORETYPE", "NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "PYTHONHOME",
+            "VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE", "QEMU_CPU", "QEMU_LD_PREFIX")
+
+
+def arm_home() -> Path:
+    return Path(os.environ.get("MOBILE_ENGINE_HOME",
+                               Path.home() / ".cache" / "mobile-engine")) / "arm"
+
+
+class Emulator:
+    """Runs the arm64 userland's python3 on one emulated core."""
+
+    def __init__(self, home: Path, core: str):
+        self.home, self.core = home, core
+        self.rootfs = home / "rootfs"
+        self.site = (home / "site").resolve()
+        self.prefix = home / "cores" / core
+        if not (self.rootfs / ".complete").exists() or not (self.site / ".complete").exists():
+            raise SystemExit(f"test-arm: no arm64 userland under {home}: run tests/arm/setup.sh")
+
+    def env(self, **extra) -> dict:
+        env = {k: v for k, v in os.environ.items() if k not in SKIP_ENV}
+        env.update(PYTHONPATH=f"{self.site}{os.pathsep}{REPO}",
+                   PYTHONPYCACHEPREFIX=str(self.home / "pycache"), ARM_CORE=self.core)
+        env.update({k: str(v) for k, v in extra.items()})
+        return env
+
+    def argv(self, *args, prefix: Path | None = None) -> list[str]:
+        return ["nice", "-n", "19", "qemu-aarch64-static", "-cpu", self.core, "-L",
+                str(prefix or self.prefix), str(self.rootfs / "usr" / "bin" / "python3"), *args]
+
+    def prepare(self) -> str:
+        """The core's root: the userland's directories and the core's own /proc/cpuinfo."""
+        (self.prefix / "proc").mkdir(parents=True, exist_ok=True)
+        for d in ROOT_DIRS:
+            link = self.prefix / d
+            if not link.is_symlink():
+                try:
+                    link.symlink_to(self.rootfs / d)
+                except FileExistsError:         # another job made it
+                    pass
+        info = subprocess.run(self.argv("-S", str(REPO / "tests/arm/cpuinfo.py"),
+                                        prefix=self.rootfs),
+                              env=self.env(), capture_output=True, text=True, check=True).stdout
+        if "CPU part" not in info:
+            raise RuntimeError(f"{self.core}: could not read the emulated core's identity:\n{info}")
+        tmp = self.prefix / "proc" / f".cpuinfo.{os.getpid()}.{threading.get_ident()}"
+        tmp.write_text(info)
+        tmp.replace(self.prefix / "proc" / "cpuinfo")     # atomic: other jobs may be reading
+        return next(line.split(":", 1)[1].strip() for line in info.splitlines()
+                    if line.startswith("Features"))
+
+
+def run_core(emu: Emulator, logs: Path, timeout: float, select: str = KERNEL_SELECT) -> dict:
+    """One emulated pytest session: kernel subset, then tests/arm/test_emulated.py."""
+    t0 = time.monotonic()
+    features = emu.prepare()
+    report = logs / f"{emu.core}.json"
+    report.unlink(missing_ok=True)
+    cache = Path(tempfile.mkdtemp(prefix=f"numba-{emu.core}-", dir=emu.home))
+    log = logs / f"{emu.core}.log"
+    args = ["-m", "pytest", "-p", "tests.arm.plugin", "-p", "no:cacheprovider", "-q",
+            *KERNEL_TESTS, "tests/arm/test_emulated.py",
+            "-k", f"({select}) or test_emulated"]
+    try:
+        with open(log, "w") as out:
+            out.write(f"$ {' '.join(emu.argv(*args))}\n\n")
+            out.flush()
+            proc = subprocess.run(emu.argv(*args), cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                  env=emu.env(NUMBA_CACHE_DIR=cache, ARM_REPORT=report),
+                                  timeout=timeout)
+        rc = proc.returncode
+    except subprocess.TimeoutExpired:
+        rc = "timeout"
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    text = log.read_text(errors="replace")
+    summary = next((ln.strip("= ") for ln in reversed(text.splitlines())
+                    if " passed" in ln or " failed" in ln or " error" in ln), f"rc {rc}")
+    rows = json.loads(report.read_text()) if report.exists() else []
+    return {"core": emu.core, "rc": rc, "summary": summary, "seconds": time.monotonic() - t0,
+            "log": str(log), "rows": rows, "features": features}
+
+
+def _no_core_dumps() -> None:
+    import resource
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))     # qemu would dump the SIGILL'd guest
+
+
+def sigill_check(home: Path, logs: Path) -> dict:
+    """A76 code on an A72 must die with SIGILL; the same code on an A76, and A72 code compiled
+    by Numba for the CPU it runs on, must run and agree with numpy."""
+    a72, a76 = Emulator(home, "cortex-a72"), Emulator(home, "cortex-a76")
+    a72.prepare()
+    a76.prepare()
+    force = dict(NUMBA_CPU_NAME="cortex-a76", NUMBA_CPU_FEATURES="+neon,+dotprod,+fullfp16")
+    script = str(REPO / "tests/arm/sigill.py")
+    cases = [  # (name, emulator, env, expect SIGILL, expect dot instructions)
+        ("A76 code on an A72", a72, force, True, True),
+        ("A76 code on an A76", a76, force, False, True),
+        ("host-compiled code on an A72", a72, {}, False, False),
+    ]
+    results, ok = [], True
+    with open(logs / "sigill.log", "w") as log:
+        for name, emu, extra, want_ill, want_dot in cases:
+            p = subprocess.run(emu.argv(script), cwd=REPO, env=emu.env(**extra),
+                               capture_output=True, text=True, timeout=900,
+                               preexec_fn=_no_core_dumps)
+            log.write(f"## {name} (rc {p.returncode})\n{p.stdout}{p.stderr}\n")
+            has_dot = "dot instructions: yes" in p.stdout
+            died = p.returncode in (-signal.SIGILL, 128 + signal.SIGILL)
+            good = (died == want_ill and has_dot == want_dot
+                    and (want_ill or (p.returncode == 0 and "result:" in p.stdout)))
+            ok &= good
+            what = ("SIGILL" if died else f"exit {p.returncode}") + \
+                f", dot instructions {'yes' if has_dot else 'no'}"
+            results.append(f"{'ok  ' if good else 'FAIL'} {name}: {what} (expected "
+                           f"{'SIGILL' if want_ill else 'exit 0'}, dot "
+                           f"{'yes' if want_dot else 'no'})")
+    return {"ok": ok, "lines": results, "log": str(logs / "sigill.log")}
+
+
+def table(results: list[dict]) -> str:
+    """kernel | kind | core | verdict | the hot loop's SIMD/FP instructions."""
+    by_kernel: dict[str, list[dict]] = {}
+    for res in results:
+        for row in res["rows"]:
+            by_kernel.setdefault(row["kernel"], []).append(row)
+    order = sorted(by_kernel, key=lambda k: (by_kernel[k][0]["kind"] == "info",
+                                             not by_kernel[k][0]["in_plan"], k))
+    lines = [f"{'kernel':<44} {'kind':<6} {'core':<10} {'':<4} hot inner loop: instructions "
+             f"(count per iteration)", "-" * 132]
+    for k in order:
+        for i, row in enumerate(sorted(by_kernel[k], key=lambda r: r["core"])):
+            name = (k + (" [plan]" if row["in_plan"] else "")) if i == 0 else ""
+            verdict = "ok" if row["ok"] else ("info" if row["kind"] == "info" else "FAIL")
+            lines.append(f"{name:<44} {row['kind'] if i == 0 else '':<6} {row['core']:<10} "
+                         f"{verdict:<4} {row['hot']}")
+            for prob in row["problems"] if row["kind"] != "info" else []:
+                lines.append(f"{'':<67}  ! {prob}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cores", default=",".join(CORES))
+    ap.add_argument("--jobs", type=int, default=min(len(CORES), os.cpu_count() or 1),
+                    help="emulated cores run at once (default: one per host CPU, at most 3)")
+    ap.add_argument("--timeout", type=float, default=float(os.environ.get("ARM_TIMEOUT", 3600)),
+                    help="seconds per core")
+    ap.add_argument("--no-sigill", action="store_true", help="skip the negative check")
+    ap.add_argument("--select", default=KERNEL_SELECT,
+                    help="pytest -k expression of the kernel tests to run (default: the subset)")
+    opts = ap.parse_args()
+    cores = [c.strip() for c in opts.cores.split(",") if c.strip()]
+    unknown = set(cores) - set(CORES)
+    if unknown:
+        ap.error(f"unknown cores {sorted(unknown)}; choose from {', '.join(CORES)}")
+    home = arm_home()
+    logs = home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    lock = threading.Lock()
+
+    def say(msg: str) -> None:
+        with lock:
+            print(f"test-arm [{time.monotonic() - t0:6.0f}s] {msg}", flush=True)
+
+    def job(core: str) -> dict:
+        say(f"{core}: {CORES[core]}: starting (log {logs / (core + '.log')})")
+        res = run_core(Emulator(home, core), logs, opts.timeout, opts.select)
+        say(f"{core}: {res['summary']} ({res['seconds']:.0f}s)")
+        return res
+
+    with ThreadPoolExecutor(max(1, opts.jobs)) as pool:
+        futures = [pool.submit(job, c) for c in cores]
+        sig = None if opts.no_sigill else pool.submit(sigill_check, home, logs)
+        results = [f.result() for f in futures]
+        sig = sig.result() if sig else None
+
+    print("\nInstructions of each kernel's hot inner loop, per emulated core "
+          "(tests/arm/neon.py; [plan]: run by multistyle26):\n")
+    print(table(results))
+    print()
+    for res in results:
+        print(f"{res['core']:<11} Features: {res['features']}")
+    failed = [r for r in results if r["rc"] != 0]
+    print()
+    for res in results:
+        print(f"{'ok  ' if res['rc'] == 0 else 'FAIL'} {res['core']}: {res['summary']} "
+              f"(log {res['log']})")
+        if res["rc"] != 0:
+            tail = Path(res["log"]).read_text(errors="replace").splitlines()
+            failures = [ln for ln in tail if ln.startswith(("FAILED", "ERROR"))]
+            for ln in failures[:25] or tail[-25:]:
+                print(f"       {ln}")
+    if sig:
+        print("\nNegative check (the emulator enforces the instruction set):")
+        for line in sig["lines"]:
+            print(f"{line}")
+    ok = not failed and (sig is None or sig["ok"])
+    print(f"\ntest-arm: {'passed' if ok else 'FAILED'} in {time.monotonic() - t0:.0f}s "
+          f"(emulated: correctness and instructions only; latency is measured on real boards)")
+    (home / "last-report.json").write_text(json.dumps(
+        {"results": results, "sigill": sig, "ok": ok}, indent=1, default=str))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""What ``make test-arm`` checks inside each emulated aarch64 core (driven by tests/arm/run.py).
+
+Skipped on other machines. run.py runs this file *after* a subset of tests/kernels in the same
+pytest process (with ``-p tests.arm.plugin``), so the last test inspects the machine code of
+every kernel the session compiled: the kernel tests' and the multistyle26 plan's.
+
+Environment (set by run.py): ``ARM_CORE`` (the qemu CPU, e.g. ``cortex-a76``) and
+``ARM_REPORT`` (a JSON file the instruction table is written to).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import pkgutil
+import platform
+import re
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.skipif(platform.machine() != "aarch64",
+                                reason="runs on (emulated) aarch64: make test-arm")
+
+CORE = os.environ.get("ARM_CORE", "")
+REPORT = os.environ.get("ARM_REPORT")
+
+# Kernel bodies (the Python function names of the Numba dispatchers) and what their hot loops
+# must be (tests/arm/neon.py). Anything else compiled in the session is listed as "info".
+KINDS = {
+    "f32_conv2d_igemm": "fma", "f32_conv2d_kdot4": "fma", "f32_conv2d_pix": "fma",
+    "f32_dwconv2d": "fma", "f32_gemm": "fma",
+    "qu8_conv2d_igemm": "dot",
+    "f32_instance_norm_nhwc": "vector", "f32_instance_norm_nhwc_any": "vector",
+    "f32_instance_norm_nchw": "vector", "channel_affine": "vector", "vunary": "vector",
+    "vbinary_flat": "vector", "vbinary_rows": "vector", "reduce_ori": "vector",
+    "softmax": "vector",
+}
+
+
+def cpu_features() -> set[str]:
+    """The Features of /proc/cpuinfo: what the core reports (run.py serves the emulated core's)."""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("Features"):
+                return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def test_the_engine_sees_the_emulated_core():
+    """LLVM's host CPU (what Numba compiles for) and the bench's machine facts name the core."""
+    import llvmlite.binding as llvm
+
+    from mobile_engine.machine import machine_facts
+    assert CORE, "ARM_CORE is not set (run through tests/arm/run.py)"
+    assert llvm.get_host_cpu_name() == CORE
+    facts = machine_facts()
+    assert facts["arch"] == "aarch64"
+    assert facts["cpu"].lower() == CORE.lower(), facts["cpu"]
+    assert "neon" in facts["isa"]
+
+
+def test_every_kernel_module_imports_without_x86():
+    """Nothing x86-only at import time: every kernels/ and planning family module imports, and
+    no x86 feature is reported."""
+    import kernels
+    import mobile_engine.planning.families as fam
+    from kernels import config
+    for pkg in (kernels, fam):
+        for mod in pkgutil.iter_modules(pkg.__path__):
+            importlib.import_module(f"{pkg.__name__}.{mod.name}")
+    assert not config.has_avx512() and not config.has_avx512_vnni()
+
+
+def test_int8_isa_dispatch_follows_the_cpu():
+    """The qu8 kernels pick ``sdot`` exactly when the core reports dot product (asimddp)."""
+    from kernels import config, qu8_conv2d
+    want = "sdot" if "asimddp" in cpu_features() else "portable"
+    got = qu8_conv2d.host_isa()
+    assert got == want, (
+        f"{CORE} reports Features {sorted(cpu_features())}: expected the {want!r} qu8 variant, "
+        f"host_isa() chose {got!r} (config.has_dotprod() = {config.has_dotprod()}; LLVM's host "
+        f"features are {__import__('llvmlite.binding').binding.get_host_cpu_features().flatten()})")
+
+
+def _qu8_isas() -> list[str]:
+    return ["portable", "sdot"] if "asimddp" in cpu_features() else ["portable"]
+
+
+@pytest.mark.parametrize("isa", ["portable", "sdot"])
+def test_qu8_conv_is_bit_exact(isa):
+    """A small int8 conv (edge channel counts, padding, a partial tile) on this core, bit-exact
+    against the integer numpy reference. ``sdot`` runs only on cores with dotprod."""
+    if isa not in _qu8_isas():
+        pytest.skip(f"{CORE} has no dot product instructions")
+    from kernels import qu8_conv2d as q
+    from kernels import reference_q8 as r
+    rng = np.random.default_rng(8)
+    x = rng.integers(0, 256, (1, 5, 7, 13), dtype=np.uint8)
+    w = rng.integers(-128, 128, (24, 13, 3, 3), dtype=np.int8)
+    sx, sw, sy, zx, zy = 0.02, rng.uniform(0.001, 0.01, 24), 0.5, 117, 3
+    bias = q.qu8_conv_bias(rng.normal(size=24), w, sx, sw, zx)
+    m = q.qu8_conv_multiplier(sx, sw, sy)
+    got = q.conv2d(x, w, bias, m, zx, zy, pads=(1, 1, 1, 1), isa=isa, tile=(6, 32),
+                   parallel=False)
+    want = r.qu8_conv2d_reference(x, w, bias, m, zx, zy, 0, 255, pads=(1, 1, 1, 1))
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.fixture(scope="module")
+def style_plan():
+    """multistyle26 at 64x64 compiled on this core, and a Session on 2 threads."""
+    import mobile_engine as me
+    from mobile_engine import zoo
+    try:
+        path = str(zoo.model_path("multistyle26"))
+    except zoo.ZooError as exc:
+        pytest.skip(str(exc))
+    plan = me.compile(path, input_shapes={"image": (1, 3, 64, 64)})
+    return path, me.Session(plan, threads=2)
+
+
+def test_multistyle26_plan_matches_the_numpy_interpreter(style_plan, photo):
+    """End to end on this core: the compiled plan (Numba kernels, 2 threads) against the graph
+    run node by node with the numpy references, and against onnxruntime's aarch64 build."""
+    from mobile_engine.importers.onnx import import_onnx
+    from mobile_engine.ir import interpret
+    from tests.tolerances import MODEL_ATOL
+    path, sess = style_plan
+    w = np.zeros(26, np.float32)
+    w[[3, 19]] = 0.5
+    feeds = {"image": photo("chelsea.png", 64, 64), "style_weights": w}
+    (ours,) = sess.run(None, feeds)
+    want = interpret.run_graph(import_onnx(path, input_shapes={"image": (1, 3, 64, 64)}),
+                               feeds)["stylized"]
+    assert ours.shape == want.shape == (1, 3, 64, 64)
+    err = float(np.abs(ours - want).max())
+    assert err <= MODEL_ATOL, f"max abs error {err:.2e} against the numpy interpreter"
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return
+    from tests.conftest import ort_run
+    (ref,) = ort_run(ort, path, feeds)
+    err = float(np.abs(ours - ref).max())
+    assert err <= MODEL_ATOL, f"max abs error {err:.2e} against onnxruntime"
+
+
+def _label(disp, plan_ids: dict[int, set[str]]) -> str:
+    """A kernel's name: the plan's kernel ids when the plan runs it, else the body's name with
+    its compile-time constants (``f32_conv2d_igemm[MR=16,NR=16]``)."""
+    if id(disp) in plan_ids:
+        return "/".join(sorted(plan_ids[id(disp)]))
+    fn = disp.py_func
+    consts = []
+    for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
+        try:
+            v = cell.cell_contents
+        except ValueError:
+            continue
+        if name.isupper() and isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+            consts.append(f"{name}={v}")
+        elif name == "loop" and getattr(v, "__name__", "") == "prange":
+            consts.append("parallel")
+    return f"{fn.__name__}[{','.join(consts)}]" if consts else fn.__name__
+
+
+def test_hot_loops_are_neon(style_plan):
+    """The instructions of every kernel's inner loops on this core (the table run.py prints):
+    fmla v.4s in the float kernels, sdot/udot in the int8 ones on cores with dotprod, vector
+    code in the element-wise ones, and no libm exp call per element anywhere."""
+    from tests.arm import neon
+    from tests.arm.plugin import COMPILED
+    _, sess = style_plan
+    plan_ids: dict[int, set[str]] = {}
+    for _, kernel, fn in sess.bound_kernels():
+        plan_ids.setdefault(id(fn), set()).add(kernel)
+    dotprod = "asimddp" in cpu_features()
+    rows, failures = [], []
+    for disp in COMPILED.values():
+        fn = getattr(disp, "py_func", None)
+        if fn is None or not fn.__module__.startswith("kernels."):
+            continue
+        kind = KINDS.get(fn.__name__, "info")
+        for sig in disp.signatures:
+            asm = disp.inspect_asm(sig)
+            if "Inspection disabled" in asm or len(asm) < 200:
+                continue                   # loaded from a cache: nothing to read
+            v = neon.check(asm, kind, dotprod)
+            row = {"core": CORE, "kernel": _label(disp, plan_ids), "kind": kind, "ok": v.ok,
+                   "in_plan": id(disp) in plan_ids, "hot": v.hot.summary() if v.hot else "",
+                   "hot_insns": v.hot.n_insns if v.hot else 0, "loops": v.n_loops,
+                   "vector_loops": v.n_vector_loops, "scalar_fp_loops": v.n_scalar_fp_loops,
+                   "spills": v.hot.classes["spill"] if v.hot else 0, "problems": v.problems,
+                   "dot": bool(v.hot and v.hot.classes["dot"])}
+            rows.append(row)
+            if not v.ok and kind != "info":
+                failures.append(f"{row['kernel']} ({kind}): {'; '.join(v.problems)}")
+    if REPORT:
+        with open(REPORT, "w") as f:
+            json.dump(rows, f, indent=1)
+    judged = [r["kernel"] for r in rows if r["kind"] != "info"]
+    assert any(re.match(r"f32_conv2d_igemm", k) for k in judged), \
+        f"no conv kernel was compiled in this session: {judged}"
+    assert not failures, "\n".join(failures)

@@ -1,0 +1,157 @@
+"""The instruction checker of ``make test-arm`` (tests/arm/neon.py) on hand-written aarch64 loops
+in LLVM's output format: it must pass NEON loops and fail scalar ones, libm exp calls per
+element, and dot-product misuse. Runs on any host (plain text processing)."""
+import pytest
+
+from tests.arm import neon
+
+
+def fn(*loops: str, prologue: str = "\tmov\tx8, xzr\n") -> str:
+    """A function whose body is the given loop blocks, each ending in a branch back to itself."""
+    out = ["\t.text", "kernel:", prologue.rstrip("\n")]
+    for i, body in enumerate(loops):
+        out.append(f".LBB0_{i + 1}:")
+        out += [f"\t{line.strip()}" for line in body.strip().splitlines()]
+        out.append("\tsubs\tx8, x8, #1")
+        out.append(f"\tb.ne\t.LBB0_{i + 1}")
+    out.append("\tret")
+    return "\n".join(out) + "\n"
+
+
+IGEMM = """
+ldr s16, [x13, x11, lsl #2]
+ldp q3, q0, [x14, #-32]
+fmla v1.4s, v3.4s, v16.s[0]
+fmla v2.4s, v0.4s, v16.s[0]
+ldr s17, [x10, x11, lsl #2]
+fmla v4.4s, v3.4s, v17.s[0]
+fmla v5.4s, v0.4s, v17.s[0]
+"""
+SCALAR_FMA = """
+ldr s0, [x1], #4
+ldr s1, [x2], #4
+fmadd s2, s0, s1, s2
+"""
+SPILLING = IGEMM + "ldr q20, [sp, #4592]\nfmla v20.4s, v3.4s, v16.s[0]\nstr q20, [sp, #4592]\n"
+VEC_ADD = """
+ldp q0, q1, [x1], #32
+ldp q2, q3, [x2], #32
+fadd v0.4s, v0.4s, v2.4s
+fadd v1.4s, v1.4s, v3.4s
+stp q0, q1, [x3], #32
+"""
+TAIL = """
+ldr s0, [x1], #4
+ldr s1, [x2], #4
+fadd s0, s0, s1
+str s0, [x3], #4
+"""
+EXP_CALL = """
+ldr s0, [x19], #4
+fneg s0, s0
+bl expf
+fmov s1, #1.00000000
+fadd s0, s0, s1
+fdiv s0, s1, s0
+str s0, [x20], #4
+"""
+F64_SUM = """
+ldr q0, [x1], #16
+fcvtl v1.2d, v0.2s
+fcvtl2 v0.2d, v0.4s
+fadd v2.2d, v2.2d, v1.2d
+fadd v3.2d, v3.2d, v0.2d
+"""
+SDOT = """
+ldr q1, [x9], #16
+sdot v0.4s, v1.16b, v2.16b
+sdot v3.4s, v4.16b, v2.16b
+"""
+PORTABLE_DOT = """
+ldr q1, [x9], #16
+smull v4.8h, v5.8b, v1.8b
+smull2 v6.8h, v5.16b, v1.16b
+sadalp v0.4s, v4.8h
+sadalp v3.4s, v6.8h
+"""
+
+
+def test_neon_fma_loop_passes_and_is_described():
+    v = neon.check(fn(IGEMM), "fma")
+    assert v.ok, v.problems
+    assert v.hot.classes["fma_vec"] == 4 and v.hot.mnemonics["fmla.4s"] == 4
+    assert "fmla.4s x4" in v.hot.summary()
+
+
+def test_scalar_fma_fails():
+    v = neon.check(fn(SCALAR_FMA), "fma")
+    assert not v.ok and any("no loop uses vector FMAs" in p for p in v.problems)
+    v = neon.check(fn(IGEMM + "fmadd s2, s0, s1, s2\n"), "fma")
+    assert not v.ok and any("scalar" in p for p in v.problems)
+
+
+def test_scalar_broadcast_preparation_is_fine_but_float64_is_not():
+    """A border path multiplies each broadcast input by 0/1 before 4+ vector FMAs: vector."""
+    assert neon.check(fn(IGEMM + "fmul s16, s16, s30\n"), "fma").ok
+    assert not neon.check(fn(IGEMM + "fcvt d0, s16\nfmul d0, d0, d1\n"), "fma").ok
+
+
+def test_hot_loop_is_the_one_with_most_vector_fmas():
+    v = neon.check(fn(SCALAR_FMA, IGEMM, VEC_ADD), "fma")
+    assert v.ok and v.hot.label == ".LBB0_2" and v.n_loops == 3
+
+
+def test_stack_spills_are_counted():
+    v = neon.check(fn(SPILLING), "fma")
+    assert v.ok and v.hot.classes["spill"] == 2
+    assert "stack q-spills x2" in v.hot.summary()
+
+
+def test_exp_call_per_element_fails_in_any_loop():
+    v = neon.check(fn(IGEMM, EXP_CALL), "fma")
+    assert not v.ok and any("libm exp" in p for p in v.problems)
+    assert not neon.check(fn(VEC_ADD, EXP_CALL), "vector").ok
+
+
+def test_vector_kernel_with_scalar_tail_passes_scalar_only_fails():
+    v = neon.check(fn(VEC_ADD, TAIL), "vector")
+    assert v.ok and v.hot.label == ".LBB0_1" and v.n_scalar_fp_loops == 1
+    v = neon.check(fn(TAIL), "vector")
+    assert not v.ok and any("not vector" in p for p in v.problems)
+
+
+def test_float64_vector_accumulation_counts_as_vector():
+    assert neon.check(fn(F64_SUM, TAIL), "vector").ok
+
+
+@pytest.mark.parametrize("body,dotprod,ok", [
+    (SDOT, True, True), (PORTABLE_DOT, True, False), (PORTABLE_DOT, False, True),
+    (SDOT, False, False), (SCALAR_FMA, False, False)])
+def test_int8_loops_need_sdot_exactly_when_the_core_has_it(body, dotprod, ok):
+    v = neon.check(fn(body), "dot", dotprod=dotprod)
+    assert v.ok == ok, v.problems
+
+
+def test_only_innermost_loops_are_judged():
+    asm = """kernel:
+.LBB0_1:
+\tmov\tx9, xzr
+.LBB0_2:
+\tldp\tq0, q1, [x1], #32
+\tfmla\tv2.4s, v0.4s, v1.4s
+\tsubs\tx9, x9, #1
+\tb.ne\t.LBB0_2
+\tfmadd\ts0, s1, s2, s0
+\tsubs\tx8, x8, #1
+\tcbnz\tx8, .LBB0_1
+\tret
+"""
+    found = neon.loops(asm)
+    assert [lp.label for lp in found] == [".LBB0_2"]
+    assert neon.check(asm, "fma").ok
+
+
+def test_info_kernels_are_never_judged_and_unknown_kinds_raise():
+    assert neon.check(fn(TAIL), "info").ok
+    with pytest.raises(ValueError):
+        neon.check(fn(TAIL), "simd")
