@@ -10,11 +10,14 @@ their factors)::
 
 with ``peak = 1`` when the float output lies in [0, 1] (images) and its range otherwise.
 
+Tensors the float plan does not materialize (a conv's accumulators, when the float lowering runs
+the conv and its instance norm as one step) are not compared: a layer's output is then its
+norm's (or its fused residual add's) output.
+
 ``min_psnr``: while the lowest PSNR over the feeds is below the target, the quantized conv that
 costs the most is kept in float and the graph is quantized again. A conv's cost is the relative
-noise power it adds: ``10^(-SQNR(output) / 10) - 10^(-SQNR(inputs) / 10)``, where its inputs are
-the float tensors whose quantization makes the conv's uint8 input (the norm's or the quantize's
-float inputs): keeping the conv in float removes both its weight rounding and that quantization.
+noise power its layer adds: ``10^(-SQNR(layer output) / 10) - 10^(-SQNR(inputs) / 10)`` with the
+conv's uint8 input and the layer's other measured inputs (a fused residual).
 """
 from __future__ import annotations
 
@@ -153,18 +156,34 @@ def evaluate(graph: Graph, result: QuantizeResult, feeds: list[dict],
     return report, rel
 
 
+def _layer_output(g: Graph, conv, rel: dict[str, float]) -> str | None:
+    """The first measured tensor downstream of ``conv``: its own output, else what its only
+    reader (the norm, or the norm fused into a residual add) writes."""
+    name = conv.outputs[0]
+    for _ in range(3):
+        if name in rel:
+            return name
+        users = g.consumers(name)
+        if len(users) != 1:
+            return None
+        name = users[0].outputs[0]
+    return name if name in rel else None
+
+
 def conv_costs(result: QuantizeResult, rel: dict[str, float]) -> dict[str, float]:
-    """{quantized conv node: relative noise power it adds} (module docstring)."""
+    """{quantized conv node: relative noise power its layer adds} (module docstring)."""
     g = result.graph
     costs = {}
     for n in g.nodes:
         if n.op is not Op.CONV2D or n.name not in result.quantized:
             continue
-        p = g.producer(n.inputs[0])
-        sources = [i for i in (p.inputs if p is not None else []) if i and not g.tensors[i].is_const
-                   and g.tensors[i].quant is None]
+        out = _layer_output(g, n, rel)
+        if out is None:
+            continue
+        sources = [n.inputs[0]] + [i for i in g.producer(out).inputs
+                                   if i and i in rel and i != n.outputs[0]]
         base = max((rel.get(i, 0.0) for i in sources), default=0.0)
-        costs[n.name] = rel.get(n.outputs[0], 0.0) - base
+        costs[n.name] = rel[out] - base
     return costs
 
 
