@@ -38,6 +38,7 @@ from kernels import config
 from kernels.config import jit
 from kernels.indirection import conv_axis_map
 from kernels.intrinsics import stack_array, vadd, vcopy, vfill, vfma, vfma4
+from kernels.f32_norm import vshift_stats
 
 F32 = np.float32
 U64 = np.uint64     # NOTE: unsigned indices skip Numba's negative-index wraparound code
@@ -146,7 +147,7 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
     loop = numba.prange if parallel else range
 
     def f32_conv2d_igemm(x, rowmap, colmap, wp, bias, residual, out, group, step, act, p0, p1,
-                         has_res):
+                         has_res, sums, want_sums):
         n_, h_, w_, c_ = x.shape
         oh_, ow_, co_ = out.shape[1], out.shape[2], out.shape[3]
         kh_, kw_ = rowmap.shape[1], colmap.shape[1]
@@ -165,11 +166,15 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
             offs = stack_array(MR, np.int64)
             scale = stack_array(MR, np.float32)
             col0 = stack_array(MR, np.int64)
+            rs = stack_array(NR, np.float32)     # row sums of (y - sh), (y - sh)^2
+            rq = stack_array(NR, np.float32)
+            sh = stack_array(NR, np.float32)     # the row's first output: the shift
             for gb in range(group * nb):
                 g = gb // nb
                 co0 = (gb - g * nb) * NR
                 ncv = min(NR, cog - co0)
                 wblock = gb * kh_ * kw_ * tap_size
+                first = True
                 for ph in range(step):
                     for ow0 in range(ph, ow_, step * MR):
                         # A regular tile reads, for every pixel, KW adjacent input columns: with
@@ -235,6 +240,16 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
                                         if has_res:
                                             vadd(acc, a, rf, ob + v * VL, VL)
                                         vcopy(of, ob + v * VL, acc, a, VL)
+                                    if want_sums:
+                                        if first:
+                                            first = False
+                                            for v in range(NV):
+                                                vcopy(sh, v * VL, acc, m * NV * VL + v * VL, VL)
+                                                vfill(rs, v * VL, F32(0), VL)
+                                                vfill(rq, v * VL, F32(0), VL)
+                                        for v in range(NV):
+                                            vshift_stats(rs, rq, v * VL, acc, (m * NV + v) * VL,
+                                                         sh, VL)
                             continue
                         for v in range(MR * NV):
                             vcopy(tile, v * VL, acc, v * VL, VL)
@@ -249,6 +264,23 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
                                 else:
                                     for j in range(ncv):
                                         of[U64(ob + j)] = tile[U64(m * NR + j)] + bias[U64(bo + j)]
+                                if want_sums:
+                                    if first:
+                                        first = False
+                                        for j in range(ncv):
+                                            sh[j] = of[U64(ob + j)]
+                                            rs[j] = F32(0)
+                                            rq[j] = F32(0)
+                                    for j in range(ncv):
+                                        d = of[U64(ob + j)] - sh[j]
+                                        rs[j] += d
+                                        rq[j] += d * d
+                if want_sums:       # float64 row sums of y and y^2 per channel
+                    so = (b * oh_ + oh) * 2 * co_ + g * cog + co0
+                    for j in range(ncv):
+                        h, s1 = np.float64(sh[j]), np.float64(rs[j])
+                        sums[so + j] = ow_ * h + s1
+                        sums[so + co_ + j] = ow_ * h * h + 2.0 * h * s1 + np.float64(rq[j])
             activate_span(of, (b * oh_ + oh) * ow_ * co_, ow_ * co_, act, p0, p1)
 
     return f32_conv2d_igemm
@@ -268,6 +300,10 @@ def igemm_kernel(mr: int, nr: int, parallel: bool, cache: bool = True):
         out:      f32[N, OH, OW, Co] C-contiguous; may not overlap x; may be exactly residual
         group, step (tile pixel stride: 1, or the stride of a transposed conv), act: int
         p0, p1: float32 activation params; has_res: bool
+        sums:     f64[N * OH * 2 * Co], written when ``want_sums``: per output row and channel
+                  the sums of the stored outputs and of their squares (an instance norm's
+                  statistics without another pass; float32 sums of ``y - y[row, 0]`` per row,
+                  float64 across rows); pass any f64[1] otherwise
     ``cache=False`` compiles a fresh dispatcher whose ``inspect_asm()`` works (tests).
     """
     flags = {} if cache else {"cache": False}
@@ -486,8 +522,11 @@ def run_igemm(x, rowmap, colmap, wp, bias, residual, out, *, group, step, act, a
     has_res = residual is not None
     res = readonly(residual if has_res else out)
     fn(readonly(x), readonly(rowmap), readonly(colmap), readonly(wp), readonly(bias), res, out,
-       group, step, int(act), F32(p0), F32(p1), has_res)
+       group, step, int(act), F32(p0), F32(p1), has_res, NO_SUMS, False)
     return out
+
+
+NO_SUMS = np.zeros(1, np.float64)       # the ``sums`` argument of a conv without statistics
 
 
 def use_kdot(co: int, group: int) -> bool:

@@ -161,10 +161,23 @@ def clamp_bounds(act: int, p0: float, p1: float) -> tuple[np.float32, np.float32
 
 # --- kernels -----------------------------------------------------------------------------------
 @jit
-def _coefficients(x, scale, bias, n_img, P, C, eps, stats, coef, L, chunks):
-    """stats f64[n_img, 2, C] (shifted sums) -> coef f32[n_img, chunks, 3, L] lanes of
-    (shift, a, b) with lane l of chunk j = channel (j * L + l) % C (L = C, chunks = 1 for the
-    generic kernel)."""
+def _row_sums(sums, n_img, C, stats):
+    """stats f64[n_img, 2, C] = the per-row sums f64[n_img * rows, 2, C] (a conv's epilogue
+    statistics, ``f32_conv2d.py``) added up per image."""
+    rows = sums.shape[0] // (n_img * 2 * C)
+    for i in range(stats.shape[0]):
+        stats[i] = 0.0
+    for n in range(n_img):
+        for r in range(n * rows, (n + 1) * rows):
+            for i in range(2 * C):
+                stats[n * 2 * C + i] += sums[r * 2 * C + i]
+
+
+@jit
+def _coefficients(x, scale, bias, n_img, P, C, eps, stats, coef, L, chunks, shifted):
+    """stats f64[n_img, 2, C] (sums of x - shift and its square; shift = x's first pixel when
+    ``shifted``, else 0) -> coef f32[n_img, chunks, 3, L] lanes of (rounded mean, a, b) with
+    lane l of chunk j = channel (j * L + l) % C (L = C, chunks = 1 for the generic kernel)."""
     per_image_scale = scale.shape[0] > C
     per_image_bias = bias.shape[0] > C       # NOTE: either may be [N, C] and the other [C]
     inv_p = 1.0 / P
@@ -177,7 +190,7 @@ def _coefficients(x, scale, bias, n_img, P, C, eps, stats, coef, L, chunks):
                 mean_d = stats[(n * 2) * C + c] * inv_p
                 var = max(stats[(n * 2 + 1) * C + c] * inv_p - mean_d * mean_d, 0.0)
                 a = np.float64(scale[sc + c]) / np.sqrt(var + eps)
-                mean = np.float64(x[n * P * C + c]) + mean_d
+                mean = np.float64(x[n * P * C + c]) + mean_d if shifted else mean_d
                 m32 = np.float32(mean)                    # pass 2 shifts by the rounded mean
                 o = ((n * chunks + j) * 3) * L + l
                 coef[o] = m32
@@ -193,18 +206,20 @@ def _vector_source(L: int, parallel: bool):
     loop = prange if parallel else range
 
     def f32_instance_norm_nhwc(x, scale, bias, out, n_img, P, C, eps, lo, hi, act, p0, p1,
-                               partial, stats, coef):
-        """partial: f64[n_img * nblk * chunks * 2 * L]; stats: f64[n_img * 2 * C];
+                               partial, stats, coef, nblk, given):
+        """partial: f64[n_img * nblk * chunks * 2 * L], or with ``given`` the per-row sums of
+        the producing conv (pass 1 is skipped); stats: f64[n_img * 2 * C];
         coef: f32[n_img * chunks * 3 * L]."""
         if C <= LANES:
             chunks, rs, rows = 1, LANES, P * C // LANES
         else:
             chunks, rs, rows = C // LANES, C, P
         tail = P * C - rows * rs                          # floats after the last full row
-        nblk = partial.shape[0] // (n_img * chunks * 2 * LANES)
         per = (rows + nblk - 1) // nblk
+        if given:
+            _row_sums(partial, n_img, C, stats)
         # pass 1: shifted sums; float32 register accumulators flushed to float64 partials
-        for t in loop(n_img * nblk):
+        for t in loop(0 if given else n_img * nblk):
             n, k = t // nblk, t % nblk
             base = n * P * C
             r_lo, r_hi = min(rows, k * per), min(rows, (k + 1) * per)
@@ -240,17 +255,18 @@ def _vector_source(L: int, parallel: bool):
                         partial[pt + i] += d
                         partial[pt + LANES + i] += d * d
         # combine lanes -> channels, then the per-lane affine
-        for i in range(stats.shape[0]):
-            stats[i] = 0.0
-        for t in range(n_img * nblk):
-            n = t // nblk
-            for j in range(chunks):
-                pt = ((t * chunks + j) * 2) * LANES
-                for l in range(LANES):
-                    c = (j * LANES + l) % C
-                    stats[n * 2 * C + c] += partial[pt + l]
-                    stats[(n * 2 + 1) * C + c] += partial[pt + LANES + l]
-        _coefficients(x, scale, bias, n_img, P, C, eps, stats, coef, LANES, chunks)
+        if not given:
+            for i in range(stats.shape[0]):
+                stats[i] = 0.0
+            for t in range(n_img * nblk):
+                n = t // nblk
+                for j in range(chunks):
+                    pt = ((t * chunks + j) * 2) * LANES
+                    for l in range(LANES):
+                        c = (j * LANES + l) % C
+                        stats[n * 2 * C + c] += partial[pt + l]
+                        stats[(n * 2 + 1) * C + c] += partial[pt + LANES + l]
+        _coefficients(x, scale, bias, n_img, P, C, eps, stats, coef, LANES, chunks, not given)
         # pass 2: y = act((x - m) * a + b), clamp in the vector store, other activations per
         # L1-sized row block
         for t in loop(n_img * nblk):
@@ -285,11 +301,12 @@ def _generic_source(parallel: bool):
     loop = prange if parallel else range
 
     def f32_instance_norm_nhwc_any(x, scale, bias, out, n_img, P, C, eps, lo, hi, act, p0, p1,
-                                   partial, stats, coef):
+                                   partial, stats, coef, nblk, given):
         """Any channel count: float64 accumulators in memory, one pixel per step."""
-        nblk = partial.shape[0] // (n_img * 2 * C)
         per = (P + nblk - 1) // nblk
-        for t in loop(n_img * nblk):
+        if given:
+            _row_sums(partial, n_img, C, stats)
+        for t in loop(0 if given else n_img * nblk):
             n, k = t // nblk, t % nblk
             base = n * P * C
             s = partial[t * 2 * C:t * 2 * C + C]
@@ -304,13 +321,14 @@ def _generic_source(parallel: bool):
                     d = np.float64(xr[c]) - np.float64(sh[c])
                     s[c] += d
                     q[c] += d * d
-        for i in range(stats.shape[0]):
-            stats[i] = 0.0
-        for t in range(n_img * nblk):
-            n = t // nblk
-            for c in range(2 * C):
-                stats[n * 2 * C + c] += partial[t * 2 * C + c]
-        _coefficients(x, scale, bias, n_img, P, C, eps, stats, coef, C, 1)
+        if not given:
+            for i in range(stats.shape[0]):
+                stats[i] = 0.0
+            for t in range(n_img * nblk):
+                n = t // nblk
+                for c in range(2 * C):
+                    stats[n * 2 * C + c] += partial[t * 2 * C + c]
+        _coefficients(x, scale, bias, n_img, P, C, eps, stats, coef, C, 1, not given)
         for t in loop(n_img * nblk):
             n, k = t // nblk, t % nblk
             base = n * P * C
@@ -459,7 +477,8 @@ def instance_norm_planar_call(x, scale, bias, out, eps: float, act: int = 0, par
 @functools.lru_cache(maxsize=None)
 def instance_norm_kernel(lanes: int, parallel: bool):
     """The dispatcher for lane width ``lanes`` (0: the generic kernel), memoised. Call
-    ``fn(x, scale, bias, out, n_img, P, C, eps, lo, hi, act, p0, p1, partial, stats, coef)``
+    ``fn(x, scale, bias, out, n_img, P, C, eps, lo, hi, act, p0, p1, partial, stats, coef, nblk,
+    given)``
     (``clamp_bounds`` gives lo, hi and the remaining act) with the scratch of
     :func:`instance_norm_call`."""
     src = _vector_source(lanes, parallel) if lanes else _generic_source(parallel)
@@ -524,10 +543,14 @@ def instance_norm_blocks(n_img: int, pixels: int, channels: int) -> int:
 
 def instance_norm_call(x, scale, bias, out, eps: float, act: int = 0, params=(),
                        blocks: int | None = None, parallel: bool | None = None,
-                       lanes: int | None = None):
+                       lanes: int | None = None, row_sums: np.ndarray | None = None):
     """``(fn, args)`` for ``out = instance_norm(x)``: x, out f32[N, H, W, C]; scale, bias f32
     [C] or [N, C]. Allocates the scratch once (call at bind time, not per run). ``blocks``,
-    ``parallel`` and ``lanes`` (0 = generic kernel) override the defaults (tests)."""
+    ``parallel`` and ``lanes`` (0 = generic kernel) override the defaults (tests).
+
+    ``row_sums``: f64[N * rows, 2, C], the sums of x and x^2 per row that the producing conv
+    wrote (``f32_conv2d.igemm_kernel``'s ``sums``): the kernel reads them at run time instead
+    of its statistics pass (x may then be ``out`` itself: normalised in place)."""
     n, h, w, c = x.shape
     nblk = blocks or instance_norm_blocks(n, h * w, c)
     if parallel is None:
@@ -535,7 +558,14 @@ def instance_norm_call(x, scale, bias, out, eps: float, act: int = 0, params=(),
     L = lane_width(c) if lanes is None else lanes
     chunks = max(1, c // L) if L else 1
     width = L if L else c
-    partial = np.empty(n * nblk * chunks * 2 * width, np.float64)
+    given = row_sums is not None
+    if given:
+        partial = row_sums.reshape(-1)
+        if partial.size % (n * 2 * c) or partial.dtype != np.float64:
+            raise ValueError(f"row sums {row_sums.shape} {row_sums.dtype} do not fit input "
+                             f"{x.shape}")
+    else:
+        partial = np.empty(n * nblk * chunks * 2 * width, np.float64)
     stats = np.empty(n * 2 * c, np.float64)
     coef = np.empty(n * chunks * 3 * width, np.float32)
     p0, p1 = act_params(act, params)
@@ -543,7 +573,7 @@ def instance_norm_call(x, scale, bias, out, eps: float, act: int = 0, params=(),
     return instance_norm_kernel(L, bool(parallel)), (
         readonly(x.reshape(-1)), readonly(scale.reshape(-1)), readonly(bias.reshape(-1)),
         out.reshape(-1), n, h * w, c,
-        float(eps), lo, hi, rest, F32(p0), F32(p1), partial, stats, coef)
+        float(eps), lo, hi, rest, F32(p0), F32(p1), partial, stats, coef, nblk, given)
 
 
 def affine_call(x, a, b, out, act: int = 0, params=(), parallel: bool | None = None):

@@ -317,3 +317,82 @@ def test_binder_rejects_inconsistent_blobs(co, strides):
     fn, args = BINDERS[step.kernel](step.params, step.weights, [x], [out])
     fn(*args)
     assert not out.any()
+
+
+# --- instance-norm statistics in the igemm epilogue ------------------------------------------
+@pytest.mark.parametrize("co,tile,parallel", [(32, (8, 32), False), (40, (4, 64), True),
+                                              (13, (16, 16), False)])
+def test_igemm_row_sums(co, tile, parallel):
+    """``sums[row, 0/1, c]`` = sum of the stored outputs / their squares per output row (whole
+    and partial channel blocks, tail tiles, a residual, two images)."""
+    case = _case(13, co, n=2, hw=(5, 21), residual=True)
+    x, w, bias, res, geo, expected, red = _data(case)
+    mr, nr = tile
+    rowmap, colmap = igemm.conv_tables(x.shape, (3, 3), pads=case["pads"])
+    out = np.empty(expected.shape, np.float32)
+    sums = np.full(2 * 5 * 2 * co, np.nan)
+    ro = igemm.readonly
+    igemm.igemm_kernel(mr, nr, parallel)(
+        ro(x), ro(rowmap), ro(colmap), ro(igemm.pack_weights(w, nr)), ro(bias), ro(res), out, 1,
+        1, 0, np.float32(0), np.float32(0), True, sums, True)
+    assert_f32_close(out, expected, red, "igemm with sums")
+    y = out.astype(np.float64).reshape(10, 21, co)
+    got = sums.reshape(10, 2, co)
+    # float32 sums of (y - y[row, 0]) per row: a few ulps of the row's spread
+    np.testing.assert_allclose(got[:, 0], y.sum(axis=1), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(got[:, 1], (y * y).sum(axis=1), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("runtime_params,residual,act", [
+    (False, False, Activation.RELU), (True, True, Activation.NONE), (True, False, Activation.TANH)])
+def test_conv_absorbs_instance_norm(runtime_params, residual, act):
+    """CONV2D -> INSTANCE_NORM lowers to one step (statistics from the conv's epilogue, the norm
+    in place); the norm's own lowering emits nothing; values match the reference interpreter,
+    also with |mean| >> std and style-computed per-image scale/bias."""
+    from mobile_engine.ir.interpret import run_graph
+    from tests.kernels.harness import lower_and_run
+    n, c, co = 2, 8, 32
+    b = GraphBuilder("cn")
+    x = b.input("x", (n, 9, 11, c))
+    feeds = {"x": _rand(n, 9, 11, c)}
+    if runtime_params:
+        s = b.input("s", (n, co))
+        feeds["s"] = _rand(n, co)
+        scale, shift = b.node(Op.MUL, s, b.const(_rand(co))), b.const(_rand(co))
+    else:
+        scale, shift = b.const(_rand(co)), b.const(_rand(co))
+    inputs = [x, b.const(_rand(co, c, 3, 3, scale=0.2)), b.const(_rand(co) + np.float32(40))]
+    if residual:
+        inputs.append(b.input("r", (n, 9, 11, co)))
+        feeds["r"] = _rand(n, 9, 11, co)
+    y = b.node(Op.CONV2D, *inputs, pads=(1, 1, 1, 1), pad_mode="reflect")
+    z = b.node(Op.INSTANCE_NORM, y, scale, shift, epsilon=1e-5, activation=act)
+    g = b.build(z)
+    conv, norm = g.nodes[-2], g.nodes[-1]
+    (step,) = lower_node(conv, g)
+    assert step.kernel == f"f32_conv2d_igemm_8x32_instnorm{'_relu' if act == 1 else ''}" \
+        f"{'_tanh' if act == Activation.TANH else ''}"
+    assert step.outputs == [z] and lower_node(norm, g) == []
+    got, want = lower_and_run(g, feeds)[z], run_graph(g, feeds)[z]
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-5)
+
+
+def test_conv_keeps_a_norm_it_cannot_absorb():
+    """A conv read by the norm and another node, or with an activation, leaves the norm alone."""
+    b = GraphBuilder("cn")
+    x = b.input("x", (1, 6, 7, 8))
+    w, bias = b.const(_rand(16, 8, 3, 3)), b.const(_rand(16))
+    p = [b.const(_rand(16)), b.const(_rand(16))]
+    y1 = b.node(Op.CONV2D, x, w, bias, pads=(1, 1, 1, 1))
+    z1 = b.node(Op.INSTANCE_NORM, y1, *p)
+    z2 = b.node(Op.RELU, y1)
+    y3 = b.node(Op.CONV2D, x, w, bias, pads=(1, 1, 1, 1), activation=Activation.RELU)
+    z3 = b.node(Op.INSTANCE_NORM, y3, *p)
+    y4 = b.node(Op.CONV2D, x, w, bias, pads=(1, 1, 1, 1))
+    late = b.node(Op.MUL, b.input("s", (16,)), p[0])        # scale computed after the conv
+    z4 = b.node(Op.INSTANCE_NORM, y4, late, p[1])
+    g = b.build(z1, z2, z3, z4)
+    for node in g.nodes:
+        if node.op in (Op.CONV2D, Op.INSTANCE_NORM):
+            (step,) = lower_node(node, g)
+            assert "instnorm" not in step.kernel

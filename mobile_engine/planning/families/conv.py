@@ -31,10 +31,12 @@ from kernels import f32_conv2d as igemm
 from kernels import f32_conv2d_pix as pix
 from kernels import f32_conv_transpose2d as convt
 from kernels import f32_dwconv2d as dw
+from kernels import f32_norm as knorm
 from mobile_engine.errors import PlanFormatError, UnsupportedOperatorError
 from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.graph import Graph, Node
-from mobile_engine.ir.ops import Op
+from mobile_engine.ir.ops import Activation, Op
+from mobile_engine.planning.families.elementwise import EPILOGUES, activation
 from mobile_engine.planning.step import Step, binds, lowers
 
 F32 = np.float32
@@ -75,6 +77,84 @@ def _act_params(node: Node) -> tuple[int, list[float]]:
         return act, list(igemm.activation_params(act, node.attrs["act_params"]))
     except ValueError as exc:
         raise _fail(node, str(exc)) from None
+
+
+def kernel_family(c: int, co: int, group: int, kh: int, kw: int, stride_w: int) -> str:
+    """Which kernel a conv runs: "dw", "pix", "kdot" or "igemm" (the selection rules above)."""
+    if group == c and c > 1 and kh * kw <= dw.MAX_TAPS:
+        return "dw"
+    if pix.applicable(co, group, stride_w):
+        return "pix"
+    return "kdot" if igemm.use_kdot(co, group) else "igemm"
+
+
+def _plain_float(graph: Graph, node: Node) -> bool:
+    return all(graph.tensors[n].dtype is DType.FLOAT32 and graph.tensors[n].quant is None
+               for n in node.inputs + node.outputs if n)
+
+
+def fused_norm(conv: Node, graph: Graph) -> Node | None:
+    """The INSTANCE_NORM that runs inside ``conv``'s step, or None.
+
+    An igemm conv whose only reader is an NHWC instance norm computes the norm's statistics in
+    its epilogue (kernels/f32_conv2d.py ``sums``) and the step then normalises the conv's
+    output in place: the norm's statistics pass and the pre-norm tensor disappear. Legal when
+    the conv has no activation, its output is read only by the norm (as ``x``) and is not a
+    graph output, every tensor involved is plain float32 (int8 plans keep their own norm
+    lowerings), and run-time scale/bias are computed before the conv."""
+    if conv.op is not Op.CONV2D or conv.attrs["activation"] is not Activation.NONE or \
+            conv.attrs["in_layout"] != "nhwc" or conv.attrs["out_layout"] != "nhwc":
+        return None
+    out = conv.outputs[0]
+    users = graph.consumers(out)
+    if len(users) != 1 or graph.is_output(out):
+        return None
+    norm = users[0]
+    if norm.op is not Op.INSTANCE_NORM or norm.attrs["layout"] != "nhwc" or \
+            norm.inputs[0] != out or out in norm.inputs[1:]:
+        return None
+    w = graph.const(conv.inputs[1])
+    x = graph.tensors[conv.inputs[0]]
+    if w is None or w.ndim != 4 or len(x.shape) != 4 or x.is_const:
+        return None
+    if kernel_family(x.shape[3], w.shape[0], conv.attrs["group"], w.shape[2], w.shape[3],
+                     conv.attrs["strides"][1]) != "igemm":
+        return None
+    if not (_plain_float(graph, conv) and _plain_float(graph, norm)):
+        return None
+    if any(not _plain_float(graph, u) for u in graph.consumers(norm.outputs[0])):
+        return None
+    # the step runs at the conv's place: run-time scale/bias must be computed before it
+    at = next(i for i, n in enumerate(graph.nodes) if n is conv)
+    for name in norm.inputs[1:3]:
+        p = graph.producer(name) if name else None
+        if p is not None and next(i for i, n in enumerate(graph.nodes) if n is p) > at:
+            return None
+    return norm
+
+
+def norm_fused_into_conv(norm: Node, graph: Graph) -> bool:
+    """True when ``norm`` runs inside its producing conv's step (``fused_norm``)."""
+    p = graph.producer(norm.inputs[0]) if norm.inputs else None
+    return p is not None and fused_norm(p, graph) is norm
+
+
+def _with_norm(step: Step, norm: Node, graph: Graph, mr: int, nr: int) -> Step:
+    """``step`` (an igemm conv) extended by the instance norm it absorbs."""
+    act, p0, p1 = activation(norm)
+    step.kernel = f"f32_conv2d_igemm_{mr}x{nr}_instnorm{EPILOGUES[act]}"
+    step.outputs = [norm.outputs[0]]
+    step.params.update(norm_epsilon=float(norm.attrs["epsilon"]), norm_act=act, norm_p0=p0,
+                       norm_p1=p1, norm_runtime=[])
+    for i, what in ((1, "scale"), (2, "bias")):
+        data = graph.const(norm.inputs[i])
+        if data is None:
+            step.inputs.append(norm.inputs[i])
+            step.params["norm_runtime"].append(what)
+        else:
+            step.weights[f"norm_{what}"] = np.ascontiguousarray(data, F32)
+    step.flops += 6 * int(np.prod(graph.tensors[norm.outputs[0]].shape))
+    return step
 
 
 @lowers(Op.CONV2D)
@@ -132,6 +212,10 @@ def lower_conv2d(node: Node, graph: Graph) -> list[Step]:
         mr, nr = igemm.choose_tile(co // group)
         weights["w"] = igemm.pack_weights(w, nr, group)
         kernel = igemm.kernel_id(mr, nr)
+        norm = fused_norm(node, graph)
+        if norm is not None:
+            return [_with_norm(Step(node.name, kernel, inputs, [out], params, weights,
+                                    2 * macs), norm, graph, mr, nr)]
     return [Step(node.name, kernel, inputs, [out], params, weights, 2 * macs)]
 
 
@@ -197,7 +281,7 @@ def _bind_igemm(kernel: str):
             raise PlanFormatError(f"step {kernel}: packed weights {w.shape}, expected {expect}")
         fn = igemm.igemm_kernel(mr, nr, par)
         return fn, (x, rowmap, colmap, w, bias, res, out, group, int(params["step"]),
-                    int(params["act"]), p0, p1, has_res)
+                    int(params["act"]), p0, p1, has_res, igemm.NO_SUMS, False)
 
     return bind
 
@@ -205,6 +289,48 @@ def _bind_igemm(kernel: str):
 for _nr, _mr in igemm.TILES.items():
     for _kernel in (igemm.kernel_id(_mr, _nr), convt.kernel_id(_mr, _nr)):
         binds(_kernel)(_bind_igemm(_kernel))
+
+
+def _bind_igemm_norm(kernel: str):
+    """conv (igemm, statistics in its epilogue) -> instance norm in place over its output."""
+    conv_bind = _bind_igemm(kernel)
+
+    def bind(params, weights, inputs, outputs, *_):
+        n_conv = 2 if params["has_residual"] and "residual" not in weights else 1
+        fn, args = conv_bind(params, weights, inputs[:n_conv], outputs)
+        out = outputs[0]
+        rt = dict(zip(params["norm_runtime"], inputs[n_conv:]))
+        if len(rt) != len(inputs) - n_conv:
+            raise PlanFormatError(f"step {kernel}: {len(inputs)} inputs for runtime norm "
+                                  f"params {params['norm_runtime']}")
+        try:
+            scale, bias = (rt[k] if k in rt else weights[f"norm_{k}"] for k in ("scale", "bias"))
+        except KeyError as exc:
+            raise PlanFormatError(f"step {kernel}: norm parameter {exc} missing") from None
+        c = out.shape[3]
+        for what, t in (("scale", scale), ("bias", bias)):
+            if t.dtype != F32 or t.size not in (c, out.shape[0] * c):
+                raise PlanFormatError(f"step {kernel}: norm {what} {t.shape} {t.dtype} does "
+                                      f"not fit output {out.shape}")
+        sums = np.zeros((out.shape[0] * out.shape[1], 2, c), np.float64)
+        args = args[:-2] + (sums.reshape(-1), True)
+        norm_fn, norm_args = knorm.instance_norm_call(
+            igemm.readonly(out), igemm.readonly(scale), igemm.readonly(bias), out,
+            params["norm_epsilon"], int(params["norm_act"]),
+            (params["norm_p0"], params["norm_p1"]), row_sums=sums)
+
+        def run():
+            fn(*args)
+            norm_fn(*norm_args)
+        return run, ()
+
+    return bind
+
+
+for _nr, _mr in igemm.TILES.items():
+    for _e in EPILOGUES.values():
+        _kernel = f"f32_conv2d_igemm_{_mr}x{_nr}_instnorm{_e}"
+        binds(_kernel)(_bind_igemm_norm(_kernel))
 
 
 def _bind_kdot(kernel: str, mr: int, cg: int):

@@ -5,6 +5,8 @@ Kernel ids:
 - ``f32_instance_norm_nhwc[_<epilogue>]``: two passes per image (kernels/f32_norm.py); scale and
   bias are weights when constant, run-time tensors otherwise (e.g. computed from style weights)
 - ``f32_instance_norm_nchw[_<epilogue>]``: the same over planar tensors (``layout`` "nchw")
+- none when the producing conv absorbs the norm (``f32_conv2d_igemm_{MR}x{NR}_instnorm[_<epilogue>]``,
+  families/conv.py ``fused_norm``)
 - ``f32_batch_norm_nhwc[_<epilogue>]``: constant params folded at compile time into the
   per-channel affine ``a = scale / sqrt(var + eps)``, ``b = bias - mean * a`` (weights ``a``,
   ``b``); one pass
@@ -16,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import f32_norm as knorm
+from mobile_engine.planning.families.conv import norm_fused_into_conv
 from mobile_engine.errors import UnsupportedOperatorError
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Op
@@ -39,6 +42,8 @@ def _f32(consts: dict) -> dict:
 @lowers(Op.INSTANCE_NORM)
 def lower_instance_norm(node: Node, graph: Graph) -> list[Step]:
     _check_f32(node, graph)
+    if norm_fused_into_conv(node, graph):
+        return []                  # the producing conv's step computes it (families/conv.py)
     names, consts = runtime_inputs(node, graph)
     act, p0, p1 = activation(node)
     shape = graph.tensors[node.inputs[0]].shape
