@@ -12,8 +12,8 @@ from mobile_engine.importers.onnx import import_onnx
 from mobile_engine.importers.onnx_base import TO_NCHW, TO_NHWC
 from mobile_engine.ir import interpret, verify
 from mobile_engine.ir.ops import SPATIAL, Op
-from onnx_nets import NETS, random_feeds
-from tolerances import MODEL_ATOL
+from tests.onnx_nets import NETS, random_feeds
+from tests.tolerances import MODEL_ATOL
 
 NET_RTOL = 1e-4                 # max |error| relative to the output's range
 

@@ -82,7 +82,7 @@ class Session:
             return BINDERS[step["kernel"]](step["params"], weights, ins, outs)
         except EngineError:
             raise
-        except (KeyError, ValueError, TypeError, IndexError) as exc:
+        except (KeyError, ValueError, TypeError, IndexError, ArithmeticError, MemoryError) as exc:
             where = self.plan.path or "plan"
             raise PlanFormatError(f"{where}: step {step['name']!r} (kernel {step['kernel']!r}) "
                                   f"does not fit its kernel: {exc}") from None
