@@ -236,17 +236,13 @@ def _dot4_portable(builder, a, xs, wb, n):
 
 
 def _dot4_shifted(builder, a, xs, wb, n):
-    """a + per-lane sum of 4 sext(x byte ^ 0x80) * sext(w byte): what DOT_SDOT computes."""
-    wide = ir.VectorType(_I32, 4 * n)
-    xb = builder.xor(builder.bitcast(xs, ir.VectorType(_I8, 4 * n)),
-                     ir.Constant(ir.VectorType(_I8, 4 * n), [0x80] * (4 * n)))
-    p = builder.mul(builder.sext(xb, wide), builder.sext(wb, wide))
-    parts = [builder.shuffle_vector(p, ir.Constant(wide, ir.Undefined),
-                                    ir.Constant(ir.VectorType(_I32, n),
-                                                [4 * i + k for i in range(n)]))
-             for k in range(4)]
-    return builder.add(a, builder.add(builder.add(parts[0], parts[1]),
-                                      builder.add(parts[2], parts[3])))
+    """What DOT_SDOT computes, in portable IR: a + dot4(x, w) - dot4(128, w) per lane.
+
+    NOTE: the direct form, sext(x ^ 0x80) * sext(w), made LLVM 22's x86 backend run out of
+    memory inside the unrolled conv kernel."""
+    k128 = _splat_i32(builder, ir.Constant(_I32, 0x80808080), n)
+    return builder.sub(_dot4_portable(builder, a, xs, wb, n),
+                       _dot4_portable(builder, ir.Constant(a.type, [0] * n), k128, wb, n))
 
 
 def _chunks(builder, v, n, width, elem):

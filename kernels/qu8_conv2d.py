@@ -1,0 +1,341 @@
+"""qu8 convolution (uint8 activations x int8 weights, int32 accumulators) as an indirect GEMM.
+
+One kernel body, ``qu8_conv2d_igemm_{MR}x{NR}c4_{isa}_{epilogue}``: an output tile of MR pixels of
+one output row times NR output channels is accumulated in an int32 stack array that LLVM keeps
+in vector registers. The reduction runs over groups of 4 input bytes: one 32-bit word of
+activations (4 consecutive input channels of one pixel) is broadcast to every lane and
+multiplied with 4 int8 weights per output channel by one ``dot4`` (``kernels/intrinsics.py``):
+``vpdpbusd`` on x86 AVX-512 VNNI, ``sdot`` on aarch64 dotprod, plain vector IR elsewhere. The
+ISA is chosen once, when a kernel is selected (``select_qu8_conv``); importing this module
+compiles nothing, so it imports on any CPU.
+
+Input through the separable indirection tables of ``kernels/indirection.py`` (padding modes,
+nearest upsampling, strides, dilations). A padded tap (-1) reads a row of ``zx`` bytes
+(``qu8_zero_row``), so every tap contributes ``x * w`` with ``x = zx`` there and the bias'
+precomputed ``- zx * sum(w)`` (``qu8_conv_bias``) makes the sum exactly ``sum (x - zx) * w``.
+
+Two reduction layouts of the same weights (both zero-padded, so any 4th byte is harmless):
+- per tap, ``pack_qu8_weights``: ``[g*NB, KH, KW, ceil(C/g / 4), NR, 4]``; a pixel's group q
+  reads input channels ``4q..4q+3`` of one tap;
+- per kernel row, ``pack_qu8_weights_run`` (group 1): ``[NB, KH, ceil(KW*C / 4), NR, 4]``; in a
+  regular tile (each pixel's KW taps are adjacent columns) one kernel row of a pixel is one
+  contiguous run of KW*C bytes in NHWC, read 4 at a time. For C = 3 (the 9x9 first layer) that
+  is 7 groups per row instead of 9 padded ones. When C % 4 == 0 both layouts hold the same bytes.
+Reading 4 bytes where fewer remain in a run reads the next pixel's bytes (times zero weights);
+only a run that ends at the very end of the input buffer takes a byte-by-byte path.
+
+Epilogues (compile-time variants; contract in ``kernels/reference_q8.py``):
+- ``requant``: ``y = clip(rint(f32(acc) * m[c]) + zy, qmin, qmax)`` as uint8 (activation folded
+  into qmin/qmax by the lowering);
+- ``fp32out``: ``y = act(f32(acc) * m[c])`` as float32 (exact accumulators for a following
+  instance norm). acc includes ``bias_q``.
+Kernels are compiled without fast-math, so no multiply-add is contracted: bit-exact against
+the numpy reference.
+
+Accumulators must stay within int32: KH*KW*C/g * 255 * 128 + |bias_q| < 2**31.
+"""
+from __future__ import annotations
+
+import functools
+
+import numba
+import numpy as np
+
+from kernels import config
+from kernels.f32_conv2d import activate_span, activation_params, conv_tables, readonly
+from kernels.intrinsics import (DOT_PORTABLE, DOT_SDOT, DOT_SDOT_EMULATED, DOT_VNNI, load_u32,
+                                stack_array, vcopy_i32, vdot4, vfill_i32)
+from kernels.reference_q8 import conv_bias_q, requant_multiplier
+
+F32 = np.float32
+U64 = np.uint64     # NOTE: unsigned indices skip Numba's negative-index wraparound code
+VL = 16             # int32 lanes of one accumulator vector (a zmm register)
+# NR (output channels per tile) -> MR (pixels per tile): MR * NR / 16 accumulator vectors.
+TILES = {64: 6, 32: 12, 16: 16}
+ISAS = {"portable": DOT_PORTABLE, "vnni": DOT_VNNI, "sdot": DOT_SDOT}
+# NOTE: "sdot_emulated" runs the sdot variant's arithmetic ((x - 128) * w plus a 128 * sum(w)
+# correction) in portable vector IR, so x86 tests cover the aarch64 variant's kernel logic.
+_ISA_CODES = {**ISAS, "sdot_emulated": DOT_SDOT_EMULATED}
+EPILOGUES = ("requant", "fp32out")
+# Compile without fast-math: rint(f32(acc) * m) must not become a fused or reassociated op.
+_FLAGS = {"fastmath": False}
+
+
+def host_isa() -> str:
+    """The best dot-product variant for this CPU: "vnni", "sdot" or "portable"."""
+    if config.has_avx512_vnni():
+        return "vnni"
+    if config.has_dotprod():
+        return "sdot"
+    return "portable"
+
+
+def kernel_id(mr: int, nr: int, isa: str, epilogue: str) -> str:
+    return f"qu8_conv2d_igemm_{mr}x{nr}c4_{isa}_{epilogue}"
+
+
+def plan_kernel_id(mr: int, nr: int, epilogue: str) -> str:
+    """The ISA-neutral id a plan stores; the binder resolves it with ``select_qu8_conv``."""
+    return f"qu8_conv2d_igemm_{mr}x{nr}c4_{epilogue}"
+
+
+def choose_tile(cog: int) -> tuple[int, int]:
+    """(MR, NR) for ``cog`` output channels per group: the fewest padded lanes, wider on ties."""
+    nr = min(TILES, key=lambda r: (-(-cog // r) * r, -r))
+    return TILES[nr], nr
+
+
+def qu8_conv_bias(bias, w_int8: np.ndarray, sx: float, sw, zx: int) -> np.ndarray:
+    """int32[Co] ``rint(b[c] / (sx * sw[c])) - zx * sum(w[c])`` (bias None: 0); see
+    ``kernels.reference_q8.conv_bias_q``."""
+    return conv_bias_q(bias, w_int8, sx, sw, zx)
+
+
+def qu8_conv_multiplier(sx: float, sw, sy: float | None = None) -> np.ndarray:
+    """float32[Co] ``sx * sw[c] / sy`` (requant), or ``sx * sw[c]`` (``sy=None``, fp32out)."""
+    return requant_multiplier(sx, sw, sy)
+
+
+def pack_qu8_weights(w_int8: np.ndarray, nr: int, group: int = 1) -> np.ndarray:
+    """int8 ``[Co, C/g, KH, KW]`` -> int8 ``[g*NB, KH, KW, ceil(C/g / 4), NR, 4]``, NB =
+    ceil(Co/g / NR): element ``[g*NB + b, kh, kw, q, j, i]`` is ``w[g*Co/g + b*NR + j, 4q + i,
+    kh, kw]``, zero past the channel counts."""
+    w = np.asarray(w_int8)
+    if w.dtype != np.int8 or w.ndim != 4:
+        raise ValueError(f"qu8 weights must be int8 [Co, C/g, KH, KW], got {w.dtype} {w.shape}")
+    co, cig, kh, kw = w.shape
+    cog = co // group
+    nb, qt = -(-cog // nr), -(-cig // 4)
+    wg = np.zeros((group, nb * nr, 4 * qt, kh, kw), np.int8)
+    wg[:, :cog, :cig] = w.reshape(group, cog, cig, kh, kw)
+    packed = wg.reshape(group, nb, nr, qt, 4, kh, kw).transpose(0, 1, 5, 6, 3, 2, 4)
+    return np.ascontiguousarray(packed.reshape(group * nb, kh, kw, qt, nr, 4))
+
+
+def pack_qu8_weights_run(w_int8: np.ndarray, nr: int) -> np.ndarray:
+    """int8 ``[Co, C, KH, KW]`` (group 1) -> int8 ``[NB, KH, ceil(KW*C / 4), NR, 4]``: element
+    ``[b, kh, q, j, i]`` is ``w[b*NR + j, ci, kh, kw]`` with ``kw*C + ci = 4q + i``."""
+    w = np.asarray(w_int8)
+    co, c, kh, kw = w.shape
+    nb, qr = -(-co // nr), -(-(kw * c) // 4)
+    wr = np.zeros((nb * nr, kh, 4 * qr), np.int8)
+    wr[:co, :, :kw * c] = w.transpose(0, 2, 3, 1).reshape(co, kh, kw * c)
+    packed = wr.reshape(nb, nr, kh, qr, 4).transpose(0, 2, 3, 1, 4)
+    return np.ascontiguousarray(packed)
+
+
+def qu8_run_weights(w_int8: np.ndarray, wp: np.ndarray, nr: int, group: int = 1) -> np.ndarray:
+    """The kernels' ``wrun`` argument: ``pack_qu8_weights_run`` when group == 1 and C % 4,
+    else a 5-D view of ``wp`` (the same bytes when C % 4 == 0; unused when group > 1)."""
+    if group == 1 and w_int8.shape[1] % 4:
+        return pack_qu8_weights_run(w_int8, nr)
+    gnb, kh, kw, qt = wp.shape[:4]
+    return wp.reshape(gnb, kh, kw * qt, nr, 4)
+
+
+def qu8_zero_row(zx: int, c: int, kw: int, group: int = 1) -> np.ndarray:
+    """uint8 row of ``zx`` that padded taps read: as long as the longest run a kernel reads."""
+    qt, qr = -(-(c // group) // 4), -(-(kw * c) // 4)
+    return np.full(4 * max(qt, qr), zx, np.uint8)
+
+
+def _igemm_source(MR: int, NR: int, ISA: int, OUT: int, parallel: bool):
+    ACC = MR * NR
+    NV = NR // VL                       # accumulator vectors per pixel
+    GB = 4 * NR                         # packed weight bytes per group of 4 input bytes
+    SHIFTED = ISA in (DOT_SDOT, DOT_SDOT_EMULATED)     # dot4 computes (x - 128) * w
+    ONES = 0x01010101
+    loop = numba.prange if parallel else range
+
+    def qu8_conv2d_igemm(x, zrow, rowmap, colmap, wp, wrun, bias, mult, out, group, zy, qmin,
+                         qmax, act, p0, p1):
+        n_, h_, w_, c_ = x.shape
+        oh_, ow_, co_ = out.shape[1], out.shape[2], out.shape[3]
+        kh_, kw_ = rowmap.shape[1], colmap.shape[1]
+        cig, cog = c_ // group, co_ // group
+        nb = wp.shape[0] // group
+        qt, qr = wp.shape[3], wrun.shape[2]
+        if zrow.size < 4 * qt or (cig == c_ and zrow.size < 4 * qr):
+            raise ValueError("qu8_conv2d: zero-point row shorter than a kernel row")
+        if cig == c_ and qr != (kw_ * c_ + 3) // 4:
+            raise ValueError("qu8_conv2d: wrun is not [NB, KH, ceil(KW*C/4), NR, 4]")
+        wf = wp.reshape(wp.size)
+        wrf = wrun.reshape(wrun.size)
+        of = out.reshape(out.size)
+        xf = x.reshape(x.size)
+        xbase = np.int64(x.ctypes.data)
+        xend = xbase + x.size
+        zbase = np.int64(zrow.ctypes.data)
+        zyf, lo, hi = F32(zy), F32(qmin), F32(qmax)
+        for row in loop(n_ * oh_):
+            b = row // oh_
+            oh = row - b * oh_
+            acc = stack_array(ACC, np.int32)       # the register tile: constant offsets only
+            tile = stack_array(ACC, np.int32)
+            ptr = stack_array(MR, np.int64)        # raw address each pixel reads from
+            col0 = stack_array(MR, np.int64)
+            words = stack_array(MR, np.uint32)
+            wsum = stack_array(NR, np.int32)
+            for gb in range(group * nb):
+                g = gb // nb
+                co0 = (gb - g * nb) * NR
+                ncv = min(NR, cog - co0)
+                bo = g * cog + co0
+                wtap0 = gb * kh_ * kw_ * qt * GB
+                wrun0 = gb * kh_ * qr * GB
+                if SHIFTED:      # dot4 gave sum (x - 128) * w: add back 128 * sum(w)
+                    for v in range(NV):
+                        vfill_i32(wsum, v * VL, 0, VL)
+                    for t in range(kh_ * kw_ * qt):     # dot with bytes of 1: sum(w)
+                        for v in range(NV):
+                            vdot4(wsum, v * VL, ONES, wf, wtap0 + t * GB + v * 4 * VL, VL,
+                                  DOT_PORTABLE)
+                for ow0 in range(0, ow_, MR):
+                    # A regular tile reads, for every pixel, KW adjacent input columns: with
+                    # NHWC and one group, one kernel row is one run of KW * C bytes.
+                    regular = cig == c_ and ow0 + MR - 1 < ow_
+                    for m in range(MR):
+                        if regular:
+                            c = colmap[ow0 + m, 0]
+                            col0[m] = c
+                            regular = c >= 0
+                            for kw in range(1, kw_):
+                                if colmap[ow0 + m, kw] != c + kw:
+                                    regular = False
+                    for v in range(MR * NV):
+                        vfill_i32(acc, v * VL, 0, VL)
+                    for kh in range(kh_):
+                        r = rowmap[oh, kh]
+                        xrow = xbase + (b * h_ + r) * w_ * c_
+                        for seg in range(1 if regular else kw_):
+                            if regular:
+                                for m in range(MR):
+                                    ptr[m] = xrow + col0[m] * c_ if r >= 0 else zbase
+                                nq = qr
+                                wsrc = wrf
+                                wo0 = wrun0 + kh * qr * GB
+                            else:
+                                for m in range(MR):
+                                    ow = ow0 + m
+                                    c = colmap[ow, seg] if ow < ow_ else -1
+                                    ptr[m] = xrow + c * c_ + g * cig if r >= 0 and c >= 0 \
+                                        else zbase
+                                nq = qt
+                                wsrc = wf
+                                wo0 = wtap0 + (kh * kw_ + seg) * qt * GB
+                            nfull = nq
+                            for m in range(MR):    # would the last word read past x?
+                                if ptr[m] < xend and ptr[m] + 4 * nq > xend:
+                                    nfull = nq - 1
+                            if nfull < nq:         # rare: assemble those last words bytewise
+                                for m in range(MR):
+                                    p = ptr[m] + 4 * nfull
+                                    if p < xbase or p >= xend or p + 4 <= xend:  # whole
+                                        words[m] = load_u32(p)
+                                    else:
+                                        word = 0
+                                        for i in range(4):
+                                            if p + i < xend:
+                                                word |= np.int64(xf[U64(p + i - xbase)]) << (8 * i)
+                                        words[m] = word
+                            for q in range(nfull):
+                                wo = wo0 + q * GB
+                                for m in range(MR):
+                                    xw = load_u32(ptr[m] + 4 * q)
+                                    for v in range(NV):
+                                        vdot4(acc, (m * NV + v) * VL, xw, wsrc,
+                                              wo + v * 4 * VL, VL, ISA)
+                            if nfull < nq:
+                                wo = wo0 + nfull * GB
+                                for m in range(MR):
+                                    for v in range(NV):
+                                        vdot4(acc, (m * NV + v) * VL, words[m], wsrc,
+                                              wo + v * 4 * VL, VL, ISA)
+                    for v in range(MR * NV):
+                        vcopy_i32(tile, v * VL, acc, v * VL, VL)
+                    for m in range(MR):
+                        ow = ow0 + m
+                        if ow < ow_:
+                            ob = ((b * oh_ + oh) * ow_ + ow) * co_ + bo
+                            for j in range(ncv):
+                                a = tile[m * NR + j] + bias[U64(bo + j)]
+                                if SHIFTED:
+                                    a += np.int32(128 * wsum[j])
+                                y = F32(a) * mult[U64(bo + j)]
+                                if OUT == 0:
+                                    y = min(max(np.rint(y) + zyf, lo), hi)
+                                    of[U64(ob + j)] = np.uint8(np.int32(y))
+                                else:
+                                    of[U64(ob + j)] = y
+            if OUT == 1:
+                activate_span(of, (b * oh_ + oh) * ow_ * co_, ow_ * co_, act, p0, p1)
+
+    return qu8_conv2d_igemm
+
+
+@functools.lru_cache(maxsize=None)
+def igemm_kernel(mr: int, nr: int, isa: str, epilogue: str, parallel: bool, cache: bool = True):
+    """The Numba dispatcher of ``qu8_conv2d_igemm_{mr}x{nr}c4_{isa}_{epilogue}`` (memoised;
+    compiled on first call, so selecting a variant the CPU lacks fails only when called).
+
+    Call ``fn(x, zrow, rowmap, colmap, wp, wrun, bias, mult, out, group, zy, qmin, qmax, act,
+    p0, p1)``:
+        x:      u8[N, H, W, C] C-contiguous, read-only view (the input before upsampling)
+        zrow:   u8[>= max(4*QT, 4*QR)] filled with zx (``qu8_zero_row``), read-only
+        rowmap: i32[OH, KH], colmap: i32[OW, KW] (kernels/indirection.py), read-only
+        wp:     i8[g*NB, KH, KW, QT, nr, 4] from ``pack_qu8_weights``, read-only
+        wrun:   i8[NB, KH, QR, nr, 4], QR = ceil(KW*C / 4), from ``qu8_run_weights`` (a view
+                of ``wp`` when C % 4 == 0; unused when group > 1), read-only
+        bias:   i32[Co] bias_q (``qu8_conv_bias``); mult: f32[Co] (``qu8_conv_multiplier``)
+        out:    u8 (requant) or f32 (fp32out) [N, OH, OW, Co]; may not overlap x
+        group, zy, qmin, qmax, act: int (zy/qmin/qmax used by requant, act by fp32out);
+        p0, p1: float32 activation params (fp32out)
+    ``cache=False`` compiles a fresh dispatcher whose ``inspect_asm()`` works (tests).
+    """
+    if isa not in _ISA_CODES or epilogue not in EPILOGUES or nr % VL:
+        raise ValueError(f"no qu8 conv kernel {mr}x{nr} {isa} {epilogue}")
+    flags = dict(_FLAGS) if cache else dict(_FLAGS, cache=False)
+    deco = config.pjit if parallel else config.jit
+    return deco(_igemm_source(mr, nr, _ISA_CODES[isa], EPILOGUES.index(epilogue), parallel),
+                **flags)
+
+
+def select_qu8_conv(mr: int, nr: int, epilogue: str, parallel: bool, isa: str | None = None):
+    """(kernel id, dispatcher) of the qu8 igemm conv for this CPU (``isa=None``: ``host_isa()``)."""
+    isa = isa or host_isa()
+    return kernel_id(mr, nr, isa, epilogue), igemm_kernel(mr, nr, isa, epilogue, parallel)
+
+
+def conv2d(x_u8, w_i8, bias_q, mult, zx, zy=0, qmin=0, qmax=255, *, strides=(1, 1),
+           dilations=(1, 1), pads=(0, 0, 0, 0), pad_mode="constant", upsample=1, group=1,
+           epilogue="requant", act=0, act_params=(), isa=None, tile=None, parallel=None):
+    """Convenience entry with ``kernels.reference_q8.qu8_conv2d_reference``'s arguments (packs
+    on every call; tests and benchmarks). Returns u8 (requant) or f32 (fp32out) NHWC."""
+    x = np.ascontiguousarray(x_u8, np.uint8)
+    co, cig, kh, kw = w_i8.shape
+    c = x.shape[3]
+    rowmap, colmap = conv_tables(x.shape, (kh, kw), strides, dilations, pads, pad_mode, upsample)
+    mr, nr = tile or choose_tile(co // group)
+    wp = pack_qu8_weights(w_i8, nr, group)
+    wrun = qu8_run_weights(w_i8, wp, nr, group)
+    dtype = np.uint8 if epilogue == "requant" else np.float32
+    out = np.empty((x.shape[0], rowmap.shape[0], colmap.shape[0], co), dtype)
+    if parallel is None:
+        parallel = out.size * cig * kh * kw >= config.PARALLEL_MIN_WORK
+    _, fn = select_qu8_conv(mr, nr, epilogue, parallel, isa)
+    p0, p1 = activation_params(act, act_params) if epilogue == "fp32out" else (0.0, 0.0)
+    ro = readonly
+    fn(ro(x), ro(qu8_zero_row(zx, c, kw, group)), ro(rowmap), ro(colmap), ro(wp), ro(wrun),
+       ro(np.ascontiguousarray(bias_q, np.int32)), ro(np.ascontiguousarray(mult, F32)), out,
+       group, int(zy), int(qmin), int(qmax), int(act), F32(p0), F32(p1))
+    return out
+
+
+# The family's kernels and their numpy references (tests walk this table).
+def _reference():
+    from kernels import reference_q8
+    return reference_q8.qu8_conv2d_reference
+
+
+KERNELS = {plan_kernel_id(mr, nr, e): (conv2d, _reference)
+           for nr, mr in TILES.items() for e in EPILOGUES}
