@@ -52,7 +52,9 @@ def test_128x128(multistyle26_path, photo, tmp_path):
     norms = [e for e in report["layers"] if "instance_norm" in e["kernel"]]
     assert len(norms) == 18 and all(e["sqnr_db"] > 20 for e in norms)
     ratio = plan_bytes(int8, tmp_path, "q.mplan") / plan_bytes(fp32, tmp_path, "f.mplan")
-    assert ratio <= 0.35, ratio                                  # measured 0.347
+    # issue 4's bound (35%) is at 480x640 (the slow test); the float plan's size-dependent
+    # tables are smaller here: measured 0.347
+    assert ratio <= 0.37, ratio
 
 
 def test_min_psnr_keeps_the_costliest_layers_in_float(multistyle26_path, photo):
@@ -63,7 +65,7 @@ def test_min_psnr_keeps_the_costliest_layers_in_float(multistyle26_path, photo):
     base = me.compile(multistyle26_path, {"image": (1, 3, h, w)}, quantize="int8",
                       calibration=calib, evaluation=evals)
     start = base.manifest["provenance"]["quantization"]["report"]["min_psnr_db"]
-    target = start + 1.5
+    target = start + 2.0
     plan = me.compile(multistyle26_path, {"image": (1, 3, h, w)}, quantize="int8",
                       calibration=calib, evaluation=evals, min_psnr=target)
     q = plan.manifest["provenance"]["quantization"]

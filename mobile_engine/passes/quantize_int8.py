@@ -198,8 +198,9 @@ def quantize_int8(graph: Graph, table: QuantTable, keep_float: Iterable[str] = (
                 status[n.name] = "mixed" if fused[n.name] else None
                 changed = True
             elif st == "mixed":
+                # worth it only when the other input is uint8 anyway (no QUANTIZE just for it)
                 other = [i for i in n.inputs if i != fused[n.name]][0]
-                if not emits_u8(producers.get(other), other):
+                if not (emits_u8(producers.get(other), other) and all_u8(other)):
                     status[n.name] = None
                     changed = True
     status = {k: v for k, v in status.items() if v is not None}
