@@ -161,6 +161,15 @@ def clamp_bounds(act: int, p0: float, p1: float) -> tuple[np.float32, np.float32
 
 # --- kernels -----------------------------------------------------------------------------------
 @jit
+def add_inplace(out, res, s0, n):
+    """out[s0:s0+n] += res[s0:s0+n] (slice views from 0: the loop vectorises)."""
+    o = out[s0:s0 + n]
+    r = res[s0:s0 + n]
+    for i in range(n):
+        o[i] += r[i]
+
+
+@jit
 def _row_sums(sums, n_img, C, stats):
     """stats f64[n_img, 2, C] = the per-row sums f64[n_img * rows, 2, C] (a conv's epilogue
     statistics, ``f32_conv2d.py``) added up per image."""
@@ -206,10 +215,11 @@ def _vector_source(L: int, parallel: bool):
     loop = prange if parallel else range
 
     def f32_instance_norm_nhwc(x, scale, bias, out, n_img, P, C, eps, lo, hi, act, p0, p1,
-                               partial, stats, coef, nblk, given):
+                               partial, stats, coef, nblk, given, res, has_res):
         """partial: f64[n_img * nblk * chunks * 2 * L], or with ``given`` the per-row sums of
         the producing conv (pass 1 is skipped); stats: f64[n_img * 2 * C];
-        coef: f32[n_img * chunks * 3 * L]."""
+        coef: f32[n_img * chunks * 3 * L]; res: like x, added before the activation when
+        ``has_res`` (then lo, hi must be -inf, inf: ``act`` applies after the sum)."""
         if C <= LANES:
             chunks, rs, rows = 1, LANES, P * C // LANES
         else:
@@ -282,6 +292,8 @@ def _vector_source(L: int, parallel: bool):
                         for v in range(NV):
                             vshift_affine(out, xo + v * VL, x, xo + v * VL, coef, cb + v * VL,
                                           LANES, lo, hi, VL)
+                if has_res:
+                    add_inplace(out, res, base + b0 * rs, (b1 - b0) * rs)
                 if act != 0:
                     act_inplace(out, base + b0 * rs, (b1 - b0) * rs, act, p0, p1)
             if k == nblk - 1 and tail > 0:
@@ -291,6 +303,8 @@ def _vector_source(L: int, parallel: bool):
                     y = (x[o0 + i] - coef[cb + i]) * coef[cb + LANES + i] + coef[cb + 2 * LANES + i]
                     y = lo if y < lo else y
                     out[o0 + i] = hi if y > hi else y
+                if has_res:
+                    add_inplace(out, res, o0, tail)
                 if act != 0:
                     act_inplace(out, o0, tail, act, p0, p1)
 
@@ -301,7 +315,7 @@ def _generic_source(parallel: bool):
     loop = prange if parallel else range
 
     def f32_instance_norm_nhwc_any(x, scale, bias, out, n_img, P, C, eps, lo, hi, act, p0, p1,
-                                   partial, stats, coef, nblk, given):
+                                   partial, stats, coef, nblk, given, res, has_res):
         """Any channel count: float64 accumulators in memory, one pixel per step."""
         per = (P + nblk - 1) // nblk
         if given:
@@ -343,6 +357,8 @@ def _generic_source(parallel: bool):
                     y = (xr[c] - sh[c]) * a[c] + b[c]
                     y = lo if y < lo else y
                     orow[c] = hi if y > hi else y
+                if has_res:
+                    add_inplace(out, res, base + p * C, C)
                 if act != 0:
                     act_inplace(out, base + p * C, C, act, p0, p1)
 
@@ -543,14 +559,17 @@ def instance_norm_blocks(n_img: int, pixels: int, channels: int) -> int:
 
 def instance_norm_call(x, scale, bias, out, eps: float, act: int = 0, params=(),
                        blocks: int | None = None, parallel: bool | None = None,
-                       lanes: int | None = None, row_sums: np.ndarray | None = None):
+                       lanes: int | None = None, row_sums: np.ndarray | None = None,
+                       residual: np.ndarray | None = None):
     """``(fn, args)`` for ``out = instance_norm(x)``: x, out f32[N, H, W, C]; scale, bias f32
     [C] or [N, C]. Allocates the scratch once (call at bind time, not per run). ``blocks``,
     ``parallel`` and ``lanes`` (0 = generic kernel) override the defaults (tests).
 
     ``row_sums``: f64[N * rows, 2, C], the sums of x and x^2 per row that the producing conv
     wrote (``f32_conv2d.igemm_kernel``'s ``sums``): the kernel reads them at run time instead
-    of its statistics pass (x may then be ``out`` itself: normalised in place)."""
+    of its statistics pass (x may then be ``out`` itself: normalised in place).
+
+    ``residual``: like x; ``out = act(norm(x) + residual)`` (a residual ADD after the norm)."""
     n, h, w, c = x.shape
     nblk = blocks or instance_norm_blocks(n, h * w, c)
     if parallel is None:
@@ -569,11 +588,20 @@ def instance_norm_call(x, scale, bias, out, eps: float, act: int = 0, params=(),
     stats = np.empty(n * 2 * c, np.float64)
     coef = np.empty(n * chunks * 3 * width, np.float32)
     p0, p1 = act_params(act, params)
-    lo, hi, rest = clamp_bounds(int(act), p0, p1)
+    has_res = residual is not None
+    if has_res:
+        if residual.shape != x.shape:
+            raise ValueError(f"residual {residual.shape} does not fit input {x.shape}")
+        inf = F32(np.inf)
+        lo, hi, rest = -inf, inf, int(act)        # the activation follows the residual add
+    else:
+        lo, hi, rest = clamp_bounds(int(act), p0, p1)
+    res = readonly((residual if has_res else out).reshape(-1))
     return instance_norm_kernel(L, bool(parallel)), (
         readonly(x.reshape(-1)), readonly(scale.reshape(-1)), readonly(bias.reshape(-1)),
         out.reshape(-1), n, h * w, c,
-        float(eps), lo, hi, rest, F32(p0), F32(p1), partial, stats, coef, nblk, given)
+        float(eps), lo, hi, rest, F32(p0), F32(p1), partial, stats, coef, nblk, given, res,
+        has_res)
 
 
 def affine_call(x, a, b, out, act: int = 0, params=(), parallel: bool | None = None):
@@ -590,10 +618,10 @@ def affine_call(x, a, b, out, act: int = 0, params=(), parallel: bool | None = N
 # --------------------------------------------------------------------------------------------
 # Whole-array entry points and the kernel table.
 def instance_norm(x, scale, bias, epsilon=1e-5, activation_kind=0, act_params=(), blocks=None,
-                  parallel=None, lanes=None):
+                  parallel=None, lanes=None, residual=None):
     out = np.empty_like(x)
     fn, args = instance_norm_call(x, scale, bias, out, epsilon, int(activation_kind), act_params,
-                                  blocks, parallel, lanes)
+                                  blocks, parallel, lanes, residual=residual)
     fn(*args)
     return out
 
@@ -618,9 +646,13 @@ def batch_norm(x, scale, bias, mean, var, epsilon=1e-5, activation_kind=0, act_p
 
 
 def _ref_instance_norm(x, scale, bias, epsilon=1e-5, activation_kind=0, act_params=(), blocks=None,
-                       parallel=None, lanes=None):
-    return ref.instance_norm(x, scale, bias, epsilon=epsilon, activation_kind=activation_kind,
-                             act_params=act_params)
+                       parallel=None, lanes=None, residual=None):
+    if residual is None:
+        return ref.instance_norm(x, scale, bias, epsilon=epsilon,
+                                 activation_kind=activation_kind, act_params=act_params)
+    y = ref.instance_norm(x, scale, bias, epsilon=epsilon)
+    return ref.activation((y.astype(np.float64) + residual).astype(F32), activation_kind,
+                          act_params)
 
 
 def _ref_instance_norm_nchw(x, scale, bias, epsilon=1e-5, activation_kind=0, act_params=(),

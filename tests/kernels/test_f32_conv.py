@@ -396,3 +396,33 @@ def test_conv_keeps_a_norm_it_cannot_absorb():
         if node.op in (Op.CONV2D, Op.INSTANCE_NORM):
             (step,) = lower_node(node, g)
             assert "instnorm" not in step.kernel
+
+
+@pytest.mark.parametrize("act", [Activation.NONE, Activation.RELU])
+def test_conv_absorbs_norm_and_residual_add(act):
+    """conv -> norm -> ADD(., r) (a residual block's end) is one step writing the ADD's output;
+    norm and ADD lower to nothing. An ADD whose other operand is computed after the conv stays."""
+    from mobile_engine.ir.interpret import run_graph
+    from tests.kernels.harness import lower_and_run
+    b = GraphBuilder("res")
+    x = b.input("x", (1, 7, 9, 16))
+    feeds = {"x": _rand(1, 7, 9, 16)}
+    p = [b.const(_rand(16)), b.const(_rand(16))]
+
+    def conv_norm(inp, seed):
+        y = b.node(Op.CONV2D, inp, b.const(_rand(16, 16, 3, 3, scale=0.2)), b.const(_rand(16)),
+                   pads=(1, 1, 1, 1), pad_mode="reflect")
+        return b.node(Op.INSTANCE_NORM, y, *p)
+
+    h = b.node(Op.RELU, x)
+    z = b.node(Op.ADD, conv_norm(h, 1), h, activation=act)        # r = h, computed before
+    late = conv_norm(z, 2)
+    z2 = b.node(Op.ADD, late, b.node(Op.TANH, z))                  # r computed after the conv
+    g = b.build(z, z2)
+    steps = {n.name: lower_node(n, g) for n in g.nodes}
+    kinds = [s.kernel for v in steps.values() for s in v]
+    assert kinds.count(f"f32_conv2d_igemm_16x16_instnorm_add{'_relu' if act else ''}") == 1
+    assert "f32_conv2d_igemm_16x16_instnorm" in kinds and sum("vbinary_add" in k for k in kinds) == 1
+    got, want = lower_and_run(g, feeds), run_graph(g, feeds)
+    for name in (z, z2):
+        np.testing.assert_allclose(got[name], want[name], rtol=0, atol=2e-5)

@@ -109,6 +109,18 @@ def test_instance_norm_per_image_scale_shared_bias(kernel, shape):
         assert_close(run(x, scale, bias, 1e-5), reference(x, scale, bias, 1e-5), NORM_ULPS)
 
 
+@pytest.mark.parametrize("c,act", [(32, int(Activation.RELU)), (13, int(Activation.CLAMP)),
+                                   (24, 0)])
+def test_instance_norm_residual(c, act):
+    """out = act(norm(x) + r): the activation (a clamp too) follows the residual add."""
+    run, reference = knorm.KERNELS["f32_instance_norm_nhwc"]
+    x, r = rand((2, 9, 7, c)), rand((2, 9, 7, c))
+    scale, bias = rand((c,)), rand((c,))
+    params = (-0.5, 1.0) if act == int(Activation.CLAMP) else ()
+    assert_close(run(x, scale, bias, 1e-5, act, params, residual=r),
+                 reference(x, scale, bias, 1e-5, act, params, residual=r), NORM_ULPS)
+
+
 def test_instance_norm_planar_blocks_are_even():
     """3 planes on 2 threads: an even number of (plane, block) tasks."""
     for n, p, c in ((1, 480 * 640, 3), (1, 256 * 256, 4), (2, 128 * 128, 8), (1, 100, 3)):

@@ -11,7 +11,14 @@ Kernel selection per node:
 - everything else, grouped or not: ``f32_conv2d_igemm_{MR}x{NR}_minmax`` with (MR, NR) from
   ``choose_tile(Co / group)``;
 - transposed: ``f32_conv_transpose2d_igemm_{MR}x{NR}_minmax`` (the igemm kernel over
-  zero-stuffed indirection tables, ``step`` = stride W).
+  zero-stuffed indirection tables, ``step`` = stride W);
+- an igemm conv read only by an instance norm (``fused_norm``):
+  ``f32_conv2d_igemm_{MR}x{NR}_instnorm[_add][_<epilogue>]``, one step: the conv with the norm's
+  statistics in its epilogue, then the norm in place (and a residual ADD after it,
+  ``fused_add``); the norm (and ADD) lower to nothing. Params ``norm_epsilon``, ``norm_act``,
+  ``norm_p0``, ``norm_p1``, ``norm_runtime`` (which of scale/bias are run-time inputs, after
+  x and the conv's residual), ``norm_residual`` (the ADD's other operand is the last input);
+  weights ``norm_scale``/``norm_bias`` when constant.
 
 Step contract (JSON-able params, weight blobs):
     inputs  [x] or [x, residual]   (runtime tensors, NHWC)
@@ -37,7 +44,7 @@ from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Activation, Op
 from mobile_engine.planning.families.elementwise import EPILOGUES, activation
-from mobile_engine.planning.step import Step, binds, lowers
+from mobile_engine.planning.step import LOWERINGS, Step, binds, lowers
 
 F32 = np.float32
 
@@ -125,12 +132,52 @@ def fused_norm(conv: Node, graph: Graph) -> Node | None:
     if any(not _plain_float(graph, u) for u in graph.consumers(norm.outputs[0])):
         return None
     # the step runs at the conv's place: run-time scale/bias must be computed before it
-    at = next(i for i, n in enumerate(graph.nodes) if n is conv)
-    for name in norm.inputs[1:3]:
-        p = graph.producer(name) if name else None
-        if p is not None and next(i for i, n in enumerate(graph.nodes) if n is p) > at:
-            return None
+    if not all(_before(graph, name, conv) for name in norm.inputs[1:3] if name):
+        return None
     return norm
+
+
+def _before(graph: Graph, name: str, node: Node) -> bool:
+    """``name`` is available when ``node`` runs: a graph input, a constant, or written earlier."""
+    p = graph.producer(name)
+    if p is None:
+        return True
+    at = next(i for i, n in enumerate(graph.nodes) if n is node)
+    return next(i for i, n in enumerate(graph.nodes) if n is p) < at
+
+
+def fused_add(conv: Node, norm: Node, graph: Graph) -> tuple[Node, str] | None:
+    """(add, residual): the residual ADD after a norm that ``conv``'s step absorbs, computed in
+    the same step (``out = act_add(norm(y) + residual)``), or None. Legal when the norm has no
+    activation, its output is read only by the ADD (once) and is not a graph output, the other
+    operand is a run-time float32 tensor of the same shape available before the conv runs, and
+    the ADD and its readers are plain float32."""
+    out = norm.outputs[0]
+    users = graph.consumers(out)
+    if norm.attrs["activation"] is not Activation.NONE or len(users) != 1 or \
+            graph.is_output(out):
+        return None
+    add = users[0]
+    if add.op is not Op.ADD or len(add.outputs) != 1 or add.inputs.count(out) != 1:
+        return None
+    other = add.inputs[1] if add.inputs[0] == out else add.inputs[0]
+    r, o, y = (graph.tensors[n] for n in (other, out, add.outputs[0]))
+    if r.is_const or r.shape != o.shape or y.shape != o.shape or not _plain_float(graph, add):
+        return None
+    if any(not _plain_float(graph, u) for u in graph.consumers(add.outputs[0])):
+        return None
+    return (add, other) if _before(graph, other, conv) else None
+
+
+def add_fused_into_conv(add: Node, graph: Graph) -> bool:
+    """True when ``add`` runs inside a conv step that absorbed the norm before it."""
+    for name in add.inputs:
+        norm = graph.producer(name) if name else None
+        if norm is not None and norm.op is Op.INSTANCE_NORM and norm_fused_into_conv(norm, graph):
+            found = fused_add(graph.producer(norm.inputs[0]), norm, graph)
+            if found is not None and found[0] is add:
+                return True
+    return False
 
 
 def norm_fused_into_conv(norm: Node, graph: Graph) -> bool:
@@ -141,11 +188,13 @@ def norm_fused_into_conv(norm: Node, graph: Graph) -> bool:
 
 def _with_norm(step: Step, norm: Node, graph: Graph, mr: int, nr: int) -> Step:
     """``step`` (an igemm conv) extended by the instance norm it absorbs."""
-    act, p0, p1 = activation(norm)
-    step.kernel = f"f32_conv2d_igemm_{mr}x{nr}_instnorm{EPILOGUES[act]}"
-    step.outputs = [norm.outputs[0]]
+    add = fused_add(graph.producer(norm.inputs[0]), norm, graph)
+    act, p0, p1 = activation(norm if add is None else add[0])
+    step.kernel = f"f32_conv2d_igemm_{mr}x{nr}_instnorm{'' if add is None else '_add'}" \
+        f"{EPILOGUES[act]}"
+    step.outputs = [norm.outputs[0] if add is None else add[0].outputs[0]]
     step.params.update(norm_epsilon=float(norm.attrs["epsilon"]), norm_act=act, norm_p0=p0,
-                       norm_p1=p1, norm_runtime=[])
+                       norm_p1=p1, norm_runtime=[], norm_residual=add is not None)
     for i, what in ((1, "scale"), (2, "bias")):
         data = graph.const(norm.inputs[i])
         if data is None:
@@ -153,6 +202,8 @@ def _with_norm(step: Step, norm: Node, graph: Graph, mr: int, nr: int) -> Step:
             step.params["norm_runtime"].append(what)
         else:
             step.weights[f"norm_{what}"] = np.ascontiguousarray(data, F32)
+    if add is not None:
+        step.inputs.append(add[1])
     step.flops += 6 * int(np.prod(graph.tensors[norm.outputs[0]].shape))
     return step
 
@@ -299,10 +350,15 @@ def _bind_igemm_norm(kernel: str):
         n_conv = 2 if params["has_residual"] and "residual" not in weights else 1
         fn, args = conv_bind(params, weights, inputs[:n_conv], outputs)
         out = outputs[0]
-        rt = dict(zip(params["norm_runtime"], inputs[n_conv:]))
-        if len(rt) != len(inputs) - n_conv:
+        names = list(params["norm_runtime"]) + (["residual"] if params["norm_residual"] else [])
+        rt = dict(zip(names, inputs[n_conv:]))
+        if len(rt) != len(inputs) - n_conv or len(rt) != len(names):
             raise PlanFormatError(f"step {kernel}: {len(inputs)} inputs for runtime norm "
-                                  f"params {params['norm_runtime']}")
+                                  f"inputs {names}")
+        residual = rt.get("residual")
+        if residual is not None and residual.shape != out.shape:
+            raise PlanFormatError(f"step {kernel}: residual {residual.shape} should be "
+                                  f"{out.shape}")
         try:
             scale, bias = (rt[k] if k in rt else weights[f"norm_{k}"] for k in ("scale", "bias"))
         except KeyError as exc:
@@ -317,7 +373,8 @@ def _bind_igemm_norm(kernel: str):
         norm_fn, norm_args = knorm.instance_norm_call(
             igemm.readonly(out), igemm.readonly(scale), igemm.readonly(bias), out,
             params["norm_epsilon"], int(params["norm_act"]),
-            (params["norm_p0"], params["norm_p1"]), row_sums=sums)
+            (params["norm_p0"], params["norm_p1"]), row_sums=sums,
+            residual=None if residual is None else igemm.readonly(residual))
 
         def run():
             fn(*args)
@@ -329,8 +386,24 @@ def _bind_igemm_norm(kernel: str):
 
 for _nr, _mr in igemm.TILES.items():
     for _e in EPILOGUES.values():
-        _kernel = f"f32_conv2d_igemm_{_mr}x{_nr}_instnorm{_e}"
-        binds(_kernel)(_bind_igemm_norm(_kernel))
+        for _add in ("", "_add"):
+            _kernel = f"f32_conv2d_igemm_{_mr}x{_nr}_instnorm{_add}{_e}"
+            binds(_kernel)(_bind_igemm_norm(_kernel))
+
+
+# NOTE: a residual ADD that a conv step absorbed (``fused_add``) lowers to nothing; the ADD's
+# own lowering lives with the element-wise family, so it is wrapped here (as the int8
+# families wrap theirs).
+_lower_add = LOWERINGS[Op.ADD]
+
+
+def _lower_add_unless_absorbed(node: Node, graph: Graph) -> list[Step]:
+    if add_fused_into_conv(node, graph):
+        return []
+    return _lower_add(node, graph)
+
+
+LOWERINGS[Op.ADD] = _lower_add_unless_absorbed
 
 
 def _bind_kdot(kernel: str, mr: int, cg: int):
