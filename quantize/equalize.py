@@ -10,7 +10,8 @@ weights of the convs that read them (an exact float identity)::
     add(a, b) / D = add(a / D, b / D)      residual ADDs: every tensor joined by adds shares D
 
 ``D[c] = (r[c] / max(r)) ** ALPHA`` with ``r[c]`` the ``PERCENTILE`` of |y[c]| over the
-calibration data (the largest over the tensors of a group; dead channels keep D = 1) and a
+calibration data (the largest over the tensors of a group that the float plan materializes;
+dead channels keep D = 1) and a
 floor ``MIN_FACTOR``. ALPHA < 1 leaves part of the spread in the activations: the int8 weights
 of the small channels shrink by D, so full equalization trades activation for weight error.
 
@@ -103,9 +104,10 @@ def choose_factors(groups: list[list[str]], stats: dict[str, ChannelStats],
     """{tensor: f64[C] D} for every tensor of every group with statistics."""
     out = {}
     for g in groups:
-        if not all(name in stats and stats[name].hist is not None for name in g):
+        seen = [name for name in g if name in stats and stats[name].hist is not None]
+        if not seen:             # NOTE: a fused float step need not materialize every member
             continue
-        r = np.max([stats[name].percentile(PERCENTILE) for name in g], axis=0)
+        r = np.max([stats[name].percentile(PERCENTILE) for name in seen], axis=0)
         if not np.any(r > 0):
             continue
         d = np.where(r > 0, np.maximum((r / r.max()) ** alpha, MIN_FACTOR), 1.0)

@@ -2,8 +2,8 @@
 others, several styles; plan size; the quality report in the plan's provenance.
 
 Measured (percentile observer, equalization, fused norm + residual):
-- 128x128: PSNR 38.4 / 44.8 / 42.7 / 40.7 (style 0), 37.8 / 42.7 / 43.1 / 38.1 (style 7),
-  34.7 / 36.4 / 36.2 / 39.0 (style 13), 32.7 / 38.9 / 38.6 / 36.7 dB (style 21) on rocket /
+- 128x128: PSNR 38.2 / 45.0 / 42.9 / 40.8 (style 0), 37.1 / 42.8 / 43.2 / 37.4 (style 7),
+  34.8 / 36.6 / 36.2 / 39.7 (style 13), 33.7 / 37.9 / 38.1 / 37.1 dB (style 21) on rocket /
   coffee / chelsea / grass; plan 34.7% of fp32.
 - 480x640 (slow test): min 32.2 dB (rocket, style 21), plan 30.0% of fp32.
 """
@@ -43,8 +43,8 @@ def test_128x128(multistyle26_path, photo, tmp_path):
     fp32, int8, evals = compile_both(multistyle26_path, photo, 128, 128)
     fs, qs = me.Session(fp32, threads=2), me.Session(int8, threads=2)
     psnr = [psnr_db(fs.run(None, f)[0], qs.run(None, f)[0]) for f in evals]
-    # measured minimum 32.7 dB (rocket, style 21); 1 dB of margin for other CPUs' rounding
-    assert min(psnr) >= 31.7, np.round(psnr, 1)
+    # measured minimum 33.7 dB (rocket, style 21); 1 dB of margin for other CPUs' rounding
+    assert min(psnr) >= 32.7, np.round(psnr, 1)
     assert np.median(psnr) >= 38.0, np.round(psnr, 1)
     # the report stored in the plan saw the same images
     report = int8.manifest["provenance"]["quantization"]["report"]

@@ -102,11 +102,14 @@ def _conv_ok(graph: Graph, node: Node, table: QuantTable) -> bool:
 
 
 def _add_ok(graph: Graph, node: Node, table: QuantTable) -> bool:
+    """Same-shape runtime float inputs; ranges for the output and every input that may be
+    quantized (a fused norm input is not: the float plan need not even materialize it)."""
     if node.op is not Op.ADD or node.attrs["activation"] not in CLAMP_ACTIVATIONS:
         return False
     out = graph.tensors[node.outputs[0]]
-    return all(_runtime_f32(graph, i) and graph.tensors[i].shape == out.shape and i in table
-               for i in node.inputs) and node.outputs[0] in table
+    fused = fused_norm_input(graph, node)
+    return all(_runtime_f32(graph, i) and graph.tensors[i].shape == out.shape
+               and (i in table or i == fused) for i in node.inputs) and out.name in table
 
 
 def fused_norm_input(graph: Graph, add: Node) -> str | None:
