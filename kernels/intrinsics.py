@@ -372,3 +372,63 @@ def vadd(typingctx, dst, doff, src, soff, lanes):
         return context.get_dummy_value()
 
     return types.none(dst, doff, src, soff, lanes), codegen
+
+
+def _requant_operands(context, builder, sig, args, n):
+    """f32(tile[toff:+n] + bias[boff:+n]) * mult[moff:+n] as <n x float> (no fast-math flags:
+    the product is rounded once, never fused with what follows)."""
+    t_arr, t_off, b_arr, b_off, m_arr, m_off = args[:6]
+    vi, vf = ir.VectorType(_I32, n), ir.VectorType(_F32, n)
+    pt = _typed_ptr(context, builder, sig.args[0], t_arr, t_off, sig.args[1], vi)
+    pb = _typed_ptr(context, builder, sig.args[2], b_arr, b_off, sig.args[3], vi)
+    pm = _typed_ptr(context, builder, sig.args[4], m_arr, m_off, sig.args[5], vf)
+    acc = builder.add(builder.load(pt, align=4), builder.load(pb, align=4))
+    return builder.fmul(builder.sitofp(acc, vf), builder.load(pm, align=4))
+
+
+@intrinsic
+def vrequant_u8(typingctx, tile, toff, bias, boff, mult, moff, zy, lo, hi, out, ooff, lanes):
+    """``out[ooff+j] = u8(min(max(rint(f32(tile[toff+j] + bias[boff+j]) * mult[moff+j]) + zy,
+    lo), hi))`` for j < lanes: the qu8 requantizing epilogue (int32 tile and bias, float32
+    mult, zy, lo, hi; rint rounds half to even). The int32 add wraps like the kernels'
+    accumulators."""
+    n = _literal(lanes)
+    if (n is None or not (_int_array(tile, types.int32) and _int_array(bias, types.int32)
+                          and _f32_array(mult) and _int_array(out, types.uint8))
+            or not all(t == types.float32 for t in (zy, lo, hi))):
+        return None
+
+    def codegen(context, builder, sig, args):
+        vf = ir.VectorType(_F32, n)
+        y = _requant_operands(context, builder, sig, args, n)
+        rint = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vf, [vf]),
+                                              f"llvm.rint.v{n}f32")
+        y = builder.fadd(builder.call(rint, [y]), _splat(builder, args[6], n))
+        lo_v, hi_v = _splat(builder, args[7], n), _splat(builder, args[8], n)
+        y = builder.select(builder.fcmp_ordered("<", y, lo_v), lo_v, y)
+        y = builder.select(builder.fcmp_ordered(">", y, hi_v), hi_v, y)
+        q = builder.trunc(builder.fptosi(y, ir.VectorType(_I32, n)), ir.VectorType(_I8, n))
+        po = _typed_ptr(context, builder, sig.args[9], args[9], args[10], sig.args[10],
+                        ir.VectorType(_I8, n))
+        builder.store(q, po, align=1)
+        return context.get_dummy_value()
+
+    return types.none(tile, toff, bias, boff, mult, moff, zy, lo, hi, out, ooff, lanes), codegen
+
+
+@intrinsic
+def vscale_f32(typingctx, tile, toff, bias, boff, mult, moff, out, ooff, lanes):
+    """``out[ooff+j] = f32(tile[toff+j] + bias[boff+j]) * mult[moff+j]`` for j < lanes (the
+    qu8 fp32out epilogue)."""
+    n = _literal(lanes)
+    if (n is None or not (_int_array(tile, types.int32) and _int_array(bias, types.int32)
+                          and _f32_array(mult) and _f32_array(out))):
+        return None
+
+    def codegen(context, builder, sig, args):
+        y = _requant_operands(context, builder, sig, args, n)
+        po = _vec_ptr(context, builder, sig.args[6], args[6], args[7], sig.args[7], n)
+        builder.store(y, po, align=4)
+        return context.get_dummy_value()
+
+    return types.none(tile, toff, bias, boff, mult, moff, out, ooff, lanes), codegen

@@ -44,7 +44,8 @@ import numpy as np
 from kernels import config
 from kernels.f32_conv2d import activate_span, activation_params, conv_tables, readonly
 from kernels.intrinsics import (DOT_PORTABLE, DOT_SDOT, DOT_SDOT_EMULATED, DOT_VNNI, load_u32,
-                                stack_array, vcopy_i32, vdot4, vfill_i32)
+                                stack_array, vcopy_i32, vdot4, vfill_i32, vrequant_u8,
+                                vscale_f32)
 from kernels.reference_q8 import conv_bias_q, requant_multiplier
 
 F32 = np.float32
@@ -183,13 +184,15 @@ def _igemm_source(MR: int, NR: int, ISA: int, OUT: int, parallel: bool):
                 bo = g * cog + co0
                 wtap0 = gb * kh_ * kw_ * qt * GB
                 wrun0 = gb * kh_ * qr * GB
-                if SHIFTED:      # dot4 gave sum (x - 128) * w: add back 128 * sum(w)
+                if SHIFTED:      # dot4 gives sum (x - 128) * w: add back 128 * sum(w)
                     for v in range(NV):
                         vfill_i32(wsum, v * VL, 0, VL)
                     for t in range(kh_ * kw_ * qt):     # dot with bytes of 1: sum(w)
                         for v in range(NV):
                             vdot4(wsum, v * VL, ONES, wf, wtap0 + t * GB + v * 4 * VL, VL,
                                   DOT_PORTABLE)
+                    for j in range(NR):
+                        wsum[j] *= 128
                 for ow0 in range(0, ow_, MR):
                     # A regular tile reads, for every pixel, KW adjacent input columns: with
                     # NHWC and one group, one kernel row is one run of KW * C bytes.
@@ -202,8 +205,12 @@ def _igemm_source(MR: int, NR: int, ISA: int, OUT: int, parallel: bool):
                             for kw in range(1, kw_):
                                 if colmap[ow0 + m, kw] != c + kw:
                                     regular = False
-                    for v in range(MR * NV):
-                        vfill_i32(acc, v * VL, 0, VL)
+                    for m in range(MR):
+                        for v in range(NV):
+                            if SHIFTED:     # the tile starts at 128 * sum(w)
+                                vcopy_i32(acc, (m * NV + v) * VL, wsum, v * VL, VL)
+                            else:
+                                vfill_i32(acc, (m * NV + v) * VL, 0, VL)
                     for kh in range(kh_):
                         r = rowmap[oh, kh]
                         xrow = xbase + (b * h_ + r) * w_ * c_
@@ -253,14 +260,20 @@ def _igemm_source(MR: int, NR: int, ISA: int, OUT: int, parallel: bool):
                                               wo + v * 4 * VL, VL, ISA)
                     for v in range(MR * NV):
                         vcopy_i32(tile, v * VL, acc, v * VL, VL)
+                    nvec = ncv // VL        # whole vectors of channels
                     for m in range(MR):
                         ow = ow0 + m
                         if ow < ow_:
                             ob = ((b * oh_ + oh) * ow_ + ow) * co_ + bo
-                            for j in range(ncv):
+                            for v in range(nvec):
+                                if OUT == 0:
+                                    vrequant_u8(tile, m * NR + v * VL, bias, bo + v * VL, mult,
+                                                bo + v * VL, zyf, lo, hi, of, ob + v * VL, VL)
+                                else:
+                                    vscale_f32(tile, m * NR + v * VL, bias, bo + v * VL, mult,
+                                               bo + v * VL, of, ob + v * VL, VL)
+                            for j in range(nvec * VL, ncv):
                                 a = tile[m * NR + j] + bias[U64(bo + j)]
-                                if SHIFTED:
-                                    a += np.int32(128 * wsum[j])
                                 y = F32(a) * mult[U64(bo + j)]
                                 if OUT == 0:
                                     y = min(max(np.rint(y) + zyf, lo), hi)
