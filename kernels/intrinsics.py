@@ -432,3 +432,26 @@ def vscale_f32(typingctx, tile, toff, bias, boff, mult, moff, out, ooff, lanes):
         return context.get_dummy_value()
 
     return types.none(tile, toff, bias, boff, mult, moff, out, ooff, lanes), codegen
+
+
+@intrinsic
+def vmac_u8i8(typingctx, acc, aoff, xaddr, w, woff, lanes):
+    """``acc[aoff+j] += u8(x[xaddr+j]) * w[woff+j]`` for j < lanes: int32 accumulators, uint8
+    activations at raw address ``xaddr``, int8 weights (products formed in int16, exact)."""
+    n = _literal(lanes)
+    if (n is None or not _int_array(acc, types.int32) or not _int_array(w, types.int8)
+            or not isinstance(xaddr, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        a_arr, a_off, xa, w_arr, w_off, _ = args
+        vb, vh, vi = (ir.VectorType(t, n) for t in (_I8, ir.IntType(16), _I32))
+        pa = _typed_ptr(context, builder, sig.args[0], a_arr, a_off, sig.args[1], vi)
+        pw = _typed_ptr(context, builder, sig.args[3], w_arr, w_off, sig.args[4], vb)
+        px = builder.inttoptr(context.cast(builder, xa, sig.args[2], types.intp), vb.as_pointer())
+        p = builder.mul(builder.zext(builder.load(px, align=1), vh),
+                        builder.sext(builder.load(pw, align=1), vh))
+        builder.store(builder.add(builder.load(pa, align=4), builder.sext(p, vi)), pa, align=4)
+        return context.get_dummy_value()
+
+    return types.none(acc, aoff, xaddr, w, woff, lanes), codegen

@@ -9,6 +9,7 @@ import pytest
 import mobile_engine.planning.families  # noqa: F401  (kernels.reference imports the engine)
 from kernels import config
 from kernels import qu8_conv2d as qc
+from kernels import qu8_dwconv2d as qdw
 from kernels import reference_q8 as rq
 from mobile_engine.ir.ops import Activation
 from tests.tolerances import assert_f32_close
@@ -226,3 +227,29 @@ def test_short_zero_row_is_refused():
         fn(ro(x), ro(np.zeros(2, np.uint8)), ro(rowmap), ro(colmap), ro(wp),
            ro(qc.qu8_run_weights(w, wp, 16)), ro(np.zeros(16, np.int32)),
            ro(np.ones(16, np.float32)), out, 1, 0, 0, 255, 0, np.float32(0), np.float32(0))
+
+
+# --- depthwise ---------------------------------------------------------------------------
+DW_CASES = [_case(c, c, group=c, zx=ZX[i % len(ZX)]) for i, c in enumerate((3, 13, 16, 64, 65,
+                                                                               130))] + [
+    _case(24, 24, group=24, strides=(2, 2), pads=(1, 0, 1, 0), zx=255),
+    _case(16, 16, group=16, k=5, dilations=(2, 2), hw=(11, 9), pad_mode="reflect"),
+    _case(32, 32, group=32, upsample=2, pad_mode="edge", hw=(4, 5), n=2, zx=0),
+    _case(80, 80, group=80, k=9, hw=(6, 7), pads=(4, 4, 4, 4), zx=201),
+    _case(3, 6, group=3), _case(8, 24, group=8, strides=(2, 2), n=2, zx=255)]   # multipliers
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("case", DW_CASES, ids=_ids(DW_CASES))
+def test_dwconv2d_bit_exact(case, parallel):
+    x, w, bias_q, geo, zx = _data(case)
+    m, zy, qmin, qmax = _requant_params(x, w, bias_q, geo, zx, saturate=True)
+    expected = rq.qu8_conv2d_reference(x, w, bias_q, m, zx, zy, qmin, qmax, **geo)
+    got = qdw.dwconv2d(x, w, bias_q, m, zx, zy, qmin, qmax, **geo, parallel=parallel)
+    np.testing.assert_array_equal(got, expected)
+    m32 = qc.qu8_conv_multiplier(0.05, RNG.uniform(0.002, 0.02, case["co"]))
+    expected = rq.qu8_conv2d_reference(x, w, bias_q, m32, zx, 0, 0, 0, **geo,
+                                       out_mode="fp32out", act=Activation.RELU)
+    got = qdw.dwconv2d(x, w, bias_q, m32, zx, **geo, epilogue="fp32out", act=Activation.RELU,
+                       parallel=parallel)
+    np.testing.assert_array_equal(got, expected)
