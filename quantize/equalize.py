@@ -33,7 +33,7 @@ from mobile_engine.ir import shapes
 from mobile_engine.ir.verify import verify
 from quantize.observers import ChannelStats
 
-ALPHA = 0.5
+ALPHA = 0.7
 PERCENTILE = 99.99
 MIN_FACTOR = 1.0 / 64
 _COMMUTES = (Activation.NONE, Activation.RELU)

@@ -1,10 +1,10 @@
 """multistyle26 in int8 against its fp32 plan (issue 4): calibrated on 8 photos, evaluated on 4
 others, several styles; plan size; the quality report in the plan's provenance.
 
-Measured (percentile observer, equalization, fused norm + residual):
-- 128x128: PSNR 38.2 / 45.0 / 42.9 / 40.8 (style 0), 37.1 / 42.8 / 43.2 / 37.4 (style 7),
-  34.8 / 36.6 / 36.2 / 39.7 (style 13), 33.7 / 37.9 / 38.1 / 37.1 dB (style 21) on rocket /
-  coffee / chelsea / grass; plan 34.7% of fp32.
+Measured (percentile 99.995 observer, equalization alpha 0.7, fused norm + residual):
+- 128x128: PSNR 41.5 / 45.2 / 43.6 / 41.9 (style 0), 39.8 / 43.1 / 42.6 / 40.3 (style 7),
+  33.6 / 37.7 / 37.4 / 39.5 (style 13), 33.8 / 38.9 / 38.3 / 37.2 dB (style 21) on rocket /
+  coffee / chelsea / grass; plan 34.8% of fp32.
 - 480x640 (slow test): min 32.2 dB (rocket, style 21), plan 30.0% of fp32.
 """
 import numpy as np
@@ -43,8 +43,8 @@ def test_128x128(multistyle26_path, photo, tmp_path):
     fp32, int8, evals = compile_both(multistyle26_path, photo, 128, 128)
     fs, qs = me.Session(fp32, threads=2), me.Session(int8, threads=2)
     psnr = [psnr_db(fs.run(None, f)[0], qs.run(None, f)[0]) for f in evals]
-    # measured minimum 33.7 dB (rocket, style 21); 1 dB of margin for other CPUs' rounding
-    assert min(psnr) >= 32.7, np.round(psnr, 1)
+    # measured minimum 33.6 dB (rocket, style 13); 1 dB of margin for other CPUs' rounding
+    assert min(psnr) >= 32.6, np.round(psnr, 1)
     assert np.median(psnr) >= 38.0, np.round(psnr, 1)
     # the report stored in the plan saw the same images
     report = int8.manifest["provenance"]["quantization"]["report"]
@@ -53,7 +53,7 @@ def test_128x128(multistyle26_path, photo, tmp_path):
     assert len(norms) == 18 and all(e["sqnr_db"] > 20 for e in norms)
     ratio = plan_bytes(int8, tmp_path, "q.mplan") / plan_bytes(fp32, tmp_path, "f.mplan")
     # issue 4's bound (35%) is at 480x640 (the slow test); the float plan's size-dependent
-    # tables are smaller here: measured 0.347
+    # tables are smaller here: measured 0.348
     assert ratio <= 0.37, ratio
 
 

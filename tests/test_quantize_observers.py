@@ -31,12 +31,17 @@ def test_minmax_and_uint8_params():
 
 def test_percentile_of_uniform_data():
     x = np.linspace(-1, 1, 2_000_001, dtype=np.float32)      # uniform: quantile q is 2q - 1
+    tail = 1 - obs.PERCENTILE / 100
     lo, hi = obs.observe(stats_of(x), "percentile")
     width = 2 / obs.BINS
-    assert hi == pytest.approx(1 - 2e-4, abs=width) and lo == pytest.approx(-1 + 2e-4, abs=width)
-    # a side whose bound is exactly 0 (ReLU output) keeps it
+    assert hi == pytest.approx(1 - 2 * tail, abs=width) and lo == pytest.approx(-1 + 2 * tail,
+                                                                                abs=width)
+    # a side whose bound is exactly 0 (ReLU output) keeps it; half the mass sits at 0, so the
+    # quantile q is at 2q - 1 again
     lo, hi = obs.observe(stats_of(np.maximum(x, 0)), "percentile")
-    assert lo == 0.0 and hi == pytest.approx(1 - 1e-4, abs=width)
+    assert lo == 0.0 and hi == pytest.approx(1 - 2 * tail, abs=width / 2)
+    lo, hi = obs.percentile(stats_of(x), 90.0)
+    assert (lo, hi) == (pytest.approx(-0.8, abs=width), pytest.approx(0.8, abs=width))
 
 
 def test_mse_clips_rare_outliers_where_the_derivative_vanishes():
