@@ -1,7 +1,9 @@
 """Benchmark the fp32 conv kernels: ``.venv/bin/python -m kernels.bench_conv [--repeat N]``.
 
 Reports median GFLOP/s (2 * MACs / time) of the 3x3 128->128 conv on 64x64 (DESIGN.md: ~200
-GFLOP/s on 1 core is reachable) and of multistyle26's conv layers at 480x640, serial (1 thread,
+GFLOP/s on 1 core is reachable) and of multistyle26's conv layers at 480x640 with the kernels
+and layouts the plan uses (the upsampled 3x3 layers count the MACs of the plain 3x3 conv: the
+pixel kernel folds them 2.25x, so their GFLOP/s is "equivalent"), serial (1 thread,
 timed by the thread's CPU time, so a busy machine does not distort it) and parallel (Numba's
 thread count, wall time). Weights are packed and tables built once, as in a plan.
 """
@@ -14,22 +16,26 @@ import numba
 import numpy as np
 
 from kernels import f32_conv2d as igemm
+from kernels import f32_conv2d_pix as pix
 
-# multistyle26 at 480x640: (name, input H, W, Ci, Co, k, stride, upsample, count)
+# multistyle26 at 480x640: (name, input H, W, Ci, Co, k, stride, upsample, count, layouts of the
+# input and output as the plan has them: the few-channel tail runs planar, passes/nchw_tail.py)
 MULTISTYLE26 = [
-    ("contract.0 9x9 3->32", 480, 640, 3, 32, 9, 1, 1, 1),
-    ("contract.1 3x3s2 32->32", 480, 640, 32, 32, 3, 2, 1, 1),
-    ("contract.2 3x3s2 32->32", 240, 320, 32, 32, 3, 2, 1, 1),
-    ("res 3x3 32->32", 120, 160, 32, 32, 3, 1, 1, 12),
-    ("expand.0 up2 3x3 32->8", 120, 160, 32, 8, 3, 1, 2, 1),
-    ("expand.1 up2 3x3 8->4", 240, 320, 8, 4, 3, 1, 2, 1),
-    ("expand.2 9x9 4->3", 480, 640, 4, 3, 9, 1, 1, 1),
+    ("contract.0 9x9 3->32", 480, 640, 3, 32, 9, 1, 1, 1, "nhwc", "nhwc"),
+    ("contract.1 3x3s2 32->32", 480, 640, 32, 32, 3, 2, 1, 1, "nhwc", "nhwc"),
+    ("contract.2 3x3s2 32->32", 240, 320, 32, 32, 3, 2, 1, 1, "nhwc", "nhwc"),
+    ("res 3x3 32->32", 120, 160, 32, 32, 3, 1, 1, 12, "nhwc", "nhwc"),
+    ("expand.0 up2 3x3 32->8", 120, 160, 32, 8, 3, 1, 2, 1, "nhwc", "nchw"),
+    ("expand.1 up2 3x3 8->4", 240, 320, 8, 4, 3, 1, 2, 1, "nchw", "nchw"),
+    ("expand.2 9x9 4->3", 480, 640, 4, 3, 9, 1, 1, 1, "nchw", "nchw"),
 ]
 
 
-def prepare(h, w, ci, co, k, stride=1, upsample=1, pad_mode="reflect", tile=None, parallel=False):
-    """(fn, args, flops, tile name) of one conv as a bound plan step would call it: the kdot
-    kernel for few output channels (``use_kdot``) unless an igemm ``tile`` is forced."""
+def prepare(h, w, ci, co, k, stride=1, upsample=1, pad_mode="reflect", tile=None, parallel=False,
+            method=None, layouts=("nhwc", "nhwc")):
+    """(fn, args, flops, tile name) of one conv as a bound plan step would call it: the pixel-
+    lane kernel for few output channels (``pix.applicable``), then kdot, else igemm; ``tile``
+    forces an igemm tile, ``method`` ("pix", "kdot", "igemm") a kernel family."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, h, w, ci)).astype(np.float32)
     wt = (rng.standard_normal((co, ci, k, k)) / np.sqrt(ci * k * k)).astype(np.float32)
@@ -41,7 +47,21 @@ def prepare(h, w, ci, co, k, stride=1, upsample=1, pad_mode="reflect", tile=None
     head = (ro(x), ro(rowmap), ro(colmap))
     tail = (ro(np.zeros(co, np.float32)), ro(out), out)
     flops = 2 * out.size * ci * k * k
-    if tile is None and igemm.use_kdot(co, 1):
+    if method is None and tile is None:
+        method = "pix" if pix.applicable(co, 1, stride) else \
+            "kdot" if igemm.use_kdot(co, 1) else "igemm"
+    if method == "pix":
+        in_nchw, out_nchw = (lay == "nchw" for lay in layouts)
+        plan = pix.PixPlan(wt, rowmap, colmap, upsample, 1)
+        xs = np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if in_nchw else x
+        o = np.empty((1, co, rowmap.shape[0], colmap.shape[0]), np.float32) if out_nchw else out
+        scratch, tags = pix.scratch_for(plan, ci, pix.blocks_for(rowmap.shape[0], parallel))
+        args = (ro(xs), ro(plan.rowtap), ro(plan.rowsel), ro(plan.coloff), ro(plan.bufsrc),
+                ro(plan.wbank), ro(np.zeros(co, np.float32)), ro(o), o, scratch, tags, in_nchw,
+                out_nchw, 1, np.float32(0), np.float32(0), False)
+        name = "p" + plan.kernel.split("_")[3]
+        return pix.pix_kernel(plan.nvx, co, plan.phases, parallel), args, flops, name
+    if method == "kdot":
         mr, cg = igemm.kdot_tile(co)
         wrun, wtap = igemm.pack_weights_kdot(wt, cg)
         args = head + (ro(wrun), ro(wtap)) + tail + (1, np.float32(0), np.float32(0), False)
@@ -82,10 +102,11 @@ def main(argv=None) -> None:
     print(f"{'layer':28s} {'tile':>6s} {'GFLOP':>6s} {'ms 1t':>7s} {'GF/s 1t':>8s} "
           f"{'ms {0}t'.format(threads):>7s} {'GF/s':>6s}")
     total = [0.0, 0.0, 0.0]
-    for name, h, w, ci, co, k, stride, up, count in MULTISTYLE26:
+    for name, h, w, ci, co, k, stride, up, count, lin, lout in MULTISTYLE26:
         row = []
         for parallel in (False, True):
-            fn, a, flops, t = prepare(h, w, ci, co, k, stride, up, tile=tile, parallel=parallel)
+            fn, a, flops, t = prepare(h, w, ci, co, k, stride, up, tile=tile, parallel=parallel,
+                                      layouts=(lin, lout))
             clock = time.perf_counter if parallel else time.thread_time
             row.append(median_seconds(fn, a, max(3, args.repeat // 2), clock))
         total[0] += flops * count

@@ -100,3 +100,33 @@ def test_kdot_inner_loop_is_zmm_fma_without_gathers(mr, cg):
     assert all("%zmm" in f for f in fmas), f"non-zmm FMAs in the reduction loop: {fmas}"
     assert len(fmas) >= mr * cg, f"{len(fmas)} FMAs, tile needs {mr * cg}"
     assert "vbroadcastf32x4" in body and not re.search(r"v(p)?gather", body)
+
+
+# multistyle26's few-channel tail: 9x9 4->3 (64x3), nearest-2x 3x3 8->4 (pixup2 32x4) and
+# 32->8 (pixup2 16x8, slow).
+@pytest.mark.parametrize("co,up", [(3, 1), (4, 2), pytest.param(8, 2, marks=pytest.mark.slow)])
+def test_pix_inner_loop_is_zmm_fma_with_broadcast_weights(co, up):
+    """Lanes over output pixels: per input channel and column tap, one FMA per accumulator
+    vector (U x Co x NVX), weights broadcast from memory, pixels from contiguous loads; the
+    tile stays in registers and nothing is gathered."""
+    from kernels import f32_conv2d_pix as pix
+    k = 9 if co == 3 else 3
+    x = np.zeros((1, 1, 12, 70), np.float32)                       # planar input
+    w = np.zeros((co, 1, k, k), np.float32)
+    rowmap, colmap = igemm.conv_tables((1, 12, 70, 1), (k, k), pads=(k // 2,) * 4,
+                                       pad_mode="reflect", upsample=up)
+    plan = pix.PixPlan(w, rowmap, colmap, up)
+    fn = pix.pix_kernel.__wrapped__(plan.nvx, co, plan.phases, False, cache=False)
+    out = np.zeros((1, co, rowmap.shape[0], colmap.shape[0]), np.float32)
+    scratch, tags = pix.scratch_for(plan, 1, 1)
+    ro = igemm.readonly
+    fn(ro(x), ro(plan.rowtap), ro(plan.rowsel), ro(plan.coloff), ro(plan.bufsrc),
+       ro(plan.wbank), ro(np.zeros(co, np.float32)), ro(out), out, scratch, tags, True, True, 0,
+       np.float32(0), np.float32(0), False)
+    body = hottest_loop(fn.inspect_asm(fn.signatures[0]))
+    fmas = FMA.findall(body)
+    assert all("%zmm" in f for f in fmas), f"non-zmm FMAs in the reduction loop: {fmas}"
+    assert len(fmas) >= plan.phases * co * plan.nvx, f"{len(fmas)} FMAs for the tile"
+    assert not re.search(r"v(p)?gather", body)
+    spills = re.findall(r"^.*\(%r[sb]p\).*%zmm.*$|^.*%zmm.*\(%r[sb]p\).*$", body, re.M)
+    assert not spills, f"accumulators spilled to the stack: {spills}"
