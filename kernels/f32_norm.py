@@ -161,6 +161,18 @@ def clamp_bounds(act: int, p0: float, p1: float) -> tuple[np.float32, np.float32
 
 # --- kernels -----------------------------------------------------------------------------------
 @jit
+def style_matvec(u, g, out):
+    """out[c] = sum_k u[k] * g[k, c] (float64 sum): a norm's scale or bias from a style vector
+    u: f32[K] and a constant g: f32[K, C] (multistyle26's Mul + ReduceSum over the styles)."""
+    k_, c_ = g.shape[0], g.shape[1]
+    for c in range(c_):
+        acc = 0.0
+        for k in range(k_):
+            acc += np.float64(u[k]) * np.float64(g[k, c])
+        out[c] = np.float32(acc)
+
+
+@jit
 def add_inplace(out, res, s0, n):
     """out[s0:s0+n] += res[s0:s0+n] (slice views from 0: the loop vectorises)."""
     o = out[s0:s0 + n]

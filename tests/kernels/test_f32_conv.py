@@ -355,10 +355,13 @@ def test_conv_absorbs_instance_norm(runtime_params, residual, act):
     b = GraphBuilder("cn")
     x = b.input("x", (n, 9, 11, c))
     feeds = {"x": _rand(n, 9, 11, c)}
-    if runtime_params:
+    if runtime_params:         # per-image scale, and a style-vector bias (multistyle26's form)
         s = b.input("s", (n, co))
-        feeds["s"] = _rand(n, co)
-        scale, shift = b.node(Op.MUL, s, b.const(_rand(co))), b.const(_rand(co))
+        feeds["s"], feeds["u"] = _rand(n, co), _rand(26)
+        scale = b.node(Op.MUL, s, b.const(_rand(co)))
+        u = b.node(Op.RESHAPE, b.input("u", (26,)), shape=(26, 1))
+        shift = b.node(Op.REDUCE_SUM, b.node(Op.MUL, u, b.const(_rand(26, co))), axes=(0,),
+                       keepdims=False)
     else:
         scale, shift = b.const(_rand(co)), b.const(_rand(co))
     inputs = [x, b.const(_rand(co, c, 3, 3, scale=0.2)), b.const(_rand(co) + np.float32(40))]
@@ -373,6 +376,8 @@ def test_conv_absorbs_instance_norm(runtime_params, residual, act):
     assert step.kernel == f"f32_conv2d_igemm_8x32_instnorm{'_relu' if act == 1 else ''}" \
         f"{'_tanh' if act == Activation.TANH else ''}"
     assert step.outputs == [z] and lower_node(norm, g) == []
+    if runtime_params:
+        assert step.params["norm_inputs"][-2:] == ["scale", "style_bias"]
     got, want = lower_and_run(g, feeds)[z], run_graph(g, feeds)[z]
     np.testing.assert_allclose(got, want, rtol=0, atol=2e-5)
 

@@ -200,3 +200,34 @@ def test_lowered_batch_norm(runtime_params):
                            else "f32_batch_norm_nhwc_minmax")
     got, want = lower_and_run(g, feeds), run_graph(g, feeds)
     assert_close(got[y], want[y], NORM_ULPS)
+
+
+# --- style-computed scale and bias (multistyle26: REDUCE_SUM(MUL(u[K, 1], G[K, C]), axis 0)) ----
+def _style_param(bld, u, k, c, seed):
+    g = np.random.default_rng(seed).standard_normal((k, c)).astype(np.float32)
+    return bld.node(Op.REDUCE_SUM, bld.node(Op.MUL, u, bld.const(g)), axes=(0,), keepdims=False)
+
+
+@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
+def test_norm_absorbs_style_matvec(layout):
+    """The norm computes u @ G itself: MUL and REDUCE_SUM lower to nothing, the norm step reads
+    the style vector; one REDUCE_SUM also read elsewhere stays a step of its own."""
+    k, c = 26, 13
+    bld = GraphBuilder()
+    shape = (1, c, 5, 7) if layout == "nchw" else (1, 5, 7, c)
+    x = bld.input("x", shape)
+    u = bld.node(Op.RESHAPE, bld.input("w", (k,)), shape=(k, 1))
+    scale, bias = _style_param(bld, u, k, c, 1), _style_param(bld, u, k, c, 2)
+    y = bld.node(Op.INSTANCE_NORM, x, scale, bias, layout=layout, activation=Activation.RELU)
+    scale2 = _style_param(bld, u, k, c, 3)
+    y2 = bld.node(Op.INSTANCE_NORM, x, scale2, bias, layout=layout)      # bias read twice
+    g = bld.build(y, y2, scale2)                                         # scale2 is an output
+    steps = {n.name: lower_node(n, g) for n in g.nodes}
+    norm = next(n for n in g.nodes if n.outputs == [y])
+    (step,) = steps[norm.name]
+    assert step.params["inputs"] == ["style_scale", "bias"] and step.inputs[1] == u
+    assert sum(len(steps[n.name]) for n in g.nodes if n.op is Op.MUL) == 2     # bias', scale2'
+    feeds = {"x": rand(shape), "w": rand((k,), 0, 1)}
+    got, want = lower_and_run(g, feeds), run_graph(g, feeds)
+    for name in (y, y2):
+        assert_close(got[name], want[name], NORM_ULPS + k)

@@ -16,9 +16,11 @@ Kernel selection per node:
   ``f32_conv2d_igemm_{MR}x{NR}_instnorm[_add][_<epilogue>]``, one step: the conv with the norm's
   statistics in its epilogue, then the norm in place (and a residual ADD after it,
   ``fused_add``); the norm (and ADD) lower to nothing. Params ``norm_epsilon``, ``norm_act``,
-  ``norm_p0``, ``norm_p1``, ``norm_runtime`` (which of scale/bias are run-time inputs, after
-  x and the conv's residual), ``norm_residual`` (the ADD's other operand is the last input);
-  weights ``norm_scale``/``norm_bias`` when constant.
+  ``norm_p0``, ``norm_p1``, ``norm_inputs`` (what the inputs after x and the conv's residual
+  are: "scale", "bias" (run-time tensors), "style_scale", "style_bias" (the style vector whose
+  product with weight ``norm_style_scale``/``norm_style_bias`` gives it, families/norm.py
+  ``style_source``), "residual" (the ADD's other operand)); weights ``norm_scale``/``norm_bias``
+  when constant.
 
 Step contract (JSON-able params, weight blobs):
     inputs  [x] or [x, residual]   (runtime tensors, NHWC)
@@ -131,9 +133,14 @@ def fused_norm(conv: Node, graph: Graph) -> Node | None:
         return None
     if any(not _plain_float(graph, u) for u in graph.consumers(norm.outputs[0])):
         return None
-    # the step runs at the conv's place: run-time scale/bias must be computed before it
-    if not all(_before(graph, name, conv) for name in norm.inputs[1:3] if name):
-        return None
+    # the step runs at the conv's place: run-time scale/bias (or the style vector they are
+    # computed from) must be available before it
+    from mobile_engine.planning.families.norm import style_source
+    for i in (1, 2):
+        src = style_source(norm, graph, i)
+        name = src[0] if src is not None else norm.inputs[i]
+        if name and not _before(graph, name, conv):
+            return None
     return norm
 
 
@@ -193,17 +200,25 @@ def _with_norm(step: Step, norm: Node, graph: Graph, mr: int, nr: int) -> Step:
     step.kernel = f"f32_conv2d_igemm_{mr}x{nr}_instnorm{'' if add is None else '_add'}" \
         f"{EPILOGUES[act]}"
     step.outputs = [norm.outputs[0] if add is None else add[0].outputs[0]]
+    from mobile_engine.planning.families.norm import style_source
+    tags = []
     step.params.update(norm_epsilon=float(norm.attrs["epsilon"]), norm_act=act, norm_p0=p0,
-                       norm_p1=p1, norm_runtime=[], norm_residual=add is not None)
+                       norm_p1=p1, norm_inputs=tags)
     for i, what in ((1, "scale"), (2, "bias")):
+        src = style_source(norm, graph, i)
         data = graph.const(norm.inputs[i])
-        if data is None:
+        if src is not None:
+            step.inputs.append(src[0])
+            step.weights[f"norm_style_{what}"] = src[1]
+            tags.append(f"style_{what}")
+        elif data is None:
             step.inputs.append(norm.inputs[i])
-            step.params["norm_runtime"].append(what)
+            tags.append(what)
         else:
             step.weights[f"norm_{what}"] = np.ascontiguousarray(data, F32)
     if add is not None:
         step.inputs.append(add[1])
+        tags.append("residual")
     step.flops += 6 * int(np.prod(graph.tensors[norm.outputs[0]].shape))
     return step
 
@@ -350,7 +365,7 @@ def _bind_igemm_norm(kernel: str):
         n_conv = 2 if params["has_residual"] and "residual" not in weights else 1
         fn, args = conv_bind(params, weights, inputs[:n_conv], outputs)
         out = outputs[0]
-        names = list(params["norm_runtime"]) + (["residual"] if params["norm_residual"] else [])
+        names = list(params["norm_inputs"])
         rt = dict(zip(names, inputs[n_conv:]))
         if len(rt) != len(inputs) - n_conv or len(rt) != len(names):
             raise PlanFormatError(f"step {kernel}: {len(inputs)} inputs for runtime norm "
@@ -359,11 +374,12 @@ def _bind_igemm_norm(kernel: str):
         if residual is not None and residual.shape != out.shape:
             raise PlanFormatError(f"step {kernel}: residual {residual.shape} should be "
                                   f"{out.shape}")
-        try:
-            scale, bias = (rt[k] if k in rt else weights[f"norm_{k}"] for k in ("scale", "bias"))
-        except KeyError as exc:
-            raise PlanFormatError(f"step {kernel}: norm parameter {exc} missing") from None
+        from mobile_engine.planning.families.norm import norm_params
         c = out.shape[3]
+        try:
+            styles, (scale, bias) = norm_params(rt, weights, c, "norm_")
+        except (KeyError, ValueError) as exc:
+            raise PlanFormatError(f"step {kernel}: norm parameters: {exc}") from None
         for what, t in (("scale", scale), ("bias", bias)):
             if t.dtype != F32 or t.size not in (c, out.shape[0] * c):
                 raise PlanFormatError(f"step {kernel}: norm {what} {t.shape} {t.dtype} does "
@@ -377,6 +393,8 @@ def _bind_igemm_norm(kernel: str):
             residual=None if residual is None else igemm.readonly(residual))
 
         def run():
+            for sfn, sargs in styles:
+                sfn(*sargs)
             fn(*args)
             norm_fn(*norm_args)
         return run, ()

@@ -3,7 +3,9 @@
 Kernel ids:
 
 - ``f32_instance_norm_nhwc[_<epilogue>]``: two passes per image (kernels/f32_norm.py); scale and
-  bias are weights when constant, run-time tensors otherwise (e.g. computed from style weights)
+  bias are weights (``scale``, ``bias``) when constant, run-time tensors otherwise, or computed
+  in the step from a style vector (``style_source``; weights ``style_scale``/``style_bias``);
+  param ``inputs`` tags the run-time inputs after x
 - ``f32_instance_norm_nchw[_<epilogue>]``: the same over planar tensors (``layout`` "nchw")
 - none when the producing conv absorbs the norm (``f32_conv2d_igemm_{MR}x{NR}_instnorm[_<epilogue>]``,
   families/conv.py ``fused_norm``)
@@ -17,14 +19,16 @@ from __future__ import annotations
 
 import numpy as np
 
+import mobile_engine.planning.families.reduce  # noqa: F401  (REDUCE_SUM's lowering, wrapped)
 from kernels import f32_norm as knorm
-from mobile_engine.planning.families.conv import norm_fused_into_conv
 from mobile_engine.errors import UnsupportedOperatorError
+from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.graph import Graph, Node
-from mobile_engine.ir.ops import Op
+from mobile_engine.ir.ops import Activation, Op
+from mobile_engine.planning.families.conv import norm_fused_into_conv
 from mobile_engine.planning.families.elementwise import (EPILOGUES, activation, operands,
                                                          readonly)
-from mobile_engine.planning.step import Step, binds, lowers, runtime_inputs
+from mobile_engine.planning.step import LOWERINGS, Step, binds, lowers, runtime_inputs
 
 
 def _check_f32(node: Node, graph: Graph) -> None:
@@ -39,48 +43,182 @@ def _f32(consts: dict) -> dict:
     return {k: np.ascontiguousarray(v, np.float32) for k, v in consts.items()}
 
 
+# --- style-computed scale and bias ---------------------------------------------------------------
+# NOTE: multistyle26 computes every norm's scale and bias as REDUCE_SUM(MUL(u[K, 1], G[K, C]),
+# axis 0) from the style vector u: 72 tiny steps (~1.5 us each) and two kernels to load at
+# start. A norm lowered here takes u and G instead and computes ``u @ G`` (f32_norm
+# ``style_matvec``, K * C MACs) right before normalising; the MUL and REDUCE_SUM lower to
+# nothing (their lowerings are wrapped below, as the int8 families wrap theirs).
+def _plain(graph: Graph, name: str) -> bool:
+    t = graph.tensors[name]
+    return t.dtype is DType.FLOAT32 and t.quant is None
+
+
+def float_norm(norm: Node, graph: Graph) -> bool:
+    """A norm this family lowers (plain float32, read only by plain float32 nodes)."""
+    if norm.op is not Op.INSTANCE_NORM or not all(_plain(graph, n) for n in
+                                                   norm.inputs + norm.outputs if n):
+        return False
+    return all(_plain(graph, n) for u in graph.consumers(norm.outputs[0])
+               for n in u.inputs + u.outputs if n)
+
+
+def style_source(norm: Node, graph: Graph, index: int) -> tuple[str, np.ndarray] | None:
+    """(u, G) when input ``index`` (1 scale, 2 bias) of ``norm`` is REDUCE_SUM(MUL(u, G), axis
+    0) with u a run-time f32[K, 1], G a constant f32[K, C], each intermediate read only on this
+    path; else None."""
+    t = norm.inputs[index] if index < len(norm.inputs) else ""
+    if not t or graph.is_output(t) or [id(n) for n in graph.consumers(t)] != [id(norm)]:
+        return None
+    red = graph.producer(t)
+    if red is None or red.op is not Op.REDUCE_SUM or red.attrs["keepdims"]:
+        return None
+    m = red.inputs[0]
+    shape = graph.tensors[m].shape
+    if len(shape) != 2 or [a % 2 for a in red.attrs["axes"]] != [0] or graph.is_output(m) \
+            or len(graph.consumers(m)) != 1 or graph.tensors[t].shape != (shape[1],):
+        return None
+    mul = graph.producer(m)
+    if mul is None or mul.op is not Op.MUL or mul.attrs["activation"] is not Activation.NONE:
+        return None
+    for u, g in (mul.inputs, mul.inputs[::-1]):
+        gd = graph.const(g)
+        ut = graph.tensors[u]
+        if gd is not None and gd.shape == shape and not ut.is_const and \
+                ut.shape == (shape[0], 1) and all(_plain(graph, n) for n in (u, g, m, t)):
+            return u, np.ascontiguousarray(gd, np.float32)
+    return None
+
+
+def _absorbed_reduce(node: Node, graph: Graph) -> bool:
+    users = graph.consumers(node.outputs[0])
+    if len(users) != 1 or not float_norm(users[0], graph):
+        return False
+    norm = users[0]
+    return any(norm.inputs[i] == node.outputs[0] and style_source(norm, graph, i) is not None
+               for i in (1, 2) if i < len(norm.inputs))
+
+
+def _absorbed_mul(node: Node, graph: Graph) -> bool:
+    users = graph.consumers(node.outputs[0])
+    return len(users) == 1 and users[0].op is Op.REDUCE_SUM and _absorbed_reduce(users[0], graph)
+
+
+def _wrap(op: Op, absorbed) -> None:
+    lower = LOWERINGS[op]
+
+    def lower_unless_absorbed(node: Node, graph: Graph) -> list[Step]:
+        return [] if absorbed(node, graph) else lower(node, graph)
+    LOWERINGS[op] = lower_unless_absorbed
+
+
+_wrap(Op.MUL, _absorbed_mul)
+_wrap(Op.REDUCE_SUM, _absorbed_reduce)
+
+
+def norm_inputs(node: Node, graph: Graph, prefix: str = ""):
+    """(run-time input names after x, their tags, weights) for a norm's scale and bias: tags
+    "scale"/"bias" (run-time tensors) or "style_scale"/"style_bias" (the style vector; weight
+    ``{prefix}style_<what>`` holds G); constants become weights ``{prefix}<what>``."""
+    names, tags, weights = [], [], {}
+    for i, what in ((1, "scale"), (2, "bias")):
+        src = style_source(node, graph, i)
+        data = graph.const(node.inputs[i])
+        if src is not None:
+            names.append(src[0])
+            tags.append(f"style_{what}")
+            weights[f"{prefix}style_{what}"] = src[1]
+        elif data is None:
+            names.append(node.inputs[i])
+            tags.append(what)
+        else:
+            weights[f"{prefix}{what}"] = np.ascontiguousarray(data, np.float32)
+    return names, tags, weights
+
+
+def norm_params(rt: dict, weights: dict, c: int, prefix: str = ""):
+    """Bind time: ([(style_matvec, args)] to run first, (scale, bias)) from the run-time
+    inputs ``rt`` (tag -> array) and the weights; raises ValueError/KeyError on misfits."""
+    styles, out = [], []
+    for what in ("scale", "bias"):
+        if f"style_{what}" in rt:
+            u, g = rt[f"style_{what}"], weights[f"{prefix}style_{what}"]
+            if g.ndim != 2 or g.shape[1] != c or u.size != g.shape[0] or g.dtype != np.float32 \
+                    or u.dtype != np.float32:
+                raise ValueError(f"style {what}: vector {u.shape} {u.dtype} and matrix "
+                                 f"{g.shape} {g.dtype} do not give {c} channels")
+            buf = np.zeros(c, np.float32)
+            styles.append((knorm.style_matvec, (readonly(u.reshape(-1)), readonly(g), buf)))
+            out.append(buf)
+        else:
+            t = rt[what] if what in rt else weights[f"{prefix}{what}"]
+            if t.dtype != np.float32:
+                raise ValueError(f"{what} is {t.dtype}")
+            out.append(t)
+    return styles, tuple(out)
+
+
 @lowers(Op.INSTANCE_NORM)
 def lower_instance_norm(node: Node, graph: Graph) -> list[Step]:
     _check_f32(node, graph)
     if norm_fused_into_conv(node, graph):
         return []                  # the producing conv's step computes it (families/conv.py)
-    names, consts = runtime_inputs(node, graph)
+    names, tags, weights = norm_inputs(node, graph)
     act, p0, p1 = activation(node)
     shape = graph.tensors[node.inputs[0]].shape
-    params = {"epsilon": float(node.attrs["epsilon"]), "act": act, "p0": p0, "p1": p1}
+    params = {"epsilon": float(node.attrs["epsilon"]), "act": act, "p0": p0, "p1": p1,
+              "inputs": tags}
     kernel = f"f32_instance_norm_{node.attrs['layout']}{EPILOGUES[act]}"
     # two passes: ~3 flops to accumulate, 3 to normalise, per element
-    return [Step(node.name, kernel, names, list(node.outputs), params, _f32(consts),
-                 flops=6 * int(np.prod(shape, dtype=np.int64)))]
+    return [Step(node.name, kernel, [node.inputs[0]] + names, list(node.outputs), params,
+                 weights, flops=6 * int(np.prod(shape, dtype=np.int64)))]
+
+
+def _norm_operands(params, weights, inputs, c: int):
+    tags = list(params.get("inputs", []))
+    if len(inputs) != 1 + len(tags):
+        raise ValueError(f"{len(inputs)} inputs for x and {tags}")
+    return norm_params(dict(zip(tags, inputs[1:])), weights, c)
+
+
+def _with_styles(styles, fn, args):
+    if not styles:
+        return fn, args
+
+    def run():
+        for sfn, sargs in styles:
+            sfn(*sargs)
+        fn(*args)
+    return run, ()
 
 
 @binds(*(f"f32_instance_norm_nhwc{e}" for e in EPILOGUES.values()))
 def bind_instance_norm(params, weights, inputs, outputs):
-    x, scale, bias = operands(weights, inputs, 3)
-    out = outputs[0]
+    x, out = inputs[0], outputs[0]
     c = x.shape[3]
+    styles, (scale, bias) = _norm_operands(params, weights, inputs, c)
     for what, t in (("scale", scale), ("bias", bias)):
         if t.size not in (c, x.shape[0] * c):
             raise ValueError(f"instance norm {what} {t.shape} does not fit input {x.shape}")
-    return knorm.instance_norm_call(readonly(x), readonly(scale), readonly(bias), out,
-                                    params["epsilon"], int(params["act"]),
-                                    (params["p0"], params["p1"]))
+    return _with_styles(styles, *knorm.instance_norm_call(
+        readonly(x), readonly(scale), readonly(bias), out, params["epsilon"],
+        int(params["act"]), (params["p0"], params["p1"])))
 
 
 @binds(*(f"f32_instance_norm_nchw{e}" for e in EPILOGUES.values()))
 def bind_instance_norm_planar(params, weights, inputs, outputs):
-    x, scale, bias = operands(weights, inputs, 3)
-    out = outputs[0]
+    x, out = inputs[0], outputs[0]
     c = x.shape[1]
+    styles, (scale, bias) = _norm_operands(params, weights, inputs, c)
     for what, t in (("scale", scale), ("bias", bias)):
         if t.size not in (c, x.shape[0] * c):
             raise ValueError(f"instance norm {what} {t.shape} does not fit planar input "
                              f"{x.shape}")
     if out.shape != x.shape:
         raise ValueError(f"instance norm output {out.shape} should be {x.shape}")
-    return knorm.instance_norm_planar_call(readonly(x), readonly(scale), readonly(bias), out,
-                                           params["epsilon"], int(params["act"]),
-                                           (params["p0"], params["p1"]))
+    return _with_styles(styles, *knorm.instance_norm_planar_call(
+        readonly(x), readonly(scale), readonly(bias), out, params["epsilon"],
+        int(params["act"]), (params["p0"], params["p1"])))
 
 
 @lowers(Op.BATCH_NORM)
