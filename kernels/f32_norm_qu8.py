@@ -33,22 +33,34 @@ BLOCK = 1 << 14          # elements per parallel task
 _FLAGS = {"fastmath": False}
 
 
+# NOTE: adding and subtracting 1.5 * 2^23 rounds a float32 |u| < 2^22 to the nearest integer,
+# ties to even (what rint does), as plain vector adds; fast-math must stay off for it
+ROUND = np.float32(12582912.0)
+
+
 def _quantize_source(parallel: bool, residual: bool):
     loop = prange if parallel else range
 
     def qu8_quantize(y, r, out, inv, z, rs, rz, qmin, qmax):
+        """``clamp(rint(v * inv) + z, qmin, qmax)``, computed as ``rint(clamp(v * inv,
+        qmin - z, qmax - z)) + z`` (equal for integer bounds: rint is monotonic)."""
         n = y.size
+        lo, hi = qmin - z, qmax - z
         tasks = (n + BLOCK - 1) // BLOCK
         for t in loop(tasks):
             start = t * BLOCK
             stop = min(n, start + BLOCK)
-            for i in range(start, stop):
-                v = y[i]
+            # NOTE: slices keep the inner loop unit-stride (LLVM otherwise vectorizes the task
+            # loop, with gathers)
+            ys, rr, os = y[start:stop], r[start:stop], out[start:stop]
+            for i in range(stop - start):
+                v = ys[i]
                 if residual:
-                    v = v + np.float32(np.int32(r[i]) - rz) * rs
-                v = np.rint(v * inv) + z
-                v = min(max(v, qmin), qmax)
-                out[i] = np.uint8(v)
+                    v = v + np.float32(np.int32(rr[i]) - rz) * rs
+                u = v * inv
+                u = hi if u > hi else u
+                u = lo if u < lo else u
+                os[i] = np.uint8(np.int32(((u + ROUND) - ROUND) + z))
     return qu8_quantize
 
 
@@ -61,9 +73,11 @@ def _residual_f32_source(parallel: bool):
         for t in loop(tasks):
             start = t * BLOCK
             stop = min(n, start + BLOCK)
-            for i in range(start, stop):
-                v = y[i] + np.float32(np.int32(r[i]) - rz) * rs
-                out[i] = min(max(v, lo), hi)
+            ys, rr, os = y[start:stop], r[start:stop], out[start:stop]
+            for i in range(stop - start):
+                v = ys[i] + np.float32(np.int32(rr[i]) - rz) * rs
+                v = hi if v > hi else v
+                os[i] = lo if v < lo else v
     return qu8_residual_f32
 
 
