@@ -155,3 +155,36 @@ def test_dequantize_const_step_is_exact():
     xv = RNG.normal(0, 1, (26, 1)).astype(np.float32)
     (got,) = me.Session(plan_from_graph(qg)).run(None, {"x": xv})
     np.testing.assert_array_equal(got, run_graph(qg, {"x": xv})[y])
+
+
+# --- kernels/f32_norm_qu8.py against its numpy reference (channel counts over the edges) -----
+@pytest.mark.parametrize("c", [1, 3, 13, 24, 32, 63, 64, 65])
+@pytest.mark.parametrize("act,params", [(Activation.NONE, ()), (Activation.RELU, ()),
+                                        (Activation.CLAMP, (-0.5, 2.0)),
+                                        (Activation.SIGMOID, ())])
+def test_norm_qu8_kernels(c, act, params):
+    from kernels import f32_norm_qu8 as knq
+    rng = np.random.default_rng(c)
+    shape = (2, 9, 11, c)
+    x = (rng.normal(0, 1, shape) * rng.uniform(0.01, 30, c) + rng.normal(0, 50, c)) \
+        .astype(np.float32)                             # large means, small spreads
+    scale = rng.uniform(0.2, 2, (2, c)).astype(np.float32)       # per image, as style mixes
+    bias = rng.normal(0, 1, (2, c)).astype(np.float32)
+    r = rng.integers(0, 256, shape).astype(np.uint8)
+    for residual in (None, r):
+        kw = dict(eps=1e-5, act=int(act), act_params=params, residual=residual, rs=0.013,
+                  rz=77, qmin=3, qmax=250)
+        got = knq.instance_norm_qu8(x, scale, bias, 0.021, 120, **kw)
+        ref = knq._reference(x, scale, bias, 0.021, 120, **kw)
+        diff = np.abs(got.astype(int) - ref)
+        assert diff.max() <= 1 and np.mean(diff > 0) < 0.002, (diff.max(), np.mean(diff > 0))
+    # float output with the residual: clamp(norm(x) + rs (r - rz), lo, hi)
+    out = np.empty(shape, np.float32)
+    fn, args = knq.instance_norm_add_f32_call(x.copy(), scale, bias, out, 1e-5, int(act),
+                                              params, r, 0.013, 77, -1.0, 3.0)
+    fn(*args)
+    from kernels import reference
+    y = reference.instance_norm(x, scale, bias, epsilon=1e-5, activation_kind=act,
+                                act_params=params)
+    expect = np.clip(y + (r.astype(np.int32) - 77).astype(np.float32) * np.float32(0.013), -1, 3)
+    np.testing.assert_allclose(out, expect, atol=2e-5)

@@ -5,7 +5,7 @@ Kernel ids and step contracts:
 - ``qu8_quantize``: QUANTIZE f32 -> u8, ``q = clamp(rint(x * f32(1 / s)) + z, 0, 255)``.
   inputs [x], outputs [q]; params s, z.
 - ``f32_instance_norm_nhwc_qu8``: INSTANCE_NORM reading float32 (a conv's exact accumulators)
-  and writing uint8 (kernels/f32_norm_qu8.py). inputs [x, runtime scale/bias]; weights
+  and writing uint8 (kernels/f32_norm_qu8.py: two passes, statistics then normalise + quantize). inputs [x, runtime scale/bias]; weights
   ``in1``/``in2`` when constant; params epsilon, act, p0, p1 (the norm's activation, in float),
   s, z, qmin, qmax (output), inplace (the float norm may overwrite x: nothing else reads it;
   otherwise the binder allocates a scratch once).
@@ -214,12 +214,15 @@ def _bind_norm(fused: bool):
         for what, t in (("scale", scale), ("bias", bias)):
             if t.size not in (c, x.shape[0] * c):
                 raise ValueError(f"instance norm {what} {t.shape} does not fit input {x.shape}")
-        work = x if params["inplace"] else np.empty(x.shape, F32)   # NOTE: once, at bind time
+        act, act_params = int(params["act"]), (params["p0"], params["p1"])
+        # the two-pass kernel reads x only; the fallback (other activations) overwrites it
+        keep_x = params["inplace"] or knq.fusable(act, act_params)
+        work = x if keep_x else np.empty(x.shape, F32)          # NOTE: once, at bind time
         fn, args = knq.instance_norm_qu8_call(
-            work, readonly(scale), readonly(bias), out, params["epsilon"], int(params["act"]),
-            (params["p0"], params["p1"]), params["s"], params["z"], params["qmin"],
-            params["qmax"], r, params.get("rs", 1.0), params.get("rz", 0))
-        if params["inplace"]:
+            work, readonly(scale), readonly(bias), out, params["epsilon"], act, act_params,
+            params["s"], params["z"], params["qmin"], params["qmax"], r,
+            params.get("rs", 1.0), params.get("rz", 0))
+        if keep_x:
             return fn, args
 
         def run():
