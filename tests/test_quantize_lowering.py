@@ -49,6 +49,8 @@ CONVS = [
     (7, 9, 24, 65, 1, 1, "constant", 1, "u8", Activation.NONE, 1),
     (8, 41, 1, 13, 3, 1, "edge", 1, "u8", Activation.CLAMP, 1),
     (6, 7, 16, 16, 3, 1, "constant", 1, "u8", Activation.NONE, 4),       # grouped
+    (9, 12, 24, 24, 3, 2, "constant", 1, "u8", Activation.RELU, 24),     # depthwise
+    (7, 10, 13, 26, 5, 1, "reflect", 1, "f32", Activation.NONE, 13),     # multiplier 2
 ]
 
 
@@ -142,6 +144,27 @@ def test_quantized_plan_survives_save_and_load(style, tmp_path):
     a = me.Session(plan, threads=1).run(None, feeds[0])[0]
     b = me.Session(Plan.load(path), threads=2).run(None, feeds[0])[0]
     np.testing.assert_array_equal(a, b)
+
+
+def test_uint8_add_and_dequantize_steps_are_bit_exact():
+    b = GraphBuilder("qadd")
+    shape = (1, 5, 7, 13)
+    x1, x2 = b.input("a", shape, DType.UINT8), b.input("b", shape, DType.UINT8)
+    g = b.graph
+    g.tensors[x1].quant, g.tensors[x2].quant = QuantParams((0.05,), (10,)), QuantParams((0.2,), (200,))
+    y = b.node(Op.ADD, x1, x2, activation=Activation.RELU)
+    g.tensors[y].dtype, g.tensors[y].quant = DType.UINT8, QuantParams((0.13,), (60,))
+    d = b.node(Op.DEQUANTIZE, y)
+    g = b.build(y, d)
+    plan = plan_from_graph(g)
+    assert [s["kernel"] for s in plan.steps] == ["qu8_add_requant", "qu8_dequantize"]
+    av, bv = (RNG.integers(0, 256, shape).astype(np.uint8) for _ in range(2))
+    got_y, got_d = me.Session(plan).run(None, {"a": av, "b": bv})
+    ref = rq.qu8_add_reference(av, 0.05, 10, bv, 0.2, 200, 0.13, 60, qmin=60)   # relu: >= zy
+    np.testing.assert_array_equal(got_y, ref)
+    np.testing.assert_array_equal(got_d, rq.dequantize_u8_reference(ref, 0.13, 60))
+    interp = run_graph(g, {"a": av, "b": bv})
+    assert np.abs(interp[y].astype(int) - got_y).max() <= 1
 
 
 def test_dequantize_const_step_is_exact():

@@ -134,11 +134,11 @@ def _readers(graph: Graph) -> dict[str, list[Node]]:
 
 
 def quantize_int8(graph: Graph, table: QuantTable, keep_float: Iterable[str] = (),
-                  quantize_constants: bool = True, plain_adds: bool = False) -> QuantizeResult:
+                  quantize_constants: bool = True, plain_adds: bool = True) -> QuantizeResult:
     """The int8 IR of ``graph`` (not modified) under the rules of this module's docstring.
 
-    ``plain_adds``: also make ADDs of two uint8 inputs (no fused norm input) uint8; off while
-    no qu8_add kernel is lowered (planning/families/qelementwise.py).
+    ``plain_adds``: also make ADDs of two uint8 inputs (no fused norm input) uint8
+    (kernels/qu8_elementwise.py's requantizing add); off: such adds stay float.
     """
     g = graph.copy()
     factors = {k: np.asarray(v, np.float64) for k, v in table.equalize.items()}

@@ -22,6 +22,9 @@ Step contract:
             tables from these and the input shape (a few KB each: not worth plan bytes); and for
             reading the plan: sx, zx, sy (0 for float output)
     kernel  ``qu8_conv2d_igemm_{MR}x{NR}c4_{requant|fp32out}``; the binder picks the ISA variant
+Depthwise convs (group == C, KH * KW <= 256): ``qu8_dwconv2d_{requant|fp32out}``
+(kernels/qu8_dwconv2d.py), weights wp [KH, KW, Co], zrow u8[C], bias, mult; params as above
+plus chmult (Co / C).
 """
 from __future__ import annotations
 
@@ -43,6 +46,10 @@ try:
     KERNELS_MISSING = None
 except ImportError as _exc:     # NOTE: the int8 kernels are optional: float plans never need them
     qconv, KERNELS_MISSING = None, _exc
+try:
+    from kernels import qu8_dwconv2d as qdw
+except ImportError:             # depthwise convs then take the grouped igemm kernel
+    qdw = None
 
 
 def is_quantized(node: Node, graph: Graph) -> bool:
@@ -150,6 +157,18 @@ def lower_qconv2d(node: Node, graph: Graph) -> list[Step]:
             raise _fail(node, str(exc)) from None
     else:
         raise _fail(node, f"output {out.name!r} is {out.dtype.value} without quant params")
+    params = dict(group=group, zy=int(zy), qmin=int(qmin), qmax=int(qmax), act=act_code,
+                  act_params=[float(p) for p in act_params], work=macs,
+                  kernel=[kh, kw], strides=list(a["strides"]), dilations=list(a["dilations"]),
+                  pads=list(a["pads"]), pad_mode=a["pad_mode"], upsample=int(a["upsample"]),
+                  sx=float(sx), zx=int(zx), sy=float(sy))
+    if qdw is not None and group == c and c > 1 and co % c == 0 and kh * kw <= qdw.MAX_TAPS:
+        weights = dict(wp=qdw.pack_weights(wq), zrow=qdw.zero_row(zx, c),
+                       bias=np.ascontiguousarray(bias_q, np.int32),
+                       mult=np.ascontiguousarray(mult, F32))
+        params["chmult"] = co // c
+        return [Step(node.name, qdw.kernel_id(epilogue), [x.name], [out.name], params, weights,
+                     2 * macs)]
     mr, nr = qconv.choose_tile(co // group)
     weights = dict(wp=qconv.pack_qu8_weights(wq, nr, group),
                    zrow=qconv.qu8_zero_row(zx, c, kw, group),
@@ -157,11 +176,6 @@ def lower_qconv2d(node: Node, graph: Graph) -> list[Step]:
                    mult=np.ascontiguousarray(mult, F32))
     if group == 1 and c % 4:
         weights["wrun"] = qconv.pack_qu8_weights_run(wq, nr)
-    params = dict(group=group, zy=int(zy), qmin=int(qmin), qmax=int(qmax), act=act_code,
-                  act_params=[float(p) for p in act_params], work=macs,
-                  kernel=[kh, kw], strides=list(a["strides"]), dilations=list(a["dilations"]),
-                  pads=list(a["pads"]), pad_mode=a["pad_mode"], upsample=int(a["upsample"]),
-                  sx=float(sx), zx=int(zx), sy=float(sy))
     return [Step(node.name, qconv.plan_kernel_id(mr, nr, epilogue), [x.name], [out.name],
                  params, weights, 2 * macs)]
 
@@ -220,6 +234,42 @@ def _bind_qconv(kernel: str):
 
     return bind
 
+
+def _bind_qdw(kernel: str):
+    epilogue = kernel.rsplit("_", 1)[1]
+
+    def bind(params, weights, inputs, outputs, *_):
+        (x,), (out,) = inputs, outputs
+        wp, zrow, bias, mult = (weights[k] for k in ("wp", "zrow", "bias", "mult"))
+        try:
+            rowmap, colmap = conv_tables(x.shape, tuple(params["kernel"]), params["strides"],
+                                         params["dilations"], params["pads"],
+                                         params["pad_mode"], int(params["upsample"]))
+        except ValueError as exc:
+            raise PlanFormatError(f"step {kernel}: {exc}") from None
+        chmult = int(params["chmult"])
+        want = np.uint8 if epilogue == "requant" else np.float32
+        co = out.shape[-1] if out.ndim == 4 else -1
+        if x.dtype != np.uint8 or out.dtype != want or x.ndim != 4 or out.ndim != 4 \
+                or co != chmult * x.shape[3] or wp.shape != (rowmap.shape[1], colmap.shape[1], co) \
+                or bias.shape != (co,) or mult.shape != (co,) \
+                or (rowmap.shape[0], colmap.shape[0]) != out.shape[1:3] or zrow.size < x.shape[3]:
+            raise PlanFormatError(f"step {kernel}: input {x.dtype} {x.shape}, output {out.dtype} "
+                                  f"{out.shape}, weights {wp.shape} do not fit")
+        parallel = params["work"] >= config.PARALLEL_MIN_WORK and x.shape[0] * out.shape[1] >= 2
+        p0, p1 = (F32(v) for v in params["act_params"])
+        ro = readonly
+        return qdw.dwconv_kernel(epilogue, parallel), (
+            ro(x), ro(zrow), ro(rowmap), ro(colmap), ro(wp), ro(bias), ro(mult), out, chmult,
+            int(params["zy"]), int(params["qmin"]), int(params["qmax"]), int(params["act"]),
+            p0, p1)
+
+    return bind
+
+
+if qdw is not None:
+    for _epilogue in qdw.EPILOGUES:
+        binds(qdw.kernel_id(_epilogue))(_bind_qdw(qdw.kernel_id(_epilogue)))
 
 if qconv is not None:
     for _nr, _mr in qconv.TILES.items():

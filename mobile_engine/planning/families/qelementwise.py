@@ -2,8 +2,14 @@
 
 Kernel ids and step contracts:
 
-- ``qu8_quantize``: QUANTIZE f32 -> u8, ``q = clamp(rint(x * f32(1 / s)) + z, 0, 255)``.
-  inputs [x], outputs [q]; params s, z.
+- ``qu8_quantize``: QUANTIZE f32 -> u8, ``q = clamp(rint(x * f32(1 / s)) + z, 0, 255)``
+  (kernels/qu8_elementwise.py). inputs [x], outputs [q]; params s, z.
+- ``qu8_dequantize``: DEQUANTIZE of a run-time uint8 tensor, ``x = f32(q - z) * s``; params s, z.
+  ``qs8_dequantize_const``: DEQUANTIZE of an int8 constant (per-axis scales; weight ``q``,
+  ``scale``, ``zero`` when not symmetric): computed once at bind time, copied on each run.
+- ``qu8_add_requant``: ADD of two uint8 tensors into uint8, ``y = clamp(rint(f32(a - za) * ma
+  + f32(b - zb) * mb) + zy, qmin, qmax)``, ``ma = f32(sa / sy)``; params za, zb, ma, mb, zy,
+  qmin, qmax (the activation folded).
 - ``f32_instance_norm_nhwc_qu8``: INSTANCE_NORM reading float32 (a conv's exact accumulators)
   and writing uint8 (kernels/f32_norm_qu8.py: two passes, statistics then normalise + quantize). inputs [x, runtime scale/bias]; weights
   ``in1``/``in2`` when constant; params epsilon, act, p0, p1 (the norm's activation, in float),
@@ -39,6 +45,11 @@ from mobile_engine.planning.families.qconv import (clamp_range, is_quantized, pe
 from mobile_engine.planning.step import LOWERINGS, Step, binds, lowers, runtime_inputs
 
 F32 = np.float32
+try:
+    from kernels import qu8_elementwise as qew
+    QUANTIZE_ID = qew.QUANTIZE_ID
+except ImportError:             # NOTE: optional; QUANTIZE then runs kernels/f32_norm_qu8.py's loop
+    qew, QUANTIZE_ID = None, "qu8_quantize"
 NORM_QU8 = "f32_instance_norm_nhwc_qu8"
 NORM_ADD_QU8 = "f32_instance_norm_nhwc_add_qu8"
 NORM_ADD_F32 = "f32_instance_norm_nhwc_add_qu8_fp32out"
@@ -129,7 +140,23 @@ def lower_qadd(node: Node, graph: Graph) -> list[Step]:
     fused = fused_norm_input(graph, node)
     if fused is not None and _is_fused_norm(graph.producer(fused), graph):
         return []                               # computed by the norm's step
-    raise _fail(node, "a uint8 ADD of two uint8 inputs has no kernel yet (qu8_add)")
+    if qew is None:
+        raise _fail(node, "the qu8 element-wise kernels are unavailable")
+    (a, b), y = node.inputs, graph.tensors[node.outputs[0]]
+    aq, bq, yq = (per_tensor(node, graph, n) for n in (a, b, y.name))
+    if not graph.tensors[a].shape == graph.tensors[b].shape == y.shape:
+        raise _fail(node, f"shapes {graph.tensors[a].shape} + {graph.tensors[b].shape} -> "
+                          f"{y.shape}: the uint8 add takes same-shape operands")
+    try:
+        qmin, qmax = clamp_range(Activation(node.attrs["activation"]), node.attrs["act_params"],
+                                 yq.scale[0], yq.zero_point[0])
+    except ValueError as exc:
+        raise _fail(node, str(exc)) from None
+    ma, mb = qew.add_multipliers(aq.scale[0], bq.scale[0], yq.scale[0])
+    params = {"za": int(aq.zero_point[0]), "zb": int(bq.zero_point[0]), "ma": float(ma),
+              "mb": float(mb), "zy": int(yq.zero_point[0]), "qmin": qmin, "qmax": qmax}
+    return [Step(node.name, qew.ADD_ID, [a, b], [y.name], params,
+                 flops=3 * int(np.prod(y.shape, dtype=np.int64)))]
 
 
 _float_norm = LOWERINGS[Op.INSTANCE_NORM]
@@ -153,7 +180,7 @@ def lower_quantize(node: Node, graph: Graph) -> list[Step]:
     if x.dtype is not DType.FLOAT32:
         raise _fail(node, f"input {x.name!r} is {x.dtype.value}; expected float32")
     q = per_tensor(node, graph, y.name)
-    return [Step(node.name, "qu8_quantize", [x.name], [y.name],
+    return [Step(node.name, QUANTIZE_ID, [x.name], [y.name],
                  {"s": float(q.scale[0]), "z": int(q.zero_point[0])},
                  flops=2 * int(np.prod(x.shape, dtype=np.int64)))]
 
@@ -161,9 +188,15 @@ def lower_quantize(node: Node, graph: Graph) -> list[Step]:
 @lowers(Op.DEQUANTIZE)
 def lower_dequantize(node: Node, graph: Graph) -> list[Step]:
     x, y = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
-    if not x.is_const or x.dtype is not DType.INT8:
-        raise _fail(node, f"input {x.name!r} is a run-time {x.dtype.value} tensor; only int8 "
-                          f"constants are dequantized (qu8 activations: no kernel yet)")
+    if not x.is_const:
+        if qew is None:
+            raise _fail(node, "the qu8 element-wise kernels are unavailable")
+        q = per_tensor(node, graph, x.name)
+        return [Step(node.name, qew.DEQUANTIZE_ID, [x.name], [y.name],
+                     {"s": float(q.scale[0]), "z": int(q.zero_point[0])},
+                     flops=2 * int(np.prod(x.shape, dtype=np.int64)))]
+    if x.dtype is not DType.INT8:
+        raise _fail(node, f"constant input {x.name!r} is {x.dtype.value}; expected int8")
     q = x.quant
     shape = [1] * len(x.shape)
     if q.axis is not None:
@@ -190,15 +223,42 @@ def bind_dequantize_const(params, weights, inputs, outputs):
 
 
 
-@binds("qu8_quantize")
+@binds(QUANTIZE_ID)
 def bind_quantize(params, weights, inputs, outputs):
     (x,), (y,) = inputs, outputs
     if x.dtype != F32 or y.dtype != np.uint8 or x.size != y.size:
         raise ValueError(f"quantize {x.dtype} {x.shape} -> {y.dtype} {y.shape}")
-    fn = knq.quantize_kernel(x.size >= PARALLEL_MIN_WORK, False)
-    flat = y.reshape(-1)
-    return fn, (readonly(x).reshape(-1), flat, flat, F32(1.0 / params["s"]), F32(params["z"]),
-                F32(1), np.int32(0), F32(0), F32(255))
+    if qew is None:                      # NOTE: the same contract, from the norm's module
+        fn = knq.quantize_kernel(x.size >= PARALLEL_MIN_WORK, False)
+        flat = y.reshape(-1)
+        return fn, (readonly(x).reshape(-1), flat, flat, F32(1.0 / params["s"]),
+                    F32(params["z"]), F32(1), np.int32(0), F32(0), F32(255))
+    return qew.kernel(QUANTIZE_ID, x.size >= PARALLEL_MIN_WORK), (
+        readonly(x).reshape(-1), y.reshape(-1), F32(1.0 / params["s"]), int(params["z"]))
+
+
+def bind_dequantize(params, weights, inputs, outputs):
+    (q,), (y,) = inputs, outputs
+    if q.dtype != np.uint8 or y.dtype != F32 or q.size != y.size:
+        raise ValueError(f"dequantize {q.dtype} {q.shape} -> {y.dtype} {y.shape}")
+    return qew.kernel(qew.DEQUANTIZE_ID, y.size >= PARALLEL_MIN_WORK), (
+        readonly(q).reshape(-1), y.reshape(-1), F32(params["s"]), int(params["z"]))
+
+
+def bind_add(params, weights, inputs, outputs):
+    (a, b), (y,) = inputs, outputs
+    if not (a.dtype == b.dtype == y.dtype == np.uint8 and a.size == b.size == y.size):
+        raise ValueError(f"uint8 add {a.dtype} {a.shape} + {b.dtype} {b.shape} -> {y.dtype} "
+                         f"{y.shape}")
+    return qew.kernel(qew.ADD_ID, y.size >= PARALLEL_MIN_WORK), (
+        readonly(a).reshape(-1), readonly(b).reshape(-1), y.reshape(-1), int(params["za"]),
+        int(params["zb"]), F32(params["ma"]), F32(params["mb"]), int(params["zy"]),
+        int(params["qmin"]), int(params["qmax"]))
+
+
+if qew is not None:
+    binds(qew.DEQUANTIZE_ID)(bind_dequantize)
+    binds(qew.ADD_ID)(bind_add)
 
 
 def _bind_norm(fused: bool):
