@@ -11,6 +11,8 @@
 # derived by tests/arm/run.py from the same paths)
 set -euo pipefail
 HOST_PY=${1:-.venv/bin/python}
+case $HOST_PY in /*) ;; */*) HOST_PY=$PWD/$HOST_PY ;; esac   # absolute, symlinks kept (a venv)
+cd "$(dirname "$0")/../.."                   # the repository: pyproject.toml lists the wheels
 ARM_HOME=${MOBILE_ENGINE_HOME:-$HOME/.cache/mobile-engine}/arm
 ROOTFS=$ARM_HOME/rootfs
 SUITE=${ARM_DEBIAN_SUITE:-bookworm}          # its python3 (3.11) decides the wheels' ABI

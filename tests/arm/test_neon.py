@@ -117,8 +117,19 @@ def test_vector_kernel_with_scalar_tail_passes_scalar_only_fails():
     v = neon.check(fn(VEC_ADD, TAIL), "vector")
     assert v.ok and v.hot.label == ".LBB0_1" and v.n_scalar_fp_loops == 1
     v = neon.check(fn(TAIL), "vector")
-    assert not v.ok and any("not vector" in p for p in v.problems)
+    assert not v.ok and any("no loop does vector float" in p for p in v.problems)
 
+
+def test_an_operation_left_scalar_among_vector_ones_fails():
+    """Element-wise kernels hold one loop per operation: each scalar loop needs a vector twin
+    (the remainder of a vectorised loop); a scalar sigmoid next to a vector add has none."""
+    sigmoid = EXP_CALL.replace("bl expf", "fmadd s0, s0, s2, s3\nfrintm s4, s0")
+    v = neon.check(fn(VEC_ADD, TAIL, sigmoid), "vector")
+    assert not v.ok and [lp.label for lp in v.scalar_only] == [".LBB0_3"]
+    assert any("scalar loop .LBB0_3 has no vector version" in p for p in v.problems)
+    twin = "ldr q0, [x1], #16\nfneg v0.4s, v0.4s\nfmla v0.4s, v1.4s, v2.4s\nfrintm v4.4s, v0.4s\n" \
+        "fadd v0.4s, v0.4s, v1.4s\nfdiv v0.4s, v1.4s, v0.4s\nstr q0, [x20], #16\n"
+    assert neon.check(fn(VEC_ADD, TAIL, sigmoid, twin), "vector").ok
 
 def test_float64_vector_accumulation_counts_as_vector():
     assert neon.check(fn(F64_SUM, TAIL), "vector").ok
@@ -149,6 +160,61 @@ def test_only_innermost_loops_are_judged():
     found = neon.loops(asm)
     assert [lp.label for lp in found] == [".LBB0_2"]
     assert neon.check(asm, "fma").ok
+
+
+def test_outer_loop_blocks_placed_after_the_inner_loop_are_not_taken_for_innermost():
+    """LLVM places blocks where it likes: here the outer loop's latch (with a scalar fmadd)
+    comes after its branch back, and the inner loop sits between; only the CFG tells them
+    apart."""
+    asm = """kernel:
+\tmov\tx8, xzr
+.LBB0_1:
+\tmov\tx9, xzr
+\tb\t.LBB0_3
+.LBB0_2:
+\tfmadd\ts0, s1, s2, s0
+\tsubs\tx8, x8, #1
+\tb.ne\t.LBB0_1
+\tret
+.LBB0_3:
+\tldp\tq0, q1, [x1], #32
+\tfmla\tv2.4s, v0.4s, v1.4s
+\tsubs\tx9, x9, #1
+\tb.ne\t.LBB0_3
+\tb\t.LBB0_2
+"""
+    found = neon.loops(asm)
+    assert [(lp.label, lp.depth) for lp in found] == [(".LBB0_3", 2)]
+    assert neon.check(asm, "fma").ok
+
+
+def test_jump_table_cases_are_reachable():
+    """A switch over operation codes: loops reached only through ``br`` are still found."""
+    asm = """kernel:
+\tadr\tx10, .LBB0_1
+\tldrb\tw11, [x9, x8]
+\tadd\tx10, x10, x11, lsl #2
+\tbr\tx10
+.LBB0_1:
+\tldr\tq0, [x1], #16
+\tfadd\tv0.4s, v0.4s, v1.4s
+\tsubs\tx8, x8, #1
+\tb.ne\t.LBB0_1
+\tret
+.LBB0_2:
+\tldr\ts0, [x1], #4
+\tfsqrt\ts0, s0
+\tsubs\tx8, x8, #1
+\tb.ne\t.LBB0_2
+\tret
+\t.section\t.rodata
+.LJTI0_0:
+\t.byte\t(.LBB0_1-.LBB0_1)>>2
+\t.byte\t(.LBB0_2-.LBB0_1)>>2
+"""
+    v = neon.check(asm, "vector")
+    assert v.n_loops == 2 and not v.ok
+    assert [lp.label for lp in v.scalar_only] == [".LBB0_2"]      # sqrt stayed scalar
 
 
 def test_info_kernels_are_never_judged_and_unknown_kinds_raise():
