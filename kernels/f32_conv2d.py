@@ -135,8 +135,9 @@ def choose_tile(cog: int) -> tuple[int, int]:
     return TILES[nr], nr
 
 
-def pack_weights(w: np.ndarray, nr: int, group: int = 1) -> np.ndarray:
-    """Conv weights ``[Co, Ci/g, KH, KW]`` -> ``f32[g * NB, KH, KW, Ci/g, NR]``, NB = ceil(Co/g / NR).
+def pack_weights(w: np.ndarray, nr: int, group: int = 1, nchw: bool = False) -> np.ndarray:
+    """Conv weights ``[Co, Ci/g, KH, KW]`` -> ``f32[g * NB, KH, KW, Ci/g, NR]``, NB = ceil(Co/g / NR)
+    (``nchw``: ``f32[g * NB, KH, Ci/g, KW, NR]``, the order a planar input's runs are read in).
 
     Block ``gb = g * NB + b`` holds output channels ``g * Co/g + b * NR + j`` of group ``g``;
     channels past the group's end are zero.
@@ -146,8 +147,17 @@ def pack_weights(w: np.ndarray, nr: int, group: int = 1) -> np.ndarray:
     nb = -(-cog // nr)
     wg = np.zeros((group, nb * nr, cig, kh, kw), F32)
     wg[:, :cog] = w.reshape(group, cog, cig, kh, kw)
-    packed = wg.reshape(group, nb, nr, cig, kh, kw).transpose(0, 1, 4, 5, 3, 2)
+    wg = wg.reshape(group, nb, nr, cig, kh, kw)
+    if nchw:
+        return np.ascontiguousarray(wg.transpose(0, 1, 4, 3, 5, 2).reshape(
+            group * nb, kh, cig, kw, nr))
+    packed = wg.transpose(0, 1, 4, 5, 3, 2)
     return np.ascontiguousarray(packed.reshape(group * nb, kh, kw, cig, nr))
+
+
+@jit(inline="always")
+def kw_len(colmap):
+    return colmap.shape[1]
 
 
 def _igemm_source(MR: int, NR: int, parallel: bool):
@@ -156,8 +166,14 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
     loop = numba.prange if parallel else range
 
     def f32_conv2d_igemm(x, rowmap, colmap, wp, bias, residual, out, group, step, act, p0, p1,
-                         has_res, sums, want_sums):
-        n_, h_, w_, c_ = x.shape
+                         has_res, sums, want_sums, in_nchw):
+        if in_nchw:        # planar input: a regular tile reads C runs of KW per kernel row
+            n_, c_, h_, w_ = x.shape
+            ps, cs, nrun, runlen = 1, h_ * w_, c_, kw_len(colmap)
+        else:              # NHWC: one run of KW * C per kernel row
+            n_, h_, w_, c_ = x.shape
+            ps, cs, nrun, runlen = c_, 1, 1, kw_len(colmap) * c_
+        img = h_ * w_ * c_
         oh_, ow_, co_ = out.shape[1], out.shape[2], out.shape[3]
         kh_, kw_ = rowmap.shape[1], colmap.shape[1]
         cig, cog = c_ // group, co_ // group
@@ -167,6 +183,7 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
         rf = residual.reshape(residual.size)
         of = out.reshape(out.size)
         tap_size = cig * NR
+        wk = kw_ * NR if in_nchw else NR     # weight stride between a tap's input channels
         for row in loop(n_ * oh_):
             b = row // oh_
             oh = row - b * oh_
@@ -205,25 +222,37 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
                             r = rowmap[oh, kh]
                             if r < 0:
                                 continue
-                            xrow = (b * h_ + r) * w_
-                            for seg in range(1 if regular else kw_):
+                            xrow = b * img + r * w_ * ps
+                            strided = False
+                            for seg in range(nrun if regular else kw_):
                                 if regular:
                                     for m in range(MR):
-                                        offs[m] = (xrow + col0[m]) * c_
+                                        offs[m] = xrow + col0[m] * ps + seg * cs
                                     nvalid = MR
-                                    length = kw_ * c_
-                                    wo0 = wblock + kh * kw_ * tap_size
+                                    length = runlen
+                                    wo0 = wblock + (kh * nrun + seg) * runlen * NR
                                 else:
                                     nvalid = 0
                                     for m in range(MR):
                                         ow = ow0 + m * step
                                         c = colmap[ow, seg] if ow < ow_ else -1
-                                        offs[m] = (xrow + max(c, 0)) * c_ + g * cig
+                                        offs[m] = xrow + max(c, 0) * ps + g * cig * cs
                                         scale[m] = F32(1) if c >= 0 else F32(0)
                                         nvalid += c >= 0
                                     length = cig
-                                    wo0 = wblock + (kh * kw_ + seg) * tap_size
-                                if nvalid == MR:
+                                    if in_nchw:
+                                        wo0 = wblock + (kh * cig * kw_ + seg) * NR
+                                        strided = nvalid > 0
+                                    else:
+                                        wo0 = wblock + (kh * kw_ + seg) * tap_size
+                                if strided:         # planar border tile: channels cs apart
+                                    for k in range(length):
+                                        wo = wo0 + k * wk
+                                        for m in range(MR):
+                                            xv = xf[U64(offs[m] + k * cs)] * scale[m]
+                                            for v in range(NV):
+                                                vfma(acc, (m * NV + v) * VL, xv, wf, wo + v * VL, VL)
+                                elif nvalid == MR:
                                     for k in range(length):
                                         wo = wo0 + k * NR
                                         for m in range(MR):
@@ -299,8 +328,10 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
 def igemm_kernel(mr: int, nr: int, parallel: bool, cache: bool = True):
     """The Numba dispatcher of ``f32_conv2d_igemm_{mr}x{nr}_minmax`` (memoised).
 
-    Call ``fn(x, rowmap, colmap, wp, bias, residual, out, group, step, act, p0, p1, has_res)``:
-        x:        f32[N, H, W, C] C-contiguous, read-only view (the input before upsampling)
+    Call ``fn(x, rowmap, colmap, wp, bias, residual, out, group, step, act, p0, p1, has_res,
+    sums, want_sums, in_nchw)``:
+        x:        f32[N, H, W, C] C-contiguous, read-only view (the input before upsampling), or
+                  f32[N, C, H, W] with ``in_nchw`` (weights from ``pack_weights(..., nchw=True)``)
         rowmap:   i32[OH, KH], colmap: i32[OW, KW] (kernels/indirection.py), read-only
         wp:       f32[g * NB, KH, KW, C/g, nr] from ``pack_weights``, read-only
         bias:     f32[Co] read-only (zeros when the conv has none)
@@ -524,14 +555,14 @@ def conv_tables(x_shape, kernel, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0
 
 
 def run_igemm(x, rowmap, colmap, wp, bias, residual, out, *, group, step, act, act_params,
-              mr, nr, parallel):
+              mr, nr, parallel, in_nchw=False):
     """Call the igemm kernel with the argument conventions above (tests, benchmarks)."""
     p0, p1 = activation_params(act, act_params)
     fn = igemm_kernel(mr, nr, parallel)
     has_res = residual is not None
     res = readonly(residual if has_res else out)
     fn(readonly(x), readonly(rowmap), readonly(colmap), readonly(wp), readonly(bias), res, out,
-       group, step, int(act), F32(p0), F32(p1), has_res, NO_SUMS, False)
+       group, step, int(act), F32(p0), F32(p1), has_res, NO_SUMS, False, bool(in_nchw))
     return out
 
 
@@ -547,23 +578,26 @@ def use_kdot(co: int, group: int) -> bool:
 
 def conv2d(x, w, bias=None, residual=None, *, strides=(1, 1), dilations=(1, 1),
            pads=(0, 0, 0, 0), group=1, pad_mode="constant", upsample=1,
-           activation_kind=0, act_params=(), method=None, tile=None, parallel=None):
+           activation_kind=0, act_params=(), method=None, tile=None, parallel=None,
+           in_nchw=False):
     """Convenience entry with ``kernels.reference.conv2d``'s signature (packs on every call).
 
-    x: f32[N, H, W, C]; w: [Co, C/group, KH, KW]; returns f32[N, OH, OW, Co].
-    ``method``: "igemm" or "kdot" (default: ``use_kdot``); ``tile``: igemm (MR, NR).
+    x: f32[N, H, W, C] (f32[N, C, H, W] with ``in_nchw``, igemm only); w: [Co, C/group, KH, KW];
+    returns f32[N, OH, OW, Co]. ``method``: "igemm" or "kdot" (default: ``use_kdot``); ``tile``:
+    igemm (MR, NR).
     """
     x = np.ascontiguousarray(x, F32)
     w = np.asarray(w, F32)
     co, cig, kh, kw = w.shape
-    rowmap, colmap = conv_tables(x.shape, (kh, kw), strides, dilations, pads, pad_mode, upsample)
+    xs = (x.shape[0], x.shape[2], x.shape[3], x.shape[1]) if in_nchw else x.shape
+    rowmap, colmap = conv_tables(xs, (kh, kw), strides, dilations, pads, pad_mode, upsample)
     bias = np.zeros(co, F32) if bias is None else np.ascontiguousarray(bias, F32)
     out = np.empty((x.shape[0], rowmap.shape[0], colmap.shape[0], co), F32)
     if parallel is None:
         parallel = out.size * cig * kh * kw >= config.PARALLEL_MIN_WORK
     res = None if residual is None else np.ascontiguousarray(residual, F32)
     if method is None:
-        method = "kdot" if use_kdot(co, group) and tile is None else "igemm"
+        method = "kdot" if use_kdot(co, group) and tile is None and not in_nchw else "igemm"
     if method == "kdot":
         mr, cg = kdot_tile(co)
         wrun, wtap = pack_weights_kdot(w, cg)
@@ -571,9 +605,9 @@ def conv2d(x, w, bias=None, residual=None, *, strides=(1, 1), dilations=(1, 1),
                         act=int(activation_kind), act_params=act_params, mr=mr, cg=cg,
                         parallel=parallel)
     mr, nr = tile or choose_tile(co // group)
-    return run_igemm(x, rowmap, colmap, pack_weights(w, nr, group), bias, res, out, group=group,
-                     step=1, act=int(activation_kind), act_params=act_params, mr=mr, nr=nr,
-                     parallel=parallel)
+    return run_igemm(x, rowmap, colmap, pack_weights(w, nr, group, in_nchw), bias, res, out,
+                     group=group, step=1, act=int(activation_kind), act_params=act_params,
+                     mr=mr, nr=nr, parallel=parallel, in_nchw=in_nchw)
 
 
 # The family's kernels with their entry (and its fixed arguments) and numpy reference: tests

@@ -334,7 +334,7 @@ def test_igemm_row_sums(co, tile, parallel):
     ro = igemm.readonly
     igemm.igemm_kernel(mr, nr, parallel)(
         ro(x), ro(rowmap), ro(colmap), ro(igemm.pack_weights(w, nr)), ro(bias), ro(res), out, 1,
-        1, 0, np.float32(0), np.float32(0), True, sums, True)
+        1, 0, np.float32(0), np.float32(0), True, sums, True, False)
     assert_f32_close(out, expected, red, "igemm with sums")
     y = out.astype(np.float64).reshape(10, 21, co)
     got = sums.reshape(10, 2, co)
@@ -430,4 +430,43 @@ def test_conv_absorbs_norm_and_residual_add(act):
     assert "f32_conv2d_igemm_16x16_instnorm" in kinds and sum("vbinary_add" in k for k in kinds) == 1
     got, want = lower_and_run(g, feeds), run_graph(g, feeds)
     for name in (z, z2):
+        np.testing.assert_allclose(got[name], want[name], rtol=0, atol=2e-5)
+
+
+# --- planar (NCHW) input: igemm reads C runs of KW per kernel row -----------------------------
+@pytest.mark.parametrize("case", [
+    _case(3, 32, k=9, hw=(13, 14), pad_mode="reflect", pads=(4, 4, 4, 4), n=2),  # the first layer
+    _case(13, 24, strides=(2, 1), pads=(0, 2, 1, 1)),
+    _case(8, 16, group=2, pad_mode="edge", upsample=2, hw=(5, 6)),
+    _case(5, 40, k=3, dilations=(2, 2), hw=(9, 9), act=ACTS[3], residual=True)],
+    ids=lambda c: f"c{c['c']}-co{c['co']}-k{c['k']}-g{c['group']}")
+def test_igemm_planar_input(case):
+    x, w, bias, res, geo, expected, red = _data(case)
+    kind, params = case["act"]
+    got = igemm.conv2d(np.ascontiguousarray(x.transpose(0, 3, 1, 2)), w, bias, res, **geo,
+                       activation_kind=kind, act_params=params, in_nchw=True)
+    assert_f32_close(got, expected, red, "igemm planar input")
+
+
+def test_conv_reads_the_nchw_input_of_its_transpose():
+    """TRANSPOSE(image NCHW -> NHWC) -> CONV2D: the conv reads the image itself, the transpose
+    lowers to nothing (multistyle26's first layer); a transpose with two readers stays."""
+    from mobile_engine.ir.interpret import run_graph
+    from tests.kernels.harness import lower_and_run
+    b = GraphBuilder("first")
+    img = b.input("image", (1, 3, 12, 17))
+    t = b.node(Op.TRANSPOSE, img, perm=(0, 2, 3, 1))
+    y = b.node(Op.CONV2D, t, b.const(_rand(32, 3, 9, 9, scale=0.1)), b.const(_rand(32)),
+               pads=(4, 4, 4, 4), pad_mode="reflect", activation=Activation.RELU)
+    t2 = b.node(Op.TRANSPOSE, img, perm=(0, 2, 3, 1))
+    y2 = b.node(Op.CONV2D, t2, b.const(_rand(4, 3, 3, 3)), pads=(1, 1, 1, 1))
+    g = b.build(y, y2, t2)
+    steps = {id(n): lower_node(n, g) for n in g.nodes}
+    first_t, first_conv = g.nodes[0], g.nodes[1]
+    assert steps[id(first_t)] == [] and steps[id(first_conv)][0].inputs == ["image"]
+    assert steps[id(first_conv)][0].params["in_nchw"] is True
+    assert len(steps[id(g.nodes[2])]) == 1                   # read by a conv and a graph output
+    feeds = {"image": _rand(1, 3, 12, 17)}
+    got, want = lower_and_run(g, feeds), run_graph(g, feeds)
+    for name in (y, y2):
         np.testing.assert_allclose(got[name], want[name], rtol=0, atol=2e-5)

@@ -41,6 +41,7 @@ from kernels import f32_conv2d_pix as pix
 from kernels import f32_conv_transpose2d as convt
 from kernels import f32_dwconv2d as dw
 from kernels import f32_norm as knorm
+import mobile_engine.planning.families.layout  # noqa: F401  (TRANSPOSE's lowering, wrapped)
 from mobile_engine.errors import PlanFormatError, UnsupportedOperatorError
 from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.graph import Graph, Node
@@ -223,11 +224,44 @@ def _with_norm(step: Step, norm: Node, graph: Graph, mr: int, nr: int) -> Step:
     return step
 
 
+NHWC_OF_NCHW = (0, 2, 3, 1)
+
+
+def absorbed_transpose(conv: Node, graph: Graph) -> str | None:
+    """The NCHW tensor a conv reads directly instead of its NHWC transpose, or None.
+
+    Legal when the conv's input is ``TRANSPOSE(src, perm=(0, 2, 3, 1))`` read only by the conv
+    (as x) and not a graph output, src is a plain float32 run-time tensor, and the conv (plain
+    float32) runs the igemm or pix kernel, both of which read planar rows (the transpose, a pass
+    over the image, disappears: multistyle26's first conv reads the NCHW image)."""
+    if conv.op is not Op.CONV2D or conv.attrs["in_layout"] != "nhwc" or \
+            not _plain_float(graph, conv):
+        return None
+    t = conv.inputs[0]
+    p = graph.producer(t)
+    if p is None or p.op is not Op.TRANSPOSE or tuple(p.attrs["perm"]) != NHWC_OF_NCHW or \
+            graph.is_output(t) or [id(n) for n in graph.consumers(t)] != [id(conv)] or \
+            conv.inputs.count(t) != 1:
+        return None
+    src = graph.tensors[p.inputs[0]]
+    w = graph.const(conv.inputs[1])
+    if src.is_const or len(src.shape) != 4 or src.dtype is not DType.FLOAT32 or \
+            src.quant is not None or w is None or w.ndim != 4:
+        return None
+    family = kernel_family(src.shape[1], w.shape[0], conv.attrs["group"], w.shape[2],
+                           w.shape[3], conv.attrs["strides"][1])
+    return src.name if family in ("igemm", "pix") else None
+
+
 @lowers(Op.CONV2D)
 def lower_conv2d(node: Node, graph: Graph) -> list[Step]:
     a = node.attrs
     x, x_shape, out, out_shape, w, bias = _common(node, graph)
     in_nchw, out_nchw = a["in_layout"] == "nchw", a["out_layout"] == "nchw"
+    planar_src = absorbed_transpose(node, graph)
+    if planar_src is not None:           # read the transpose's NCHW input instead
+        x, in_nchw = planar_src, True
+        x_shape = graph.tensors[x].shape
     graph_out_shape = out_shape
     if in_nchw:                                  # the tables and checks below speak NHWC
         x_shape = (x_shape[0], x_shape[2], x_shape[3], x_shape[1])
@@ -244,7 +278,8 @@ def lower_conv2d(node: Node, graph: Graph) -> list[Step]:
         raise _fail(node, f"indirection tables {rowmap.shape[0]}x{colmap.shape[0]} do not match "
                           f"output {out_shape} (NHWC)")
     use_pix = pix.applicable(co, group, a["strides"][1])
-    if (in_nchw or out_nchw) and not use_pix:
+    family = kernel_family(c, co, group, kh, kw, a["strides"][1])
+    if (out_nchw and not use_pix) or (in_nchw and family not in ("pix", "igemm")):
         raise _fail(node, f"planar layouts (in {a['in_layout']}, out {a['out_layout']}) need the "
                           f"pix kernel: group 1, Co <= {pix.MAX_CO}, column stride 1 (Co {co}, "
                           f"group {group}, strides {a['strides']})")
@@ -276,7 +311,8 @@ def lower_conv2d(node: Node, graph: Graph) -> list[Step]:
         kernel = igemm.kdot_kernel_id(mr, cg)
     else:
         mr, nr = igemm.choose_tile(co // group)
-        weights["w"] = igemm.pack_weights(w, nr, group)
+        weights["w"] = igemm.pack_weights(w, nr, group, in_nchw)
+        params["in_nchw"] = in_nchw
         kernel = igemm.kernel_id(mr, nr)
         norm = fused_norm(node, graph)
         if norm is not None:
@@ -341,13 +377,16 @@ def _bind_igemm(kernel: str):
         x, rowmap, colmap, w, bias, res, out, has_res, p0, p1, par = _operands(
             kernel, params, weights, inputs, outputs)
         group = int(params["group"])
+        in_nchw = bool(params.get("in_nchw", False))
         kh, kw = rowmap.shape[1], colmap.shape[1]
-        expect = (group * -(-(out.shape[3] // group) // nr), kh, kw, x.shape[3] // group, nr)
+        cig = (x.shape[1] if in_nchw else x.shape[3]) // group
+        nblk = group * -(-(out.shape[3] // group) // nr)
+        expect = (nblk, kh, cig, kw, nr) if in_nchw else (nblk, kh, kw, cig, nr)
         if w.shape != expect:
             raise PlanFormatError(f"step {kernel}: packed weights {w.shape}, expected {expect}")
         fn = igemm.igemm_kernel(mr, nr, par)
         return fn, (x, rowmap, colmap, w, bias, res, out, group, int(params["step"]),
-                    int(params["act"]), p0, p1, has_res, igemm.NO_SUMS, False)
+                    int(params["act"]), p0, p1, has_res, igemm.NO_SUMS, False, in_nchw)
 
     return bind
 
@@ -385,7 +424,7 @@ def _bind_igemm_norm(kernel: str):
                 raise PlanFormatError(f"step {kernel}: norm {what} {t.shape} {t.dtype} does "
                                       f"not fit output {out.shape}")
         sums = np.zeros((out.shape[0] * out.shape[1], 2, c), np.float64)
-        args = args[:-2] + (sums.reshape(-1), True)
+        args = args[:-3] + (sums.reshape(-1), True, args[-1])    # sums, want_sums, in_nchw
         norm_fn, norm_args = knorm.instance_norm_call(
             igemm.readonly(out), igemm.readonly(scale), igemm.readonly(bias), out,
             params["norm_epsilon"], int(params["norm_act"]),
@@ -422,6 +461,17 @@ def _lower_add_unless_absorbed(node: Node, graph: Graph) -> list[Step]:
 
 
 LOWERINGS[Op.ADD] = _lower_add_unless_absorbed
+_lower_transpose = LOWERINGS[Op.TRANSPOSE]
+
+
+def _lower_transpose_unless_absorbed(node: Node, graph: Graph) -> list[Step]:
+    users = graph.consumers(node.outputs[0])
+    if len(users) == 1 and absorbed_transpose(users[0], graph) == node.inputs[0]:
+        return []                  # the conv reads the NCHW input (``absorbed_transpose``)
+    return _lower_transpose(node, graph)
+
+
+LOWERINGS[Op.TRANSPOSE] = _lower_transpose_unless_absorbed
 
 
 def _bind_kdot(kernel: str, mr: int, cg: int):
