@@ -19,8 +19,14 @@ igemm kernel also runs transposed convolutions (``f32_conv_transpose2d.py``): th
 describe a zero-stuffed input, and ``step`` > 1 makes every tile hold output pixels of one phase
 (``ow0, ow0 + step, ...``) so tiles share their holes and skip them whole.
 
+Planar input (``in_nchw``, the NCHW image of a model's first conv): a regular tile reads C runs
+of KW per kernel row (weights packed ``[.., KH, C/g, KW, NR]``); border tiles read channels
+``H * W`` apart.
+
 Epilogue (same pass): ``acc + bias[co] (+ residual)`` per tile, then the activation (an
-``Activation`` int code) once over each finished output row.
+``Activation`` int code) once over each finished output row. With ``want_sums`` the epilogue
+also writes per-row sums of the outputs and their squares: an instance norm's statistics
+without another pass over the tensor (planning/families/conv.py ``fused_norm``).
 
 NOTE: the accumulator tile is touched only by the vector intrinsics of ``kernels/intrinsics.py``
 at compile-time-constant offsets; one variable index into it would stop LLVM promoting it to
