@@ -15,11 +15,23 @@ import numba
 import numpy as np
 
 from kernels import qu8_conv2d as qc
-from kernels.bench_conv import MULTISTYLE26, median_seconds
+from kernels.bench_conv import median_seconds
+
+# multistyle26's convs at 480x640 (DESIGN.md's layer list; reflect padding k // 2):
+# (name, input H, W, Ci, Co, k, stride, upsample, count)
+MULTISTYLE26 = [
+    ("contract.0 9x9 3->32", 480, 640, 3, 32, 9, 1, 1, 1),
+    ("contract.1 3x3s2 32->32", 480, 640, 32, 32, 3, 2, 1, 1),
+    ("contract.2 3x3s2 32->32", 240, 320, 32, 32, 3, 2, 1, 1),
+    ("res 3x3 32->32", 120, 160, 32, 32, 3, 1, 1, 12),
+    ("expand.0 up2 3x3 32->8", 120, 160, 32, 8, 3, 1, 2, 1),
+    ("expand.1 up2 3x3 8->4", 240, 320, 8, 4, 3, 1, 2, 1),
+    ("expand.2 9x9 4->3", 480, 640, 4, 3, 9, 1, 1, 1),
+]
 
 
 def prepare(h, w, ci, co, k, stride=1, upsample=1, pad_mode="reflect", tile=None,
-            parallel=False, isa=None, epilogue="requant"):
+            parallel=False, isa=None, epilogue="requant", method=None):
     """(fn, args, ops, tile, kernel id) of one qu8 conv as a bound plan step would call it."""
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (1, h, w, ci)).astype(np.uint8)
@@ -27,16 +39,23 @@ def prepare(h, w, ci, co, k, stride=1, upsample=1, pad_mode="reflect", tile=None
     p = k // 2
     rowmap, colmap = qc.conv_tables(x.shape, (k, k), (stride, stride), (1, 1), (p, p, p, p),
                                     pad_mode, upsample)
-    mr, nr = tile or qc.choose_tile(co)
-    wp = qc.pack_qu8_weights(wt, nr)
-    kid, fn = qc.select_qu8_conv(mr, nr, epilogue, parallel, isa)
     dtype = np.uint8 if epilogue == "requant" else np.float32
     out = np.empty((1, rowmap.shape[0], colmap.shape[0], co), dtype)
     ro = qc.readonly
-    args = (ro(x), ro(qc.qu8_zero_row(3, ci, k)), ro(rowmap), ro(colmap), ro(wp),
-            ro(qc.qu8_run_weights(wt, wp, nr)), ro(qc.qu8_conv_bias(None, wt, 1.0, 1.0, 3)),
-            ro(np.full(co, 1e-4, np.float32)), out, 1, 128, 0, 255, 0, np.float32(0),
-            np.float32(0))
+    head = (ro(x), ro(qc.qu8_zero_row(3, ci, k)), ro(rowmap), ro(colmap))
+    tail = (ro(qc.qu8_conv_bias(None, wt, 1.0, 1.0, 3)), ro(np.full(co, 1e-4, np.float32)), out)
+    params = (128, 0, 255, 0, np.float32(0), np.float32(0))
+    if (method or ("kdot" if qc.use_kdot(co, 1) else "igemm")) == "kdot":
+        mr, cg = qc.kdot_tile(co)
+        wrun, wtap = qc.pack_qu8_weights_kdot(wt, cg)
+        kid, fn = qc.select_qu8_conv_kdot(mr, cg, epilogue, parallel, isa)
+        args = (*head, ro(wrun), ro(wtap), *tail, *params)
+        mr, nr = mr, 4 * cg
+    else:
+        mr, nr = tile or qc.choose_tile(co)
+        wp = qc.pack_qu8_weights(wt, nr)
+        kid, fn = qc.select_qu8_conv(mr, nr, epilogue, parallel, isa)
+        args = (*head, ro(wp), ro(qc.qu8_run_weights(wt, wp, nr)), *tail, 1, *params)
     return fn, args, 2 * out.size * ci * k * k, (mr, nr), kid
 
 
@@ -46,6 +65,7 @@ def main(argv=None) -> None:
     ap.add_argument("--tile", help="force MRxNR, e.g. 12x32")
     ap.add_argument("--isa", choices=sorted(qc.ISAS), help="default: this CPU's best")
     ap.add_argument("--fp32out", action="store_true", help="float32 epilogue")
+    ap.add_argument("--method", choices=["igemm", "kdot"], help="default: kdot for Co <= 8")
     args = ap.parse_args(argv)
     tile = tuple(int(v) for v in args.tile.split("x")) if args.tile else None
     epi = "fp32out" if args.fp32out else "requant"
@@ -65,7 +85,8 @@ def main(argv=None) -> None:
         row = []
         for parallel in (False, True):
             fn, a, ops, t, _ = prepare(h, w, ci, co, k, stride, up, tile=tile,
-                                       parallel=parallel, isa=args.isa, epilogue=epi)
+                                       parallel=parallel, isa=args.isa, epilogue=epi,
+                                       method=args.method)
             clock = time.perf_counter if parallel else time.thread_time
             row.append(median_seconds(fn, a, max(3, args.repeat // 2), clock))
         total[0] += ops * count

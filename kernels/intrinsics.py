@@ -201,6 +201,22 @@ def _typed_ptr(context, builder, arrty, arr, off, offty, elem):
     return builder.bitcast(builder.gep(data, [off]), elem.as_pointer())
 
 
+def _bytes_ptr(context, builder, ty, val, off, offty, elem):
+    """Pointer to ``elem`` at byte array ``val[off]``, or at raw address ``val + off``."""
+    if isinstance(ty, types.Integer):
+        a = builder.add(context.cast(builder, val, ty, types.intp),
+                        context.cast(builder, off, offty, types.intp))
+        return builder.inttoptr(a, elem.as_pointer())
+    return _typed_ptr(context, builder, ty, val, off, offty, elem)
+
+
+def _int8_source(t) -> bool:
+    """An int8 array or a raw address (int): what the dot intrinsics take as weights.
+    NOTE: kernels pass addresses to switch weight arrays inside loops, since assigning an
+    array variable costs two NRT reference-count calls."""
+    return _int_array(t, types.int8) or isinstance(t, types.Integer)
+
+
 @intrinsic
 def load_u32(typingctx, addr):
     """The 4 bytes at raw address ``addr`` (any alignment) as one uint32 (little-endian)."""
@@ -301,18 +317,18 @@ _DOT4_MULTIPLE = {DOT_PORTABLE: 1, DOT_VNNI: 16, DOT_SDOT: 4, DOT_SDOT_EMULATED:
 @intrinsic
 def vdot4(typingctx, acc, aoff, xw, w, woff, lanes, isa):
     """``acc[aoff + j] += sum_k u8(xw byte k) * w[woff + 4j + k]`` for j < lanes (int32 lanes,
-    int8 weights, exact: no saturation). ``isa`` selects the instruction (``DOT_*``); with
+    int8 weights (an array, or a raw address), exact: no saturation). ``isa`` selects the instruction (``DOT_*``); with
     ``DOT_SDOT`` and ``DOT_SDOT_EMULATED`` the activation bytes count as ``x - 128``."""
     n, k = _literal(lanes), _literal(isa)
     if (n is None or k not in _DOT4 or n % _DOT4_MULTIPLE[k] or not _int_array(acc, types.int32)
-            or not _int_array(w, types.int8) or not isinstance(xw, types.Integer)):
+            or not _int8_source(w) or not isinstance(xw, types.Integer)):
         return None
 
     def codegen(context, builder, sig, args):
         a_arr, a_off, x, w_arr, w_off, _, _ = args
         pa = _typed_ptr(context, builder, sig.args[0], a_arr, a_off, sig.args[1],
                         ir.VectorType(_I32, n))
-        pw = _typed_ptr(context, builder, sig.args[3], w_arr, w_off, sig.args[4],
+        pw = _bytes_ptr(context, builder, sig.args[3], w_arr, w_off, sig.args[4],
                         ir.VectorType(_I8, 4 * n))
         x32 = context.cast(builder, x, sig.args[2], types.uint32)
         a = builder.load(pa, align=4)
@@ -455,3 +471,85 @@ def vmac_u8i8(typingctx, acc, aoff, xaddr, w, woff, lanes):
         return context.get_dummy_value()
 
     return types.none(acc, aoff, xaddr, w, woff, lanes), codegen
+
+
+def _bcast16(builder, src_ptr, n):
+    """The 16 bytes at ``src_ptr`` repeated to <n x i32> (``vbroadcasti32x4`` at n = 16)."""
+    b16 = builder.load(builder.bitcast(src_ptr, ir.VectorType(_I8, 16).as_pointer()), align=1)
+    rep = builder.shuffle_vector(b16, ir.Constant(ir.VectorType(_I8, 16), ir.Undefined),
+                                 ir.Constant(ir.VectorType(_I32, 4 * n),
+                                             [j % 16 for j in range(4 * n)]))
+    return builder.bitcast(rep, ir.VectorType(_I32, n))
+
+
+def _dot16_codegen(n, k, src_ptr_of):
+    def codegen(context, builder, sig, args):
+        pa = _typed_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1],
+                        ir.VectorType(_I32, n))
+        nw = len(args) - 3          # the weight array's position
+        pw = _bytes_ptr(context, builder, sig.args[nw - 1], args[nw - 1], args[nw],
+                        sig.args[nw], ir.VectorType(_I8, 4 * n))
+        xs = _bcast16(builder, src_ptr_of(context, builder, sig, args), n)
+        r = _DOT4[k](builder, builder.load(pa, align=4), xs, builder.load(pw, align=1), n)
+        builder.store(r, pa, align=4)
+        return context.get_dummy_value()
+    return codegen
+
+
+def _dot16_ok(acc, w, n, k):
+    return n == 16 and k in _DOT4 and _int_array(acc, types.int32) and _int8_source(w)
+
+
+@intrinsic
+def vdot16(typingctx, acc, aoff, xaddr, w, woff, lanes, isa):
+    """``acc[aoff + 4c + i] += sum_b u8(x[xaddr + 4i + b]) * w[woff + 16c + 4i + b]`` for
+    c, i < 4 (lanes == 16): 16 activation bytes repeated in every 128 bits, so lane (c, i) holds
+    output channel c's partial sum over word i (the "kdot" layout for few output channels).
+    ``isa`` as in ``vdot4``."""
+    n, k = _literal(lanes), _literal(isa)
+    if not _dot16_ok(acc, w, n, k) or not isinstance(xaddr, types.Integer):
+        return None
+
+    def src(context, builder, sig, args):
+        a = context.cast(builder, args[2], sig.args[2], types.intp)
+        return builder.inttoptr(a, _I8.as_pointer())
+
+    return types.none(acc, aoff, xaddr, w, woff, lanes, isa), _dot16_codegen(n, k, src)
+
+
+@intrinsic
+def vdot16a(typingctx, acc, aoff, src, soff, w, woff, lanes, isa):
+    """``vdot16`` reading its 16 activation bytes from uint8 array ``src[soff:soff+16]``."""
+    n, k = _literal(lanes), _literal(isa)
+    if not _dot16_ok(acc, w, n, k) or not _int_array(src, types.uint8):
+        return None
+
+    def src_ptr(context, builder, sig, args):
+        return _typed_ptr(context, builder, sig.args[2], args[2], args[3], sig.args[3], _I8)
+
+    return (types.none(acc, aoff, src, soff, w, woff, lanes, isa),
+            _dot16_codegen(n, k, src_ptr))
+
+
+@intrinsic
+def vsum4_i32(typingctx, src, soff, dst, doff, lanes):
+    """``dst[doff + j] = sum_i src[soff + 4j + i]`` for j < lanes / 4 (int32)."""
+    n = _literal(lanes)
+    if n is None or n % 4 or not (_int_array(src, types.int32) and _int_array(dst, types.int32)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        vt = ir.VectorType(_I32, n)
+        ps = _typed_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1], vt)
+        pd = _typed_ptr(context, builder, sig.args[2], args[2], args[3], sig.args[3],
+                        ir.VectorType(_I32, n // 4))
+        v = builder.load(ps, align=4)
+        parts = [builder.shuffle_vector(v, ir.Constant(vt, ir.Undefined),
+                                        ir.Constant(ir.VectorType(_I32, n // 4),
+                                                    [4 * j + i for j in range(n // 4)]))
+                 for i in range(4)]
+        s = builder.add(builder.add(parts[0], parts[1]), builder.add(parts[2], parts[3]))
+        builder.store(s, pd, align=4)
+        return context.get_dummy_value()
+
+    return types.none(src, soff, dst, doff, lanes), codegen

@@ -44,13 +44,14 @@ import numpy as np
 from kernels import config
 from kernels.f32_conv2d import activate_span, activation_params, conv_tables, readonly
 from kernels.intrinsics import (DOT_PORTABLE, DOT_SDOT, DOT_SDOT_EMULATED, DOT_VNNI, load_u32,
-                                stack_array, vcopy_i32, vdot4, vfill_i32, vrequant_u8,
-                                vscale_f32)
+                                stack_array, vcopy_i32, vdot4, vdot16, vdot16a, vfill_i32,
+                                vrequant_u8, vscale_f32, vsum4_i32)
 from kernels.reference_q8 import conv_bias_q, requant_multiplier
 
 F32 = np.float32
 U64 = np.uint64     # NOTE: unsigned indices skip Numba's negative-index wraparound code
 VL = 16             # int32 lanes of one accumulator vector (a zmm register)
+MAXT = 1024         # NOTE: (kernel row, word) pairs a fused regular tile can list
 # NR (output channels per tile) -> MR (pixels per tile): MR * NR / 16 accumulator vectors.
 TILES = {64: 6, 32: 12, 16: 16}
 ISAS = {"portable": DOT_PORTABLE, "vnni": DOT_VNNI, "sdot": DOT_SDOT}
@@ -60,6 +61,29 @@ _ISA_CODES = {**ISAS, "sdot_emulated": DOT_SDOT_EMULATED}
 EPILOGUES = ("requant", "fp32out")
 # Compile without fast-math: rint(f32(acc) * m) must not become a fused or reassociated op.
 _FLAGS = {"fastmath": False}
+
+
+MAXTILES = 1024     # NOTE: tiles per output row whose regularity is listed once per call
+IRREGULAR = -(1 << 62)
+
+
+@config.jit(inline="always")
+def tile_step(colmap, ow0, mr, ow_, kw_):
+    """Column step between the MR pixels of the tile at ``ow0`` when it is regular (every
+    pixel's KW taps are adjacent columns, the pixels' first columns evenly spaced), else
+    IRREGULAR."""
+    if ow0 + mr > ow_:
+        return IRREGULAR
+    c0 = colmap[ow0, 0]
+    dcol = colmap[ow0 + 1, 0] - c0 if mr > 1 else 1
+    for m in range(mr):
+        c = colmap[ow0 + m, 0]
+        if c < 0 or c != c0 + m * dcol:
+            return IRREGULAR
+        for kw in range(1, kw_):
+            if colmap[ow0 + m, kw] != c + kw:
+                return IRREGULAR
+    return dcol
 
 
 def host_isa() -> str:
@@ -135,9 +159,9 @@ def qu8_run_weights(w_int8: np.ndarray, wp: np.ndarray, nr: int, group: int = 1)
 
 
 def qu8_zero_row(zx: int, c: int, kw: int, group: int = 1) -> np.ndarray:
-    """uint8 row of ``zx`` that padded taps read: as long as the longest run a kernel reads."""
-    qt, qr = -(-(c // group) // 4), -(-(kw * c) // 4)
-    return np.full(4 * max(qt, qr), zx, np.uint8)
+    """uint8 row of ``zx`` that padded taps read: as long as the longest run any qu8 conv
+    kernel reads (16-byte chunks of a KW*C kernel row, or of C/g channels)."""
+    return np.full(16 * -(-max(kw * c, c // group, 1) // 16), zx, np.uint8)
 
 
 def _igemm_source(MR: int, NR: int, ISA: int, OUT: int, parallel: bool):
@@ -167,16 +191,35 @@ def _igemm_source(MR: int, NR: int, ISA: int, OUT: int, parallel: bool):
         xbase = np.int64(x.ctypes.data)
         xend = xbase + x.size
         zbase = np.int64(zrow.ctypes.data)
+        wtaddr = np.int64(wp.ctypes.data)
+        wraddr = np.int64(wrun.ctypes.data)
         zyf, lo, hi = F32(zy), F32(qmin), F32(qmax)
+        listed = (ow_ + MR - 1) // MR <= MAXTILES     # tiles' regularity, once per call
+        tsteps = stack_array(MAXTILES, np.int64)
+        if listed:
+            for ti in range((ow_ + MR - 1) // MR):
+                tsteps[ti] = tile_step(colmap, ti * MR, MR, ow_, kw_)
         for row in loop(n_ * oh_):
             b = row // oh_
             oh = row - b * oh_
             acc = stack_array(ACC, np.int32)       # the register tile: constant offsets only
             tile = stack_array(ACC, np.int32)
             ptr = stack_array(MR, np.int64)        # raw address each pixel reads from
-            col0 = stack_array(MR, np.int64)
             words = stack_array(MR, np.uint32)
             wsum = stack_array(NR, np.int32)
+            toff = stack_array(MAXT, np.int64)     # fused path: (kh, q) -> input offset
+            twof = stack_array(MAXT, np.int64)     # ... and packed weight offset
+            nt, maxoff = 0, 0
+            if cig == c_ and kh_ * qr <= MAXT:
+                for kh in range(kh_):
+                    r = rowmap[oh, kh]
+                    if r >= 0:
+                        roff = (b * h_ + r) * w_ * c_
+                        for q in range(qr):
+                            toff[nt] = roff + 4 * q
+                            twof[nt] = (kh * qr + q) * GB
+                            nt += 1
+                        maxoff = max(maxoff, roff + 4 * qr)
             for gb in range(group * nb):
                 g = gb // nb
                 co0 = (gb - g * nb) * NR
@@ -194,32 +237,44 @@ def _igemm_source(MR: int, NR: int, ISA: int, OUT: int, parallel: bool):
                     for j in range(NR):
                         wsum[j] *= 128
                 for ow0 in range(0, ow_, MR):
-                    # A regular tile reads, for every pixel, KW adjacent input columns: with
-                    # NHWC and one group, one kernel row is one run of KW * C bytes.
-                    regular = cig == c_ and ow0 + MR - 1 < ow_
-                    for m in range(MR):
-                        if regular:
-                            c = colmap[ow0 + m, 0]
-                            col0[m] = c
-                            regular = c >= 0
-                            for kw in range(1, kw_):
-                                if colmap[ow0 + m, kw] != c + kw:
-                                    regular = False
+                    # A regular tile: every pixel's KW taps are adjacent columns (with NHWC and
+                    # one group a kernel row is one run of KW * C bytes) and the pixels' first
+                    # columns are evenly spaced: pixel m of kernel row kh starts at
+                    # xbase + coff + m * step + rowoff(kh).
+                    dcol = tsteps[ow0 // MR] if listed else tile_step(colmap, ow0, MR, ow_, kw_)
+                    regular = cig == c_ and dcol != IRREGULAR
+                    coff = colmap[ow0, 0] * c_
+                    step = dcol * c_
+                    # fused: all valid kernel rows' words in one loop (none reads past x)
+                    fused = regular and nt > 0 and coff + maxoff + (MR - 1) * step <= x.size
                     for m in range(MR):
                         for v in range(NV):
                             if SHIFTED:     # the tile starts at 128 * sum(w)
                                 vcopy_i32(acc, (m * NV + v) * VL, wsum, v * VL, VL)
                             else:
                                 vfill_i32(acc, (m * NV + v) * VL, 0, VL)
+                    if fused:
+                        pbase = xbase + coff
+                        for t in range(nt):
+                            o = pbase + toff[t]
+                            wo = wrun0 + twof[t]
+                            for m in range(MR):
+                                xw = load_u32(o + m * step)
+                                for v in range(NV):
+                                    vdot4(acc, (m * NV + v) * VL, xw, wrf, wo + v * 4 * VL,
+                                          VL, ISA)
                     for kh in range(kh_):
                         r = rowmap[oh, kh]
+                        if fused and r >= 0:
+                            continue            # done above
                         xrow = xbase + (b * h_ + r) * w_ * c_
+                        maycross = r == h_ - 1 and b == n_ - 1
                         for seg in range(1 if regular else kw_):
                             if regular:
                                 for m in range(MR):
-                                    ptr[m] = xrow + col0[m] * c_ if r >= 0 else zbase
+                                    ptr[m] = xrow + coff + m * step if r >= 0 else zbase
                                 nq = qr
-                                wsrc = wrf
+                                wsrc = wraddr
                                 wo0 = wrun0 + kh * qr * GB
                             else:
                                 for m in range(MR):
@@ -228,12 +283,13 @@ def _igemm_source(MR: int, NR: int, ISA: int, OUT: int, parallel: bool):
                                     ptr[m] = xrow + c * c_ + g * cig if r >= 0 and c >= 0 \
                                         else zbase
                                 nq = qt
-                                wsrc = wf
+                                wsrc = wtaddr
                                 wo0 = wtap0 + (kh * kw_ + seg) * qt * GB
                             nfull = nq
-                            for m in range(MR):    # would the last word read past x?
-                                if ptr[m] < xend and ptr[m] + 4 * nq > xend:
-                                    nfull = nq - 1
+                            if maycross:        # would the last word read past x?
+                                for m in range(MR):
+                                    if ptr[m] < xend and ptr[m] + 4 * nq > xend:
+                                        nfull = nq - 1
                             if nfull < nq:         # rare: assemble those last words bytewise
                                 for m in range(MR):
                                     p = ptr[m] + 4 * nfull
@@ -321,27 +377,303 @@ def select_qu8_conv(mr: int, nr: int, epilogue: str, parallel: bool, isa: str | 
 
 def conv2d(x_u8, w_i8, bias_q, mult, zx, zy=0, qmin=0, qmax=255, *, strides=(1, 1),
            dilations=(1, 1), pads=(0, 0, 0, 0), pad_mode="constant", upsample=1, group=1,
-           epilogue="requant", act=0, act_params=(), isa=None, tile=None, parallel=None):
+           epilogue="requant", act=0, act_params=(), isa=None, tile=None, parallel=None,
+           method=None):
     """Convenience entry with ``kernels.reference_q8.qu8_conv2d_reference``'s arguments (packs
-    on every call; tests and benchmarks). Returns u8 (requant) or f32 (fp32out) NHWC."""
+    on every call; tests and benchmarks). ``method``: "igemm", "kdot" or None (kdot when
+    ``use_kdot``); ``tile``: (MR, NR) of igemm or (MR, CG) of kdot. Returns u8 (requant) or
+    f32 (fp32out) NHWC."""
     x = np.ascontiguousarray(x_u8, np.uint8)
     co, cig, kh, kw = w_i8.shape
     c = x.shape[3]
     rowmap, colmap = conv_tables(x.shape, (kh, kw), strides, dilations, pads, pad_mode, upsample)
-    mr, nr = tile or choose_tile(co // group)
-    wp = pack_qu8_weights(w_i8, nr, group)
-    wrun = qu8_run_weights(w_i8, wp, nr, group)
     dtype = np.uint8 if epilogue == "requant" else np.float32
     out = np.empty((x.shape[0], rowmap.shape[0], colmap.shape[0], co), dtype)
     if parallel is None:
         parallel = out.size * cig * kh * kw >= config.PARALLEL_MIN_WORK
-    _, fn = select_qu8_conv(mr, nr, epilogue, parallel, isa)
     p0, p1 = activation_params(act, act_params) if epilogue == "fp32out" else (0.0, 0.0)
+    method = method or ("kdot" if use_kdot(co, group) else "igemm")
     ro = readonly
-    fn(ro(x), ro(qu8_zero_row(zx, c, kw, group)), ro(rowmap), ro(colmap), ro(wp), ro(wrun),
-       ro(np.ascontiguousarray(bias_q, np.int32)), ro(np.ascontiguousarray(mult, F32)), out,
-       group, int(zy), int(qmin), int(qmax), int(act), F32(p0), F32(p1))
+    common = (ro(np.ascontiguousarray(bias_q, np.int32)), ro(np.ascontiguousarray(mult, F32)),
+              out)
+    tail = (int(zy), int(qmin), int(qmax), int(act), F32(p0), F32(p1))
+    zrow = ro(qu8_zero_row(zx, c, kw, group))
+    if method == "kdot":
+        mr, cg = tile or kdot_tile(co)
+        wrun, wtap = pack_qu8_weights_kdot(w_i8, cg)
+        _, fn = select_qu8_conv_kdot(mr, cg, epilogue, parallel, isa)
+        fn(ro(x), zrow, ro(rowmap), ro(colmap), ro(wrun), ro(wtap), *common, *tail)
+        return out
+    mr, nr = tile or choose_tile(co // group)
+    wp = pack_qu8_weights(w_i8, nr, group)
+    wrun = qu8_run_weights(w_i8, wp, nr, group)
+    _, fn = select_qu8_conv(mr, nr, epilogue, parallel, isa)
+    fn(ro(x), zrow, ro(rowmap), ro(colmap), ro(wp), ro(wrun), *common, group, *tail)
     return out
+
+
+# --- few output channels: lanes over (output channel, 4 words of 16 input bytes) ------------
+# NOTE: with Co = 3..8 an NR = 16 igemm tile wastes half or more of every vpdpbusd. Here 16
+# input bytes are repeated in every 128 bits of the vector (vbroadcasti32x4) and lane (c, i)
+# accumulates channel 4g + c over word i; the epilogue adds each channel's 4 lanes. Used for
+# group == 1 and Co <= KDOT_MAX_CO (CG = ceil(Co / 4) vectors per pixel).
+KDOT_TILES = {1: 16, 2: 12}         # CG -> MR
+KDOT_MAX_CO = 4 * max(KDOT_TILES)
+
+
+def kdot_kernel_id(mr: int, cg: int, isa: str, epilogue: str) -> str:
+    return f"qu8_conv2d_kdot16_{mr}x{4 * cg}_{isa}_{epilogue}"
+
+
+def kdot_plan_kernel_id(mr: int, cg: int, epilogue: str) -> str:
+    return f"qu8_conv2d_kdot16_{mr}x{4 * cg}_{epilogue}"
+
+
+def use_kdot(co: int, group: int) -> bool:
+    return group == 1 and co <= KDOT_MAX_CO
+
+
+def kdot_tile(co: int) -> tuple[int, int]:
+    """(MR, CG) of the kdot kernel for ``co`` <= KDOT_MAX_CO output channels."""
+    cg = -(-co // 4)
+    return KDOT_TILES[cg], cg
+
+
+def pack_qu8_weights_kdot(w_int8: np.ndarray, cg: int) -> tuple[np.ndarray, np.ndarray]:
+    """int8 ``[Co, C, KH, KW]`` (group 1) -> (``wrun16``, ``wtap16``) for the kdot kernel.
+
+    ``wrun16 i8[KH, ceil(KW*C / 16), CG, 64]``: element ``[kh, s, g, 16c + 4i + b]`` is
+    ``w[4g + c, ci, kh, kw]`` with ``kw*C + ci = 16s + 4i + b`` (a kernel row as one run);
+    ``wtap16 i8[KH, KW, ceil(C / 16), CG, 64]``: the same per tap with ``ci = 16s + 4i + b``.
+    Missing channels and elements are zero.
+    """
+    w = np.asarray(w_int8)
+    if w.dtype != np.int8 or w.ndim != 4 or w.shape[0] > 4 * cg:
+        raise ValueError(f"kdot weights must be int8 [<= {4 * cg}, C, KH, KW], got {w.dtype} "
+                         f"{w.shape}")
+    co, c, kh, kw = w.shape
+    wk = np.zeros((kh, kw, c, 4 * cg), np.int8)          # [kh, kw, ci, co]
+    wk[..., :co] = w.transpose(2, 3, 1, 0)
+    run, qr, qt = kw * c, -(-(kw * c) // 16), -(-c // 16)
+    wr = np.zeros((kh, 16 * qr, 4 * cg), np.int8)
+    wr[:, :run] = wk.reshape(kh, run, 4 * cg)
+    # [kh, s, 16 elems, g, c] -> [kh, s, g, c, 16 elems]
+    wr = wr.reshape(kh, qr, 16, cg, 4).transpose(0, 1, 3, 4, 2).reshape(kh, qr, cg, 64)
+    wt = np.zeros((kh, kw, 16 * qt, 4 * cg), np.int8)
+    wt[:, :, :c] = wk
+    wt = wt.reshape(kh, kw, qt, 16, cg, 4).transpose(0, 1, 2, 4, 5, 3).reshape(kh, kw, qt, cg,
+                                                                               64)
+    return np.ascontiguousarray(wr), np.ascontiguousarray(wt)
+
+
+def _kdot_source(MR: int, CG: int, ISA: int, OUT: int, parallel: bool):
+    NACC = MR * CG * VL
+    NRED = MR * CG * 4
+    NCHUNK = MR * 16                    # NOTE: stack sizes must be plain closure ints
+    NW = CG * VL
+    CB = CG * 64                        # packed weight bytes per 16 input bytes
+    SHIFTED = ISA in (DOT_SDOT, DOT_SDOT_EMULATED)
+    ONES = 0x01010101
+    loop = numba.prange if parallel else range
+
+    def qu8_conv2d_kdot16(x, zrow, rowmap, colmap, wrun, wtap, bias, mult, out, zy, qmin, qmax,
+                          act, p0, p1):
+        n_, h_, w_, c_ = x.shape
+        oh_, ow_, co_ = out.shape[1], out.shape[2], out.shape[3]
+        kh_, kw_ = rowmap.shape[1], colmap.shape[1]
+        qr, qt = wrun.shape[1], wtap.shape[2]
+        if zrow.size < 16 * max(qr, qt):
+            raise ValueError("qu8_conv2d_kdot16: zero-point row shorter than a kernel row")
+        if co_ > 4 * CG or qr != (kw_ * c_ + 15) // 16 or qt != (c_ + 15) // 16:
+            raise ValueError("qu8_conv2d_kdot16: packed weights do not fit the shapes")
+        wrf = wrun.reshape(wrun.size)
+        wtf = wtap.reshape(wtap.size)
+        of = out.reshape(out.size)
+        xf = x.reshape(x.size)
+        xbase = np.int64(x.ctypes.data)
+        xend = xbase + x.size
+        zbase = np.int64(zrow.ctypes.data)
+        wtaddr = np.int64(wtap.ctypes.data)
+        wraddr = np.int64(wrun.ctypes.data)
+        zyf, lo, hi = F32(zy), F32(qmin), F32(qmax)
+        listed = (ow_ + MR - 1) // MR <= MAXTILES     # tiles' regularity, once per call
+        tsteps = stack_array(MAXTILES, np.int64)
+        if listed:
+            for ti in range((ow_ + MR - 1) // MR):
+                tsteps[ti] = tile_step(colmap, ti * MR, MR, ow_, kw_)
+        for row in loop(n_ * oh_):
+            b = row // oh_
+            oh = row - b * oh_
+            acc = stack_array(NACC, np.int32)      # the register tile: constant offsets only
+            tile = stack_array(NACC, np.int32)
+            red = stack_array(NRED, np.int32)      # [pixel, channel] sums, compacted to co_
+            brep = stack_array(NRED, np.int32)     # bias and multiplier repeated per pixel
+            mrep = stack_array(NRED, np.float32)
+            ptr = stack_array(MR, np.int64)
+            chunk = stack_array(NCHUNK, np.uint8)     # a run's last 16 bytes near x's end
+            wsum = stack_array(NW, np.int32)
+            toff = stack_array(MAXT, np.int64)     # fused path: (kh, chunk) -> input offset
+            twof = stack_array(MAXT, np.int64)     # ... and packed weight offset
+            nt, maxoff = 0, 0
+            if kh_ * qr <= MAXT:
+                for kh in range(kh_):
+                    r = rowmap[oh, kh]
+                    if r >= 0:
+                        roff = (b * h_ + r) * w_ * c_
+                        for q in range(qr):
+                            toff[nt] = roff + 16 * q
+                            twof[nt] = (kh * qr + q) * CB
+                            nt += 1
+                        maxoff = max(maxoff, roff + 16 * qr)
+            for m in range(MR):
+                for j in range(co_):
+                    brep[m * co_ + j] = bias[j]
+                    mrep[m * co_ + j] = mult[j]
+            if SHIFTED:      # dot16 gives (x - 128) * w: lanes start at 128 * sum of theirs
+                for g in range(CG):
+                    vfill_i32(wsum, g * VL, 0, VL)
+                for t in range(kh_ * kw_ * qt):
+                    for g in range(CG):
+                        vdot4(wsum, g * VL, ONES, wtf, (t * CG + g) * 64, VL, DOT_PORTABLE)
+                for j in range(CG * VL):
+                    wsum[j] *= 128
+            for ow0 in range(0, ow_, MR):
+                # A regular tile: every pixel's KW taps are adjacent columns (one kernel row is
+                # one run of KW * C bytes) and the pixels' first columns are evenly spaced, so
+                # pixel m of kernel row kh starts at p0(kh) + m * step.
+                dcol = tsteps[ow0 // MR] if listed else tile_step(colmap, ow0, MR, ow_, kw_)
+                regular = dcol != IRREGULAR
+                for m in range(MR):
+                    for g in range(CG):
+                        if SHIFTED:
+                            vcopy_i32(acc, (m * CG + g) * VL, wsum, g * VL, VL)
+                        else:
+                            vfill_i32(acc, (m * CG + g) * VL, 0, VL)
+                coff = colmap[ow0, 0] * c_
+                # fused: all valid kernel rows' chunks in one loop (none reads past x)
+                fused = regular and nt > 0 and coff + maxoff + (MR - 1) * dcol * c_ <= x.size
+                if fused:
+                    pbase = xbase + coff
+                    fstep = dcol * c_
+                    for t in range(nt):
+                        o = pbase + toff[t]
+                        wo = twof[t]
+                        for m in range(MR):
+                            for g in range(CG):
+                                vdot16(acc, (m * CG + g) * VL, o + m * fstep, wrf, wo + g * 64,
+                                       VL, ISA)
+                for kh in range(kh_):
+                    r = rowmap[oh, kh]
+                    if fused and r >= 0:
+                        continue                # done above
+                    xrow = xbase + (b * h_ + r) * w_ * c_
+                    # NOTE: only a run on the last input row can reach past x's end
+                    maycross = r == h_ - 1 and b == n_ - 1
+                    p0 = xrow + coff if r >= 0 else zbase
+                    step = dcol * c_ if r >= 0 else 0
+                    for seg in range(1 if regular else kw_):
+                        if regular:
+                            nq = qr
+                            wsrc = wraddr
+                            wo0 = kh * qr * CB
+                            if maycross:
+                                for m in range(MR):
+                                    ptr[m] = p0 + m * step
+                        else:
+                            for m in range(MR):
+                                ow = ow0 + m
+                                c = colmap[ow, seg] if ow < ow_ else -1
+                                ptr[m] = xrow + c * c_ if r >= 0 and c >= 0 else zbase
+                            nq = qt
+                            wsrc = wtaddr
+                            wo0 = (kh * kw_ + seg) * qt * CB
+                        nfull = nq
+                        if maycross:
+                            for m in range(MR):
+                                if ptr[m] < xend and ptr[m] + 16 * nq > xend:
+                                    nfull = nq - 1
+                            if nfull < nq:         # copy those last 16 bytes, zero-filled
+                                for m in range(MR):
+                                    p = ptr[m] + 16 * nfull
+                                    for i in range(16):
+                                        if p < xbase or p >= xend:
+                                            chunk[m * 16 + i] = zrow[0]
+                                        elif p + i < xend:
+                                            chunk[m * 16 + i] = xf[U64(p + i - xbase)]
+                                        else:
+                                            chunk[m * 16 + i] = 0
+                        if regular:
+                            for q in range(nfull):
+                                wo = wo0 + q * CB
+                                pq = p0 + 16 * q
+                                for m in range(MR):
+                                    for g in range(CG):
+                                        vdot16(acc, (m * CG + g) * VL, pq + m * step, wsrc,
+                                               wo + g * 64, VL, ISA)
+                        else:
+                            for q in range(nfull):
+                                wo = wo0 + q * CB
+                                for m in range(MR):
+                                    for g in range(CG):
+                                        vdot16(acc, (m * CG + g) * VL, ptr[m] + 16 * q, wsrc,
+                                               wo + g * 64, VL, ISA)
+                        if nfull < nq:
+                            wo = wo0 + nfull * CB
+                            for m in range(MR):
+                                for g in range(CG):
+                                    vdot16a(acc, (m * CG + g) * VL, chunk, m * 16, wsrc,
+                                            wo + g * 64, VL, ISA)
+                for v in range(MR * CG):
+                    vcopy_i32(tile, v * VL, acc, v * VL, VL)
+                for v in range(MR * CG):       # lane sums: red[pixel * 4CG + channel]
+                    vsum4_i32(tile, v * VL, red, v * 4, VL)
+                if co_ < 4 * CG:                # compact to [pixel * co_ + channel]
+                    for m in range(MR):
+                        for j in range(co_):
+                            red[m * co_ + j] = red[m * 4 * CG + j]
+                npx = min(MR, ow_ - ow0)
+                cnt = npx * co_                 # this tile's outputs are contiguous in NHWC
+                ob = ((b * oh_ + oh) * ow_ + ow0) * co_
+                e = 0
+                while e + VL <= cnt:
+                    if OUT == 0:
+                        vrequant_u8(red, e, brep, e, mrep, e, zyf, lo, hi, of, ob + e, VL)
+                    else:
+                        vscale_f32(red, e, brep, e, mrep, e, of, ob + e, VL)
+                    e += VL
+                for j in range(e, cnt):
+                    y = F32(red[j] + brep[j]) * mrep[j]
+                    if OUT == 0:
+                        y = min(max(np.rint(y) + zyf, lo), hi)
+                        of[U64(ob + j)] = np.uint8(np.int32(y))
+                    else:
+                        of[U64(ob + j)] = y
+            if OUT == 1:
+                activate_span(of, (b * oh_ + oh) * ow_ * co_, ow_ * co_, act, p0, p1)
+
+    return qu8_conv2d_kdot16
+
+
+@functools.lru_cache(maxsize=None)
+def kdot_kernel(mr: int, cg: int, isa: str, epilogue: str, parallel: bool, cache: bool = True):
+    """The Numba dispatcher of ``qu8_conv2d_kdot16_{mr}x{4*cg}_{isa}_{epilogue}`` (memoised).
+
+    Call ``fn(x, zrow, rowmap, colmap, wrun16, wtap16, bias, mult, out, zy, qmin, qmax, act,
+    p0, p1)`` with the arguments of ``igemm_kernel`` (group 1), ``wrun16``/``wtap16`` from
+    ``pack_qu8_weights_kdot`` (read-only), Co <= 4 * cg, and ``zrow`` from ``qu8_zero_row``.
+    """
+    if isa not in _ISA_CODES or epilogue not in EPILOGUES or cg not in KDOT_TILES:
+        raise ValueError(f"no qu8 kdot conv kernel {mr}x{4 * cg} {isa} {epilogue}")
+    flags = dict(_FLAGS) if cache else dict(_FLAGS, cache=False)
+    deco = config.pjit if parallel else config.jit
+    return deco(_kdot_source(mr, cg, _ISA_CODES[isa], EPILOGUES.index(epilogue), parallel),
+                **flags)
+
+
+def select_qu8_conv_kdot(mr: int, cg: int, epilogue: str, parallel: bool, isa: str | None = None):
+    """(kernel id, dispatcher) of the qu8 kdot conv for this CPU (``isa=None``: ``host_isa()``)."""
+    isa = isa or host_isa()
+    return kdot_kernel_id(mr, cg, isa, epilogue), kdot_kernel(mr, cg, isa, epilogue, parallel)
 
 
 # The family's kernels and their numpy references (tests walk this table).
@@ -350,5 +682,7 @@ def _reference():
     return reference_q8.qu8_conv2d_reference
 
 
-KERNELS = {plan_kernel_id(mr, nr, e): (conv2d, _reference)
-           for nr, mr in TILES.items() for e in EPILOGUES}
+KERNELS = {**{plan_kernel_id(mr, nr, e): (conv2d, _reference)
+              for nr, mr in TILES.items() for e in EPILOGUES},
+           **{kdot_plan_kernel_id(mr, cg, e): (conv2d, _reference)
+              for cg, mr in KDOT_TILES.items() for e in EPILOGUES}}
