@@ -18,6 +18,7 @@ import numpy as np
 from mobile_engine.errors import InputError
 from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.graph import Graph
+from mobile_engine.ir.ops import Op
 from quantize import equalize as eq
 from quantize.observers import PERCENTILE, ChannelStats, TensorStats, observe
 from quantize.table import QuantTable, TableEntry
@@ -34,6 +35,23 @@ def observed_tensors(graph: Graph) -> list[str]:
     return names
 
 
+def _relabels(graph: Graph, computed: set[str], stats: dict) -> dict[str, list[str]]:
+    """{computed tensor: wanted tensors holding its values permuted} through TRANSPOSE/RESHAPE
+    chains the float plan does not run (a conv reading its NCHW input directly): per-tensor
+    statistics do not depend on the order of the values. Not for per-channel statistics."""
+    source: dict[str, str] = {}
+    for n in graph.nodes:
+        if n.op in (Op.TRANSPOSE, Op.RESHAPE) and n.outputs[0] not in computed:
+            src = source.get(n.inputs[0], n.inputs[0])
+            if src in computed:
+                source[n.outputs[0]] = src
+    copies: dict[str, list[str]] = {}
+    for name, src in source.items():
+        if name in stats and isinstance(stats[name], TensorStats):
+            copies.setdefault(src, []).append(name)
+    return copies
+
+
 def collect(graph: Graph, feeds: list[dict], stats: dict, threads: int | None = None,
             progress: Callable[[int, int], None] | None = None) -> dict:
     """Fill ``stats`` ({tensor name: TensorStats or ChannelStats}) over ``feeds``: a range pass
@@ -44,17 +62,21 @@ def collect(graph: Graph, feeds: list[dict], stats: dict, threads: int | None = 
         raise InputError("calibration needs at least one feed dict")
     sess = Session(plan_from_graph(graph), threads=threads)
     names = [list(s["outputs"]) for s in sess.plan.steps]
+    computed = {n for ns in names for n in ns} | set(graph.inputs)
+    copies = _relabels(graph, computed, stats)
     total = 2 * len(feeds)
     for phase, method in enumerate(("observe_range", "observe_hist")):
+        def update(name, arr, method=method):
+            for target in [name] + copies.get(name, []):
+                if target in stats:
+                    getattr(stats[target], method)(arr)
         for k, feed in enumerate(feeds):
             for name in graph.inputs:
-                if name in stats:
-                    getattr(stats[name], method)(feed[name])
+                update(name, feed[name])
 
-            def on_step(i, arrays, method=method):
+            def on_step(i, arrays):
                 for name, arr in zip(names[i], arrays):
-                    if name in stats:
-                        getattr(stats[name], method)(arr)
+                    update(name, arr)
             sess.run_observed(feed, on_step)
             if progress is not None:
                 progress(phase * len(feeds) + k + 1, total)
