@@ -29,7 +29,6 @@ Rules (measured on multistyle26, DESIGN.md "Quantization"):
   (the transpose then moves bytes instead of floats).
 - A float tensor read by both float and uint8 readers stays float; a QUANTIZE node makes the
   uint8 copy. A tensor that has a uint8 producer and only uint8 readers is uint8 in place.
-
 - Large float constants read by MUL nodes (>= ``CONST_MIN_SIZE`` elements, e.g. multistyle26's
   per-style norm parameters ``gamma[26, C]``) are stored int8, symmetric per row (axis 0: one
   style each), behind a DEQUANTIZE node: a quarter of the plan bytes, ~50 dB on their own.
@@ -114,13 +113,16 @@ def _add_ok(graph: Graph, node: Node, table: QuantTable) -> bool:
 
 def fused_norm_input(graph: Graph, add: Node) -> str | None:
     """The input of ``add`` made by an INSTANCE_NORM that only ``add`` reads (the second one
-    when both are), or None."""
+    when both are) and that comes after the other input's producer, or None."""
     a, b = add.inputs
-    for name in (b, a):
+    for name, other in ((b, a), (a, b)):
         p = graph.producer(name)
         if a != b and p is not None and p.op is Op.INSTANCE_NORM and _nhwc(p) \
                 and graph.single_consumer(name) is add:
-            return name
+            # the fused step runs where the norm is: the other input must exist by then
+            q = graph.producer(other)
+            if q is None or graph.nodes.index(q) < graph.nodes.index(p):
+                return name
     return None
 
 
@@ -236,8 +238,7 @@ def quantize_int8(graph: Graph, table: QuantTable, keep_float: Iterable[str] = (
         result.source[qname] = name
     if quantize_constants:
         _quantize_mul_constants(g, result)
-    g.toposort()
-    verify(g)
+    verify(g)          # NOTE: every insertion keeps the node order; fusion relies on it
     return result
 
 
