@@ -53,7 +53,7 @@ U64 = np.uint64     # NOTE: unsigned indices skip Numba's negative-index wraparo
 VL = 16             # int32 lanes of one accumulator vector (a zmm register)
 MAXT = 1024         # NOTE: (kernel row, word) pairs a fused regular tile can list
 # NR (output channels per tile) -> MR (pixels per tile): MR * NR / 16 accumulator vectors.
-TILES = {64: 6, 32: 12, 16: 16}
+TILES = {64: 6, 32: 10, 16: 14}   # NOTE: larger MR spilled broadcasts (test_qu8_asm.py)
 ISAS = {"portable": DOT_PORTABLE, "vnni": DOT_VNNI, "sdot": DOT_SDOT}
 # NOTE: "sdot_emulated" runs the sdot variant's arithmetic ((x - 128) * w plus a 128 * sum(w)
 # correction) in portable vector IR, so x86 tests cover the aarch64 variant's kernel logic.
@@ -417,7 +417,7 @@ def conv2d(x_u8, w_i8, bias_q, mult, zx, zy=0, qmin=0, qmax=255, *, strides=(1, 
 # input bytes are repeated in every 128 bits of the vector (vbroadcasti32x4) and lane (c, i)
 # accumulates channel 4g + c over word i; the epilogue adds each channel's 4 lanes. Used for
 # group == 1 and Co <= KDOT_MAX_CO (CG = ceil(Co / 4) vectors per pixel).
-KDOT_TILES = {1: 16, 2: 12}         # CG -> MR
+KDOT_TILES = {1: 14, 2: 10}         # CG -> MR (no spills: tests/kernels/test_qu8_asm.py)
 KDOT_MAX_CO = 4 * max(KDOT_TILES)
 
 
@@ -540,7 +540,7 @@ def _kdot_source(MR: int, CG: int, ISA: int, OUT: int, parallel: bool):
             for ow0 in range(0, ow_, MR):
                 # A regular tile: every pixel's KW taps are adjacent columns (one kernel row is
                 # one run of KW * C bytes) and the pixels' first columns are evenly spaced, so
-                # pixel m of kernel row kh starts at p0(kh) + m * step.
+                # pixel m of kernel row kh starts at rbase(kh) + m * step.
                 dcol = tsteps[ow0 // MR] if listed else tile_step(colmap, ow0, MR, ow_, kw_)
                 regular = dcol != IRREGULAR
                 for m in range(MR):
@@ -569,7 +569,7 @@ def _kdot_source(MR: int, CG: int, ISA: int, OUT: int, parallel: bool):
                     xrow = xbase + (b * h_ + r) * w_ * c_
                     # NOTE: only a run on the last input row can reach past x's end
                     maycross = r == h_ - 1 and b == n_ - 1
-                    p0 = xrow + coff if r >= 0 else zbase
+                    rbase = xrow + coff if r >= 0 else zbase
                     step = dcol * c_ if r >= 0 else 0
                     for seg in range(1 if regular else kw_):
                         if regular:
@@ -578,7 +578,7 @@ def _kdot_source(MR: int, CG: int, ISA: int, OUT: int, parallel: bool):
                             wo0 = kh * qr * CB
                             if maycross:
                                 for m in range(MR):
-                                    ptr[m] = p0 + m * step
+                                    ptr[m] = rbase + m * step
                         else:
                             for m in range(MR):
                                 ow = ow0 + m
@@ -605,7 +605,7 @@ def _kdot_source(MR: int, CG: int, ISA: int, OUT: int, parallel: bool):
                         if regular:
                             for q in range(nfull):
                                 wo = wo0 + q * CB
-                                pq = p0 + 16 * q
+                                pq = rbase + 16 * q
                                 for m in range(MR):
                                     for g in range(CG):
                                         vdot16(acc, (m * CG + g) * VL, pq + m * step, wsrc,

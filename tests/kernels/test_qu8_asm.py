@@ -48,7 +48,7 @@ def _compile_fresh(mr, nr, isa, c=32):
 
 
 @pytest.mark.skipif(not config.has_avx512_vnni(), reason="CPU lacks AVX-512 VNNI")
-@pytest.mark.parametrize("mr,nr", [(12, 32), (16, 16)])
+@pytest.mark.parametrize("mr,nr", sorted((mr, nr) for nr, mr in qc.TILES.items()))
 def test_vnni_inner_loop_is_zmm_vpdpbusd(mr, nr):
     asm = _compile_fresh(mr, nr, "vnni")
     body = max(loops(asm), key=lambda b: len(DOT.findall(b)), default="")
@@ -57,6 +57,30 @@ def test_vnni_inner_loop_is_zmm_vpdpbusd(mr, nr):
     assert len(dots) >= mr * nr // qc.VL, f"{len(dots)} vpdpbusd in the hottest loop"
     assert all(d.count("%zmm") == 3 for d in dots), f"non-zmm vpdpbusd: {dots}"
     assert not re.search(r"v(p)?gather", body), "gathers in the reduction loop"
+    spills = re.findall(r"^.*\(%r[sb]p\).*%zmm.*$|^.*%zmm.*\(%r[sb]p\).*$", body, re.M)
+    assert not spills, f"accumulators spilled to the stack: {spills}"
+
+
+@pytest.mark.skipif(not config.has_avx512_vnni(), reason="CPU lacks AVX-512 VNNI")
+@pytest.mark.parametrize("mr,cg", sorted((mr, cg) for cg, mr in qc.KDOT_TILES.items()))
+def test_kdot_inner_loop_is_broadcast_vpdpbusd(mr, cg):
+    """Few output channels: 16 input bytes per 128-bit lane (vbroadcasti32x4), one vpdpbusd
+    per accumulator vector, no spills."""
+    fn = qc.kdot_kernel.__wrapped__(mr, cg, "vnni", "requant", False, cache=False)
+    x = np.zeros((1, 12, 40, 4), np.uint8)
+    w = np.zeros((4 * cg - 1, 4, 9, 9), np.int8)
+    rowmap, colmap = qc.conv_tables(x.shape, (9, 9), pads=(4, 4, 4, 4), pad_mode="reflect")
+    wr, wt = qc.pack_qu8_weights_kdot(w, cg)
+    out = np.empty((1, 12, 40, w.shape[0]), np.uint8)
+    ro = qc.readonly
+    fn(ro(x), ro(qc.qu8_zero_row(0, 4, 9)), ro(rowmap), ro(colmap), ro(wr), ro(wt),
+       ro(np.zeros(w.shape[0], np.int32)), ro(np.ones(w.shape[0], np.float32)), out, 0, 0, 255,
+       0, np.float32(0), np.float32(0))
+    asm = fn.inspect_asm(fn.signatures[0])
+    body = max(loops(asm), key=lambda b: len(DOT.findall(b)), default="")
+    dots = DOT.findall(body)
+    assert len(dots) >= mr * cg and all(d.count("%zmm") == 3 for d in dots), dots
+    assert len(re.findall(r"vbroadcasti32x4", body)) >= mr, "16-byte broadcasts expected"
     spills = re.findall(r"^.*\(%r[sb]p\).*%zmm.*$|^.*%zmm.*\(%r[sb]p\).*$", body, re.M)
     assert not spills, f"accumulators spilled to the stack: {spills}"
 

@@ -86,13 +86,22 @@ def _requant_params(x, w, bias_q, geo, zx, saturate=False):
     return m, zy, qmin, qmax
 
 
+def _methods(case):
+    return ["igemm", "kdot"] if qc.use_kdot(case["co"], case["group"]) else ["igemm"]
+
+
+RUNS = [(case, method) for case in CASES for method in _methods(case)]
+RUN_IDS = [f"{m}-{i}" for (_, m), i in zip(RUNS, _ids([c for c, _ in RUNS]))]
+
+
 @pytest.mark.parametrize("isa", ISAS)
-@pytest.mark.parametrize("case", CASES, ids=_ids(CASES))
-def test_conv2d_requant_bit_exact(case, isa):
+@pytest.mark.parametrize("case,method", RUNS, ids=RUN_IDS)
+def test_conv2d_requant_bit_exact(case, method, isa):
     x, w, bias_q, geo, zx = _data(case)
     m, zy, qmin, qmax = _requant_params(x, w, bias_q, geo, zx)
     expected = rq.qu8_conv2d_reference(x, w, bias_q, m, zx, zy, qmin, qmax, **geo)
-    got = qc.conv2d(x, w, bias_q, m, zx, zy, qmin, qmax, **geo, isa=isa, parallel=False)
+    got = qc.conv2d(x, w, bias_q, m, zx, zy, qmin, qmax, **geo, isa=isa, parallel=False,
+                    method=method)
     assert got.dtype == np.uint8 and got.shape == expected.shape
     bad = np.argwhere(got != expected)
     assert not len(bad), f"{len(bad)} of {got.size} differ, first at {bad[:3].tolist()}"
@@ -100,7 +109,9 @@ def test_conv2d_requant_bit_exact(case, isa):
 
 
 EXTREME = [_case(3, 32, k=9, hw=(10, 12), pad_mode="reflect", pads=(4, 4, 4, 4), zx=0),
-           _case(65, 33, zx=255), _case(64, 16, k=1, pads=(0, 0, 0, 0), zx=0)]
+           _case(65, 33, zx=255), _case(64, 16, k=1, pads=(0, 0, 0, 0), zx=0),
+           _case(4, 3, k=9, hw=(12, 20), pad_mode="reflect", pads=(4, 4, 4, 4), zx=255),
+           _case(63, 8, zx=0)]
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -136,7 +147,8 @@ FP32_CASES = [CASES[1], CASES[4], CASES[13], CASES[15], CASES[-4]]
 
 
 @pytest.mark.parametrize("isa", ISAS[:2])
-@pytest.mark.parametrize("case", FP32_CASES, ids=_ids(FP32_CASES))
+@pytest.mark.parametrize("case", FP32_CASES + [CASES[0], CASES[-1]],
+                         ids=_ids(FP32_CASES + [CASES[0], CASES[-1]]))
 def test_conv2d_fp32out(case, isa):
     """Exact accumulators times sx*sw in float32: bit-exact without activation, else close."""
     x, w, bias_q, geo, zx = _data(case)
@@ -166,6 +178,35 @@ def test_every_tile_parallel(tile, isa):
         got = qc.conv2d(x, w, bias_q, m, zx, zy, qmin, qmax, **geo, isa=isa, tile=tile,
                         parallel=parallel)
         np.testing.assert_array_equal(got, expected, err_msg=f"parallel={parallel}")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("cg", sorted(qc.KDOT_TILES))
+def test_every_kdot_tile_parallel(cg, isa):
+    """kdot on partial channel groups, border/tail tiles, a batch of two, upsampling, and a
+    fused (kernel row, chunk) loop next to rows read bytewise at the buffer's end."""
+    for case in (_case(5, 4 * cg - 1, n=2, hw=(9, 37), k=5, pads=(1, 2, 0, 3), zx=250),
+                 _case(8, 4 * cg, n=1, hw=(6, 21), pad_mode="edge", upsample=2, zx=0)):
+        x, w, bias_q, geo, zx = _data(case)
+        m, zy, qmin, qmax = _requant_params(x, w, bias_q, geo, zx)
+        expected = rq.qu8_conv2d_reference(x, w, bias_q, m, zx, zy, qmin, qmax, **geo)
+        for parallel in (False, True):
+            got = qc.conv2d(x, w, bias_q, m, zx, zy, qmin, qmax, **geo, isa=isa,
+                            parallel=parallel, method="kdot")
+            np.testing.assert_array_equal(got, expected, err_msg=f"parallel={parallel}")
+
+
+def test_kdot_packing_layout():
+    w = RNG.integers(-128, 128, (7, 5, 3, 4)).astype(np.int8)
+    wr, wt = qc.pack_qu8_weights_kdot(w, 2)
+    assert wr.shape == (3, 2, 2, 64) and wt.shape == (3, 4, 1, 2, 64)
+    for co, ci, kh, kw in [(6, 4, 2, 3), (0, 0, 0, 0), (4, 2, 1, 2)]:
+        g, c = divmod(co, 4)
+        k = kw * 5 + ci
+        s, e = divmod(k, 16)
+        assert wr[kh, s, g, 16 * c + e] == w[co, ci, kh, kw]
+        assert wt[kh, kw, 0, g, 16 * c + ci] == w[co, ci, kh, kw]
+    assert not wr[:, 1, :, 4:16].any() and not wt[..., 1, 48:].any()   # run 20..31, co 7
 
 
 def test_packing_layouts():
