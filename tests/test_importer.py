@@ -402,8 +402,8 @@ def test_symbolic_dim_without_input_shapes():
      r"node 'up'.*attribute mode='spline'"),
     (helper.make_node("Pad", ["x", "p"], ["y"], mode="mirror", name="pad7"),
      r"node 'pad7'.*attribute mode='mirror'"),
-    (helper.make_node("QuantizeLinear", ["x", "qs"], ["y"], name="q"),
-     r"node 'q'.*int8 QDQ import is not supported yet"),
+    (helper.make_node("QuantizeLinear", ["x", "s"], ["y"], axis=2, name="q"),
+     r"node 'q'.*per-axis QuantizeLinear/DequantizeLinear on run-time tensors"),
     (helper.make_node("Conv", ["x3", "w3"], ["y"], name="conv3d"),
      r"node 'conv3d' \(op 'Conv', opset 17\): only 2-D"),
 ])

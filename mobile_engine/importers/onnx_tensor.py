@@ -10,6 +10,7 @@ from onnx import numpy_helper
 
 from mobile_engine.importers.onnx_base import (Context, constant_from_attribute, importer,
                                                onnx_to_numpy_dtype)
+from mobile_engine.ir.dtypes import QuantParams
 from mobile_engine.ir.ops import Op
 
 
@@ -276,7 +277,7 @@ def _wrap_pad(ctx: Context, x, pads):
     return x
 
 
-# --- quantization: only folded on constants for now -----------------------------------------
+# --- quantization: folded on constants; QUANTIZE/DEQUANTIZE ops on run-time tensors ---------
 def _qparam_broadcast(ctx: Context, p: np.ndarray, x_shape, axis: int) -> np.ndarray:
     if p.size == 1 or len(x_shape) == 0:
         return p.reshape(())
@@ -287,23 +288,45 @@ def _qparam_broadcast(ctx: Context, p: np.ndarray, x_shape, axis: int) -> np.nda
     return p.reshape(shape)
 
 
-def _require_const_qdq(ctx: Context) -> None:
-    if not all(v is None or isinstance(v, np.ndarray) for v in ctx.values):
-        raise ctx.unsupported("int8 QDQ import is not supported yet (QuantizeLinear/"
-                              "DequantizeLinear on run-time tensors)")
+def _runtime_qparams(ctx: Context, dtype: np.dtype) -> QuantParams:
+    """Per-tensor (scale, zero point) of a run-time QuantizeLinear/DequantizeLinear: the IR's
+    QUANTIZE/DEQUANTIZE carry them on the integer tensor (``Tensor.quant``)."""
+    scale = ctx.const(1, "y_scale")
+    zp = ctx.const(2, "zero_point") if ctx.input(2) is not None else None
+    if scale.size != 1 or (zp is not None and zp.size != 1):
+        raise ctx.unsupported("per-axis QuantizeLinear/DequantizeLinear on run-time tensors "
+                              "(only per-tensor activations are supported)")
+    if np.dtype(dtype) not in (np.dtype(np.uint8), np.dtype(np.int8)):
+        raise ctx.unsupported(f"run-time quantization to {dtype}: only uint8/int8")
+    z = 0 if zp is None else int(np.asarray(zp).reshape(()))
+    s = float(np.asarray(scale).reshape(()))
+    if not (np.isfinite(s) and s > 0):
+        raise ctx.unsupported(f"scale {s}: must be finite and positive")
+    return QuantParams((s,), (z,))
 
 
 @importer("QuantizeLinear")
 def quantize_linear(ctx: Context):
-    _require_const_qdq(ctx)
     x, scale = ctx.values[0], ctx.values[1]
     zp = ctx.input(2)
     axis = ctx.attr("axis", 1)
-    out_dtype = zp.dtype if zp is not None else np.dtype(np.uint8)
+    out_dtype = ctx.dtype(zp) if zp is not None else np.dtype(np.uint8)
     if ctx.attr("output_dtype", 0):
         out_dtype = onnx_to_numpy_dtype(ctx.attr("output_dtype"))
     if out_dtype.kind not in "iu":
         raise ctx.unsupported(f"QuantizeLinear to {out_dtype} is not supported")
+    if not isinstance(x, np.ndarray):
+        params = _runtime_qparams(ctx, out_dtype)
+        if np.dtype(out_dtype) == np.int8:
+            # NOTE: int8 activations run as uint8 with the zero point moved by 128: the same
+            # real values (q + 128 - (z + 128) = q - z), and the qu8 kernels take uint8
+            params = QuantParams(params.scale, (params.zero_point[0] + 128,))
+        x = ctx.cast(x, np.dtype(np.float32))
+        y = ctx.emit(Op.QUANTIZE, x, to="uint8")
+        ctx.graph.tensors[y].quant = params
+        return y
+    if not isinstance(scale, np.ndarray) or not (zp is None or isinstance(zp, np.ndarray)):
+        raise ctx.unsupported("run-time scale or zero point")
     s = _qparam_broadcast(ctx, scale, x.shape, axis).astype(np.float64)
     z = _qparam_broadcast(ctx, zp if zp is not None else np.zeros(1, out_dtype), x.shape, axis)
     q = np.rint(x.astype(np.float64) / s) + z.astype(np.float64)   # rint: round half to even
@@ -313,10 +336,23 @@ def quantize_linear(ctx: Context):
 
 @importer("DequantizeLinear")
 def dequantize_linear(ctx: Context):
-    _require_const_qdq(ctx)
     x, scale = ctx.values[0], ctx.values[1]
     zp = ctx.input(2)
     axis = ctx.attr("axis", 1)
+    if not isinstance(x, np.ndarray):
+        declared = ctx.dtype(zp) if zp is not None else ctx.dtype(x)
+        params = _runtime_qparams(ctx, declared)
+        if np.dtype(declared) == np.int8 and ctx.dtype(x) == np.uint8:   # see quantize_linear
+            params = QuantParams(params.scale, (params.zero_point[0] + 128,))
+        t = ctx.graph.tensors[x]
+        if t.quant is None:
+            t.quant = params          # an integer graph input, or a relabel (transpose) of one
+        elif t.quant != params:
+            raise ctx.unsupported(f"input {x!r} was quantized with {t.quant}, dequantized with "
+                                  f"{params}")
+        return ctx.emit(Op.DEQUANTIZE, x)
+    if not isinstance(scale, np.ndarray) or not (zp is None or isinstance(zp, np.ndarray)):
+        raise ctx.unsupported("run-time scale or zero point")
     s = _qparam_broadcast(ctx, scale, x.shape, axis)
     z = _qparam_broadcast(ctx, zp, x.shape, axis).astype(np.float64) if zp is not None else 0.0
     return ((x.astype(np.float64) - z) * s.astype(np.float64)).astype(scale.dtype)
