@@ -47,8 +47,13 @@ def _compile_fresh(mr, nr, isa, c=32):
     return fn.inspect_asm(fn.signatures[0])
 
 
+# NOTE: each case compiles a fresh kernel (5-10 s); the multistyle26 tiles run by default.
+SLOW = pytest.mark.slow
+
+
 @pytest.mark.skipif(not config.has_avx512_vnni(), reason="CPU lacks AVX-512 VNNI")
-@pytest.mark.parametrize("mr,nr", sorted((mr, nr) for nr, mr in qc.TILES.items()))
+@pytest.mark.parametrize("mr,nr", [(10, 32), pytest.param(14, 16, marks=SLOW),
+                                   pytest.param(6, 64, marks=SLOW)])
 def test_vnni_inner_loop_is_zmm_vpdpbusd(mr, nr):
     asm = _compile_fresh(mr, nr, "vnni")
     body = max(loops(asm), key=lambda b: len(DOT.findall(b)), default="")
@@ -62,7 +67,7 @@ def test_vnni_inner_loop_is_zmm_vpdpbusd(mr, nr):
 
 
 @pytest.mark.skipif(not config.has_avx512_vnni(), reason="CPU lacks AVX-512 VNNI")
-@pytest.mark.parametrize("mr,cg", sorted((mr, cg) for cg, mr in qc.KDOT_TILES.items()))
+@pytest.mark.parametrize("mr,cg", [(14, 1), pytest.param(10, 2, marks=SLOW)])
 def test_kdot_inner_loop_is_broadcast_vpdpbusd(mr, cg):
     """Few output channels: 16 input bytes per 128-bit lane (vbroadcasti32x4), one vpdpbusd
     per accumulator vector, no spills."""
@@ -85,6 +90,7 @@ def test_kdot_inner_loop_is_broadcast_vpdpbusd(mr, cg):
     assert not spills, f"accumulators spilled to the stack: {spills}"
 
 
+@SLOW
 def test_portable_variant_has_no_vnni():
     """The fallback must run on CPUs without VNNI: no vpdpbusd anywhere in it."""
     asm = _compile_fresh(16, 16, "portable", c=8)
