@@ -7,6 +7,7 @@ from typing import Iterable
 
 from mobile_engine.errors import EngineError, UnsupportedOperatorError
 from mobile_engine.ir.graph import Graph
+from mobile_engine.ir.ops import QUANT_OPS
 from mobile_engine.ir.verify import verify
 from mobile_engine.plan.plan import Plan
 from mobile_engine.planning.lower import lower_graph
@@ -43,12 +44,24 @@ def import_model(model, input_shapes: dict | None = None) -> Graph:
 
 def optimized_graph(model, input_shapes: dict | None = None, disable_passes: Iterable[str] = (),
                     verify_each: bool = False):
-    """(the optimised float IR of ``model``, the pass reports)."""
-    from mobile_engine.passes.pipeline import optimize
+    """(the optimised IR of ``model``, the pass reports). A pre-quantized (QDQ) model's
+    QUANTIZE/DEQUANTIZE pairs are folded into int8 ops (passes/fold_qdq.py)."""
+    from mobile_engine.passes.pipeline import PASS_NAMES, optimize
     graph = import_model(model, input_shapes)
+    qdq = _has_qdq(graph)
+    if qdq:       # NOTE: planar (NCHW) tails suit the float kernels only; int8 ones are NHWC
+        disable_passes = set(disable_passes) | ({"nchw_tail"} & set(PASS_NAMES))
     reports = optimize(graph, disable=disable_passes, verify_each=verify_each)
+    if qdq:
+        from mobile_engine.passes import fold_qdq
+        fold_qdq.run(graph)
     verify(graph)
     return graph, reports
+
+
+def _has_qdq(graph: Graph) -> bool:
+    return any(n.op in QUANT_OPS and not graph.tensors[n.inputs[0]].is_const
+               for n in graph.nodes)
 
 
 def plan_from_graph(graph: Graph, provenance: dict | None = None, reports=()) -> Plan:

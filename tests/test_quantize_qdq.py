@@ -1,6 +1,6 @@
 """Pre-quantized ONNX (QDQ) models: QuantizeLinear/DequantizeLinear on run-time tensors import as
-QUANTIZE/DEQUANTIZE (int8 activations as uint8 with the zero point moved by 128) and run against
-onnxruntime. The ops between them still compute in float (no DQ -> op -> Q folding yet)."""
+QUANTIZE/DEQUANTIZE (int8 activations as uint8 with the zero point moved by 128), the fold_qdq
+pass turns DQ -> conv/add -> Q into int8 ops, and the plans run against onnxruntime."""
 import numpy as np
 import onnx
 import pytest
@@ -45,11 +45,19 @@ def test_qdq_conv_matches_onnxruntime(ort, act_dtype):
     model = qdq_conv_model(act_dtype)
     from mobile_engine.compiler import optimized_graph
     graph, _ = optimized_graph(model.SerializeToString())
-    assert graph.count(Op.QUANTIZE) == 2 and graph.count(Op.DEQUANTIZE) == 2
-    q = [graph.tensors[n.outputs[0]] for n in graph.nodes if n.op is Op.QUANTIZE]
-    assert all(t.dtype is DType.UINT8 for t in q)             # int8 runs as uint8 + 128
+    # folded: the input's QUANTIZE, one int8 conv writing uint8, the output's DEQUANTIZE
+    assert graph.count(Op.QUANTIZE) == 1 and graph.count(Op.DEQUANTIZE) == 1
+    (conv,) = [n for n in graph.nodes if n.op is Op.CONV2D]
+    x_t, w_t, y_t = (graph.tensors[n] for n in (conv.inputs[0], conv.inputs[1], conv.outputs[0]))
+    assert (x_t.dtype, w_t.dtype, y_t.dtype) == (DType.UINT8, DType.INT8, DType.UINT8)
+    # int8 with zero point -128 runs as uint8 with zero point 0: the same real values
+    assert x_t.quant.zero_point == (0,) and y_t.quant.zero_point == (0,)
     x = (np.random.default_rng(1).integers(0, 256, (1, 3, 11, 13)) / 255).astype(np.float32)
-    ours = me.Session(me.compile(model.SerializeToString())).run(None, {"x": x})[0]
+    plan = me.compile(model.SerializeToString())
+    kernels = [s["kernel"] for s in plan.steps]
+    assert any(k.startswith("qu8_conv2d") and k.endswith("requant") for k in kernels), kernels
+    assert not any(k.startswith("f32_conv2d") for k in kernels), kernels
+    ours = me.Session(plan).run(None, {"x": x})[0]
     (ref,) = ort_run(ort, model, {"x": x})
     # outputs are multiples of 0.02: equal, or one step apart where a float32 sum lands on a
     # rounding boundary differently (measured: all equal)
@@ -67,7 +75,14 @@ def test_arbitrary_predict_runs_close_to_onnxruntime(ort):
     except zoo.ZooError as exc:
         pytest.skip(str(exc))
     feed = {"style_image": np.random.default_rng(0).random((1, 256, 256, 3), np.float32)}
-    ours = me.Session(me.compile(path), threads=2).run(None, feed)[0]
+    plan = me.compile(path)
+    kernels = [s["kernel"] for s in plan.steps]
+    # every conv and add folded into int8 kernels: Q/DQ only at the input and output
+    assert not any(k.startswith(("f32_conv2d", "f32_dwconv2d", "f32_vbinary")) for k in kernels)
+    assert sum(k.startswith("qu8_conv2d") for k in kernels) == 36
+    assert sum(k.startswith("qu8_dwconv2d") for k in kernels) == 17
+    assert kernels.count("qu8_add_requant") == 10
+    ours = me.Session(plan, threads=2).run(None, feed)[0]
     (ref,) = ort_run(ort, path, feed)
     d = np.abs(ours - ref)
     assert d.max() <= 0.05 and d.mean() <= 0.012, (d.max(), d.mean())

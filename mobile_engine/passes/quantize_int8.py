@@ -54,7 +54,7 @@ from mobile_engine.ir.ops import Activation, Op
 from mobile_engine.ir.verify import verify
 from quantize import equalize
 from quantize.table import QuantTable
-from quantize.weights import quantize_weights
+from quantize.weights import bias_floor, quantize_weights
 
 CONST_MIN_SIZE = 256
 # Activations a uint8 output can absorb into its clamp.
@@ -212,16 +212,20 @@ def quantize_int8(graph: Graph, table: QuantTable, keep_float: Iterable[str] = (
     result.quantized += [n.name for n in g.nodes if n.name in status]
 
     # weights
-    qweights: dict[str, str] = {}
+    qweights: dict[tuple, str] = {}
     for n in g.nodes:
         if n.name in convs:
             w = n.inputs[1]
-            if w not in qweights:
-                q, params = quantize_weights(g.tensors[w].data, axis=0)
+            bias = g.const(n.inputs[2]) if len(n.inputs) > 2 and n.inputs[2] else None
+            sx = table.params(n.inputs[0]).scale[0]
+            key = (w, n.inputs[2] if bias is not None else "", sx)
+            if key not in qweights:
+                q, params = quantize_weights(g.tensors[w].data, axis=0,
+                                             min_scale=bias_floor(bias, sx))
                 name = g.fresh_name(f"{w}_q8")
                 g.add_tensor(name, q.shape, DType.INT8, q, params)
-                qweights[w] = name
-            n.inputs[1] = qweights[w]
+                qweights[key] = name
+            n.inputs[1] = qweights[key]
 
     # activations: each tensor some quantized node reads as uint8
     for name in list(g.tensors):
@@ -288,5 +292,7 @@ def _insert_quantize(g: Graph, name: str, params: QuantParams, producer: Node | 
     for r in readers:
         r.inputs = [qname if i == name else i for i in r.inputs]
     node = Node(g.fresh_name(f"{name}/quantize"), Op.QUANTIZE, [name], [qname], {"to": "uint8"})
-    g.insert_node(node, before=min(readers, key=g.nodes.index))
+    # NOTE: right after the producer, not before the first reader: a fused norm + add step runs
+    # where the norm is and needs its uint8 residual by then
+    g.nodes.insert(g.nodes.index(producer) + 1 if producer is not None else 0, node)
     return qname

@@ -1,0 +1,196 @@
+"""fold_qdq: a pre-quantized (QDQ) graph -> quantized ops (the int8 form of quantize_int8.py).
+
+The importer turns ONNX QuantizeLinear/DequantizeLinear on run-time tensors into QUANTIZE and
+DEQUANTIZE; between them the graph computes in float. Rewrites, repeated until none applies:
+
+1. Transposes move to the integer side (per-tensor params commute with any permutation):
+   ``TRANSPOSE(DEQUANTIZE(q)) -> DEQUANTIZE(TRANSPOSE(q))`` and
+   ``QUANTIZE(TRANSPOSE(y)) -> TRANSPOSE(QUANTIZE(y))``; two adjacent transposes compose
+   (``T_q(T_p(x)) = T_r(x)``, ``r[k] = p[q[k]]``), an identity one disappears.
+2. ``QUANTIZE(DEQUANTIZE(q))`` with the same params is ``q``.
+3. ``DEQUANTIZE(q) -> CONV2D(w, b) [act] -> QUANTIZE`` is one quantized CONV2D: input ``q``
+   (uint8), weights int8 symmetric per output channel (re-quantized from the folded float
+   weights: exact when the model's weights were, with max |q| = 127 per channel), output the
+   QUANTIZE's uint8 tensor; without the QUANTIZE (a float reader) the output stays float32.
+4. ``DEQUANTIZE(a) + DEQUANTIZE(b) -> QUANTIZE`` is a uint8 ADD.
+
+Legality: an intermediate is rewritten only when its single reader is the next node of the
+pattern and it is not a graph output; NHWC convs only (the int8 kernels' layout); the graph's
+inputs and outputs keep their names, shapes and dtypes.
+"""
+from __future__ import annotations
+
+from mobile_engine.ir.dtypes import DType
+from mobile_engine.ir.graph import Graph, Node
+from mobile_engine.ir.ops import Op
+from mobile_engine.ir.verify import verify
+from mobile_engine.passes.quantize_int8 import CLAMP_ACTIVATIONS, _nhwc
+from quantize.weights import bias_floor, quantize_weights
+
+
+def _sole(g: Graph, tensor: str) -> Node | None:
+    return g.single_consumer(tensor)
+
+
+def _integer(g: Graph, name: str) -> bool:
+    t = g.tensors[name]
+    return t.quant is not None and t.dtype in (DType.UINT8, DType.INT8) and not t.is_const
+
+
+def _dq_through_transpose(g: Graph) -> int:
+    n_done = 0
+    for dq in list(g.nodes):
+        if dq.op is not Op.DEQUANTIZE or not _integer(g, dq.inputs[0]):
+            continue
+        t = _sole(g, dq.outputs[0])
+        if t is None or t.op is not Op.TRANSPOSE:
+            continue
+        q = g.tensors[dq.inputs[0]]
+        perm = tuple(t.attrs["perm"])
+        moved = g.fresh_name(f"{q.name}_t")
+        g.add_tensor(moved, tuple(q.shape[p] for p in perm), q.dtype, quant=q.quant)
+        # T now reads q and writes the uint8 ``moved``; DQ reads it and writes T's output
+        out = t.outputs[0]
+        t.inputs, t.outputs = [q.name], [moved]
+        del g.tensors[dq.outputs[0]]
+        dq.inputs, dq.outputs = [moved], [out]
+        g.nodes.remove(dq)
+        g.nodes.insert(g.nodes.index(t) + 1, dq)
+        n_done += 1
+    return n_done
+
+
+def _q_through_transpose(g: Graph) -> int:
+    n_done = 0
+    for qn in list(g.nodes):
+        if qn.op is not Op.QUANTIZE:
+            continue
+        t = g.producer(qn.inputs[0])
+        if t is None or t.op is not Op.TRANSPOSE or _sole(g, t.outputs[0]) is not qn \
+                or g.is_output(t.outputs[0]):
+            continue
+        src = g.tensors[t.inputs[0]]
+        y = g.tensors[qn.outputs[0]]
+        moved = g.fresh_name(f"{y.name}_nt")
+        g.add_tensor(moved, src.shape, y.dtype, quant=y.quant)
+        del g.tensors[t.outputs[0]]
+        qn.inputs, qn.outputs = [src.name], [moved]
+        t.inputs, t.outputs = [moved], [y.name]
+        g.nodes.remove(qn)
+        g.nodes.insert(g.nodes.index(t), qn)
+        n_done += 1
+    return n_done
+
+
+def _compose_transposes(g: Graph) -> int:
+    n_done = 0
+    for t2 in list(g.nodes):
+        if t2.op is not Op.TRANSPOSE or t2 not in g.nodes:
+            continue
+        t1 = g.producer(t2.inputs[0])
+        if t1 is None or t1.op is not Op.TRANSPOSE or _sole(g, t1.outputs[0]) is not t2 \
+                or g.is_output(t1.outputs[0]):
+            continue
+        p, q = tuple(t1.attrs["perm"]), tuple(t2.attrs["perm"])
+        r = tuple(p[k] for k in q)
+        del g.tensors[t1.outputs[0]]
+        t2.inputs = list(t1.inputs)
+        t2.attrs = dict(t2.attrs, perm=r)
+        g.nodes.remove(t1)
+        n_done += 1
+        if r == tuple(range(len(r))) and g.bypass(t2, t2.inputs[0]):
+            pass
+    return n_done
+
+
+def _q_of_dq(g: Graph) -> int:
+    n_done = 0
+    for qn in list(g.nodes):
+        if qn.op is not Op.QUANTIZE or qn not in g.nodes:
+            continue
+        dq = g.producer(qn.inputs[0])
+        if dq is None or dq.op is not Op.DEQUANTIZE:
+            continue
+        src = g.tensors[dq.inputs[0]]
+        y = g.tensors[qn.outputs[0]]
+        if src.quant != y.quant or src.dtype is not y.dtype or g.is_output(y.name):
+            continue
+        g.remove_node(qn)
+        g.replace_uses(y.name, src.name)
+        del g.tensors[y.name]
+        n_done += 1
+    return n_done
+
+
+def _fold_conv(g: Graph) -> int:
+    n_done = 0
+    for conv in list(g.nodes):
+        if conv.op is not Op.CONV2D or not _nhwc(conv) or len(conv.inputs) > 3 and conv.inputs[3]:
+            continue
+        dq = g.producer(conv.inputs[0])
+        w = g.tensors[conv.inputs[1]]
+        if dq is None or dq.op is not Op.DEQUANTIZE or not _integer(g, dq.inputs[0]) \
+                or not w.is_const or w.dtype is not DType.FLOAT32 \
+                or g.tensors[dq.inputs[0]].dtype is not DType.UINT8:
+            continue
+        if len(conv.inputs) > 2 and conv.inputs[2] and not g.tensors[conv.inputs[2]].is_const:
+            continue
+        bias = g.const(conv.inputs[2]) if len(conv.inputs) > 2 and conv.inputs[2] else None
+        sx = g.tensors[dq.inputs[0]].quant.scale[0]
+        q, params = quantize_weights(w.data, axis=0, min_scale=bias_floor(bias, sx))
+        wname = g.fresh_name(f"{w.name}_q8")
+        g.add_tensor(wname, q.shape, DType.INT8, q, params)
+        conv.inputs = [dq.inputs[0], wname] + conv.inputs[2:]
+        out = conv.outputs[0]
+        qn = _sole(g, out)
+        if qn is not None and qn.op is Op.QUANTIZE and qn.attrs["to"] == "uint8" \
+                and not g.is_output(out) and conv.attrs["activation"] in CLAMP_ACTIVATIONS:
+            y = qn.outputs[0]
+            g.remove_node(qn)
+            del g.tensors[out]
+            conv.outputs = [y]
+        if not g.consumers(dq.outputs[0]) and not g.is_output(dq.outputs[0]):
+            g.remove_node(dq)
+            del g.tensors[dq.outputs[0]]
+        n_done += 1
+    return n_done
+
+
+def _fold_add(g: Graph) -> int:
+    n_done = 0
+    for add in list(g.nodes):
+        if add.op is not Op.ADD or len(set(add.inputs)) != 2:
+            continue
+        dqs = [g.producer(i) for i in add.inputs]
+        qn = _sole(g, add.outputs[0])
+        if any(d is None or d.op is not Op.DEQUANTIZE or g.tensors[d.inputs[0]].dtype
+               is not DType.UINT8 for d in dqs) or qn is None or qn.op is not Op.QUANTIZE \
+                or g.is_output(add.outputs[0]) or qn.attrs["to"] != "uint8":
+            continue
+        if len({g.tensors[d.inputs[0]].shape for d in dqs} | {g.tensors[add.outputs[0]].shape}) != 1:
+            continue
+        y = qn.outputs[0]
+        g.remove_node(qn)
+        del g.tensors[add.outputs[0]]
+        add.inputs = [d.inputs[0] for d in dqs]
+        add.outputs = [y]
+        for d in dqs:
+            if not g.consumers(d.outputs[0]) and not g.is_output(d.outputs[0]) and d in g.nodes:
+                g.remove_node(d)
+                del g.tensors[d.outputs[0]]
+        n_done += 1
+    return n_done
+
+
+def run(graph: Graph) -> int:
+    """Fold ``graph`` in place; returns the number of rewrites."""
+    total = 0
+    while True:
+        n = (_dq_through_transpose(graph) + _q_through_transpose(graph)
+             + _compose_transposes(graph) + _q_of_dq(graph))
+        n += _fold_conv(graph) + _fold_add(graph)
+        total += n
+        if not n:
+            break
+    verify(graph)
+    return total
