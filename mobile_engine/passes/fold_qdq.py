@@ -38,25 +38,28 @@ def _integer(g: Graph, name: str) -> bool:
 
 
 def _dq_through_transpose(g: Graph) -> int:
+    """Every TRANSPOSE reading a DEQUANTIZE gets its own DEQUANTIZE of a transposed copy of
+    the integer tensor (the original DEQUANTIZE goes when nothing else reads it)."""
     n_done = 0
     for dq in list(g.nodes):
-        if dq.op is not Op.DEQUANTIZE or not _integer(g, dq.inputs[0]):
-            continue
-        t = _sole(g, dq.outputs[0])
-        if t is None or t.op is not Op.TRANSPOSE:
+        if dq.op is not Op.DEQUANTIZE or not _integer(g, dq.inputs[0]) \
+                or g.is_output(dq.outputs[0]):
             continue
         q = g.tensors[dq.inputs[0]]
-        perm = tuple(t.attrs["perm"])
-        moved = g.fresh_name(f"{q.name}_t")
-        g.add_tensor(moved, tuple(q.shape[p] for p in perm), q.dtype, quant=q.quant)
-        # T now reads q and writes the uint8 ``moved``; DQ reads it and writes T's output
-        out = t.outputs[0]
-        t.inputs, t.outputs = [q.name], [moved]
-        del g.tensors[dq.outputs[0]]
-        dq.inputs, dq.outputs = [moved], [out]
-        g.nodes.remove(dq)
-        g.nodes.insert(g.nodes.index(t) + 1, dq)
-        n_done += 1
+        for t in [u for u in g.consumers(dq.outputs[0]) if u.op is Op.TRANSPOSE]:
+            perm = tuple(t.attrs["perm"])
+            moved = g.fresh_name(f"{q.name}_t")
+            g.add_tensor(moved, tuple(q.shape[p] for p in perm), q.dtype, quant=q.quant)
+            out = t.outputs[0]
+            t.inputs, t.outputs = [q.name], [moved]
+            g.nodes.remove(t)
+            g.nodes.insert(g.nodes.index(dq), t)         # q exists wherever dq does
+            copy = Node(g.fresh_name(f"{dq.name}_t"), Op.DEQUANTIZE, [moved], [out], {})
+            g.nodes.insert(g.nodes.index(t) + 1, copy)
+            n_done += 1
+        if not g.consumers(dq.outputs[0]):
+            g.remove_node(dq)
+            del g.tensors[dq.outputs[0]]
     return n_done
 
 
