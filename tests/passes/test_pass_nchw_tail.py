@@ -2,10 +2,10 @@
 import numpy as np
 
 from mobile_engine.ir import Activation, GraphBuilder, Op
+from mobile_engine.ir.interpret import run_graph
 from mobile_engine.passes import nchw_tail
 from tests.kernels.harness import lower_and_run
 from tests.passes.helpers import NHWC_TO_NCHW, apply, counts, feeds_for, rand
-from mobile_engine.ir.interpret import run_graph
 
 
 def conv(b, x, ci, co, k=3, seed=1, **attrs):
