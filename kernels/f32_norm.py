@@ -172,6 +172,41 @@ def style_matvec(u, g, out):
         out[c] = np.float32(acc)
 
 
+@jit(inline="always")
+def _styles(style, su, sg, sbuf, bu, bg, bbuf):
+    """A norm's style-dependent scale and bias (bits 1, 2 of ``style``) before it runs."""
+    if style & 1:
+        style_matvec(su, sg, sbuf)
+    if style & 2:
+        style_matvec(bu, bg, bbuf)
+
+
+def style_operands(scale, bias, channels: int):
+    """Bind time: the kernels' ``scale, bias, style, su, sg, sbuf, bu, bg, bbuf`` arguments.
+    ``scale``/``bias`` are arrays, or ``(u, G)`` pairs (u: f32[K], G: f32[K, C]) that the kernel
+    multiplies into a buffer allocated here before normalising."""
+    style, ops = 0, []
+    for bit, p in ((1, scale), (2, bias)):
+        if isinstance(p, tuple):
+            u, g = p
+            if g.ndim != 2 or g.shape[1] != channels or u.size != g.shape[0] or \
+                    g.dtype != F32 or u.dtype != F32:
+                raise ValueError(f"style vector {u.shape} {u.dtype} and matrix {g.shape} "
+                                 f"{g.dtype} do not give {channels} channels")
+            buf = np.zeros(channels, F32)
+            style |= bit
+            ops.append((readonly(buf), readonly(u.reshape(-1)), readonly(g), buf))
+        else:
+            ops.append((readonly(p.reshape(-1)), _NO_U, _NO_G, _NO_BUF))
+    (s_, su, sg, sbuf), (b_, bu, bg, bbuf) = ops
+    return s_, b_, style, su, sg, sbuf, bu, bg, bbuf
+
+
+_NO_U = readonly(np.zeros(1, F32))
+_NO_G = readonly(np.zeros((1, 1), F32))
+_NO_BUF = np.zeros(1, F32)
+
+
 @jit
 def add_inplace(out, res, s0, n):
     """out[s0:s0+n] += res[s0:s0+n] (slice views from 0: the loop vectorises)."""
@@ -227,11 +262,14 @@ def _vector_source(L: int, parallel: bool):
     loop = prange if parallel else range
 
     def f32_instance_norm_nhwc(x, scale, bias, out, n_img, P, C, eps, lo, hi, act, p0, p1,
-                               partial, stats, coef, nblk, given, res, has_res):
+                               partial, stats, coef, nblk, given, res, has_res, style, su, sg,
+                               sbuf, bu, bg, bbuf):
         """partial: f64[n_img * nblk * chunks * 2 * L], or with ``given`` the per-row sums of
         the producing conv (pass 1 is skipped); stats: f64[n_img * 2 * C];
         coef: f32[n_img * chunks * 3 * L]; res: like x, added before the activation when
-        ``has_res`` (then lo, hi must be -inf, inf: ``act`` applies after the sum)."""
+        ``has_res`` (then lo, hi must be -inf, inf: ``act`` applies after the sum);
+        style: bit 1 computes scale (= sbuf) as su @ sg first, bit 2 bias (= bbuf) as bu @ bg."""
+        _styles(style, su, sg, sbuf, bu, bg, bbuf)
         if C <= LANES:
             chunks, rs, rows = 1, LANES, P * C // LANES
         else:
@@ -327,8 +365,10 @@ def _generic_source(parallel: bool):
     loop = prange if parallel else range
 
     def f32_instance_norm_nhwc_any(x, scale, bias, out, n_img, P, C, eps, lo, hi, act, p0, p1,
-                                   partial, stats, coef, nblk, given, res, has_res):
+                                   partial, stats, coef, nblk, given, res, has_res, style, su,
+                                   sg, sbuf, bu, bg, bbuf):
         """Any channel count: float64 accumulators in memory, one pixel per step."""
+        _styles(style, su, sg, sbuf, bu, bg, bbuf)
         per = (P + nblk - 1) // nblk
         if given:
             _row_sums(partial, n_img, C, stats)
@@ -384,9 +424,11 @@ def _planar_source(parallel: bool):
     CV = 3 * VL                       # NOTE: stack sizes must be plain closure ints
 
     def f32_instance_norm_nchw(x, scale, bias, out, n_img, P, C, eps, lo, hi, act, p0, p1,
-                               partial, coef):
+                               partial, coef, style, su, sg, sbuf, bu, bg, bbuf):
         """Planar: each (image, channel) plane is P contiguous floats, split into ``nblk``
-        blocks of whole vectors. partial: f64[n_img * C * nblk * 2]; coef: f32[n_img * C * 3]."""
+        blocks of whole vectors. partial: f64[n_img * C * nblk * 2]; coef: f32[n_img * C * 3];
+        style as in the NHWC kernels."""
+        _styles(style, su, sg, sbuf, bu, bg, bbuf)
         nplane = n_img * C
         nblk = partial.shape[0] // (nplane * 2)
         per = ((P + nblk - 1) // nblk + VL - 1) // VL * VL
@@ -468,7 +510,8 @@ def _planar_source(parallel: bool):
 @functools.lru_cache(maxsize=None)
 def instance_norm_planar_kernel(parallel: bool):
     """The planar (NCHW) instance norm dispatcher. Call ``fn(x, scale, bias, out, n_img, P, C,
-    eps, lo, hi, act, p0, p1, partial, coef)`` with the scratch of
+    eps, lo, hi, act, p0, p1, partial, coef, style, su, sg, sbuf, bu, bg, bbuf)`` with the
+    scratch of
     :func:`instance_norm_planar_call`."""
     return (pjit if parallel else jit)(_planar_source(parallel))
 
@@ -488,7 +531,7 @@ def planar_blocks(n_img: int, pixels: int, channels: int) -> int:
 def instance_norm_planar_call(x, scale, bias, out, eps: float, act: int = 0, params=(),
                               blocks: int | None = None, parallel: bool | None = None):
     """``(fn, args)`` for ``out = instance_norm(x)`` over planar x, out: f32[N, C, H, W]; scale,
-    bias f32[C] or [N, C]. Allocates the scratch once (call at bind time)."""
+    bias f32[C] or [N, C] or ``(u, G)`` style pairs. Allocates the scratch once (bind time)."""
     n, c, h, w = x.shape
     nblk = blocks or planar_blocks(n, h * w, c)
     if parallel is None:
@@ -497,16 +540,17 @@ def instance_norm_planar_call(x, scale, bias, out, eps: float, act: int = 0, par
     coef = np.empty(n * c * 3, np.float32)
     p0, p1 = act_params(act, params)
     lo, hi, rest = clamp_bounds(int(act), p0, p1)
+    s_, b_, *style = style_operands(scale, bias, c)
     return instance_norm_planar_kernel(bool(parallel)), (
-        readonly(x.reshape(-1)), readonly(scale.reshape(-1)), readonly(bias.reshape(-1)),
-        out.reshape(-1), n, h * w, c, float(eps), lo, hi, rest, F32(p0), F32(p1), partial, coef)
+        readonly(x.reshape(-1)), s_, b_, out.reshape(-1), n, h * w, c, float(eps), lo, hi,
+        rest, F32(p0), F32(p1), partial, coef, *style)
 
 
 @functools.lru_cache(maxsize=None)
 def instance_norm_kernel(lanes: int, parallel: bool):
     """The dispatcher for lane width ``lanes`` (0: the generic kernel), memoised. Call
     ``fn(x, scale, bias, out, n_img, P, C, eps, lo, hi, act, p0, p1, partial, stats, coef, nblk,
-    given)``
+    given, res, has_res, style, su, sg, sbuf, bu, bg, bbuf)``
     (``clamp_bounds`` gives lo, hi and the remaining act) with the scratch of
     :func:`instance_norm_call`."""
     src = _vector_source(lanes, parallel) if lanes else _generic_source(parallel)
@@ -574,7 +618,8 @@ def instance_norm_call(x, scale, bias, out, eps: float, act: int = 0, params=(),
                        lanes: int | None = None, row_sums: np.ndarray | None = None,
                        residual: np.ndarray | None = None):
     """``(fn, args)`` for ``out = instance_norm(x)``: x, out f32[N, H, W, C]; scale, bias f32
-    [C] or [N, C]. Allocates the scratch once (call at bind time, not per run). ``blocks``,
+    [C] or [N, C], or ``(u, G)`` style pairs (``style_operands``). Allocates the scratch once
+    (call at bind time, not per run). ``blocks``,
     ``parallel`` and ``lanes`` (0 = generic kernel) override the defaults (tests).
 
     ``row_sums``: f64[N * rows, 2, C], the sums of x and x^2 per row that the producing conv
@@ -609,11 +654,11 @@ def instance_norm_call(x, scale, bias, out, eps: float, act: int = 0, params=(),
     else:
         lo, hi, rest = clamp_bounds(int(act), p0, p1)
     res = readonly((residual if has_res else out).reshape(-1))
+    s_, b_, *style = style_operands(scale, bias, c)
     return instance_norm_kernel(L, bool(parallel)), (
-        readonly(x.reshape(-1)), readonly(scale.reshape(-1)), readonly(bias.reshape(-1)),
-        out.reshape(-1), n, h * w, c,
+        readonly(x.reshape(-1)), s_, b_, out.reshape(-1), n, h * w, c,
         float(eps), lo, hi, rest, F32(p0), F32(p1), partial, stats, coef, nblk, given, res,
-        has_res)
+        has_res, *style)
 
 
 def affine_call(x, a, b, out, act: int = 0, params=(), parallel: bool | None = None):

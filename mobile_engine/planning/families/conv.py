@@ -413,27 +413,25 @@ def _bind_igemm_norm(kernel: str):
         if residual is not None and residual.shape != out.shape:
             raise PlanFormatError(f"step {kernel}: residual {residual.shape} should be "
                                   f"{out.shape}")
-        from mobile_engine.planning.families.norm import norm_params
+        from mobile_engine.planning.families.norm import _check_param, norm_params
         c = out.shape[3]
         try:
-            styles, (scale, bias) = norm_params(rt, weights, c, "norm_")
+            scale, bias = norm_params(rt, weights, "norm_")
+            for what, t in (("scale", scale), ("bias", bias)):
+                _check_param(what, t, c, out.shape)
         except (KeyError, ValueError) as exc:
             raise PlanFormatError(f"step {kernel}: norm parameters: {exc}") from None
-        for what, t in (("scale", scale), ("bias", bias)):
-            if t.dtype != F32 or t.size not in (c, out.shape[0] * c):
-                raise PlanFormatError(f"step {kernel}: norm {what} {t.shape} {t.dtype} does "
-                                      f"not fit output {out.shape}")
         sums = np.zeros((out.shape[0] * out.shape[1], 2, c), np.float64)
         args = args[:-3] + (sums.reshape(-1), True, args[-1])    # sums, want_sums, in_nchw
-        norm_fn, norm_args = knorm.instance_norm_call(
-            igemm.readonly(out), igemm.readonly(scale), igemm.readonly(bias), out,
-            params["norm_epsilon"], int(params["norm_act"]),
-            (params["norm_p0"], params["norm_p1"]), row_sums=sums,
-            residual=None if residual is None else igemm.readonly(residual))
+        try:
+            norm_fn, norm_args = knorm.instance_norm_call(
+                igemm.readonly(out), scale, bias, out, params["norm_epsilon"],
+                int(params["norm_act"]), (params["norm_p0"], params["norm_p1"]), row_sums=sums,
+                residual=None if residual is None else igemm.readonly(residual))
+        except ValueError as exc:
+            raise PlanFormatError(f"step {kernel}: norm parameters: {exc}") from None
 
         def run():
-            for sfn, sargs in styles:
-                sfn(*sargs)
             fn(*args)
             norm_fn(*norm_args)
         return run, ()

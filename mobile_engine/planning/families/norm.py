@@ -46,9 +46,9 @@ def _f32(consts: dict) -> dict:
 # --- style-computed scale and bias ---------------------------------------------------------------
 # NOTE: multistyle26 computes every norm's scale and bias as REDUCE_SUM(MUL(u[K, 1], G[K, C]),
 # axis 0) from the style vector u: 72 tiny steps (~1.5 us each) and two kernels to load at
-# start. A norm lowered here takes u and G instead and computes ``u @ G`` (f32_norm
-# ``style_matvec``, K * C MACs) right before normalising; the MUL and REDUCE_SUM lower to
-# nothing (their lowerings are wrapped below, as the int8 families wrap theirs).
+# start. A norm lowered here takes u and G instead and its kernel computes ``u @ G`` (f32_norm
+# ``style_matvec``, K * C MACs) before normalising; the MUL and REDUCE_SUM lower to nothing
+# (their lowerings are wrapped below, as the int8 families wrap theirs).
 def _plain(graph: Graph, name: str) -> bool:
     t = graph.tensors[name]
     return t.dtype is DType.FLOAT32 and t.quant is None
@@ -136,26 +136,25 @@ def norm_inputs(node: Node, graph: Graph, prefix: str = ""):
     return names, tags, weights
 
 
-def norm_params(rt: dict, weights: dict, c: int, prefix: str = ""):
-    """Bind time: ([(style_matvec, args)] to run first, (scale, bias)) from the run-time
-    inputs ``rt`` (tag -> array) and the weights; raises ValueError/KeyError on misfits."""
-    styles, out = [], []
+def norm_params(rt: dict, weights: dict, prefix: str = ""):
+    """Bind time: (scale, bias) for ``knorm.instance_norm_call``: arrays, or ``(u, G)`` pairs
+    the kernel multiplies (``knorm.style_operands``), from the run-time inputs ``rt`` (tag ->
+    array) and the weights; raises KeyError when one is missing."""
+    out = []
     for what in ("scale", "bias"):
         if f"style_{what}" in rt:
-            u, g = rt[f"style_{what}"], weights[f"{prefix}style_{what}"]
-            if g.ndim != 2 or g.shape[1] != c or u.size != g.shape[0] or g.dtype != np.float32 \
-                    or u.dtype != np.float32:
-                raise ValueError(f"style {what}: vector {u.shape} {u.dtype} and matrix "
-                                 f"{g.shape} {g.dtype} do not give {c} channels")
-            buf = np.zeros(c, np.float32)
-            styles.append((knorm.style_matvec, (readonly(u.reshape(-1)), readonly(g), buf)))
-            out.append(buf)
+            out.append((rt[f"style_{what}"], weights[f"{prefix}style_{what}"]))
         else:
-            t = rt[what] if what in rt else weights[f"{prefix}{what}"]
-            if t.dtype != np.float32:
-                raise ValueError(f"{what} is {t.dtype}")
-            out.append(t)
-    return styles, tuple(out)
+            out.append(rt[what] if what in rt else weights[f"{prefix}{what}"])
+    return tuple(out)
+
+
+def _check_param(what: str, t, c: int, x_shape) -> None:
+    if isinstance(t, tuple):
+        return                                  # checked by knorm.style_operands
+    if t.dtype != np.float32 or t.size not in (c, x_shape[0] * c):
+        raise ValueError(f"instance norm {what} {t.shape} {t.dtype} does not fit input "
+                         f"{x_shape}")
 
 
 @lowers(Op.INSTANCE_NORM)
@@ -174,51 +173,33 @@ def lower_instance_norm(node: Node, graph: Graph) -> list[Step]:
                  weights, flops=6 * int(np.prod(shape, dtype=np.int64)))]
 
 
-def _norm_operands(params, weights, inputs, c: int):
+def _norm_operands(params, weights, inputs):
     tags = list(params.get("inputs", []))
     if len(inputs) != 1 + len(tags):
         raise ValueError(f"{len(inputs)} inputs for x and {tags}")
-    return norm_params(dict(zip(tags, inputs[1:])), weights, c)
-
-
-def _with_styles(styles, fn, args):
-    if not styles:
-        return fn, args
-
-    def run():
-        for sfn, sargs in styles:
-            sfn(*sargs)
-        fn(*args)
-    return run, ()
+    return norm_params(dict(zip(tags, inputs[1:])), weights)
 
 
 @binds(*(f"f32_instance_norm_nhwc{e}" for e in EPILOGUES.values()))
 def bind_instance_norm(params, weights, inputs, outputs):
     x, out = inputs[0], outputs[0]
-    c = x.shape[3]
-    styles, (scale, bias) = _norm_operands(params, weights, inputs, c)
+    scale, bias = _norm_operands(params, weights, inputs)
     for what, t in (("scale", scale), ("bias", bias)):
-        if t.size not in (c, x.shape[0] * c):
-            raise ValueError(f"instance norm {what} {t.shape} does not fit input {x.shape}")
-    return _with_styles(styles, *knorm.instance_norm_call(
-        readonly(x), readonly(scale), readonly(bias), out, params["epsilon"],
-        int(params["act"]), (params["p0"], params["p1"])))
+        _check_param(what, t, x.shape[3], x.shape)
+    return knorm.instance_norm_call(readonly(x), scale, bias, out, params["epsilon"],
+                                    int(params["act"]), (params["p0"], params["p1"]))
 
 
 @binds(*(f"f32_instance_norm_nchw{e}" for e in EPILOGUES.values()))
 def bind_instance_norm_planar(params, weights, inputs, outputs):
     x, out = inputs[0], outputs[0]
-    c = x.shape[1]
-    styles, (scale, bias) = _norm_operands(params, weights, inputs, c)
+    scale, bias = _norm_operands(params, weights, inputs)
     for what, t in (("scale", scale), ("bias", bias)):
-        if t.size not in (c, x.shape[0] * c):
-            raise ValueError(f"instance norm {what} {t.shape} does not fit planar input "
-                             f"{x.shape}")
+        _check_param(what, t, x.shape[1], x.shape)
     if out.shape != x.shape:
         raise ValueError(f"instance norm output {out.shape} should be {x.shape}")
-    return _with_styles(styles, *knorm.instance_norm_planar_call(
-        readonly(x), readonly(scale), readonly(bias), out, params["epsilon"],
-        int(params["act"]), (params["p0"], params["p1"])))
+    return knorm.instance_norm_planar_call(readonly(x), scale, bias, out, params["epsilon"],
+                                           int(params["act"]), (params["p0"], params["p1"]))
 
 
 @lowers(Op.BATCH_NORM)
