@@ -20,7 +20,14 @@ Kernel selection per node:
   are: "scale", "bias" (run-time tensors), "style_scale", "style_bias" (the style vector whose
   product with weight ``norm_style_scale``/``norm_style_bias`` gives it, families/norm.py
   ``style_source``), "residual" (the ADD's other operand)); weights ``norm_scale``/``norm_bias``
-  when constant.
+  when constant;
+- a conv (igemm or pix) whose input is an NCHW -> NHWC TRANSPOSE read only by it reads the
+  NCHW tensor itself (``absorbed_transpose``, param ``in_nchw``; igemm weights packed
+  ``[.., KH, C/g, KW, NR]``); the TRANSPOSE lowers to nothing.
+
+NOTE: the fusions above happen at lowering, not as IR passes: they only apply to plain float32
+tensors, so int8 plans (whose rewrite reads the optimised float IR and matches CONV2D ->
+INSTANCE_NORM -> ADD and the style Mul/ReduceSum) see the graph unchanged.
 
 Step contract (JSON-able params, weight blobs):
     inputs  [x] or [x, residual]   (runtime tensors, NHWC)
