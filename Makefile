@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install models test test-all demo bench clean
+.PHONY: install models test test-all demo bench clean test-arm
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,3 +27,11 @@ demo: models
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# The suite on emulated aarch64 cores (Cortex-A53, A72, A76) and the NEON/sdot instruction check
+# (tests/arm/run.py). Sets up qemu-user-static, an arm64 Debian userland and the aarch64 wheels
+# on first use, cached in ~/.cache/mobile-engine/arm (MOBILE_ENGINE_HOME). Emulated timings are
+# never reported: latency on ARM is measured on real boards.
+test-arm: models
+	tests/arm/setup.sh $(PY)
+	$(PY) tests/arm/run.py

@@ -31,10 +31,13 @@ Verdicts (``check``), per kernel *kind*:
            vector float arithmetic. Such kernels hold one loop per operation (add, sigmoid,
            ...) chosen at run time, each vectorised with a scalar remainder loop, so every
            scalar float loop must have a vector twin: a vector loop doing at least the same
-           kinds of arithmetic (``fmadd`` ~ ``fmla``; compares, selects, conversions, negation
-           ignored). A scalar loop without one is an operation that stayed scalar.
-    dot    (int8 convolutions): the hot loop (most integer vector or dot instructions) must use
-           ``sdot``/``udot`` when the core has dotprod, vector integer code otherwise
+           kinds of float32 arithmetic (``fmadd`` ~ ``fmla``; compares, selects, conversions,
+           negation ignored). A scalar loop without one is an operation that stayed scalar.
+           Scalar float64 loops (per-channel statistics, float64 accumulators) are listed,
+           not judged.
+    dot    (int8 convolutions): the hot loop (most dot products, else most vector integer
+           multiplies) must multiply with vector instructions, use ``sdot``/``udot`` when the
+           kernel is the dot-product variant, and never on a core without dotprod
     info   (data movement): printed, never judged
 and for every kind: no loop may call ``expf``/``exp`` (one libm call per element; the kernels
 have a vectorisable ``exp_f32``).
@@ -59,6 +62,8 @@ FP_ARITH = {"fadd", "fsub", "fmul", "fdiv", "fmadd", "fmsub", "fnmadd", "fnmsub"
             "fccmp", "fcvtzs", "fcvtzu", "fcvtns", "fcvtms", "fcvtps", "fcvtas", "scvtf", "ucvtf",
             "fcvt", "fcvtl", "fcvtl2", "fcvtn", "fcvtn2"} | {f"frint{c}" for c in "anpmxzi"}
 DOT = {"sdot", "udot", "usdot", "sudot"}
+INT_MUL = DOT | {"mul", "mla", "mls", "smull", "smull2", "umull", "umull2", "smlal", "smlal2",
+                 "umlal", "umlal2", "sadalp", "uadalp", "smmla", "ummla", "usmmla"}
 FMA_VEC = {"fmla", "fmls"}
 FMA_SCALAR = {"fmadd", "fmsub", "fnmadd", "fnmsub"}
 LIBM_EXP = {"expf", "exp", "__expf", "__exp", "__expf_finite", "__exp_finite"}
@@ -104,9 +109,15 @@ class Loop:
     def int_ops(self) -> int:
         return self.classes["int_vec"] + self.classes["dot"]
 
+    @property
+    def int_muls(self) -> int:
+        """Vector integer multiplies (dot products included): the work of an int8 conv."""
+        return sum(n for m, n in self.mnemonics.items() if m.split(".")[0] in INT_MUL)
+
     def kinds(self) -> set[str]:
-        """The kinds of float arithmetic (``_KIND``) the loop does."""
-        return {_KIND[m.split(".")[0]] for m in self.mnemonics if m.split(".")[0] in _KIND}
+        """The kinds of float32 arithmetic (``_KIND``) the loop does."""
+        return {_KIND[m.split(".")[0]] for m in self.mnemonics
+                if m.split(".")[0] in _KIND and m.split(".")[-1] in ("s", "4s", "2s")}
 
     def summary(self, top: int = 6) -> str:
         """``fmla.4s x64, stack q-spills x70, bl expf``-style one-liner."""
@@ -342,21 +353,31 @@ def hot_loop(found: list[Loop], kind: str) -> Loop | None:
     if kind == "fma":
         key = lambda lp: (lp.classes["fma_vec"], -lp.scalar_fp_ops)   # noqa: E731
     elif kind == "dot":
-        key = lambda lp: (lp.int_ops, lp.n_insns)                      # noqa: E731
+        key = lambda lp: (lp.classes["dot"], lp.int_muls, lp.int_ops)  # noqa: E731
     else:
         key = lambda lp: (lp.vec_fp_ops, lp.fp_ops, lp.n_insns)        # noqa: E731
     return max(found, key=key, default=None)
 
 
 def scalar_without_twin(found: list[Loop]) -> list[Loop]:
-    """Scalar float loops for which no vector loop does the same kinds of arithmetic."""
+    """Scalar float32 loops for which no vector loop does the same kinds of arithmetic.
+
+    Scalar float64 loops are not counted: in these kernels they are deliberate bookkeeping
+    (per-channel statistics and coefficients, float64 accumulators), listed but not judged.
+    """
     vector = [lp.kinds() for lp in found if lp.vec_fp_ops]
-    return [lp for lp in found if lp.scalar_fp_ops and not lp.vec_fp_ops and lp.kinds()
-            and not any(lp.kinds() <= v for v in vector)]
+    return [lp for lp in found
+            if lp.classes["fp_scalar"] + lp.classes["fma_scalar"] and not lp.vec_fp_ops
+            and lp.kinds() and not any(lp.kinds() <= v for v in vector)]
 
 
-def check(asm: str, kind: str, dotprod: bool = False) -> Verdict:
-    """Judge the loops of one kernel's assembly (see the module docstring for the rules)."""
+def check(asm: str, kind: str, dotprod: bool = False, require_dot: bool | None = None) -> Verdict:
+    """Judge the loops of one kernel's assembly (see the module docstring for the rules).
+
+    ``dotprod``: the core has the dot product instructions; ``require_dot`` (default
+    ``dotprod``): an int8 kernel must use them (its sdot variant; a portable variant need not).
+    """
+    require_dot = dotprod if require_dot is None else require_dot
     if kind not in ("fma", "vector", "dot", "info"):
         raise ValueError(f"unknown kernel kind {kind!r}")
     found = loops(asm)
@@ -383,11 +404,12 @@ def check(asm: str, kind: str, dotprod: bool = False) -> Verdict:
         for lp in lonely:
             problems.append(f"scalar loop {lp.label} has no vector version: {lp.summary()}")
     elif kind == "dot":
-        if hot is None or not hot.int_ops:
-            problems.append("no loop uses vector integer instructions")
-        elif dotprod and not c["dot"]:
-            problems.append("core has dotprod (asimddp) but the hot loop uses no sdot/udot")
-        elif not dotprod and c["dot"]:
+        if hot is None or not hot.int_muls:
+            problems.append("no loop multiplies with vector integer instructions")
+        elif require_dot and not c["dot"]:
+            problems.append("no sdot/udot in the hot loop" + (
+                " although the core has dotprod (asimddp)" if dotprod else ""))
+        if not dotprod and any(lp.classes["dot"] for lp in found):
             problems.append("sdot/udot on a core without dotprod")   # would be SIGILL
     if kind == "info":
         problems = []

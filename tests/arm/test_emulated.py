@@ -1,8 +1,7 @@
-"""What ``make test-arm`` checks inside each emulated aarch64 core (driven by tests/arm/run.py).
-
-Skipped on other machines. run.py runs this file *after* a subset of tests/kernels in the same
-pytest process (with ``-p tests.arm.plugin``), so the last test inspects the machine code of
-every kernel the session compiled: the kernel tests' and the multistyle26 plan's.
+"""What ``make test-arm`` checks first inside each emulated aarch64 core (tests/arm/run.py):
+the core the engine sees, its int8 ISA dispatch, an int8 conv per ISA, and multistyle26 end to
+end. Skipped on other machines. run.py then runs the kernel tests and, last,
+test_instructions.py in the same pytest process (with ``-p tests.arm.plugin``).
 
 Environment (set by run.py): ``ARM_CORE`` (the qemu CPU, e.g. ``cortex-a76``) and
 ``ARM_REPORT`` (a JSON file the instruction table is written to).
@@ -10,32 +9,19 @@ Environment (set by run.py): ``ARM_CORE`` (the qemu CPU, e.g. ``cortex-a76``) an
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import pkgutil
 import platform
-import re
 
 import numpy as np
 import pytest
+
+from tests.arm.plugin import PLAN_KERNELS
 
 pytestmark = pytest.mark.skipif(platform.machine() != "aarch64",
                                 reason="runs on (emulated) aarch64: make test-arm")
 
 CORE = os.environ.get("ARM_CORE", "")
-REPORT = os.environ.get("ARM_REPORT")
-
-# Kernel bodies (the Python function names of the Numba dispatchers) and what their hot loops
-# must be (tests/arm/neon.py). Anything else compiled in the session is listed as "info".
-KINDS = {
-    "f32_conv2d_igemm": "fma", "f32_conv2d_kdot4": "fma", "f32_conv2d_pix": "fma",
-    "f32_dwconv2d": "fma", "f32_gemm": "fma",
-    "qu8_conv2d_igemm": "dot",
-    "f32_instance_norm_nhwc": "vector", "f32_instance_norm_nhwc_any": "vector",
-    "f32_instance_norm_nchw": "vector", "channel_affine": "vector", "vunary": "vector",
-    "vbinary_flat": "vector", "vbinary_rows": "vector", "reduce_ori": "vector",
-    "softmax": "vector",
-}
 
 
 def cpu_features() -> set[str]:
@@ -117,7 +103,10 @@ def style_plan():
     except zoo.ZooError as exc:
         pytest.skip(str(exc))
     plan = me.compile(path, input_shapes={"image": (1, 3, 64, 64)})
-    return path, me.Session(plan, threads=2)
+    sess = me.Session(plan, threads=2)
+    for _, kernel, fn in sess.bound_kernels():       # for test_instructions.py
+        PLAN_KERNELS.setdefault(id(fn), set()).add(kernel)
+    return path, sess
 
 
 def test_multistyle26_plan_matches_the_numpy_interpreter(style_plan, photo):
@@ -144,62 +133,3 @@ def test_multistyle26_plan_matches_the_numpy_interpreter(style_plan, photo):
     (ref,) = ort_run(ort, path, feeds)
     err = float(np.abs(ours - ref).max())
     assert err <= MODEL_ATOL, f"max abs error {err:.2e} against onnxruntime"
-
-
-def _label(disp, plan_ids: dict[int, set[str]]) -> str:
-    """A kernel's name: the plan's kernel ids when the plan runs it, else the body's name with
-    its compile-time constants (``f32_conv2d_igemm[MR=16,NR=16]``)."""
-    if id(disp) in plan_ids:
-        return "/".join(sorted(plan_ids[id(disp)]))
-    fn = disp.py_func
-    consts = []
-    for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
-        try:
-            v = cell.cell_contents
-        except ValueError:
-            continue
-        if name.isupper() and isinstance(v, (int, np.integer)) and not isinstance(v, bool):
-            consts.append(f"{name}={v}")
-        elif name == "loop" and getattr(v, "__name__", "") == "prange":
-            consts.append("parallel")
-    return f"{fn.__name__}[{','.join(consts)}]" if consts else fn.__name__
-
-
-def test_hot_loops_are_neon(style_plan):
-    """The instructions of every kernel's inner loops on this core (the table run.py prints):
-    fmla v.4s in the float kernels, sdot/udot in the int8 ones on cores with dotprod, vector
-    code in the element-wise ones, and no libm exp call per element anywhere."""
-    from tests.arm import neon
-    from tests.arm.plugin import COMPILED
-    _, sess = style_plan
-    plan_ids: dict[int, set[str]] = {}
-    for _, kernel, fn in sess.bound_kernels():
-        plan_ids.setdefault(id(fn), set()).add(kernel)
-    dotprod = "asimddp" in cpu_features()
-    rows, failures = [], []
-    for disp in COMPILED.values():
-        fn = getattr(disp, "py_func", None)
-        if fn is None or not fn.__module__.startswith("kernels."):
-            continue
-        kind = KINDS.get(fn.__name__, "info")
-        for sig in disp.signatures:
-            asm = disp.inspect_asm(sig)
-            if "Inspection disabled" in asm or len(asm) < 200:
-                continue                   # loaded from a cache: nothing to read
-            v = neon.check(asm, kind, dotprod)
-            row = {"core": CORE, "kernel": _label(disp, plan_ids), "kind": kind, "ok": v.ok,
-                   "in_plan": id(disp) in plan_ids, "hot": v.hot.summary() if v.hot else "",
-                   "hot_insns": v.hot.n_insns if v.hot else 0, "loops": v.n_loops,
-                   "vector_loops": v.n_vector_loops, "scalar_fp_loops": v.n_scalar_fp_loops,
-                   "spills": v.hot.classes["spill"] if v.hot else 0, "problems": v.problems,
-                   "dot": bool(v.hot and v.hot.classes["dot"])}
-            rows.append(row)
-            if not v.ok and kind != "info":
-                failures.append(f"{row['kernel']} ({kind}): {'; '.join(v.problems)}")
-    if REPORT:
-        with open(REPORT, "w") as f:
-            json.dump(rows, f, indent=1)
-    judged = [r["kernel"] for r in rows if r["kind"] != "info"]
-    assert any(re.match(r"f32_conv2d_igemm", k) for k in judged), \
-        f"no conv kernel was compiled in this session: {judged}"
-    assert not failures, "\n".join(failures)

@@ -132,15 +132,32 @@ def test_an_operation_left_scalar_among_vector_ones_fails():
     assert neon.check(fn(VEC_ADD, TAIL, sigmoid, twin), "vector").ok
 
 def test_float64_vector_accumulation_counts_as_vector():
-    assert neon.check(fn(F64_SUM, TAIL), "vector").ok
+    tail64 = "ldr s0, [x1], #4\nfcvt d0, s0\nfadd d2, d2, d0\n"
+    v = neon.check(fn(F64_SUM, tail64), "vector")
+    assert v.ok and v.hot.label == ".LBB0_1" and v.hot.mnemonics["fadd.2d"] == 2
 
 
-@pytest.mark.parametrize("body,dotprod,ok", [
-    (SDOT, True, True), (PORTABLE_DOT, True, False), (PORTABLE_DOT, False, True),
-    (SDOT, False, False), (SCALAR_FMA, False, False)])
-def test_int8_loops_need_sdot_exactly_when_the_core_has_it(body, dotprod, ok):
-    v = neon.check(fn(body), "dot", dotprod=dotprod)
+def test_scalar_float64_bookkeeping_is_not_judged_but_float32_is():
+    """Per-channel coefficients in float64 (a norm's mean and scale) run once per channel."""
+    coef = "ldr d0, [x1], #8\nfmul d0, d0, d1\nfsqrt d2, d0\nfdiv d0, d3, d2\nfcvt s0, d0\n"
+    assert neon.check(fn(VEC_ADD, coef), "vector").ok
+    assert not neon.check(fn(VEC_ADD, coef.replace(" d", " s")), "vector").ok
+
+
+@pytest.mark.parametrize("body,dotprod,require,ok", [
+    (SDOT, True, True, True), (PORTABLE_DOT, True, True, False),
+    (PORTABLE_DOT, True, False, True), (PORTABLE_DOT, False, False, True),
+    (SDOT, False, False, False), (SCALAR_FMA, False, False, False)])
+def test_int8_loops_use_sdot_when_required_and_never_without_dotprod(body, dotprod, require, ok):
+    v = neon.check(fn(body), "dot", dotprod=dotprod, require_dot=require)
     assert v.ok == ok, v.problems
+
+
+def test_int8_hot_loop_is_the_dot_loop_not_a_wider_bookkeeping_loop():
+    """A weight-sum loop with more (non-multiply) vector integer ops than the dot loop."""
+    bookkeeping = "ldr q1, [x9], #16\n" + "sshll v2.8h, v1.8b, #0\nadd v3.4s, v3.4s, v2.4s\n" * 8
+    v = neon.check(fn(bookkeeping, SDOT), "dot", dotprod=True)
+    assert v.ok and v.hot.label == ".LBB0_2"
 
 
 def test_only_innermost_loops_are_judged():
