@@ -74,8 +74,24 @@ def pytest_runtest_setup(item):
         _state["test"] = None
 
 
+OUTCOMES: dict[str, dict[str, int]] = {}    # file -> {"passed": n, "failed": n, "budget": n}
+
+
+def pytest_runtest_logreport(report):
+    f = Path(report.nodeid.split("::")[0]).name
+    if f not in BUDGET or (report.when != "call" and not report.skipped):
+        return
+    kind = "budget" if report.skipped and "compile budget" in str(report.longrepr) else \
+        report.outcome
+    counts = OUTCOMES.setdefault(f, {})
+    counts[kind] = counts.get(kind, 0) + 1
+
+
 def pytest_terminal_summary(terminalreporter):
-    if SPENT:
+    if BUDGET:
         terminalreporter.write_line(
-            "kernel variants compiled per test file (budget): " + "; ".join(
-                f"{f}: {len(v)}/{BUDGET[f]} ({', '.join(v)})" for f, v in SPENT.items()))
+            "kernel tests per file (ran, skipped for the compile budget; variants compiled / "
+            "budget): " + "; ".join(
+                f"{f}: {c.get('passed', 0)} passed, {c.get('failed', 0)} failed, "
+                f"{c.get('budget', 0)} skipped ({len(SPENT.get(f, []))}/{BUDGET[f]}: "
+                f"{', '.join(SPENT.get(f, [])) or '-'})" for f, c in OUTCOMES.items()))

@@ -159,7 +159,7 @@ def run_core(emu: Emulator, logs: Path, timeout: float, select: str = KERNEL_SEL
     summary = next((ln.strip("= ") for ln in reversed(text.splitlines())
                     if " passed" in ln or " failed" in ln or " error" in ln), f"rc {rc}")
     budget_line = next((ln for ln in text.splitlines()
-                        if ln.startswith("kernel variants compiled per test file")), "")
+                        if ln.startswith("kernel tests per file")), "")
     rows = json.loads(report.read_text()) if report.exists() else []
     return {"core": emu.core, "rc": rc, "summary": summary, "seconds": time.monotonic() - t0,
             "cpu_seconds": cpu, "log": str(log), "asm": str(asm_dir), "rows": rows,

@@ -105,8 +105,24 @@ def style_plan():
     plan = me.compile(path, input_shapes={"image": (1, 3, 64, 64)})
     sess = me.Session(plan, threads=2)
     for _, kernel, fn in sess.bound_kernels():       # for test_instructions.py
-        PLAN_KERNELS.setdefault(id(fn), set()).add(kernel)
+        for disp in _dispatchers(fn):
+            PLAN_KERNELS.setdefault(id(disp), set()).add(kernel)
     return path, sess
+
+
+def _dispatchers(fn) -> list:
+    """The Numba dispatcher a step calls: ``fn`` itself, or those a Python wrapper closes over."""
+    if hasattr(fn, "py_func"):
+        return [fn]
+    found = []
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            v = cell.cell_contents
+        except ValueError:
+            continue
+        if hasattr(v, "py_func") and hasattr(v, "signatures"):
+            found.append(v)
+    return found
 
 
 def test_multistyle26_plan_matches_the_numpy_interpreter(style_plan, photo):
