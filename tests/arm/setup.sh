@@ -86,4 +86,5 @@ if [ ! -f "$SITE/.complete" ]; then
     mv "$SITE.partial" "$SITE"
 fi
 ln -sfn "$(basename "$SITE")" "$ARM_HOME/site"
+find "$ARM_HOME" -maxdepth 1 -name 'site-*' ! -name "site-$KEY" -exec rm -rf {} +   # stale sets
 echo "test-arm: aarch64 python $PYVER ready ($ROOTFS, $SITE)"
