@@ -39,11 +39,8 @@ KINDS = {
 }
 
 
-def _label(disp, plan_ids: dict[int, set[str]]) -> str:
-    """A kernel's name: the plan's kernel ids when the plan runs it, else the body's name with
-    its compile-time constants (``f32_conv2d_igemm[MR=16,NR=16]``)."""
-    if id(disp) in plan_ids:
-        return "/".join(sorted(plan_ids[id(disp)]))
+def _label(disp) -> str:
+    """A kernel body's name with its compile-time constants: ``f32_conv2d_igemm[MR=16,NR=16]``."""
     fn = disp.py_func
     consts = []
     for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
@@ -83,14 +80,16 @@ def test_hot_loops_are_neon():
             if "Inspection disabled" in asm or len(asm) < 200:
                 continue                   # loaded from a cache: nothing to read
             v = neon.check(asm, kind, dotprod, require_dot=_isa(disp) == DOT_SDOT)
-            label = _label(disp, plan_ids)
+            label = _label(disp) + (f" #{disp.signatures.index(sig) + 1}"
+                                    if len(disp.signatures) > 1 else "")
             if ASM_DIR:
                 Path(ASM_DIR).mkdir(parents=True, exist_ok=True)
                 safe = re.sub(r"[^\w.=,-]+", "_", label)[:120]
                 Path(ASM_DIR, f"{safe}.{disp.signatures.index(sig)}.s").write_text(asm)
             in_plan = id(disp) in plan_ids or "multistyle26" in COMPILED_IN.get(id(disp), "")
             row = {"core": CORE, "kernel": label, "kind": kind, "ok": v.ok,
-                   "in_plan": in_plan, "compiled_in": COMPILED_IN.get(id(disp), ""), "hot": v.hot.summary() if v.hot else "",
+                   "in_plan": in_plan, "plan_steps": sorted(plan_ids.get(id(disp), ())),
+                   "compiled_in": COMPILED_IN.get(id(disp), ""), "hot": v.hot.summary() if v.hot else "",
                    "hot_insns": v.hot.n_insns if v.hot else 0, "loops": v.n_loops,
                    "vector_loops": v.n_vector_loops, "scalar_fp_loops": v.n_scalar_fp_loops,
                    "spills": v.hot.classes["spill"] if v.hot else 0, "problems": v.problems,
