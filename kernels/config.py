@@ -14,6 +14,12 @@ from numba import config as numba_config
 # 100-170 us per launch on these machines (DESIGN.md), and tbb is not always loadable.
 if os.environ.get("NUMBA_THREADING_LAYER") is None:
     numba_config.THREADING_LAYER = "omp"
+# NOTE: OpenMP workers that spin at the barrier between parallel regions eat the CPU time that
+# the other worker (descheduled by another process) needs to reach it: measured on the shared
+# 2-core machine (load 5), multistyle26 480x640 on 2 threads took 300 ms per frame with libgomp's
+# default spinning and 68-144 ms with OMP_WAIT_POLICY=PASSIVE (CPU time 190 -> 70 ms). Set
+# before libgomp loads (the first parallel kernel); a user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # contract: fused multiply-add; reassoc/nsz/arcp: vectorised reductions. No nnan/ninf, so NaN
 # and Inf propagate as in onnxruntime.

@@ -36,15 +36,6 @@ gathers. Every tile is checked with ``inspect_asm()`` (tests/kernels/test_conv_a
 from __future__ import annotations
 
 import functools
-import os
-
-# NOTE: OpenMP workers that spin at the barrier between parallel regions eat the CPU time that
-# the other worker (descheduled by another process) needs to reach it: measured on the shared
-# 2-core machine (load 5), multistyle26 480x640 on 2 threads took 300 ms per frame with libgomp's
-# default spinning and 68-144 ms with OMP_WAIT_POLICY=PASSIVE (CPU time 190 -> 70 ms). Set
-# before libgomp loads (the first parallel kernel); a user's own setting wins. This belongs with
-# the threading-layer choice in kernels/config.py.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numba
 import numpy as np
