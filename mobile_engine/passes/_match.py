@@ -5,7 +5,7 @@
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -51,6 +51,20 @@ class Index:
         ids = {id(n) for n in allowed}
         users = self.consumers(tensor)
         return tensor not in self.graph.outputs and all(id(n) in ids for n in users)
+
+
+def rewrite_matches(graph: Graph, match: Callable, rewrite: Callable) -> int:
+    """Sweep ``graph`` once: for each node where ``match(graph, node, index)`` finds something,
+    call ``rewrite(graph, node, *found)`` (``found`` a node or a tuple). Returns the count."""
+    count = 0
+    index = Index(graph)
+    for node in list(graph.nodes):
+        found = match(graph, node, index)
+        if found is not None:
+            rewrite(graph, node, *(found if isinstance(found, tuple) else (found,)))
+            index = Index(graph)
+            count += 1
+    return count
 
 
 def other_input(node: Node, tensor: str) -> str | None:

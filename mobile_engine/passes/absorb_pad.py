@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Op
-from mobile_engine.passes._match import Index
+from mobile_engine.passes._match import Index, rewrite_matches
 
 
 def match(graph: Graph, pad: Node, index: Index) -> Node | None:
@@ -58,12 +58,4 @@ def rewrite(graph: Graph, pad: Node, conv: Node) -> None:
 
 
 def run(graph: Graph) -> int:
-    count = 0
-    index = Index(graph)
-    for pad in list(graph.nodes):
-        conv = match(graph, pad, index)
-        if conv is not None:
-            rewrite(graph, pad, conv)
-            index = Index(graph)
-            count += 1
-    return count
+    return rewrite_matches(graph, match, rewrite)

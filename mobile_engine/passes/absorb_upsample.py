@@ -24,7 +24,7 @@ import numpy as np
 from kernels import reference as ref
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Op
-from mobile_engine.passes._match import Index
+from mobile_engine.passes._match import Index, rewrite_matches
 
 
 def is_repeat(size: int, k: int, scale: float, coordinate_mode: str, nearest_mode: str) -> bool:
@@ -70,12 +70,4 @@ def rewrite(graph: Graph, resize: Node, conv: Node, k: int) -> None:
 
 
 def run(graph: Graph) -> int:
-    count = 0
-    index = Index(graph)
-    for resize in list(graph.nodes):
-        found = match(graph, resize, index)
-        if found is not None:
-            rewrite(graph, resize, *found)
-            index = Index(graph)
-            count += 1
-    return count
+    return rewrite_matches(graph, match, rewrite)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import ACTIVATION_PRODUCERS, UNARY_ACTIVATIONS, Activation, Op
-from mobile_engine.passes._match import Index
+from mobile_engine.passes._match import Index, rewrite_matches
 
 
 def params(act: Node) -> tuple[float, ...]:
@@ -43,7 +43,7 @@ def match(graph: Graph, act: Node, index: Index) -> Node | None:
     return prod
 
 
-def rewrite(graph: Graph, prod: Node, act: Node) -> None:
+def rewrite(graph: Graph, act: Node, prod: Node) -> None:
     old = prod.outputs[0]
     prod.attrs["activation"] = UNARY_ACTIVATIONS[act.op]
     prod.attrs["act_params"] = params(act)
@@ -53,12 +53,4 @@ def rewrite(graph: Graph, prod: Node, act: Node) -> None:
 
 
 def run(graph: Graph) -> int:
-    count = 0
-    index = Index(graph)
-    for act in list(graph.nodes):
-        prod = match(graph, act, index)
-        if prod is not None:
-            rewrite(graph, prod, act)
-            index = Index(graph)
-            count += 1
-    return count
+    return rewrite_matches(graph, match, rewrite)

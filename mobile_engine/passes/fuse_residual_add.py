@@ -16,7 +16,7 @@ import numpy as np
 
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Activation, Op
-from mobile_engine.passes._match import Index
+from mobile_engine.passes._match import Index, rewrite_matches
 
 
 def match(graph: Graph, add: Node, index: Index) -> tuple[Node, str] | None:
@@ -56,12 +56,4 @@ def rewrite(graph: Graph, add: Node, conv: Node, residual: str) -> None:
 
 
 def run(graph: Graph) -> int:
-    count = 0
-    index = Index(graph)
-    for add in list(graph.nodes):
-        found = match(graph, add, index)
-        if found is not None:
-            rewrite(graph, add, *found)
-            index = Index(graph)
-            count += 1
-    return count
+    return rewrite_matches(graph, match, rewrite)
