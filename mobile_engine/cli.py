@@ -72,11 +72,7 @@ def save_image_nchw(x: np.ndarray, path: str) -> None:
 def cmd_compile(args) -> int:
     import mobile_engine as me
     shapes = dict(args.shape or [])
-    kw = {}
-    if args.int8:
-        kw = _int8_options(args, shapes)
-    elif args.calib or args.min_psnr is not None or args.quant_table or args.keep_float:
-        raise InputError("--calib, --quant-table, --keep-float and --min-psnr need --int8")
+    kw = quantize_options(args, shapes)
     plan = me.compile(args.model, input_shapes=shapes, disable_passes=args.disable_pass or (),
                       **kw)
     out = Path(args.output)
@@ -147,6 +143,16 @@ def _progress(what: str):
         print(f"\r{what} [{bar:<30}] {done}/{total}", end="" if done < total else "\n",
               file=sys.stderr, flush=True)
     return show
+
+
+def quantize_options(args, shapes: dict) -> dict:
+    """``me.compile`` keywords for the int8 options of `compile` and `bench` (calibration runs
+    here); {} without --int8."""
+    if args.int8:
+        return _int8_options(args, shapes)
+    if args.calib or args.min_psnr is not None or args.quant_table or args.keep_float:
+        raise InputError("--calib, --quant-table, --keep-float and --min-psnr need --int8")
+    return {}
 
 
 def _int8_options(args, shapes: dict) -> dict:
@@ -278,6 +284,23 @@ def cmd_zoo(args) -> int:
     return 0
 
 
+def add_int8_arguments(p: argparse.ArgumentParser, set_help: str) -> None:
+    """The int8 options of `compile`; `bench` takes the same ones (see ``quantize_options``)."""
+    p.add_argument("--int8", action="store_true",
+                   help="int8 weights, uint8 activations (calibrated on --calib images)")
+    p.add_argument("--calib", metavar="DIR", help="folder of representative images (e.g. 8)")
+    p.add_argument("--eval", metavar="DIR",
+                   help="held-out images for the quality report (default: the --calib ones)")
+    p.add_argument("--min-psnr", type=float, metavar="DB",
+                   help="keep the costliest layers in float until the PSNR against the float "
+                        "plan reaches DB")
+    p.add_argument("--quant-table", metavar="FILE",
+                   help="with --calib: write the calibrated ranges there; alone: read them")
+    p.add_argument("--keep-float", action="append", metavar="NODE",
+                   help="leave this conv in float (repeatable)")
+    p.add_argument("--set", action="append", metavar="NAME=VALUES", help=set_help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mobile-engine", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -290,20 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--report", action="store_true", help="say what each graph pass changed")
     c.add_argument("--disable-pass", action="append", metavar="NAME",
                    help="skip a graph pass by name (repeatable)")
-    c.add_argument("--int8", action="store_true",
-                   help="int8 weights, uint8 activations (calibrated on --calib images)")
-    c.add_argument("--calib", metavar="DIR", help="folder of representative images (e.g. 8)")
-    c.add_argument("--eval", metavar="DIR",
-                   help="held-out images for the quality report (default: the --calib ones)")
-    c.add_argument("--min-psnr", type=float, metavar="DB",
-                   help="keep the costliest layers in float until the PSNR against the float "
-                        "plan reaches DB")
-    c.add_argument("--quant-table", metavar="FILE",
-                   help="with --calib: write the calibrated ranges there; alone: read them")
-    c.add_argument("--keep-float", action="append", metavar="NODE",
-                   help="leave this conv in float (repeatable)")
-    c.add_argument("--set", action="append", metavar="NAME=VALUES",
-                   help="other inputs during calibration: values as for `run`, or onehot")
+    add_int8_arguments(c, "other inputs during calibration: values as for `run`, or onehot")
     c.set_defaults(fn=cmd_compile)
 
     r = sub.add_parser("run", help="run a plan on an image")
