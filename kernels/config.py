@@ -73,7 +73,78 @@ def has_avx512_vnni() -> bool:
     return "+avx512vnni" in feats and "+avx512bw" in feats
 
 
-def has_dotprod() -> bool:
-    """aarch64 dot product instructions (``sdot``/``udot``, Armv8.2 FEAT_DotProd)."""
+# --- aarch64 ISA facts ------------------------------------------------------------------------
+# NOTE: LLVM's host feature list on aarch64 Linux is built from a few /proc/cpuinfo flags and
+# never names dotprod (seen: "+aes,+crc,+fp-armv8,+lse,+neon,-rand,+sha2,-sve" on a Cortex-A76),
+# so "what the CPU reports" is read from the kernel's hwcaps instead, the bits /proc/cpuinfo's
+# "Features" line is printed from.
+_AT_HWCAP, _AT_HWCAP2 = 16, 26
+_HWCAP_ASIMDDP = 1 << 20        # Linux arch/arm64 uapi hwcap.h: dot product (asimddp)
+_HWCAP2_I8MM = 1 << 13          # usdot/smmla (i8mm)
+
+
+def is_aarch64() -> bool:
+    import platform
+    return platform.machine().lower() in ("aarch64", "arm64")
+
+
+def _reported_aarch64() -> set[str]:
+    """The dot-product features the OS says this aarch64 CPU has: {"dotprod", "i8mm"} subsets
+    (Linux: getauxval hwcaps; macOS: the hw.optional.arm sysctls)."""
+    import ctypes
+    import sys
+    found = set()
+    if sys.platform.startswith("linux"):
+        getauxval = ctypes.CDLL(None).getauxval
+        getauxval.restype, getauxval.argtypes = ctypes.c_ulong, [ctypes.c_ulong]
+        if getauxval(_AT_HWCAP) & _HWCAP_ASIMDDP:
+            found.add("dotprod")
+        if getauxval(_AT_HWCAP2) & _HWCAP2_I8MM:
+            found.add("i8mm")
+    elif sys.platform == "darwin":
+        lib = ctypes.CDLL("/usr/lib/libSystem.B.dylib")
+        for name, feat in (("hw.optional.arm.FEAT_DotProd", "dotprod"),
+                           ("hw.optional.arm.FEAT_I8MM", "i8mm")):
+            val, size = ctypes.c_int(0), ctypes.c_size_t(ctypes.sizeof(ctypes.c_int))
+            if lib.sysctlbyname(name.encode(), ctypes.byref(val), ctypes.byref(size), None, 0) == 0 \
+                    and val.value:
+                found.add(feat)
+    return found
+
+
+def _complete_host_features() -> None:
+    """On aarch64, add what the CPU reports and LLVM's host list omits (``+dotprod``,
+    ``+i8mm``) to the features Numba compiles for, so a dot-product kernel compiles on any core
+    that has the instructions, whatever CPU name LLVM gives it. A user's NUMBA_CPU_NAME or
+    NUMBA_CPU_FEATURES wins: then nothing is changed."""
+    if not is_aarch64() or numba_config.CPU_FEATURES is not None or numba_config.CPU_NAME:
+        return
+    try:
+        reported = _reported_aarch64()
+    except (OSError, AttributeError):        # no getauxval/sysctlbyname: keep LLVM's list
+        return
     import llvmlite.binding as llvm
-    return "+dotprod" in llvm.get_host_cpu_features().flatten()
+    feats = [f for f in llvm.get_host_cpu_features().flatten().split(",") if f]
+    missing = [f for f in sorted(reported) if f"+{f}" not in feats]
+    if missing:
+        feats = [f for f in feats if f.lstrip("+-") not in missing] + [f"+{f}" for f in missing]
+        numba_config.CPU_FEATURES = ",".join(feats)
+
+
+_complete_host_features()
+
+
+def compile_features() -> set[str]:
+    """The target features Numba compiles kernels for ("+neon", "+dotprod", ...)."""
+    import llvmlite.binding as llvm
+    feats = numba_config.CPU_FEATURES
+    if feats is None:
+        feats = llvm.get_host_cpu_features().flatten()
+    return {f for f in feats.split(",") if f}
+
+
+def has_dotprod() -> bool:
+    """aarch64 dot product instructions (``sdot``/``udot``, Armv8.2 FEAT_DotProd) in what
+    Numba compiles for: the CPU reports them (hwcaps, added by ``_complete_host_features``) or
+    NUMBA_CPU_FEATURES names them. Selects the ``sdot`` qu8 kernels."""
+    return is_aarch64() and "+dotprod" in compile_features()

@@ -1,9 +1,14 @@
 """``make test-arm``: the engine on emulated aarch64 cores (Cortex-A53, A72, A76).
 
-For each core, one emulated pytest session (qemu-user, ``nice -n 19``) runs a subset of
-tests/kernels, then tests/arm/test_emulated.py: the core the engine sees, its int8 ISA dispatch,
-an int8 conv per ISA, multistyle26 at 64x64 against the numpy interpreter and onnxruntime, and
-the instructions of the inner loop of every kernel the session compiled (tests/arm/neon.py).
+For each core, one emulated pytest session (qemu-user, ``nice -n 10``) runs
+tests/arm/test_emulated.py: the core the engine sees, its int8 ISA dispatch, the int8 conv
+edge cases per ISA variant the core has (bit-exact), multistyle26 at 64x64 against the numpy
+interpreter and onnxruntime; then, on the ``--full`` cores only (default the Cortex-A76, the one
+with every variant), the table-driven kernel tests of tests/kernels; last, the instructions of
+the inner loop of every kernel the session compiled (tests/arm/neon.py). The other cores check
+the same plan kernels' correctness and instructions: what differs between cores is the code
+LLVM emits for each, which the plan and the instruction table cover; the kernel tests' extra
+shapes run on one core to keep the whole check within CI's time (about 15 minutes on 2 CPUs).
 Then the negative check (tests/arm/sigill.py): code compiled for an A76 dies with SIGILL on an
 emulated A72, so the emulator does enforce the instruction set. Prints the instruction table
 per kernel and core; exits 1 if anything failed. Emulated timings mean nothing and are not
@@ -14,7 +19,8 @@ plus a ``proc/cpuinfo`` read from the emulated core itself (tests/arm/cpuinfo.py
 qemu 7.2 shows the guest the host's x86 /proc/cpuinfo. So LLVM, and therefore Numba and the
 engine's ISA dispatch, see the emulated core exactly as on a board: no NUMBA_CPU_NAME override.
 
-Usage: python tests/arm/run.py [--cores cortex-a53,cortex-a72,cortex-a76] [--jobs N]
+Usage: python tests/arm/run.py [--cores cortex-a53,cortex-a72,cortex-a76] [--full CORES|all]
+[--jobs N]
 (after tests/arm/setup.sh, which ``make test-arm`` runs first).
 """
 from __future__ import annotations
@@ -38,7 +44,7 @@ CORES = {
     "cortex-a72": "Cortex-A72: NEON only (Pi 4)",
     "cortex-a76": "Cortex-A76: NEON + dot product (Pi 5)",
 }
-# The kernel tests run on every core (tests/arm/plugin.py): the table-driven tests of the
+# The kernel tests run on the --full cores (tests/arm/plugin.py): the table-driven tests of the
 # families the plans use, at their edge shapes. An emulated compile takes 10-60 s, so each file
 # may compile only this many kernel variants beyond those the multistyle26 plan (run first)
 # already compiled; tests needing more are skipped and counted.
@@ -57,6 +63,8 @@ KERNEL_SELECT = ("(test_conv2d and not lowering) or test_igemm_every_tile or tes
 # Directories of the userland that the emulated programs see; the rest (/proc, /dev, /tmp,
 # /sys, /root, /home, /work ...) is the host's.
 ROOT_DIRS = ("bin", "etc", "lib", "sbin", "usr", "var")
+FULL = "cortex-a76"     # runs the kernel tests: it has every int8 variant (portable and sdot)
+NICE = "10"             # emulation is background work on a shared machine
 SKIP_ENV = ("OPENBLAS_CORETYPE", "NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "PYTHONHOME",
             "VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE", "QEMU_CPU", "QEMU_LD_PREFIX")
 
@@ -85,7 +93,7 @@ class Emulator:
         return env
 
     def argv(self, *args, prefix: Path | None = None) -> list[str]:
-        return ["nice", "-n", "19", "qemu-aarch64-static", "-cpu", self.core, "-L",
+        return ["nice", "-n", NICE, "qemu-aarch64-static", "-cpu", self.core, "-L",
                 str(prefix or self.prefix), str(self.rootfs / "usr" / "bin" / "python3"), *args]
 
     def prepare(self) -> str:
@@ -130,8 +138,9 @@ def _run(argv: list[str], timeout: float, **kw) -> tuple[int | str, float]:
 
 
 def run_core(emu: Emulator, logs: Path, timeout: float, select: str = KERNEL_SELECT,
-             budget: dict | None = None) -> dict:
-    """One emulated pytest session: the plan and core checks, the kernel tests, the table."""
+             budget: dict | None = None, full: bool = True) -> dict:
+    """One emulated pytest session: the plan and core checks, the kernel tests (``full``),
+    the instruction table."""
     t0 = time.monotonic()
     features = emu.prepare()
     report = logs / f"{emu.core}.json"
@@ -140,7 +149,7 @@ def run_core(emu: Emulator, logs: Path, timeout: float, select: str = KERNEL_SEL
     shutil.rmtree(asm_dir, ignore_errors=True)
     cache = Path(tempfile.mkdtemp(prefix=f"numba-{emu.core}-", dir=emu.home))
     log = logs / f"{emu.core}.log"
-    budget = KERNEL_TESTS if budget is None else budget
+    budget = (KERNEL_TESTS if budget is None else budget) if full else {}
     args = ["-m", "pytest", "-p", "tests.arm.plugin", "-p", "no:cacheprovider", "-q",
             "--durations=12", "tests/arm/test_emulated.py", *budget,
             "tests/arm/test_instructions.py",
@@ -163,7 +172,7 @@ def run_core(emu: Emulator, logs: Path, timeout: float, select: str = KERNEL_SEL
     rows = json.loads(report.read_text()) if report.exists() else []
     return {"core": emu.core, "rc": rc, "summary": summary, "seconds": time.monotonic() - t0,
             "cpu_seconds": cpu, "log": str(log), "asm": str(asm_dir), "rows": rows,
-            "features": features, "budget": budget_line}
+            "features": features, "budget": budget_line, "full": full}
 
 
 def _no_core_dumps() -> None:
@@ -237,6 +246,10 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=float(os.environ.get("ARM_TIMEOUT", 3600)),
                     help="seconds per core")
     ap.add_argument("--no-sigill", action="store_true", help="skip the negative check")
+    ap.add_argument("--full", default=FULL,
+                    help="cores that also run the kernel tests (comma list, or 'all'; default "
+                         f"{FULL}); the others run the core, int8 and plan checks and the "
+                         "instruction table")
     ap.add_argument("--select", default=KERNEL_SELECT,
                     help="pytest -k expression of the kernel tests to run (default: the subset)")
     ap.add_argument("--budget", type=int, default=None,
@@ -257,15 +270,21 @@ def main() -> int:
         with lock:
             print(f"test-arm [{time.monotonic() - t0:6.0f}s] {msg}", flush=True)
 
+    full = set(cores) if opts.full == "all" else {c.strip() for c in opts.full.split(",")}
+
     def job(core: str) -> dict:
-        say(f"{core}: {CORES[core]}: starting (log {logs / (core + '.log')})")
+        what = "kernel tests, plan, int8, instructions" if core in full else \
+            "plan, int8, instructions"
+        say(f"{core}: {CORES[core]}: starting: {what} (log {logs / (core + '.log')})")
         budget = None if opts.budget is None else {f: opts.budget for f in KERNEL_TESTS}
-        res = run_core(Emulator(home, core), logs, opts.timeout, opts.select, budget)
+        res = run_core(Emulator(home, core), logs, opts.timeout, opts.select, budget,
+                       full=core in full)
         say(f"{core}: {res['summary']} ({res['seconds']:.0f}s)")
         return res
 
     with ThreadPoolExecutor(max(1, opts.jobs)) as pool:
-        futures = [pool.submit(job, c) for c in cores]
+        # the longest (full) sessions first, so the short ones fill the other CPU
+        futures = [pool.submit(job, c) for c in sorted(cores, key=lambda c: c not in full)]
         sig = None if opts.no_sigill else pool.submit(sigill_check, home, logs)
         results = [f.result() for f in futures]
         sig = sig.result() if sig else None

@@ -73,24 +73,39 @@ def _qu8_isas() -> list[str]:
     return ["portable", "sdot"] if "asimddp" in cpu_features() else ["portable"]
 
 
+# The edge cases of the int8 kernel tests (tests/kernels/test_qu8_conv.py: channel counts 1..65,
+# 1x1/3x3/9x9, strides, dilations, groups, reflect/edge padding, nearest upsampling, one pixel),
+# run with the ISA variants this core has. One tile per method, so each ISA compiles two kernels
+# (an emulated compile takes 10-30 s): igemm 6x32 (a partial vector when Co < 32) and kdot
+# 10x8 (Co <= 8; the kernel the plans use for few output channels).
+def _qu8_runs():
+    from tests.kernels.test_qu8_conv import CASES, _ids, _methods
+    runs = [(c, m) for c in CASES for m in _methods(c)]
+    return runs, [f"{m}-{i}" for (_, m), i in zip(runs, _ids([c for c, _ in runs]))]
+
+
+QU8_RUNS, QU8_IDS = _qu8_runs()
+QU8_TILE = {"igemm": (6, 32), "kdot": (10, 2)}
+
+
 @pytest.mark.parametrize("isa", ["portable", "sdot"])
-def test_qu8_conv_is_bit_exact(isa):
-    """A small int8 conv (edge channel counts, padding, a partial tile) on this core, bit-exact
-    against the integer numpy reference. ``sdot`` runs only on cores with dotprod."""
+@pytest.mark.parametrize("case,method", QU8_RUNS, ids=QU8_IDS)
+def test_qu8_conv_is_bit_exact(case, method, isa):
+    """int8 convs on this core, bit-exact against the integer numpy reference
+    (kernels/reference_q8.py). ``sdot`` (the explicit dot-product instruction, activations
+    shifted by -128 and the bias corrected) runs only on cores with dotprod."""
     if isa not in _qu8_isas():
         pytest.skip(f"{CORE} has no dot product instructions")
     from kernels import qu8_conv2d as q
     from kernels import reference_q8 as r
-    rng = np.random.default_rng(8)
-    x = rng.integers(0, 256, (1, 5, 7, 13), dtype=np.uint8)
-    w = rng.integers(-128, 128, (24, 13, 3, 3), dtype=np.int8)
-    sx, sw, sy, zx, zy = 0.02, rng.uniform(0.001, 0.01, 24), 0.5, 117, 3
-    bias = q.qu8_conv_bias(rng.normal(size=24), w, sx, sw, zx)
-    m = q.qu8_conv_multiplier(sx, sw, sy)
-    got = q.conv2d(x, w, bias, m, zx, zy, pads=(1, 1, 1, 1), isa=isa, tile=(6, 32),
-                   parallel=False)
-    want = r.qu8_conv2d_reference(x, w, bias, m, zx, zy, 0, 255, pads=(1, 1, 1, 1))
-    np.testing.assert_array_equal(got, want)
+    from tests.kernels.test_qu8_conv import _data, _requant_params
+    x, w, bias, geo, zx = _data(case)
+    m, zy, qmin, qmax = _requant_params(x, w, bias, geo, zx)
+    want = r.qu8_conv2d_reference(x, w, bias, m, zx, zy, qmin, qmax, **geo)
+    got = q.conv2d(x, w, bias, m, zx, zy, qmin, qmax, **geo, isa=isa, method=method,
+                   tile=QU8_TILE[method], parallel=False)
+    bad = np.argwhere(got != want)
+    assert not len(bad), f"{len(bad)} of {got.size} differ, first at {bad[:3].tolist()}"
 
 
 @pytest.fixture(scope="module")
