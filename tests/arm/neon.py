@@ -20,6 +20,9 @@ other loop's header. Each instruction of a loop falls into one class:
     fp64       scalar float64 arithmetic (``d`` registers): a stray double in a float32 loop
     spill      vector loads/stores to the stack (``ldr q3, [sp, #...]``): accumulators that did not
                fit the 32 NEON registers
+    vmem       other vector loads/stores (``ldp q0, q1, [x9]``, ``ld1r``): operands, or a tile
+               kept in memory through a pointer (listed, not judged: a loop with as many vector
+               loads/stores as multiplies is memory-bound)
     call       ``bl <symbol>`` / ``blr``: a call per iteration (``expf`` is the one that hurts)
 
 Verdicts (``check``), per kernel *kind*:
@@ -124,6 +127,8 @@ class Loop:
         parts = [f"{m} x{n}" for m, n in self.mnemonics.most_common(top)]
         if self.classes["spill"]:
             parts.append(f"stack q-spills x{self.classes['spill']}")
+        if self.classes["vmem"]:
+            parts.append(f"q loads/stores x{self.classes['vmem']}")
         parts += [f"bl {c}" for c in sorted(set(self.calls))]
         return ", ".join(parts) or "no SIMD/FP instructions"
 
@@ -136,6 +141,8 @@ def _classify(mnem: str, ops: str) -> tuple[str | None, str | None]:
         return "spill", None
     if mnem in ("bl", "blr"):
         return "call", None
+    if LOADSTORE.match(mnem) and (re.match(r"q\d+$", first) or first.startswith("{")):
+        return "vmem", None
     vm = VREG.match(first)
     lanes = f".{vm.group(1)}{vm.group(2)}" if vm else ""
     if mnem in DOT:

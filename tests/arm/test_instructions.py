@@ -92,7 +92,8 @@ def test_hot_loops_are_neon():
                    "compiled_in": COMPILED_IN.get(id(disp), ""), "hot": v.hot.summary() if v.hot else "",
                    "hot_insns": v.hot.n_insns if v.hot else 0, "loops": v.n_loops,
                    "vector_loops": v.n_vector_loops, "scalar_fp_loops": v.n_scalar_fp_loops,
-                   "spills": v.hot.classes["spill"] if v.hot else 0, "problems": v.problems,
+                   "spills": v.hot.classes["spill"] if v.hot else 0,
+                   "vmem": v.hot.classes["vmem"] if v.hot else 0, "problems": v.problems,
                    "dot": bool(v.hot and v.hot.classes["dot"]),
                    "scalar_only": [lp.summary() for lp in v.scalar_only]}
             rows.append(row)

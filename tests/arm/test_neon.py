@@ -238,3 +238,23 @@ def test_info_kernels_are_never_judged_and_unknown_kinds_raise():
     assert neon.check(fn(TAIL), "info").ok
     with pytest.raises(ValueError):
         neon.check(fn(TAIL), "simd")
+
+
+def test_a_tile_kept_in_memory_is_counted():
+    """The qu8 6x32 tile on a Cortex-A76 (48 q accumulators > 32 registers): LLVM kept the
+    tile in its stack array and loops over pixels, two sdot per ldp/stp pair (LLVM's output)."""
+    body = """
+ld1r { v16.4s }, [x11], x12
+ldp q18, q17, [x14, #-32]
+eor v16.16b, v16.16b, v27.16b
+sdot v18.4s, v16.16b, v2.16b
+sdot v17.4s, v16.16b, v3.16b
+stp q18, q17, [x14, #-32]
+ldp q18, q17, [x14, #-64]
+sdot v18.4s, v16.16b, v0.16b
+sdot v17.4s, v16.16b, v1.16b
+stp q18, q17, [x14, #-64]
+"""
+    v = neon.check(fn(body), "dot", dotprod=True)
+    assert v.ok and v.hot.classes["vmem"] == 5 and v.hot.classes["spill"] == 0
+    assert v.hot.summary() == "sdot.4s x4, q loads/stores x5"
