@@ -1,21 +1,42 @@
 """`mobile-engine bench`: latency of a plan, measured alternately with a peer in one process.
 
-For every thread count the model is loaded again (an ``.mplan`` is read; an ``.onnx`` is compiled),
-bound, run once (Numba compiles the kernels or loads them from its on-disk cache), warmed up, then
-timed ``runs`` times. With ``compare="onnxruntime"`` the peer gets the same model, the same input
-and the same thread count, and the two engines take turns run by run, so machine noise falls on
-both; the ratio is ours / theirs (below 1: mobile-engine is faster). A per-step profile (steps
-called one by one, medians) follows the timed runs.
+For every thread count the model is loaded again (an ``.mplan`` is read; an ``.onnx`` is compiled;
+an ``.onnx`` with ``compile_options`` for int8 is calibrated and compiled once, saved to a temporary
+``.mplan`` and read from there), bound, run once (Numba compiles the kernels or loads them from its
+on-disk cache), warmed up, then timed ``runs`` times. With ``compare="onnxruntime"`` the peer runs
+an ONNX model (``peer_model``, else the model itself or the plan's source) on the same feeds with
+the same thread count, and the two engines take turns run by run, so machine noise falls on both;
+the ratio is ours / theirs (below 1: mobile-engine is faster). A per-step profile (steps called one
+by one, medians) follows the timed runs.
 
-JSON schema (``schema_version`` 1; times in milliseconds, sizes in bytes unless the name says MB)::
+Feeds: float inputs uniform in [0, 1) (seed 0), int inputs zero, except those given (e.g. a photo
+preprocessed like ``run --input``); int8 agreement on random noise says little.
 
-    schema_version   int     1; readers refuse other versions
+Agreement with the peer, over every output: the largest |ours - theirs| and the PSNR in dB,
+``10 log10(peak^2 / mean((ours - theirs)^2))`` with ``peak`` the range (max - min) of the peer's
+output (its largest |value| if constant, 1 if all zero); with several outputs the lowest PSNR.
+When both engines compute in fp32 the outputs must agree to ``DIFF_WARN`` of the peer's largest
+|output|; when either side is int8 they cannot, and the criterion is a PSNR of ``PSNR_WARN`` dB.
+
+JSON schema (``schema_version`` 2; times in milliseconds, sizes in bytes unless the name says MB;
+readers also take version 1 files, which lack precision, compile_ms, feeds, peer and psnr_db)::
+
+    schema_version   int     2; readers refuse versions other than 1 and 2
     kind             str     "mobile-engine-bench"
     created          str     ISO 8601 time of the run (UTC)
     label            str|null  --label, e.g. "pi4"; bench-report shows it as the machine
     model            str     the path given to bench (.onnx or .mplan)
-    source           str|null  the ONNX model the plan came from (the peer runs this file)
+    source           str|null  the ONNX model the plan came from
+    precision        str     "fp32", or "int8" when the plan has int8 kernels (compiled with
+                             --int8, or an imported QDQ model)
+    compile_ms       float|null  the in-process int8 calibration + compile (once, before the
+                             thread blocks); null otherwise
     inputs           [{name, shape, dtype}]   the shapes benchmarked (after --shape)
+    feeds            {name: str}   how each input was filled ("uniform random [0, 1), seed 0",
+                             "image PATH ...", "--set NAME=VALUES", ...)
+    peer             null or {engine: "onnxruntime", model: path, sha256, precision}: the ONNX
+                             file the peer ran; precision "int8" when it holds QuantizeLinear /
+                             DequantizeLinear / QLinear* / *Integer nodes
     plan             {steps, gflop, arena_bytes, weight_bytes}
     runs             int     timed runs per engine and thread count
     warmup           int     untimed runs after the first run
@@ -49,19 +70,22 @@ JSON schema (``schema_version`` 1; times in milliseconds, sizes in bytes unless 
       threading_layer str|null  numba.threading_layer() after this block (null: no parallel
                              kernel ran in this process)
       compare        {} or {"onnxruntime": {version, init_ms, first_run_ms, min, mean, p50, p90,
-                             p99, max, ratio, max_abs_diff, spinning}}
-                             ratio = latency_ms.p50 / onnxruntime p50; max_abs_diff over all outputs
-                             (null if the outputs' names or shapes differ); spinning: whether the
-                             peer's pool threads spin between runs (off by default)
+                             p99, max, ratio, max_abs_diff, psnr_db, spinning}}
+                             ratio = latency_ms.p50 / onnxruntime p50; max_abs_diff and psnr_db
+                             (see Agreement above) over all outputs, null if the outputs' shapes
+                             differ; psnr_db also null when the outputs are identical; spinning:
+                             whether the peer's pool threads spin between runs (off by default)
       warnings       [str]   why this block's numbers may not be trusted (p50 far above the
-                             minimum; outputs that differ from the peer's)
+                             minimum; outputs that disagree with the peer's)
     ]
 """
 from __future__ import annotations
 
 import datetime
+import math
 import resource
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,7 +95,8 @@ import numpy as np
 
 from mobile_engine.errors import EngineError, InputError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 KIND = "mobile-engine-bench"
 # Kernels whose flops are worth a GFLOP/s figure (the rest are memory-bound).
 FLOP_KERNELS = ("conv", "gemm", "matmul")
@@ -81,25 +106,53 @@ SPREAD_WARN = 1.5
 # Outputs further apart than this (relative to the peer's largest |output|, at least 1) mean the
 # two engines do not compute the same thing, so the ratio means nothing.
 DIFF_WARN = 1e-2
+# NOTE: int8 against fp32 is judged by PSNR: a faithful int8 multistyle26 gives 31-46 dB on photos
+# (DESIGN.md); below 30 dB the picture visibly changes, so the two engines do not compute the same
+# thing. Random noise as input gives lower figures than photos: bench int8 on a photo (--input).
+PSNR_WARN = 30.0
+# ONNX ops that make a model int8 (QDQ or operator-quantized).
+INT8_ONNX_OPS = ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
+                 "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear")
+INT8_KERNEL_PREFIXES = ("qu8_", "qs8_")
 
-TOP_FIELDS = ("schema_version", "kind", "created", "label", "model", "source", "inputs", "plan",
-              "runs", "warmup", "machine", "results")
+TOP_FIELDS = ("schema_version", "kind", "created", "label", "model", "source", "precision",
+              "compile_ms", "inputs", "feeds", "peer", "plan", "runs", "warmup", "machine",
+              "results")
+# Fields version 1 documents lack; readers fill them with these values.
+V1_DEFAULTS = {"precision": None, "compile_ms": None, "feeds": None, "peer": None}
 RESULT_FIELDS = ("threads", "load_ms", "bind_ms", "jit", "init_ms", "first_run_ms", "latency_ms",
                  "throughput_fps", "peak_rss_mb", "arena_bytes", "weight_bytes", "profile_runs",
                  "ops", "ops_total_ms", "threading_layer", "compare", "warnings")
 LATENCY_FIELDS = ("min", "mean", "p50", "p90", "p99", "max")
 
 
-def make_feeds(inputs: list[dict], seed: int = 0) -> dict[str, np.ndarray]:
-    """Deterministic feeds: floats uniform in [0, 1) (images, style weights), ints zero."""
+def make_feeds(inputs: list[dict], seed: int = 0,
+               given: dict[str, tuple[np.ndarray, str]] | None = None
+               ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """(feeds, how each was made): the ``given`` {name: (array, description)} as they are (checked
+    against the input's shape and dtype), other floats uniform in [0, 1), other ints zero."""
+    given = dict(given or {})
+    unknown = set(given) - {i["name"] for i in inputs}
+    if unknown:
+        raise InputError(f"feed {sorted(unknown)[0]!r}: the plan has no such input; inputs: "
+                         f"{', '.join(i['name'] for i in inputs)}")
     rng = np.random.default_rng(seed)
-    feeds = {}
+    feeds, described = {}, {}
     for i in inputs:
-        if i["dtype"] == "float32":
-            feeds[i["name"]] = rng.random(i["shape"], dtype=np.float32)
+        name = i["name"]
+        if name in given:
+            a, described[name] = given[name]
+            if list(np.shape(a)) != list(i["shape"]) or np.asarray(a).dtype != np.dtype(i["dtype"]):
+                raise InputError(f"feed {name!r}: {np.asarray(a).dtype} {list(np.shape(a))}, the "
+                                 f"plan expects {i['dtype']} {list(i['shape'])}")
+            feeds[name] = np.ascontiguousarray(a)
+        elif i["dtype"] == "float32":
+            feeds[name] = rng.random(i["shape"], dtype=np.float32)
+            described[name] = f"uniform random [0, 1), seed {seed}"
         else:
-            feeds[i["name"]] = np.zeros(i["shape"], i["dtype"])
-    return feeds
+            feeds[name] = np.zeros(i["shape"], i["dtype"])
+            described[name] = "zeros"
+    return feeds, described
 
 
 def percentiles(ms: Sequence[float]) -> dict[str, float]:
@@ -178,6 +231,68 @@ def _ort_session(ort, model_path: str, threads: int, spinning: bool):
     return ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
 
 
+@dataclass
+class Peer:
+    """The peer engine (the onnxruntime module) and the ONNX file it runs."""
+    ort: object
+    spinning: bool
+    model: str
+    sha256: str
+    precision: str
+
+    @classmethod
+    def open(cls, ort, spinning: bool, model: str) -> "Peer":
+        import onnx
+
+        from mobile_engine.zoo import sha256
+        path = Path(model)
+        if not path.is_file():
+            raise InputError(f"--peer-model {model}: no such file (give the ONNX model "
+                             f"onnxruntime should run)")
+        try:
+            proto = onnx.load(str(path), load_external_data=False)
+        except Exception as exc:                     # onnx raises DecodeError and others
+            raise InputError(f"--peer-model {model}: not an ONNX model ({exc})") from None
+        ops = {n.op_type for n in proto.graph.node}
+        precision = "int8" if ops & set(INT8_ONNX_OPS) else "fp32"
+        return cls(ort, spinning, str(path), sha256(path), precision)
+
+    def describe(self) -> dict:
+        return {"engine": "onnxruntime", "model": self.model, "sha256": self.sha256,
+                "precision": self.precision}
+
+
+def _check_peer_io(plan, peer_sess, model: str) -> None:
+    """The peer must take the plan's inputs (same names; its fixed dimensions equal ours) and give
+    the plan's outputs, or the comparison means nothing: InputError naming both sides."""
+    theirs = {i.name: i.shape for i in peer_sess.get_inputs()}
+    ours = {i["name"]: list(i["shape"]) for i in plan.inputs}
+    if set(theirs) != set(ours):
+        raise InputError(f"peer model {model}: its inputs {sorted(theirs)} are not the plan's "
+                         f"{sorted(ours)}; give --peer-model the ONNX model the plan was "
+                         f"compiled from (same input names)")
+    for name, shape in ours.items():
+        dims = list(theirs[name])
+        if len(dims) != len(shape) or any(isinstance(d, int) and d != n
+                                          for d, n in zip(dims, shape)):
+            raise InputError(f"peer model {model}: input {name!r} has shape {dims}; the plan "
+                             f"takes {shape}")
+    outs = [o.name for o in peer_sess.get_outputs()]
+    missing = [o["name"] for o in plan.outputs if o["name"] not in outs]
+    if missing:
+        raise InputError(f"peer model {model}: no output {missing[0]!r} (its outputs: "
+                         f"{', '.join(outs)}); the outputs cannot be compared")
+
+
+def plan_precision(plan) -> str:
+    """"int8" when the plan runs int8 kernels (compiled with --int8, or a QDQ import), else
+    "fp32"."""
+    if plan.manifest.get("provenance", {}).get("precision") == "int8":
+        return "int8"
+    return "int8" if any(s["kernel"].startswith(INT8_KERNEL_PREFIXES) for s in plan.steps) \
+        else "fp32"
+
+
 def _peer_source(plan, model: Path) -> str:
     """The ONNX file the peer runs: the model itself, or the plan's source if it is unchanged."""
     if model.suffix != ".mplan":
@@ -200,8 +315,6 @@ def _peer_source(plan, model: Path) -> str:
 def _load_plan(model: Path, shapes: dict):
     import mobile_engine as me
     from mobile_engine.plan import Plan
-    if not model.is_file():
-        raise InputError(f"{model}: no such file (give an .onnx model or a .mplan plan)")
     if model.suffix != ".mplan":
         return me.compile(str(model), input_shapes=shapes or None)
     plan = Plan.load(model)
@@ -265,26 +378,69 @@ def _ops(profile: list[dict]) -> tuple[list[dict], float]:
     return ops, total
 
 
-def _max_abs_diff(ours: list, names: list[str], theirs: list, their_names: list[str]):
-    """(largest |ours - theirs| over all outputs, largest |theirs|), or (None, None) when the
-    outputs' names or shapes differ."""
+def agreement(ours: list, names: list[str], theirs: list, their_names: list[str]) -> dict | None:
+    """How close our outputs are to the peer's (the reference), over all outputs.
+
+    Returns ``{"max_abs_diff": largest |ours - theirs|, "max_abs_ref": largest |theirs|,
+    "psnr_db": the lowest per-output PSNR}`` (the module docstring defines it; None when the
+    outputs are identical), or None when an output is missing on the peer's side or the shapes
+    differ.
+    """
     by_name = dict(zip(their_names, theirs))
     worst = scale = 0.0
+    psnr = math.inf
     for name, a in zip(names, ours):
         b = by_name.get(name)
         if b is None or np.shape(a) != np.shape(b):
-            return None, None
-        if a.size:
-            worst = max(worst, float(np.max(np.abs(a.astype(np.float64) - b))))
-            scale = max(scale, float(np.max(np.abs(b))))
-    return worst, scale
+            return None
+        if not np.size(a):
+            continue
+        ref = np.asarray(b, np.float64)
+        d = np.asarray(a, np.float64) - ref
+        worst = max(worst, float(np.max(np.abs(d))))
+        hi, lo = float(ref.max()), float(ref.min())
+        scale = max(scale, abs(hi), abs(lo))
+        peak = (hi - lo) or max(abs(hi), abs(lo)) or 1.0        # constant, or all-zero output
+        mse = float(np.mean(d * d))
+        if mse > 0 or math.isnan(mse):
+            psnr = min(psnr, 10 * math.log10(peak * peak / mse) if mse > 0 else math.nan)
+    return {"max_abs_diff": worst, "max_abs_ref": scale,
+            "psnr_db": None if psnr == math.inf else psnr}
+
+
+def disagreement(agree: dict | None, precision: str, peer_precision: str) -> str | None:
+    """The warning when our outputs are not the peer's computation (None when they are): fp32
+    against fp32 by max |diff| (DIFF_WARN of the largest |output|, at least 1), anything with int8
+    by PSNR (below PSNR_WARN dB)."""
+    if agree is None:
+        return ("outputs cannot be compared with onnxruntime's (shapes differ): the ratio may "
+                "compare different work")
+    diff, scale, psnr = agree["max_abs_diff"], agree["max_abs_ref"], agree["psnr_db"]
+    if math.isnan(diff) or (psnr is not None and math.isnan(psnr)):
+        return "outputs differ from onnxruntime: NaN in the outputs, so the ratio means nothing"
+    if "int8" in (precision, peer_precision):
+        if psnr is not None and psnr < PSNR_WARN:
+            return (f"outputs differ from onnxruntime: PSNR {psnr:.1f} dB (max |diff| "
+                    f"{diff:.3g}) is below {PSNR_WARN:g} dB for an {precision} plan against an "
+                    f"{peer_precision} model: the two engines do not compute the same picture, "
+                    f"so the ratio means nothing (on random feeds int8 PSNR is low anyway: "
+                    f"bench on a photo with --input)")
+        return None
+    if diff > DIFF_WARN * max(1.0, scale):
+        return (f"outputs differ from onnxruntime by up to {diff:.3g} (largest |output| "
+                f"{scale:.3g}): the two engines do not compute the same thing, so the ratio "
+                f"means nothing")
+    return None
 
 
 def bench_threads(model: Path, shapes: dict, threads: int, runs: int, warmup: int = 2,
-                  profile_runs: int = 10, peer=None, progress: bool | None = None):
-    """One result block (see the module docstring) for one thread count, and the plan it ran.
+                  profile_runs: int = 10, peer: Peer | None = None, progress: bool | None = None,
+                  feeds=None):
+    """One result block (see the module docstring) for one thread count: (block, plan, how each
+    feed was made).
 
-    ``peer`` is None or ``(onnxruntime module, spinning)``.
+    ``feeds`` gives some inputs: None, {name: (array, description)}, or a callable taking the
+    plan and returning that (e.g. a photo resized to the plan's image input); the rest are random.
     """
     import mobile_engine as me
     t0 = time.perf_counter()
@@ -293,22 +449,23 @@ def bench_threads(model: Path, shapes: dict, threads: int, runs: int, warmup: in
     t0 = time.perf_counter()
     sess = me.Session(plan, threads=threads)
     bind_ms = (time.perf_counter() - t0) * 1e3
-    feeds = make_feeds(plan.inputs)
+    feeds, described = make_feeds(plan.inputs, given=feeds(plan) if callable(feeds) else feeds)
     first_ms, jit = _first_run(sess, feeds)
     rss = peak_rss_mb()
+    precision = plan_precision(plan)
 
     compare = {}
     peer_sess = None
     if peer is not None:
-        ort, spinning = peer
         t0 = time.perf_counter()
-        peer_sess = _ort_session(ort, _peer_source(plan, model), threads, spinning)
+        peer_sess = _ort_session(peer.ort, peer.model, threads, peer.spinning)
         peer_init = (time.perf_counter() - t0) * 1e3
+        _check_peer_io(plan, peer_sess, peer.model)
         t0 = time.perf_counter()
         theirs_out = peer_sess.run(None, feeds)
         peer_first = (time.perf_counter() - t0) * 1e3
-        diff, scale = _max_abs_diff(sess.run(None, feeds), [o["name"] for o in plan.outputs],
-                                    theirs_out, [o.name for o in peer_sess.get_outputs()])
+        agree = agreement(sess.run(None, feeds), [o["name"] for o in plan.outputs], theirs_out,
+                          [o.name for o in peer_sess.get_outputs()])
     for _ in range(warmup):
         sess.run(None, feeds)
         if peer_sess is not None:
@@ -327,29 +484,43 @@ def bench_threads(model: Path, shapes: dict, threads: int, runs: int, warmup: in
         bar.update(r + 1)
     bar.close()
     lat = percentiles(ours)
+    warnings = []
     if peer_sess is not None:
         p = percentiles(theirs)
-        compare["onnxruntime"] = {"version": ort.__version__, "init_ms": peer_init,
-                                  "first_run_ms": peer_first, **p, "ratio": lat["p50"] / p["p50"],
-                                  "max_abs_diff": diff, "spinning": spinning}
+        compare["onnxruntime"] = {
+            "version": peer.ort.__version__, "init_ms": peer_init, "first_run_ms": peer_first,
+            **p, "ratio": lat["p50"] / p["p50"],
+            "max_abs_diff": None if agree is None else agree["max_abs_diff"],
+            "psnr_db": None if agree is None else agree["psnr_db"], "spinning": peer.spinning}
     ops, ops_total = _ops(sess.profile(feeds, runs=profile_runs))
     from mobile_engine.machine import threading_layer
-    warnings = []
     if lat["p50"] > SPREAD_WARN * lat["min"]:
         warnings.append(f"unsteady timings: p50 {lat['p50']:.3f} ms is "
                         f"{lat['p50'] / lat['min']:.1f}x the minimum {lat['min']:.3f} ms; the "
                         f"machine was disturbed (busy, clock changes, heat): rerun when quiet")
-    if peer_sess is not None and diff is not None and diff > DIFF_WARN * max(1.0, scale):
-        warnings.append(f"outputs differ from onnxruntime by up to {diff:.3g} (largest |output| "
-                        f"{scale:.3g}): the two engines do not compute the same thing, so the "
-                        f"ratio means nothing")
+    if peer_sess is not None:
+        w = disagreement(agree, precision, peer.precision)
+        warnings += [w] if w else []
     block = {"threads": threads, "load_ms": load_ms, "bind_ms": bind_ms, "jit": jit,
              "init_ms": load_ms + bind_ms + jit["ms"], "first_run_ms": first_ms,
              "latency_ms": lat, "throughput_fps": 1e3 / lat["mean"], "peak_rss_mb": rss,
              "arena_bytes": plan.arena_bytes, "weight_bytes": plan.weight_bytes,
              "profile_runs": profile_runs, "ops": ops, "ops_total_ms": ops_total,
              "threading_layer": threading_layer(), "compare": compare, "warnings": warnings}
-    return block, plan
+    return block, plan, described
+
+
+def compile_once(model: Path, shapes: dict, options, folder: Path) -> tuple[Path, float]:
+    """Compile ``model`` with ``options`` (``me.compile`` keywords, or a callable returning them,
+    e.g. the CLI's calibration for --int8) and save the plan in ``folder``: (its path, the
+    milliseconds options + compile took)."""
+    import mobile_engine as me
+    t0 = time.perf_counter()
+    kw = dict(options() if callable(options) else options)
+    plan = me.compile(str(model), input_shapes=shapes or None, **kw)
+    ms = (time.perf_counter() - t0) * 1e3
+    precision = kw.get("quantize") or "fp32"
+    return Path(plan.save(folder / f"{model.stem}.{precision}.mplan")), ms
 
 
 @dataclass
@@ -365,29 +536,44 @@ class BenchReport:
     results: list[dict] = field(default_factory=list)
     label: str | None = None
     created: str = ""
+    precision: str | None = None
+    compile_ms: float | None = None
+    feeds: dict | None = None
+    peer: dict | None = None
 
     def as_dict(self) -> dict:
         return {"schema_version": SCHEMA_VERSION, "kind": KIND, "created": self.created,
                 "label": self.label, "model": self.model, "source": self.source,
-                "inputs": self.inputs, "plan": self.plan, "runs": self.runs,
-                "warmup": self.warmup, "machine": self.machine, "results": self.results}
+                "precision": self.precision, "compile_ms": self.compile_ms,
+                "inputs": self.inputs, "feeds": self.feeds, "peer": self.peer, "plan": self.plan,
+                "runs": self.runs, "warmup": self.warmup, "machine": self.machine,
+                "results": self.results}
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "bench JSON") -> "BenchReport":
         validate_report(data, where)
         return cls(data["model"], data["source"], data["inputs"], data["plan"], data["runs"],
                    data["warmup"], data["machine"], data["results"], data["label"],
-                   data["created"])
+                   data["created"], data["precision"], data["compile_ms"], data["feeds"],
+                   data["peer"])
 
     def text(self, profile: bool = False) -> str:
         from mobile_engine.machine import describe
         ins = ", ".join(f"{i['name']} {i['dtype']}[{'x'.join(map(str, i['shape']))}]"
                         for i in self.inputs)
         p = self.plan
+        compiled = ("" if self.compile_ms is None
+                    else f", compiled in-process in {self.compile_ms / 1e3:.1f} s")
         lines = [describe(self.machine),
                  f"model {self.model}: {ins}",
-                 f"  plan: {p['steps']} steps, {p['gflop']:.3f} GFLOP, arena "
-                 f"{p['arena_bytes'] / 1e6:.2f} MB, weights {p['weight_bytes'] / 1e6:.2f} MB"]
+                 f"  plan: {self.precision or 'n/a'}, {p['steps']} steps, {p['gflop']:.3f} GFLOP, "
+                 f"arena {p['arena_bytes'] / 1e6:.2f} MB, weights {p['weight_bytes'] / 1e6:.2f} MB"
+                 f"{compiled}"]
+        if self.feeds:
+            lines.append("  feeds: " + "; ".join(f"{k}: {v}" for k, v in self.feeds.items()))
+        if self.peer:
+            lines.append(f"  peer: {self.peer['engine']} on {self.peer['model']} "
+                         f"({self.peer['precision']}, sha256 {self.peer['sha256'][:12]})")
         for r in self.results:
             lines += [""] + format_result(r, self.runs, profile)
         return "\n".join(lines)
@@ -409,6 +595,9 @@ def format_result(r: dict, runs: int, profile: bool = False) -> list[str]:
     for name, c in r["compare"].items():
         speed = "faster" if c["ratio"] < 1 else "slower"
         diff = "n/a" if c["max_abs_diff"] is None else f"{c['max_abs_diff']:.2g}"
+        if c["max_abs_diff"] is not None and "psnr_db" in c:         # not in version 1
+            psnr = c["psnr_db"]
+            diff += ", identical" if psnr is None else f", PSNR {psnr:.1f} dB"
         lines.append(f"  {name:<13}  p50 {c['p50']:.3f} ms  p90 {c['p90']:.3f}  p99 "
                      f"{c['p99']:.3f}  min {c['min']:.3f}  (v{c['version']}, init "
                      f"{c['init_ms']:.1f} ms, first run {c['first_run_ms']:.2f} ms)")
@@ -455,22 +644,31 @@ def run_bench(model: str | Path, shapes: dict | None = None, threads: int | Sequ
               runs: int = 20, compare: str | None = None, warmup: int = 2,
               profile_runs: int | None = None, label: str | None = None,
               progress: bool | None = None, peer_spinning: bool = False,
-              log: Callable[[str], None] | None = None) -> BenchReport:
+              log: Callable[[str], None] | None = None, peer_model: str | Path | None = None,
+              feeds=None, compile_options=None) -> BenchReport:
     """Benchmark a model or plan for one or several thread counts.
 
     Parameters
     ----------
-    model : an ``.onnx`` model (compiled for every thread block) or a ``.mplan`` plan
+    model : an ``.onnx`` model (compiled for every thread block, or once with
+        ``compile_options``) or a ``.mplan`` plan
     shapes : {input name: shape} for the model's symbolic dimensions (must match a plan's shapes)
     threads : one thread count or several; one result block each, in the order given
     runs : timed runs per engine and block
-    compare : None or "onnxruntime" (the peer runs alternately with us, same input and threads)
+    compare : None or "onnxruntime" (the peer runs alternately with us, same feeds and threads)
     warmup : untimed runs after the first run
     profile_runs : runs of the per-step profile (default min(runs, 10))
     progress : progress bar on stderr: None = only on a terminal for long runs
     peer_spinning : let onnxruntime's pool threads spin between runs (its default; off here so
         they do not eat into our turn)
     log : called with a line after each block (e.g. ``print``); None for silence
+    peer_model : the ONNX file the peer runs (default: ``model`` itself, or the plan's source),
+        e.g. the fp32 model an int8 plan was compiled from; it must take the plan's inputs
+    feeds : some inputs' values: {name: (array, description)} or a callable taking the plan and
+        returning that; the other inputs are random (``make_feeds``)
+    compile_options : ``me.compile`` keywords (or a callable returning them, e.g. one that
+        calibrates) for an ``.onnx`` model, e.g. ``{"quantize": "int8", "calibration": feeds}``:
+        the model is compiled once (``compile_ms``) and every block loads that plan
     """
     model = Path(model)
     thread_list = [threads] if isinstance(threads, int) else list(threads)
@@ -480,30 +678,50 @@ def run_bench(model: str | Path, shapes: dict | None = None, threads: int | Sequ
         raise InputError(f"--runs {runs}: must be at least 1")
     if compare not in (None, "onnxruntime"):
         raise InputError(f"--compare {compare!r}: the only peer is 'onnxruntime'")
-    peer = (import_onnxruntime(), peer_spinning) if compare == "onnxruntime" else None
+    if peer_model is not None and compare is None:
+        raise InputError("--peer-model needs --compare onnxruntime")
+    if compile_options is not None and model.suffix == ".mplan":
+        raise InputError(f"--int8: {model} is a plan, compiled already; give the .onnx model, or "
+                         f"bench the plan with --compare onnxruntime --peer-model MODEL.onnx")
+    if not model.is_file():
+        raise InputError(f"{model}: no such file (give an .onnx model or a .mplan plan)")
+    ort = import_onnxruntime() if compare == "onnxruntime" else None
     import numba
     top = numba.config.NUMBA_NUM_THREADS
     bad = [t for t in thread_list if not 1 <= t <= top]
     if bad:
         raise InputError(f"--threads {bad[0]}: must be between 1 and {top} (NUMBA_NUM_THREADS)")
+    peer = None
+    if ort is not None:
+        from mobile_engine.plan import Plan
+        source = peer_model or _peer_source(Plan.load(model) if model.suffix == ".mplan"
+                                            else None, model)
+        peer = Peer.open(ort, peer_spinning, str(source))
 
     from mobile_engine.machine import machine_facts
     facts = machine_facts(thread_list)        # before our own load lands in the load average
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     results = []
-    for t in thread_list:
-        block, plan = bench_threads(model, dict(shapes or {}), t, runs, warmup,
-                                    profile_runs or min(runs, 10), peer, progress)
-        results.append(block)
-        if log is not None:
-            log(f"threads {t}: p50 {results[-1]['latency_ms']['p50']:.3f} ms")
+    shapes = dict(shapes or {})
+    with tempfile.TemporaryDirectory(prefix="mobile-engine-bench-") as tmp:
+        bench_model, compile_ms = model, None
+        if compile_options is not None:
+            bench_model, compile_ms = compile_once(model, shapes, compile_options, Path(tmp))
+        for t in thread_list:
+            block, plan, described = bench_threads(bench_model, shapes, t, runs, warmup,
+                                                   profile_runs or min(runs, 10), peer, progress,
+                                                   feeds)
+            results.append(block)
+            if log is not None:
+                log(f"threads {t}: p50 {results[-1]['latency_ms']['p50']:.3f} ms")
     facts["threading_layer"] = next((r["threading_layer"] for r in reversed(results)
                                      if r["threading_layer"]), None)
     source = str(model) if model.suffix != ".mplan" else plan.manifest["provenance"].get("source")
     info = {"steps": len(plan.steps), "gflop": sum(s["flops"] for s in plan.steps) / 1e9,
             "arena_bytes": plan.arena_bytes, "weight_bytes": plan.weight_bytes}
     return BenchReport(str(model), source, [dict(i) for i in plan.inputs], info, runs, warmup,
-                       facts, results, label, created)
+                       facts, results, label, created, plan_precision(plan), compile_ms,
+                       described, None if peer is None else peer.describe())
 
 
 def validate_report(data, where: str = "bench JSON") -> dict:
@@ -512,9 +730,12 @@ def validate_report(data, where: str = "bench JSON") -> dict:
         raise InputError(f"{where}: not a mobile-engine bench result (no kind={KIND!r}); write "
                          f"one with `mobile-engine bench MODEL --json FILE`")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise InputError(f"{where}: schema_version {version!r}; this mobile-engine reads "
-                         f"version {SCHEMA_VERSION}")
+                         f"versions {', '.join(map(str, READABLE_VERSIONS))}")
+    if version == 1:                       # fields version 2 added: unknown in older files
+        for key, value in V1_DEFAULTS.items():
+            data.setdefault(key, value)
     for key in TOP_FIELDS:
         if key not in data:
             raise InputError(f"{where}: missing field {key!r}")

@@ -208,21 +208,30 @@ def cmd_inspect(args) -> int:
     return 0
 
 
-def _feeds_from_args(plan, args) -> dict:
-    feeds = {}
-    sets = dict(s.split("=", 1) for s in (args.set or []) if "=" in s)
-    img = _image_input(plan) if args.input else None
+def _given_inputs(plan, image: str | None, sets: dict) -> dict[str, tuple[np.ndarray, str]]:
+    """{input name: (array, how it was made)} for the inputs the command line gives: ``image``
+    for the plan's image input (resized, RGB 0..1, NCHW), ``sets`` {NAME: VALUES} for others."""
+    given = {}
+    img = _image_input(plan) if image else None
     for i in plan.inputs:
-        if img is not None and i["name"] == img["name"]:
-            feeds[i["name"]] = load_image_nchw(args.input, i["shape"][2], i["shape"][3])
-        elif i["name"] in sets:
-            size = int(np.prod(i["shape"]))
-            feeds[i["name"]] = parse_values(sets[i["name"]], size, i["name"]).reshape(i["shape"]) \
-                .astype(i["dtype"])
-        else:
+        name, shape = i["name"], i["shape"]
+        if img is not None and name == img["name"]:
+            given[name] = (load_image_nchw(image, shape[2], shape[3]),
+                           f"image {image} resized to {shape[2]}x{shape[3]}, RGB 0..1")
+        elif name in sets:
+            values = parse_values(sets[name], int(np.prod(shape)), name)
+            given[name] = (values.reshape(shape).astype(i["dtype"]), f"--set {name}={sets[name]}")
+    return given
+
+
+def _feeds_from_args(plan, args) -> dict:
+    sets = dict(s.split("=", 1) for s in (args.set or []) if "=" in s)
+    given = _given_inputs(plan, args.input, sets)
+    for i in plan.inputs:
+        if i["name"] not in given:
             raise InputError(f"input {i['name']!r} ({i['dtype']} {i['shape']}) needs a value: "
                              f"--set {i['name']}=V1,V2,... or INDEX:VALUE pairs")
-    return feeds
+    return {name: a for name, (a, _) in given.items()}
 
 
 def cmd_run(args) -> int:
@@ -247,11 +256,29 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _bench_feeds(args):
+    """bench's given feeds (a callable on the plan, see ``bench.run_bench``), or None: --input for
+    the image input, --set for others; ``NAME=onehot`` (calibration's one-hot per image) times
+    the one-hot vector of index 0, the first calibration image's."""
+    sets = {k: "0:1" if v == "onehot" else v
+            for k, v in (s.split("=", 1) for s in (args.set or []) if "=" in s)}
+    if not args.input and not sets:
+        return None
+    return lambda plan: _given_inputs(plan, args.input, sets)
+
+
 def cmd_bench(args) -> int:
     from mobile_engine.bench import run_bench
-    report = run_bench(args.model, shapes=dict(args.shape or []), threads=args.threads,
-                       runs=args.runs, compare=args.compare, warmup=args.warmup,
-                       profile_runs=args.profile_runs, label=args.label, progress=args.progress)
+    shapes = dict(args.shape or [])
+    if args.int8:       # calibrated and compiled inside run_bench, which times it
+        compile_options = lambda: quantize_options(args, shapes)      # noqa: E731
+    else:
+        compile_options = quantize_options(args, shapes) or None      # refuses --calib alone
+    report = run_bench(args.model, shapes=shapes, threads=args.threads, runs=args.runs,
+                       compare=args.compare, warmup=args.warmup,
+                       profile_runs=args.profile_runs, label=args.label, progress=args.progress,
+                       peer_model=args.peer_model, feeds=_bench_feeds(args),
+                       compile_options=compile_options)
     print(report.text(profile=args.profile))
     for w in report.machine["warnings"] + [w for r in report.results for w in r["warnings"]]:
         print(f"mobile-engine: warning: {w}", file=sys.stderr)
@@ -339,6 +366,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--warmup", type=int, default=2, help="untimed runs after the first (default 2)")
     b.add_argument("--compare", choices=["onnxruntime"], default=None,
                    help="run the peer alternately on the same model, input and threads")
+    b.add_argument("--peer-model", metavar="MODEL.onnx",
+                   help="the ONNX model the peer runs (default: the model, or the plan's "
+                        "source), e.g. the fp32 model of an int8 plan; same input names")
+    b.add_argument("--input", metavar="IMAGE",
+                   help="a photo for the image input (resized, 0..1, as `run --input`) instead "
+                        "of random data")
+    add_int8_arguments(b, "other inputs' values as for `run` (default random); with --int8 "
+                          "also for calibration, where onehot gives each image a one-hot vector "
+                          "(the timed feeds then take index 0)")
+    b.set_defaults(disable_pass=None)
     b.add_argument("--profile", action="store_true", help="print the per-op table")
     b.add_argument("--profile-runs", type=int, default=None, metavar="N",
                    help="runs of the per-op profile (default min(runs, 10))")

@@ -5,9 +5,11 @@ a millisecond; each bench uses a handful of runs. Independent references: the FL
 derived by hand from the ONNX shapes, peak RSS is checked against /proc/self/status, the peer's
 outputs come from onnxruntime itself, percentiles from hand-computed order statistics.
 """
+import hashlib
 import importlib.util
 import io
 import json
+import math
 import os
 import platform
 import sys
@@ -82,7 +84,7 @@ def _vm_hwm_mb() -> float:
 # --- the report's fields -------------------------------------------------------------------------
 def test_schema_fields_present_and_valid(report):
     doc = json.loads(json.dumps(report))                       # JSON-serialisable as it is
-    assert doc["schema_version"] == bench.SCHEMA_VERSION == 1
+    assert doc["schema_version"] == bench.SCHEMA_VERSION == 2
     assert set(bench.TOP_FIELDS) <= set(doc)
     assert [r["threads"] for r in doc["results"]] == THREADS
     for r in doc["results"]:
@@ -95,6 +97,10 @@ def test_schema_fields_present_and_valid(report):
     assert bench.validate_report(doc) is doc
     assert doc["label"] == "here" and doc["runs"] == RUNS
     assert doc["inputs"] == [{"name": "image", "shape": [1, 3, H, W], "dtype": "float32"}]
+    assert doc["precision"] == "fp32" and doc["compile_ms"] is None
+    assert doc["feeds"] == {"image": "uniform random [0, 1), seed 0"}
+    assert doc["peer"] == {"engine": "onnxruntime", "model": doc["model"], "precision": "fp32",
+                           "sha256": hashlib.sha256(Path(doc["model"]).read_bytes()).hexdigest()}
 
 
 def test_latencies_ordered_and_throughput(report):
@@ -160,6 +166,8 @@ def test_compare_ratio_and_outputs(report):
         assert c["ratio"] == pytest.approx(r["latency_ms"]["p50"] / c["p50"])
         assert 0 < c["min"] <= c["p50"] <= c["p90"] <= c["p99"] <= c["max"]
         assert c["max_abs_diff"] is not None and c["max_abs_diff"] < 1e-3
+        # fp32 against fp32: far above any int8 figure; the RMS error is at most the max error
+        assert c["psnr_db"] is None or c["psnr_db"] > 60
         assert not any("outputs differ" in w for w in r["warnings"])
 
 
@@ -175,11 +183,46 @@ def test_peer_computing_something_else_is_flagged(model_path, tmp_path, monkeypa
     assert any("outputs differ from onnxruntime" in w for w in r["warnings"])
 
 
-def test_max_abs_diff():
+def test_agreement_hand_derived():
     a, b = np.array([[1.0, -2.0]], np.float32), np.array([[1.5, -4.0]], np.float32)
-    assert bench._max_abs_diff([a], ["y"], [b], ["y"]) == (2.0, 4.0)
-    assert bench._max_abs_diff([a], ["y"], [b[:, :1]], ["y"]) == (None, None)
-    assert bench._max_abs_diff([a], ["y"], [b], ["z"]) == (None, None)
+    got = bench.agreement([a], ["y"], [b], ["y"])
+    # errors 0.5 and 2: MSE 2.125; peak = the reference's range 1.5 - (-4) = 5.5
+    assert got["max_abs_diff"] == 2.0 and got["max_abs_ref"] == 4.0
+    assert got["psnr_db"] == pytest.approx(10 * math.log10(5.5 ** 2 / 2.125))      # 11.53 dB
+    assert bench.agreement([a], ["y"], [b[:, :1]], ["y"]) is None
+    assert bench.agreement([a], ["y"], [b], ["z"]) is None
+    # an image in [0, 1] off by 0.1 everywhere: 20 dB; off by 0.01: 40 dB
+    ref = np.linspace(0, 1, 64, dtype=np.float32).reshape(1, 1, 8, 8)
+    assert bench.agreement([ref + 0.1], ["y"], [ref], ["y"])["psnr_db"] == pytest.approx(20)
+    assert bench.agreement([ref - 0.01], ["y"], [ref], ["y"])["psnr_db"] == pytest.approx(40)
+    # several outputs: the worst one counts; names matched whatever the order
+    two = bench.agreement([ref + 0.1, ref + 0.01], ["p", "q"], [ref, ref], ["q", "p"])
+    assert two["psnr_db"] == pytest.approx(20) and two["max_abs_diff"] == pytest.approx(0.1)
+    # a constant reference: peak = its |value|; identical outputs: no PSNR
+    const = np.full((4,), -2.0, np.float32)
+    assert bench.agreement([const + 0.2], ["y"], [const], ["y"])["psnr_db"] == \
+        pytest.approx(20)
+    same = bench.agreement([ref], ["y"], [ref.copy()], ["y"])
+    assert same["max_abs_diff"] == 0 and same["psnr_db"] is None
+
+
+@pytest.mark.parametrize("diff,ref,psnr,ours,theirs,warned", [
+    (1e-4, 1.0, 80.0, "fp32", "fp32", False),
+    (0.05, 1.0, 35.0, "fp32", "fp32", True),            # fine for int8, wrong for fp32
+    (0.05, 1.0, 35.0, "int8", "fp32", False),           # the float threshold would fire here
+    (0.30, 1.0, 25.0, "int8", "fp32", True),
+    (0.30, 1.0, 25.0, "fp32", "int8", True),            # fp32 plan against a QDQ model
+    (0.0, 1.0, None, "int8", "fp32", False),            # identical
+    (0.02, 255.0, 50.0, "fp32", "fp32", False),         # relative to the largest |output|
+])
+def test_disagreement_criterion(diff, ref, psnr, ours, theirs, warned):
+    agree = {"max_abs_diff": diff, "max_abs_ref": ref, "psnr_db": psnr}
+    w = bench.disagreement(agree, ours, theirs)
+    assert (w is not None) == warned
+    if warned:
+        assert "outputs differ from onnxruntime" in w
+        assert ("PSNR" in w) == ("int8" in (ours, theirs))
+    assert "cannot be compared" in bench.disagreement(None, ours, theirs)
 
 
 def test_memory_fields(report):
