@@ -76,6 +76,25 @@ def number(params: dict, key: str) -> float:
     return float(v)
 
 
+def numbers(params: dict, key: str, length: int) -> list[float]:
+    """``params[key]`` as a list of ``length`` numbers (ints or floats; inf and NaN allowed)."""
+    v = _get(params, key)
+    if not isinstance(v, list) or len(v) != length or \
+            not all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in v):
+        raise fail(f"params[{key!r}]={v!r}: expected a list of {length} numbers")
+    return [float(e) for e in v]
+
+
+def strings(params: dict, key: str, options: Iterable, max_length: int = 8) -> list[str]:
+    """``params[key]`` as a list of distinct strings, each one of ``options``."""
+    v = _get(params, key)
+    options = tuple(options)
+    if not isinstance(v, list) or len(v) > max_length or len(set(map(repr, v))) != len(v) or \
+            not all(isinstance(e, str) and e in options for e in v):
+        raise fail(f"params[{key!r}]={v!r}: expected distinct values of {list(options)}")
+    return v
+
+
 def flag(params: dict, key: str) -> bool:
     """``params[key]`` as a bool (JSON true/false, or 0/1)."""
     v = _get(params, key)
@@ -95,11 +114,14 @@ def choice(params: dict, key: str, options: Iterable):
 
 # --- arrays ------------------------------------------------------------------------------------
 def array(what: str, a, dtype=None, ndim: int | None = None, shape=None,
-          size: int | None = None) -> np.ndarray:
+          size: int | None = None, contiguous: bool = False) -> np.ndarray:
     """``a`` after checking it is an ndarray of ``dtype`` (a dtype or a tuple of them), rank,
-    shape and size; ``what`` names it in the message ("input 0", "weight 'y_index'")."""
+    shape and size (and C-contiguous when ``contiguous``); ``what`` names it in the message
+    ("input 0", "weight 'y_index'")."""
     if not isinstance(a, np.ndarray):
         raise fail(f"{what} is a {type(a).__name__}, not an array")
+    if contiguous and not a.flags.c_contiguous:
+        raise fail(f"{what} {list(a.shape)} is not C-contiguous")
     if dtype is not None:
         dtypes = tuple(np.dtype(d) for d in (dtype if isinstance(dtype, tuple) else (dtype,)))
         if a.dtype not in dtypes:

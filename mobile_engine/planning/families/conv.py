@@ -49,10 +49,11 @@ from kernels import f32_conv_transpose2d as convt
 from kernels import f32_dwconv2d as dw
 from kernels import f32_norm as knorm
 import mobile_engine.planning.families.layout  # noqa: F401  (TRANSPOSE's lowering, wrapped)
-from mobile_engine.errors import PlanFormatError, UnsupportedOperatorError
+from mobile_engine.errors import UnsupportedOperatorError
 from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Activation, Op
+from mobile_engine.planning import validate as v
 from mobile_engine.planning.families.elementwise import EPILOGUES, activation
 from mobile_engine.planning.step import LOWERINGS, Step, binds, lowers
 
@@ -351,49 +352,101 @@ def lower_conv_transpose2d(node: Node, graph: Graph) -> list[Step]:
 
 
 # --- binders -------------------------------------------------------------------------------
-def _operands(kernel: str, params, weights, inputs, outputs):
-    """Checked (x, rowmap, colmap, w, bias, residual, out, has_res, p0, p1, parallel)."""
-    x, out = inputs[0], outputs[0]
-    rowmap, colmap, w, bias = (weights[k] for k in ("rowmap", "colmap", "w", "bias"))
-    has_res = bool(params["has_residual"])
-    res = (inputs[1] if len(inputs) > 1 else weights.get("residual")) if has_res else out
-    problems = []
-    if x.ndim != 4 or out.ndim != 4 or x.shape[0] != out.shape[0]:
-        problems.append(f"input {x.shape} / output {out.shape} are not NHWC of one batch")
-    elif rowmap.shape[0] != out.shape[1] or colmap.shape[0] != out.shape[2]:
-        problems.append(f"tables {rowmap.shape}/{colmap.shape} do not fit output {out.shape}")
-    if bias.shape != (out.shape[-1],):
-        problems.append(f"bias {bias.shape} does not fit output {out.shape}")
-    if res is None or res.shape != out.shape:
-        problems.append(f"residual {None if res is None else res.shape} should be {out.shape}")
-    if rowmap.dtype != np.int32 or colmap.dtype != np.int32 or w.dtype != F32:
-        problems.append(f"blob dtypes {w.dtype}/{rowmap.dtype}/{colmap.dtype}")
-    if problems:
-        raise PlanFormatError(f"step {kernel}: {'; '.join(problems)}")
-    p0, p1 = (F32(v) for v in params["act_params"])
-    parallel = params["work"] >= config.PARALLEL_MIN_WORK and x.shape[0] * out.shape[1] >= 2
+# Every binder proves, before any kernel runs, that each index its kernel forms lies inside the
+# array it indexes (the kernels do no bounds checks; planning/validate.py): the tables' values
+# against the input's rows and columns, the tables' shapes against the output, the packed
+# weights' exact shapes against the tile and the channel counts, the params' types and ranges.
+# A failed check raises ``validate.BindError``; Session._bind names the file, step and kernel.
+MAX_ACT = int(max(Activation))
+
+
+def _weight(weights: dict, key: str) -> np.ndarray:
+    if key not in weights:
+        raise v.fail(f"weight {key!r} is missing")
+    return weights[key]
+
+
+def _f32(what: str, a, **kw) -> np.ndarray:
+    return v.array(what, a, F32, contiguous=True, **kw)
+
+
+def _index_table(weights: dict, key: str, rows: int | None, lo: int, hi: int, ndim: int = 2,
+                 min_cols: int = 1) -> np.ndarray:
+    """int32 table ``weights[key]`` of ``rows`` rows (None: any; ndim 2: at least ``min_cols``
+    columns), every value in ``[lo, hi)``."""
+    t = v.array(f"weight {key!r}", _weight(weights, key), np.int32, ndim=ndim, contiguous=True)
+    v.require(rows is None or t.shape[0] == rows,
+              f"weight {key!r} has shape {list(t.shape)}; the kernel needs {rows} rows")
+    if ndim == 2:
+        v.require(t.shape[1] >= min_cols, f"weight {key!r} has shape {list(t.shape)}; the "
+                                          f"kernel needs at least {min_cols} columns")
+    return v.table(f"weight {key!r}", t, lo, hi, dtype=np.int32)
+
+
+def _epilogue(params: dict, weights: dict, inputs: list, out: np.ndarray):
+    """(act, p0, p1, has_res, residual) of a conv step: ``residual`` is the second input or the
+    weight ``residual`` (f32 of the output's shape) when ``has_residual``, else ``out``."""
+    act = v.integer(params, "act", 0, MAX_ACT)
+    p0, p1 = v.numbers(params, "act_params", 2)
+    has_res = v.flag(params, "has_residual")
+    v.integer(params, "work")
+    if not has_res:
+        return act, F32(p0), F32(p1), False, out
+    res = inputs[1] if len(inputs) > 1 else weights.get("residual")
+    if res is None:
+        raise v.fail("params['has_residual'] is set but the step has neither a second input "
+                     "nor a weight 'residual'")
+    _f32("the residual", res, shape=out.shape)
+    return act, F32(p0), F32(p1), True, res
+
+
+def _parallel(params: dict, rows: int) -> bool:
+    return params["work"] >= config.PARALLEL_MIN_WORK and rows >= 2
+
+
+def _operands(params, weights, inputs, outputs, in_nchw: bool = False):
+    """Checked (x, rowmap, colmap, bias, res, out, act, p0, p1, has_res) of a conv over
+    indirection tables (igemm, kdot, depthwise, transposed): x f32[N, H, W, C] (``in_nchw``:
+    [N, C, H, W]), out f32[N, OH, OW, Co], rowmap i32[OH, KH] in [-1, H), colmap i32[OW, KW] in
+    [-1, W) (negative: a zero tap), bias f32[Co]."""
+    x = _f32("the input", v.operand(iter(inputs), "the input"), ndim=4)
+    out = _f32("the output", outputs[0], ndim=4)
+    n, h, w = (x.shape[0], x.shape[2], x.shape[3]) if in_nchw else x.shape[:3]
+    v.require(out.shape[0] == n, f"the output {list(out.shape)} and the input {list(x.shape)} "
+                                 f"differ in batch")
+    rowmap = _index_table(weights, "rowmap", out.shape[1], -1, h)
+    colmap = _index_table(weights, "colmap", out.shape[2], -1, w)
+    _f32("weight 'bias'", _weight(weights, "bias"), shape=(out.shape[3],))
+    act, p0, p1, has_res, res = _epilogue(params, weights, inputs, out)
     ro = igemm.readonly
-    return (ro(x), ro(rowmap), ro(colmap), ro(w), ro(bias), ro(res), out, has_res, p0, p1,
-            parallel)
+    return (ro(x), ro(rowmap), ro(colmap), ro(weights["bias"]), ro(res), out, act, p0, p1,
+            has_res)
 
 
 def _bind_igemm(kernel: str):
-    mr, nr = (int(v) for v in kernel.split("_igemm_")[1].split("_")[0].split("x"))
+    mr, nr = (int(s) for s in kernel.split("_igemm_")[1].split("_")[0].split("x"))
+    transposed = kernel.startswith("f32_conv_transpose2d")
 
     def bind(params, weights, inputs, outputs, *_):
-        x, rowmap, colmap, w, bias, res, out, has_res, p0, p1, par = _operands(
-            kernel, params, weights, inputs, outputs)
-        group = int(params["group"])
-        in_nchw = bool(params.get("in_nchw", False))
-        kh, kw = rowmap.shape[1], colmap.shape[1]
-        cig = (x.shape[1] if in_nchw else x.shape[3]) // group
-        nblk = group * -(-(out.shape[3] // group) // nr)
+        in_nchw = v.flag(params, "in_nchw") if "in_nchw" in params else False
+        x, rowmap, colmap, bias, res, out, act, p0, p1, has_res = _operands(
+            params, weights, inputs, outputs, in_nchw)
+        c, co = (x.shape[1] if in_nchw else x.shape[3]), out.shape[3]
+        group = v.integer(params, "group", 1, max(c, 1))
+        v.require(c % group == 0 and co % group == 0,
+                  f"params['group']={group} does not divide input channels {c} and output "
+                  f"channels {co}")
+        # the tile's pixel stride: any value >= 1 gives the same output (a transposed conv's
+        # column stride makes tiles share their holes); a plain conv's is 1
+        step = v.integer(params, "step", 1, v.MAX_INT if transposed else 1)
+        kh, kw, cig = rowmap.shape[1], colmap.shape[1], c // group
+        nblk = group * -(-(co // group) // nr)
         expect = (nblk, kh, cig, kw, nr) if in_nchw else (nblk, kh, kw, cig, nr)
-        if w.shape != expect:
-            raise PlanFormatError(f"step {kernel}: packed weights {w.shape}, expected {expect}")
-        fn = igemm.igemm_kernel(mr, nr, par)
-        return fn, (x, rowmap, colmap, w, bias, res, out, group, int(params["step"]),
-                    int(params["act"]), p0, p1, has_res, igemm.NO_SUMS, False, in_nchw)
+        w = _f32("weight 'w' (packed weights)", _weight(weights, "w"), shape=expect)
+        fn = igemm.igemm_kernel(mr, nr, _parallel(params, x.shape[0] * out.shape[1]))
+        return fn, (x, rowmap, colmap, igemm.readonly(w), bias, res, out, group,
+                    min(step, max(out.shape[2], 1)), act, p0, p1, has_res, igemm.NO_SUMS,
+                    False, in_nchw)
 
     return bind
 
@@ -403,40 +456,39 @@ for _nr, _mr in igemm.TILES.items():
         binds(_kernel)(_bind_igemm(_kernel))
 
 
+NORM_TAGS = ("scale", "bias", "style_scale", "style_bias", "residual")
+
+
 def _bind_igemm_norm(kernel: str):
     """conv (igemm, statistics in its epilogue) -> instance norm in place over its output."""
     conv_bind = _bind_igemm(kernel)
 
     def bind(params, weights, inputs, outputs, *_):
-        n_conv = 2 if params["has_residual"] and "residual" not in weights else 1
+        has_res = v.flag(params, "has_residual")
+        n_conv = 2 if has_res and "residual" not in weights else 1
         fn, args = conv_bind(params, weights, inputs[:n_conv], outputs)
         out = outputs[0]
-        names = list(params["norm_inputs"])
+        n, h, w, c = out.shape
+        v.require(h * w >= 1 and c >= 1, f"the output {list(out.shape)} is empty: an instance "
+                                         f"norm needs pixels and channels")
+        names = v.strings(params, "norm_inputs", NORM_TAGS)
+        v.require(len(inputs) == n_conv + len(names),
+                  f"{len(inputs)} inputs for the conv's {n_conv} and params['norm_inputs']="
+                  f"{names}")
         rt = dict(zip(names, inputs[n_conv:]))
-        if len(rt) != len(inputs) - n_conv or len(rt) != len(names):
-            raise PlanFormatError(f"step {kernel}: {len(inputs)} inputs for runtime norm "
-                                  f"inputs {names}")
         residual = rt.get("residual")
-        if residual is not None and residual.shape != out.shape:
-            raise PlanFormatError(f"step {kernel}: residual {residual.shape} should be "
-                                  f"{out.shape}")
-        from mobile_engine.planning.families.norm import _check_param, norm_params
-        c = out.shape[3]
-        try:
-            scale, bias = norm_params(rt, weights, "norm_")
-            for what, t in (("scale", scale), ("bias", bias)):
-                _check_param(what, t, c, out.shape)
-        except (KeyError, ValueError) as exc:
-            raise PlanFormatError(f"step {kernel}: norm parameters: {exc}") from None
-        sums = np.zeros((out.shape[0] * out.shape[1], 2, c), np.float64)
+        if residual is not None:
+            _f32("the norm's residual", residual, shape=out.shape)
+        from mobile_engine.planning.families.norm import checked_norm_params
+        scale, bias = checked_norm_params(rt, weights, n, c, "norm_")
+        eps = v.number(params, "norm_epsilon")
+        act = v.integer(params, "norm_act", 0, MAX_ACT)
+        p = (v.number(params, "norm_p0"), v.number(params, "norm_p1"))
+        sums = np.zeros((n * h, 2, c), np.float64)
         args = args[:-3] + (sums.reshape(-1), True, args[-1])    # sums, want_sums, in_nchw
-        try:
-            norm_fn, norm_args = knorm.instance_norm_call(
-                igemm.readonly(out), scale, bias, out, params["norm_epsilon"],
-                int(params["norm_act"]), (params["norm_p0"], params["norm_p1"]), row_sums=sums,
-                residual=None if residual is None else igemm.readonly(residual))
-        except ValueError as exc:
-            raise PlanFormatError(f"step {kernel}: norm parameters: {exc}") from None
+        norm_fn, norm_args = knorm.instance_norm_call(
+            igemm.readonly(out), scale, bias, out, eps, act, p, row_sums=sums,
+            residual=None if residual is None else igemm.readonly(residual))
 
         def run():
             fn(*args)
@@ -481,17 +533,18 @@ LOWERINGS[Op.TRANSPOSE] = _lower_transpose_unless_absorbed
 
 def _bind_kdot(kernel: str, mr: int, cg: int):
     def bind(params, weights, inputs, outputs, *_):
-        x, rowmap, colmap, wrun, bias, res, out, has_res, p0, p1, par = _operands(
-            kernel, params, weights, inputs, outputs)
-        wtap = igemm.readonly(weights["wtap"])
+        x, rowmap, colmap, bias, res, out, act, p0, p1, has_res = _operands(
+            params, weights, inputs, outputs)
+        v.integer(params, "group", 1, 1)
+        v.integer(params, "step", 1, 1)
         kh, kw, c, co = rowmap.shape[1], colmap.shape[1], x.shape[3], out.shape[3]
-        expect = ((kh, -(-kw * c // 4), cg, 16), (kh, kw, -(-c // 4), cg, 16))
-        if (wrun.shape, wtap.shape) != expect or co > 4 * cg or wtap.dtype != F32:
-            raise PlanFormatError(f"step {kernel}: packed weights {wrun.shape}, {wtap.shape}, "
-                                  f"expected {expect[0]}, {expect[1]} (output {out.shape})")
-        fn = igemm.kdot_kernel(mr, cg, par)
-        return fn, (x, rowmap, colmap, wrun, wtap, bias, res, out, int(params["act"]), p0, p1,
-                    has_res)
+        v.require(co <= 4 * cg, f"the output {list(out.shape)} has more than {4 * cg} channels")
+        wrun = _f32("weight 'w' (kernel-row runs)", _weight(weights, "w"),
+                    shape=(kh, -(-kw * c // 4), cg, 16))
+        wtap = _f32("weight 'wtap'", _weight(weights, "wtap"), shape=(kh, kw, -(-c // 4), cg, 16))
+        fn = igemm.kdot_kernel(mr, cg, _parallel(params, x.shape[0] * out.shape[1]))
+        ro = igemm.readonly
+        return fn, (x, rowmap, colmap, ro(wrun), ro(wtap), bias, res, out, act, p0, p1, has_res)
 
     return bind
 
@@ -502,43 +555,57 @@ for _cg, _mr in igemm.KDOT_TILES.items():
 
 def _bind_pix(kernel: str):
     co, phases = pix.parse_kernel_id(kernel)
+    px = pix.VL * pix.tile(co, phases)              # output columns (per phase) of one tile
 
     def bind(params, weights, inputs, outputs, *_):
-        x, out = inputs[0], outputs[0]
-        in_nchw, out_nchw = bool(params["in_nchw"]), bool(params["out_nchw"])
-        rowtap, rowsel, coloff, bufsrc, wbank, bias = (
-            igemm.readonly(weights[k]) for k in ("rowtap", "rowsel", "coloff", "bufsrc", "w",
-                                                 "bias"))
-        has_res = bool(params["has_residual"])
-        res = (inputs[1] if len(inputs) > 1 else weights.get("residual")) if has_res else out
-        xs = (x.shape[0], x.shape[2], x.shape[3], x.shape[1]) if in_nchw and x.ndim == 4 \
-            else x.shape
-        os_ = (out.shape[0], out.shape[2], out.shape[3], out.shape[1]) \
-            if out_nchw and out.ndim == 4 else out.shape
-        problems = []
-        if x.ndim != 4 or out.ndim != 4 or xs[0] != os_[0] or os_[3] != co:
-            problems.append(f"input {x.shape} / output {out.shape} do not fit {co} channels")
-        elif rowtap.shape[0] != os_[1] or rowsel.shape != rowtap.shape:
-            problems.append(f"row taps {rowtap.shape}/{rowsel.shape} do not fit output {os_}")
-        elif wbank.shape[1:] != (phases, coloff.shape[1], xs[3], co) or \
-                coloff.shape[0] != phases or int(rowsel.max(initial=0)) >= wbank.shape[0]:
-            problems.append(f"weight bank {wbank.shape} does not fit taps {coloff.shape}, "
-                            f"input {x.shape}")
-        elif bufsrc.shape[0] < -(-os_[2] // phases) + int(coloff.max(initial=0)) or \
-                int(bufsrc.max(initial=-1)) >= xs[2] or int(rowtap.max(initial=-1)) >= xs[1]:
-            problems.append(f"column source {bufsrc.shape} or row taps read outside input {xs}")
-        if bias.shape != (co,) or res is None or res.shape != out.shape:
-            problems.append(f"bias {bias.shape} / residual {None if res is None else res.shape}")
-        if problems:
-            raise PlanFormatError(f"step {kernel}: {'; '.join(problems)}")
-        par = params["work"] >= config.PARALLEL_MIN_WORK and os_[0] * os_[1] >= 2
-        nblk = pix.blocks_for(os_[0] * os_[1], par)
-        scratch, tags = pix.scratch(int(params["nslot"]), xs[3], bufsrc.shape[0], nblk)
-        p0, p1 = (F32(v) for v in params["act_params"])
+        in_nchw, out_nchw = v.flag(params, "in_nchw"), v.flag(params, "out_nchw")
+        x = _f32("the input", v.operand(iter(inputs), "the input"), ndim=4)
+        out = _f32("the output", outputs[0], ndim=4)
+        n, h, w, c = (x.shape[0], x.shape[2], x.shape[3], x.shape[1]) if in_nchw else x.shape
+        on, oh, ow, oc = (out.shape[0], out.shape[2], out.shape[3], out.shape[1]) \
+            if out_nchw else out.shape
+        v.require(on == n and oc == co, f"the output {list(out.shape)} (out_nchw {out_nchw}) "
+                                        f"needs batch {n} and {co} channels")
+        v.integer(params, "group", 1, 1)
+        v.integer(params, "step", 1, 1)
+        # the row ring: rowtap[oh, t] is an input row (negative: none), rowsel[oh, t] a row
+        # set of the weight bank
+        rowtap = _index_table(weights, "rowtap", oh, -1, h)
+        wbank = _f32("weight 'w' (weight bank)", _weight(weights, "w"), ndim=5)
+        v.require(wbank.shape[0] >= 1 and wbank.shape[1] == phases and
+                  wbank.shape[3:] == (c, co),
+                  f"weight 'w' (weight bank) has shape {list(wbank.shape)}; the kernel needs "
+                  f"[NW >= 1, {phases}, TC, {c}, {co}]")
+        rowsel = _index_table(weights, "rowsel", oh, 0, wbank.shape[0])
+        v.require(rowsel.shape == rowtap.shape, f"weight 'rowsel' has shape "
+                                                f"{list(rowsel.shape)}; weight 'rowtap' "
+                                                f"{list(rowtap.shape)}")
+        # a row's taps must sit in distinct slots of the ring: nslot >= the rows they span
+        taps = rowtap.astype(np.int64)
+        valid = taps >= 0
+        span = np.where(valid.any(1), np.where(valid, taps, -1).max(1)
+                        - np.where(valid, taps, h).min(1) + 1, 1)
+        nslot = v.integer(params, "nslot", max(1, int(span.max(initial=1))), max(h, 1))
+        # columns: a tile reads buffer columns j0 + coloff[ph, tc] + [0, px) with j0 < OJ a
+        # multiple of px; the buffer's WB columns copy input columns bufsrc[jb] (negative: 0)
+        bufsrc = _index_table(weights, "bufsrc", None, -1, w, ndim=1)
+        reach = -(-(-(-ow // phases)) // px) * px       # ceil(ceil(OW / U) / px) * px
+        v.require(reach <= bufsrc.shape[0], f"weight 'bufsrc' has {bufsrc.shape[0]} buffer "
+                                            f"columns; tiles over {ow} output columns need at "
+                                            f"least {reach}")
+        coloff = _index_table(weights, "coloff", phases, 0, bufsrc.shape[0] - reach + 1)
+        v.require(coloff.shape[1] == wbank.shape[2], f"weight 'coloff' has shape "
+                                                     f"{list(coloff.shape)}; the weight bank "
+                                                     f"{list(wbank.shape)}")
+        bias = _f32("weight 'bias'", _weight(weights, "bias"), shape=(co,))
+        act, p0, p1, has_res, res = _epilogue(params, weights, inputs, out)
+        par = _parallel(params, n * oh)
+        nblk = pix.blocks_for(n * oh, par)
+        scratch, tags = pix.scratch(nslot, c, bufsrc.shape[0], nblk)
         fn = pix.pix_kernel(pix.tile(co, phases), co, phases, par)
-        return fn, (igemm.readonly(x), rowtap, rowsel, coloff, bufsrc, wbank, bias,
-                    igemm.readonly(res), out, scratch, tags, in_nchw, out_nchw,
-                    int(params["act"]), p0, p1, has_res)
+        ro = igemm.readonly
+        return fn, (ro(x), ro(rowtap), ro(rowsel), ro(coloff), ro(bufsrc), ro(wbank), ro(bias),
+                    ro(res), out, scratch, tags, in_nchw, out_nchw, act, p0, p1, has_res)
 
     return bind
 
@@ -550,12 +617,17 @@ for _co in range(1, pix.MAX_CO + 1):
 
 @binds(dw.KERNEL_ID)
 def bind_dwconv(params, weights, inputs, outputs, *_):
-    x, rowmap, colmap, w, bias, res, out, has_res, p0, p1, par = _operands(
-        dw.KERNEL_ID, params, weights, inputs, outputs)
-    mult = int(params["mult"])
-    expect = (rowmap.shape[1], colmap.shape[1], out.shape[3])
-    if w.shape != expect or out.shape[3] != mult * x.shape[3]:
-        raise PlanFormatError(f"step {dw.KERNEL_ID}: packed weights {w.shape}, expected {expect} "
-                              f"(multiplier {mult}, input {x.shape}, output {out.shape})")
-    return dw.dwconv_kernel(par), (x, rowmap, colmap, w, bias, res, out, mult,
-                                   int(params["act"]), p0, p1, has_res)
+    x, rowmap, colmap, bias, res, out, act, p0, p1, has_res = _operands(
+        params, weights, inputs, outputs)
+    c, co, kh, kw = x.shape[3], out.shape[3], rowmap.shape[1], colmap.shape[1]
+    v.integer(params, "group", c, c)
+    v.integer(params, "step", 1, 1)
+    mult = v.integer(params, "mult", 1)
+    v.require(co == mult * c, f"params['mult']={mult}: output channels {co} should be "
+                              f"{mult} x input channels {c}")
+    # the kernel lists one pixel's valid taps in stack arrays of MAX_TAPS entries
+    v.require(kh * kw <= dw.MAX_TAPS, f"weights 'rowmap'/'colmap' give {kh}x{kw} taps; the "
+                                      f"kernel holds at most {dw.MAX_TAPS}")
+    w = _f32("weight 'w' (packed weights)", _weight(weights, "w"), shape=(kh, kw, co))
+    return dw.dwconv_kernel(_parallel(params, x.shape[0] * out.shape[1])), (
+        x, rowmap, colmap, igemm.readonly(w), bias, res, out, mult, act, p0, p1, has_res)

@@ -25,6 +25,7 @@ from mobile_engine.errors import UnsupportedOperatorError
 from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Activation, Op
+from mobile_engine.planning import validate as v
 from mobile_engine.planning.families.conv import norm_fused_into_conv
 from mobile_engine.planning.families.elementwise import (EPILOGUES, activation, operands,
                                                          readonly)
@@ -149,12 +150,40 @@ def norm_params(rt: dict, weights: dict, prefix: str = ""):
     return tuple(out)
 
 
-def _check_param(what: str, t, c: int, x_shape) -> None:
-    if isinstance(t, tuple):
-        return                                  # checked by knorm.style_operands
-    if t.dtype != np.float32 or t.size not in (c, x_shape[0] * c):
-        raise ValueError(f"instance norm {what} {t.shape} {t.dtype} does not fit input "
-                         f"{x_shape}")
+def checked_norm_params(rt: dict, weights: dict, n: int, c: int, prefix: str = ""):
+    """Bind time: ``norm_params`` after proving what the kernels index: an array scale or bias
+    is f32 of C (shared) or N * C (per image) values; a style pair is u (f32, K values) and
+    ``G`` (weight ``{prefix}style_<what>``, f32[K, C]); each comes from one source."""
+    out = []
+    for what in ("scale", "bias"):
+        v.require(not (what in rt and f"style_{what}" in rt),
+                  f"the {what} is both a run-time input and a style vector")
+        if f"style_{what}" in rt:
+            key = f"{prefix}style_{what}"
+            v.require(key in weights, f"weight {key!r} is missing")
+            g = v.array(f"weight {key!r}", weights[key], np.float32, ndim=2, contiguous=True)
+            u = v.array(f"the style vector of the {what}", rt[f"style_{what}"], np.float32,
+                        size=g.shape[0], contiguous=True)
+            v.require(g.shape[1] == c, f"weight {key!r} {list(g.shape)} does not give {c} "
+                                       f"channels")
+            out.append((u, g))
+            continue
+        if what in rt:
+            t, name = rt[what], f"the {what} input"
+        else:
+            v.require(f"{prefix}{what}" in weights, f"weight {prefix + what!r} is missing")
+            t, name = weights[f"{prefix}{what}"], f"weight {prefix + what!r}"
+        v.array(name, t, np.float32, contiguous=True)
+        v.require(t.size in (c, n * c), f"{name} has {t.size} values {list(t.shape)}; the "
+                                        f"kernel needs {c} (shared) or {n * c} (per image)")
+        out.append(t)
+    return tuple(out)
+
+
+def _epilogue(params: dict) -> tuple[float, int, tuple[float, float]]:
+    """(epsilon, act, (p0, p1)) of a norm step."""
+    return (v.number(params, "epsilon"), v.integer(params, "act", 0, int(max(Activation))),
+            (v.number(params, "p0"), v.number(params, "p1")))
 
 
 @lowers(Op.INSTANCE_NORM)
@@ -173,33 +202,33 @@ def lower_instance_norm(node: Node, graph: Graph) -> list[Step]:
                  weights, flops=6 * int(np.prod(shape, dtype=np.int64)))]
 
 
-def _norm_operands(params, weights, inputs):
-    tags = list(params.get("inputs", []))
-    if len(inputs) != 1 + len(tags):
-        raise ValueError(f"{len(inputs)} inputs for x and {tags}")
-    return norm_params(dict(zip(tags, inputs[1:])), weights)
+def _instance_operands(params, weights, inputs, outputs, nchw: bool):
+    """Checked (x, out, scale, bias): x, out f32[N, H, W, C] (``nchw``: [N, C, H, W]) of one
+    shape with every dim >= 1 (the kernels shift by each channel's first pixel)."""
+    x = v.array("the input", v.operand(iter(inputs), "the input"), np.float32, ndim=4,
+                contiguous=True)
+    v.require(min(x.shape) >= 1, f"the input {list(x.shape)} is empty")
+    out = v.array("the output", outputs[0], np.float32, shape=x.shape, contiguous=True)
+    tags = v.strings(params, "inputs", ("scale", "bias", "style_scale", "style_bias"))
+    v.require(len(inputs) == 1 + len(tags),
+              f"{len(inputs)} inputs for x and params['inputs']={tags}")
+    c = x.shape[1] if nchw else x.shape[3]
+    scale, bias = checked_norm_params(dict(zip(tags, inputs[1:])), weights, x.shape[0], c)
+    return x, out, scale, bias
 
 
 @binds(*(f"f32_instance_norm_nhwc{e}" for e in EPILOGUES.values()))
 def bind_instance_norm(params, weights, inputs, outputs):
-    x, out = inputs[0], outputs[0]
-    scale, bias = _norm_operands(params, weights, inputs)
-    for what, t in (("scale", scale), ("bias", bias)):
-        _check_param(what, t, x.shape[3], x.shape)
-    return knorm.instance_norm_call(readonly(x), scale, bias, out, params["epsilon"],
-                                    int(params["act"]), (params["p0"], params["p1"]))
+    x, out, scale, bias = _instance_operands(params, weights, inputs, outputs, False)
+    eps, act, p = _epilogue(params)
+    return knorm.instance_norm_call(readonly(x), scale, bias, out, eps, act, p)
 
 
 @binds(*(f"f32_instance_norm_nchw{e}" for e in EPILOGUES.values()))
 def bind_instance_norm_planar(params, weights, inputs, outputs):
-    x, out = inputs[0], outputs[0]
-    scale, bias = _norm_operands(params, weights, inputs)
-    for what, t in (("scale", scale), ("bias", bias)):
-        _check_param(what, t, x.shape[1], x.shape)
-    if out.shape != x.shape:
-        raise ValueError(f"instance norm output {out.shape} should be {x.shape}")
-    return knorm.instance_norm_planar_call(readonly(x), scale, bias, out, params["epsilon"],
-                                           int(params["act"]), (params["p0"], params["p1"]))
+    x, out, scale, bias = _instance_operands(params, weights, inputs, outputs, True)
+    eps, act, p = _epilogue(params)
+    return knorm.instance_norm_planar_call(readonly(x), scale, bias, out, eps, act, p)
 
 
 @lowers(Op.BATCH_NORM)
@@ -218,25 +247,39 @@ def lower_batch_norm(node: Node, graph: Graph) -> list[Step]:
                  list(node.outputs), params, _f32(consts), flops=flops)]
 
 
+def _affine_operands(params, inputs, outputs):
+    """Checked (x, out, C) of a batch norm: x, out f32 of one shape, channels last, C >= 1."""
+    v.require(len(inputs) == 1, f"{len(inputs)} run-time inputs; the step needs x only")
+    x = v.array("the input", inputs[0], np.float32, contiguous=True)
+    v.require(x.ndim >= 1 and x.shape[-1] >= 1, f"the input {list(x.shape)} has no channels")
+    v.array("the output", outputs[0], np.float32, shape=x.shape, contiguous=True)
+    return x, outputs[0], x.shape[-1]
+
+
 @binds(*(f"f32_batch_norm_nhwc{e}" for e in EPILOGUES.values()))
 def bind_batch_norm(params, weights, inputs, outputs):
-    (x,), out = inputs, outputs[0]
-    a, b = readonly(weights["a"]), readonly(weights["b"])
-    if a.shape != (x.shape[-1],):
-        raise ValueError(f"batch norm affine {a.shape} does not fit input {x.shape}")
-    return knorm.affine_call(readonly(x), a, b, out, int(params["act"]),
-                             (params["p0"], params["p1"]))
+    x, out, c = _affine_operands(params, inputs, outputs)
+    a, b = (v.array(f"weight {k!r}", weights.get(k), np.float32, shape=(c,), contiguous=True)
+            for k in ("a", "b"))
+    _, act, p = _epilogue(params)
+    return knorm.affine_call(readonly(x), readonly(a), readonly(b), out, act, p)
 
 
 @binds(*(f"f32_batch_norm_nhwc_rt{e}" for e in EPILOGUES.values()))
 def bind_batch_norm_runtime(params, weights, inputs, outputs):
-    x, scale, bias, mean, var = (readonly(t) for t in operands(weights, inputs, 5))
-    out = outputs[0]
-    c = x.shape[-1]
+    x, scale, bias, mean, var = operands(weights, inputs, 5)
+    x, out, c = _affine_operands(params, [x], outputs)
+    v.require(sum(f"in{i}" not in weights for i in range(5)) == len(inputs),
+              f"{len(inputs)} run-time inputs; the step lists "
+              f"{sum(f'in{i}' not in weights for i in range(5))}")
+    scale, bias, mean, var = (
+        readonly(v.array(f"operand {i} ({what})", t, np.float32, shape=(c,), contiguous=True))
+        for i, (what, t) in enumerate((("scale", scale), ("bias", bias), ("mean", mean),
+                                       ("var", var)), 1))
+    eps, act, p = _epilogue(params)
     a, b = np.empty(c, np.float32), np.empty(c, np.float32)
-    fn, args = knorm.affine_call(x, readonly(a), readonly(b), out, int(params["act"]),
-                                 (params["p0"], params["p1"]))
-    coefficients, eps = knorm.batch_norm_coefficients, float(params["epsilon"])
+    fn, args = knorm.affine_call(readonly(x), readonly(a), readonly(b), out, act, p)
+    coefficients = knorm.batch_norm_coefficients
 
     def run():
         coefficients(scale, bias, mean, var, eps, a, b)
