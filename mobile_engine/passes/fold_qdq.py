@@ -24,6 +24,7 @@ from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Op
 from mobile_engine.ir.verify import verify
+from mobile_engine.passes import absorb_pad, absorb_upsample
 from mobile_engine.passes.quantize_int8 import CLAMP_ACTIVATIONS, _nhwc
 from quantize.weights import bias_floor, quantize_weights
 
@@ -63,14 +64,30 @@ def _dq_through_transpose(g: Graph) -> int:
     return n_done
 
 
+def _moves_values(g: Graph, node: Node | None) -> bool:
+    """``node`` only copies elements of its one run-time input (no arithmetic), so a per-tensor
+    QUANTIZE/DEQUANTIZE commutes with it: TRANSPOSE, RESHAPE, PAD (reflect/edge), nearest
+    RESIZE."""
+    if node is None or len(node.outputs) != 1 or any(
+            i and g.tensors[i].is_const is False and i != node.inputs[0] for i in node.inputs):
+        return False
+    if node.op in (Op.TRANSPOSE, Op.RESHAPE):
+        return True
+    if node.op is Op.PAD:
+        return node.attrs["mode"] in ("reflect", "edge")
+    return node.op is Op.RESIZE and node.attrs["mode"] == "nearest"
+
+
 def _q_through_transpose(g: Graph) -> int:
+    """``QUANTIZE(L(y)) -> L(QUANTIZE(y))`` for a layout op L (``_moves_values``): the graph
+    then moves uint8 bytes, and a ``QUANTIZE(DEQUANTIZE(q))`` it exposes disappears."""
     n_done = 0
     for qn in list(g.nodes):
         if qn.op is not Op.QUANTIZE:
             continue
         t = g.producer(qn.inputs[0])
-        if t is None or t.op is not Op.TRANSPOSE or _sole(g, t.outputs[0]) is not qn \
-                or g.is_output(t.outputs[0]):
+        if not _moves_values(g, t) or _sole(g, t.outputs[0]) is not qn \
+                or g.is_output(t.outputs[0]) or g.tensors[t.inputs[0]].is_const:
             continue
         src = g.tensors[t.inputs[0]]
         y = g.tensors[qn.outputs[0]]
@@ -78,7 +95,7 @@ def _q_through_transpose(g: Graph) -> int:
         g.add_tensor(moved, src.shape, y.dtype, quant=y.quant)
         del g.tensors[t.outputs[0]]
         qn.inputs, qn.outputs = [src.name], [moved]
-        t.inputs, t.outputs = [moved], [y.name]
+        t.inputs, t.outputs = [moved] + t.inputs[1:], [y.name]
         g.nodes.remove(qn)
         g.nodes.insert(g.nodes.index(t), qn)
         n_done += 1
@@ -195,5 +212,7 @@ def run(graph: Graph) -> int:
         total += n
         if not n:
             break
+    # the uint8 PAD/RESIZE left in front of int8 convs become the convs' indirection tables
+    total += absorb_pad.run(graph) + absorb_upsample.run(graph)
     verify(graph)
     return total

@@ -31,12 +31,12 @@ import numpy as np
 
 from mobile_engine.ir import shapes
 from mobile_engine.ir.graph import Graph, Node
-from mobile_engine.ir.ops import BINARY, ELEMENTWISE, REDUCE, Op
+from mobile_engine.ir.ops import BINARY, ELEMENTWISE, QUANT_OPS, REDUCE, Op
 from mobile_engine.passes import _match
 from mobile_engine.passes._match import Index, invert_perm, is_identity_perm
 
-AGNOSTIC = ELEMENTWISE | REDUCE | {Op.CAST, Op.CONCAT, Op.SOFTMAX, Op.SLICE, Op.PAD}
-HOISTABLE = ELEMENTWISE | REDUCE | {Op.CAST, Op.SOFTMAX, Op.SLICE, Op.PAD}
+AGNOSTIC = ELEMENTWISE | REDUCE | QUANT_OPS | {Op.CAST, Op.CONCAT, Op.SOFTMAX, Op.SLICE, Op.PAD}
+HOISTABLE = ELEMENTWISE | REDUCE | QUANT_OPS | {Op.CAST, Op.SOFTMAX, Op.SLICE, Op.PAD}
 # NOTE: a run-time operand this small gets its own (cheap) TRANSPOSE so a full-size one can pass.
 SMALL = 4096
 
@@ -177,13 +177,15 @@ def push(graph: Graph, node: Node, p: tuple[int, ...], plans) -> None:
     attrs = _remap_attrs(node, p, r)
     old_feeds = [i for i in node.inputs if i]
     y = node.outputs[0]
-    new = Node(node.name, node.op, inputs, [], attrs)
+    new = Node(node.name, node.op, inputs, [y], attrs)     # y: its dtype and quant params
     if is_identity_perm(out_perm):
         new.outputs = [y]
         post: list[Node] = []
     else:
         (shape, dtype), = shapes.infer(new, graph)
-        inner = graph.add_tensor(graph.fresh_name(y), shape, dtype).name
+        # per-tensor quant params do not depend on the layout (a pushed QUANTIZE keeps them)
+        inner = graph.add_tensor(graph.fresh_name(y), shape, dtype,
+                                 quant=graph.tensors[y].quant).name
         new.outputs = [inner]
         post = [_match.make_node(graph, Op.TRANSPOSE, [inner], f"{node.name}_t", output=y,
                                  perm=out_perm)]
@@ -245,6 +247,7 @@ def hoist(graph: Graph, t: Node, op: Node) -> None:
     r = len(q)
     x = _runtime_inputs(graph, op)[0]
     t_new = _match.make_node(graph, Op.TRANSPOSE, [x], t.name, perm=q)
+    graph.tensors[t_new.outputs[0]].quant = graph.tensors[x].quant      # a relabeling
     inputs = []
     for name in op.inputs:
         data = graph.const(name) if name else None
