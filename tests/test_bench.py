@@ -34,7 +34,8 @@ THREADS = [1, 2] if numba.config.NUMBA_NUM_THREADS >= 2 else [1]
 RUNS = 5
 
 
-def tiny_model(seed: int = 7) -> onnx.ModelProto:
+def tiny_model(seed: int = 7, input_name: str = "image", h: int = H,
+               w: int = W) -> onnx.ModelProto:
     rng = np.random.default_rng(seed)
     inits, nodes = [], []
 
@@ -48,12 +49,12 @@ def tiny_model(seed: int = 7) -> onnx.ModelProto:
                                       strides=[stride, stride]))
         return name
 
-    nodes.append(helper.make_node("Relu", [conv("image", "c1", 3, 8, 1)], ["r1"], name="r1"))
+    nodes.append(helper.make_node("Relu", [conv(input_name, "c1", 3, 8, 1)], ["r1"], name="r1"))
     nodes.append(helper.make_node("Add", ["r1", conv("r1", "c2", 8, 8, 1)], ["s"], name="s"))
     conv("s", "c3", 8, 4, 2)
     graph = helper.make_graph(
         nodes, "tiny_bench",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, H, W])],
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, [1, 3, h, w])],
         [helper.make_tensor_value_info("c3", TensorProto.FLOAT, None)], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -538,3 +539,158 @@ def test_by_kernel_and_chart_bars():
     bars = bench_report._bars(ops)            # s1 is under MIN_PERCENT: summed into the last bar
     assert [b[0].split()[0] for b in bars] == ["s0", "s2", "s3", "(1"]
     assert sum(b[1] for b in bars) == pytest.approx(10.0)
+
+
+# --- int8 plans against the fp32 model, real-looking feeds -----------------------------------------
+def _photo(k: int, h: int = 40, w: int = 48) -> np.ndarray:
+    """A smooth synthetic picture (gradients, a disc, mild texture) as uint8 HWC."""
+    y, x = np.mgrid[0:h, 0:w] / np.float32(max(h, w))
+    disc = ((x - 0.3 - 0.1 * k) ** 2 + (y - 0.5) ** 2 < 0.05).astype(np.float32)
+    rgb = np.stack([0.5 + 0.4 * np.sin(3 * x + k), 0.5 + 0.4 * np.cos(2 * y - k),
+                    0.3 * disc + 0.5 * x * y], -1)
+    rgb += 0.03 * np.random.default_rng(k).standard_normal(rgb.shape)
+    return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def int8_setup(model_path, tmp_path_factory):
+    """(calibration folder, a held-out photo, the int8 plan `compile --int8 --calib` wrote)."""
+    from PIL import Image
+    pytest.importorskip("onnxruntime")
+    root = tmp_path_factory.mktemp("int8")
+    calib = root / "calib"
+    calib.mkdir()
+    for k in range(4):
+        Image.fromarray(_photo(k)).save(calib / f"p{k}.png")
+    photo = root / "held_out.png"
+    Image.fromarray(_photo(7)).save(photo)
+    plan = root / "tiny_int8.mplan"
+    assert cli.main(["compile", str(model_path), "--int8", "--calib", str(calib), "-o",
+                     str(plan)]) == 0
+    return calib, photo, plan
+
+
+def _psnr_by_hand(ours: np.ndarray, ref: np.ndarray) -> float:
+    ref = ref.astype(np.float64)
+    mse = np.mean((ours.astype(np.float64) - ref) ** 2)
+    return 10 * np.log10((ref.max() - ref.min()) ** 2 / mse)
+
+
+def test_int8_plan_against_the_fp32_model_on_a_photo(model_path, int8_setup, tmp_path):
+    """bench PLAN --peer-model MODEL --input IMG: the peer runs the fp32 model on the photo, and
+    the PSNR is the one onnxruntime's output and the plan's own output give by hand."""
+    import onnxruntime
+    from PIL import Image
+    _, photo, plan_path = int8_setup
+    out = tmp_path / "int8.json"
+    assert cli.main(["bench", str(plan_path), "--runs", "2", "--profile-runs", "1", "--compare",
+                     "onnxruntime", "--peer-model", str(model_path), "--input", str(photo),
+                     "--json", str(out)]) == 0
+    doc = bench.validate_report(json.loads(out.read_text()))
+    assert doc["precision"] == "int8" and doc["compile_ms"] is None
+    assert doc["peer"] == {"engine": "onnxruntime", "model": str(model_path), "precision": "fp32",
+                           "sha256": hashlib.sha256(model_path.read_bytes()).hexdigest()}
+    assert str(photo) in doc["feeds"]["image"]
+    # the photo as `run --input` feeds it, derived here with PIL and numpy
+    img = Image.open(photo).convert("RGB").resize((W, H), Image.BILINEAR)
+    x = (np.asarray(img, np.float32) / 255).transpose(2, 0, 1)[None].copy()
+    ref = onnxruntime.InferenceSession(str(model_path)).run(None, {"image": x})[0]
+    ours = me.Session(str(plan_path)).run(None, {"image": x})[0]
+    c = doc["results"][0]["compare"]["onnxruntime"]
+    assert c["psnr_db"] == pytest.approx(_psnr_by_hand(ours, ref), abs=1e-6)
+    assert c["max_abs_diff"] == pytest.approx(float(np.max(np.abs(ours - ref))), rel=1e-6)
+    assert 25 < c["psnr_db"] < 90 and c["max_abs_diff"] > 0      # int8: close, not equal
+    assert ("outputs differ" in " ".join(doc["results"][0]["warnings"])) == \
+        (c["psnr_db"] < bench.PSNR_WARN)
+
+
+def test_int8_in_process_is_the_compile_int8_plan(model_path, int8_setup, tmp_path):
+    """bench MODEL --int8 --calib DIR compiles with compile's calibration: the same steps and
+    weights as the plan `compile --int8` wrote, hence the same outputs (same PSNR to 1e-9)."""
+    from mobile_engine.plan import Plan
+    calib, photo, plan_path = int8_setup
+    common = ["--runs", "2", "--profile-runs", "1", "--compare", "onnxruntime", "--input",
+              str(photo)]
+    a, b = tmp_path / "inproc.json", tmp_path / "file.json"
+    assert cli.main(["bench", str(model_path), "--int8", "--calib", str(calib), *common,
+                     "--json", str(a)]) == 0
+    assert cli.main(["bench", str(plan_path), "--peer-model", str(model_path), *common,
+                     "--json", str(b)]) == 0
+    inproc, fromfile = json.loads(a.read_text()), json.loads(b.read_text())
+    plan = Plan.load(plan_path)
+    assert inproc["precision"] == "int8" and inproc["compile_ms"] > 0
+    assert inproc["model"] == inproc["source"] == str(model_path)
+    assert inproc["plan"] == fromfile["plan"]
+    assert inproc["plan"]["weight_bytes"] == plan.weight_bytes
+    assert [o["kernel"] for o in inproc["results"][0]["ops"]] == [s["kernel"] for s in plan.steps]
+    c_in = inproc["results"][0]["compare"]["onnxruntime"]
+    c_file = fromfile["results"][0]["compare"]["onnxruntime"]
+    assert c_in["psnr_db"] == pytest.approx(c_file["psnr_db"], abs=1e-9)
+    assert c_in["max_abs_diff"] == c_file["max_abs_diff"]
+
+
+def test_peer_model_with_other_inputs_is_refused(model_path, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    plan_path = me.compile(str(model_path)).save(tmp_path / "tiny.mplan")
+    renamed, resized = tmp_path / "renamed.onnx", tmp_path / "resized.onnx"
+    onnx.save(tiny_model(input_name="img"), renamed)
+    onnx.save(tiny_model(h=H + 2), resized)
+    rc = cli.main(["bench", str(plan_path), "--runs", "1", "--compare", "onnxruntime",
+                   "--peer-model", str(renamed)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "renamed.onnx" in err and "['img']" in err and "['image']" in err
+    rc = cli.main(["bench", str(plan_path), "--runs", "1", "--compare", "onnxruntime",
+                   "--peer-model", str(resized)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "'image'" in err and f"{H + 2}" in err and f"[1, 3, {H}, {W}]" in err
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--peer-model", "x.onnx"], "--peer-model needs --compare"),
+    (["--calib", "somewhere"], "need --int8"),
+    (["--compare", "onnxruntime", "--peer-model", "nope.onnx"], "nope.onnx: no such file"),
+])
+def test_bad_peer_and_int8_arguments(model_path, capsys, argv, match):
+    if "onnxruntime" in argv:
+        pytest.importorskip("onnxruntime")
+    assert cli.main(["bench", str(model_path), "--runs", "1", *argv]) == 2
+    assert match in capsys.readouterr().err
+
+
+def test_int8_on_a_plan_is_refused(model_path, tmp_path, capsys):
+    plan_path = me.compile(str(model_path)).save(tmp_path / "tiny.mplan")
+    assert cli.main(["bench", str(plan_path), "--int8", "--calib", str(tmp_path)]) == 2
+    assert "is a plan, compiled already" in capsys.readouterr().err
+
+
+def test_make_feeds_given_and_random():
+    inputs = [{"name": "image", "shape": [1, 3, 2, 2], "dtype": "float32"},
+              {"name": "k", "shape": [2], "dtype": "int64"}]
+    x = np.full((1, 3, 2, 2), 0.25, np.float32)
+    feeds, described = bench.make_feeds(inputs, given={"image": (x, "a photo")})
+    assert np.array_equal(feeds["image"], x)
+    assert np.array_equal(feeds["k"], np.zeros(2, np.int64))
+    assert described == {"image": "a photo", "k": "zeros"}
+    rand, described = bench.make_feeds(inputs, seed=3)
+    assert np.array_equal(rand["image"],
+                          np.random.default_rng(3).random((1, 3, 2, 2), dtype=np.float32))
+    assert described["image"] == "uniform random [0, 1), seed 3"
+    with pytest.raises(InputError, match=r"'image'.*float32 \[1, 3, 2, 2\]"):
+        bench.make_feeds(inputs, given={"image": (x[..., :1], "cropped")})
+    with pytest.raises(InputError, match="'style'.*no such input"):
+        bench.make_feeds(inputs, given={"style": (x, "?")})
+
+
+def test_version_1_files_still_read(report, tmp_path, capsys):
+    doc = json.loads(json.dumps(report))
+    doc["schema_version"] = 1
+    for key in bench.V1_DEFAULTS:
+        del doc[key]
+    for r in doc["results"]:
+        del r["compare"]["onnxruntime"]["psnr_db"]
+    old = tmp_path / "v1.json"
+    old.write_text(json.dumps(doc))
+    assert cli.main(["bench-report", str(old)]) == 0
+    assert "| tiny.onnx |" in capsys.readouterr().out
+    text = bench.BenchReport.from_dict(json.loads(old.read_text())).text()
+    assert "ratio mobile-engine/onnxruntime" in text and "PSNR" not in text
