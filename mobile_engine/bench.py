@@ -243,6 +243,7 @@ class Peer:
     @classmethod
     def open(cls, ort, spinning: bool, model: str) -> "Peer":
         import onnx
+        from google.protobuf.message import DecodeError
 
         from mobile_engine.zoo import sha256
         path = Path(model)
@@ -251,7 +252,7 @@ class Peer:
                              f"onnxruntime should run)")
         try:
             proto = onnx.load(str(path), load_external_data=False)
-        except Exception as exc:                     # onnx raises DecodeError and others
+        except (DecodeError, ValueError, OSError, RuntimeError) as exc:
             raise InputError(f"--peer-model {model}: not an ONNX model ({exc})") from None
         ops = {n.op_type for n in proto.graph.node}
         precision = "int8" if ops & set(INT8_ONNX_OPS) else "fp32"
@@ -435,11 +436,11 @@ def disagreement(agree: dict | None, precision: str, peer_precision: str) -> str
 
 def bench_threads(model: Path, shapes: dict, threads: int, runs: int, warmup: int = 2,
                   profile_runs: int = 10, peer: Peer | None = None, progress: bool | None = None,
-                  feeds=None):
+                  given=None):
     """One result block (see the module docstring) for one thread count: (block, plan, how each
     feed was made).
 
-    ``feeds`` gives some inputs: None, {name: (array, description)}, or a callable taking the
+    ``given`` fills some inputs: None, {name: (array, description)}, or a callable taking the
     plan and returning that (e.g. a photo resized to the plan's image input); the rest are random.
     """
     import mobile_engine as me
@@ -449,7 +450,7 @@ def bench_threads(model: Path, shapes: dict, threads: int, runs: int, warmup: in
     t0 = time.perf_counter()
     sess = me.Session(plan, threads=threads)
     bind_ms = (time.perf_counter() - t0) * 1e3
-    feeds, described = make_feeds(plan.inputs, given=feeds(plan) if callable(feeds) else feeds)
+    feeds, described = make_feeds(plan.inputs, given=given(plan) if callable(given) else given)
     first_ms, jit = _first_run(sess, feeds)
     rss = peak_rss_mb()
     precision = plan_precision(plan)

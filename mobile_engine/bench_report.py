@@ -15,8 +15,8 @@ from mobile_engine.bench import validate_report
 from mobile_engine.errors import InputError
 from mobile_engine.machine import short_name
 
-COLUMNS = ("model", "shape", "threads", "machine", "p50 ms", "p90 ms", "init ms", "first run ms",
-           "peak RSS MB", "vs onnxruntime")
+COLUMNS = ("model", "shape", "precision", "threads", "machine", "p50 ms", "p90 ms", "init ms",
+           "first run ms", "peak RSS MB", "vs onnxruntime")
 
 
 def load_reports(paths) -> list[tuple[str, dict]]:
@@ -50,14 +50,24 @@ def rows(reports: list[tuple[str, dict]]) -> list[list[str]]:
         machine = d["label"] or short_name(d["machine"])
         for r in d["results"]:
             lat, jit = r["latency_ms"], r["jit"]
-            peer = r["compare"].get("onnxruntime")
-            ratio = (f"{peer['ratio']:.2f}x (onnxruntime p50 {peer['p50']:.2f} ms)" if peer
-                     else "not measured")
-            out.append([Path(d["model"]).name, _shape(d["inputs"]), str(r["threads"]), machine,
-                        f"{lat['p50']:.2f}", f"{lat['p90']:.2f}",
+            out.append([Path(d["model"]).name, _shape(d["inputs"]), d["precision"] or "n/a",
+                        str(r["threads"]), machine, f"{lat['p50']:.2f}", f"{lat['p90']:.2f}",
                         f"{r['init_ms']:.0f} ({jit['cache']})", f"{r['first_run_ms']:.2f}",
-                        f"{r['peak_rss_mb']:.0f}", ratio])
+                        f"{r['peak_rss_mb']:.0f}", _versus(r["compare"].get("onnxruntime"),
+                                                           d["peer"], d["model"])])
     return out
+
+
+def _versus(c: dict | None, peer: dict | None, model: str) -> str:
+    """The ratio cell: ratio, the peer's p50, its model when not ours, the outputs' PSNR."""
+    if c is None:
+        return "not measured"
+    notes = [f"onnxruntime p50 {c['p50']:.2f} ms"]
+    if peer and Path(peer["model"]).name != Path(model).name:
+        notes.append(f"on {Path(peer['model']).name} ({peer['precision']})")
+    if c.get("psnr_db") is not None:                          # absent in version 1 files
+        notes.append(f"PSNR {c['psnr_db']:.1f} dB")
+    return f"{c['ratio']:.2f}x ({', '.join(notes)})"
 
 
 def markdown(reports: list[tuple[str, dict]]) -> str:

@@ -271,7 +271,7 @@ def cmd_bench(args) -> int:
     from mobile_engine.bench import run_bench
     shapes = dict(args.shape or [])
     if args.int8:       # calibrated and compiled inside run_bench, which times it
-        compile_options = lambda: quantize_options(args, shapes)      # noqa: E731
+        compile_options = lambda: quantize_options(args, shapes)
     else:
         compile_options = quantize_options(args, shapes) or None      # refuses --calib alone
     report = run_bench(args.model, shapes=shapes, threads=args.threads, runs=args.runs,

@@ -508,6 +508,9 @@ def test_bench_report_one_row_per_file(report, tmp_path, capsys):
         assert row[col["peak RSS MB"]] == f"{r0['peak_rss_mb']:.0f}"
         assert row[col["vs onnxruntime"]].startswith(
             f"{r0['compare']['onnxruntime']['ratio']:.2f}x")
+        assert row[col["precision"]] == "fp32"
+        psnr = r0["compare"]["onnxruntime"]["psnr_db"]
+        assert ("PSNR" in row[col["vs onnxruntime"]]) == (psnr is not None)
     # printed when no -o; both thread blocks of one file give two rows
     assert cli.main(["bench-report", str(tmp_path / "pi4.json")]) == 0
     assert "| tiny.onnx |" in capsys.readouterr().out
@@ -528,6 +531,17 @@ def test_bench_report_bad_files(tmp_path, capsys, content, match):
     assert cli.main(["bench-report", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "bad.json" in err and match in err
+
+
+def test_versus_cell_names_another_peer_model_and_psnr():
+    c = {"ratio": 0.3456, "p50": 70.0, "psnr_db": 34.25}
+    peer = {"engine": "onnxruntime", "model": "/m/style.onnx", "sha256": "0" * 64,
+            "precision": "fp32"}
+    assert bench_report._versus(c, peer, "/p/style_int8.mplan") == \
+        "0.35x (onnxruntime p50 70.00 ms, on style.onnx (fp32), PSNR 34.2 dB)"
+    assert bench_report._versus(dict(c, psnr_db=None), peer, "/m/style.onnx") == \
+        "0.35x (onnxruntime p50 70.00 ms)"
+    assert bench_report._versus(None, None, "x.onnx") == "not measured"
 
 
 def test_by_kernel_and_chart_bars():
@@ -643,6 +657,12 @@ def test_peer_model_with_other_inputs_is_refused(model_path, tmp_path, capsys):
                    "--peer-model", str(resized)])
     err = capsys.readouterr().err
     assert rc == 2 and "'image'" in err and f"{H + 2}" in err and f"[1, 3, {H}, {W}]" in err
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x08\x07not a model" * 10)
+    rc = cli.main(["bench", str(plan_path), "--runs", "1", "--compare", "onnxruntime",
+                   "--peer-model", str(garbage)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "garbage.onnx: not an ONNX model" in err
 
 
 @pytest.mark.parametrize("argv,match", [
