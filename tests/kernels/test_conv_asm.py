@@ -14,29 +14,11 @@ import pytest
 from kernels import config
 from kernels import f32_conv2d as igemm
 from kernels import f32_dwconv2d as dw
+from tests.kernels.asm import assert_no_gathers, assert_no_spills, hottest_loop
 
 pytestmark = pytest.mark.skipif(not config.has_avx512(), reason="CPU lacks AVX-512")
 
-LABEL = re.compile(r"^(\.LBB\d+_\d+):", re.M)
 FMA = re.compile(r"^\s*vfmadd\d*[ps]s\s+(.*)$", re.M)
-
-
-def loops(asm: str) -> list[str]:
-    """Bodies of single-block loops: a label whose block ends by jumping back to it."""
-    found = []
-    starts = [(m.group(1), m.end()) for m in LABEL.finditer(asm)]
-    for i, (label, begin) in enumerate(starts):
-        end = starts[i + 1][1] if i + 1 < len(starts) else len(asm)
-        back = re.search(rf"^\s*j\w+\s+{re.escape(label)}\s*$", asm[begin:end], re.M)
-        if back:
-            found.append(asm[begin:begin + back.end()])
-    return found
-
-
-def hottest_loop(asm: str) -> str:
-    body = max(loops(asm), key=lambda b: len(FMA.findall(b)), default="")
-    assert FMA.findall(body), "no loop with FMAs found in the kernel's assembly"
-    return body
 
 
 def _args_igemm(nr, c=8, co=None):
@@ -58,15 +40,13 @@ def test_igemm_inner_loop_is_zmm_fma_without_gathers(mr, nr, parallel):
     fn = igemm.igemm_kernel.__wrapped__(mr, nr, parallel, cache=False)
     fn(*_args_igemm(nr))
     asm = fn.inspect_asm(fn.signatures[0])
-    body = hottest_loop(asm)
-    assert not re.search(r"v(p)?gather", body), "gather instructions in the reduction loop"
+    body = hottest_loop(asm, FMA)
+    assert_no_gathers(body)
     fmas = FMA.findall(body)
     assert all("%zmm" in f for f in fmas), f"non-zmm FMAs in the reduction loop: {fmas}"
     # at least one FMA per accumulator vector of the MR x NR tile, per input channel
     assert len(fmas) >= mr * nr // igemm.VL, f"{len(fmas)} FMAs, tile needs {mr * nr // 16}"
-    # the tile lives in registers: no vector stack traffic inside the reduction loop
-    spills = re.findall(r"^.*\(%r[sb]p\).*%zmm.*$|^.*%zmm.*\(%r[sb]p\).*$", body, re.M)
-    assert not spills, f"accumulators spilled to the stack: {spills}"
+    assert_no_spills(body)
 
 
 @pytest.mark.slow
@@ -78,10 +58,10 @@ def test_dwconv_vector_path_is_zmm_fma():
     ro = igemm.readonly
     fn(ro(x), ro(rowmap), ro(colmap), ro(np.zeros((3, 3, 64), np.float32)),
        ro(np.zeros(64, np.float32)), ro(out), out, 1, 0, np.float32(0), np.float32(0), False)
-    body = hottest_loop(fn.inspect_asm(fn.signatures[0]))
+    body = hottest_loop(fn.inspect_asm(fn.signatures[0]), FMA)
     fmas = FMA.findall(body)
     assert len(fmas) >= dw.NVB and all("%zmm" in f for f in fmas), fmas
-    assert "gather" not in body
+    assert_no_gathers(body)
 
 
 @pytest.mark.parametrize("mr,cg", [(16, 1), pytest.param(8, 2, marks=pytest.mark.slow)])
@@ -95,11 +75,12 @@ def test_kdot_inner_loop_is_zmm_fma_without_gathers(mr, cg):
     ro = igemm.readonly
     fn(ro(x), ro(rowmap), ro(colmap), ro(wrun), ro(wtap), ro(np.zeros(4 * cg, np.float32)),
        ro(out), out, 0, np.float32(0), np.float32(0), False)
-    body = hottest_loop(fn.inspect_asm(fn.signatures[0]))
+    body = hottest_loop(fn.inspect_asm(fn.signatures[0]), FMA)
     fmas = FMA.findall(body)
     assert all("%zmm" in f for f in fmas), f"non-zmm FMAs in the reduction loop: {fmas}"
     assert len(fmas) >= mr * cg, f"{len(fmas)} FMAs, tile needs {mr * cg}"
-    assert "vbroadcastf32x4" in body and not re.search(r"v(p)?gather", body)
+    assert "vbroadcastf32x4" in body
+    assert_no_gathers(body)
 
 
 # multistyle26's few-channel tail: 9x9 4->3 (64x3), nearest-2x 3x3 8->4 (pixup2 32x4) and
@@ -123,10 +104,9 @@ def test_pix_inner_loop_is_zmm_fma_with_broadcast_weights(co, up):
     fn(ro(x), ro(plan.rowtap), ro(plan.rowsel), ro(plan.coloff), ro(plan.bufsrc),
        ro(plan.wbank), ro(np.zeros(co, np.float32)), ro(out), out, scratch, tags, True, True, 0,
        np.float32(0), np.float32(0), False)
-    body = hottest_loop(fn.inspect_asm(fn.signatures[0]))
+    body = hottest_loop(fn.inspect_asm(fn.signatures[0]), FMA)
     fmas = FMA.findall(body)
     assert all("%zmm" in f for f in fmas), f"non-zmm FMAs in the reduction loop: {fmas}"
     assert len(fmas) >= plan.phases * co * plan.nvx, f"{len(fmas)} FMAs for the tile"
-    assert not re.search(r"v(p)?gather", body)
-    spills = re.findall(r"^.*\(%r[sb]p\).*%zmm.*$|^.*%zmm.*\(%r[sb]p\).*$", body, re.M)
-    assert not spills, f"accumulators spilled to the stack: {spills}"
+    assert_no_gathers(body)
+    assert_no_spills(body)

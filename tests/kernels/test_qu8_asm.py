@@ -16,21 +16,9 @@ from llvmlite import ir
 from kernels import config
 from kernels import intrinsics
 from kernels import qu8_conv2d as qc
+from tests.kernels.asm import assert_no_gathers, assert_no_spills, hottest_loop
 
-LABEL = re.compile(r"^(\.LBB\d+_\d+):", re.M)
 DOT = re.compile(r"^\s*vpdpbusd\s+(.*)$", re.M)
-
-
-def loops(asm: str) -> list[str]:
-    """Bodies of single-block loops: a label whose block ends by jumping back to it."""
-    found = []
-    starts = [(m.group(1), m.end()) for m in LABEL.finditer(asm)]
-    for i, (label, begin) in enumerate(starts):
-        end = starts[i + 1][1] if i + 1 < len(starts) else len(asm)
-        back = re.search(rf"^\s*j\w+\s+{re.escape(label)}\s*$", asm[begin:end], re.M)
-        if back:
-            found.append(asm[begin:begin + back.end()])
-    return found
 
 
 def _compile_fresh(mr, nr, isa, c=32):
@@ -56,14 +44,13 @@ SLOW = pytest.mark.slow
                                    pytest.param(6, 64, marks=SLOW)])
 def test_vnni_inner_loop_is_zmm_vpdpbusd(mr, nr):
     asm = _compile_fresh(mr, nr, "vnni")
-    body = max(loops(asm), key=lambda b: len(DOT.findall(b)), default="")
+    body = hottest_loop(asm, DOT)
     dots = DOT.findall(body)
     # one vpdpbusd per accumulator vector of the MR x NR tile per 4 input bytes
     assert len(dots) >= mr * nr // qc.VL, f"{len(dots)} vpdpbusd in the hottest loop"
     assert all(d.count("%zmm") == 3 for d in dots), f"non-zmm vpdpbusd: {dots}"
-    assert not re.search(r"v(p)?gather", body), "gathers in the reduction loop"
-    spills = re.findall(r"^.*\(%r[sb]p\).*%zmm.*$|^.*%zmm.*\(%r[sb]p\).*$", body, re.M)
-    assert not spills, f"accumulators spilled to the stack: {spills}"
+    assert_no_gathers(body)
+    assert_no_spills(body)
 
 
 @pytest.mark.skipif(not config.has_avx512_vnni(), reason="CPU lacks AVX-512 VNNI")
@@ -81,13 +68,11 @@ def test_kdot_inner_loop_is_broadcast_vpdpbusd(mr, cg):
     fn(ro(x), ro(qc.qu8_zero_row(0, 4, 9)), ro(rowmap), ro(colmap), ro(wr), ro(wt),
        ro(np.zeros(w.shape[0], np.int32)), ro(np.ones(w.shape[0], np.float32)), out, 0, 0, 255,
        0, np.float32(0), np.float32(0))
-    asm = fn.inspect_asm(fn.signatures[0])
-    body = max(loops(asm), key=lambda b: len(DOT.findall(b)), default="")
+    body = hottest_loop(fn.inspect_asm(fn.signatures[0]), DOT)
     dots = DOT.findall(body)
     assert len(dots) >= mr * cg and all(d.count("%zmm") == 3 for d in dots), dots
     assert len(re.findall(r"vbroadcasti32x4", body)) >= mr, "16-byte broadcasts expected"
-    spills = re.findall(r"^.*\(%r[sb]p\).*%zmm.*$|^.*%zmm.*\(%r[sb]p\).*$", body, re.M)
-    assert not spills, f"accumulators spilled to the stack: {spills}"
+    assert_no_spills(body)
 
 
 @SLOW
