@@ -1,8 +1,13 @@
 """The demo's command line and main loop: source -> capture thread -> style pipeline -> window / video
 file / stats, with keyboard control in the window (or from a script in tests).
 
-Exit codes: 0 done, 1 engine or model failure, 2 bad usage or a feature not available yet,
-3 the source could not be opened or was lost during the run.
+Precision: int8 by default (multistyle26 calibrated on 8 zoo photos at the first start, the plan
+cached on disk), fp32 when no int8 plan can be made (one note says why) or with ``--fp32``; 'f'
+switches live (each precision's plan is loaded once and kept). ``--style-image`` runs the two
+pre-quantized Magenta models instead (int8 only).
+
+Exit codes: 0 done, 1 engine or model failure (also: the engine cannot compile the --style-image
+models), 2 bad usage, 3 the source could not be opened or was lost during the run.
 """
 from __future__ import annotations
 
@@ -21,8 +26,8 @@ import numpy as np
 from demo_style_transfer import styles
 from demo_style_transfer.hud import HudInfo, HudRenderer
 from demo_style_transfer.keys import Action, DemoState, handle_key, initial_state
-from demo_style_transfer.pipeline import (INT8_UNAVAILABLE, DemoError, PrecisionUnavailable, Stats,
-                                          StylePipeline, load_engine_stylizer)
+from demo_style_transfer.pipeline import (DemoError, Stats, StylePipeline, describe_error,
+                                          load_engine_stylizer, load_style_image_stylizer)
 from demo_style_transfer.sources import (CameraSource, CaptureThread, PacedSource, SourceError,
                                          SourceLost, SyntheticCamera, open_input)
 
@@ -32,10 +37,7 @@ AUTO_OUTPUT = "out.mp4"
 AUTO_SECONDS = 60.0           # ... and `--auto` headless also stops after this long, whatever the speed
 SYNTHETIC_PHOTO = "chelsea.png"
 WINDOW_TITLE = "mobile-engine style transfer (n/p style, 0-9 pick, b blend, s shot, r rec, f int8, q quit)"
-STYLE_IMAGE_UNAVAILABLE = (
-    "--style-image is not available yet: any-picture styles need the Magenta arbitrary-style models "
-    "(arbitrary_predict.onnx, arbitrary_transform.onnx), which are int8 QDQ models, and the engine "
-    "cannot import QDQ models yet. Use one of the 26 built-in styles: --style N or --blend 3:0.5,19:0.5")
+STYLE_IMAGE_INT8_ONLY = "the --style-image models are int8 only (pre-quantized QDQ)"
 
 
 class UsageError(DemoError):
@@ -52,8 +54,9 @@ class Config:
     realtime: bool = False
     style: int = 0
     blend: dict | None = None
+    style_image: str | None = None        # any picture as the style (the arbitrary-style models)
     size: tuple = (480, 640)
-    precision: str = "fp32"
+    precision: str = "int8"               # falls back to fp32 when no int8 plan can be made
     threads: int | None = None
     headless: bool = False
     frames: int | None = None
@@ -97,15 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
     sty.add_argument("--style", default="0", metavar="N", help="style index 0-25 (default 0)")
     sty.add_argument("--blend", metavar="SPEC", help="a mix of styles, e.g. 3:0.5,19:0.5")
     sty.add_argument("--style-image", metavar="FILE",
-                     help="any picture as the style (not available yet: needs QDQ int8 import)")
+                     help="any picture as the style (Magenta's arbitrary-style int8 models; the "
+                          "frames run at their 384x384 and are resized back)")
     eng = p.add_argument_group("engine")
     eng.add_argument("--size", default="480x640", metavar="HxW",
                      help="working resolution (default 480x640)")
     prec = eng.add_mutually_exclusive_group()
-    prec.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
-                      help="float32 plan (default)")
     prec.add_argument("--int8", dest="precision", action="store_const", const="int8",
-                      help="int8 plan (not available yet)")
+                      help="int8 plan, calibrated on 8 zoo photos at the first start (default; "
+                           "fp32 if no int8 plan can be made)")
+    prec.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
+                      help="float32 plan")
     eng.add_argument("--threads", type=int, metavar="N", help="engine threads (default: all)")
     eng.add_argument("--model", metavar="ONNX", help="multistyle26.onnx (default: from the zoo)")
     eng.add_argument("--plan-cache", metavar="DIR",
@@ -135,9 +140,8 @@ def parse_args(argv=None) -> Config:
     if a.style_image is not None:
         if not Path(a.style_image).is_file():
             raise UsageError(f"--style-image {a.style_image}: no such file")
-        raise UsageError(STYLE_IMAGE_UNAVAILABLE)
-    if a.precision == "int8":
-        raise PrecisionUnavailable(INT8_UNAVAILABLE)
+        if a.blend:
+            raise UsageError("--style-image and --blend do not go together: pick one")
     try:
         style = styles.parse_style(a.style)
         blend = styles.parse_blend(a.blend) if a.blend else None
@@ -151,8 +155,9 @@ def parse_args(argv=None) -> Config:
         raise UsageError(f"--threads {a.threads}: must be at least 1")
     return Config(camera=a.camera, input=a.input, synthetic=a.synthetic is not None,
                   photo=a.synthetic or None, fallback_synthetic=a.fallback_synthetic,
-                  realtime=a.realtime, style=style, blend=blend, size=parse_size(a.size),
-                  precision=a.precision or "fp32", threads=a.threads, headless=a.headless,
+                  realtime=a.realtime, style=style, blend=blend, style_image=a.style_image,
+                  size=parse_size(a.size), precision=a.precision or "int8", threads=a.threads,
+                  headless=a.headless,
                   frames=a.frames, seconds=a.seconds, output=a.output,
                   output_view=a.output_view, stats=a.stats,
                   save_dir=a.save_dir, model=a.model, plan_cache=a.plan_cache, auto=a.auto)
@@ -196,9 +201,31 @@ def open_window(title: str = WINDOW_TITLE):
 
 # --- wiring ----------------------------------------------------------------------------------
 def default_make_stylizer(cfg: Config, log: Callable[[str], None]):
+    """The engine's stylizer for ``cfg``: multistyle26 in ``cfg.precision`` (int8 falls back to
+    fp32 with a note), or the arbitrary-style pair for ``cfg.style_image``."""
     from demo_style_transfer.pipeline import PlanCache
+    if cfg.style_image:
+        if cfg.precision == "fp32":
+            log(f"note: {STYLE_IMAGE_INT8_ONLY}: --fp32 does not apply")
+        return load_style_image_stylizer(cfg.style_image, cfg.threads, PlanCache(cfg.plan_cache),
+                                         log)
     return load_engine_stylizer(cfg.size, cfg.precision, cfg.threads, cfg.model,
                                 PlanCache(cfg.plan_cache), log)
+
+
+def int8_switch(stylizer) -> tuple[bool, str]:
+    """(can 'f' switch to int8, the note when it cannot) for a stylizer."""
+    if getattr(stylizer, "style_vector", None) is not None:
+        return False, STYLE_IMAGE_INT8_ONLY
+    problem = getattr(stylizer, "int8_problem", "")
+    if problem:
+        return False, "int8 unavailable (see the console)"
+    return True, ""
+
+
+def style_image_label(stylizer) -> str | None:
+    name = getattr(stylizer, "style_vector", None) is not None and getattr(stylizer, "name", "")
+    return f"image {name}" if name else None
 
 
 def _stderr(text: str) -> None:
@@ -301,6 +328,8 @@ class _Run:
     writer_fps: float
     renderer: HudRenderer
     stats: Stats = field(default_factory=Stats)
+    stylizers: dict = field(default_factory=dict)        # precision -> loaded stylizer ('f')
+    frames_by_precision: dict = field(default_factory=dict)
     dropped: int = 0
     recorder: VideoOut | None = None
     writer: VideoOut | None = None
@@ -330,13 +359,34 @@ class _Run:
                                               f"({self.recorder.frames} frames)", now)
             self.recorder = None
         elif action is Action.RELOAD:
+            self.switch_precision(self.state.precision, now)
+
+    def switch_precision(self, want: str, now: float) -> None:
+        """Run ``want`` from the next frame on: a stylizer loaded before is reused; a new one is
+        loaded (compiled the first time, which stalls the loop; the console says so)."""
+        self.stylizers.setdefault(self.stylizer.precision, self.stylizer)
+        stylizer = self.stylizers.get(want)
+        if stylizer is None:
+            self.env.log(f"switching to {want}: loading its plan ...")
             try:
-                cfg = replace(self.cfg, precision=self.state.precision)
-                self.stylizer = self.env.make_stylizer(cfg, self.env.log)
-                self.pipeline = StylePipeline(self.stylizer, cfg.size, self.env.clock)
-            except PrecisionUnavailable as exc:
+                stylizer = self.env.make_stylizer(replace(self.cfg, precision=want), self.env.log)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:   # NOTE: the running plan goes on; the note says why
+                self.env.err(f"error: cannot switch to {want}: {describe_error(exc)}")
                 self.state = replace(self.state, precision=self.stylizer.precision) \
-                    .with_note(str(exc).split(";")[0], now)
+                    .with_note(f"cannot switch to {want} (see the console)", now)
+                return
+            if stylizer.precision != want:   # int8 fell back to fp32: keep what runs
+                ok, note = int8_switch(stylizer)
+                self.state = replace(self.state, precision=self.stylizer.precision,
+                                     int8_available=ok, int8_note=note or self.state.int8_note) \
+                    .with_note(note or f"{want} is not available", now)
+                return
+            self.stylizers[want] = stylizer
+        self.stylizer = stylizer
+        self.pipeline = StylePipeline(stylizer, self.cfg.size, self.env.clock)
+        self.env.log(f"now running {stylizer.precision}")
 
 
 def run(cfg: Config, env: Env | None = None) -> int:
@@ -361,7 +411,9 @@ def run(cfg: Config, env: Env | None = None) -> int:
     try:
         stylizer = env.make_stylizer(cfg, log)
         pipeline = StylePipeline(stylizer, cfg.size, env.clock)
-        state = initial_state(cfg.style, cfg.blend, stylizer.precision)
+        int8_ok, int8_note = int8_switch(stylizer)
+        state = initial_state(cfg.style, cfg.blend, stylizer.precision, int8_ok, int8_note,
+                              style_image_label(stylizer))
         weights = styles.weights(state.mix())
         log("warming up (the first run of a new engine build compiles its kernels; "
             "later starts load them from Numba's cache) ...")
@@ -433,6 +485,8 @@ def run(cfg: Config, env: Env | None = None) -> int:
             if window is not None:
                 window.show(view_fn())
             r.stats.add(frame.t_capture, env.clock(), result)
+            p = r.stylizer.precision
+            r.frames_by_precision[p] = r.frames_by_precision.get(p, 0) + 1
             if env.on_frame is not None:
                 env.on_frame(frame, result)
             keys = (window.poll(r.stats.frames) if window is not None else []) + \
@@ -460,6 +514,7 @@ def run(cfg: Config, env: Env | None = None) -> int:
 
     summary = r.stats.summary(
         dropped=r.dropped, size=list(cfg.size), precision=r.stylizer.precision,
+        frames_by_precision=r.frames_by_precision,
         style=r.state.style_label(), threads=r.stylizer.threads, source=capture.source.name,
         engine=getattr(r.stylizer, "description", type(r.stylizer).__name__),
         warmup_ms=[round(v, 1) for v in warm], output=cfg.output, stopped=reason,

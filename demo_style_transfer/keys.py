@@ -2,7 +2,8 @@
 
 Keys: n / p next / previous style; 0-9 pick a style (two digits within a second pick 10-25);
 b blend the current style with the previous one (again: back to one style); s screenshot;
-r record on/off; f fp32/int8 toggle (int8 is not available yet: a HUD note says so); q or Esc quit.
+r record on/off; f fp32/int8 toggle (where int8 cannot run, a HUD note says why); q or Esc quit.
+With ``--style-image`` the style keys only show a note (the built-in styles are not loaded).
 Side effects (files, writers, reloading a plan) are returned as ``Action``s for the app to carry out,
 so the whole key map runs in tests from a scripted list of (time, key) events.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 
-from demo_style_transfer.pipeline import INT8_UNAVAILABLE
 from demo_style_transfer.styles import NUM_STYLES, label
 
 NOTE_SECONDS = 3.0
@@ -36,6 +36,8 @@ class DemoState:
     saved_blend: tuple | None = None   # a --blend given on the command line, restored by 'b'
     precision: str = "fp32"
     int8_available: bool = False
+    int8_note: str = "int8 is not available"   # shown on 'f' when int8_available is False
+    style_image: str | None = None              # the --style-image label: style keys are off
     recording: bool = False
     quit: bool = False
     note: str = ""
@@ -47,7 +49,7 @@ class DemoState:
         return dict(self.blend) if self.blend else {self.style: 1.0}
 
     def style_label(self) -> str:
-        return label(self.mix())
+        return self.style_image if self.style_image else label(self.mix())
 
     def note_at(self, now: float) -> str:
         return self.note if now < self.note_until else ""
@@ -57,14 +59,17 @@ class DemoState:
 
 
 def initial_state(style: int = 0, blend: dict | None = None, precision: str = "fp32",
-                  int8_available: bool = False) -> DemoState:
+                  int8_available: bool = False, int8_note: str | None = None,
+                  style_image: str | None = None) -> DemoState:
     """The state at start; a ``--blend`` starts blended and 'b' can bring it back."""
+    extra = dict(precision=precision, int8_available=int8_available, style_image=style_image)
+    if int8_note:
+        extra["int8_note"] = int8_note
     if blend:
         mix = tuple(sorted(blend.items()))
         main = max(blend, key=blend.get)
-        return DemoState(style=main, blend=mix, saved_blend=mix, precision=precision,
-                         int8_available=int8_available)
-    return DemoState(style=style, precision=precision, int8_available=int8_available)
+        return DemoState(style=main, blend=mix, saved_blend=mix, **extra)
+    return DemoState(style=style, **extra)
 
 
 def _select(state: DemoState, index: int, now: float) -> DemoState:
@@ -79,6 +84,8 @@ def handle_key(state: DemoState, key: int, now: float) -> tuple[DemoState, tuple
     if key is None or key < 0:
         return state, ()
     ch = chr(key & 0xFF).lower() if key != ESC else "\x1b"
+    if state.style_image and (ch.isdigit() or ch in "npb"):
+        return state.with_note("style keys are off with --style-image", now), ()
     if ch.isdigit():
         d = int(ch)
         if state.pending_digit is not None and now <= state.pending_until \
@@ -111,7 +118,7 @@ def handle_key(state: DemoState, key: int, now: float) -> tuple[DemoState, tuple
         return replace(state, recording=True), (Action.START_RECORDING,)
     if ch == "f":
         if not state.int8_available:
-            return state.with_note(INT8_UNAVAILABLE.split(";")[0], now), ()
+            return state.with_note(state.int8_note, now), ()
         precision = "int8" if state.precision == "fp32" else "fp32"
         return replace(state, precision=precision).with_note(f"switching to {precision}", now), \
             (Action.RELOAD,)

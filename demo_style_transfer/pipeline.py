@@ -7,6 +7,9 @@ Layout contract:
     -> model in   f32[1, 3, H, W] RGB 0..1 (reused buffer)
     -> model out  f32[1, 3, H, W] RGB 0..1 (the stylizer's array)
     -> stylized   u8[H, W, 3] BGR        (rounded, clamped to 0..255; reused buffer)
+With ``--style-image`` (the Magenta arbitrary-style models, fixed input size th x tw):
+    fitted u8[H, W, 3] BGR -> model in f32[1, th, tw, 3] RGB 0..1 (resized; NHWC)
+    -> model out f32[1, th, tw, 3] RGB 0..1 -> stylized u8[H, W, 3] BGR (resized back)
 The reused buffers are overwritten by the next frame: copy what must outlive it.
 """
 from __future__ import annotations
@@ -24,6 +27,11 @@ import numpy as np
 from demo_style_transfer.styles import NUM_STYLES
 
 MODEL_NAME = "multistyle26"
+PREDICT_MODEL, TRANSFORM_MODEL = "arbitrary_predict", "arbitrary_transform"
+# NOTE: the 8 calibration photos of tests/test_quantize_multistyle26.py (README's int8 section);
+# rocket, coffee, chelsea (the synthetic camera's photo) and grass stay out for evaluation
+CALIBRATION_PHOTOS = ("astronaut.png", "camera.png", "horse.png", "brick.png", "gravel.png",
+                      "retina.jpg", "cell.png", "hubble_deep_field.jpg")
 
 
 class DemoError(Exception):
@@ -31,13 +39,9 @@ class DemoError(Exception):
     exit_code = 1
 
 
-class PrecisionUnavailable(DemoError):
-    """A precision the engine cannot produce yet (int8)."""
-    exit_code = 2
-
-
-INT8_UNAVAILABLE = ("int8 is not available yet: the engine cannot quantize multistyle26 yet "
-                    "(compile(quantize='int8') is not implemented); use --fp32")
+class StyleImageUnavailable(DemoError):
+    """``--style-image``: the engine cannot compile or run the arbitrary-style models."""
+    exit_code = 1
 
 
 class Stylizer(Protocol):
@@ -55,9 +59,11 @@ class Stylizer(Protocol):
 class EngineStylizer:
     """multistyle26 through a ``mobile_engine.Session``."""
 
-    def __init__(self, session, precision: str = "fp32", description: str = "") -> None:
+    def __init__(self, session, precision: str = "fp32", description: str = "",
+                 int8_problem: str = "") -> None:
         self.session = session
         self.precision = precision
+        self.int8_problem = int8_problem   # why int8 was asked for but is not running ("": it is)
         self.threads = session.threads
         self.description = description
         names = [i.name for i in session.get_inputs()]
@@ -85,6 +91,28 @@ def default_cache_dir() -> Path:
     return zoo.home() / "plans"
 
 
+_BUILD: str | None = None
+
+
+def engine_build() -> str:
+    """``<version>+<8 hex>``: the engine version and a hash of the engine's Python sources
+    (mobile_engine, kernels, quantize). NOTE: the version alone does not change while the engine
+    is developed, and a plan from an older build may bind but run older (slower) steps."""
+    global _BUILD
+    if _BUILD is None:
+        import kernels
+        import mobile_engine
+        import quantize
+        h = hashlib.sha256()
+        for pkg in (mobile_engine, kernels, quantize):
+            root = Path(pkg.__file__).parent
+            for f in sorted(root.rglob("*.py")):
+                h.update(str(f.relative_to(root.parent)).encode())
+                h.update(f.read_bytes())
+        _BUILD = f"{mobile_engine.__version__}+{h.hexdigest()[:8]}"
+    return _BUILD
+
+
 @dataclass
 class CachedPlan:
     plan: object
@@ -93,12 +121,47 @@ class CachedPlan:
     seconds: float   # time to load or to compile and save
 
 
+def _progress_logger(log: Callable[[str], None], what: str, every: float = 0.25):
+    """``progress(done, total)`` that logs ``what: k/n`` about every quarter of the way."""
+    shown = [-1.0]
+
+    def progress(done: int, total: int) -> None:
+        if total and (done == total or done / total - shown[0] >= every):
+            shown[0] = done / total
+            log(f"  {what}: {done}/{total}")
+    return progress
+
+
+def calibration_feeds(size: tuple[int, int], photos=CALIBRATION_PHOTOS,
+                      image_dir: str | Path | None = None) -> list[dict]:
+    """multistyle26's int8 calibration set: ``photos`` fitted to ``size`` the way camera frames
+    are (centre crop, resize, RGB 0..1 NCHW), and ``style_weights`` one-hot with the hot index
+    spread over the 26 styles (photo k: style k * 26 // n), as
+    ``mobile-engine compile --int8 --calib DIR --set style_weights=onehot`` builds them."""
+    from mobile_engine import zoo
+    root = Path(image_dir) if image_dir is not None else zoo.home() / "images"
+    conv = FrameConverter(size)
+    feeds = []
+    for k, name in enumerate(photos):
+        path = root / name
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
+        if image is None:
+            raise DemoError(f"calibration photo {root / name} is missing or unreadable "
+                            f"(`mobile-engine zoo fetch` fetches the photos)")
+        w = np.zeros(NUM_STYLES, np.float32)
+        w[(k * NUM_STYLES // len(photos)) % NUM_STYLES] = 1
+        feeds.append({"image": conv.to_model(conv.fit(image)).copy(), "style_weights": w})
+    return feeds
+
+
 class PlanCache:
     """Compiled plans on disk, keyed by the model's sha256, the input size, the precision and the
-    engine version (a new engine may change the plan format): a cached start only maps the file.
+    engine build (a new engine may change the plan format or its steps): a cached start only
+    maps the file. Saving a plan removes the plans of older builds for the same key.
 
     ``compile_fn(model_path, (h, w), precision) -> plan`` (with ``plan.save(path)``) and
-    ``load_fn(path) -> plan`` default to ``mobile_engine``'s.
+    ``load_fn(path) -> plan`` default to ``mobile_engine``'s: fp32, or int8 calibrated on
+    ``calibration_feeds(size)``; ``get(..., build=...)`` compiles one entry its own way.
     """
 
     def __init__(self, root: str | Path | None = None, compile_fn: Callable | None = None,
@@ -107,25 +170,43 @@ class PlanCache:
         self._compile, self._load, self._version = compile_fn, load_fn, version
 
     def _engine(self):
-        import mobile_engine as me
-        if self._compile is None:
-            self._compile = lambda model, size, precision: me.compile(
-                str(model), input_shapes={"image": (1, 3, *size)},
-                quantize=None if precision == "fp32" else precision)
         if self._load is None:
+            import mobile_engine as me
             self._load = me.Plan.load
         if self._version is None:
-            self._version = me.__version__
+            self._version = engine_build()
+
+    def _default_compile(self, model, size, precision, log):
+        import mobile_engine as me
+        shapes = {"image": (1, 3, *size)}
+        if precision == "fp32":
+            return me.compile(str(model), input_shapes=shapes)
+        feeds = calibration_feeds(size)
+        log(f"  calibrating on {len(feeds)} photos at {size[0]}x{size[1]}, then quantizing "
+            f"(first run only) ...")
+        plan = me.compile(str(model), input_shapes=shapes, quantize=precision, calibration=feeds,
+                          progress=_progress_logger(log, "calibration steps"))
+        quant = plan.manifest["provenance"].get("quantization", {})
+        report = quant.get("report") or {}
+        psnr = report.get("psnr_db")
+        log(f"  int8: {quant.get('summary', '')}" + (
+            f"; PSNR against fp32 on the calibration photos min {min(psnr):.1f} / median "
+            f"{float(np.median(psnr)):.1f} dB" if psnr else ""))
+        return plan
+
+    def _key(self, model: str | Path, size, precision: str) -> str:
+        h, w = size
+        return f"{Path(model).stem}-{file_sha256(model)[:16]}-{h}x{w}-{precision}-v"
 
     def path_for(self, model: str | Path, size: tuple[int, int], precision: str) -> Path:
         self._engine()
-        digest = file_sha256(model)
-        h, w = size
-        return self.root / f"{Path(model).stem}-{digest[:16]}-{h}x{w}-{precision}-v{self._version}.mplan"
+        return self.root / f"{self._key(model, size, precision)}{self._version}.mplan"
 
     def get(self, model: str | Path, size: tuple[int, int], precision: str = "fp32",
-            log: Callable[[str], None] = print, force: bool = False) -> CachedPlan:
-        """The cached plan, else a compiled and saved one (``force``: compile even if cached)."""
+            log: Callable[[str], None] = print, force: bool = False,
+            build: Callable[[], object] | None = None) -> CachedPlan:
+        """The cached plan, else a compiled and saved one (``force``: compile even if cached;
+        ``build() -> plan``: how to compile this entry, instead of the cache's compile_fn)."""
         path = self.path_for(model, size, precision)
         t0 = time.perf_counter()
         if path.is_file() and not force:
@@ -136,7 +217,12 @@ class PlanCache:
                 log(f"cached plan {path} cannot be used ({exc}); compiling again")
         log(f"compiling {Path(model).name} for {size[0]}x{size[1]} {precision} "
             f"(once; cached in {self.root}) ...")
-        plan = self._compile(model, size, precision)
+        if build is not None:
+            plan = build()
+        elif self._compile is not None:
+            plan = self._compile(model, size, precision)
+        else:
+            plan = self._default_compile(model, size, precision, log)
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
@@ -144,34 +230,164 @@ class PlanCache:
             os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
         finally:
             tmp.unlink(missing_ok=True)
+        for old in self.root.glob(f"{self._key(model, size, precision)}*.mplan"):
+            if old != path:      # an older build's plan for the same key
+                old.unlink(missing_ok=True)
         return CachedPlan(plan, path, "compiled", time.perf_counter() - t0)
 
 
-def load_engine_stylizer(size: tuple[int, int], precision: str = "fp32", threads: int | None = None,
-                         model: str | Path | None = None, cache: PlanCache | None = None,
-                         log: Callable[[str], None] = print) -> EngineStylizer:
-    """multistyle26 compiled (or loaded from the plan cache) for ``size`` and wrapped in a Session."""
-    if precision != "fp32":
-        raise PrecisionUnavailable(INT8_UNAVAILABLE)
+def _session(cache: PlanCache, model: Path, size, precision: str, threads, log, build=None):
+    """(Session, CachedPlan): the cached plan, compiled again once if it no longer binds."""
     import mobile_engine as me
-    from mobile_engine import zoo
-    model = Path(model) if model is not None else zoo.model_path(MODEL_NAME)
-    if not model.is_file():
-        raise DemoError(f"{model}: no such model file")
-    cache = cache or PlanCache()
-    cached = cache.get(model, size, precision, log)
+    cached = cache.get(model, size, precision, log, build=build)
     verb = "loaded cached plan" if cached.status == "cached" else "compiled plan"
     log(f"{verb} {cached.path.name} in {cached.seconds * 1000:.0f} ms")
     try:
-        session = me.Session(cached.plan, threads=threads)
+        return me.Session(cached.plan, threads=threads), cached
     except me.EngineError as exc:
         if cached.status != "cached":
             raise
         # NOTE: a plan from an older build of the same engine version may no longer bind
         log(f"the cached plan cannot be used ({exc}); compiling again")
-        cached = cache.get(model, size, precision, log, force=True)
-        session = me.Session(cached.plan, threads=threads)
-    return EngineStylizer(session, precision, f"mobile_engine {me.__version__} ({cached.status})")
+        cached = cache.get(model, size, precision, log, force=True, build=build)
+        return me.Session(cached.plan, threads=threads), cached
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: first line of the message``: one line for a console note."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def load_engine_stylizer(size: tuple[int, int], precision: str = "int8", threads: int | None = None,
+                         model: str | Path | None = None, cache: PlanCache | None = None,
+                         log: Callable[[str], None] = print) -> EngineStylizer:
+    """multistyle26 compiled (or loaded from the plan cache) for ``size`` and wrapped in a Session.
+
+    ``precision="int8"`` falls back to fp32 with one message when the int8 plan cannot be made
+    (no calibration photos, a compile error); the stylizer's ``precision`` says what runs and
+    ``int8_problem`` why int8 does not.
+    """
+    import mobile_engine as me
+    from mobile_engine import zoo
+    if precision not in ("fp32", "int8"):
+        raise DemoError(f"precision {precision!r}: use fp32 or int8")
+    model = Path(model) if model is not None else zoo.model_path(MODEL_NAME)
+    if not model.is_file():
+        raise DemoError(f"{model}: no such model file")
+    cache = cache or PlanCache()
+    problem = ""
+    if precision == "int8":
+        try:
+            session, cached = _session(cache, model, size, "int8", threads, log)
+            return EngineStylizer(session, "int8",
+                                  f"mobile_engine {me.__version__} ({cached.status})")
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:   # NOTE: any failure of the int8 path: fp32 still works
+            problem = f"the int8 plan could not be made ({describe_error(exc)})"
+            log(f"note: {problem}; running fp32 instead")
+    session, cached = _session(cache, model, size, "fp32", threads, log)
+    return EngineStylizer(session, "fp32", f"mobile_engine {me.__version__} ({cached.status})",
+                          int8_problem=problem)
+
+
+# --- any picture as the style ------------------------------------------------------------------
+class StyleImageStylizer:
+    """The Magenta arbitrary-style pair (pre-quantized QDQ int8 models): ``arbitrary_predict``
+    turns the style picture into a style vector once, ``arbitrary_transform`` stylizes each frame.
+
+    Contracts (checked at load): predict ``f32[1, sh, sw, 3] RGB 0..1 -> f32[1, 1, 1, 100]``;
+    transform ``(content f32[1, th, tw, 3] RGB 0..1, style f32[1, 1, 1, 100]) ->
+    f32[1, th, tw, 3] 0..1``. Frames are resized to th x tw and back (``make_converter``);
+    ``run`` ignores ``style_weights``.
+    """
+    precision = "int8"
+    int8_problem = ""
+
+    def __init__(self, predict, transform, style_bgr: np.ndarray, name: str = "style image",
+                 description: str = "") -> None:
+        self.threads = transform.threads
+        self.description = description
+        self.name = name
+        (p_in,) = predict.get_inputs()
+        p_out = predict.get_outputs()[0]
+        content = [i for i in transform.get_inputs() if len(i.shape) == 4 and i.shape[-1] == 3
+                   and i.shape[1] > 1]
+        others = [i for i in transform.get_inputs() if i not in content]
+        if len(p_in.shape) != 4 or p_in.shape[-1] != 3 or len(content) != 1 \
+                or len(others) != 1 or tuple(others[0].shape) != tuple(p_out.shape):
+            raise StyleImageUnavailable(
+                f"unexpected arbitrary-style models: predict {p_in.name}{list(p_in.shape)} -> "
+                f"{p_out.name}{list(p_out.shape)}, transform inputs "
+                f"{[(i.name, list(i.shape)) for i in transform.get_inputs()]}")
+        self.style_size = tuple(p_in.shape[1:3])
+        self.model_size = tuple(content[0].shape[1:3])
+        self._content, self._style = content[0].name, others[0].name
+        style_in = ResizingConverter(self.style_size, self.style_size)
+        x = style_in.to_model(style_in.fit(style_bgr))
+        (vec,) = predict.run([p_out.name], {p_in.name: x})
+        self.style_vector = np.ascontiguousarray(vec, np.float32)
+        self.transform = transform
+        self._feeds = {self._style: self.style_vector}
+
+    def make_converter(self, size: tuple[int, int]) -> "ResizingConverter":
+        return ResizingConverter(size, self.model_size)
+
+    def run(self, frame_nhwc: np.ndarray, style_weights: np.ndarray) -> np.ndarray:
+        self._feeds[self._content] = frame_nhwc
+        (out,) = self.transform.run(None, self._feeds)
+        return out
+
+
+def load_style_image_stylizer(style_image: str | Path, threads: int | None = None,
+                              cache: PlanCache | None = None,
+                              log: Callable[[str], None] = print,
+                              models: tuple | None = None) -> StyleImageStylizer:
+    """Both arbitrary-style models compiled with the engine (cached like multistyle26's plans,
+    at the models' own input sizes) and the style vector of ``style_image`` predicted.
+    ``StyleImageUnavailable`` (a message, no traceback) when the engine cannot do it."""
+    import mobile_engine as me
+    from mobile_engine import zoo
+    image = cv2.imread(str(style_image), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DemoError(f"--style-image {style_image}: not a picture OpenCV can read")
+    cache = cache or PlanCache()
+    paths = models or (zoo.model_path(PREDICT_MODEL), zoo.model_path(TRANSFORM_MODEL))
+    sessions, status = [], []
+    for path in map(Path, paths):
+        try:
+            graph_input = _fixed_input_size(path)
+            session, cached = _session(cache, path, graph_input, "qdq", threads, log,
+                                       build=lambda p=path: me.compile(str(p)))
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            raise StyleImageUnavailable(
+                f"--style-image: the engine cannot compile {path.name} ({describe_error(exc)}); "
+                f"use one of the 26 built-in styles: --style N or --blend 3:0.5,19:0.5") from None
+        sessions.append(session)
+        status.append(cached.status)
+    try:
+        return StyleImageStylizer(*sessions, image, Path(style_image).name,
+                                  f"mobile_engine {me.__version__} arbitrary-style "
+                                  f"({'/'.join(status)})")
+    except DemoError:
+        raise
+    except Exception as exc:
+        raise StyleImageUnavailable(f"--style-image: the engine failed to run "
+                                    f"{Path(paths[0]).name} ({describe_error(exc)})") from None
+
+
+def _fixed_input_size(model: Path) -> tuple[int, int]:
+    """(h, w) of the model's first NHWC image input (the arbitrary models fix it: 256 / 384)."""
+    import onnx
+    m = onnx.load(str(model), load_external_data=False)
+    for vi in m.graph.input:
+        dims = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+        if len(dims) == 4 and dims[3] == 3:
+            return dims[1], dims[2]
+    raise DemoError(f"{model.name}: no [1, H, W, 3] image input")
 
 
 # --- per-frame conversions -------------------------------------------------------------------
@@ -228,6 +444,50 @@ class FrameConverter:
         return self._bgr
 
 
+class ResizingConverter(FrameConverter):
+    """Like ``FrameConverter`` for an NHWC model with its own fixed input size ``model_size``
+    (th, tw): ``to_model`` u8[H, W, 3] BGR -> f32[1, th, tw, 3] RGB 0..1 (resized),
+    ``to_bgr`` f32[1, th, tw, 3] RGB 0..1 -> u8[H, W, 3] BGR (resized back, rounded, clamped).
+    Reused buffers, as ``FrameConverter``."""
+
+    def __init__(self, size: tuple[int, int], model_size: tuple[int, int]) -> None:
+        super().__init__(size)
+        h, w = size
+        self.model_size = th, tw = model_size
+        self._small = np.empty((th, tw, 3), np.uint8)
+        self._small_rgb = np.empty((th, tw, 3), np.uint8)
+        self._xm = np.empty((1, th, tw, 3), np.float32)
+        self._big = np.empty((h, w, 3), np.float32)
+        self._big_u8 = np.empty((h, w, 3), np.uint8)
+
+    def to_model(self, fitted: np.ndarray) -> np.ndarray:
+        th, tw = self.model_size
+        small = fitted
+        if fitted.shape[:2] != (th, tw):
+            shrink = fitted.shape[0] > th or fitted.shape[1] > tw
+            cv2.resize(fitted, (tw, th), dst=self._small,
+                       interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+            small = self._small
+        cv2.cvtColor(small, cv2.COLOR_BGR2RGB, dst=self._small_rgb)
+        np.multiply(self._small_rgb, np.float32(1 / 255), out=self._xm[0])
+        return self._xm
+
+    def to_bgr(self, out: np.ndarray) -> np.ndarray:
+        if out.shape != self._xm.shape:
+            raise DemoError(f"the stylizer returned shape {out.shape}; expected {self._xm.shape}")
+        h, w = self.size
+        src = out[0]
+        if src.dtype != np.float32 or not src.flags.c_contiguous:
+            src = np.ascontiguousarray(src, np.float32)
+        if src.shape[:2] != (h, w):
+            cv2.resize(src, (w, h), dst=self._big, interpolation=cv2.INTER_LINEAR)
+            src = self._big
+        cv2.threshold(src, 0, 0, cv2.THRESH_TOZERO, dst=self._big)              # negatives -> 0
+        cv2.convertScaleAbs(self._big, dst=self._big_u8, alpha=255)             # round, clamp
+        cv2.cvtColor(self._big_u8, cv2.COLOR_RGB2BGR, dst=self._bgr)
+        return self._bgr
+
+
 @dataclass
 class Result:
     original: np.ndarray   # u8[H, W, 3] BGR, the fitted input frame
@@ -238,11 +498,13 @@ class Result:
 
 
 class StylePipeline:
-    """One frame through fit -> to_model -> stylizer -> to_bgr, timed."""
+    """One frame through fit -> to_model -> stylizer -> to_bgr, timed (the stylizer's
+    ``make_converter(size)`` if it has one, else ``FrameConverter``)."""
 
     def __init__(self, stylizer: Stylizer, size: tuple[int, int], clock=time.perf_counter) -> None:
         self.stylizer = stylizer
-        self.converter = FrameConverter(size)
+        make_converter = getattr(stylizer, "make_converter", FrameConverter)
+        self.converter = make_converter(size)
         self.size = size
         self._clock = clock
 

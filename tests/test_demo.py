@@ -399,12 +399,88 @@ def test_blend_from_command_line_comes_back_with_b():
     assert s.blend is None and s.style == 4
 
 
-def test_int8_toggle_shows_a_note():
-    s, acts = handle_key(initial_state(), ord("f"), 10.0)
+def test_int8_toggle():
+    s, acts = handle_key(initial_state(int8_note="int8 unavailable (see the console)"),
+                         ord("f"), 10.0)
     assert s.precision == "fp32" and acts == ()
-    assert "int8 is not available yet" in s.note_at(11.0) and s.note_at(14.0) == ""
+    assert "int8 unavailable" in s.note_at(11.0) and s.note_at(14.0) == ""
     s, acts = handle_key(initial_state(int8_available=True), ord("f"), 0.0)
     assert s.precision == "int8" and acts == (Action.RELOAD,)
+    s, acts = handle_key(s, ord("f"), 1.0)
+    assert s.precision == "fp32" and acts == (Action.RELOAD,)
+
+
+def test_style_keys_are_off_with_a_style_image():
+    s0 = initial_state(style_image="image starry.jpg")
+    s, acts = press(s0, "n7bp")
+    assert (s.style, s.blend, acts) == (0, None, [])
+    assert s.style_label() == "image starry.jpg" and "--style-image" in s.note_at(6.5)
+    assert press(s0, "q")[0].quit
+
+
+class PrecisionStylizer(NumpyStylizer):
+    """A stand-in per precision: int8 rounds the numpy style to 1/16 steps, so frames show which
+    one ran; ``int8_problem`` makes int8 fall back to fp32 as the engine's loader does."""
+
+    def __init__(self, precision, int8_problem=""):
+        super().__init__()
+        self.precision, self.int8_problem = precision, int8_problem
+
+    def run(self, x, w):
+        y = super().run(x, w)
+        return np.round(y * 16) / 16 if self.precision == "int8" else y
+
+
+def test_f_key_switches_precision_live(tmp_path):
+    """int8 at start, 'f' after frame 2 -> fp32, 'f' after frame 4 -> int8 again (the loaded
+    stylizer is kept, not made again); HUD info, stats and frames follow the switches."""
+    made, seen = [], []
+
+    def make_stylizer(cfg, log):
+        made.append(cfg.precision)
+        return PrecisionStylizer(cfg.precision)
+
+    env, log, err = headless_env(None, keys=ScriptedKeys({2: "f", 4: "f"}),
+                                 on_frame=lambda f, r: seen.append((r.original.copy(),
+                                                                    r.stylized.copy())))
+    env.make_stylizer = make_stylizer
+    pic = tmp_path / "pic.png"
+    cv2.imwrite(str(pic), pattern_image(H, W))
+    stats_path = tmp_path / "s.json"
+    assert main(["--input", str(pic), "--headless", "--frames", "6", "--size", SIZE,
+                 "--stats", str(stats_path)], env) == 0, err
+    assert made == ["int8", "fp32"]
+    w0 = np.zeros(26, np.float32)
+    w0[0] = 1
+    ref = reference_numpy_style(to_model_ref(seen[0][0]), w0)
+    expected = {"fp32": to_bgr_ref(ref), "int8": to_bgr_ref(np.round(ref * 16) / 16)}
+    other = {"fp32": "int8", "int8": "fp32"}
+    for (_, stylized), precision in zip(seen, ["int8"] * 2 + ["fp32"] * 2 + ["int8"] * 2):
+        diff = {p: np.abs(stylized.astype(int) - e).max() for p, e in expected.items()}
+        assert diff[precision] <= 1 < diff[other[precision]], (precision, diff)  # 1: rounding
+    stats = json.loads(stats_path.read_text())
+    assert stats["precision"] == "int8" and stats["frames_by_precision"] == {"int8": 4, "fp32": 2}
+    assert any("now running fp32" in m for m in log)
+
+
+def test_f_key_when_int8_falls_back_keeps_fp32(tmp_path):
+    """Started with --fp32; 'f' asks for int8, the loader falls back: fp32 goes on, with a note,
+    and a second 'f' does not try again."""
+    made = []
+
+    def make_stylizer(cfg, log):
+        made.append(cfg.precision)
+        return PrecisionStylizer("fp32", "" if cfg.precision == "fp32" else "no photos")
+
+    env, log, err = headless_env(None, keys=ScriptedKeys({1: "f", 2: "f"}))
+    env.make_stylizer = make_stylizer
+    pic = tmp_path / "pic.png"
+    cv2.imwrite(str(pic), pattern_image(H, W))
+    stats_path = tmp_path / "s.json"
+    assert main(["--input", str(pic), "--headless", "--frames", "3", "--size", SIZE, "--fp32",
+                 "--stats", str(stats_path)], env) == 0, err
+    assert made == ["fp32", "int8"]
+    assert json.loads(stats_path.read_text())["frames_by_precision"] == {"fp32": 3}
 
 
 def test_scripted_keys_drive_the_app(tmp_path):
@@ -432,7 +508,6 @@ def test_scripted_keys_drive_the_app(tmp_path):
 
 # --- command line ----------------------------------------------------------------------------
 @pytest.mark.parametrize("argv,code,message", [
-    (["--int8"], 2, "int8 is not available yet"),
     (["--style", "26"], 2, "style index must be 0 to 25"),
     (["--style", "abc"], 2, "give a style index"),
     (["--blend", "3:x"], 2, "INDEX:WEIGHT"),
@@ -447,12 +522,14 @@ def test_bad_options_are_clear_errors(argv, code, message):
     assert message in err[0]
 
 
-def test_style_image_is_not_available_yet(tmp_path):
+def test_style_image_options(tmp_path):
+    env, log, err = headless_env(NumpyStylizer())
+    assert main(["--style-image", str(tmp_path / "nope.jpg"), "--headless"], env) == 2
+    assert "no such file" in err[0]
     pic = tmp_path / "starry.jpg"
     cv2.imwrite(str(pic), pattern_image(40, 40))
-    env, log, err = headless_env(NumpyStylizer())
-    assert main(["--style-image", str(pic)], env) == 2
-    assert "not available yet" in err[0] and "QDQ" in err[0]
+    assert main(["--style-image", str(pic), "--blend", "3:1,4:1", "--headless"], env) == 2
+    assert "--blend" in err[1]
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -554,7 +631,7 @@ def test_hud_side_by_side():
     rng = np.random.default_rng(0)
     left = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
     right = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
-    info = HudInfo(12.3, 68.4, "style 7", "fp32", 2, note="int8 is not available yet",
+    info = HudInfo(12.3, 68.4, "style 7", "fp32", 2, note="int8 unavailable (see the console)",
                    recording=True)
     view = HudRenderer((120, 160)).compose(left, right, info)
     assert view.shape == (120, 320, 3)
@@ -588,7 +665,7 @@ def test_real_engine_with_plan_cache(tmp_path, multistyle26_path, ort_stylizer, 
     log = []
     env = Env(open_window=lambda: (None, "test"), open_camera=no_camera, log=log.append,
               on_frame=lambda f, r: seen.append((f.image.copy(), r.stylized.copy())))
-    argv = ["--headless", "--frames", "2", "--size", SIZE, "--threads", "2", "--style", "7",
+    argv = ["--headless", "--frames", "2", "--size", SIZE, "--threads", "2", "--style", "7", "--fp32",
             "--plan-cache", str(tmp_path / "plans"), "--stats", str(tmp_path / "s.json")]
     assert main(argv, env) == 0
     assert any("compiled plan" in m for m in log), log
