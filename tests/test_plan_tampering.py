@@ -1,13 +1,19 @@
 """Hostile plans: a manifest EDITED and re-checksummed passes the header, checksum and schema
 checks, so only the binders stand between it and a Numba kernel that does no bounds checks.
 
-Small plans exercising every kernel of the element-wise, reduce, gemm, pool, resize and layout
-families are tampered with systematically (each int/list param +1, -1, x1000, 0 and garbage
+Small plans exercising every kernel of the element-wise, reduce, gemm, pool, resize, layout,
+conv and norm families are tampered with systematically (each int/list param +1, -1, x1000, 0 and garbage
 types; weight blobs swapped for other blobs; tensor shapes and dtypes changed in the "tensors"
 table; step operands swapped). Every variant is loaded and run in ONE subprocess worker
 (tests/fuzz/load_tampered.py) so a segfault or a hang is seen as such. Acceptable: an
 EngineError, or a run that completes with outputs of the manifest's shapes and the arena's
 guard zones intact (an edit may be consistent). Anything else fails the test.
+
+Targeted edits (one per binder field: an index table entry out of range, a wrong dtype, group 0,
+a huge stride, a shape that does not fit the kernel, ...) must each be refused with a
+PlanFormatError naming the step, the kernel and the field. Binding never calls a kernel, so
+those run in-process; every sweep that runs the edited plans runs in the worker. A small
+multistyle26 plan (64x96) is tampered with too: targeted edits by default, its sweep is slow.
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import os
 import re
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +37,10 @@ from mobile_engine.plan import format as fmt
 from mobile_engine.planning.step import BINDERS
 
 ROOT = Path(__file__).resolve().parents[1]
-# The binder modules whose checks these tests cover (conv, norm and the int8 families are not).
+# The binder modules whose checks these tests cover (the int8 families are not).
 FAMILIES = {f"mobile_engine.planning.families.{m}"
-            for m in ("elementwise", "reduce", "gemm", "pool", "resize", "layout")}
+            for m in ("elementwise", "reduce", "gemm", "pool", "resize", "layout", "conv",
+                      "norm")}
 OWNED = {k for k, fn in BINDERS.items() if fn.__module__ in FAMILIES}
 
 
@@ -134,8 +142,59 @@ def _layout(rng):
         b.node(Op.RESHAPE, b.const(_f(rng, 2, 6)), shape=(3, 4)))
 
 
+def _conv(rng):
+    b = GraphBuilder("conv")
+    x, r = b.input("x", (1, 7, 9, 5)), b.input("r", (1, 7, 9, 24))
+    xd, rn = b.input("xd", (1, 6, 7, 8)), b.input("rn", (1, 6, 7, 16))
+    normed = b.node(Op.INSTANCE_NORM, b.node(Op.CONV2D, xd, b.const(_f(rng, 16, 8, 3, 3)),
+                                             pads=(1, 1, 1, 1)),
+                    b.const(_f(rng, 16)), b.const(_f(rng, 16)))
+    return b.build(
+        b.node(Op.CONV2D, x, b.const(_f(rng, 24, 5, 3, 3)), b.const(_f(rng, 24)),
+               b.const(_f(rng, 1, 7, 9, 24)), pads=(1, 1, 1, 1),
+               activation=Activation.RELU),                     # igemm, constant residual
+        b.node(Op.CONV2D, x, b.const(_f(rng, 24, 5, 3, 3)), None, r, pads=(1, 1, 1, 1),
+               pad_mode="reflect"),                             # igemm, run-time residual
+        b.node(Op.CONV2D, xd, b.const(_f(rng, 12, 4, 3, 1)), group=2, pads=(1, 0, 1, 0),
+               strides=(2, 1)),                                 # grouped igemm
+        b.node(Op.CONV2D, xd, b.const(_f(rng, 8, 1, 17, 17)), group=8,
+               pads=(8, 8, 8, 8)),                              # depthwise, too many taps
+        b.node(Op.CONV2D, x, b.const(_f(rng, 4, 5, 3, 3)), strides=(2, 2),
+               activation=Activation.CLAMP, act_params=(-1.0, 1.0)),                  # kdot
+        b.node(Op.CONV2D, x, b.const(_f(rng, 7, 5, 2, 2)), strides=(1, 2), dilations=(2, 1)),
+        b.node(Op.CONV2D, x, b.const(_f(rng, 3, 5, 3, 3)), b.const(_f(rng, 3)),
+               pads=(1, 1, 1, 1), pad_mode="edge"),                                    # pix
+        b.node(Op.CONV2D, x, b.const(_f(rng, 4, 5, 3, 3)), pads=(1, 1, 1, 1), upsample=2),
+        b.node(Op.CONV2D, xd, b.const(_f(rng, 8, 1, 3, 3)), b.const(_f(rng, 8)), group=8,
+               strides=(2, 2), pads=(1, 1, 1, 1)),                                # depthwise
+        b.node(Op.CONV2D, xd, b.const(_f(rng, 16, 1, 2, 3)), group=8, pads=(0, 1, 1, 1),
+               activation=Activation.LEAKY_RELU, act_params=(0.1,)),           # multiplier 2
+        b.node(Op.CONV_TRANSPOSE2D, xd, b.const(_f(rng, 8, 12, 3, 3)), b.const(_f(rng, 12)),
+               strides=(2, 2), pads=(1, 1, 0, 0), output_padding=(1, 1)),
+        b.node(Op.CONV_TRANSPOSE2D, xd, b.const(_f(rng, 8, 3, 2, 2)), group=2, strides=(1, 3)),
+        b.node(Op.ADD, normed, rn))                              # conv + norm + add, one step
+
+
+def _norm(rng):
+    b = GraphBuilder("norm")
+    x, xp = b.input("x", (2, 5, 6, 24)), b.input("xp", (1, 3, 5, 6))
+    s, bb, m = b.input("s", (24,)), b.input("bb", (2, 24)), b.input("m", (24,))
+    u = b.input("u", (3, 1))
+    style = b.node(Op.REDUCE_SUM, b.node(Op.MUL, u, b.const(_f(rng, 3, 24))), axes=(0,),
+                   keepdims=False)
+    return b.build(
+        b.node(Op.INSTANCE_NORM, x, b.const(_f(rng, 24)), b.const(_f(rng, 24))),
+        b.node(Op.INSTANCE_NORM, x, s, bb, activation=Activation.RELU),
+        b.node(Op.INSTANCE_NORM, x, style, b.const(_f(rng, 24))),
+        b.node(Op.INSTANCE_NORM, xp, b.const(_f(rng, 3)), b.const(_f(rng, 3)), layout="nchw"),
+        b.node(Op.BATCH_NORM, x, *(b.const(_f(rng, 24)) for _ in range(3)),
+               b.const(np.abs(_f(rng, 24)) + 1)),
+        b.node(Op.BATCH_NORM, x, b.const(_f(rng, 24)), b.const(_f(rng, 24)), m,
+               b.const(np.abs(_f(rng, 24)) + 1), activation=Activation.SIGMOID))
+
+
 BUILDERS = {"elementwise": _elementwise, "reduce": _reduce, "gemm": _gemm, "pool": _pool,
-            "resize": _resize, "layout": _layout}
+            "resize": _resize, "layout": _layout, "conv": _conv, "norm": _norm}
 
 
 @pytest.fixture(scope="module")
@@ -150,12 +209,22 @@ def plans(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def ms26_plan(multistyle26_path, tmp_path_factory):
+    """A small multistyle26 plan (64x96): fused conv + norm (+ add) steps, pix and pixup2
+    convs over planar tensors, planar norms with style-computed scale and bias."""
+    plan = me.compile(multistyle26_path, input_shapes={"image": (1, 3, 64, 96)})
+    path = plan.save(tmp_path_factory.mktemp("ms26") / "ms26.mplan")
+    return path, me.Plan.load(path)
+
+
 def test_plans_cover_every_kernel_family(plans):
     kernels = {s["kernel"] for _, plan in plans.values() for s in plan.steps}
     assert kernels <= OWNED, sorted(kernels - OWNED)
-    binders = {BINDERS[k] for k in OWNED}
-    covered = {BINDERS[k] for k in kernels}
-    assert binders == covered, sorted(f.__qualname__ for f in binders - covered)
+    # by name: one closure per kernel id (conv tiles) counts once
+    binders = {BINDERS[k].__qualname__ for k in OWNED}
+    covered = {BINDERS[k].__qualname__ for k in kernels}
+    assert binders == covered, sorted(binders - covered)
 
 
 # --- tampering ---------------------------------------------------------------------------------
@@ -331,18 +400,18 @@ def _run_worker(paths: list[Path], tmp_path: Path, env: dict | None = None,
     return verdicts
 
 
-def _all_variants(plans, tmp_path: Path) -> list[Path]:
-    """Write every variant of every plan; returns their paths."""
+def _all_variants(plans, tmp_path: Path, every: int = 1) -> list[Path]:
+    """Write every variant (every ``every``-th one) of every plan; returns their paths."""
     paths = []
-    for fi, (family, (_, plan)) in enumerate(sorted(plans.items())):
-        rng = np.random.default_rng(fi)
-        for label, manifest in variants(plan.manifest, rng):
+    for family, (_, plan) in sorted(plans.items()):
+        rng = np.random.default_rng(zlib.crc32(family.encode()))
+        edits = [(label, manifest, plan.blobs)
+                 for label, manifest in variants(plan.manifest, rng)]
+        edits += [(label, plan.manifest, plan.blobs[:bi] + [new] + plan.blobs[bi + 1:])
+                  for label, bi, new in blob_edits(plan)]
+        for label, manifest, blobs in edits[::every]:
             path = tmp_path / f"{family}--{label}.mplan".replace("/", "_")
-            _write(path, manifest, plan.blobs)
-            paths.append(path)
-        for label, bi, new in blob_edits(plan):
-            path = tmp_path / f"{family}--{label}.mplan"
-            _write(path, plan.manifest, plan.blobs[:bi] + [new] + plan.blobs[bi + 1:])
+            _write(path, manifest, blobs)
             paths.append(path)
     return paths
 
@@ -352,10 +421,12 @@ def _bad(verdicts: dict[str, str]) -> dict[str, str]:
             if not (v.startswith("engine-error") or v == "ran")}
 
 
-def test_tampered_plans_never_crash_or_escape_the_arena(plans, tmp_path):
-    paths = _all_variants(plans, tmp_path)
+def _sweep(plans: dict, tmp_path: Path, every: int = 1, env: dict | None = None,
+           timeout: float = 300) -> None:
+    """Run the untouched plans and their edited variants in the worker; all must behave."""
+    paths = _all_variants(plans, tmp_path, every)
     untouched = [plans[f][0] for f in sorted(plans)]
-    verdicts = _run_worker(untouched + paths, tmp_path)
+    verdicts = _run_worker(untouched + paths, tmp_path, env, timeout)
     for p in untouched:
         assert verdicts[str(p)] == "ran", (p, verdicts[str(p)])
     bad = _bad(verdicts)
@@ -365,48 +436,117 @@ def test_tampered_plans_never_crash_or_escape_the_arena(plans, tmp_path):
     assert refused > len(paths) // 2, f"only {refused} of {len(paths)} edits were refused"
 
 
+CORE = ("elementwise", "reduce", "gemm", "pool", "resize", "layout")
+
+
+def test_tampered_plans_never_crash_or_escape_the_arena(plans, tmp_path):
+    _sweep({f: plans[f] for f in CORE}, tmp_path)
+
+
+def test_tampered_conv_and_norm_plans(plans, tmp_path):
+    """Every fourth variant of the conv and norm plans (all of them: the slow tests)."""
+    _sweep({f: plans[f] for f in ("conv", "norm")}, tmp_path, every=4)
+
+
+@pytest.mark.slow
+def test_tampered_multistyle26(ms26_plan, tmp_path):
+    _sweep({"ms26": ms26_plan}, tmp_path, timeout=1800)
+
+
 @pytest.mark.slow
 def test_tampered_plans_with_numba_bounds_checks(plans, tmp_path):
     """Every variant again, each kernel index checked by Numba (an out-of-bounds read that
     happens to land in mapped memory is an IndexError here). A private kernel cache: code
     compiled with bounds checks must not end up in the shared one."""
-    paths = _all_variants(plans, tmp_path)
     env = {"NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
-    verdicts = _run_worker(paths, tmp_path, env, timeout=1800)
-    bad = _bad(verdicts)
-    assert not bad, f"{len(bad)} of {len(paths)} edited plans misbehaved:\n" + \
-        "\n".join(f"{k}: {v}" for k, v in list(bad.items())[:30])
+    _sweep(plans, tmp_path, env=env, timeout=3000)
 
 
 # --- the refusals name the step, the kernel and the field ------------------------------------
-def _step(manifest: dict, kernel: str) -> dict:
-    return next(s for s in manifest["steps"] if s["kernel"] == kernel)
+def _step(manifest: dict, key: str) -> dict:
+    """The first step whose kernel (or name) is ``key``."""
+    return next(s for s in manifest["steps"] if key in (s["kernel"], s["name"]))
 
 
 def _scale(key, i, factor):
-    def edit(step, blobs):
+    def edit(manifest, step, blobs):
         step["params"][key][i] *= factor
     return edit
 
 
 def _set(key, value):
-    def edit(step, blobs):
+    def edit(manifest, step, blobs):
         step["params"][key] = value
     return edit
 
 
 def _poke(weight, value):
     """Set the largest entry of an index table to ``value`` (blob contents, re-checksummed)."""
-    def edit(step, blobs):
+    def edit(manifest, step, blobs):
         b = blobs[step["weights"][weight]] = np.array(blobs[step["weights"][weight]])
         b.reshape(-1)[np.argmax(b)] = value
     return edit
 
 
 def _swap(weight, other):
-    def edit(step, blobs):
+    def edit(manifest, step, blobs):
         step["weights"][weight] = step["weights"][other]
     return edit
+
+
+def _unset(key):
+    def edit(manifest, step, blobs):
+        del step["params"][key]
+    return edit
+
+
+def _kernel(kernel):
+    def edit(manifest, step, blobs):
+        step["kernel"] = kernel
+    return edit
+
+
+def _reblob(weight, shape=None, dtype=None):
+    """Describe weight ``weight``'s blob with another shape (a function of the old one) or
+    dtype: the same bytes read another way, or fewer of them."""
+    def edit(manifest, step, blobs):
+        entry = manifest["blobs"][step["weights"][weight]]
+        if dtype is not None:
+            entry["dtype"] = dtype
+        if shape is not None:
+            entry["shape"] = shape(entry["shape"])
+        entry["nbytes"] = int(np.prod(entry["shape"])) * np.dtype(entry["dtype"]).itemsize
+    return edit
+
+
+def _retensor(key, i, shape=None, dtype=None):
+    """Describe the step's ``key`` ("inputs"/"outputs") tensor ``i`` with another shape (a
+    function of the old one; fewer bytes or as many) or dtype (of the same size); the graph's
+    inputs and outputs follow."""
+    def edit(manifest, step, blobs):
+        name = step[key][i]
+        t = manifest["tensors"][name]
+        if dtype is not None:
+            t["dtype"] = dtype
+        if shape is not None:
+            t["shape"] = shape(t["shape"])
+        t["nbytes"] = int(np.prod(t["shape"])) * np.dtype(t["dtype"]).itemsize
+        for io in manifest["inputs"] + manifest["outputs"]:
+            if io["name"] == name:
+                io.update(shape=t["shape"], dtype=t["dtype"])
+    return edit
+
+
+def _last(f):
+    return lambda shape: shape[:-1] + [f(shape[-1])]
+
+
+def _swapdims(i, j):
+    def f(shape):
+        shape = list(shape)
+        shape[i], shape[j] = shape[j], shape[i]
+        return shape
+    return f
 
 
 REFUSALS = [
@@ -435,26 +575,203 @@ REFUSALS = [
     ("gemm", "f32_matmul_4x16", _set("batch_b", [3]), r"do not broadcast"),
     ("pool", "f32_maxpool2d_nhwc", _scale("kernel", 0, 1000), r"window 3000x3"),
     ("pool", "f32_avgpool2d_nhwc", _set("pads", [1, 1, 1]), r"params\['pads'\]"),
+    ("pool", "f32_avgpool2d_nhwc", _set("pads", [1, -1, 1, 1]), r"params\['pads'\]"),
+    ("pool", "f32_maxpool2d_nhwc", _unset("dilations"), r"params\['dilations'\] is missing"),
+    ("pool", "f32_avgpool2d_nhwc", _kernel("f32_maxpool2d_nhwc"),
+     r"params\['dilations'\] is missing"),
+    ("pool", "f32_maxpool2d_nhwc", _set("strides", [1 << 30, 1]), r"window 3x3 strides"),
     ("resize", "f32_resize_bilinear_nhwc", _swap("y_index", "x_index"), r"weight 'y_index'"),
     ("resize", "x32_resize_nearest_nhwc", _poke("x_index", 5), r"weight 'x_index' holds"),
+] + [
+    # conv: igemm (constant residual: conv2d_3; run-time residual: conv2d_4; grouped: conv2d_5)
+    ("conv", "conv2d_3", _poke("rowmap", 99), r"weight 'rowmap' holds indices .*99"),
+    ("conv", "conv2d_3", _poke("colmap", -2), r"weight 'colmap' holds indices -2"),
+    ("conv", "conv2d_3", _set("group", 0), r"params\['group'\]=0"),
+    ("conv", "conv2d_3", _set("group", 5), r"params\['group'\]=5 does not divide"),
+    ("conv", "conv2d_3", _set("group", -1), r"params\['group'\]=-1"),
+    ("conv", "conv2d_3", _set("step", 1000), r"params\['step'\]=1000"),
+    ("conv", "conv2d_3", _set("act", 8), r"params\['act'\]=8"),
+    ("conv", "conv2d_3", _set("act_params", [0.0]), r"params\['act_params'\]"),
+    ("conv", "conv2d_3", _set("act_params", ["a", 1]), r"params\['act_params'\]"),
+    ("conv", "conv2d_3", _set("has_residual", "yes"), r"params\['has_residual'\]"),
+    ("conv", "conv2d_3", _set("work", -1), r"params\['work'\]=-1"),
+    ("conv", "conv2d_3", _set("in_nchw", True), r"weight 'colmap' holds indices"),
+    ("conv", "conv2d_3", _set("in_nchw", "no"), r"params\['in_nchw'\]"),
+    ("conv", "conv2d_3", _reblob("w", dtype="int32"), r"weight 'w' \(packed weights\) is int32"),
+    ("conv", "conv2d_3", _reblob("rowmap", dtype="float32"), r"weight 'rowmap' is float32"),
+    ("conv", "conv2d_3", _reblob("colmap", _last(lambda d: d // 2), "int64"),
+     r"weight 'colmap' is int64"),
+    ("conv", "conv2d_3", _reblob("w", _last(lambda d: d - 1)),
+     r"weight 'w' \(packed weights\) has shape"),
+    ("conv", "conv2d_3", _reblob("rowmap", lambda s: [s[0] - 1, s[1]]),
+     r"weight 'rowmap' has shape .* needs 7 rows"),
+    ("conv", "conv2d_3", _reblob("colmap", lambda s: [s[0], 0]),
+     r"weight 'colmap' has shape .* at least 1 columns"),
+    ("conv", "conv2d_3", _reblob("bias", _last(lambda d: d - 1)), r"weight 'bias' has shape"),
+    ("conv", "conv2d_3", _reblob("residual", _last(lambda d: d - 1)), r"the residual has shape"),
+    ("conv", "conv2d_3", _swap("residual", "bias"), r"the residual has shape"),
+    ("conv", "conv2d_3", _retensor("outputs", 0, _swapdims(1, 2)),
+     r"weight 'rowmap' has shape .* needs 9 rows"),
+    ("conv", "conv2d_3", _retensor("outputs", 0, dtype="int32"), r"the output is int32"),
+    ("conv", "conv2d_3", _retensor("outputs", 0, lambda s: s[:3]), r"the output .* rank 4"),
+    ("conv", "conv2d_4", _retensor("inputs", 1, _last(lambda d: d - 1)),
+     r"the residual has shape"),
+    ("conv", "conv2d_4", _retensor("inputs", 1, dtype="int32"), r"the residual is int32"),
+    ("conv", "conv2d_5", _set("group", 1), r"weight 'w' \(packed weights\) has shape"),
+    ("conv", "conv2d_5", _set("group", 3), r"params\['group'\]=3 does not divide"),
+    ("conv", "conv2d_5", _set("group", 9), r"params\['group'\]=9"),
+    # conv + instance norm + add in one step
+    ("conv", "f32_conv2d_igemm_16x16_instnorm_add", _set("norm_inputs", []),
+     r"2 inputs for the conv's 1 and params\['norm_inputs'\]=\[\]"),
+    ("conv", "f32_conv2d_igemm_16x16_instnorm_add", _set("norm_inputs", ["residual"] * 2),
+     r"params\['norm_inputs'\]=.*distinct"),
+    ("conv", "f32_conv2d_igemm_16x16_instnorm_add", _set("norm_inputs", ["scale"]),
+     r"the scale input has 672 values"),
+    ("conv", "f32_conv2d_igemm_16x16_instnorm_add", _set("norm_epsilon", "x"),
+     r"params\['norm_epsilon'\]='x'"),
+    ("conv", "f32_conv2d_igemm_16x16_instnorm_add", _set("norm_act", -1),
+     r"params\['norm_act'\]=-1"),
+    ("conv", "f32_conv2d_igemm_16x16_instnorm_add", _set("norm_p1", [1]),
+     r"params\['norm_p1'\]"),
+    ("conv", "f32_conv2d_igemm_16x16_instnorm_add", _reblob("norm_scale", _last(lambda d: 15)),
+     r"weight 'norm_scale' has 15 values"),
+    ("conv", "f32_conv2d_igemm_16x16_instnorm_add", _reblob("norm_bias", dtype="int32"),
+     r"weight 'norm_bias' is int32"),
+    ("conv", "f32_conv2d_igemm_16x16_instnorm_add", _retensor("inputs", 1, _swapdims(1, 2)),
+     r"the norm's residual has shape"),
+    ("conv", "f32_conv2d_igemm_16x16_instnorm_add", _poke("rowmap", 6),
+     r"weight 'rowmap' holds indices .*6"),
+    # kdot
+    ("conv", "f32_conv2d_kdot4_16x4_minmax", _poke("colmap", 9), r"weight 'colmap' holds .*9"),
+    ("conv", "f32_conv2d_kdot4_16x4_minmax", _set("group", 2), r"params\['group'\]=2"),
+    ("conv", "f32_conv2d_kdot4_16x4_minmax", _reblob("wtap", _last(lambda d: 8)),
+     r"weight 'wtap' has shape"),
+    ("conv", "f32_conv2d_kdot4_16x4_minmax", _swap("w", "wtap"),
+     r"weight 'w' \(kernel-row runs\) has shape"),
+    ("conv", "f32_conv2d_kdot4_8x8_minmax", _set("step", 0), r"params\['step'\]=0"),
+    ("conv", "f32_conv2d_kdot4_8x8_minmax", _kernel("f32_conv2d_kdot4_16x4_minmax"),
+     r"the output .* has more than 4 channels"),
+    # pix (planar row ring, folded taps)
+    ("conv", "f32_conv2d_pix_64x3_minmax", _poke("rowtap", 7), r"weight 'rowtap' holds .*7"),
+    ("conv", "f32_conv2d_pix_64x3_minmax", _poke("rowsel", -1), r"weight 'rowsel' holds .*-1"),
+    ("conv", "f32_conv2d_pix_64x3_minmax", _poke("rowsel", 99), r"weight 'rowsel' holds .*99"),
+    ("conv", "f32_conv2d_pix_64x3_minmax", _poke("coloff", 200),
+     r"weight 'coloff' holds .*200"),
+    ("conv", "f32_conv2d_pix_64x3_minmax", _poke("coloff", -1), r"weight 'coloff' holds .*-1"),
+    ("conv", "f32_conv2d_pix_64x3_minmax", _poke("bufsrc", 9), r"weight 'bufsrc' holds .*9"),
+    ("conv", "f32_conv2d_pix_64x3_minmax", _reblob("bufsrc", lambda s: [s[0] - 8]),
+     r"weight 'bufsrc' has .* buffer columns"),
+    ("conv", "f32_conv2d_pix_64x3_minmax", _set("nslot", 0), r"params\['nslot'\]=0"),
+    ("conv", "f32_conv2d_pix_64x3_minmax", _set("nslot", 1), r"params\['nslot'\]=1"),
+    ("conv", "f32_conv2d_pix_64x3_minmax", _set("nslot", 1 << 40), r"params\['nslot'\]"),
+    ("conv", "f32_conv2d_pix_64x3_minmax", _set("in_nchw", True), r"weight 'w' \(weight bank\)"),
+    ("conv", "f32_conv2d_pix_64x3_minmax", _set("out_nchw", True), r"needs batch 1 and 3 chan"),
+    ("conv", "f32_conv2d_pix_64x3_minmax", _reblob("coloff", dtype="float32"),
+     r"weight 'coloff' is float32"),
+    ("conv", "f32_conv2d_pix_64x3_minmax", _reblob("w", _last(lambda d: d - 1)),
+     r"weight 'w' \(weight bank\) has shape"),
+    ("conv", "f32_conv2d_pix_64x3_minmax", _reblob("rowsel", lambda s: [s[0], s[1] - 1]),
+     r"weight 'rowsel' has shape"),
+    ("conv", "f32_conv2d_pixup2_32x4_minmax", _poke("coloff", 100), r"weight 'coloff' holds"),
+    ("conv", "f32_conv2d_pixup2_32x4_minmax", _kernel("f32_conv2d_pix_64x4_minmax"),
+     r"weight 'w' \(weight bank\) has shape"),
+    # depthwise
+    ("conv", "f32_dwconv2d_minmax", _set("mult", 0), r"params\['mult'\]=0"),
+    ("conv", "f32_dwconv2d_minmax", _set("mult", 2), r"params\['mult'\]=2: output channels"),
+    ("conv", "f32_dwconv2d_minmax", _set("group", 0), r"params\['group'\]=0"),
+    ("conv", "f32_dwconv2d_minmax", _poke("rowmap", 6), r"weight 'rowmap' holds .*6"),
+    ("conv", "f32_dwconv2d_minmax", _reblob("w", _last(lambda d: d - 1)),
+     r"weight 'w' \(packed weights\) has shape"),
+    ("conv", "conv2d_6", _kernel("f32_dwconv2d_minmax"), r"17x17 taps; the kernel holds at most"),
+    # transposed
+    ("conv", "f32_conv_transpose2d_igemm_16x16_minmax", _set("step", 0), r"params\['step'\]=0"),
+    ("conv", "f32_conv_transpose2d_igemm_16x16_minmax", _set("step", 1 << 41),
+     r"params\['step'\]"),
+    ("conv", "f32_conv_transpose2d_igemm_16x16_minmax", _poke("colmap", 7),
+     r"weight 'colmap' holds .*7"),
+    ("conv", "f32_conv_transpose2d_igemm_16x16_minmax", _set("group", 0),
+     r"params\['group'\]=0"),
+    # norm
+    ("norm", "f32_instance_norm_nhwc", _reblob("scale", _last(lambda d: d - 1)),
+     r"weight 'scale' has 23 values"),
+    ("norm", "f32_instance_norm_nhwc", _reblob("bias", dtype="int32"), r"weight 'bias' is int32"),
+    ("norm", "f32_instance_norm_nhwc", _set("inputs", ["scale"]),
+     r"1 inputs for x and params\['inputs'\]"),
+    ("norm", "f32_instance_norm_nhwc", _set("inputs", "sb"), r"params\['inputs'\]='sb'"),
+    ("norm", "f32_instance_norm_nhwc", _set("epsilon", None), r"params\['epsilon'\]=None"),
+    ("norm", "f32_instance_norm_nhwc", _set("act", 9), r"params\['act'\]=9"),
+    ("norm", "f32_instance_norm_nhwc", _retensor("outputs", 0, _last(lambda d: d - 1)),
+     r"the output has shape .* needs \[2, 5, 6, 24\]"),
+    ("norm", "f32_instance_norm_nhwc", _retensor("outputs", 0, dtype="int32"),
+     r"the output is int32"),
+    ("norm", "f32_instance_norm_nhwc_relu", _retensor("inputs", 1, lambda s: [12]),
+     r"the scale input has 12 values"),
+    ("norm", "f32_instance_norm_nhwc_relu", _retensor("inputs", 2, dtype="int32"),
+     r"the bias input is int32"),
+    ("norm", "f32_instance_norm_nhwc_relu", _set("inputs", ["scale", "style_scale"]),
+     r"the scale is both"),
+    ("norm", "instance_norm_5", _reblob("style_scale", _last(lambda d: d - 1)),
+     r"weight 'style_scale' .* does not give 24 channels"),
+    ("norm", "instance_norm_5", _retensor("inputs", 1, lambda s: [2, 1]),
+     r"the style vector of the scale has 2 elements"),
+    ("norm", "instance_norm_5", _swap("style_scale", "bias"),
+     r"weight 'style_scale' has shape \[24\]; the kernel needs rank 2"),
+    ("norm", "f32_instance_norm_nchw", _set("inputs", ["style_scale"]),
+     r"1 inputs for x and params\['inputs'\]"),
+    ("norm", "f32_instance_norm_nchw", _retensor("outputs", 0, _swapdims(2, 3)),
+     r"the output has shape"),
+    ("norm", "f32_instance_norm_nchw", _retensor("inputs", 0, lambda s: [1, 3, 0, 6]),
+     r"the input \[1, 3, 0, 6\] is empty"),
+    ("norm", "f32_batch_norm_nhwc", _reblob("b", _last(lambda d: d - 1)),
+     r"weight 'b' has shape"),
+    ("norm", "f32_batch_norm_nhwc", _reblob("a", dtype="int32"),
+     r"weight 'a' is int32"),
+    ("norm", "f32_batch_norm_nhwc", _retensor("outputs", 0, _last(lambda d: 12)),
+     r"the output has shape"),
+    ("norm", "f32_batch_norm_nhwc", _set("p0", "x"), r"params\['p0'\]='x'"),
+    ("norm", "f32_batch_norm_nhwc_rt_sigmoid", _retensor("inputs", 1, lambda s: [20]),
+     r"operand 3 \(mean\) has shape"),
+    ("norm", "f32_batch_norm_nhwc_rt_sigmoid", _reblob("in1", dtype="int32"),
+     r"operand 1 \(scale\) is int32"),
+    ("norm", "f32_batch_norm_nhwc_rt_sigmoid", _set("epsilon", [1]), r"params\['epsilon'\]"),
+    # multistyle26 (64x96)
+    ("ms26", "/contract.0/Conv", _poke("rowmap", 64), r"weight 'rowmap' holds .*64"),
+    ("ms26", "/contract.0/Conv", _set("in_nchw", False), r"weight 'rowmap' holds"),
+    ("ms26", "/contract.0/Conv", _set("group", 0), r"params\['group'\]=0"),
+    ("ms26", "/contract.0/Conv", _reblob("norm_style_bias", _last(lambda d: d - 1)),
+     r"weight 'norm_style_bias' .* does not give 32 channels"),
+    ("ms26", "/res.0.1/Conv", _set("norm_inputs", ["style_scale", "style_bias"]),
+     r"4 inputs for the conv's 1"),
+    ("ms26", "/res.0.1/Conv", _reblob("colmap", dtype="float32"), r"weight 'colmap' is float32"),
+    ("ms26", "/expand.0/Conv", _poke("bufsrc", 1000), r"weight 'bufsrc' holds .*1000"),
+    ("ms26", "/expand.0/Conv", _set("nslot", 0), r"params\['nslot'\]=0"),
+    ("ms26", "/expand.0/Conv", _set("out_nchw", False), r"the output .* needs batch"),
+    ("ms26", "/expand.2/Conv", _set("nslot", 8), r"params\['nslot'\]=8"),
+    ("ms26", "/expand.2/Conv", _poke("coloff", 64), r"weight 'coloff' holds .*64"),
+    ("ms26", "f32_instance_norm_nchw_sigmoid", _set("inputs", ["style_bias"]),
+     r"params\['inputs'\]"),
 ]
 
 
-@pytest.mark.parametrize("family,kernel,edit,match", REFUSALS,
-                         ids=[f"{k}-{m[:20]}" for _, k, _, m in REFUSALS])
-def test_refusal_names_step_kernel_and_field(plans, tmp_path, family, kernel, edit, match):
-    _, plan = plans[family]
+def _plan(request, plans, family):
+    return request.getfixturevalue("ms26_plan") if family == "ms26" else plans[family]
+
+
+@pytest.mark.parametrize("family,key,edit,match", REFUSALS,
+                         ids=[f"{k}-{m[:24]}" for _, k, _, m in REFUSALS])
+def test_refusal_names_step_kernel_and_field(request, plans, tmp_path, family, key, edit, match):
+    _, plan = _plan(request, plans, family)
     manifest = json.loads(json.dumps(plan.manifest))
     blobs = list(plan.blobs)
-    step = _step(manifest, kernel)
-    edit(step, blobs)
+    step = _step(manifest, key)
+    edit(manifest, step, blobs)
     edited = tmp_path / "edited.mplan"
     _write(edited, manifest, blobs)
     loaded = me.Plan.load(edited)                       # the schema sees nothing wrong
-    with pytest.raises(me.PlanFormatError) as info:
+    with pytest.raises(me.PlanFormatError) as info:     # NOTE: binding runs no kernel
         me.Session(loaded)
     msg = str(info.value)
-    assert f"step {step['name']!r} (kernel {kernel!r})" in msg, msg
+    assert f"step {step['name']!r} (kernel {step['kernel']!r})" in msg, msg
     assert re.search(match, msg), msg
 
 

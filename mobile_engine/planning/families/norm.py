@@ -175,7 +175,8 @@ def checked_norm_params(rt: dict, weights: dict, n: int, c: int, prefix: str = "
             t, name = weights[f"{prefix}{what}"], f"weight {prefix + what!r}"
         v.array(name, t, np.float32, contiguous=True)
         v.require(t.size in (c, n * c), f"{name} has {t.size} values {list(t.shape)}; the "
-                                        f"kernel needs {c} (shared) or {n * c} (per image)")
+                                        f"kernel needs {c}" + (f" (shared) or {n * c} (per "
+                                                               f"image)" if n > 1 else ""))
         out.append(t)
     return tuple(out)
 

@@ -42,31 +42,40 @@ def lower_pool(node: Node, graph: Graph) -> list[Step]:
     return [Step(node.name, kernel, names, list(node.outputs), params, consts, flops)]
 
 
-@binds("f32_maxpool2d_nhwc", "f32_avgpool2d_nhwc")
-def bind_pool(params, weights, inputs, outputs):
-    x, out = operands(params, weights, inputs)[0], outputs[0]
-    v.array("the input", x, np.float32, ndim=4)
-    v.array("the output", out, np.float32, ndim=4)
-    (kh, kw) = v.integers(params, "kernel", 2, lo=1)
-    (sh, sw) = v.integers(params, "strides", 2, lo=1)
-    (pt, pl, pb, pr) = v.integers(params, "pads", 4)
-    (dh, dw) = v.integers(params, "dilations", 2, lo=1) if "dilations" in params else (1, 1)
-    n, h, w, c = x.shape
-    # NOTE: the kernels clip every tap to the input; the geometry check keeps a tampered window
-    # from making them loop far beyond the real work.
-    geometry = (n, conv_output_size(h, kh, sh, dh, pt, pb),
-                conv_output_size(w, kw, sw, dw, pl, pr), c)
-    v.require(out.shape == geometry, f"window {kh}x{kw} strides {sh}x{sw} dilations {dh}x{dw} "
-                                     f"pads {[pt, pl, pb, pr]} on input {list(x.shape)} give "
-                                     f"{list(geometry)}, the output is {list(out.shape)}")
-    if out.size == 0:
-        return noop, ()
-    work, tasks = out.size * kh * kw, out.shape[0] * out.shape[1]
-    if "dilations" in params:
-        fn = pick(k.maxpool_serial, k.maxpool_parallel, work, tasks)
-        return fn, (x, out, kh, kw, sh, sw, pt, pl, dh, dw)
-    fn = pick(k.avgpool_serial, k.avgpool_parallel, work, tasks)
-    return fn, (x, out, kh, kw, sh, sw, pt, pl, v.flag(params, "count_include_pad"))
+def _bind_pool(maxpool: bool):
+    """The binder of the max (``dilations``) or average (``count_include_pad``) pool: the
+    kernel id, not the params present, says which kernel runs."""
+    def bind(params, weights, inputs, outputs):
+        x, out = operands(params, weights, inputs)[0], outputs[0]
+        v.array("the input", x, np.float32, ndim=4)
+        v.array("the output", out, np.float32, ndim=4)
+        (kh, kw) = v.integers(params, "kernel", 2, lo=1)
+        (sh, sw) = v.integers(params, "strides", 2, lo=1)
+        (pt, pl, pb, pr) = v.integers(params, "pads", 4)
+        (dh, dw) = v.integers(params, "dilations", 2, lo=1) if maxpool else (1, 1)
+        include_pad = False if maxpool else v.flag(params, "count_include_pad")
+        n, h, w, c = x.shape
+        # NOTE: the kernels clip every tap to the input; the geometry check keeps a tampered
+        # window from making them loop far beyond the real work.
+        geometry = (n, conv_output_size(h, kh, sh, dh, pt, pb),
+                    conv_output_size(w, kw, sw, dw, pl, pr), c)
+        v.require(out.shape == geometry, f"window {kh}x{kw} strides {sh}x{sw} dilations "
+                                         f"{dh}x{dw} pads {[pt, pl, pb, pr]} on input "
+                                         f"{list(x.shape)} give {list(geometry)}, the output "
+                                         f"is {list(out.shape)}")
+        if out.size == 0:
+            return noop, ()
+        work, tasks = out.size * kh * kw, out.shape[0] * out.shape[1]
+        if maxpool:
+            fn = pick(k.maxpool_serial, k.maxpool_parallel, work, tasks)
+            return fn, (x, out, kh, kw, sh, sw, pt, pl, dh, dw)
+        fn = pick(k.avgpool_serial, k.avgpool_parallel, work, tasks)
+        return fn, (x, out, kh, kw, sh, sw, pt, pl, include_pad)
+    return bind
+
+
+binds("f32_maxpool2d_nhwc")(_bind_pool(True))
+binds("f32_avgpool2d_nhwc")(_bind_pool(False))
 
 
 @lowers(Op.GLOBAL_AVG_POOL)
