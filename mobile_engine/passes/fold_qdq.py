@@ -202,6 +202,36 @@ def _fold_add(g: Graph) -> int:
     return n_done
 
 
+def _unit_transposes(g: Graph) -> int:
+    """A TRANSPOSE that moves only size-1 axes keeps the bytes in order: a RESHAPE (a view);
+    ``RESHAPE(RESHAPE(x))`` reads x, and a RESHAPE to x's own shape disappears (the style
+    vector's [1, 1, 1, 100] -> [1, 100, 1, 1] -> [1, 1, 1, 100] round trips)."""
+    n_done = 0
+    for t in list(g.nodes):
+        if t.op is not Op.TRANSPOSE:
+            continue
+        shape = g.tensors[t.inputs[0]].shape
+        kept = [a for a in t.attrs["perm"] if shape[a] != 1]
+        if kept != sorted(kept):
+            continue
+        t.op, t.attrs = Op.RESHAPE, {"shape": g.tensors[t.outputs[0]].shape}
+        n_done += 1
+    for r in list(g.nodes):
+        if r.op is not Op.RESHAPE or r not in g.nodes:
+            continue
+        inner = g.producer(r.inputs[0])
+        if inner is not None and inner.op is Op.RESHAPE:
+            r.inputs = [inner.inputs[0]]
+            if not g.consumers(inner.outputs[0]) and not g.is_output(inner.outputs[0]):
+                g.remove_node(inner)
+                del g.tensors[inner.outputs[0]]
+            n_done += 1
+        if g.tensors[r.inputs[0]].shape == g.tensors[r.outputs[0]].shape \
+                and g.bypass(r, r.inputs[0]):
+            n_done += 1
+    return n_done
+
+
 def run(graph: Graph) -> int:
     """Fold ``graph`` in place; returns the number of rewrites."""
     total = 0
@@ -213,6 +243,6 @@ def run(graph: Graph) -> int:
         if not n:
             break
     # the uint8 PAD/RESIZE left in front of int8 convs become the convs' indirection tables
-    total += absorb_pad.run(graph) + absorb_upsample.run(graph)
+    total += absorb_pad.run(graph) + absorb_upsample.run(graph) + _unit_transposes(graph)
     verify(graph)
     return total

@@ -19,7 +19,10 @@ output is full-size ([1, H, W, C]) or per-channel ([1, 1, 1, C]; a spatial mean 
 value). Legal when the region holds a spatial mean, exactly one of its tensors is read outside
 it (or is a graph output), and that one is full-size, uint8 (a QUANTIZE's) or float32.
 
-Step ``qu8_stats_lut_nhwc_{u8,f32}``: inputs [x, per-channel float inputs...]; outputs [y];
+A per-channel input that is the DEQUANTIZE of a uint8 tensor read only by the region joins
+with its DEQUANTIZE (the step reads the bytes; the DEQUANTIZE lowers to no step).
+
+Step ``qu8_stats_lut_nhwc_{u8,f32}``: inputs [x, per-channel inputs (f32 or u8)...]; outputs [y];
 weights prog i32[K, 4], fpar f32[K, 4], consts f32[Kc, C]; params x_reg, out_reg, ext_regs,
 const_regs, n_regs.
 """
@@ -179,6 +182,19 @@ def _grow(graph: Graph, x: str, start: int) -> Region | None:
     # every member feeds the output (dead ones would have been pruned): it is the last
     if members[-1] is not producer:
         return None
+    # a per-channel input that is DEQUANTIZE(u8) read only here: the step reads the bytes
+    ids = {id(m) for m in members}
+    for k, e in enumerate(externals):
+        dq = graph.producer(e)
+        if dq is None or dq.op is not Op.DEQUANTIZE or graph.is_output(e):
+            continue
+        src = graph.tensors[dq.inputs[0]]
+        if src.is_const or src.dtype is not DType.UINT8 or src.quant is None \
+                or len(src.quant.scale) != 1 or not _chan(src.shape, c) \
+                or src.name in externals or not all(id(u) in ids for u in graph.consumers(e)):
+            continue
+        externals[k] = src.name
+        members.insert(0, dq)
     return Region(x, members, externals, outs[0])
 
 
