@@ -292,10 +292,12 @@ DROP = object()
 
 
 def _edited(manifest: dict, path: tuple, value) -> dict:
-    """A deep copy of ``manifest`` with the item at ``path`` set to ``value`` (or deleted)."""
-    m = json.loads(json.dumps(manifest))
+    """A copy of ``manifest`` with the item at ``path`` set to ``value`` (or deleted); only the
+    containers along ``path`` are copied (the rest is shared: never mutate it)."""
+    m = dict(manifest)
     obj = m
     for key in path[:-1]:
+        obj[key] = dict(obj[key]) if isinstance(obj[key], dict) else list(obj[key])
         obj = obj[key]
     if value is DROP:
         del obj[path[-1]]
@@ -349,9 +351,9 @@ def variants(manifest: dict, rng: np.random.Generator):
     for name in names:
         for label, change in _reshaped(manifest["tensors"][name]):
             m = _edited(manifest, ("tensors", name), {**manifest["tensors"][name], **change})
-            for io in m["inputs"] + m["outputs"]:          # graph inputs/outputs follow
-                if io["name"] == name:
-                    io.update({k: v for k, v in change.items() if k != "nbytes"})
+            for key in ("inputs", "outputs"):              # graph inputs/outputs follow
+                m[key] = [{**io, **{k: v for k, v in change.items() if k != "nbytes"}}
+                          if io["name"] == name else io for io in m[key]]
             yield f"tensor-{name}-{label}", m
 
     for bi, blob in enumerate(manifest["blobs"]):
