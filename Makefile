@@ -22,8 +22,11 @@ test: models
 test-all: models
 	$(PY) -m pytest -m ""
 
+# The live demo (a short headless run without a display); the first start compiles and
+# calibrates the int8 plan (cached in ~/.cache/mobile-engine/plans). Options: DEMO_ARGS="--fp32".
+DEMO_ARGS ?=
 demo: models
-	$(PY) -m demo_style_transfer --auto
+	$(PY) -m demo_style_transfer --auto $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

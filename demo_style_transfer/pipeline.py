@@ -202,6 +202,10 @@ class PlanCache:
         self._engine()
         return self.root / f"{self._key(model, size, precision)}{self._version}.mplan"
 
+    def failure_path(self, model: str | Path, size: tuple[int, int], precision: str) -> Path:
+        """Where a failed compile of this key (this engine build) is remembered."""
+        return self.path_for(model, size, precision).with_suffix(".failed")
+
     def get(self, model: str | Path, size: tuple[int, int], precision: str = "fp32",
             log: Callable[[str], None] = print, force: bool = False,
             build: Callable[[], object] | None = None) -> CachedPlan:
@@ -266,7 +270,8 @@ def load_engine_stylizer(size: tuple[int, int], precision: str = "int8", threads
 
     ``precision="int8"`` falls back to fp32 with one message when the int8 plan cannot be made
     (no calibration photos, a compile error); the stylizer's ``precision`` says what runs and
-    ``int8_problem`` why int8 does not.
+    ``int8_problem`` why int8 does not. An engine failure is remembered next to the plans (for
+    this engine build), so later starts fall back at once.
     """
     import mobile_engine as me
     from mobile_engine import zoo
@@ -277,7 +282,12 @@ def load_engine_stylizer(size: tuple[int, int], precision: str = "int8", threads
         raise DemoError(f"{model}: no such model file")
     cache = cache or PlanCache()
     problem = ""
-    if precision == "int8":
+    failed = cache.failure_path(model, size, "int8") if precision == "int8" else None
+    if failed is not None and failed.is_file():
+        # NOTE: the same engine build would fail the same way: do not spend the compile again
+        problem = failed.read_text().strip()
+        log(f"note: {problem}; running fp32 instead (delete {failed} to try again)")
+    elif failed is not None:
         try:
             session, cached = _session(cache, model, size, "int8", threads, log)
             return EngineStylizer(session, "int8",
@@ -287,6 +297,12 @@ def load_engine_stylizer(size: tuple[int, int], precision: str = "int8", threads
         except Exception as exc:   # NOTE: any failure of the int8 path: fp32 still works
             problem = f"the int8 plan could not be made ({describe_error(exc)})"
             log(f"note: {problem}; running fp32 instead")
+            if not isinstance(exc, DemoError):   # an engine failure, not missing photos
+                try:
+                    failed.parent.mkdir(parents=True, exist_ok=True)
+                    failed.write_text(problem + "\n")
+                except OSError:
+                    pass
     session, cached = _session(cache, model, size, "fp32", threads, log)
     return EngineStylizer(session, "fp32", f"mobile_engine {me.__version__} ({cached.status})",
                           int8_problem=problem)

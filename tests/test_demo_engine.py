@@ -105,6 +105,29 @@ def test_int8_falls_back_to_fp32_with_one_message(tmp_path, monkeypatch, multist
     assert not err and not any("switching" in m for m in log)   # 'f' only shows a note
 
 
+def test_int8_compile_error_is_remembered_for_the_engine_build(tmp_path, multistyle26_path):
+    """An engine error in the int8 compile: fp32 runs, and the next start does not compile int8
+    again (the failure is kept next to the plans, keyed like them)."""
+    import mobile_engine as me
+    from demo_style_transfer.pipeline import PlanCache, load_engine_stylizer
+    tried = []
+
+    def compile_fn(model, size, precision):
+        tried.append(precision)
+        if precision == "int8":
+            raise me.EngineError("node 'conv7': no int8 kernel (test)")
+        return me.compile(str(model), input_shapes={"image": (1, 3, *size)})
+
+    cache = PlanCache(tmp_path / "plans", compile_fn)
+    for start in range(2):
+        log = []
+        stylizer = load_engine_stylizer((H, W), "int8", 1, multistyle26_path, cache, log.append)
+        assert stylizer.precision == "fp32" and "no int8 kernel" in stylizer.int8_problem
+        assert sum("running fp32" in m for m in log) == 1, log
+    assert tried == ["int8", "fp32"]
+    assert cache.failure_path(multistyle26_path, (H, W), "int8").is_file()
+
+
 # --- --style-image ---------------------------------------------------------------------------
 def square_fit(bgr, n):
     """Centre crop to a square, area-resize to n x n (the predictor's input), RGB 0..1 NHWC."""
