@@ -25,6 +25,7 @@ registers numbered in a [R, 256] scratch per channel:
     ADD/SUB/MUL/DIV  dst = act(a op b)      fpar (act: 0 none, 1 relu)
     SQRT, RECIP, SIGMOID, RELU, TANH, NEG, EXP   dst = f(a)
     MEAN  dst = sum_v hist[c, v] * a[c, v] / count     (bins with no pixel skipped)
+    COPY  dst = a                           (a RESHAPE between per-channel layouts)
 Register inputs: ``x_reg`` holds v itself; ``ext_regs[k]`` holds ``ext[k][c]`` (a run-time
 per-channel tensor, as float); ``const_regs[k]`` holds ``consts[k, c]``.
 
@@ -42,7 +43,7 @@ from kernels import config
 
 F32 = np.float32
 OPS = ("DQ", "Q", "ADD", "SUB", "MUL", "DIV", "SQRT", "RECIP", "SIGMOID", "RELU", "TANH", "NEG",
-       "EXP", "MEAN")
+       "EXP", "MEAN", "COPY")
 OPCODE = {name: i for i, name in enumerate(OPS)}
 KERNEL_U8, KERNEL_F32 = "qu8_stats_lut_nhwc_u8", "qu8_stats_lut_nhwc_f32"
 # NOTE: exact float32 semantics (no FMA contraction, no reassociation): the tables must equal
@@ -111,8 +112,10 @@ def run_program(hist, count, prog, fpar, regs, x_reg, ext, ext_regs, consts, con
                     y = np.tanh(x)
                 elif op == 11:
                     y = -x
-                else:
+                elif op == 12:
                     y = np.exp(x)
+                else:
+                    y = x
                 regs[d, v] = y
         for v in range(256):
             lut[c, v] = regs[out_reg, v]
@@ -190,6 +193,6 @@ def reference(x, prog, fpar, x_reg, ext, ext_regs, consts, const_regs, out_reg, 
                 y = {"SQRT": np.sqrt, "RECIP": lambda t: F32(1) / t,
                      "SIGMOID": lambda t: F32(1) / (F32(1) + np.exp(-t)),
                      "RELU": lambda t: np.maximum(t, F32(0)), "TANH": np.tanh,
-                     "NEG": np.negative, "EXP": np.exp}[name](xa)
+                     "NEG": np.negative, "EXP": np.exp, "COPY": lambda t: t}[name](xa)
             regs[d] = np.asarray(y, F32)
     return np.asarray(regs[out_reg]).astype(out_dtype)

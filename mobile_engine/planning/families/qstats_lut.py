@@ -45,8 +45,8 @@ UNARY_OPS = {Op.SQRT: "SQRT", Op.RECIPROCAL: "RECIP", Op.SIGMOID: "SIGMOID", Op.
              Op.TANH: "TANH", Op.NEG: "NEG", Op.EXP: "EXP"}
 BINARY_OPS = {Op.ADD: "ADD", Op.SUB: "SUB", Op.MUL: "MUL", Op.DIV: "DIV"}
 MEAN_OPS = {Op.GLOBAL_AVG_POOL, Op.REDUCE_MEAN}
-MEMBER_OPS = frozenset(UNARY_OPS) | frozenset(BINARY_OPS) | MEAN_OPS | {Op.QUANTIZE,
-                                                                          Op.DEQUANTIZE}
+MEMBER_OPS = frozenset(UNARY_OPS) | frozenset(BINARY_OPS) | MEAN_OPS | {
+    Op.QUANTIZE, Op.DEQUANTIZE, Op.RESHAPE}
 
 
 class Region:
@@ -90,6 +90,8 @@ class Region:
                 p[0] = float(Activation(n.attrs.get("activation", 0)) is Activation.RELU)
             elif n.op in MEAN_OPS:
                 name = "MEAN"
+            elif n.op is Op.RESHAPE:
+                name = "COPY"
             else:
                 name = UNARY_OPS[n.op]
             prog.append([ksl.OPCODE[name], d, a, b])
@@ -107,13 +109,14 @@ class Region:
 
 
 def _chan(shape, c: int) -> bool:
-    return tuple(shape) in ((1, 1, 1, c), (c,))
+    """A per-channel vector: C elements, in any layout ([1, 1, 1, C], [1, C, 1, 1], [C])."""
+    return int(np.prod(shape)) == c and sum(d != 1 for d in shape) <= 1
 
 
 def _grow(graph: Graph, x: str, start: int) -> Region | None:
     xt = graph.tensors[x]
     n_, h, w, c = xt.shape
-    full, chan = (1, h, w, c), (1, 1, 1, c)
+    full, chan = "full", "chan"
     have = {x: full}
     members: list[Node] = []
     externals: list[str] = []
@@ -145,14 +148,19 @@ def _grow(graph: Graph, x: str, start: int) -> Region | None:
             continue
         y = graph.tensors[node.outputs[0]]
         if node.op in MEAN_OPS:
-            if shapes[0] != full or y.shape != chan or (node.op is Op.REDUCE_MEAN and (
+            if shapes[0] != full or y.shape != (1, 1, 1, c) or (node.op is Op.REDUCE_MEAN and (
                     tuple(sorted(a % 4 for a in node.attrs["axes"])) != (1, 2)
                     or not node.attrs["keepdims"])):
                 continue
             out_shape = chan
+        elif node.op is Op.RESHAPE:
+            if shapes[0] != chan or not _chan(y.shape, c):
+                continue
+            out_shape = chan
         else:
             out_shape = full if full in shapes else chan
-            if y.shape != out_shape:
+            if y.shape != (xt.shape if out_shape == full else y.shape) \
+                    or out_shape == chan and not _chan(y.shape, c):
                 continue
         if node.op is Op.QUANTIZE:
             q = y.quant
@@ -161,6 +169,10 @@ def _grow(graph: Graph, x: str, start: int) -> Region | None:
         elif node.op is Op.DEQUANTIZE:
             q = graph.tensors[ins[0]].quant
             if graph.tensors[ins[0]].dtype is not DType.UINT8 or q is None or len(q.scale) != 1:
+                continue
+        elif node.op is Op.RESHAPE:
+            src = graph.tensors[ins[0]]
+            if y.dtype is not src.dtype or y.quant != src.quant:
                 continue
         elif y.quant is not None or y.dtype is not DType.FLOAT32:
             continue
