@@ -777,6 +777,34 @@ def test_refusal_names_step_kernel_and_field(request, plans, tmp_path, family, k
     assert re.search(match, msg), msg
 
 
+def test_refusals_in_the_worker(request, plans, tmp_path):
+    """The targeted edits again, loaded and run by the worker: had a check gone missing, the
+    kernel would run there (a crash is seen as such) instead of in this process."""
+    cases, paths = [], []
+    for i, (family, key, edit, match) in enumerate(REFUSALS):
+        try:
+            _, plan = _plan(request, plans, family)
+        except pytest.skip.Exception:
+            continue                                    # no multistyle26 here
+        manifest = json.loads(json.dumps(plan.manifest))
+        blobs = list(plan.blobs)
+        step = _step(manifest, key)
+        edit(manifest, step, blobs)
+        path = tmp_path / f"refusal{i}.mplan"
+        _write(path, manifest, blobs)
+        cases.append((path, step, match))
+        paths.append(path)
+    verdicts = _run_worker(paths, tmp_path)
+    wrong = []
+    for path, step, match in cases:
+        verdict = verdicts[str(path)]
+        if not (verdict.startswith("engine-error PlanFormatError") and
+                f"step {step['name']!r} (kernel {step['kernel']!r})" in verdict and
+                re.search(match, verdict)):
+            wrong.append(f"{path.name} ({step['name']}, {match}): {verdict}")
+    assert not wrong, "\n".join(wrong)
+
+
 def test_runtime_gather_index_out_of_range_is_an_engine_error(plans):
     sess = me.Session(plans["layout"][0], threads=1)
     feeds = {a.name: np.zeros(a.shape, np.dtype(s["dtype"]))

@@ -58,7 +58,8 @@ def _feeds(sess) -> dict:
 
 
 def _one_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    # NOTE: long enough for a refusal's file, step, kernel and field (tests match on them)
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:1000]}"
 
 
 def check(path: str) -> str:

@@ -589,7 +589,8 @@ def _bind_pix(kernel: str):
         # columns: a tile reads buffer columns j0 + coloff[ph, tc] + [0, px) with j0 < OJ a
         # multiple of px; the buffer's WB columns copy input columns bufsrc[jb] (negative: 0)
         bufsrc = _index_table(weights, "bufsrc", None, -1, w, ndim=1)
-        reach = -(-(-(-ow // phases)) // px) * px       # ceil(ceil(OW / U) / px) * px
+        oj = -(-ow // phases)                           # output columns per phase
+        reach = -(-oj // px) * px                       # the tiles' columns
         v.require(reach <= bufsrc.shape[0], f"weight 'bufsrc' has {bufsrc.shape[0]} buffer "
                                             f"columns; tiles over {ow} output columns need at "
                                             f"least {reach}")
