@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -330,15 +331,18 @@ class _Run:
     stats: Stats = field(default_factory=Stats)
     stylizers: dict = field(default_factory=dict)        # precision -> loaded stylizer ('f')
     frames_by_precision: dict = field(default_factory=dict)
+    background: bool = False        # load another precision's plan in a thread (a window)
+    loading: tuple | None = None    # (precision, thread, [stylizer, exception]) while loading
     dropped: int = 0
     recorder: VideoOut | None = None
     writer: VideoOut | None = None
 
     def hud(self, result) -> HudInfo:
         now = self.env.clock()
+        note = self.state.note_at(now) or (
+            f"loading the {self.loading[0]} plan ..." if self.loading is not None else "")
         return HudInfo(self.stats.recent_fps(), result.inference_ms, self.state.style_label(),
-                       self.stylizer.precision, self.stylizer.threads, self.state.note_at(now),
-                       self.state.recording)
+                       self.stylizer.precision, self.stylizer.threads, note, self.state.recording)
 
     def apply(self, action: Action, view_fn) -> None:
         now = self.env.clock()
@@ -362,28 +366,65 @@ class _Run:
             self.switch_precision(self.state.precision, now)
 
     def switch_precision(self, want: str, now: float) -> None:
-        """Run ``want`` from the next frame on: a stylizer loaded before is reused; a new one is
-        loaded (compiled the first time, which stalls the loop; the console says so)."""
+        """Run ``want`` from the next frame on. A stylizer loaded before is reused at once; a new
+        one is loaded (compiled the first time): with a window in a background thread while the
+        current plan goes on (``poll_loading`` swaps it in), headless right here."""
         self.stylizers.setdefault(self.stylizer.precision, self.stylizer)
+        if want == self.stylizer.precision:   # e.g. 'f' twice while a plan was loading
+            return
         stylizer = self.stylizers.get(want)
-        if stylizer is None:
-            self.env.log(f"switching to {want}: loading its plan ...")
-            try:
-                stylizer = self.env.make_stylizer(replace(self.cfg, precision=want), self.env.log)
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:   # NOTE: the running plan goes on; the note says why
-                self.env.err(f"error: cannot switch to {want}: {describe_error(exc)}")
-                self.state = replace(self.state, precision=self.stylizer.precision) \
-                    .with_note(f"cannot switch to {want} (see the console)", now)
-                return
-            if stylizer.precision != want:   # int8 fell back to fp32: keep what runs
-                ok, note = int8_switch(stylizer)
-                self.state = replace(self.state, precision=self.stylizer.precision,
-                                     int8_available=ok, int8_note=note or self.state.int8_note) \
-                    .with_note(note or f"{want} is not available", now)
-                return
-            self.stylizers[want] = stylizer
+        if stylizer is not None:
+            self._use(stylizer)
+            return
+        if self.loading is not None:
+            return
+        self.env.log(f"switching to {want}: loading its plan ...")
+        if not self.background:
+            self._loaded(want, *self._load(want), now)
+            return
+        box: list = []
+        thread = threading.Thread(target=lambda: box.extend(self._load(want)),
+                                  name=f"load-{want}", daemon=True)
+        self.loading = (want, thread, box)
+        thread.start()
+
+    def poll_loading(self, now: float, wait: float | None = 0.0) -> None:
+        """Swap in a plan loaded in the background once it is ready (``wait``: seconds to wait
+        for it; None: until it is done)."""
+        if self.loading is None:
+            return
+        want, thread, box = self.loading
+        thread.join(wait)
+        if thread.is_alive():
+            return
+        self.loading = None
+        self._loaded(want, *(box or (None, RuntimeError("the loader thread ended early"))), now)
+
+    def _load(self, want: str) -> tuple:
+        """(stylizer, None) or (None, the exception)."""
+        try:
+            return self.env.make_stylizer(replace(self.cfg, precision=want), self.env.log), None
+        except Exception as exc:   # NOTE: reported by _loaded; the running plan goes on
+            return None, exc
+
+    def _loaded(self, want: str, stylizer, exc, now: float) -> None:
+        if exc is not None:
+            self.env.err(f"error: cannot switch to {want}: {describe_error(exc)}")
+            self.state = replace(self.state, precision=self.stylizer.precision) \
+                .with_note(f"cannot switch to {want} (see the console)", now)
+            return
+        if stylizer.precision != want:   # int8 fell back to fp32: keep what runs
+            ok, note = int8_switch(stylizer)
+            self.state = replace(self.state, precision=self.stylizer.precision,
+                                 int8_available=ok, int8_note=note or self.state.int8_note) \
+                .with_note(note or f"{want} is not available", now)
+            return
+        self.stylizers[want] = stylizer
+        if self.state.precision == want:  # not toggled back while it loaded
+            self._use(stylizer)
+            self.state = self.state.with_note(f"now {want}", now)
+
+    def _use(self, stylizer) -> None:
         self.stylizer = stylizer
         self.pipeline = StylePipeline(stylizer, self.cfg.size, self.env.clock)
         self.env.log(f"now running {stylizer.precision}")
@@ -438,7 +479,8 @@ def run(cfg: Config, env: Env | None = None) -> int:
     # NOTE: a live source is processed at the engine's pace, so its video is written at that rate
     writer_fps = source.fps if not source.live else \
         float(np.clip(1000.0 / max(warm[-1], 1e-3), 1.0, source.fps))
-    r = _Run(cfg, env, stylizer, pipeline, state, writer_fps, HudRenderer(cfg.size))
+    r = _Run(cfg, env, stylizer, pipeline, state, writer_fps, HudRenderer(cfg.size),
+             background=window is not None)
     capture = CaptureThread(source).start()
     exit_code, reason = EXIT_OK, "end of input"
     t_start = last_report = env.clock()
@@ -465,6 +507,7 @@ def run(cfg: Config, env: Env | None = None) -> int:
                 break
             if frame is None:
                 break
+            r.poll_loading(env.clock())
             weights = styles.weights(r.state.mix(), out=weights)
             result = r.pipeline.process(frame.image, weights)
             view = None
@@ -506,6 +549,8 @@ def run(cfg: Config, env: Env | None = None) -> int:
     finally:
         capture.stop()
         r.dropped += capture.dropped
+        if r.loading is not None:
+            log(f"note: the {r.loading[0]} plan was still loading; it is not used")
         for w in (r.writer, r.recorder):
             if w is not None:
                 w.close()

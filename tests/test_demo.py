@@ -463,6 +463,53 @@ def test_f_key_switches_precision_live(tmp_path):
     assert any("now running fp32" in m for m in log)
 
 
+def test_f_key_with_a_window_loads_the_plan_in_the_background(tmp_path):
+    """With a window the loop goes on with the running plan while the other one loads (here the
+    loader waits until frame 4 is shown), then swaps it in."""
+    import threading
+    release = threading.Event()
+    made = []
+
+    def make_stylizer(cfg, log):
+        made.append(cfg.precision)
+        if cfg.precision == "int8":
+            assert release.wait(10), "the loop waited for the loader"
+        return PrecisionStylizer(cfg.precision)
+
+    class FakeWindow:
+        def __init__(self):
+            self.shown = []
+
+        def show(self, image):
+            self.shown.append(image.copy())
+
+        def poll(self, frame_number):
+            if frame_number == 1:
+                return [ord("f")]
+            if frame_number == 4:
+                release.set()
+                time.sleep(0.1)          # the loader returns; the next frame swaps it in
+            return [ord("q")] if frame_number == 8 else []
+
+        def close(self):
+            pass
+
+    window = FakeWindow()
+    seen = []
+    env, log, err = headless_env(None, on_frame=lambda f, r: seen.append(r.stylized.copy()))
+    env.make_stylizer, env.open_window = make_stylizer, lambda: (window, "")
+    pic = tmp_path / "pic.png"
+    cv2.imwrite(str(pic), pattern_image(H, W))
+    stats_path = tmp_path / "s.json"
+    assert main(["--input", str(pic), "--frames", "20", "--size", SIZE, "--fp32",
+                 "--stats", str(stats_path)], env) == 0, err
+    assert made == ["fp32", "int8"]
+    stats = json.loads(stats_path.read_text())
+    assert stats["frames_by_precision"] == {"fp32": 4, "int8": 4}, stats
+    assert (seen[4] != seen[3]).any()        # int8's rounding shows from frame 5 on
+    assert len(window.shown) == 8 and any("now running int8" in m for m in log)
+
+
 def test_f_key_when_int8_falls_back_keeps_fp32(tmp_path):
     """Started with --fp32; 'f' asks for int8, the loader falls back: fp32 goes on, with a note,
     and a second 'f' does not try again."""
