@@ -388,8 +388,7 @@ def agreement(ours: list, names: list[str], theirs: list, their_names: list[str]
     differ.
     """
     by_name = dict(zip(their_names, theirs))
-    worst = scale = 0.0
-    psnr = math.inf
+    diffs, scales, psnrs = [0.0], [0.0], []
     for name, a in zip(names, ours):
         b = by_name.get(name)
         if b is None or np.shape(a) != np.shape(b):
@@ -398,15 +397,16 @@ def agreement(ours: list, names: list[str], theirs: list, their_names: list[str]
             continue
         ref = np.asarray(b, np.float64)
         d = np.asarray(a, np.float64) - ref
-        worst = max(worst, float(np.max(np.abs(d))))
+        diffs.append(float(np.max(np.abs(d))))
         hi, lo = float(ref.max()), float(ref.min())
-        scale = max(scale, abs(hi), abs(lo))
+        scales.append(max(abs(hi), abs(lo)))
         peak = (hi - lo) or max(abs(hi), abs(lo)) or 1.0        # constant, or all-zero output
         mse = float(np.mean(d * d))
-        if mse > 0 or math.isnan(mse):
-            psnr = min(psnr, 10 * math.log10(peak * peak / mse) if mse > 0 else math.nan)
-    return {"max_abs_diff": worst, "max_abs_ref": scale,
-            "psnr_db": None if psnr == math.inf else psnr}
+        if mse != 0:                                             # NaN stays NaN
+            psnrs.append(10 * math.log10(peak * peak / mse) if mse > 0 else math.nan)
+    # np.max, unlike max(), propagates a NaN
+    return {"max_abs_diff": float(np.max(diffs)), "max_abs_ref": float(np.max(scales)),
+            "psnr_db": float(np.min(psnrs)) if psnrs else None}
 
 
 def disagreement(agree: dict | None, precision: str, peer_precision: str) -> str | None:

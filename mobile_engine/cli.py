@@ -258,7 +258,7 @@ def cmd_run(args) -> int:
 
 def _bench_feeds(args):
     """bench's given feeds (a callable on the plan, see ``bench.run_bench``), or None: --input for
-    the image input, --set for others; ``NAME=onehot`` (calibration's one-hot per image) times
+    the image input, --set for others; ``NAME=onehot`` (calibration's one-hot per image) feeds
     the one-hot vector of index 0, the first calibration image's."""
     sets = {k: "0:1" if v == "onehot" else v
             for k, v in (s.split("=", 1) for s in (args.set or []) if "=" in s)}

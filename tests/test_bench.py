@@ -205,6 +205,13 @@ def test_agreement_hand_derived():
         pytest.approx(20)
     same = bench.agreement([ref], ["y"], [ref.copy()], ["y"])
     assert same["max_abs_diff"] == 0 and same["psnr_db"] is None
+    # a NaN anywhere is not hidden by a good second output, and is warned about
+    bad = ref.copy()
+    bad[0, 0, 3, 3] = np.nan
+    nan = bench.agreement([bad, ref], ["p", "q"], [ref, ref], ["p", "q"])
+    assert math.isnan(nan["max_abs_diff"]) and math.isnan(nan["psnr_db"])
+    for precision in ("fp32", "int8"):
+        assert "NaN" in bench.disagreement(nan, precision, "fp32")
 
 
 @pytest.mark.parametrize("diff,ref,psnr,ours,theirs,warned", [
