@@ -45,16 +45,27 @@ def import_model(model, input_shapes: dict | None = None) -> Graph:
 def optimized_graph(model, input_shapes: dict | None = None, disable_passes: Iterable[str] = (),
                     verify_each: bool = False):
     """(the optimised IR of ``model``, the pass reports). A pre-quantized (QDQ) model's
-    QUANTIZE/DEQUANTIZE pairs are folded into int8 ops (passes/fold_qdq.py)."""
-    from mobile_engine.passes.pipeline import PASS_NAMES, optimize
+    QUANTIZE/DEQUANTIZE pairs are folded into int8 ops (passes/fold_qdq.py).
+
+    The same graph feeds the float plan, calibration and the int8 rewrite: its planar tail
+    (passes/nchw_tail.py) stays float in int8 plans (quantize_int8 quantizes NHWC nodes only).
+    """
+    from mobile_engine.passes import nchw_tail
+    from mobile_engine.passes.pipeline import PassReport, op_counts, optimize
     graph = import_model(model, input_shapes)
     qdq = _has_qdq(graph)
-    if qdq:       # NOTE: planar (NCHW) tails suit the float kernels only; int8 ones are NHWC
-        disable_passes = set(disable_passes) | ({"nchw_tail"} & set(PASS_NAMES))
-    reports = optimize(graph, disable=disable_passes, verify_each=verify_each)
+    disable_passes = set(disable_passes)
+    # NOTE: in a QDQ model every conv is float until fold_qdq; a planar one would not fold into
+    # the (NHWC) int8 kernels: nchw_tail runs after the folding, on what stays float
+    late_tail = qdq and "nchw_tail" not in disable_passes
+    reports = optimize(graph, disable=disable_passes | ({"nchw_tail"} if late_tail else set()),
+                       verify_each=verify_each)
     if qdq:
         from mobile_engine.passes import fold_qdq
         fold_qdq.run(graph)
+    if late_tail:
+        before = op_counts(graph)
+        reports.append(PassReport("nchw_tail", nchw_tail.run(graph), before, op_counts(graph)))
     verify(graph)
     return graph, reports
 
@@ -85,10 +96,8 @@ def calibrate_model(model, input_shapes: dict | None = None, calibration: Iterab
                     observer: str = "percentile", disable_passes: Iterable[str] = (),
                     progress=None):
     """The QuantTable of ``model`` over ``calibration`` feeds (see ``quantize.calibrate``)."""
-    from mobile_engine.passes.pipeline import PASS_NAMES
     from quantize.calibrate import calibrate
-    disable_passes = set(disable_passes) | ({"nchw_tail"} & set(PASS_NAMES))   # as compile()
-    graph, _ = optimized_graph(model, input_shapes, disable_passes)
+    graph, _ = optimized_graph(model, input_shapes, disable_passes)    # the graph compile() uses
     return calibrate(graph, calibration, observer, progress=progress,
                      meta=_calibration_meta(model, input_shapes))
 
@@ -119,11 +128,6 @@ def compile(model, input_shapes: dict | None = None, quantize: str | None = None
     if quantize not in (None, "none", "fp32", "int8"):
         raise UnsupportedOperatorError(f"quantize={quantize!r} is not supported; use None or "
                                        f"\"int8\"")
-    if quantize == "int8":
-        from mobile_engine.passes.pipeline import PASS_NAMES
-        # NOTE: planar (NCHW) tails suit the float kernels only; int8 kernels are NHWC, and the
-        # int8 tail is smaller in the plan file (no float weights and pixel tables)
-        disable_passes = set(disable_passes) | ({"nchw_tail"} & set(PASS_NAMES))
     graph, reports = optimized_graph(model, input_shapes, disable_passes, verify_each)
     provenance = {
         "source": str(model) if isinstance(model, (str, Path)) else type(model).__name__,
@@ -156,6 +160,7 @@ def compile(model, input_shapes: dict | None = None, quantize: str | None = None
     provenance["quantization"] = {
         "observer": table.meta.get("observer"), "images": table.meta.get("images"),
         "equalized_tensors": len(table.equalize), "int8_nodes": len(result.quantized),
-        "kept_float": list(result.kept_float), "summary": result.summary(),
+        "kept_float": list(result.kept_float),
+        "few_channel_float": list(result.few_channel_float), "summary": result.summary(),
         **({"report": report.as_dict()} if report is not None else {})}
     return plan_from_graph(result.graph, provenance, reports)

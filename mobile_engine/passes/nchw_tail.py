@@ -18,6 +18,11 @@ ops, so values are unchanged.
 
 Legality: every converted tensor is read by exactly one node (the one converted after it) and is
 not a graph output; tensors with quantization parameters are left alone.
+
+int8 compiles run it on the float graph, before calibration and quantize_int8, which leaves the
+planar nodes float (the int8 kernels are NHWC): the float tail kernels are faster there than
+the int8 tiles (quantize_int8.FLOAT_MAX_CO). In a pre-quantized (QDQ) model it runs after
+fold_qdq, on what stays float (compiler.optimized_graph).
 """
 from __future__ import annotations
 

@@ -10,6 +10,10 @@ Rules (measured on multistyle26, DESIGN.md "Quantization"):
 - Only NHWC nodes (layout attributes "nhwc"; the int8 kernels are NHWC): planar ones stay float.
 - CONV2D with a constant weight, a float runtime input in the table (or 8-bit image data), no
   residual input and not in ``keep_float``: the weight becomes int8 per channel, the input uint8.
+- ... unless the fp32 pixel-lane kernel runs it (group 1, column stride 1) and it has at most
+  ``FLOAT_MAX_CO`` output channels (``few_channel_float``): such convs are faster in float
+  (measured below) and stay float, so the tensors around them stay float too (and a planar
+  tail, passes/nchw_tail.py, is already float: planar nodes are not NHWC).
 - A conv output that feeds an INSTANCE_NORM (or a float op, or is a graph output) stays float32:
   the exact accumulators times ``sx * sw[c]``. The norm divides by each channel's per-image
   standard deviation, small on flat content, which would amplify rounding noise of a uint8
@@ -47,6 +51,7 @@ from typing import Iterable
 
 import numpy as np
 
+from kernels import f32_conv2d_pix as pix
 from mobile_engine.errors import GraphError
 from mobile_engine.ir.dtypes import DType, QuantParams
 from mobile_engine.ir.graph import Graph, Node
@@ -57,6 +62,14 @@ from quantize.table import QuantTable
 from quantize.weights import bias_floor, quantize_weights
 
 CONST_MIN_SIZE = 256
+# NOTE: a conv with at most this many output channels (and the pixel-lane kernel's group 1,
+# column stride 1) stays float. Measured on multistyle26's expand tail at 480x640, 2 threads,
+# load 0.7 (issue 4): qu8 igemm 14x16 (16 output-channel lanes, half or more of them idle)
+# 1.5 ms for the up2 3x3 32->8, 3.5 ms (51 GOP/s) for the up2 3x3 8->4, 4.5 ms for the 9x9
+# 4->3, against 0.8 / 0.65 / 2.2 ms for f32_conv2d_pixup2_16x8 / pixup2_32x4 / pix_64x3
+# (lanes over 16 output pixels: no idle lane); the int8 tail with its norms and final
+# transpose cost 13.7 ms, the planar float one 5.4 ms. At most pix.MAX_CO (the kernel's reach).
+FLOAT_MAX_CO = 8
 # Activations a uint8 output can absorb into its clamp.
 CLAMP_ACTIVATIONS = frozenset({Activation.NONE, Activation.RELU, Activation.CLAMP})
 
@@ -68,6 +81,8 @@ class QuantizeResult:
     source: dict[str, str] = field(default_factory=dict)
     quantized: list[str] = field(default_factory=list)     # node names computed in int8
     kept_float: list[str] = field(default_factory=list)    # eligible nodes left in float
+    # eligible convs left in float because the fp32 kernel is faster (``few_channel_float``)
+    few_channel_float: list[str] = field(default_factory=list)
     # float tensors rescaled by equalization: the int8 graph holds value / D (per channel)
     equalized: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -75,6 +90,7 @@ class QuantizeResult:
         g = self.graph
         u8 = sum(1 for t in g.tensors.values() if t.quant is not None and not t.is_const)
         return (f"{len(self.quantized)} nodes int8, {len(self.kept_float)} kept float, "
+                f"{len(self.few_channel_float)} few-channel convs float, "
                 f"{u8} uint8 activations, {g.count(Op.QUANTIZE)} quantize / "
                 f"{g.count(Op.DEQUANTIZE)} dequantize nodes")
 
@@ -98,6 +114,16 @@ def _conv_ok(graph: Graph, node: Node, table: QuantTable) -> bool:
             and node.inputs[0] in table
             and not (len(node.inputs) > 3 and node.inputs[3])
             and (len(node.inputs) < 3 or not node.inputs[2] or graph.tensors[node.inputs[2]].is_const))
+
+
+def few_channel_float(graph: Graph, node: Node, max_co: int = FLOAT_MAX_CO) -> bool:
+    """A CONV2D that the fp32 pixel-lane kernel (kernels/f32_conv2d_pix.py) runs faster than
+    the int8 kernels: at most ``max_co`` output channels, group 1, column stride 1."""
+    w = graph.tensors.get(node.inputs[1])
+    if node.op is not Op.CONV2D or w is None or len(w.shape) != 4:
+        return False
+    co = w.shape[0]
+    return co <= max_co and pix.applicable(co, node.attrs["group"], node.attrs["strides"][1])
 
 
 def _add_ok(graph: Graph, node: Node, table: QuantTable) -> bool:
@@ -136,11 +162,14 @@ def _readers(graph: Graph) -> dict[str, list[Node]]:
 
 
 def quantize_int8(graph: Graph, table: QuantTable, keep_float: Iterable[str] = (),
-                  quantize_constants: bool = True, plain_adds: bool = True) -> QuantizeResult:
+                  quantize_constants: bool = True, plain_adds: bool = True,
+                  float_max_co: int = FLOAT_MAX_CO) -> QuantizeResult:
     """The int8 IR of ``graph`` (not modified) under the rules of this module's docstring.
 
     ``plain_adds``: also make ADDs of two uint8 inputs (no fused norm input) uint8
     (kernels/qu8_elementwise.py's requantizing add); off: such adds stay float.
+    ``float_max_co``: convs the pixel-lane kernel runs with at most this many output channels
+    stay float (``few_channel_float``); 0 switches the rule off.
     """
     g = graph.copy()
     factors = {k: np.asarray(v, np.float64) for k, v in table.equalize.items()}
@@ -161,8 +190,12 @@ def quantize_int8(graph: Graph, table: QuantTable, keep_float: Iterable[str] = (
     convs = set()
     for n in g.nodes:
         if _conv_ok(g, n, table):
-            (result.kept_float if n.name in keep else result.quantized).append(n.name)
-            if n.name not in keep:
+            if n.name in keep:
+                result.kept_float.append(n.name)
+            elif few_channel_float(g, n, float_max_co):
+                result.few_channel_float.append(n.name)
+            else:
+                result.quantized.append(n.name)
                 convs.add(n.name)
 
     fused = {n.name: fused_norm_input(g, n) for n in g.nodes if n.op is Op.ADD}
