@@ -211,3 +211,23 @@ def test_arbitrary_transform_psnr_384(ort, photo):
                                ["chelsea.png", "rocket.jpg", "astronaut.png", "coffee.png"],
                                ["hubble_deep_field.jpg", "coffee.png", "brick.png"])
     assert min(psnrs) >= 30 and np.median(psnrs) >= 32, psnrs
+
+
+def test_stats_lut_binder_refuses_bad_programs():
+    """Tampered register numbers or programs are refused before any kernel runs."""
+    from mobile_engine.planning.step import BINDERS
+    from tests.passes.test_fold_qdq_layout import style_norm_model
+    plan = me.compile(style_norm_model(4, 6, 6).SerializeToString())
+    (step,) = [s for s in plan.steps if s["kernel"].startswith("qu8_stats_lut")]
+    weights = {k: plan.blobs[i] for k, i in step["weights"].items()}
+    x, ext = np.zeros((1, 6, 6, 4), np.uint8), [np.zeros((1, 1, 1, 4), np.uint8)] * 2
+    y = np.zeros((1, 6, 6, 4), np.float32)
+    bind = BINDERS[step["kernel"]]
+    bind(step["params"], weights, [x] + ext, [y])            # the untouched step binds
+    for key, value in (("ext_regs", [10 ** 6, 1]), ("out_reg", -1), ("n_regs", 10 ** 9)):
+        with pytest.raises(ValueError):
+            bind(dict(step["params"], **{key: value}), weights, [x] + ext, [y])
+    bad = dict(weights, prog=weights["prog"].copy())
+    bad["prog"][0, 1] = 10 ** 6
+    with pytest.raises(ValueError):
+        bind(step["params"], bad, [x] + ext, [y])

@@ -45,6 +45,7 @@ UNARY_OPS = {Op.SQRT: "SQRT", Op.RECIPROCAL: "RECIP", Op.SIGMOID: "SIGMOID", Op.
              Op.TANH: "TANH", Op.NEG: "NEG", Op.EXP: "EXP"}
 BINARY_OPS = {Op.ADD: "ADD", Op.SUB: "SUB", Op.MUL: "MUL", Op.DIV: "DIV"}
 MEAN_OPS = {Op.GLOBAL_AVG_POOL, Op.REDUCE_MEAN}
+MAX_REGS = 1 << 12          # a plan asking for more registers is refused at bind time
 MEMBER_OPS = frozenset(UNARY_OPS) | frozenset(BINARY_OPS) | MEAN_OPS | {
     Op.QUANTIZE, Op.DEQUANTIZE, Op.RESHAPE}
 
@@ -272,8 +273,9 @@ def _bind(kernel: str):
                 or prog.size and (prog[:, 1:].max() >= n_regs or prog[:, 1:3].min() < -1
                                   or prog[:, 0].min() < 0 or prog[:, 0].max() >= len(ksl.OPS)) \
                 or ext_regs.size != len(exts) or consts.shape != (const_regs.size, c) \
-                or any(e.size != c for e in exts) \
-                or not 0 <= int(params["out_reg"]) < n_regs:
+                or any(e.size != c for e in exts) or not 0 < n_regs <= MAX_REGS \
+                or any(not 0 <= int(r) < n_regs for r in [params["x_reg"], params["out_reg"]]
+                       + list(ext_regs) + list(const_regs)):
             raise ValueError(f"{kernel}: program {prog.shape} / consts {consts.shape} / "
                              f"{len(exts)} per-channel inputs do not fit {n_regs} registers and "
                              f"{c} channels")
