@@ -8,7 +8,9 @@ Math (``T_p(x)`` is ``np.transpose(x, p)``; axis k of ``T_p(x)`` is axis ``p[k]`
 
 * compose: ``T_q(T_p(x)) = T_r(x)`` with ``r[k] = p[q[k]]``; an identity ``r`` removes the node.
 * push down: ``f(T_p(x)) = T_p(f'(x))`` for a layout-agnostic f, with f' = f on remapped axes:
-  elementwise unary/binary/PRELU/CAST need no remapping; REDUCE_* axes ``a -> p[a]``
+  elementwise unary/binary/PRELU/CAST and per-tensor QUANTIZE/DEQUANTIZE (their quant
+  params do not depend on the layout: a moved tensor keeps them) need no remapping;
+  REDUCE_* axes ``a -> p[a]``
   (without keepdims the trailing transpose becomes the permutation of the kept axes);
   SOFTMAX/CONCAT axis ``a -> p[a]``; SLICE axes ``a -> p[a]``; PAD ``pads'[p[k]] = pads[k]``.
   Other operands of f must be the same ``T_p`` of something, or constants (given full rank by
@@ -94,9 +96,16 @@ def compose(graph: Graph, t2: Node, index: Index) -> bool:
 
 
 # --- push down -------------------------------------------------------------------------------
+def _per_axis(graph: Graph, node: Node) -> bool:
+    """A QUANTIZE/DEQUANTIZE with per-axis params (their axis would need remapping)."""
+    return node.op in QUANT_OPS and any(
+        graph.tensors[t].quant is not None and graph.tensors[t].quant.axis is not None
+        for t in node.inputs + node.outputs if t)
+
+
 def plan_push(graph: Graph, node: Node, index: Index):
     """(perm, operand plans) for pushing a transpose below ``node``, or None when illegal."""
-    if node.op not in AGNOSTIC or len(node.outputs) != 1:
+    if node.op not in AGNOSTIC or len(node.outputs) != 1 or _per_axis(graph, node):
         return None
     feeds = [index.producer(i, Op.TRANSPOSE) if i else None for i in node.inputs]
     first = next((t for t in feeds if t is not None), None)
@@ -204,7 +213,8 @@ def _runtime_inputs(graph: Graph, node: Node) -> list[str]:
 
 def _hoistable(graph: Graph, node: Node | None, index: Index) -> bool:
     """``node`` has one run-time input, of its output's rank and shape for elementwise ops."""
-    if node is None or node.op not in HOISTABLE or len(node.outputs) != 1:
+    if node is None or node.op not in HOISTABLE or len(node.outputs) != 1 \
+            or _per_axis(graph, node):
         return False
     if node.op in REDUCE and not node.attrs["keepdims"]:
         return False
