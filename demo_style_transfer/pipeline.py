@@ -39,6 +39,10 @@ class DemoError(Exception):
     exit_code = 1
 
 
+class MissingData(DemoError):
+    """A file the demo needs is not there (e.g. the calibration photos: `mobile-engine zoo fetch`)."""
+
+
 class StyleImageUnavailable(DemoError):
     """``--style-image``: the engine cannot compile or run the arbitrary-style models."""
     exit_code = 1
@@ -146,7 +150,7 @@ def calibration_feeds(size: tuple[int, int], photos=CALIBRATION_PHOTOS,
         path = root / name
         image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
         if image is None:
-            raise DemoError(f"calibration photo {root / name} is missing or unreadable "
+            raise MissingData(f"calibration photo {root / name} is missing or unreadable "
                             f"(`mobile-engine zoo fetch` fetches the photos)")
         w = np.zeros(NUM_STYLES, np.float32)
         w[(k * NUM_STYLES // len(photos)) % NUM_STYLES] = 1
@@ -290,14 +294,16 @@ def load_engine_stylizer(size: tuple[int, int], precision: str = "int8", threads
     elif failed is not None:
         try:
             session, cached = _session(cache, model, size, "int8", threads, log)
-            return EngineStylizer(session, "int8",
-                                  f"mobile_engine {me.__version__} ({cached.status})")
+            stylizer = EngineStylizer(session, "int8",
+                                      f"mobile_engine {me.__version__} ({cached.status})")
+            _check_runs(stylizer, size)
+            return stylizer
         except KeyboardInterrupt:
             raise
         except Exception as exc:   # NOTE: any failure of the int8 path: fp32 still works
             problem = f"the int8 plan could not be made ({describe_error(exc)})"
             log(f"note: {problem}; running fp32 instead")
-            if not isinstance(exc, DemoError):   # an engine failure, not missing photos
+            if not isinstance(exc, MissingData):   # an engine failure: the same next time
                 try:
                     failed.parent.mkdir(parents=True, exist_ok=True)
                     failed.write_text(problem + "\n")
@@ -306,6 +312,17 @@ def load_engine_stylizer(size: tuple[int, int], precision: str = "int8", threads
     session, cached = _session(cache, model, size, "fp32", threads, log)
     return EngineStylizer(session, "fp32", f"mobile_engine {me.__version__} ({cached.status})",
                           int8_problem=problem)
+
+
+def _check_runs(stylizer: EngineStylizer, size: tuple[int, int]) -> None:
+    """One run on a grey frame (also the kernels' first load): a plan that binds but fails or
+    returns non-finite values at run time counts as not made."""
+    w = np.zeros(NUM_STYLES, np.float32)
+    w[0] = 1
+    out = stylizer.run(np.full((1, 3, *size), 0.5, np.float32), w)
+    if out.shape != (1, 3, *size) or not np.isfinite(out).all():
+        raise DemoError(f"the plan returned {out.shape} with non-finite values"
+                        if out.shape == (1, 3, *size) else f"the plan returned shape {out.shape}")
 
 
 # --- any picture as the style ------------------------------------------------------------------

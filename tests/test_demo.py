@@ -772,3 +772,23 @@ def test_window_path_shows_the_side_by_side_view_until_q(tmp_path):
     assert main(["--size", SIZE, "--stats", str(tmp_path / "s.json")], env) == 0, err
     assert len(window.shown) == 3 and window.shown[0].shape == (H, 2 * W, 3) and window.closed
     assert json.loads((tmp_path / "s.json").read_text())["stopped"] == "quit"
+
+
+def test_a_plan_that_runs_to_nan_counts_as_not_made():
+    from demo_style_transfer.pipeline import DemoError, _check_runs
+
+    class Returns:
+        def __init__(self, out):
+            self.out = out
+
+        def run(self, x, w):
+            return self.out
+
+    good = np.zeros((1, 3, H, W), np.float32)
+    _check_runs(Returns(good), (H, W))
+    bad = good.copy()
+    bad[0, 1, 5, 7] = np.nan
+    with pytest.raises(DemoError, match="non-finite"):
+        _check_runs(Returns(bad), (H, W))
+    with pytest.raises(DemoError, match="shape"):
+        _check_runs(Returns(good[:, :, :32]), (H, W))
