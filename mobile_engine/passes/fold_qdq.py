@@ -79,8 +79,8 @@ def _moves_values(g: Graph, node: Node | None) -> bool:
     """``node`` only copies elements of its one run-time input (no arithmetic), so a per-tensor
     QUANTIZE/DEQUANTIZE commutes with it: TRANSPOSE, RESHAPE, PAD (reflect/edge), nearest
     RESIZE."""
-    if node is None or len(node.outputs) != 1 or any(
-            i and g.tensors[i].is_const is False and i != node.inputs[0] for i in node.inputs):
+    if node is None or len(node.outputs) != 1 \
+            or any(i and not g.tensors[i].is_const for i in node.inputs[1:]):
         return False
     if node.op in (Op.TRANSPOSE, Op.RESHAPE):
         return True
@@ -89,7 +89,7 @@ def _moves_values(g: Graph, node: Node | None) -> bool:
     return node.op is Op.RESIZE and node.attrs["mode"] == "nearest"
 
 
-def _q_through_transpose(g: Graph) -> int:
+def _q_above_layout(g: Graph) -> int:
     """``QUANTIZE(L(y)) -> L(QUANTIZE(y))`` for a layout op L (``_moves_values``): the graph
     then moves uint8 bytes, and a ``QUANTIZE(DEQUANTIZE(q))`` it exposes disappears."""
     n_done = 0
@@ -247,7 +247,7 @@ def run(graph: Graph) -> int:
     """Fold ``graph`` in place; returns the number of rewrites."""
     total = 0
     while True:
-        n = (_dq_through_transpose(graph) + _q_through_transpose(graph)
+        n = (_dq_through_transpose(graph) + _q_above_layout(graph)
              + _compose_transposes(graph) + _q_of_dq(graph))
         n += _fold_conv(graph) + _fold_add(graph)
         total += n
