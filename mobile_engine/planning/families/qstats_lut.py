@@ -216,8 +216,9 @@ _CACHE: "weakref.WeakKeyDictionary[Graph, tuple]" = weakref.WeakKeyDictionary()
 
 def find_regions(graph: Graph) -> dict[int, Region]:
     """id(member node) -> its Region, for every legal chain of ``graph`` (memoised per graph
-    state: node identities and count)."""
-    sig = tuple(id(n) for n in graph.nodes)
+    state: the node list, its length and end nodes; lowering does not change the graph)."""
+    nodes = graph.nodes
+    sig = (id(nodes), len(nodes), id(nodes[0]) if nodes else 0, id(nodes[-1]) if nodes else 0)
     hit = _CACHE.get(graph)
     if hit is not None and hit[0] == sig:
         return hit[1]
