@@ -172,3 +172,23 @@ def test_style_norm_with_a_value_read_outside_stays_op_by_op(ort):
     # measured 9 of 240 outputs here; the stats-LUT step divides and matches)
     steps = np.rint(np.abs(ours[0] - refs[0]) / 0.02)
     assert steps.max() <= 1 and np.mean(steps > 0) < 0.1, (steps.max(), np.mean(steps > 0))
+
+
+def test_chain_without_constants_saves_and_loads(ort, tmp_path):
+    """x - Q(mean(x)): a stats-LUT step with no constant registers still makes a plan file
+    (no 0-byte blob), and the loaded plan matches onnxruntime."""
+    c, h, w = 4, 5, 6
+    n = _Net()
+    x = n.qdq(n.node("Transpose", ["x"], perm=[0, 3, 1, 2]), 1 / 255, 0)
+    m = n.qdq(n.node("GlobalAveragePool", [x]), 0.004, 0)
+    y = n.node("Transpose", [n.qdq(n.node("Sub", [x, m]), 0.004, 128)], perm=[0, 2, 3, 1])
+    model = n.model([helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, h, w, c])], y,
+                    [1, h, w, c])
+    plan = me.compile(model.SerializeToString())
+    assert [s["kernel"] for s in plan.steps].count("qu8_stats_lut_nhwc_f32") == 1
+    loaded = me.Session(plan.save(tmp_path / "chain.mplan"))
+    x = np.random.default_rng(0).random((1, h, w, c), np.float32)
+    ours = loaded.run(None, {"x": x})[0]
+    (ref,) = _reference(ort, model, {"x": x})
+    steps = np.rint(np.abs(ours - ref) / 0.004)
+    assert steps.max() <= 1 and np.mean(steps > 0) < 0.05

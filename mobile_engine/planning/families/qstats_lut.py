@@ -99,7 +99,8 @@ class Region:
             fpar.append(p)
         weights = {"prog": np.asarray(prog, np.int32).reshape(-1, 4),
                    "fpar": np.asarray(fpar, F32).reshape(-1, 4),
-                   "consts": np.asarray(consts, F32).reshape(-1, c)}
+                   # NOTE: at least one row: a plan file cannot hold a 0-byte blob
+                   "consts": np.asarray(consts or [np.zeros(c, F32)], F32).reshape(-1, c)}
         y = graph.tensors[self.out]
         kernel = ksl.KERNEL_U8 if y.dtype is DType.UINT8 else ksl.KERNEL_F32
         params = {"x_reg": 0, "out_reg": regs[self.out], "ext_regs": ext_regs,
@@ -273,7 +274,8 @@ def _bind(kernel: str):
         if prog.ndim != 2 or prog.shape[1] != 4 or fpar.shape != prog.shape \
                 or prog.size and (prog[:, 1:].max() >= n_regs or prog[:, 1:3].min() < -1
                                   or prog[:, 0].min() < 0 or prog[:, 0].max() >= len(ksl.OPS)) \
-                or ext_regs.size != len(exts) or consts.shape != (const_regs.size, c) \
+                or ext_regs.size != len(exts) or consts.ndim != 2 or consts.shape[1] != c \
+                or consts.shape[0] < const_regs.size \
                 or any(e.size != c for e in exts) or not 0 < n_regs <= MAX_REGS \
                 or any(not 0 <= int(r) < n_regs for r in [params["x_reg"], params["out_reg"]]
                        + list(ext_regs) + list(const_regs)):
