@@ -16,7 +16,9 @@ output is rounded once, after the add::
 Every step is one float32 operation, as the IR's
 quantized semantics compute it (ir/interpret.py): no fused multiply-add (``fastmath`` off).
 
-Two passes over ``x`` (``fused_kernel``), for activations none/relu/clamp:
+Two passes over ``x`` (``fused_kernel``), for activations none/relu/clamp (one when the
+producing conv wrote the statistics: ``row_sums``, kernels/qu8_conv2d.py ``sums``; then
+``m``, ``a``, ``b`` below come from those unshifted float64 sums):
 
 1. statistics per (image, block of pixels): channel sums of ``d = x - x[first pixel]`` and
    ``d * d`` in float32 over at most ``FLUSH`` pixels, then into float64 partials (the shift
@@ -25,7 +27,8 @@ Two passes over ``x`` (``fused_kernel``), for activations none/relu/clamp:
    ``b = f32(bias - (mean - m) * a)``; then per element ``y = clamp((x - m) * a + b, lo, hi)``
    (the activation), the residual added, quantized: one write of uint8, no float output.
 
-Other activations (sigmoid, ...) take the float norm of kernels/f32_norm.py in place over ``x``
+Scale and bias may be computed from a style vector first (``(u, G)`` pairs:
+``scale = u @ G``, f32_norm ``style_operands``). Other activations (sigmoid, ...) take the float norm of kernels/f32_norm.py in place over ``x``
 and a quantize pass (``quantize_kernel``). Layout contract: ``x`` f32[N, H, W, C] C-contiguous
 (overwritten by the fallback only); ``scale``, ``bias`` f32[C] or [N, C]; ``r``, ``out``
 u8[N, H, W, C].
@@ -112,15 +115,17 @@ def residual_f32_kernel(parallel: bool):
 
 def instance_norm_add_f32_call(x, scale, bias, out, eps: float, act: int, act_params, residual,
                                rs: float, rz: int, lo: float = -np.inf, hi: float = np.inf,
-                               parallel: bool | None = None):
-    """``(fn, args)`` computing float32 ``out = clamp(norm(x) + rs * (r - rz), lo, hi)``; ``x``
-    is overwritten (``out`` may be ``x``)."""
+                               parallel: bool | None = None, row_sums=None):
+    """``(fn, args)`` computing float32 ``out = clamp(norm(x) + rs * (r - rz), lo, hi)``: the
+    float norm into ``out``, then the residual pass in place over it (``x`` is not modified;
+    ``out`` may be ``x``). ``row_sums``: the producing conv's statistics
+    (``instance_norm_qu8_call``)."""
     if parallel is None:
         parallel = x.size >= PARALLEL_MIN_WORK
-    norm_fn, norm_args = f32_norm.instance_norm_call(x, scale, bias, x, eps, act, act_params,
-                                                     parallel=parallel)
+    norm_fn, norm_args = f32_norm.instance_norm_call(x, scale, bias, out, eps, act, act_params,
+                                                     parallel=parallel, row_sums=row_sums)
     fn = residual_f32_kernel(parallel)
-    args = (x.reshape(-1), residual.reshape(-1), out.reshape(-1), F32(rs), np.int32(rz),
+    args = (out.reshape(-1), residual.reshape(-1), out.reshape(-1), F32(rs), np.int32(rz),
             F32(lo), F32(hi))
 
     def run():
@@ -137,18 +142,23 @@ def _fused_source(parallel: bool, residual: bool):
     loop = prange if parallel else range
 
     def f32_instance_norm_nhwc_qu8(x, scale, bias, r, out, n_img, P, C, eps, lo, hi, inv, z,
-                                   rs, rz, qmin, qmax, partial, scratch, coef):
-        """partial f64[n_img, nblk, 2, C]; scratch f32[n_img * nblk, 2, C]; coef f32[n_img,
-        3, C]; x f32[n_img * P * C], r and out u8 likewise."""
-        nblk = partial.shape[1]
+                                   rs, rz, qmin, qmax, partial, scratch, stats, coef, given,
+                                   style, su, sg, sbuf, bu, bg, bbuf):
+        """x f32[n_img * P * C], r and out u8 likewise; partial f64[n_img * nblk * 2 * C]
+        (pass-1 partials), or with ``given`` the producing conv's row sums f64[n_img * rows *
+        2 * C] (pass 1 skipped); scratch f32[n_img * nblk * 2 * C]; stats f64[n_img * 2 * C];
+        coef f32[n_img * 3 * C]; style as f32_norm's kernels (bit 1: scale = su @ sg into
+        sbuf, bit 2: bias = bu @ bg into bbuf)."""
+        f32_norm._styles(style, su, sg, sbuf, bu, bg, bbuf)
+        nblk = scratch.shape[0] // (n_img * 2 * C)
         per = (P + nblk - 1) // nblk
-        # pass 1: shifted sums
-        for t in loop(n_img * nblk):
+        # pass 1: shifted sums (float32 over FLUSH pixels, then float64)
+        for t in loop(0 if given else n_img * nblk):
             n, k = t // nblk, t % nblk
             base = n * P * C
             shift = x[base:base + C]
-            s32, q32 = scratch[t, 0], scratch[t, 1]
-            s64, q64 = partial[n, k, 0], partial[n, k, 1]
+            s32, q32 = scratch[2 * t * C:(2 * t + 1) * C], scratch[(2 * t + 1) * C:(2 * t + 2) * C]
+            s64, q64 = partial[2 * t * C:(2 * t + 1) * C], partial[(2 * t + 1) * C:(2 * t + 2) * C]
             s64[:] = 0.0
             q64[:] = 0.0
             p = k * per
@@ -166,29 +176,24 @@ def _fused_source(parallel: bool, residual: bool):
                     s64[c] += s32[c]
                     q64[c] += q32[c]
                 p += FLUSH
-        # coefficients: mean m (rounded), a, b with the rounding of m folded into b
-        per_image = scale.size > C
-        for n in range(n_img):
-            sc = n * C if per_image else 0
-            for c in range(C):
-                sd, qd = 0.0, 0.0
-                for k in range(nblk):
-                    sd += partial[n, k, 0, c]
-                    qd += partial[n, k, 1, c]
-                mean_d = sd / P
-                var = max(qd / P - mean_d * mean_d, 0.0)
-                mean = np.float64(x[n * P * C + c]) + mean_d
-                a = np.float64(scale[sc + c]) / np.sqrt(var + eps)
-                m32 = np.float32(mean)
-                coef[n, 0, c] = m32
-                coef[n, 1, c] = np.float32(a)
-                coef[n, 2, c] = np.float32(np.float64(bias[sc + c]) - (mean - np.float64(m32)) * a)
+        if given:
+            f32_norm._row_sums(partial, n_img, C, stats)
+        else:
+            stats[:] = 0.0
+            for t in range(n_img * nblk):
+                n = t // nblk
+                for i in range(2 * C):
+                    stats[n * 2 * C + i] += partial[2 * t * C + i]
+        # mean m (rounded), a, b with the rounding of m folded into b
+        f32_norm._coefficients(x, scale, bias, n_img, P, C, eps, stats, coef, C, 1, not given)
         # pass 2: normalise, activation, residual, quantize
         qlo, qhi = qmin - z, qmax - z
         for t in loop(n_img * nblk):
             n, k = t // nblk, t % nblk
             base = n * P * C
-            m, a, b = coef[n, 0], coef[n, 1], coef[n, 2]
+            m = coef[3 * n * C:(3 * n + 1) * C]
+            a = coef[(3 * n + 1) * C:(3 * n + 2) * C]
+            b = coef[(3 * n + 2) * C:(3 * n + 3) * C]
             for pp in range(k * per, min(P, k * per + per)):
                 o = base + pp * C
                 xs, os, rr = x[o:o + C], out[o:o + C], r[o:o + C]
@@ -228,25 +233,41 @@ def fusable(act: int, act_params=()) -> bool:
 def instance_norm_qu8_call(x, scale, bias, out, eps: float, act: int, act_params, s: float,
                            z: int, qmin: int = 0, qmax: int = 255, residual=None,
                            rs: float = 1.0, rz: int = 0, parallel: bool | None = None,
-                           fused: bool = True):
+                           fused: bool = True, row_sums=None):
     """``(fn, args)`` computing ``out`` (uint8) from ``x`` (float32; overwritten by the
-    unfused path: activations other than none/relu/clamp, or ``fused=False``).
+    unfused path: activations other than none/relu/clamp, or ``fused=False``). ``scale`` and
+    ``bias``: f32[C] or [N, C], or ``(u, G)`` style pairs (``f32_norm.style_operands``).
+
+    ``row_sums``: f64[N * rows * 2 * C], the sums of x and x^2 per row that the producing conv
+    wrote (``qu8_conv2d.igemm_kernel``'s ``sums``): the statistics pass is skipped (fused
+    path only).
 
     Allocates nothing per run: scratch is allocated here, once.
     """
     if parallel is None:
         parallel = x.size >= PARALLEL_MIN_WORK
     lo, hi, _ = f32_norm.clamp_bounds(int(act), *_act_params(int(act), act_params))
+    n, h, w, c = x.shape
     if fused and fusable(act, act_params):
-        n, h, w, c = x.shape
         nblk = fused_blocks(n, h * w, c)
         r = residual if residual is not None else out
-        args = (x.reshape(-1), scale.reshape(-1), bias.reshape(-1), r.reshape(-1),
+        given = row_sums is not None
+        if given:
+            partial = row_sums.reshape(-1)
+            if partial.dtype != np.float64 or partial.size % (n * 2 * c):
+                raise ValueError(f"row sums {row_sums.shape} {row_sums.dtype} do not fit input "
+                                 f"{x.shape}")
+        else:
+            partial = np.empty(n * nblk * 2 * c, np.float64)
+        s_, b_, *style = f32_norm.style_operands(scale, bias, c)
+        args = (f32_norm.readonly(x.reshape(-1)), s_, b_, f32_norm.readonly(r.reshape(-1)),
                 out.reshape(-1), n, h * w, c, float(eps), F32(lo), F32(hi), F32(1.0 / s),
-                F32(z), F32(rs), np.int32(rz), F32(qmin), F32(qmax),
-                np.empty((n, nblk, 2, c), np.float64), np.empty((n * nblk, 2, c), F32),
-                np.empty((n, 3, c), F32))
+                F32(z), F32(rs), np.int32(rz), F32(qmin), F32(qmax), partial,
+                np.empty(n * nblk * 2 * c, F32), np.empty(n * 2 * c, np.float64),
+                np.empty(n * 3 * c, F32), given, *style)
         return fused_kernel(parallel, residual is not None), args
+    if row_sums is not None:
+        raise ValueError(f"activation {act} takes the unfused norm: it cannot use row sums")
     norm_fn, norm_args = f32_norm.instance_norm_call(x, scale, bias, x, eps, act, act_params,
                                                      parallel=parallel)
     qfn = quantize_kernel(parallel, residual is not None)

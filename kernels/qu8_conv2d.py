@@ -28,7 +28,9 @@ Epilogues (compile-time variants; contract in ``kernels/reference_q8.py``):
 - ``requant``: ``y = clip(rint(f32(acc) * m[c]) + zy, qmin, qmax)`` as uint8 (activation folded
   into qmin/qmax by the lowering);
 - ``fp32out``: ``y = act(f32(acc) * m[c])`` as float32 (exact accumulators for a following
-  instance norm). acc includes ``bias_q``.
+  instance norm). acc includes ``bias_q``. Given ``sums`` (no activation), the epilogue also
+  writes each output row's per-channel sums of y and y^2 (the norm's statistics, so the norm
+  step skips its statistics pass: planning/families/qconv_norm.py).
 Kernels are compiled without fast-math, so no multiply-add is contracted: bit-exact against
 the numpy reference.
 
@@ -43,6 +45,7 @@ import numpy as np
 
 from kernels import config
 from kernels.f32_conv2d import activate_span, activation_params, conv_tables, readonly
+from kernels.f32_norm import vshift_stats
 from kernels.intrinsics import (DOT_PORTABLE, DOT_SDOT, DOT_SDOT_EMULATED, DOT_VNNI, load_u32,
                                 stack_array, vcopy_i32, vdot4, vdot16, vdot16a, vfill_i32,
                                 vrequant_u8, vscale_f32, vsum4_i32)
@@ -84,6 +87,52 @@ def tile_step(colmap, ow0, mr, ow_, kw_):
             if colmap[ow0 + m, kw] != c + kw:
                 return IRREGULAR
     return dcol
+
+
+@config.jit(inline="always")
+def list_tiles(tsteps, colmap, mr, ow_, kw_):
+    """Fill ``tsteps`` with every tile's ``tile_step`` (once per call); False when the row has
+    more than MAXTILES tiles (then each tile checks itself)."""
+    listed = (ow_ + mr - 1) // mr <= MAXTILES
+    if listed:
+        for ti in range((ow_ + mr - 1) // mr):
+            tsteps[ti] = tile_step(colmap, ti * mr, mr, ow_, kw_)
+    return listed
+
+
+@config.jit(inline="always")
+def row_runs(toff, twof, rowmap, oh, rbase, rstride, kh_, qr, width, wbytes):
+    """The fused path's table of one output row: for every valid kernel row kh and run word q,
+    ``toff`` = input offset ``rbase + r * rstride + width * q`` and ``twof`` = packed weight
+    offset ``(kh * qr + q) * wbytes``. Returns (entries, one past the highest byte read)."""
+    nt, maxoff = 0, 0
+    for kh in range(kh_):
+        r = rowmap[oh, kh]
+        if r >= 0:
+            roff = rbase + r * rstride
+            for q in range(qr):
+                toff[nt] = roff + width * q
+                twof[nt] = (kh * qr + q) * wbytes
+                nt += 1
+            maxoff = max(maxoff, roff + width * qr)
+    return nt, maxoff
+
+
+@config.jit(inline="always")
+def tile_stats(of, ob, ncv, nvec, first, sh, rs, rq):
+    """Accumulate one stored output pixel (``of[ob:ob + ncv]``, float32) into the row's shifted
+    sums: ``d = y - sh``, ``rs += d``, ``rq += d * d``; the row's first pixel (``first``) sets
+    the shift ``sh``. Returns False (the next pixel is not the first)."""
+    if first:
+        for j in range(ncv):
+            sh[j] = of[U64(ob + j)]
+    for v in range(nvec):
+        vshift_stats(rs, rq, v * VL, of, ob + v * VL, sh, VL)
+    for j in range(nvec * VL, ncv):
+        d = of[U64(ob + j)] - sh[j]
+        rs[j] += d
+        rq[j] += d * d
+    return False
 
 
 def host_isa() -> str:
@@ -173,7 +222,7 @@ def _igemm_source(MR: int, NR: int, ISA: int, OUT: int, parallel: bool):
     loop = numba.prange if parallel else range
 
     def qu8_conv2d_igemm(x, zrow, rowmap, colmap, wp, wrun, bias, mult, out, group, zy, qmin,
-                         qmax, act, p0, p1):
+                         qmax, act, p0, p1, sums=None):
         n_, h_, w_, c_ = x.shape
         oh_, ow_, co_ = out.shape[1], out.shape[2], out.shape[3]
         kh_, kw_ = rowmap.shape[1], colmap.shape[1]
@@ -184,6 +233,10 @@ def _igemm_source(MR: int, NR: int, ISA: int, OUT: int, parallel: bool):
             raise ValueError("qu8_conv2d: zero-point row shorter than a kernel row")
         if cig == c_ and qr != (kw_ * c_ + 3) // 4:
             raise ValueError("qu8_conv2d: wrun is not [NB, KH, ceil(KW*C/4), NR, 4]")
+        if sums is not None:
+            if OUT != 1 or act != 0 or sums.size != n_ * oh_ * 2 * co_:
+                raise ValueError("qu8_conv2d: statistics need fp32out, no activation and "
+                                 "sums f64[N * OH * 2 * Co]")
         wf = wp.reshape(wp.size)
         wrf = wrun.reshape(wrun.size)
         of = out.reshape(out.size)
@@ -194,11 +247,8 @@ def _igemm_source(MR: int, NR: int, ISA: int, OUT: int, parallel: bool):
         wtaddr = np.int64(wp.ctypes.data)
         wraddr = np.int64(wrun.ctypes.data)
         zyf, lo, hi = F32(zy), F32(qmin), F32(qmax)
-        listed = (ow_ + MR - 1) // MR <= MAXTILES     # tiles' regularity, once per call
-        tsteps = stack_array(MAXTILES, np.int64)
-        if listed:
-            for ti in range((ow_ + MR - 1) // MR):
-                tsteps[ti] = tile_step(colmap, ti * MR, MR, ow_, kw_)
+        tsteps = stack_array(MAXTILES, np.int64)    # tiles' regularity, once per call
+        listed = list_tiles(tsteps, colmap, MR, ow_, kw_)
         for row in loop(n_ * oh_):
             b = row // oh_
             oh = row - b * oh_
@@ -207,19 +257,17 @@ def _igemm_source(MR: int, NR: int, ISA: int, OUT: int, parallel: bool):
             ptr = stack_array(MR, np.int64)        # raw address each pixel reads from
             words = stack_array(MR, np.uint32)
             wsum = stack_array(NR, np.int32)
+            sh = stack_array(NR, np.float32)       # statistics: the row's first output,
+            rs = stack_array(NR, np.float32)       # a tile's sums of (y - sh), (y - sh)^2
+            rq = stack_array(NR, np.float32)
+            s64 = stack_array(NR, np.float64)      # ... and the row's, in float64
+            q64 = stack_array(NR, np.float64)
             toff = stack_array(MAXT, np.int64)     # fused path: (kh, q) -> input offset
             twof = stack_array(MAXT, np.int64)     # ... and packed weight offset
             nt, maxoff = 0, 0
             if cig == c_ and kh_ * qr <= MAXT:
-                for kh in range(kh_):
-                    r = rowmap[oh, kh]
-                    if r >= 0:
-                        roff = (b * h_ + r) * w_ * c_
-                        for q in range(qr):
-                            toff[nt] = roff + 4 * q
-                            twof[nt] = (kh * qr + q) * GB
-                            nt += 1
-                        maxoff = max(maxoff, roff + 4 * qr)
+                nt, maxoff = row_runs(toff, twof, rowmap, oh, b * h_ * w_ * c_, w_ * c_, kh_,
+                                      qr, 4, GB)
             for gb in range(group * nb):
                 g = gb // nb
                 co0 = (gb - g * nb) * NR
@@ -227,6 +275,12 @@ def _igemm_source(MR: int, NR: int, ISA: int, OUT: int, parallel: bool):
                 bo = g * cog + co0
                 wtap0 = gb * kh_ * kw_ * qt * GB
                 wrun0 = gb * kh_ * qr * GB
+                first = True
+                if OUT == 1:
+                    if sums is not None:
+                        for j in range(NR):
+                            s64[j] = 0.0
+                            q64[j] = 0.0
                 if SHIFTED:      # dot4 gives sum (x - 128) * w: add back 128 * sum(w)
                     for v in range(NV):
                         vfill_i32(wsum, v * VL, 0, VL)
@@ -336,6 +390,27 @@ def _igemm_source(MR: int, NR: int, ISA: int, OUT: int, parallel: bool):
                                     of[U64(ob + j)] = np.uint8(np.int32(y))
                                 else:
                                     of[U64(ob + j)] = y
+                            if OUT == 1:
+                                if sums is not None:
+                                    if first:
+                                        for j in range(NR):
+                                            rs[j] = F32(0)
+                                            rq[j] = F32(0)
+                                    first = tile_stats(of, ob, ncv, nvec, first, sh, rs, rq)
+                    if OUT == 1:
+                        if sums is not None:    # float32 tile sums -> float64 row sums
+                            for j in range(NR):
+                                s64[j] += np.float64(rs[j])
+                                q64[j] += np.float64(rq[j])
+                                rs[j] = F32(0)
+                                rq[j] = F32(0)
+                if OUT == 1:
+                    if sums is not None:        # unshifted: sum y, sum y^2 per channel
+                        so = (b * oh_ + oh) * 2 * co_ + bo
+                        for j in range(ncv):
+                            h = np.float64(sh[j])
+                            sums[so + j] = ow_ * h + s64[j]
+                            sums[so + co_ + j] = ow_ * h * h + 2.0 * h * s64[j] + q64[j]
             if OUT == 1:
                 activate_span(of, (b * oh_ + oh) * ow_ * co_, ow_ * co_, act, p0, p1)
 
@@ -359,6 +434,10 @@ def igemm_kernel(mr: int, nr: int, isa: str, epilogue: str, parallel: bool, cach
         out:    u8 (requant) or f32 (fp32out) [N, OH, OW, Co]; may not overlap x
         group, zy, qmin, qmax, act: int (zy/qmin/qmax used by requant, act by fp32out);
         p0, p1: float32 activation params (fp32out)
+        sums:   optional (fp32out with act 0 only) f64[N * OH * 2 * Co]: per output row and
+                channel the sums of the stored outputs and of their squares, an instance
+                norm's statistics without another pass (float32 sums of ``y - y[row, 0]`` per
+                tile, float64 across tiles; ``kernels/f32_norm_qu8.py`` reads them)
     ``cache=False`` compiles a fresh dispatcher whose ``inspect_asm()`` works (tests).
     """
     if isa not in _ISA_CODES or epilogue not in EPILOGUES or nr % VL:
@@ -378,11 +457,12 @@ def select_qu8_conv(mr: int, nr: int, epilogue: str, parallel: bool, isa: str | 
 def conv2d(x_u8, w_i8, bias_q, mult, zx, zy=0, qmin=0, qmax=255, *, strides=(1, 1),
            dilations=(1, 1), pads=(0, 0, 0, 0), pad_mode="constant", upsample=1, group=1,
            epilogue="requant", act=0, act_params=(), isa=None, tile=None, parallel=None,
-           method=None):
+           method=None, sums=None):
     """Convenience entry with ``kernels.reference_q8.qu8_conv2d_reference``'s arguments (packs
     on every call; tests and benchmarks). ``method``: "igemm", "kdot" or None (kdot when
     ``use_kdot``); ``tile``: (MR, NR) of igemm or (MR, CG) of kdot. Returns u8 (requant) or
-    f32 (fp32out) NHWC."""
+    f32 (fp32out) NHWC. ``sums``: f64[N * OH * 2 * Co] row statistics to write (igemm
+    fp32out)."""
     x = np.ascontiguousarray(x_u8, np.uint8)
     co, cig, kh, kw = w_i8.shape
     c = x.shape[3]
@@ -408,7 +488,33 @@ def conv2d(x_u8, w_i8, bias_q, mult, zx, zy=0, qmin=0, qmax=255, *, strides=(1, 
     wp = pack_qu8_weights(w_i8, nr, group)
     wrun = qu8_run_weights(w_i8, wp, nr, group)
     _, fn = select_qu8_conv(mr, nr, epilogue, parallel, isa)
-    fn(ro(x), zrow, ro(rowmap), ro(colmap), ro(wp), ro(wrun), *common, group, *tail)
+    if sums is None:
+        fn(ro(x), zrow, ro(rowmap), ro(colmap), ro(wp), ro(wrun), *common, group, *tail)
+    else:
+        fn(ro(x), zrow, ro(rowmap), ro(colmap), ro(wp), ro(wrun), *common, group, *tail, sums)
+    return out
+
+
+def conv2d_instnorm(x_u8, w_i8, bias_q, mult, zx, scale, bias, s, z, eps=1e-5, act=0,
+                    act_params=(), residual=None, rs=1.0, rz=0, qmin=0, qmax=255, *, isa=None,
+                    tile=None, parallel=None, **geometry):
+    """Convenience entry of the fused conv + instance norm step
+    (``qu8_conv2d_igemm_{MR}x{NR}c4_instnorm[_add]``) with the arguments of
+    ``kernels.reference_q8.qu8_conv2d_instnorm_reference``: the igemm fp32out conv writing its
+    row statistics, then ``kernels/f32_norm_qu8.py``'s norm from them. uint8 NHWC."""
+    from kernels import f32_norm_qu8
+    x = np.ascontiguousarray(x_u8, np.uint8)
+    rows = conv_tables(x.shape, w_i8.shape[2:], geometry.get("strides", (1, 1)),
+                       geometry.get("dilations", (1, 1)), geometry.get("pads", (0, 0, 0, 0)),
+                       geometry.get("pad_mode", "constant"), geometry.get("upsample", 1))[0]
+    sums = np.zeros(x.shape[0] * rows.shape[0] * 2 * w_i8.shape[0], np.float64)
+    y = conv2d(x, w_i8, bias_q, mult, zx, epilogue="fp32out", isa=isa, tile=tile,
+               parallel=parallel, method="igemm", sums=sums, **geometry)
+    out = np.empty(y.shape, np.uint8)
+    fn, args = f32_norm_qu8.instance_norm_qu8_call(
+        y, scale, bias, out, eps, act, act_params, s, z, qmin, qmax, residual, rs, rz,
+        parallel=parallel, row_sums=sums)
+    fn(*args)
     return out
 
 
@@ -496,11 +602,8 @@ def _kdot_source(MR: int, CG: int, ISA: int, OUT: int, parallel: bool):
         wtaddr = np.int64(wtap.ctypes.data)
         wraddr = np.int64(wrun.ctypes.data)
         zyf, lo, hi = F32(zy), F32(qmin), F32(qmax)
-        listed = (ow_ + MR - 1) // MR <= MAXTILES     # tiles' regularity, once per call
-        tsteps = stack_array(MAXTILES, np.int64)
-        if listed:
-            for ti in range((ow_ + MR - 1) // MR):
-                tsteps[ti] = tile_step(colmap, ti * MR, MR, ow_, kw_)
+        tsteps = stack_array(MAXTILES, np.int64)    # tiles' regularity, once per call
+        listed = list_tiles(tsteps, colmap, MR, ow_, kw_)
         for row in loop(n_ * oh_):
             b = row // oh_
             oh = row - b * oh_
@@ -516,15 +619,8 @@ def _kdot_source(MR: int, CG: int, ISA: int, OUT: int, parallel: bool):
             twof = stack_array(MAXT, np.int64)     # ... and packed weight offset
             nt, maxoff = 0, 0
             if kh_ * qr <= MAXT:
-                for kh in range(kh_):
-                    r = rowmap[oh, kh]
-                    if r >= 0:
-                        roff = (b * h_ + r) * w_ * c_
-                        for q in range(qr):
-                            toff[nt] = roff + 16 * q
-                            twof[nt] = (kh * qr + q) * CB
-                            nt += 1
-                        maxoff = max(maxoff, roff + 16 * qr)
+                nt, maxoff = row_runs(toff, twof, rowmap, oh, b * h_ * w_ * c_, w_ * c_, kh_,
+                                      qr, 16, CB)
             for m in range(MR):
                 for j in range(co_):
                     brep[m * co_ + j] = bias[j]
@@ -682,7 +778,23 @@ def _reference():
     return reference_q8.qu8_conv2d_reference
 
 
+def _instnorm_reference():
+    from kernels import reference_q8
+    return reference_q8.qu8_conv2d_instnorm_reference
+
+
+INSTNORM_SUFFIXES = ("", "_add", "_add_fp32out")
+
+
+def instnorm_kernel_id(mr: int, nr: int, suffix: str = "") -> str:
+    """The plan id of the fused conv + instance norm step (planning/families/qconv_norm.py):
+    ``suffix`` "" (uint8 out), "_add" (the residual ADD, uint8 out) or "_add_fp32out"."""
+    return f"qu8_conv2d_igemm_{mr}x{nr}c4_instnorm{suffix}"
+
+
 KERNELS = {**{plan_kernel_id(mr, nr, e): (conv2d, _reference)
               for nr, mr in TILES.items() for e in EPILOGUES},
            **{kdot_plan_kernel_id(mr, cg, e): (conv2d, _reference)
-              for cg, mr in KDOT_TILES.items() for e in EPILOGUES}}
+              for cg, mr in KDOT_TILES.items() for e in EPILOGUES},
+           **{instnorm_kernel_id(mr, nr, sfx): (conv2d_instnorm, _instnorm_reference)
+              for nr, mr in TILES.items() for sfx in ("", "_add")}}

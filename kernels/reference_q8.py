@@ -134,3 +134,26 @@ def quantize_u8_reference(x, s: float, z: int) -> np.ndarray:
 def dequantize_u8_reference(q, s: float, z: int) -> np.ndarray:
     """float32 ``f32(q - z) * f32(s)``."""
     return (np.asarray(q, np.int32) - int(z)).astype(F32) * F32(s)
+
+
+def qu8_conv2d_instnorm_reference(x_u8, w_i8, bias_q, m, zx, scale, bias, s: float, z: int,
+                                  eps: float = 1e-5, act=0, act_params=(), residual=None,
+                                  rs: float = 1.0, rz: int = 0, qmin: int = 0, qmax: int = 255,
+                                  **geometry) -> np.ndarray:
+    """The fused conv + instance norm step (``qu8_conv2d_igemm_*_instnorm[_add]``): uint8
+    ``clip(rint((act(norm(y)) [+ f32(r - rz) * rs]) * f32(1 / s)) + z, qmin, qmax)`` with
+    ``y = f32(acc) * m`` the conv's fp32out output (``qu8_conv2d_reference``, no activation),
+    the norm in float64 (``kernels.reference.instance_norm``: per-image statistics over
+    H, W), then the float32 steps of the norm kernels' epilogue. ``scale``, ``bias``: f32[C] or
+    [N, C]. The kernels' float32 statistics and coefficients may round a value across a .5
+    boundary: they agree with this within one step."""
+    y = qu8_conv2d_reference(x_u8, w_i8, bias_q, m, zx, 0, 0, 255, out_mode="fp32out",
+                             **geometry)
+    import mobile_engine  # noqa: F401  NOTE: kernels.reference imported first is circular
+    from kernels import reference
+    v = reference.instance_norm(y, scale, bias, epsilon=eps, activation_kind=act,
+                                act_params=act_params).astype(F32)
+    if residual is not None:
+        v = v + (np.asarray(residual, np.int32) - np.int32(rz)).astype(F32) * F32(rs)
+    v = np.rint(v * F32(1.0 / float(s))) + F32(z)
+    return np.clip(v, F32(qmin), F32(qmax)).astype(np.uint8)

@@ -22,6 +22,7 @@ Step contract:
             tables from these and the input shape (a few KB each: not worth plan bytes); and for
             reading the plan: sx, zx, sy (0 for float output)
     kernel  ``qu8_conv2d_igemm_{MR}x{NR}c4_{requant|fp32out}``; the binder picks the ISA variant
+            (``_instnorm[_add]``: with the instance norm after it, families/qconv_norm.py)
 Depthwise convs (group == C, KH * KW <= 256): ``qu8_dwconv2d_{requant|fp32out}``
 (kernels/qu8_dwconv2d.py), weights wp [KH, KW, Co], zrow u8[C], bias, mult; params as above
 plus chmult (Co / C).
@@ -33,10 +34,11 @@ import numpy as np
 import mobile_engine.planning.families.conv  # noqa: F401  (the float lowering, wrapped below)
 from kernels import config
 from kernels.f32_conv2d import activation_params, conv_tables, readonly
-from mobile_engine.errors import PlanFormatError, UnsupportedOperatorError
+from mobile_engine.errors import UnsupportedOperatorError
 from mobile_engine.ir.dtypes import DType, QuantParams
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Activation, Op
+from mobile_engine.planning import validate as v
 from mobile_engine.planning.step import LOWERINGS, Step, binds
 
 F32 = np.float32
@@ -95,6 +97,11 @@ def clamp_range(act: Activation, params, sy: float, zy: int) -> tuple[int, int]:
         qhi = 255 if hi == float("inf") else int(np.clip(np.rint(hi / sy) + zy, 0, 255))
         return qlo, max(qlo, qhi)
     raise ValueError(f"activation {act.name} cannot be folded into a uint8 clamp")
+
+
+def uses_dwconv(group: int, c: int, co: int, kh: int, kw: int) -> bool:
+    """True when a quantized conv lowers to the depthwise kernel (else the igemm kernel)."""
+    return qdw is not None and group == c and c > 1 and co % c == 0 and kh * kw <= qdw.MAX_TAPS
 
 
 def lower_qconv2d(node: Node, graph: Graph) -> list[Step]:
@@ -162,7 +169,7 @@ def lower_qconv2d(node: Node, graph: Graph) -> list[Step]:
                   kernel=[kh, kw], strides=list(a["strides"]), dilations=list(a["dilations"]),
                   pads=list(a["pads"]), pad_mode=a["pad_mode"], upsample=int(a["upsample"]),
                   sx=float(sx), zx=int(zx), sy=float(sy))
-    if qdw is not None and group == c and c > 1 and co % c == 0 and kh * kw <= qdw.MAX_TAPS:
+    if uses_dwconv(group, c, co, kh, kw):
         weights = dict(wp=qdw.pack_weights(wq), zrow=qdw.zero_row(zx, c),
                        bias=np.ascontiguousarray(bias_q, np.int32),
                        mult=np.ascontiguousarray(mult, F32))
@@ -184,85 +191,129 @@ quantized_dispatch(Op.CONV2D, lower_qconv2d)
 
 
 # --- binders -------------------------------------------------------------------------------
+# Every binder checks, before any kernel runs, what the kernel trusts (planning/validate.py):
+# params' types and ranges, the indirection tables built from them against the input and the
+# output, the packed weights' exact shapes against the tile and the channel counts. A failed
+# check raises ``validate.BindError``; Session._bind names the file, step and kernel.
+MAX_ACT = int(max(Activation))
+
+
+def _weight(weights: dict, key: str, dtype, **kw) -> np.ndarray:
+    if key not in weights:
+        raise v.fail(f"weight {key!r} is missing")
+    return v.array(f"weight {key!r}", weights[key], dtype, **kw)
+
+
+def _contiguous(what: str, a: np.ndarray) -> np.ndarray:
+    v.require(a.flags.c_contiguous, f"{what} {list(a.shape)} is not C-contiguous")
+    return a
+
+
+class ConvOperands:
+    """The checked operands every qu8 conv kernel takes (``check_conv``)."""
+    __slots__ = ("x", "out", "rowmap", "colmap", "zrow", "bias", "mult", "tail", "parallel")
+
+
+def check_conv(params: dict, weights: dict, inputs: list, outputs: list,
+               epilogue: str) -> ConvOperands:
+    """x u8[N, H, W, C], out u8 (requant) or f32 (fp32out) [N, OH, OW, Co], the indirection
+    tables the geometry params give for x (their shapes against out), zrow u8[>= 1], bias
+    i32[Co], mult f32[Co], and (zy, qmin, qmax, act, p0, p1) in range."""
+    ops = ConvOperands()
+    ops.x = _contiguous("the input", v.array("the input", v.operand(iter(inputs), "the input"),
+                                             np.uint8, ndim=4))
+    ops.out = _contiguous("the output", v.array(
+        "the output", v.operand(iter(outputs), "the output"),
+        np.uint8 if epilogue == "requant" else F32, ndim=4))
+    x, out = ops.x, ops.out
+    v.require(out.shape[0] == x.shape[0], f"the output {list(out.shape)} and the input "
+                                          f"{list(x.shape)} differ in batch")
+    kernel = v.integers(params, "kernel", 2, 1, 1 << 12)
+    strides = v.integers(params, "strides", 2, 1, 1 << 12)
+    dilations = v.integers(params, "dilations", 2, 1, 1 << 12)
+    pads = v.integers(params, "pads", 4, 0, 1 << 16)
+    try:
+        ops.rowmap, ops.colmap = conv_tables(
+            x.shape, tuple(kernel), strides, dilations, pads,
+            v.choice(params, "pad_mode", ("constant", "reflect", "edge")),
+            v.integer(params, "upsample", 1, 64))
+    except (ValueError, IndexError) as exc:
+        raise v.fail(f"geometry params do not fit input {list(x.shape)}: {exc}") from None
+    v.require((ops.rowmap.shape[0], ops.colmap.shape[0]) == out.shape[1:3],
+              f"tables {ops.rowmap.shape}/{ops.colmap.shape} do not fit output "
+              f"{list(out.shape)}")
+    co = out.shape[3]
+    ops.zrow = _weight(weights, "zrow", np.uint8, ndim=1)
+    v.require(ops.zrow.size >= 1, "weight 'zrow' is empty")
+    ops.bias = _weight(weights, "bias", np.int32, shape=(co,))
+    ops.mult = _weight(weights, "mult", F32, shape=(co,))
+    ap = params.get("act_params")
+    v.require(isinstance(ap, list) and len(ap) == 2 and all(
+        isinstance(p, (int, float)) and not isinstance(p, bool) for p in ap),
+        f"params['act_params']={ap!r}: expected two numbers")
+    ops.tail = (v.integer(params, "zy", 0, 255), v.integer(params, "qmin", 0, 255),
+                v.integer(params, "qmax", 0, 255), v.integer(params, "act", 0, MAX_ACT),
+                F32(ap[0]), F32(ap[1]))
+    ops.parallel = v.integer(params, "work") >= config.PARALLEL_MIN_WORK and \
+        x.shape[0] * out.shape[1] >= 2
+    return ops
+
+
 def _bind_qconv(kernel: str):
-    mr, nr = (int(v) for v in kernel.split("_igemm_")[1].split("c4_")[0].split("x"))
+    mr, nr = (int(v_) for v_ in kernel.split("_igemm_")[1].split("c4_")[0].split("x"))
     epilogue = kernel.rsplit("_", 1)[1]
 
     def bind(params, weights, inputs, outputs, *_):
-        (x,), (out,) = inputs, outputs
-        wp, zrow, bias, mult = (weights[k] for k in ("wp", "zrow", "bias", "mult"))
-        try:
-            rowmap, colmap = conv_tables(x.shape, tuple(params["kernel"]), params["strides"],
-                                         params["dilations"], params["pads"],
-                                         params["pad_mode"], int(params["upsample"]))
-        except ValueError as exc:
-            raise PlanFormatError(f"step {kernel}: {exc}") from None
-        group = int(params["group"])
-        wrun = weights.get("wrun")
-        if wrun is None:
-            # NOTE: for C % 4 == 0 the per-row layout holds wp's bytes: [NB, KH, KW * QT, NR, 4]
-            # (a view; the kernel reads QR from this array's shape, so pass the 5-d form)
-            wrun = wp.reshape(wp.shape[0], wp.shape[1], wp.shape[2] * wp.shape[3], nr, 4) \
-                if group == 1 and wp.ndim == 6 and x.shape[3] % 4 == 0 else wp
-        want = np.uint8 if epilogue == "requant" else np.float32
-        problems = []
-        if x.dtype != np.uint8 or out.dtype != want or x.ndim != 4 or out.ndim != 4:
-            problems.append(f"input {x.dtype} {x.shape} / output {out.dtype} {out.shape}")
-        elif rowmap.shape[0] != out.shape[1] or colmap.shape[0] != out.shape[2]:
-            problems.append(f"tables {rowmap.shape}/{colmap.shape} do not fit output {out.shape}")
-        else:
-            co, c = out.shape[3], x.shape[3]
-            kh, kw = rowmap.shape[1], colmap.shape[1]
-            expect = (group * -(-(co // group) // nr), kh, kw, -(-(c // group) // 4), nr, 4)
-            if wp.dtype != np.int8 or wp.shape != expect:
-                problems.append(f"packed weights {wp.dtype} {wp.shape}, expected {expect}")
-            if bias.shape != (co,) or mult.shape != (co,) or bias.dtype != np.int32 \
-                    or mult.dtype != F32:
-                problems.append(f"bias {bias.dtype} {bias.shape} / mult {mult.dtype} "
-                                f"{mult.shape} do not fit {co} channels")
-            if zrow.dtype != np.uint8 or zrow.size < 4 * -(-(kw * c) // 4):
-                problems.append(f"zero row {zrow.dtype} {zrow.shape} too short")
-        if problems:
-            raise PlanFormatError(f"step {kernel}: {'; '.join(problems)}")
-        parallel = params["work"] >= config.PARALLEL_MIN_WORK and x.shape[0] * out.shape[1] >= 2
-        _, fn = qconv.select_qu8_conv(mr, nr, epilogue, parallel)
-        p0, p1 = (F32(v) for v in params["act_params"])
-        ro = readonly
-        return fn, (ro(x), ro(zrow), ro(rowmap), ro(colmap), ro(wp), ro(wrun), ro(bias),
-                    ro(mult), out, group, int(params["zy"]), int(params["qmin"]),
-                    int(params["qmax"]), int(params["act"]), p0, p1)
+        return bind_igemm(mr, nr, epilogue, params, weights, inputs, outputs)
 
     return bind
+
+
+def bind_igemm(mr: int, nr: int, epilogue: str, params: dict, weights: dict, inputs: list,
+               outputs: list):
+    """(dispatcher, args) of a checked ``qu8_conv2d_igemm_{mr}x{nr}c4_{epilogue}`` step."""
+    ops = check_conv(params, weights, inputs, outputs, epilogue)
+    c, co = ops.x.shape[3], ops.out.shape[3]
+    kh, kw = ops.rowmap.shape[1], ops.colmap.shape[1]
+    group = v.integer(params, "group", 1, c)
+    v.require(c % group == 0 and co % group == 0,
+              f"params['group']={group} does not divide {c} input / {co} output channels")
+    gnb, qt, qr = group * -(-(co // group) // nr), -(-(c // group) // 4), -(-(kw * c) // 4)
+    wp = _weight(weights, "wp", np.int8, shape=(gnb, kh, kw, qt, nr, 4))
+    if "wrun" in weights:
+        wrun = _weight(weights, "wrun", np.int8, shape=(gnb, kh, qr, nr, 4))
+        v.require(group == 1, "weight 'wrun' is for group 1 only")
+    elif group == 1:
+        # NOTE: for C % 4 == 0 the per-row layout holds wp's bytes: [NB, KH, KW * QT, NR, 4]
+        # (a view; the kernel reads QR from this array's shape, so pass the 5-d form)
+        v.require(c % 4 == 0, f"weight 'wrun' is missing ({c} input channels)")
+        wrun = wp.reshape(gnb, kh, kw * qt, nr, 4)
+    else:
+        wrun = wp
+    v.require(ops.zrow.size >= 4 * max(qt, qr if group == 1 else 0),
+              f"weight 'zrow' has {ops.zrow.size} bytes; a kernel row reads {4 * max(qt, qr)}")
+    _, fn = qconv.select_qu8_conv(mr, nr, epilogue, ops.parallel)
+    ro = readonly
+    return fn, (ro(ops.x), ro(ops.zrow), ro(ops.rowmap), ro(ops.colmap), ro(wp), ro(wrun),
+                ro(ops.bias), ro(ops.mult), ops.out, group, *ops.tail)
 
 
 def _bind_qdw(kernel: str):
     epilogue = kernel.rsplit("_", 1)[1]
 
     def bind(params, weights, inputs, outputs, *_):
-        (x,), (out,) = inputs, outputs
-        wp, zrow, bias, mult = (weights[k] for k in ("wp", "zrow", "bias", "mult"))
-        try:
-            rowmap, colmap = conv_tables(x.shape, tuple(params["kernel"]), params["strides"],
-                                         params["dilations"], params["pads"],
-                                         params["pad_mode"], int(params["upsample"]))
-        except ValueError as exc:
-            raise PlanFormatError(f"step {kernel}: {exc}") from None
-        chmult = int(params["chmult"])
-        want = np.uint8 if epilogue == "requant" else np.float32
-        co = out.shape[-1] if out.ndim == 4 else -1
-        if x.dtype != np.uint8 or out.dtype != want or x.ndim != 4 or out.ndim != 4 \
-                or co != chmult * x.shape[3] or wp.shape != (rowmap.shape[1], colmap.shape[1], co) \
-                or bias.shape != (co,) or mult.shape != (co,) \
-                or (rowmap.shape[0], colmap.shape[0]) != out.shape[1:3] or zrow.size < x.shape[3]:
-            raise PlanFormatError(f"step {kernel}: input {x.dtype} {x.shape}, output {out.dtype} "
-                                  f"{out.shape}, weights {wp.shape} do not fit")
-        parallel = params["work"] >= config.PARALLEL_MIN_WORK and x.shape[0] * out.shape[1] >= 2
-        p0, p1 = (F32(v) for v in params["act_params"])
+        ops = check_conv(params, weights, inputs, outputs, epilogue)
+        c, co = ops.x.shape[3], ops.out.shape[3]
+        chmult = v.integer(params, "chmult", 1, co)
+        v.require(co == chmult * c, f"{co} output channels are not params['chmult']={chmult} "
+                                    f"x {c} input channels")
+        wp = _weight(weights, "wp", np.int8, shape=(ops.rowmap.shape[1], ops.colmap.shape[1],
+                                                    co))
+        v.require(ops.zrow.size >= c, f"weight 'zrow' has {ops.zrow.size} bytes, not {c}")
         ro = readonly
-        return qdw.dwconv_kernel(epilogue, parallel), (
-            ro(x), ro(zrow), ro(rowmap), ro(colmap), ro(wp), ro(bias), ro(mult), out, chmult,
-            int(params["zy"]), int(params["qmin"]), int(params["qmax"]), int(params["act"]),
-            p0, p1)
+        return qdw.dwconv_kernel(epilogue, ops.parallel), (
+            ro(ops.x), ro(ops.zrow), ro(ops.rowmap), ro(ops.colmap), ro(wp), ro(ops.bias),
+            ro(ops.mult), ops.out, chmult, *ops.tail)
 
     return bind
 

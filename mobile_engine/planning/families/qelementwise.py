@@ -11,10 +11,15 @@ Kernel ids and step contracts:
   + f32(b - zb) * mb) + zy, qmin, qmax)``, ``ma = f32(sa / sy)``; params za, zb, ma, mb, zy,
   qmin, qmax (the activation folded).
 - ``f32_instance_norm_nhwc_qu8``: INSTANCE_NORM reading float32 (a conv's exact accumulators)
-  and writing uint8 (kernels/f32_norm_qu8.py: two passes, statistics then normalise + quantize). inputs [x, runtime scale/bias]; weights
-  ``in1``/``in2`` when constant; params epsilon, act, p0, p1 (the norm's activation, in float),
-  s, z, qmin, qmax (output), inplace (the float norm may overwrite x: nothing else reads it;
-  otherwise the binder allocates a scratch once).
+  and writing uint8 (kernels/f32_norm_qu8.py: two passes, statistics then normalise +
+  quantize). inputs [x, run-time scale/bias or style vectors]; params ``inputs`` tags them
+  ("scale", "bias": tensors; "style_scale", "style_bias": the style vector u whose product with
+  weight ``style_scale``/``style_bias`` = G gives it, ``style_source``: the DEQUANTIZE, MUL and
+  REDUCE_SUM of the chain lower to nothing); weights ``scale``/``bias`` when constant (plans
+  without ``inputs`` kept them as ``in1``/``in2``); params epsilon, act, p0, p1 (the norm's
+  activation, in float), s, z, qmin, qmax (output), inplace (the float norm may overwrite x:
+  nothing else reads it; otherwise the binder allocates a scratch once). Usually computed
+  inside its conv's step instead (families/qconv_norm.py).
 - ``f32_instance_norm_nhwc_add_qu8``: an INSTANCE_NORM whose only reader is a uint8 ADD
   (``quantize_int8.fused_norm_input``) and that ADD, as one step writing the ADD's output:
   ``q = clamp(rint((norm(x) + rs * (r - rz)) / s) + z, qmin, qmax)``, the add's activation in
@@ -39,10 +44,11 @@ from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Activation, Op
 from mobile_engine.passes.quantize_int8 import fused_norm_input
-from mobile_engine.planning.families.elementwise import activation, operands, readonly
+from mobile_engine.planning import validate as v
+from mobile_engine.planning.families.elementwise import activation, readonly
 from mobile_engine.planning.families.qconv import (clamp_range, is_quantized, per_tensor,
                                                    quantized_dispatch)
-from mobile_engine.planning.step import LOWERINGS, Step, binds, lowers, runtime_inputs
+from mobile_engine.planning.step import LOWERINGS, Step, binds, lowers
 
 F32 = np.float32
 try:
@@ -78,16 +84,130 @@ def _f32_input(node: Node, graph: Graph) -> str:
     return x.name
 
 
+# --- style-computed scale and bias ---------------------------------------------------------
+# NOTE: multistyle26 computes every norm's scale and bias as REDUCE_SUM(MUL(u[K, 1], G[K, C]),
+# axis 0) from the style vector u; the int8 rewrite stores G as int8 behind a DEQUANTIZE. As
+# the float family does (families/norm.py ``style_source``), a norm lowered here takes u and G
+# (dequantized at compile time, the float32 values the DEQUANTIZE step would write) and its
+# kernel computes ``u @ G`` (f32_norm ``style_matvec``) first: the DEQUANTIZE, MUL and
+# REDUCE_SUM steps (~100 tiny steps in multistyle26) lower to nothing.
+def _dequantized_const(graph: Graph, name: str) -> np.ndarray | None:
+    """float32 values of ``name`` when it is a constant, or the output of a DEQUANTIZE of an
+    int8 constant read by nothing else (``(q - zero) * scale`` per axis, as the DEQUANTIZE
+    step computes them); else None."""
+    data = graph.const(name)
+    if data is not None:
+        return np.ascontiguousarray(data, F32)
+    dq = graph.producer(name)
+    if dq is None or dq.op is not Op.DEQUANTIZE or graph.is_output(name) or \
+            len(graph.consumers(name)) != 1:
+        return None
+    src = graph.tensors[dq.inputs[0]]
+    q = src.quant
+    if not src.is_const or src.dtype is not DType.INT8 or q is None:
+        return None
+    shape = [1] * len(src.shape)
+    if q.axis is not None:
+        shape[q.axis] = -1
+    zero = np.asarray(q.zero_point, np.int32).reshape(shape)
+    return np.ascontiguousarray((np.asarray(src.data).astype(np.int32) - zero).astype(F32) *
+                                np.asarray(q.scale, F32).reshape(shape))
+
+
+def _sole_producer(graph: Graph, name: str, op: Op, reader: Node) -> Node | None:
+    """The ``op`` node writing ``name`` when ``reader`` is its only reader (not an output)."""
+    if not name or graph.is_output(name) or [id(n) for n in graph.consumers(name)] != [id(reader)]:
+        return None
+    p = graph.producer(name)
+    return p if p is not None and p.op is op else None
+
+
+def style_source(norm: Node, graph: Graph, index: int) -> tuple[str, np.ndarray] | None:
+    """(u, G) when input ``index`` (1 scale, 2 bias) of ``norm`` is REDUCE_SUM(MUL(u, G), axis
+    0) with u a run-time f32[K, 1] and G f32[K, C] a constant or a DEQUANTIZE of one, each
+    intermediate read only on this path; else None."""
+    t = norm.inputs[index] if index < len(norm.inputs) else ""
+    red = _sole_producer(graph, t, Op.REDUCE_SUM, norm)
+    mul = _sole_producer(graph, red.inputs[0], Op.MUL, red) if red is not None else None
+    if mul is None or red.attrs["keepdims"] or [a % 2 for a in red.attrs["axes"]] != [0] or \
+            mul.attrs["activation"] is not Activation.NONE or len(mul.inputs) != 2:
+        return None
+    shape = graph.tensors[red.inputs[0]].shape
+    if len(shape) != 2 or graph.tensors[t].shape != (shape[1],):
+        return None
+    for u, g in (mul.inputs, mul.inputs[::-1]):
+        ut = graph.tensors[u]
+        f32 = all(graph.tensors[n].dtype is DType.FLOAT32 and graph.tensors[n].quant is None
+                  for n in (u, g, red.inputs[0], t))
+        if f32 and not ut.is_const and ut.shape == (shape[0], 1) and \
+                graph.tensors[g].shape == shape:
+            gd = _dequantized_const(graph, g)
+            if gd is not None:
+                return u, gd
+    return None
+
+
+def _lowered_here(norm: Node, graph: Graph) -> bool:
+    return norm.op is Op.INSTANCE_NORM and (is_quantized(norm, graph) or
+                                            _is_fused_norm(norm, graph))
+
+
+# DEQUANTIZE -> MUL -> REDUCE_SUM -> INSTANCE_NORM: what each node of a style chain feeds
+_STYLE_CHAIN = {Op.DEQUANTIZE: Op.MUL, Op.MUL: Op.REDUCE_SUM, Op.REDUCE_SUM: Op.INSTANCE_NORM}
+
+
+def _absorbed(node: Node, graph: Graph) -> bool:
+    """True when ``node`` (DEQUANTIZE, MUL or REDUCE_SUM) only feeds, along a style chain, the
+    scale or bias of a norm lowered here that computes it itself (``style_source``)."""
+    chain = set()
+    while node.op in _STYLE_CHAIN:
+        chain.add(node.outputs[0])
+        users = graph.consumers(node.outputs[0])
+        if len(users) != 1 or users[0].op is not _STYLE_CHAIN[node.op]:
+            return False
+        if users[0].op is Op.INSTANCE_NORM:
+            norm = users[0]
+            if not _lowered_here(norm, graph):
+                return False
+            for i in (1, 2):
+                src = style_source(norm, graph, i) if norm.inputs[i:i + 1] == [node.outputs[0]] \
+                    else None
+                if src is not None and src[0] not in chain:    # u is read, not absorbed
+                    return True
+            return False
+        node = users[0]
+    return False
+
+
+NORM_INPUT_TAGS = ("scale", "bias", "style_scale", "style_bias")
+
+
 def _norm_params(node: Node, graph: Graph, x: str) -> tuple[list[str], dict, dict]:
-    names, consts = runtime_inputs(node, graph)
-    for name in names[1:]:
-        if graph.tensors[name].dtype is not DType.FLOAT32:
-            raise _fail(node, f"scale/bias {name!r} must be float32")
+    """(run-time inputs after x, weights, params) of a norm step: scale and bias are weights
+    ``scale``/``bias`` when constant, run-time inputs, or a style vector input with weight
+    ``style_scale``/``style_bias`` = G (``style_source``); param ``inputs`` tags the run-time
+    inputs after x."""
+    names, tags, weights = [], [], {}
+    for i, what in ((1, "scale"), (2, "bias")):
+        src = style_source(node, graph, i)
+        name = node.inputs[i] if i < len(node.inputs) else ""
+        data = graph.const(name) if name else None
+        if src is not None:
+            names.append(src[0])
+            tags.append(f"style_{what}")
+            weights[f"style_{what}"] = src[1]
+        elif data is not None:
+            weights[what] = np.ascontiguousarray(data, F32)
+        elif name and graph.tensors[name].dtype is DType.FLOAT32:
+            names.append(name)
+            tags.append(what)
+        else:
+            raise _fail(node, f"{what} {name!r} must be a float32 tensor")
     act, p0, p1 = activation(node)
     inplace = graph.single_consumer(x) is node and x not in graph.inputs
     params = {"epsilon": float(node.attrs["epsilon"]), "act": act, "p0": p0, "p1": p1,
-              "inplace": bool(inplace)}
-    return names, {k: np.ascontiguousarray(v, F32) for k, v in consts.items()}, params
+              "inplace": bool(inplace), "inputs": tags}
+    return names, weights, params
 
 
 def lower_qinstance_norm(node: Node, graph: Graph) -> list[Step]:
@@ -96,6 +216,7 @@ def lower_qinstance_norm(node: Node, graph: Graph) -> list[Step]:
     x = _f32_input(node, graph)
     out = graph.tensors[node.outputs[0]]
     names, weights, params = _norm_params(node, graph, x)
+    names = [x] + names
     flops = 8 * int(np.prod(out.shape, dtype=np.int64))
     if out.quant is None:
         add = _fused_add(node, graph)
@@ -172,6 +293,14 @@ LOWERINGS[Op.INSTANCE_NORM] = _lower_norm_dispatch
 quantized_dispatch(Op.ADD, lower_qadd)
 
 
+def _skip_absorbed(op: Op, absorbed) -> None:
+    lower = LOWERINGS[op]
+
+    def lower_unless_absorbed(node: Node, graph: Graph) -> list[Step]:
+        return [] if absorbed(node, graph) else lower(node, graph)
+    LOWERINGS[op] = lower_unless_absorbed
+
+
 @lowers(Op.QUANTIZE)
 def lower_quantize(node: Node, graph: Graph) -> list[Step]:
     x, y = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
@@ -207,6 +336,10 @@ def lower_dequantize(node: Node, graph: Graph) -> list[Step]:
         weights["zero"] = np.asarray(q.zero_point, np.int32).reshape(shape)
     return [Step(node.name, "qs8_dequantize_const", [], [y.name], {}, weights,
                  flops=2 * x.data.size)]
+
+
+for _op in _STYLE_CHAIN:
+    _skip_absorbed(_op, _absorbed)
 
 
 # --- binders -------------------------------------------------------------------------------
@@ -261,34 +394,125 @@ if qew is not None:
     binds(qew.ADD_ID)(bind_add)
 
 
+MAX_ACT = int(max(Activation))
+
+
+def _tags(params: dict) -> list[str]:
+    """params['inputs'] checked: distinct tags of NORM_INPUT_TAGS (at most one per operand)."""
+    tags = params.get("inputs")
+    v.require(isinstance(tags, list) and len(tags) <= 2 and
+              all(isinstance(t, str) and t in NORM_INPUT_TAGS for t in tags) and
+              len({t.rsplit("_", 1)[-1] for t in tags}) == len(tags),
+              f"params['inputs']={tags!r}: expected distinct tags of {list(NORM_INPUT_TAGS)}")
+    return tags
+
+
+def norm_operands(params: dict, weights: dict, inputs: list, x_shape: tuple,
+                  prefix: str = "") -> tuple:
+    """Checked (scale, bias) of a norm step for ``f32_norm_qu8``: f32[C] or [N, C] arrays, or
+    ``(u, G)`` pairs (u f32[K], G f32[K, C]); ``inputs`` are the run-time inputs after x (in
+    the order of params ``inputs``); weights ``{prefix}scale``/``{prefix}style_scale`` etc."""
+    n, c = x_shape[0], x_shape[3]
+    tags = _tags(params)
+    v.require(len(inputs) >= len(tags), f"{len(inputs)} run-time norm inputs for tags {tags}")
+    rt = dict(zip(tags, inputs))
+    out = []
+    for what in ("scale", "bias"):
+        if f"style_{what}" in rt:
+            u = v.array(f"the style vector of the {what}", rt[f"style_{what}"], F32)
+            key = f"{prefix}style_{what}"
+            v.require(key in weights, f"weight {key!r} is missing")
+            g = v.array(f"weight {key!r}", weights[key], F32, ndim=2)
+            v.require(g.shape[1] == c and u.size == g.shape[0] and g.flags.c_contiguous,
+                      f"style vector {list(u.shape)} and weight {key!r} {list(g.shape)} do not "
+                      f"give {c} channels")
+            out.append((u, g))
+            continue
+        if what in rt:
+            t = v.array(f"the {what} input", rt[what], F32)
+        else:
+            key = f"{prefix}{what}"
+            v.require(key in weights, f"weight {key!r} is missing (params['inputs']={tags})")
+            t = v.array(f"weight {key!r}", weights[key], F32)
+        v.require(t.size in (c, n * c), f"instance norm {what} {list(t.shape)} does not fit "
+                                        f"input {list(x_shape)}")
+        out.append(t)
+    return tuple(out)
+
+
+def _norm_common(params: dict, weights: dict, inputs: list, prefix: str = ""):
+    """Checked (x f32[N, H, W, C] C-contiguous, scale, bias, eps, act, (p0, p1), the inputs
+    after the norm's own)."""
+    x = v.array("the norm input", v.operand(iter(inputs), "the norm input"), F32, ndim=4)
+    v.require(x.flags.c_contiguous, f"the norm input {list(x.shape)} is not C-contiguous")
+    ntags = len(_tags(params))
+    scale, bias = norm_operands(params, weights, inputs[1:1 + ntags], x.shape, prefix)
+    act = v.integer(params, "act", 0, MAX_ACT)
+    return (x, scale, bias, v.number(params, "epsilon"), act,
+            (v.number(params, "p0"), v.number(params, "p1")), inputs[1 + ntags:])
+
+
+def _u8_like(what: str, a, shape) -> np.ndarray:
+    v.array(what, a, np.uint8, shape=shape)
+    v.require(a.flags.c_contiguous, f"{what} {list(a.shape)} is not C-contiguous")
+    return a
+
+
+def bind_norm_qu8(params: dict, weights: dict, inputs: list, outputs: list, fused: bool,
+                  row_sums: np.ndarray | None = None, prefix: str = ""):
+    """(fn, args) of ``f32_instance_norm_nhwc[_add]_qu8`` (``fused``: the residual add); with
+    ``row_sums`` (the producing conv's statistics, families/qconv_norm.py) the kernel skips its
+    statistics pass. Params and weights are read under ``prefix``."""
+    p = {k[len(prefix):]: val for k, val in params.items() if k.startswith(prefix)}
+    x, scale, bias, eps, act, act_params, rest = _norm_common(p, weights, inputs, prefix)
+    out = _u8_like("the output", v.operand(iter(outputs), "the output"), x.shape)
+    v.require(len(rest) == int(fused), f"{len(inputs)} inputs: expected x, the params['inputs'] "
+                                       f"tensors{' and the residual' if fused else ''}")
+    r = _u8_like("the residual", rest[0], x.shape) if fused else None
+    s = v.number(p, "s")
+    v.require(np.isfinite(s) and s > 0, f"params['s']={s}: expected a positive scale")
+    qargs = (v.integer(p, "z", 0, 255), v.integer(p, "qmin", 0, 255),
+             v.integer(p, "qmax", 0, 255))
+    rs, rz = (v.number(p, "rs"), v.integer(p, "rz", 0, 255)) if fused else (1.0, 0)
+    keep_x = v.flag(p, "inplace") or knq.fusable(act, act_params)
+    v.require(row_sums is None or knq.fusable(act, act_params),
+              f"params['act']={act}: a norm fused into its conv takes none/relu/clamp")
+    # the two-pass kernel reads x only; the fallback (other activations) overwrites it
+    return _on_copy(x, keep_x, lambda work: knq.instance_norm_qu8_call(
+        work, scale, bias, out, eps, act, act_params, s, *qargs, r, rs, rz, row_sums=row_sums))
+
+
+def _on_copy(x: np.ndarray, in_place: bool, make):
+    """``make(work)`` -> (fn, args) of a kernel that may overwrite ``work``: ``x`` itself when
+    ``in_place``, else a copy made before each run into a buffer allocated once, here."""
+    work = x if in_place else np.empty(x.shape, F32)
+    try:
+        fn, args = make(work)
+    except ValueError as exc:
+        raise v.fail(str(exc)) from None
+    if in_place:
+        return fn, args
+
+    def run():
+        np.copyto(work, x)
+        fn(*args)
+    return run, ()
+
+
+def _legacy_norm_params(params: dict, weights: dict, inputs: list) -> tuple[dict, dict]:
+    """Plans written before params ``inputs`` kept constant scale/bias as weights in1/in2."""
+    if "inputs" in params:
+        return params, weights
+    tags = [w for i, w in ((1, "scale"), (2, "bias")) if f"in{i}" not in weights]
+    weights = {**weights, **{w: weights[f"in{i}"] for i, w in ((1, "scale"), (2, "bias"))
+                             if f"in{i}" in weights}}
+    return {**params, "inputs": tags}, weights
+
+
 def _bind_norm(fused: bool):
     def bind(params, weights, inputs, outputs):
-        x, scale, bias = operands(weights, inputs, 3)
-        out = outputs[0]
-        r = inputs[-1] if fused else None
-        if x.dtype != F32 or out.dtype != np.uint8 or out.shape != x.shape \
-                or (r is not None and (r.dtype != np.uint8 or r.shape != x.shape)):
-            raise ValueError(f"instance norm {x.dtype} {x.shape} -> {out.dtype} {out.shape}"
-                             + (f" with residual {r.dtype} {r.shape}" if r is not None else ""))
-        c = x.shape[3]
-        for what, t in (("scale", scale), ("bias", bias)):
-            if t.size not in (c, x.shape[0] * c):
-                raise ValueError(f"instance norm {what} {t.shape} does not fit input {x.shape}")
-        act, act_params = int(params["act"]), (params["p0"], params["p1"])
-        # the two-pass kernel reads x only; the fallback (other activations) overwrites it
-        keep_x = params["inplace"] or knq.fusable(act, act_params)
-        work = x if keep_x else np.empty(x.shape, F32)          # NOTE: once, at bind time
-        fn, args = knq.instance_norm_qu8_call(
-            work, readonly(scale), readonly(bias), out, params["epsilon"], act, act_params,
-            params["s"], params["z"], params["qmin"], params["qmax"], r,
-            params.get("rs", 1.0), params.get("rz", 0))
-        if keep_x:
-            return fn, args
-
-        def run():
-            np.copyto(work, x)
-            fn(*args)
-        return run, ()
+        params, weights = _legacy_norm_params(params, weights, inputs)
+        return bind_norm_qu8(params, weights, inputs, outputs, fused)
     return bind
 
 
@@ -296,22 +520,28 @@ binds(NORM_QU8)(_bind_norm(False))
 binds(NORM_ADD_QU8)(_bind_norm(True))
 
 
+def bind_norm_add_f32_core(params: dict, weights: dict, inputs: list, outputs: list,
+                           row_sums: np.ndarray | None = None, prefix: str = ""):
+    """(fn, args) of ``f32_instance_norm_nhwc_add_qu8_fp32out``; ``row_sums`` and ``prefix``
+    as in ``bind_norm_qu8``."""
+    p = {k[len(prefix):]: val for k, val in params.items() if k.startswith(prefix)}
+    x, scale, bias, eps, act, act_params, rest = _norm_common(p, weights, inputs, prefix)
+    v.require(len(rest) == 1, f"{len(inputs)} inputs: expected x, the params['inputs'] tensors "
+                              f"and the residual")
+    r = _u8_like("the residual", rest[0], x.shape)
+    out = v.array("the output", v.operand(iter(outputs), "the output"), F32, shape=x.shape)
+    v.require(out.flags.c_contiguous, "the output is not C-contiguous")
+    rs, rz = v.number(p, "rs"), v.integer(p, "rz", 0, 255)
+    lo, hi = v.number(p, "lo"), v.number(p, "hi")
+    v.flag(p, "inplace")                # NOTE: x is only read (the norm writes out)
+    try:
+        return knq.instance_norm_add_f32_call(x, scale, bias, out, eps, act, act_params, r, rs,
+                                              rz, lo, hi, row_sums=row_sums)
+    except ValueError as exc:
+        raise v.fail(str(exc)) from None
+
+
 @binds(NORM_ADD_F32)
 def bind_norm_add_f32(params, weights, inputs, outputs):
-    x, scale, bias = operands(weights, inputs, 3)
-    r, out = inputs[-1], outputs[0]
-    if x.dtype != F32 or out.dtype != F32 or r.dtype != np.uint8 \
-            or not x.shape == r.shape == out.shape:
-        raise ValueError(f"norm + add {x.dtype} {x.shape} + {r.dtype} {r.shape} -> "
-                         f"{out.dtype} {out.shape}")
-    work = x if params["inplace"] else np.empty(x.shape, F32)      # NOTE: once, at bind time
-    fn, args = knq.instance_norm_add_f32_call(
-        work, readonly(scale), readonly(bias), out, params["epsilon"], int(params["act"]),
-        (params["p0"], params["p1"]), r, params["rs"], params["rz"], params["lo"], params["hi"])
-    if params["inplace"]:
-        return fn, args
-
-    def run():
-        np.copyto(work, x)
-        fn(*args)
-    return run, ()
+    params, weights = _legacy_norm_params(params, weights, inputs)
+    return bind_norm_add_f32_core(params, weights, inputs, outputs)
