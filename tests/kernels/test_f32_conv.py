@@ -13,10 +13,11 @@ from kernels import f32_conv_transpose2d as convt
 from kernels import f32_dwconv2d as dw
 from kernels import reference as ref
 from kernels.indirection import conv_axis_map, conv_transpose_axis_map
-from mobile_engine.errors import PlanFormatError, UnsupportedOperatorError
+from mobile_engine.errors import UnsupportedOperatorError
 from mobile_engine.ir import GraphBuilder, Op
 from mobile_engine.ir.ops import Activation
 from mobile_engine.planning.step import BINDERS, lower_node
+from mobile_engine.planning.validate import BindError
 from tests.tolerances import assert_f32_close
 
 RNG = np.random.default_rng(7)
@@ -309,10 +310,10 @@ def test_binder_rejects_inconsistent_blobs(co, strides):
     x = np.zeros((1, 5, 5, 4), np.float32)
     out = np.zeros(g.tensors[y].shape, np.float32)
     bad = dict(step.weights, rowmap=step.weights["rowmap"][:3])
-    with pytest.raises(PlanFormatError, match="tables"):
+    with pytest.raises(BindError, match="weight 'rowmap'"):       # Session names the step
         BINDERS[step.kernel](step.params, bad, [x], [out])
     bad = dict(step.weights, w=step.weights["w"][:, :1])
-    with pytest.raises(PlanFormatError, match="packed weights"):
+    with pytest.raises(BindError, match="weight 'w'"):
         BINDERS[step.kernel](step.params, bad, [x], [out])
     fn, args = BINDERS[step.kernel](step.params, step.weights, [x], [out])
     fn(*args)

@@ -10,10 +10,11 @@ import mobile_engine.planning.families  # noqa: F401  (registers the lowerings a
 from kernels import f32_conv2d as igemm
 from kernels import f32_conv2d_pix as pix
 from kernels import reference as ref
-from mobile_engine.errors import PlanFormatError, UnsupportedOperatorError
+from mobile_engine.errors import UnsupportedOperatorError
 from mobile_engine.ir import GraphBuilder, Op
 from mobile_engine.ir.ops import Activation
 from mobile_engine.planning.step import BINDERS, lower_node
+from mobile_engine.planning.validate import BindError
 from tests.tolerances import assert_f32_close
 
 RNG = np.random.default_rng(11)
@@ -168,7 +169,7 @@ def test_binder_rejects_inconsistent_blobs():
                      ("w", step.weights["w"][..., :2]),
                      ("bufsrc", step.weights["bufsrc"] + 5)):
         broken = type(step)(**{**step.__dict__, "weights": {**step.weights, key: bad}})
-        with pytest.raises(PlanFormatError, match="pix"):
+        with pytest.raises(BindError, match=f"weight '{key}'"):   # Session names the step
             _bind(broken, x, out)
 
 
