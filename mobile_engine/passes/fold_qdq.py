@@ -35,7 +35,7 @@ from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Op
 from mobile_engine.ir.verify import verify
-from mobile_engine.passes import absorb_pad, absorb_upsample
+from mobile_engine.passes import absorb_pad, absorb_upsample, pack_output_pixels
 from mobile_engine.passes.quantize_int8 import CLAMP_ACTIVATIONS, _nhwc
 from quantize.weights import bias_floor, quantize_weights
 
@@ -255,5 +255,6 @@ def run(graph: Graph) -> int:
             break
     # the uint8 PAD/RESIZE left in front of int8 convs become the convs' indirection tables
     total += absorb_pad.run(graph) + absorb_upsample.run(graph) + _unit_transposes(graph)
+    total += pack_output_pixels.run(graph)          # few-channel int8 convs fill their lanes
     verify(graph)
     return total
