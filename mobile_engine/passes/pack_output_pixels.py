@@ -41,6 +41,8 @@ def _cost(co: int, kw: int, f: int) -> float:
 
 def choose_factor(co: int, kw: int, width: int) -> int:
     """The pixel factor f for ``co`` output channels, kernel width ``kw``, output ``width``."""
+    if co >= LANES:
+        return 1
     best = min((f for f in range(1, LANES + 1) if width % f == 0 and f * co <= 4 * LANES),
                key=lambda f: (_cost(co, kw, f), f))
     return best if _cost(co, kw, best) <= MIN_SAVING * _cost(co, kw, 1) else 1

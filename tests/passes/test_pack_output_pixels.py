@@ -14,7 +14,8 @@ from tests.passes.test_fold_qdq_layout import _Net, _reference
 
 @pytest.mark.parametrize("co,kw,width,f", [(3, 9, 384, 4), (8, 9, 384, 2), (8, 3, 384, 2),
                                            (16, 3, 384, 1), (32, 3, 96, 1), (3, 9, 1, 1),
-                                           (1, 3, 32, 16), (13, 3, 10, 1)])
+                                           (1, 3, 32, 16), (13, 3, 10, 1), (100, 1, 1, 1),
+                                           (320, 1, 7, 1)])
 def test_choose_factor(co, kw, width, f):
     assert pack_output_pixels.choose_factor(co, kw, width) == f
 
