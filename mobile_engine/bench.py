@@ -31,6 +31,11 @@ readers also take version 1 files, which lack precision, compile_ms, feeds, peer
                              --int8, or an imported QDQ model)
     compile_ms       float|null  the in-process int8 calibration + compile (once, before the
                              thread blocks); null otherwise
+    import_ms        float   importing the engine (Numba, the kernel modules, the binders) in
+                             this process before anything else does (0 when already imported,
+                             e.g. by an earlier bench in the same process): a fresh process's
+                             time to its first output is import_ms + the first block's init_ms +
+                             first_run_ms
     inputs           [{name, shape, dtype}]   the shapes benchmarked (after --shape)
     feeds            {name: str}   how each input was filled ("uniform random [0, 1), seed 0",
                              "image PATH ...", "--set NAME=VALUES", ...)
@@ -116,10 +121,11 @@ INT8_ONNX_OPS = ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMa
 INT8_KERNEL_PREFIXES = ("qu8_", "qs8_")
 
 TOP_FIELDS = ("schema_version", "kind", "created", "label", "model", "source", "precision",
-              "compile_ms", "inputs", "feeds", "peer", "plan", "runs", "warmup", "machine",
-              "results")
+              "compile_ms", "import_ms", "inputs", "feeds", "peer", "plan", "runs", "warmup",
+              "machine", "results")
 # Fields version 1 documents lack; readers fill them with these values.
-V1_DEFAULTS = {"precision": None, "compile_ms": None, "feeds": None, "peer": None}
+V1_DEFAULTS = {"precision": None, "compile_ms": None, "import_ms": None, "feeds": None,
+               "peer": None}
 RESULT_FIELDS = ("threads", "load_ms", "bind_ms", "jit", "init_ms", "first_run_ms", "latency_ms",
                  "throughput_fps", "peak_rss_mb", "arena_bytes", "weight_bytes", "profile_runs",
                  "ops", "ops_total_ms", "threading_layer", "compare", "warnings")
@@ -313,6 +319,16 @@ def _peer_source(plan, model: Path) -> str:
 
 
 # --- our engine ----------------------------------------------------------------------------------
+def import_engine() -> float:
+    """Import what loading and running a plan needs (Numba, every kernel module, the binders);
+    the milliseconds it took (about 0 once imported). Done first, and timed, because the machine
+    facts import the engine too, which would otherwise hide this part of a process's start."""
+    t0 = time.perf_counter()
+    import mobile_engine.planning.families  # noqa: F401  (Numba, the kernels, the binders)
+    import mobile_engine.runtime.session  # noqa: F401
+    return (time.perf_counter() - t0) * 1e3
+
+
 def _load_plan(model: Path, shapes: dict):
     import mobile_engine as me
     from mobile_engine.plan import Plan
@@ -541,12 +557,13 @@ class BenchReport:
     compile_ms: float | None = None
     feeds: dict | None = None
     peer: dict | None = None
+    import_ms: float | None = None
 
     def as_dict(self) -> dict:
         return {"schema_version": SCHEMA_VERSION, "kind": KIND, "created": self.created,
                 "label": self.label, "model": self.model, "source": self.source,
                 "precision": self.precision, "compile_ms": self.compile_ms,
-                "inputs": self.inputs, "feeds": self.feeds, "peer": self.peer, "plan": self.plan,
+                "import_ms": self.import_ms, "inputs": self.inputs, "feeds": self.feeds, "peer": self.peer, "plan": self.plan,
                 "runs": self.runs, "warmup": self.warmup, "machine": self.machine,
                 "results": self.results}
 
@@ -556,7 +573,7 @@ class BenchReport:
         return cls(data["model"], data["source"], data["inputs"], data["plan"], data["runs"],
                    data["warmup"], data["machine"], data["results"], data["label"],
                    data["created"], data["precision"], data["compile_ms"], data["feeds"],
-                   data["peer"])
+                   data["peer"], data["import_ms"])
 
     def text(self, profile: bool = False) -> str:
         from mobile_engine.machine import describe
@@ -575,13 +592,16 @@ class BenchReport:
         if self.peer:
             lines.append(f"  peer: {self.peer['engine']} on {self.peer['model']} "
                          f"({self.peer['precision']}, sha256 {self.peer['sha256'][:12]})")
-        for r in self.results:
-            lines += [""] + format_result(r, self.runs, profile)
+        for k, r in enumerate(self.results):
+            lines += [""] + format_result(r, self.runs, profile,
+                                          self.import_ms if k == 0 else None)
         return "\n".join(lines)
 
 
-def format_result(r: dict, runs: int, profile: bool = False) -> list[str]:
-    """The terminal lines of one thread block."""
+def format_result(r: dict, runs: int, profile: bool = False,
+                  import_ms: float | None = None) -> list[str]:
+    """The terminal lines of one thread block (``import_ms``: the first block's, to show the
+    start of a fresh process)."""
     lat, jit = r["latency_ms"], r["jit"]
     lines = [
         f"threads {r['threads']}: {runs} timed runs",
@@ -593,6 +613,10 @@ def format_result(r: dict, runs: int, profile: bool = False) -> list[str]:
         f"min {lat['min']:.3f}  mean {lat['mean']:.3f}  max {lat['max']:.3f}  "
         f"({r['throughput_fps']:.1f} /s)",
     ]
+    if import_ms is not None:
+        lines.insert(2, f"  start of a fresh process: import {import_ms:.1f} + init "
+                        f"{r['init_ms']:.1f} + first run {r['first_run_ms']:.1f} = "
+                        f"{import_ms + r['init_ms'] + r['first_run_ms']:.1f} ms")
     for name, c in r["compare"].items():
         speed = "faster" if c["ratio"] < 1 else "slower"
         diff = "n/a" if c["max_abs_diff"] is None else f"{c['max_abs_diff']:.2g}"
@@ -687,6 +711,7 @@ def run_bench(model: str | Path, shapes: dict | None = None, threads: int | Sequ
     if not model.is_file():
         raise InputError(f"{model}: no such file (give an .onnx model or a .mplan plan)")
     ort = import_onnxruntime() if compare == "onnxruntime" else None
+    import_ms = import_engine()           # before numba and machine_facts import any of it
     import numba
     top = numba.config.NUMBA_NUM_THREADS
     bad = [t for t in thread_list if not 1 <= t <= top]
@@ -722,7 +747,7 @@ def run_bench(model: str | Path, shapes: dict | None = None, threads: int | Sequ
             "arena_bytes": plan.arena_bytes, "weight_bytes": plan.weight_bytes}
     return BenchReport(str(model), source, [dict(i) for i in plan.inputs], info, runs, warmup,
                        facts, results, label, created, plan_precision(plan), compile_ms,
-                       described, None if peer is None else peer.describe())
+                       described, None if peer is None else peer.describe(), import_ms)
 
 
 def validate_report(data, where: str = "bench JSON") -> dict:
