@@ -4,7 +4,8 @@ Reports median GOP/s (2 * MACs / time) of the 3x3 128->128 conv on 64x64 (DESIGN
 on 1 core with vpdpbusd) and of multistyle26's conv layers at 480x640, serial (1 thread, timed
 by the thread's CPU time, so a busy machine distorts it less) and parallel (Numba's thread
 count, wall time). Weights are packed and tables built once, as in a plan; requant epilogue
-(uint8 out) unless ``--fp32out``.
+(uint8 out) unless ``--fp32out``; ``--stats`` adds the instance-norm statistics epilogue of the
+fused conv + norm step (fp32out with row sums, igemm only).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ MULTISTYLE26 = [
 
 
 def prepare(h, w, ci, co, k, stride=1, upsample=1, pad_mode="reflect", tile=None,
-            parallel=False, isa=None, epilogue="requant", method=None):
+            parallel=False, isa=None, epilogue="requant", method=None, stats=False):
     """(fn, args, ops, tile, kernel id) of one qu8 conv as a bound plan step would call it."""
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (1, h, w, ci)).astype(np.uint8)
@@ -56,6 +57,8 @@ def prepare(h, w, ci, co, k, stride=1, upsample=1, pad_mode="reflect", tile=None
         wp = qc.pack_qu8_weights(wt, nr)
         kid, fn = qc.select_qu8_conv(mr, nr, epilogue, parallel, isa)
         args = (*head, ro(wp), ro(qc.qu8_run_weights(wt, wp, nr)), *tail, 1, *params)
+        if stats:           # the fused conv + norm step's row sums
+            args = args + (np.zeros(out.shape[0] * out.shape[1] * 2 * co),)
     return fn, args, 2 * out.size * ci * k * k, (mr, nr), kid
 
 
@@ -66,13 +69,17 @@ def main(argv=None) -> None:
     ap.add_argument("--isa", choices=sorted(qc.ISAS), help="default: this CPU's best")
     ap.add_argument("--fp32out", action="store_true", help="float32 epilogue")
     ap.add_argument("--method", choices=["igemm", "kdot"], help="default: kdot for Co <= 8")
+    ap.add_argument("--stats", action="store_true",
+                    help="fp32out with the instance-norm statistics epilogue (igemm)")
     args = ap.parse_args(argv)
     tile = tuple(int(v) for v in args.tile.split("x")) if args.tile else None
-    epi = "fp32out" if args.fp32out else "requant"
+    epi = "fp32out" if args.fp32out or args.stats else "requant"
+    method = "igemm" if args.stats else args.method
     threads = numba.get_num_threads()
     for parallel in (False, True):
         fn, a, ops, _, kid = prepare(64, 64, 128, 128, 3, pad_mode="constant", tile=tile,
-                                     parallel=parallel, isa=args.isa, epilogue=epi)
+                                     parallel=parallel, isa=args.isa, epilogue=epi,
+                                     stats=args.stats)
         clock = time.perf_counter if parallel else time.thread_time
         s = median_seconds(fn, a, args.repeat, clock)
         print(f"3x3 128->128 64x64 {kid}: {ops / s / 1e9:7.1f} GOP/s "
@@ -86,7 +93,7 @@ def main(argv=None) -> None:
         for parallel in (False, True):
             fn, a, ops, t, _ = prepare(h, w, ci, co, k, stride, up, tile=tile,
                                        parallel=parallel, isa=args.isa, epilogue=epi,
-                                       method=args.method)
+                                       method=method, stats=args.stats)
             clock = time.perf_counter if parallel else time.thread_time
             row.append(median_seconds(fn, a, max(3, args.repeat // 2), clock))
         total[0] += ops * count

@@ -142,23 +142,29 @@ def _fused_source(parallel: bool, residual: bool):
     loop = prange if parallel else range
 
     def f32_instance_norm_nhwc_qu8(x, scale, bias, r, out, n_img, P, C, eps, lo, hi, inv, z,
-                                   rs, rz, qmin, qmax, partial, scratch, stats, coef, given,
-                                   style, su, sg, sbuf, bu, bg, bbuf):
-        """x f32[n_img * P * C], r and out u8 likewise; partial f64[n_img * nblk * 2 * C]
-        (pass-1 partials), or with ``given`` the producing conv's row sums f64[n_img * rows *
-        2 * C] (pass 1 skipped); scratch f32[n_img * nblk * 2 * C]; stats f64[n_img * 2 * C];
-        coef f32[n_img * 3 * C]; style as f32_norm's kernels (bit 1: scale = su @ sg into
-        sbuf, bit 2: bias = bu @ bg into bbuf)."""
+                                   rs, rz, qmin, qmax, partial, scratch, stats, coef, sums,
+                                   given, style, su, sg, sbuf, bu, bg, bbuf):
+        """x f32[n_img * P * C], r and out u8 likewise; partial f64[n_img, nblk, 2, C]
+        (pass-1 partials); scratch f32[n_img * nblk, 2, C]; with ``given``, sums f64[n_img *
+        rows * 2 * C] are the producing conv's row sums (pass 1 skipped); stats f64[n_img * 2
+        * C]; coef f32[n_img * 3 * C]; style as f32_norm's kernels (bit 1: scale = su @ sg
+        into sbuf, bit 2: bias = bu @ bg into bbuf)."""
         f32_norm._styles(style, su, sg, sbuf, bu, bg, bbuf)
-        nblk = scratch.shape[0] // (n_img * 2 * C)
+        nblk = partial.shape[1]
         per = (P + nblk - 1) // nblk
         # pass 1: shifted sums (float32 over FLUSH pixels, then float64)
-        for t in loop(0 if given else n_img * nblk):
+        # NOTE: with the loop count as ``prange(0 if given else n_img * nblk)`` the parallel
+        # variant ran 10-500x slower than the serial one (measured at 120x160x32): keep the
+        # conditional out of the prange header
+        ntask = n_img * nblk
+        if given:
+            ntask = 0
+        for t in loop(ntask):
             n, k = t // nblk, t % nblk
             base = n * P * C
             shift = x[base:base + C]
-            s32, q32 = scratch[2 * t * C:(2 * t + 1) * C], scratch[(2 * t + 1) * C:(2 * t + 2) * C]
-            s64, q64 = partial[2 * t * C:(2 * t + 1) * C], partial[(2 * t + 1) * C:(2 * t + 2) * C]
+            s32, q32 = scratch[t, 0], scratch[t, 1]
+            s64, q64 = partial[n, k, 0], partial[n, k, 1]
             s64[:] = 0.0
             q64[:] = 0.0
             p = k * per
@@ -177,13 +183,14 @@ def _fused_source(parallel: bool, residual: bool):
                     q64[c] += q32[c]
                 p += FLUSH
         if given:
-            f32_norm._row_sums(partial, n_img, C, stats)
+            f32_norm._row_sums(sums, n_img, C, stats)
         else:
             stats[:] = 0.0
-            for t in range(n_img * nblk):
-                n = t // nblk
-                for i in range(2 * C):
-                    stats[n * 2 * C + i] += partial[2 * t * C + i]
+            for n in range(n_img):
+                for k in range(nblk):
+                    for c in range(C):
+                        stats[n * 2 * C + c] += partial[n, k, 0, c]
+                        stats[n * 2 * C + C + c] += partial[n, k, 1, c]
         # mean m (rounded), a, b with the rounding of m folded into b
         f32_norm._coefficients(x, scale, bias, n_img, P, C, eps, stats, coef, C, 1, not given)
         # pass 2: normalise, activation, residual, quantize
@@ -252,19 +259,16 @@ def instance_norm_qu8_call(x, scale, bias, out, eps: float, act: int, act_params
         nblk = fused_blocks(n, h * w, c)
         r = residual if residual is not None else out
         given = row_sums is not None
-        if given:
-            partial = row_sums.reshape(-1)
-            if partial.dtype != np.float64 or partial.size % (n * 2 * c):
-                raise ValueError(f"row sums {row_sums.shape} {row_sums.dtype} do not fit input "
-                                 f"{x.shape}")
-        else:
-            partial = np.empty(n * nblk * 2 * c, np.float64)
+        sums = row_sums.reshape(-1) if given else np.zeros(1, np.float64)
+        if given and (sums.dtype != np.float64 or sums.size % (n * 2 * c)):
+            raise ValueError(f"row sums {row_sums.shape} {row_sums.dtype} do not fit input "
+                             f"{x.shape}")
         s_, b_, *style = f32_norm.style_operands(scale, bias, c)
-        args = (f32_norm.readonly(x.reshape(-1)), s_, b_, f32_norm.readonly(r.reshape(-1)),
-                out.reshape(-1), n, h * w, c, float(eps), F32(lo), F32(hi), F32(1.0 / s),
-                F32(z), F32(rs), np.int32(rz), F32(qmin), F32(qmax), partial,
-                np.empty(n * nblk * 2 * c, F32), np.empty(n * 2 * c, np.float64),
-                np.empty(n * 3 * c, F32), given, *style)
+        args = (x.reshape(-1), s_, b_, r.reshape(-1), out.reshape(-1), n, h * w, c,
+                float(eps), F32(lo), F32(hi), F32(1.0 / s), F32(z), F32(rs), np.int32(rz),
+                F32(qmin), F32(qmax), np.empty((n, nblk, 2, c), np.float64),
+                np.empty((n * nblk, 2, c), F32), np.empty(n * 2 * c, np.float64),
+                np.empty(n * 3 * c, F32), sums, given, *style)
         return fused_kernel(parallel, residual is not None), args
     if row_sums is not None:
         raise ValueError(f"activation {act} takes the unfused norm: it cannot use row sums")

@@ -127,3 +127,41 @@ def test_tampered_fused_steps_are_refused_not_crashed(plan_path, tmp_path, monke
         "\n".join(f"{k}: {v}" for k, v in list(bad.items())[:30])
     refused = sum(v.startswith("engine-error PlanFormatError") for v in verdicts.values())
     assert refused > len(paths) // 2, f"only {refused} of {len(paths)} edits were refused"
+
+
+def test_standalone_norm_binder_reads_old_and_new_param_forms():
+    """``f32_instance_norm_nhwc_qu8`` steps: scale/bias as weights ``scale``/``bias`` with
+    params ``inputs`` (tags of the run-time ones), or as plans before ``inputs`` wrote them
+    (weights ``in1``/``in2``); a style pair (u, G) computes the scale in the kernel."""
+    from kernels import f32_norm_qu8 as knq
+    from mobile_engine.planning import validate
+    from mobile_engine.planning.step import BINDERS
+    rng = np.random.default_rng(5)
+    x = (rng.normal(0, 3, (1, 6, 7, 24)) + 10).astype(np.float32)
+    scale = rng.uniform(0.5, 2, 24).astype(np.float32)
+    bias = rng.normal(0, 1, 24).astype(np.float32)
+    u = rng.uniform(0, 1, (3, 1)).astype(np.float32)
+    g = rng.uniform(0.5, 2, (3, 24)).astype(np.float32)
+    base = {"epsilon": 1e-5, "act": 1, "p0": 0.0, "p1": 0.0, "inplace": False, "s": 0.03,
+            "z": 5, "qmin": 0, "qmax": 255}
+    bind = BINDERS["f32_instance_norm_nhwc_qu8"]
+    forms = [({**base, "inputs": []}, {"scale": scale, "bias": bias}, [], scale),
+             (base, {"in1": scale, "in2": bias}, [], scale),
+             ({**base, "inputs": ["bias"]}, {"scale": scale}, [bias], scale),
+             ({**base, "inputs": ["style_scale"]}, {"style_scale": g, "bias": bias}, [u],
+              (u.astype(np.float64).T @ g).astype(np.float32).reshape(-1))]
+    for params, weights, rt, expect_scale in forms:
+        out = np.empty(x.shape, np.uint8)
+        fn, args = bind(params, weights, [x] + rt, [out])
+        fn(*args)
+        ref = knq._reference(x, expect_scale, bias, 0.03, 5, act=1)
+        assert np.abs(out.astype(int) - ref).max() <= 1
+    for params, weights, rt in (({**base, "inputs": ["scale", "scale"]}, {"bias": bias},
+                                 [scale, scale]),                      # a tag twice
+                                ({**base, "inputs": ["style_scale"]}, {"bias": bias}, [u]),
+                                ({**base, "inputs": []}, {"scale": scale[:5], "bias": bias},
+                                 []),
+                                ({**base, "inputs": [], "s": -1.0},
+                                 {"scale": scale, "bias": bias}, [])):
+        with pytest.raises(validate.BindError):
+            bind(params, weights, [x] + rt, [np.empty(x.shape, np.uint8)])
