@@ -34,7 +34,9 @@ clean:
 # The suite on emulated aarch64 cores (Cortex-A53, A72, A76) and the NEON/sdot instruction check
 # (tests/arm/run.py). Sets up qemu-user-static, an arm64 Debian userland and the aarch64 wheels
 # on first use, cached in ~/.cache/mobile-engine/arm (MOBILE_ENGINE_HOME). Emulated timings are
-# never reported: latency on ARM is measured on real boards.
+# never reported: latency on ARM is measured on real boards. The kernel tests run on the A76
+# only; ARM_FLAGS="--full all" runs them on every core (run.py --help).
+ARM_FLAGS ?=
 test-arm: models
 	tests/arm/setup.sh $(PY)
-	$(PY) tests/arm/run.py
+	$(PY) tests/arm/run.py $(ARM_FLAGS)
