@@ -2,18 +2,19 @@
 checks, so only the binders stand between it and a Numba kernel that does no bounds checks.
 
 Small plans exercising every kernel of the element-wise, reduce, gemm, pool, resize, layout,
-conv and norm families are tampered with systematically (each int/list param +1, -1, x1000, 0 and garbage
-types; weight blobs swapped for other blobs; tensor shapes and dtypes changed in the "tensors"
-table; step operands swapped). Every variant is loaded and run in ONE subprocess worker
-(tests/fuzz/load_tampered.py) so a segfault or a hang is seen as such. Acceptable: an
-EngineError, or a run that completes with outputs of the manifest's shapes and the arena's
-guard zones intact (an edit may be consistent). Anything else fails the test.
+conv and norm families are tampered with systematically (each int/list param +1, -1, x1000, 0
+and garbage types; weight blobs swapped for other blobs; index tables poked; tensor shapes and
+dtypes changed in the "tensors" table; step operands and kernels swapped). Every variant is
+loaded and run in ONE subprocess worker (tests/fuzz/load_tampered.py) so a segfault or a hang
+is seen as such. Acceptable: an EngineError, or a run that completes with outputs of the
+manifest's shapes and the arena's guard zones intact (an edit may be consistent). Anything
+else fails the test. By default the conv and norm plans run every fourth variant; the slow
+tests run them all, a 64x96 multistyle26 plan's too, and everything with Numba bounds checks.
 
 Targeted edits (one per binder field: an index table entry out of range, a wrong dtype, group 0,
-a huge stride, a shape that does not fit the kernel, ...) must each be refused with a
-PlanFormatError naming the step, the kernel and the field. Binding never calls a kernel, so
-those run in-process; every sweep that runs the edited plans runs in the worker. A small
-multistyle26 plan (64x96) is tampered with too: targeted edits by default, its sweep is slow.
+a huge stride, a negative pad, a shape that does not fit the kernel, ...) must each be refused
+with a PlanFormatError naming the step, the kernel and the field: in-process (binding never
+calls a kernel) and again through the worker.
 """
 from __future__ import annotations
 
