@@ -583,6 +583,7 @@ REFUSALS = [
     ("pool", "f32_avgpool2d_nhwc", _kernel("f32_maxpool2d_nhwc"),
      r"params\['dilations'\] is missing"),
     ("pool", "f32_maxpool2d_nhwc", _set("strides", [1 << 30, 1]), r"window 3x3 strides"),
+    ("pool", "f32_maxpool2d_nhwc", _set("kernel", [1 << 40, 3]), r"params\['kernel'\]"),
     ("resize", "f32_resize_bilinear_nhwc", _swap("y_index", "x_index"), r"weight 'y_index'"),
     ("resize", "x32_resize_nearest_nhwc", _poke("x_index", 5), r"weight 'x_index' holds"),
 ] + [

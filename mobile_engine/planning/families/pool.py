@@ -42,6 +42,11 @@ def lower_pool(node: Node, graph: Graph) -> list[Step]:
     return [Step(node.name, kernel, names, list(node.outputs), params, consts, flops)]
 
 
+# NOTE: the max pool kernel walks every window row (skipping those outside the input): a
+# window of 2^40 rows with pads to match passes the geometry check and would loop for hours.
+MAX_WINDOW = 1 << 16
+
+
 def _bind_pool(maxpool: bool):
     """The binder of the max (``dilations``) or average (``count_include_pad``) pool: the
     kernel id, not the params present, says which kernel runs."""
@@ -49,7 +54,7 @@ def _bind_pool(maxpool: bool):
         x, out = operands(params, weights, inputs)[0], outputs[0]
         v.array("the input", x, np.float32, ndim=4)
         v.array("the output", out, np.float32, ndim=4)
-        (kh, kw) = v.integers(params, "kernel", 2, lo=1)
+        (kh, kw) = v.integers(params, "kernel", 2, lo=1, hi=MAX_WINDOW)
         (sh, sw) = v.integers(params, "strides", 2, lo=1)
         (pt, pl, pb, pr) = v.integers(params, "pads", 4)
         (dh, dw) = v.integers(params, "dilations", 2, lo=1) if maxpool else (1, 1)
