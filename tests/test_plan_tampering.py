@@ -807,6 +807,22 @@ def test_refusals_in_the_worker(request, plans, tmp_path):
     assert not wrong, "\n".join(wrong)
 
 
+def test_empty_reduction_with_a_huge_axis_runs_at_once(tmp_path):
+    """An empty input through the nd reduction with a tampered 2^40 axis before the empty one
+    (the output walk has nothing to check): the kernel would loop for hours; the binder hands
+    it an empty walk, the result (zeros) is the same."""
+    b = GraphBuilder("empty")
+    x = b.input("x", (2, 0, 3, 4))
+    plan = plan_from_graph(b.build(b.node(Op.REDUCE_SUM, x, axes=(0, 2))))
+    manifest = json.loads(json.dumps(plan.manifest))
+    step = _step(manifest, "f32_reduce_sum_nd")
+    assert step["params"]["shape"][:4] == [1, 1, 2, 0]
+    step["params"]["shape"][0] = 1 << 40
+    path = tmp_path / "empty.mplan"
+    _write(path, manifest, plan.blobs)
+    assert _run_worker([path], tmp_path, timeout=120)[str(path)] == "ran"
+
+
 def test_runtime_gather_index_out_of_range_is_an_engine_error(plans):
     sess = me.Session(plans["layout"][0], threads=1)
     feeds = {a.name: np.zeros(a.shape, np.dtype(s["dtype"]))

@@ -66,6 +66,10 @@ def bind_f32_reduce(params, weights, inputs, outputs):
                                            f"{list(x.shape)}")
         v.walk_inside(f"the output (out_strides {out_strides} over {shape})", 0, shape,
                       out_strides, out.size)
+        if x.size == 0:
+            # NOTE: nothing to add up (out = 0): the kernel would still walk the axes before
+            # the empty one, 2^40 steps for a tampered [2^40, 0, ...]
+            plan.update(shape=[1] * (kred.MAX_RANK - 1) + [0], out_strides=[0] * kred.MAX_RANK)
     return kred.reduce_call(plan, readonly(x), out, v.flag(params, "mean"))
 
 
