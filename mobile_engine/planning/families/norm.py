@@ -137,21 +137,10 @@ def norm_inputs(node: Node, graph: Graph, prefix: str = ""):
     return names, tags, weights
 
 
-def norm_params(rt: dict, weights: dict, prefix: str = ""):
+def checked_norm_params(rt: dict, weights: dict, n: int, c: int, prefix: str = ""):
     """Bind time: (scale, bias) for ``knorm.instance_norm_call``: arrays, or ``(u, G)`` pairs
     the kernel multiplies (``knorm.style_operands``), from the run-time inputs ``rt`` (tag ->
-    array) and the weights; raises KeyError when one is missing."""
-    out = []
-    for what in ("scale", "bias"):
-        if f"style_{what}" in rt:
-            out.append((rt[f"style_{what}"], weights[f"{prefix}style_{what}"]))
-        else:
-            out.append(rt[what] if what in rt else weights[f"{prefix}{what}"])
-    return tuple(out)
-
-
-def checked_norm_params(rt: dict, weights: dict, n: int, c: int, prefix: str = ""):
-    """Bind time: ``norm_params`` after proving what the kernels index: an array scale or bias
+    array) and the weights, after proving what the kernels index: an array scale or bias
     is f32 of C (shared) or N * C (per image) values; a style pair is u (f32, K values) and
     ``G`` (weight ``{prefix}style_<what>``, f32[K, C]); each comes from one source."""
     out = []
