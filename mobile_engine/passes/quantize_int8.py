@@ -64,11 +64,12 @@ from quantize.weights import bias_floor, quantize_weights
 CONST_MIN_SIZE = 256
 # NOTE: a conv with at most this many output channels (and the pixel-lane kernel's group 1,
 # column stride 1) stays float. Measured on multistyle26's expand tail at 480x640, 2 threads,
-# load 0.7 (issue 4): qu8 igemm 14x16 (16 output-channel lanes, half or more of them idle)
-# 1.5 ms for the up2 3x3 32->8, 3.5 ms (51 GOP/s) for the up2 3x3 8->4, 4.5 ms for the 9x9
-# 4->3, against 0.8 / 0.65 / 2.2 ms for f32_conv2d_pixup2_16x8 / pixup2_32x4 / pix_64x3
-# (lanes over 16 output pixels: no idle lane); the int8 tail with its norms and final
-# transpose cost 13.7 ms, the planar float one 5.4 ms. At most pix.MAX_CO (the kernel's reach).
+# both plans alternately in one process (issue 4; load 2, per-step medians): the qu8 igemm
+# 14x16 tile (16 output-channel lanes, half or more idle) takes 2.0 ms for the up2 3x3 32->8,
+# 4.4 ms for the up2 3x3 8->4, 6.3 ms for the 9x9 4->3; f32_conv2d_pixup2_16x8 / pixup2_32x4 /
+# pix_64x3 (lanes over 16 output pixels: none idle) 1.4 / 1.0 / 4.2 ms; with the norms and the
+# final transpose the tail went from 17.7 ms (int8) to 7.6 ms (planar float, as in the fp32
+# plan); whole plan p50 81 -> 38 ms. At most pix.MAX_CO (the kernel's reach).
 FLOAT_MAX_CO = 8
 # Activations a uint8 output can absorb into its clamp.
 CLAMP_ACTIVATIONS = frozenset({Activation.NONE, Activation.RELU, Activation.CLAMP})
