@@ -38,7 +38,7 @@ def tail_net():
     r = norm(b, conv(b, x, C, C, "body0"), C)
     t = norm(b, conv(b, r, C, C, "body1", seed=3), C, Activation.NONE, seed=9)
     s = b.node(Op.ADD, r, t, name="add")
-    up = dict(upsample=2)
+    up = {"upsample": 2}
     y = norm(b, conv(b, s, C, 8, "up0", seed=5, **up), 8, seed=11)
     y = norm(b, conv(b, y, 8, 4, "up1", seed=13, **up), 4, seed=15)
     y = norm(b, conv(b, y, 4, 3, "out", k=5, seed=17), 3, Activation.SIGMOID, seed=19)
