@@ -104,6 +104,15 @@ def list_tiles(tsteps, colmap, mr, ow_, kw_):
 
 
 @config.jit(inline="always")
+def addresses(x, zrow, wtap, wrun):
+    """Raw addresses the kernels read through: (x, one past x's end, the zero-point row, the
+    per-tap weights, the per-row weights)."""
+    xbase = np.int64(x.ctypes.data)
+    return (xbase, xbase + x.size, np.int64(zrow.ctypes.data), np.int64(wtap.ctypes.data),
+            np.int64(wrun.ctypes.data))
+
+
+@config.jit(inline="always")
 def row_runs(toff, twof, rowmap, oh, rbase, rstride, kh_, qr, width, wbytes):
     """The fused path's table of one output row: for every valid kernel row kh and run word q,
     ``toff`` = input offset ``rbase + r * rstride + width * q`` and ``twof`` = packed weight
@@ -243,19 +252,13 @@ def _igemm_source(MR: int, NR: int, ISA: int, OUT: int, parallel: bool):
                                  "sums f64[N * OH * 2 * Co]")
         wf = wp.reshape(wp.size)
         wrf = wrun.reshape(wrun.size)
-        of = out.reshape(out.size)
-        xf = x.reshape(x.size)
-        xbase = np.int64(x.ctypes.data)
-        xend = xbase + x.size
-        zbase = np.int64(zrow.ctypes.data)
-        wtaddr = np.int64(wp.ctypes.data)
-        wraddr = np.int64(wrun.ctypes.data)
+        of, xf = out.reshape(out.size), x.reshape(x.size)
+        xbase, xend, zbase, wtaddr, wraddr = addresses(x, zrow, wp, wrun)
         zyf, lo, hi = F32(zy), F32(qmin), F32(qmax)
         tsteps = stack_array(MAXTILES, np.int64)    # tiles' regularity, once per call
         listed = list_tiles(tsteps, colmap, MR, ow_, kw_)
         for row in loop(n_ * oh_):
-            b = row // oh_
-            oh = row - b * oh_
+            b, oh = row // oh_, row % oh_
             acc = stack_array(ACC, np.int32)       # the register tile: constant offsets only
             tile = stack_array(ACC, np.int32)
             ptr = stack_array(MR, np.int64)        # raw address each pixel reads from
@@ -444,16 +447,20 @@ def igemm_kernel(mr: int, nr: int, isa: str, epilogue: str, parallel: bool, cach
         p0, p1: float32 activation params (fp32out)
         sums:   optional (fp32out with act 0 only) f64[N * OH * 2 * Co]: per output row and
                 channel the sums of the stored outputs and of their squares, an instance
-                norm's statistics without another pass (float32 sums of ``y - y[row, 0]`` per
-                tile, float64 across tiles; ``kernels/f32_norm_qu8.py`` reads them)
+                norm's statistics without another pass (float32 sums of ``y - y[row, 0]`` over
+                up to STAT_PIXELS pixels, then float64; ``kernels/f32_norm_qu8.py`` reads them)
     ``cache=False`` compiles a fresh dispatcher whose ``inspect_asm()`` works (tests).
     """
     if isa not in _ISA_CODES or epilogue not in EPILOGUES or nr % VL:
         raise ValueError(f"no qu8 conv kernel {mr}x{nr} {isa} {epilogue}")
+    return _dispatcher(functools.partial(_igemm_source, mr, nr), isa, epilogue, parallel, cache)
+
+
+def _dispatcher(source, isa: str, epilogue: str, parallel: bool, cache: bool):
+    """Numba dispatcher of ``source(ISA code, epilogue index, parallel)`` (``_FLAGS``)."""
     flags = dict(_FLAGS) if cache else dict(_FLAGS, cache=False)
     deco = config.pjit if parallel else config.jit
-    return deco(_igemm_source(mr, nr, _ISA_CODES[isa], EPILOGUES.index(epilogue), parallel),
-                **flags)
+    return deco(source(_ISA_CODES[isa], EPILOGUES.index(epilogue), parallel), **flags)
 
 
 def select_qu8_conv(mr: int, nr: int, epilogue: str, parallel: bool, isa: str | None = None):
@@ -507,7 +514,7 @@ def conv2d_instnorm(x_u8, w_i8, bias_q, mult, zx, scale, bias, s, z, eps=1e-5, a
                     act_params=(), residual=None, rs=1.0, rz=0, qmin=0, qmax=255, *, isa=None,
                     tile=None, parallel=None, **geometry):
     """Convenience entry of the fused conv + instance norm step
-    (``qu8_conv2d_igemm_{MR}x{NR}c4_instnorm[_add]``) with the arguments of
+    (``qu8_conv2d_igemm_{MR}x{NR}c4_instance_norm[_add]``) with the arguments of
     ``kernels.reference_q8.qu8_conv2d_instnorm_reference``: the igemm fp32out conv writing its
     row statistics, then ``kernels/f32_norm_qu8.py``'s norm from them. uint8 NHWC."""
     from kernels import f32_norm_qu8
@@ -600,21 +607,14 @@ def _kdot_source(MR: int, CG: int, ISA: int, OUT: int, parallel: bool):
             raise ValueError("qu8_conv2d_kdot16: zero-point row shorter than a kernel row")
         if co_ > 4 * CG or qr != (kw_ * c_ + 15) // 16 or qt != (c_ + 15) // 16:
             raise ValueError("qu8_conv2d_kdot16: packed weights do not fit the shapes")
-        wrf = wrun.reshape(wrun.size)
-        wtf = wtap.reshape(wtap.size)
-        of = out.reshape(out.size)
-        xf = x.reshape(x.size)
-        xbase = np.int64(x.ctypes.data)
-        xend = xbase + x.size
-        zbase = np.int64(zrow.ctypes.data)
-        wtaddr = np.int64(wtap.ctypes.data)
-        wraddr = np.int64(wrun.ctypes.data)
+        wrf, wtf = wrun.reshape(wrun.size), wtap.reshape(wtap.size)
+        of, xf = out.reshape(out.size), x.reshape(x.size)
+        xbase, xend, zbase, wtaddr, wraddr = addresses(x, zrow, wtap, wrun)
         zyf, lo, hi = F32(zy), F32(qmin), F32(qmax)
         tsteps = stack_array(MAXTILES, np.int64)    # tiles' regularity, once per call
         listed = list_tiles(tsteps, colmap, MR, ow_, kw_)
         for row in loop(n_ * oh_):
-            b = row // oh_
-            oh = row - b * oh_
+            b, oh = row // oh_, row % oh_
             acc = stack_array(NACC, np.int32)      # the register tile: constant offsets only
             tile = stack_array(NACC, np.int32)
             red = stack_array(NRED, np.int32)      # [pixel, channel] sums, compacted to co_
@@ -768,10 +768,7 @@ def kdot_kernel(mr: int, cg: int, isa: str, epilogue: str, parallel: bool, cache
     """
     if isa not in _ISA_CODES or epilogue not in EPILOGUES or cg not in KDOT_TILES:
         raise ValueError(f"no qu8 kdot conv kernel {mr}x{4 * cg} {isa} {epilogue}")
-    flags = dict(_FLAGS) if cache else dict(_FLAGS, cache=False)
-    deco = config.pjit if parallel else config.jit
-    return deco(_kdot_source(mr, cg, _ISA_CODES[isa], EPILOGUES.index(epilogue), parallel),
-                **flags)
+    return _dispatcher(functools.partial(_kdot_source, mr, cg), isa, epilogue, parallel, cache)
 
 
 def select_qu8_conv_kdot(mr: int, cg: int, epilogue: str, parallel: bool, isa: str | None = None):
@@ -791,13 +788,13 @@ def _instnorm_reference():
     return reference_q8.qu8_conv2d_instnorm_reference
 
 
-INSTNORM_SUFFIXES = ("", "_add", "_add_fp32out")
+INSTNORM_SUFFIXES = ("", "_add")
 
 
 def instnorm_kernel_id(mr: int, nr: int, suffix: str = "") -> str:
     """The plan id of the fused conv + instance norm step (planning/families/qconv_norm.py):
-    ``suffix`` "" (uint8 out), "_add" (the residual ADD, uint8 out) or "_add_fp32out"."""
-    return f"qu8_conv2d_igemm_{mr}x{nr}c4_instnorm{suffix}"
+    ``suffix`` "" (uint8 out) or "_add" (the residual ADD, uint8 out)."""
+    return f"qu8_conv2d_igemm_{mr}x{nr}c4_instance_norm{suffix}"
 
 
 KERNELS = {**{plan_kernel_id(mr, nr, e): (conv2d, _reference)
@@ -805,4 +802,4 @@ KERNELS = {**{plan_kernel_id(mr, nr, e): (conv2d, _reference)
            **{kdot_plan_kernel_id(mr, cg, e): (conv2d, _reference)
               for cg, mr in KDOT_TILES.items() for e in EPILOGUES},
            **{instnorm_kernel_id(mr, nr, sfx): (conv2d_instnorm, _instnorm_reference)
-              for nr, mr in TILES.items() for sfx in ("", "_add")}}
+              for nr, mr in TILES.items() for sfx in INSTNORM_SUFFIXES}}

@@ -140,7 +140,7 @@ def qu8_conv2d_instnorm_reference(x_u8, w_i8, bias_q, m, zx, scale, bias, s: flo
                                   eps: float = 1e-5, act=0, act_params=(), residual=None,
                                   rs: float = 1.0, rz: int = 0, qmin: int = 0, qmax: int = 255,
                                   **geometry) -> np.ndarray:
-    """The fused conv + instance norm step (``qu8_conv2d_igemm_*_instnorm[_add]``): uint8
+    """The fused conv + instance norm step (``qu8_conv2d_igemm_*_instance_norm[_add]``): uint8
     ``clip(rint((act(norm(y)) [+ f32(r - rz) * rs]) * f32(1 / s)) + z, qmin, qmax)`` with
     ``y = f32(acc) * m`` the conv's fp32out output (``qu8_conv2d_reference``, no activation),
     the norm in float64 (``kernels.reference.instance_norm``: per-image statistics over

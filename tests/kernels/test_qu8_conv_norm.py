@@ -178,20 +178,14 @@ def test_statistics_variant_keeps_the_register_tile():
     hottest loop stays zmm vpdpbusd without spills (tests/kernels/test_qu8_asm.py's checks,
     on a fresh compile of the variant with ``sums``)."""
     import re
+    from kernels.bench_qu8 import prepare
     from tests.kernels.asm import assert_no_gathers, assert_no_spills, hottest_loop
     dot = re.compile(r"^\s*vpdpbusd\s+(.*)$", re.M)
-    mr, nr, c = 10, 32, 32
+    mr, nr = 10, 32
+    _, args, _, _, _ = prepare(5, 40, 32, nr, 3, pad_mode="constant", tile=(mr, nr), isa="vnni",
+                               epilogue="fp32out", stats=True)
     fn = qc.igemm_kernel.__wrapped__(mr, nr, "vnni", "fp32out", False, cache=False)
-    x = np.zeros((1, 5, 40, c), np.uint8)
-    w = np.zeros((nr, c, 3, 3), np.int8)
-    rowmap, colmap = qc.conv_tables(x.shape, (3, 3), pads=(1, 1, 1, 1))
-    wp = qc.pack_qu8_weights(w, nr)
-    out = np.empty((1, 5, 40, nr), np.float32)
-    ro = qc.readonly
-    fn(ro(x), ro(qc.qu8_zero_row(0, c, 3)), ro(rowmap), ro(colmap), ro(wp),
-       ro(qc.qu8_run_weights(w, wp, nr)), ro(np.zeros(nr, np.int32)),
-       ro(np.ones(nr, np.float32)), out, 1, 0, 0, 255, 0, np.float32(0), np.float32(0),
-       np.zeros(5 * 2 * nr))
+    fn(*args)
     body = hottest_loop(fn.inspect_asm(fn.signatures[0]), dot)
     dots = dot.findall(body)
     assert len(dots) >= mr * nr // qc.VL and all(d.count("%zmm") == 3 for d in dots), dots

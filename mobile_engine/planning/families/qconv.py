@@ -22,7 +22,7 @@ Step contract:
             tables from these and the input shape (a few KB each: not worth plan bytes); and for
             reading the plan: sx, zx, sy (0 for float output)
     kernel  ``qu8_conv2d_igemm_{MR}x{NR}c4_{requant|fp32out}``; the binder picks the ISA variant
-            (``_instnorm[_add]``: with the instance norm after it, families/qconv_norm.py)
+            (``_instance_norm[_add]``: with the instance norm after it, families/qconv_norm.py)
 Depthwise convs (group == C, KH * KW <= 256): ``qu8_dwconv2d_{requant|fp32out}``
 (kernels/qu8_dwconv2d.py), weights wp [KH, KW, Co], zrow u8[C], bias, mult; params as above
 plus chmult (Co / C).

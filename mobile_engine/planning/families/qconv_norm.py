@@ -1,24 +1,26 @@
 """A quantized conv whose float32 output only an instance norm with a uint8 output reads: one step.
 
-``qu8_conv2d_igemm_{MR}x{NR}c4_instnorm[_add[_fp32out]]``: the igemm conv with the ``fp32out`` epilogue
-(families/qconv.py) also writes each output row's per-channel sums of y and y^2
+``qu8_conv2d_igemm_{MR}x{NR}c4_instance_norm[_add]``: the igemm conv with the ``fp32out``
+epilogue (families/qconv.py) also writes each output row's per-channel sums of y and y^2
 (kernels/qu8_conv2d.py ``sums``), then the norm (families/qelementwise.py
 ``f32_instance_norm_nhwc[_add]_qu8``, kernels/f32_norm_qu8.py) normalises and quantizes from
 those sums, skipping its statistics pass: the float tensor is written once and read once, and
-the norm's step (and the residual ADD fused into it, ``_add``) disappears. ``_add_fp32out``:
-the norm + add with a float32 output (``f32_instance_norm_nhwc_add_qu8_fp32out``: the float
-norm from the sums into the output, then the residual pass over it). The conv's output is
-only read by the norm, so it still holds the conv's values after the step. The fp32 plan does
-the same (families/conv.py ``fused_norm``).
+the norm's step (and the residual ADD fused into it, ``_add``) disappears.
+
+NOTE: a norm + add with a float32 output (``f32_instance_norm_nhwc_add_qu8_fp32out``,
+multistyle26's res.5.1 before the float tail) is not fused: from the row sums it still takes
+two float passes (the float norm into the output, then the residual), and measured fused it
+cost as much as apart (1.52 vs 1.45 ms CPU at 480x640).
 
 Legal when the conv lowers to the igemm kernel with a float32 output and no activation, its
 output is read only by the INSTANCE_NORM (as x) and is not a graph output, the norm lowers to
-``f32_instance_norm_nhwc_qu8``, ``..._add_qu8`` or ``..._add_qu8_fp32out`` with a
-none/relu/clamp activation, and every run-time input of the norm's step (scale, bias or their style
-vector, the residual) exists before the conv runs (the step runs at the conv).
+``f32_instance_norm_nhwc_qu8`` or ``..._add_qu8`` with a none/relu/clamp activation, and
+every run-time input of the norm's step (scale, bias or their style vector, the residual)
+exists before the conv runs (the step runs at the conv).
 
 Step contract: inputs [x, the norm step's inputs after its x]; outputs [the norm's (or ADD's)
-output, the conv's float32 output (arena scratch: nothing else reads it)]; params and
+uint8 output, the conv's float32 output (arena scratch: nothing else reads it; it holds the
+conv's values after the step)]; params and
 weights: the conv step's, and the norm step's prefixed ``norm_``.
 """
 from __future__ import annotations
@@ -33,7 +35,7 @@ from mobile_engine.planning.families import qconv, qelementwise as qew
 from mobile_engine.planning.step import LOWERINGS, Step, binds
 
 # the norm step kernel absorbed -> the suffix of the fused step's kernel id
-KERNELS = {qew.NORM_QU8: "", qew.NORM_ADD_QU8: "_add", qew.NORM_ADD_F32: "_add_fp32out"}
+KERNELS = {qew.NORM_QU8: "", qew.NORM_ADD_QU8: "_add"}
 
 
 def _index(graph: Graph, node: Node) -> int:
@@ -139,13 +141,8 @@ def _bind(mr: int, nr: int, suffix: str):
         y = outputs[1]
         v.require(conv_args[13] == 0, "params['act'] must be 0 (none) before a fused norm")
         sums = np.zeros(y.shape[0] * y.shape[1] * 2 * y.shape[3], np.float64)
-        norm_inputs = [y] + list(inputs[1:])
-        if suffix == "_add_fp32out":
-            norm_fn, norm_args = qew.bind_norm_add_f32_core(params, weights, norm_inputs,
-                                                            outputs[:1], sums, "norm_")
-        else:
-            norm_fn, norm_args = qew.bind_norm_qu8(params, weights, norm_inputs, outputs[:1],
-                                                   suffix == "_add", sums, "norm_")
+        norm_fn, norm_args = qew.bind_norm_qu8(params, weights, [y] + list(inputs[1:]),
+                                               outputs[:1], suffix == "_add", sums, "norm_")
         conv_args = conv_args + (sums,)
 
         def run():

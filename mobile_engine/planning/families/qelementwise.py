@@ -14,8 +14,9 @@ Kernel ids and step contracts:
   and writing uint8 (kernels/f32_norm_qu8.py: two passes, statistics then normalise +
   quantize). inputs [x, run-time scale/bias or style vectors]; params ``inputs`` tags them
   ("scale", "bias": tensors; "style_scale", "style_bias": the style vector u whose product with
-  weight ``style_scale``/``style_bias`` = G gives it, ``style_source``: the DEQUANTIZE, MUL and
-  REDUCE_SUM of the chain lower to nothing); weights ``scale``/``bias`` when constant (plans
+  weight ``style_scale``/``style_bias`` = G gives it, or ``..._q`` (int8 G), ``..._scale``
+  [, ``..._zero``] when G was a DEQUANTIZE, expanded at bind time; ``style_source``: the
+  DEQUANTIZE, MUL and REDUCE_SUM of the chain lower to nothing); weights ``scale``/``bias`` when constant (plans
   without ``inputs`` kept them as ``in1``/``in2``); params epsilon, act, p0, p1 (the norm's
   activation, in float), s, z, qmin, qmax (output), inplace (the float norm may overwrite x:
   nothing else reads it; otherwise the binder allocates a scratch once). Usually computed
@@ -91,27 +92,49 @@ def _f32_input(node: Node, graph: Graph) -> str:
 # (dequantized at compile time, the float32 values the DEQUANTIZE step would write) and its
 # kernel computes ``u @ G`` (f32_norm ``style_matvec``) first: the DEQUANTIZE, MUL and
 # REDUCE_SUM steps (~100 tiny steps in multistyle26) lower to nothing.
-def _dequantized_const(graph: Graph, name: str) -> np.ndarray | None:
-    """float32 values of ``name`` when it is a constant, or the output of a DEQUANTIZE of an
-    int8 constant read by nothing else (``(q - zero) * scale`` per axis, as the DEQUANTIZE
-    step computes them); else None."""
+def _style_matrix(graph: Graph, name: str) -> dict[str, np.ndarray] | None:
+    """The weights holding G = ``name``: {"": f32 G} for a constant; for the output of a
+    DEQUANTIZE of an int8 constant read by nothing else, the int8 values themselves (a quarter
+    of the plan bytes): {"_q": i8 G, "_scale": f32 per axis, "_zero": i32 when not symmetric},
+    dequantized once at bind time as the DEQUANTIZE step does (``style_matrix``); else None."""
     data = graph.const(name)
     if data is not None:
-        return np.ascontiguousarray(data, F32)
+        return {"": np.ascontiguousarray(data, F32)}
     dq = graph.producer(name)
     if dq is None or dq.op is not Op.DEQUANTIZE or graph.is_output(name) or \
             len(graph.consumers(name)) != 1:
         return None
     src = graph.tensors[dq.inputs[0]]
     q = src.quant
-    if not src.is_const or src.dtype is not DType.INT8 or q is None:
+    if not src.is_const or src.dtype is not DType.INT8 or q is None or len(src.shape) != 2:
         return None
-    shape = [1] * len(src.shape)
+    shape = [1, 1]
     if q.axis is not None:
         shape[q.axis] = -1
-    zero = np.asarray(q.zero_point, np.int32).reshape(shape)
-    return np.ascontiguousarray((np.asarray(src.data).astype(np.int32) - zero).astype(F32) *
-                                np.asarray(q.scale, F32).reshape(shape))
+    out = {"_q": np.ascontiguousarray(src.data, np.int8),
+           "_scale": np.ascontiguousarray(np.asarray(q.scale, F32).reshape(shape))}
+    if any(q.zero_point):
+        out["_zero"] = np.ascontiguousarray(np.asarray(q.zero_point, np.int32).reshape(shape))
+    return out
+
+
+def style_matrix(weights: dict, key: str, k: int, c: int) -> np.ndarray:
+    """Bind time: G f32[k, c] from weight ``key`` (float32) or ``key_q``/``key_scale``
+    [/``key_zero``] (int8 values, ``(q - zero) * scale`` in float32 as ``qs8_dequantize_const``)."""
+    if key in weights:
+        return v.array(f"weight {key!r}", weights[key], F32, shape=(k, c))
+    v.require(f"{key}_q" in weights and f"{key}_scale" in weights,
+              f"weight {key!r} (or {key}_q and {key}_scale) is missing")
+    q = v.array(f"weight '{key}_q'", weights[f"{key}_q"], np.int8, shape=(k, c))
+    shapes = ((k, 1), (1, c), (1, 1))
+    scale = v.array(f"weight '{key}_scale'", weights[f"{key}_scale"], F32, ndim=2)
+    v.require(scale.shape in shapes, f"weight '{key}_scale' {list(scale.shape)} does not "
+                                     f"broadcast per axis over {[k, c]}")
+    zero = weights.get(f"{key}_zero", np.zeros((1, 1), np.int32))
+    v.array(f"weight '{key}_zero'", zero, np.int32, ndim=2)
+    v.require(zero.shape in shapes, f"weight '{key}_zero' {list(zero.shape)} does not "
+                                    f"broadcast per axis over {[k, c]}")
+    return np.ascontiguousarray((q.astype(np.int32) - zero).astype(F32) * scale)
 
 
 def _sole_producer(graph: Graph, name: str, op: Op, reader: Node) -> Node | None:
@@ -122,10 +145,10 @@ def _sole_producer(graph: Graph, name: str, op: Op, reader: Node) -> Node | None
     return p if p is not None and p.op is op else None
 
 
-def style_source(norm: Node, graph: Graph, index: int) -> tuple[str, np.ndarray] | None:
-    """(u, G) when input ``index`` (1 scale, 2 bias) of ``norm`` is REDUCE_SUM(MUL(u, G), axis
-    0) with u a run-time f32[K, 1] and G f32[K, C] a constant or a DEQUANTIZE of one, each
-    intermediate read only on this path; else None."""
+def style_source(norm: Node, graph: Graph, index: int) -> tuple[str, dict] | None:
+    """(u, G's weights, ``_style_matrix``) when input ``index`` (1 scale, 2 bias) of ``norm``
+    is REDUCE_SUM(MUL(u, G), axis 0) with u a run-time f32[K, 1] and G f32[K, C] a constant
+    or a DEQUANTIZE of one, each intermediate read only on this path; else None."""
     t = norm.inputs[index] if index < len(norm.inputs) else ""
     red = _sole_producer(graph, t, Op.REDUCE_SUM, norm)
     mul = _sole_producer(graph, red.inputs[0], Op.MUL, red) if red is not None else None
@@ -141,7 +164,7 @@ def style_source(norm: Node, graph: Graph, index: int) -> tuple[str, np.ndarray]
                   for n in (u, g, red.inputs[0], t))
         if f32 and not ut.is_const and ut.shape == (shape[0], 1) and \
                 graph.tensors[g].shape == shape:
-            gd = _dequantized_const(graph, g)
+            gd = _style_matrix(graph, g)
             if gd is not None:
                 return u, gd
     return None
@@ -195,7 +218,7 @@ def _norm_params(node: Node, graph: Graph, x: str) -> tuple[list[str], dict, dic
         if src is not None:
             names.append(src[0])
             tags.append(f"style_{what}")
-            weights[f"style_{what}"] = src[1]
+            weights.update({f"style_{what}{k}": a for k, a in src[1].items()})
         elif data is not None:
             weights[what] = np.ascontiguousarray(data, F32)
         elif name and graph.tensors[name].dtype is DType.FLOAT32:
@@ -420,12 +443,8 @@ def norm_operands(params: dict, weights: dict, inputs: list, x_shape: tuple,
     for what in ("scale", "bias"):
         if f"style_{what}" in rt:
             u = v.array(f"the style vector of the {what}", rt[f"style_{what}"], F32)
-            key = f"{prefix}style_{what}"
-            v.require(key in weights, f"weight {key!r} is missing")
-            g = v.array(f"weight {key!r}", weights[key], F32, ndim=2)
-            v.require(g.shape[1] == c and u.size == g.shape[0] and g.flags.c_contiguous,
-                      f"style vector {list(u.shape)} and weight {key!r} {list(g.shape)} do not "
-                      f"give {c} channels")
+            v.require(u.flags.c_contiguous, f"the style vector {list(u.shape)} is not contiguous")
+            g = style_matrix(weights, f"{prefix}style_{what}", u.size, c)
             out.append((u, g))
             continue
         if what in rt:
@@ -520,28 +539,20 @@ binds(NORM_QU8)(_bind_norm(False))
 binds(NORM_ADD_QU8)(_bind_norm(True))
 
 
-def bind_norm_add_f32_core(params: dict, weights: dict, inputs: list, outputs: list,
-                           row_sums: np.ndarray | None = None, prefix: str = ""):
-    """(fn, args) of ``f32_instance_norm_nhwc_add_qu8_fp32out``; ``row_sums`` and ``prefix``
-    as in ``bind_norm_qu8``."""
-    p = {k[len(prefix):]: val for k, val in params.items() if k.startswith(prefix)}
-    x, scale, bias, eps, act, act_params, rest = _norm_common(p, weights, inputs, prefix)
+@binds(NORM_ADD_F32)
+def bind_norm_add_f32(params, weights, inputs, outputs):
+    params, weights = _legacy_norm_params(params, weights, inputs)
+    x, scale, bias, eps, act, act_params, rest = _norm_common(params, weights, inputs)
     v.require(len(rest) == 1, f"{len(inputs)} inputs: expected x, the params['inputs'] tensors "
                               f"and the residual")
     r = _u8_like("the residual", rest[0], x.shape)
     out = v.array("the output", v.operand(iter(outputs), "the output"), F32, shape=x.shape)
     v.require(out.flags.c_contiguous, "the output is not C-contiguous")
-    rs, rz = v.number(p, "rs"), v.integer(p, "rz", 0, 255)
-    lo, hi = v.number(p, "lo"), v.number(p, "hi")
-    v.flag(p, "inplace")                # NOTE: x is only read (the norm writes out)
+    rs, rz = v.number(params, "rs"), v.integer(params, "rz", 0, 255)
+    lo, hi = v.number(params, "lo"), v.number(params, "hi")
+    v.flag(params, "inplace")           # NOTE: x is only read (the norm writes out)
     try:
         return knq.instance_norm_add_f32_call(x, scale, bias, out, eps, act, act_params, r, rs,
-                                              rz, lo, hi, row_sums=row_sums)
+                                              rz, lo, hi)
     except ValueError as exc:
         raise v.fail(str(exc)) from None
-
-
-@binds(NORM_ADD_F32)
-def bind_norm_add_f32(params, weights, inputs, outputs):
-    params, weights = _legacy_norm_params(params, weights, inputs)
-    return bind_norm_add_f32_core(params, weights, inputs, outputs)
