@@ -238,6 +238,21 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def claim(home: Path):
+    """One ``make test-arm`` at a time per cache (the logs and cores' roots are shared): an
+    exclusive lock on ``home/.lock``, held by the returned file until the process ends. Then
+    removes the Numba cache directories of runs that were killed before their cleanup."""
+    import fcntl
+    lock = open(home / ".lock", "w")  # noqa: SIM115  (held until the process ends)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(f"test-arm: another run holds {home / '.lock'}") from None
+    for stale in home.glob("numba-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    return lock
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cores", default=",".join(CORES))
@@ -248,7 +263,7 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=len(CORES) + 1,
                     help="emulated sessions run at once (default: all cores and the negative "
                          "check together)")
-    ap.add_argument("--timeout", type=float, default=float(os.environ.get("ARM_TIMEOUT", 5400)),
+    ap.add_argument("--timeout", type=float, default=float(os.environ.get("ARM_TIMEOUT", "5400")),
                     help="seconds per core")
     ap.add_argument("--no-sigill", action="store_true", help="skip the negative check")
     ap.add_argument("--full", default=FULL,
@@ -268,6 +283,7 @@ def main() -> int:
     home = arm_home()
     logs = home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    held = claim(home)  # noqa: F841  (the lock is held until exit)
     t0 = time.monotonic()
     lock = threading.Lock()
 
