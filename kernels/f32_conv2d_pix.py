@@ -74,22 +74,29 @@ def row_plan(rowmap: np.ndarray):
     widest span of input rows one output row reads, so those rows never share a slot."""
     sets: dict[tuple[int, ...], int] = {}
     taps = []
-    nslot = 1
-    for row in rowmap:
-        groups: dict[int, list[int]] = {}
-        for kh, r in enumerate(row):
-            if r >= 0:
-                groups.setdefault(int(r), []).append(kh)
-        taps.append([(r, sets.setdefault(tuple(khs), len(sets))) for r, khs in groups.items()])
-        if groups:
-            nslot = max(nslot, max(groups) - min(groups) + 1)
+    # NOTE: rows away from the borders repeat one pattern shifted: group each pattern (input
+    # rows relative to the row's lowest, -1 for none) once; binders rebuild this per load
+    rowmap = np.asarray(rowmap, np.int64)
+    valid = rowmap >= 0
+    top = np.iinfo(np.int64).max
+    base = np.where(valid, rowmap, top).min(axis=1, initial=top)
+    base = np.where(valid.any(axis=1), base, 0)
+    rel = np.where(valid, rowmap - base[:, None], -1)
+    patterns: dict[tuple[int, ...], list[tuple[int, tuple[int, ...]]]] = {}
+    for b, key in zip(base.tolist(), map(tuple, rel.tolist())):
+        groups = patterns.get(key)
+        if groups is None:
+            found: dict[int, list[int]] = {}
+            for kh, r in enumerate(key):
+                if r >= 0:
+                    found.setdefault(r, []).append(kh)
+            groups = patterns[key] = [(r, tuple(khs)) for r, khs in found.items()]
+        taps.append([(b + r, sets.setdefault(khs, len(sets))) for r, khs in groups])
+    nslot = max([1] + [max(key) + 1 for key in patterns])
     t = max(1, max(len(x) for x in taps))
-    rowtap = np.full((len(taps), t), -1, np.int32)
-    rowsel = np.zeros((len(taps), t), np.int32)
-    for oh, row in enumerate(taps):
-        for i, (r, s) in enumerate(row):
-            rowtap[oh, i], rowsel[oh, i] = r, s
-    return rowtap, rowsel, list(sets), nslot
+    rowtap = np.array([[r for r, _ in row] + [-1] * (t - len(row)) for row in taps], np.int32)
+    rowsel = np.array([[s for _, s in row] + [0] * (t - len(row)) for row in taps], np.int32)
+    return rowtap.reshape(len(taps), t), rowsel.reshape(len(taps), t), list(sets), nslot
 
 
 def column_plan(colmap: np.ndarray, upsample: int, dilation: int, px: int):
@@ -111,19 +118,18 @@ def column_plan(colmap: np.ndarray, upsample: int, dilation: int, px: int):
             d = colmap[u * jm:u * jm + u] - jm               # [U, KW] low-res offsets
         pad = -int(d.min())
         width = -(-oj // px) * px + int(d.max()) + pad
-        src = np.full(width, -2, np.int64)
-        ok = True
-        for ow in range(ow_):
-            j, b = divmod(ow, u)
-            jb = j + d[b] + pad
-            prev = src[jb]
-            if np.any((prev != -2) & (prev != colmap[ow])):
-                ok = False
-                break
-            src[jb] = colmap[ow]
-        if not ok:
+        # output column ow = U * j + b reads buffer columns j + d[b] + pad, which must hold
+        # colmap[ow]: every buffer column must be asked for one input column only
+        ow = np.arange(ow_)
+        jb = ((ow // u)[:, None] + d[ow % u] + pad).ravel()
+        want = np.asarray(colmap, np.int64).ravel()
+        order = np.lexsort((want, jb))
+        jb, want = jb[order], want[order]
+        same = jb[1:] == jb[:-1]
+        if np.any(same & (want[1:] != want[:-1])):
             continue
-        src[src == -2] = -1
+        src = np.full(width, -1, np.int64)
+        src[jb] = want
         sets, offs = [], []
         for b in range(u):
             groups: dict[int, list[int]] = {}

@@ -165,11 +165,17 @@ def test_binder_rejects_inconsistent_blobs():
     x, w, bias = _rand(1, 6, 9, 4), _rand(3, 4, 3, 3), _rand(3)
     step, out_shape = _lowered(x.shape, w, bias, "nhwc", "nhwc", pads=(1, 1, 1, 1))
     out = np.zeros(out_shape, np.float32)
-    for key, bad in (("rowtap", step.weights["rowtap"][:2]),
-                     ("w", step.weights["w"][..., :2]),
-                     ("bufsrc", step.weights["bufsrc"] + 5)):
-        broken = type(step)(**{**step.__dict__, "weights": {**step.weights, key: bad}})
-        with pytest.raises(BindError, match=f"weight '{key}'"):   # Session names the step
+    broken = type(step)(**{**step.__dict__, "weights": {**step.weights,
+                                                        "w": step.weights["w"][..., :2]}})
+    with pytest.raises(BindError, match="weight 'w'"):       # Session names the step
+        _bind(broken, x, out)
+    # the row ring and column plan come from the geometry params
+    for key, bad, why in (("kernel", [5, 5], "do not fit output"),
+                          ("strides", [1, 2], "do not fit output"),
+                          ("pad_mode", "wrap", "pad_mode"),
+                          ("upsample", 0, "upsample")):
+        broken = type(step)(**{**step.__dict__, "params": {**step.params, key: bad}})
+        with pytest.raises(BindError, match=why):
             _bind(broken, x, out)
 
 

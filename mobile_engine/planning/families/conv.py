@@ -3,8 +3,9 @@
 Kernel selection per node:
 - depthwise (group == C > 1, KH * KW <= MAX_TAPS): ``f32_dwconv2d_minmax``;
 - few output channels (group 1, Co <= 8) and column stride 1: ``f32_conv2d_pix[up2]_{PX}x{Co}_minmax``
-  (lanes over output pixels, kernels/f32_conv2d_pix.py; weights ``w`` = the folded weight bank,
-  ``rowtap``, ``rowsel``, ``coloff``, ``bufsrc``; params ``in_nchw``, ``out_nchw``, ``nslot``); the
+  (lanes over output pixels, kernels/f32_conv2d_pix.py; weight ``w`` = the folded weight bank;
+  params ``in_nchw``, ``out_nchw`` and the geometry (``geometry_params``), from which the binder
+  rebuilds the row and column plans: tens of KB at 480x640, derived in milliseconds); the
   only kernel for the planar layouts (``in_layout``/``out_layout`` "nchw");
 - few output channels otherwise: ``f32_conv2d_kdot4_{MR}x{4*CG}_minmax`` (weights ``w``
   = the kernel-row runs, ``wtap`` = per-tap quads, from ``pack_weights_kdot``);
@@ -310,8 +311,8 @@ def lower_conv2d(node: Node, graph: Graph) -> list[Step]:
     elif use_pix:
         plan = pix.PixPlan(w, rowmap, colmap, a["upsample"], a["dilations"][1])
         del weights["rowmap"], weights["colmap"]
-        weights.update(plan.weights())
-        params.update(in_nchw=in_nchw, out_nchw=out_nchw, nslot=plan.nslot)
+        weights["w"] = plan.wbank
+        params.update(in_nchw=in_nchw, out_nchw=out_nchw, **geometry_params(node, kh, kw))
         kernel = plan.kernel
     elif igemm.use_kdot(co, group):
         mr, cg = igemm.kdot_tile(co)
@@ -553,6 +554,47 @@ for _cg, _mr in igemm.KDOT_TILES.items():
     binds(igemm.kdot_kernel_id(_mr, _cg))(_bind_kdot(igemm.kdot_kernel_id(_mr, _cg), _mr, _cg))
 
 
+def geometry_params(node: Node, kh: int, kw: int) -> dict:
+    """A conv's geometry as step params, for binders that rebuild its indirection tables."""
+    a = node.attrs
+    return dict(kernel=[kh, kw], strides=list(a["strides"]), dilations=list(a["dilations"]),
+                pads=list(a["pads"]), pad_mode=a["pad_mode"], upsample=int(a["upsample"]))
+
+
+def tables_from_params(params: dict, x_shape: tuple, out_hw: tuple) -> tuple[np.ndarray, ...]:
+    """Bind time: (rowmap, colmap) of ``geometry_params`` over NHWC ``x_shape``, checked against
+    the output's (OH, OW)."""
+    kernel = v.integers(params, "kernel", 2, 1, 1 << 12)
+    strides = v.integers(params, "strides", 2, 1, 1 << 12)
+    dilations = v.integers(params, "dilations", 2, 1, 1 << 12)
+    pads = v.integers(params, "pads", 4, 0, 1 << 16)
+    try:
+        rowmap, colmap = igemm.conv_tables(
+            x_shape, tuple(kernel), strides, dilations, pads,
+            v.choice(params, "pad_mode", ("constant", "reflect", "edge")),
+            v.integer(params, "upsample", 1, 64))
+    except (ValueError, IndexError) as exc:
+        raise v.fail(f"geometry params do not fit input {list(x_shape)}: {exc}") from None
+    v.require((rowmap.shape[0], colmap.shape[0]) == tuple(out_hw),
+              f"tables {list(rowmap.shape)}/{list(colmap.shape)} do not fit output rows and "
+              f"columns {list(out_hw)}")
+    return rowmap, colmap
+
+
+def _pix_tables(params: dict, x_shape: tuple, out_hw: tuple) -> dict:
+    """Bind time: the pix kernel's row and column plans (``rowtap``, ``rowsel``, ``coloff``,
+    ``bufsrc``, and ``nslot``), rebuilt from the geometry params as at compile time."""
+    rowmap, colmap = tables_from_params(params, x_shape, out_hw)
+    rowtap, rowsel, _, nslot = pix.row_plan(rowmap)
+    found = pix.column_plan(colmap, params["upsample"], params["dilations"][1],
+                            pix.VL * pix.MAX_NVX)
+    if found is None:
+        raise v.fail(f"geometry params {params['strides']} give columns the pix kernel cannot "
+                     f"run (column stride > 1?)")
+    _, coloff, _, bufsrc = found
+    return dict(rowtap=rowtap, rowsel=rowsel, coloff=coloff, bufsrc=bufsrc, nslot=nslot)
+
+
 def _bind_pix(kernel: str):
     co, phases = pix.parse_kernel_id(kernel)
     px = pix.VL * pix.tile(co, phases)              # output columns (per phase) of one tile
@@ -568,15 +610,18 @@ def _bind_pix(kernel: str):
                                         f"needs batch {n} and {co} channels")
         v.integer(params, "group", 1, 1)
         v.integer(params, "step", 1, 1)
+        tables = _pix_tables(params, (n, h, w, c), (oh, ow))
+        # NOTE: the checks below prove the rebuilt tables against the kernel's indexing, so
+        # a geometry the planner never makes cannot slip through either.
         # the row ring: rowtap[oh, t] is an input row (negative: none), rowsel[oh, t] a row
         # set of the weight bank
-        rowtap = _index_table(weights, "rowtap", oh, -1, h)
+        rowtap = _index_table(tables, "rowtap", oh, -1, h)
         wbank = _f32("weight 'w' (weight bank)", _weight(weights, "w"), ndim=5)
         v.require(wbank.shape[0] >= 1 and wbank.shape[1] == phases and
                   wbank.shape[3:] == (c, co),
                   f"weight 'w' (weight bank) has shape {list(wbank.shape)}; the kernel needs "
                   f"[NW >= 1, {phases}, TC, {c}, {co}]")
-        rowsel = _index_table(weights, "rowsel", oh, 0, wbank.shape[0])
+        rowsel = _index_table(tables, "rowsel", oh, 0, wbank.shape[0])
         v.require(rowsel.shape == rowtap.shape, f"weight 'rowsel' has shape "
                                                 f"{list(rowsel.shape)}; weight 'rowtap' "
                                                 f"{list(rowtap.shape)}")
@@ -585,16 +630,16 @@ def _bind_pix(kernel: str):
         valid = taps >= 0
         span = np.where(valid.any(1), np.where(valid, taps, -1).max(1)
                         - np.where(valid, taps, h).min(1) + 1, 1)
-        nslot = v.integer(params, "nslot", max(1, int(span.max(initial=1))), max(h, 1))
+        nslot = v.integer(tables, "nslot", max(1, int(span.max(initial=1))), max(h, 1))
         # columns: a tile reads buffer columns j0 + coloff[ph, tc] + [0, px) with j0 < OJ a
         # multiple of px; the buffer's WB columns copy input columns bufsrc[jb] (negative: 0)
-        bufsrc = _index_table(weights, "bufsrc", None, -1, w, ndim=1)
+        bufsrc = _index_table(tables, "bufsrc", None, -1, w, ndim=1)
         oj = -(-ow // phases)                           # output columns per phase
         reach = -(-oj // px) * px                       # the tiles' columns
         v.require(reach <= bufsrc.shape[0], f"weight 'bufsrc' has {bufsrc.shape[0]} buffer "
                                             f"columns; tiles over {ow} output columns need at "
                                             f"least {reach}")
-        coloff = _index_table(weights, "coloff", phases, 0, bufsrc.shape[0] - reach + 1)
+        coloff = _index_table(tables, "coloff", phases, 0, bufsrc.shape[0] - reach + 1)
         v.require(coloff.shape[1] == wbank.shape[2], f"weight 'coloff' has shape "
                                                      f"{list(coloff.shape)}; the weight bank "
                                                      f"{list(wbank.shape)}")

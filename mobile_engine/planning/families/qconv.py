@@ -39,6 +39,7 @@ from mobile_engine.ir.dtypes import DType, QuantParams
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Activation, Op
 from mobile_engine.planning import validate as v
+from mobile_engine.planning.families.conv import geometry_params, tables_from_params
 from mobile_engine.planning.step import LOWERINGS, Step, binds
 
 F32 = np.float32
@@ -166,9 +167,7 @@ def lower_qconv2d(node: Node, graph: Graph) -> list[Step]:
         raise _fail(node, f"output {out.name!r} is {out.dtype.value} without quant params")
     params = dict(group=group, zy=int(zy), qmin=int(qmin), qmax=int(qmax), act=act_code,
                   act_params=[float(p) for p in act_params], work=macs,
-                  kernel=[kh, kw], strides=list(a["strides"]), dilations=list(a["dilations"]),
-                  pads=list(a["pads"]), pad_mode=a["pad_mode"], upsample=int(a["upsample"]),
-                  sx=float(sx), zx=int(zx), sy=float(sy))
+                  **geometry_params(node, kh, kw), sx=float(sx), zx=int(zx), sy=float(sy))
     if uses_dwconv(group, c, co, kh, kw):
         weights = dict(wp=qdw.pack_weights(wq), zrow=qdw.zero_row(zx, c),
                        bias=np.ascontiguousarray(bias_q, np.int32),
@@ -228,20 +227,7 @@ def check_conv(params: dict, weights: dict, inputs: list, outputs: list,
     x, out = ops.x, ops.out
     v.require(out.shape[0] == x.shape[0], f"the output {list(out.shape)} and the input "
                                           f"{list(x.shape)} differ in batch")
-    kernel = v.integers(params, "kernel", 2, 1, 1 << 12)
-    strides = v.integers(params, "strides", 2, 1, 1 << 12)
-    dilations = v.integers(params, "dilations", 2, 1, 1 << 12)
-    pads = v.integers(params, "pads", 4, 0, 1 << 16)
-    try:
-        ops.rowmap, ops.colmap = conv_tables(
-            x.shape, tuple(kernel), strides, dilations, pads,
-            v.choice(params, "pad_mode", ("constant", "reflect", "edge")),
-            v.integer(params, "upsample", 1, 64))
-    except (ValueError, IndexError) as exc:
-        raise v.fail(f"geometry params do not fit input {list(x.shape)}: {exc}") from None
-    v.require((ops.rowmap.shape[0], ops.colmap.shape[0]) == out.shape[1:3],
-              f"tables {ops.rowmap.shape}/{ops.colmap.shape} do not fit output "
-              f"{list(out.shape)}")
+    ops.rowmap, ops.colmap = tables_from_params(params, x.shape, out.shape[1:3])
     co = out.shape[3]
     ops.zrow = _weight(weights, "zrow", np.uint8, ndim=1)
     v.require(ops.zrow.size >= 1, "weight 'zrow' is empty")
