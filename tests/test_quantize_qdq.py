@@ -231,3 +231,44 @@ def test_stats_lut_binder_refuses_bad_programs():
     bad["prog"][0, 1] = 10 ** 6
     with pytest.raises(ValueError):
         bind(step["params"], bad, [x] + ext, [y])
+
+
+@pytest.mark.parametrize("kernel, params, why", [
+    ("qu8_quantize", {"s": 0.0, "z": 0}, r"params\['s'\]=0.0: expected a positive scale"),
+    ("qu8_quantize", {"s": float("nan"), "z": 0}, r"params\['s'\]=nan"),
+    ("qu8_quantize", {"s": 0.1, "z": 300}, r"params\['z'\]=300"),
+    ("qu8_quantize", {"s": 0.1}, r"params\['z'\] is missing"),
+    ("qu8_dequantize", {"s": -1.0, "z": 0}, r"params\['s'\]=-1.0"),
+    ("qu8_dequantize", {"s": 0.1, "z": "0"}, r"params\['z'\]='0'"),
+    ("qu8_add_requant", {"za": 0, "zb": 0, "ma": 1.0, "mb": 1.0, "zy": 0, "qmin": 9, "qmax": 3},
+     r"qmin=9 > qmax=3"),
+    ("qu8_add_requant", {"za": 0, "zb": -1, "ma": 1.0, "mb": 1.0, "zy": 0, "qmin": 0,
+                         "qmax": 255}, r"params\['zb'\]=-1"),
+    ("qu8_add_requant", {"za": 0, "zb": 0, "ma": "x", "mb": 1.0, "zy": 0, "qmin": 0,
+                         "qmax": 255}, r"params\['ma'\]='x'"),
+])
+def test_qu8_elementwise_binders_refuse_bad_params(kernel, params, why):
+    from mobile_engine.planning.step import BINDERS
+    from mobile_engine.planning.validate import BindError
+    f32, u8 = np.zeros((2, 3), np.float32), np.zeros((2, 3), np.uint8)
+    ins, outs = {"qu8_quantize": ([f32], [u8]), "qu8_dequantize": ([u8], [f32]),
+                 "qu8_add_requant": ([u8, u8.copy()], [u8.copy()])}[kernel]
+    with pytest.raises(BindError, match=why):
+        BINDERS[kernel](params, {}, ins, outs)
+
+
+@pytest.mark.parametrize("kernel, ins, outs, why", [
+    ("qu8_quantize", [np.zeros(6, np.float32)], [np.zeros(5, np.uint8)], r"needs 6"),
+    ("qu8_quantize", [np.zeros(6, np.float64)], [np.zeros(6, np.uint8)], r"float64"),
+    ("qu8_dequantize", [np.zeros(6, np.uint8)], [np.zeros((2, 6), np.float32)[:, ::2]],
+     r"not C-contiguous"),
+    ("qu8_add_requant", [np.zeros(6, np.uint8), np.zeros(7, np.uint8)], [np.zeros(6, np.uint8)],
+     r"input b has 7 elements"),
+])
+def test_qu8_elementwise_binders_refuse_bad_tensors(kernel, ins, outs, why):
+    from mobile_engine.planning.step import BINDERS
+    from mobile_engine.planning.validate import BindError
+    params = {"s": 0.1, "z": 3, "za": 0, "zb": 0, "ma": 1.0, "mb": 1.0, "zy": 0, "qmin": 0,
+              "qmax": 255}
+    with pytest.raises(BindError, match=why):
+        BINDERS[kernel](params, {}, ins, outs)

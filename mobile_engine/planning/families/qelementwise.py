@@ -366,50 +366,64 @@ for _op in _STYLE_CHAIN:
 
 
 # --- binders -------------------------------------------------------------------------------
+def _scale(params: dict, key: str = "s") -> float:
+    s = v.number(params, key)
+    v.require(np.isfinite(s) and s > 0, f"params[{key!r}]={s}: expected a positive scale")
+    return s
+
+
+def _flat(what: str, a: np.ndarray, dtype, size: int) -> np.ndarray:
+    """``a`` (an arena view) of ``dtype`` and ``size`` elements, as a flat view (never a copy)."""
+    v.array(what, a, dtype, size=size, contiguous=True)
+    return a.reshape(-1)
+
+
 @binds("qs8_dequantize_const")
 def bind_dequantize_const(params, weights, inputs, outputs):
     """The float values are computed once here; each run copies them into the arena."""
-    (y,) = outputs
-    q, scale = weights["q"], weights["scale"]
+    y = v.array("the output", v.operand(iter(outputs), "the output"), F32, contiguous=True)
+    v.require("q" in weights and "scale" in weights, "weights 'q' and 'scale' are needed")
+    q = v.array("weight 'q'", weights["q"], np.int8, shape=y.shape)
+    scale = v.array("weight 'scale'", weights["scale"], F32)
     zero = weights.get("zero", np.zeros((1,) * q.ndim, np.int32))
-    if q.dtype != np.int8 or q.shape != y.shape or y.dtype != F32:
-        raise ValueError(f"dequantize {q.dtype} {q.shape} -> {y.dtype} {y.shape}")
+    for what, t in (("scale", scale), ("zero", zero)):
+        v.require(t.ndim == q.ndim and all(d in (1, e) for d, e in zip(t.shape, q.shape)),
+                  f"weight {what!r} {list(t.shape)} does not broadcast to {list(q.shape)}")
     values = (q.astype(np.int32) - zero).astype(F32) * scale
     return np.copyto, (y, values)
 
 
-
 @binds(QUANTIZE_ID)
 def bind_quantize(params, weights, inputs, outputs):
-    (x,), (y,) = inputs, outputs
-    if x.dtype != F32 or y.dtype != np.uint8 or x.size != y.size:
-        raise ValueError(f"quantize {x.dtype} {x.shape} -> {y.dtype} {y.shape}")
+    x = v.array("the input", v.operand(iter(inputs), "the input"), F32, contiguous=True)
+    y = _flat("the output", v.operand(iter(outputs), "the output"), np.uint8, x.size)
+    s, z = _scale(params), v.integer(params, "z", 0, 255)
     if qew is None:                      # NOTE: the same contract, from the norm's module
         fn = knq.quantize_kernel(x.size >= PARALLEL_MIN_WORK, False)
-        flat = y.reshape(-1)
-        return fn, (readonly(x).reshape(-1), flat, flat, F32(1.0 / params["s"]),
-                    F32(params["z"]), F32(1), np.int32(0), F32(0), F32(255))
+        return fn, (readonly(x).reshape(-1), y, y, F32(1.0 / s), F32(z), F32(1), np.int32(0),
+                    F32(0), F32(255))
     return qew.kernel(QUANTIZE_ID, x.size >= PARALLEL_MIN_WORK), (
-        readonly(x).reshape(-1), y.reshape(-1), F32(1.0 / params["s"]), int(params["z"]))
+        readonly(x).reshape(-1), y, F32(1.0 / s), z)
 
 
 def bind_dequantize(params, weights, inputs, outputs):
-    (q,), (y,) = inputs, outputs
-    if q.dtype != np.uint8 or y.dtype != F32 or q.size != y.size:
-        raise ValueError(f"dequantize {q.dtype} {q.shape} -> {y.dtype} {y.shape}")
+    q = v.array("the input", v.operand(iter(inputs), "the input"), np.uint8, contiguous=True)
+    y = _flat("the output", v.operand(iter(outputs), "the output"), F32, q.size)
     return qew.kernel(qew.DEQUANTIZE_ID, y.size >= PARALLEL_MIN_WORK), (
-        readonly(q).reshape(-1), y.reshape(-1), F32(params["s"]), int(params["z"]))
+        readonly(q).reshape(-1), y, F32(_scale(params)), v.integer(params, "z", 0, 255))
 
 
 def bind_add(params, weights, inputs, outputs):
-    (a, b), (y,) = inputs, outputs
-    if not (a.dtype == b.dtype == y.dtype == np.uint8 and a.size == b.size == y.size):
-        raise ValueError(f"uint8 add {a.dtype} {a.shape} + {b.dtype} {b.shape} -> {y.dtype} "
-                         f"{y.shape}")
+    ins = iter(inputs)
+    a = v.array("input a", v.operand(ins, "input a"), np.uint8, contiguous=True)
+    b = _flat("input b", v.operand(ins, "input b"), np.uint8, a.size)
+    y = _flat("the output", v.operand(iter(outputs), "the output"), np.uint8, a.size)
+    qmin, qmax = v.integer(params, "qmin", 0, 255), v.integer(params, "qmax", 0, 255)
+    v.require(qmin <= qmax, f"params qmin={qmin} > qmax={qmax}")
     return qew.kernel(qew.ADD_ID, y.size >= PARALLEL_MIN_WORK), (
-        readonly(a).reshape(-1), readonly(b).reshape(-1), y.reshape(-1), int(params["za"]),
-        int(params["zb"]), F32(params["ma"]), F32(params["mb"]), int(params["zy"]),
-        int(params["qmin"]), int(params["qmax"]))
+        readonly(a).reshape(-1), readonly(b), y, v.integer(params, "za", 0, 255),
+        v.integer(params, "zb", 0, 255), F32(v.number(params, "ma")),
+        F32(v.number(params, "mb")), v.integer(params, "zy", 0, 255), qmin, qmax)
 
 
 if qew is not None:
