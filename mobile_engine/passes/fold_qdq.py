@@ -35,7 +35,8 @@ from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Op
 from mobile_engine.ir.verify import verify
-from mobile_engine.passes import absorb_pad, absorb_upsample, pack_output_pixels
+from mobile_engine.passes import absorb_pad, absorb_upsample, pack_output_pixels, sink_transposes
+from mobile_engine.passes._match import Index
 from mobile_engine.passes.quantize_int8 import CLAMP_ACTIVATIONS, _nhwc
 from quantize.weights import bias_floor, quantize_weights
 
@@ -114,23 +115,12 @@ def _q_above_layout(g: Graph) -> int:
 
 
 def _compose_transposes(g: Graph) -> int:
+    """Transpose pairs the moves above brought together, composed as sink_transposes does."""
     n_done = 0
     for t2 in list(g.nodes):
-        if t2.op is not Op.TRANSPOSE or t2 not in g.nodes:
-            continue
-        t1 = g.producer(t2.inputs[0])
-        if t1 is None or t1.op is not Op.TRANSPOSE or _sole(g, t1.outputs[0]) is not t2 \
-                or g.is_output(t1.outputs[0]):
-            continue
-        p, q = tuple(t1.attrs["perm"]), tuple(t2.attrs["perm"])
-        r = tuple(p[k] for k in q)
-        del g.tensors[t1.outputs[0]]
-        t2.inputs = list(t1.inputs)
-        t2.attrs = dict(t2.attrs, perm=r)
-        g.nodes.remove(t1)
-        n_done += 1
-        if r == tuple(range(len(r))) and g.bypass(t2, t2.inputs[0]):
-            pass
+        if t2.op is Op.TRANSPOSE and t2 in g.nodes \
+                and sink_transposes.compose(g, t2, Index(g)):
+            n_done += 1
     return n_done
 
 
