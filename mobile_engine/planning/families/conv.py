@@ -149,12 +149,12 @@ def fused_norm(conv: Node, graph: Graph) -> Node | None:
     for i in (1, 2):
         src = style_source(norm, graph, i)
         name = src[0] if src is not None else norm.inputs[i]
-        if name and not _before(graph, name, conv):
+        if name and not available_before(graph, name, conv):
             return None
     return norm
 
 
-def _before(graph: Graph, name: str, node: Node) -> bool:
+def available_before(graph: Graph, name: str, node: Node) -> bool:
     """``name`` is available when ``node`` runs: a graph input, a constant, or written earlier."""
     p = graph.producer(name)
     if p is None:
@@ -183,7 +183,7 @@ def fused_add(conv: Node, norm: Node, graph: Graph) -> tuple[Node, str] | None:
         return None
     if any(not _plain_float(graph, u) for u in graph.consumers(add.outputs[0])):
         return None
-    return (add, other) if _before(graph, other, conv) else None
+    return (add, other) if available_before(graph, other, conv) else None
 
 
 def add_fused_into_conv(add: Node, graph: Graph) -> bool:

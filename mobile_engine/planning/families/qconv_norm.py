@@ -32,14 +32,11 @@ from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Activation, Op
 from mobile_engine.planning import validate as v
 from mobile_engine.planning.families import qconv, qelementwise as qew
+from mobile_engine.planning.families.conv import available_before
 from mobile_engine.planning.step import LOWERINGS, Step, binds
 
 # the norm step kernel absorbed -> the suffix of the fused step's kernel id
 KERNELS = {qew.NORM_QU8: "", qew.NORM_ADD_QU8: "_add"}
-
-
-def _index(graph: Graph, node: Node) -> int:
-    return next(i for i, n in enumerate(graph.nodes) if n is node)
 
 
 def fused_qnorm(conv: Node, graph: Graph) -> Node | None:
@@ -83,13 +80,8 @@ def _fusion(conv: Node, graph: Graph) -> Step | None:
     """The norm step ``conv`` absorbs, when legal and its inputs exist before ``conv``."""
     norm = fused_qnorm(conv, graph)
     step = _norm_step(norm, graph) if norm is not None else None
-    if step is None:
+    if step is None or not all(available_before(graph, name, conv) for name in step.inputs[1:]):
         return None
-    at = _index(graph, conv)
-    for name in step.inputs[1:]:
-        p = graph.producer(name)
-        if p is not None and _index(graph, p) > at:
-            return None
     return step
 
 
