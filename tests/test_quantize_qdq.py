@@ -11,8 +11,9 @@ from mobile_engine.ir import DType, Op
 from tests.conftest import ort_run
 
 
-def qdq_conv_model(act_dtype: int, seed: int = 0) -> onnx.ModelProto:
-    """x -> Q -> DQ -> Conv(DQ(w int8 per channel), b) -> Relu -> Q -> DQ -> y."""
+def qdq_conv_model(act_dtype: int, seed: int = 0, int_io: bool = False) -> onnx.ModelProto:
+    """x -> Q -> DQ -> Conv(DQ(w int8 per channel), b) -> Relu -> Q -> DQ -> y; with ``int_io``
+    the model's input and output are the quantized tensors themselves (``act_dtype``)."""
     rng = np.random.default_rng(seed)
     zp = np.array(-128 if act_dtype == TensorProto.INT8 else 0,
                   np.int8 if act_dtype == TensorProto.INT8 else np.uint8)
@@ -30,9 +31,13 @@ def qdq_conv_model(act_dtype: int, seed: int = 0) -> onnx.ModelProto:
              helper.make_node("Relu", ["c"], ["r"]),
              helper.make_node("QuantizeLinear", ["r", "ys", "yz"], ["rq"]),
              helper.make_node("DequantizeLinear", ["rq", "ys", "yz"], ["y"])]
+    io = TensorProto.FLOAT
+    if int_io:
+        nodes, io = nodes[1:-1], act_dtype
+        nodes[0].input[0], nodes[-1].output[0] = "x", "y"
     graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info(
-        "x", TensorProto.FLOAT, [1, 3, 11, 13])], [helper.make_tensor_value_info(
-            "y", TensorProto.FLOAT, [1, 8, 11, 13])], inits)
+        "x", io, [1, 3, 11, 13])], [helper.make_tensor_value_info("y", io, [1, 8, 11, 13])],
+        inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -89,6 +94,27 @@ def test_arbitrary_predict_runs_close_to_onnxruntime(ort):
 
 
 # --- channel-statistics chains (kernels/qu8_stats_lut.py, families/qstats_lut.py) -------------
+@pytest.mark.parametrize("act_dtype", [TensorProto.UINT8, TensorProto.INT8],
+                         ids=["uint8", "int8"])
+def test_quantized_model_inputs_and_outputs_match_onnxruntime(ort, act_dtype):
+    """A model whose input and output are the quantized tensors: int8 ones run as uint8 inside
+    and are recoded at the edges, so the caller feeds and gets int8 values, as onnxruntime's."""
+    model = qdq_conv_model(act_dtype, int_io=True)
+    dtype = np.int8 if act_dtype == TensorProto.INT8 else np.uint8
+    info = np.iinfo(dtype)
+    x = np.random.default_rng(2).integers(info.min, info.max + 1, (1, 3, 11, 13)).astype(dtype)
+    plan = me.compile(model.SerializeToString())
+    kernels = [s["kernel"] for s in plan.steps]
+    assert any(k.startswith("qu8_conv2d") for k in kernels), kernels
+    assert kernels.count("int8_recode") == (2 if dtype == np.int8 else 0), kernels
+    ours = me.Session(plan).run(None, {"x": x})[0]
+    (ref,) = ort_run(ort, model, {"x": x})
+    assert ours.dtype == ref.dtype == dtype
+    steps = np.abs(ours.astype(np.int32) - ref.astype(np.int32))
+    # one step apart where a float32 sum lands on a rounding boundary differently
+    assert steps.max() <= 1 and np.mean(steps > 0) < 0.01, (steps.max(), np.mean(steps > 0))
+
+
 def _norm_program(rng, c):
     """An instance-norm chain as QDQ models write it (arbitrary_transform's StyleNorm): the
     program, its parameters and per-channel inputs. Registers: 0 = x, 1 = gamma, 2 = beta,
@@ -264,6 +290,9 @@ def test_qu8_elementwise_binders_refuse_bad_params(kernel, params, why):
      r"not C-contiguous"),
     ("qu8_add_requant", [np.zeros(6, np.uint8), np.zeros(7, np.uint8)], [np.zeros(6, np.uint8)],
      r"input b has 7 elements"),
+    ("int8_recode", [np.zeros(6, np.int8)], [np.zeros(6, np.int8)], r"needs uint8"),
+    ("int8_recode", [np.zeros(6, np.float32)], [np.zeros(6, np.uint8)], r"needs int8 or uint8"),
+    ("int8_recode", [np.zeros(6, np.uint8)], [np.zeros(5, np.int8)], r"needs 6"),
 ])
 def test_qu8_elementwise_binders_refuse_bad_tensors(kernel, ins, outs, why):
     from mobile_engine.planning.step import BINDERS

@@ -29,6 +29,7 @@ from mobile_engine.errors import (EngineError, InputError, ModelFormatError,
 from mobile_engine.importers import onnx_math, onnx_nn, onnx_tensor  # noqa: F401 (registration)
 from mobile_engine.importers.onnx_base import (IMPORTERS, Context, ImportState, Value,
                                                add_const, ir_dtype, onnx_to_numpy_dtype)
+from mobile_engine.ir.dtypes import DType, QuantParams
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Op
 from mobile_engine.ir.verify import verify
@@ -276,6 +277,9 @@ def _bind_output(graph: Graph, vi: onnx.ValueInfoProto, consts: dict[str, np.nda
         raise UnsupportedOperatorError(f"output {out!r}: dtype float64 is not supported")
     if out in runtime:
         ir_name = runtime[out]
+        if vi.type.tensor_type.elem_type == onnx.TensorProto.INT8 \
+                and graph.tensors[ir_name].dtype is DType.UINT8:
+            return _int8_output(graph, ir_name, out, runtime)
         if ir_name == out:
             return out
         t = graph.tensors[ir_name]
@@ -301,3 +305,22 @@ def _bind_output(graph: Graph, vi: onnx.ValueInfoProto, consts: dict[str, np.nda
             add_const(graph, out, arr)
         return out
     raise ModelFormatError(f"graph output {out!r} is produced by no node")
+
+
+def _int8_output(graph: Graph, ir_name: str, out: str, runtime: dict[str, str]) -> str:
+    """Int8 graph output ``out``, held inside as uint8 with the zero point moved by 128
+    (importers/onnx_tensor.py quantize_linear): recoded to int8 under the output's name."""
+    t = graph.tensors[ir_name]
+    if t.quant is None or t.quant.axis is not None:
+        raise UnsupportedOperatorError(f"output {out!r}: declared int8, computed as uint8 "
+                                       f"without per-tensor quant params")
+    if ir_name == out:                          # free the name for the int8 tensor
+        ir_name = graph.fresh_name(f"{out}/uint8")
+        graph.rename_tensor(out, ir_name)
+        for k, v in runtime.items():
+            if v == out:
+                runtime[k] = ir_name
+    graph.add_tensor(out, t.shape, DType.INT8,
+                     quant=QuantParams(t.quant.scale, (t.quant.zero_point[0] - 128,)))
+    graph.nodes.append(Node(f"{out}/to_int8", Op.INT8_RECODE, [ir_name], [out], {}))
+    return out

@@ -320,7 +320,7 @@ def quantize_linear(ctx: Context):
         if np.dtype(out_dtype) == np.int8:
             # NOTE: int8 activations run as uint8 with the zero point moved by 128: the same
             # real values (q + 128 - (z + 128) = q - z), and the qu8 kernels take uint8
-            params = QuantParams(params.scale, (params.zero_point[0] + 128,))
+            params = _uint8_form(params)
         x = ctx.cast(x, np.dtype(np.float32))
         y = ctx.emit(Op.QUANTIZE, x, to="uint8")
         ctx.graph.tensors[y].quant = params
@@ -334,6 +334,21 @@ def quantize_linear(ctx: Context):
     return np.clip(q, info.min, info.max).astype(out_dtype)
 
 
+def _uint8_form(params: QuantParams) -> QuantParams:
+    """The params of the uint8 form of an int8 tensor: the zero point moved by 128."""
+    return QuantParams(params.scale, (params.zero_point[0] + 128,))
+
+
+def _label(ctx: Context, x: str, params: QuantParams) -> None:
+    """Give run-time integer tensor ``x`` its quant params (an input, or a relabel of one)."""
+    t = ctx.graph.tensors[x]
+    if t.quant is None:
+        t.quant = params
+    elif t.quant != params:
+        raise ctx.unsupported(f"input {x!r} was quantized with {t.quant}, dequantized with "
+                              f"{params}")
+
+
 @importer("DequantizeLinear")
 def dequantize_linear(ctx: Context):
     x, scale = ctx.values[0], ctx.values[1]
@@ -343,13 +358,11 @@ def dequantize_linear(ctx: Context):
         declared = ctx.dtype(zp) if zp is not None else ctx.dtype(x)
         params = _runtime_qparams(ctx, declared)
         if np.dtype(declared) == np.int8 and ctx.dtype(x) == np.uint8:   # see quantize_linear
-            params = QuantParams(params.scale, (params.zero_point[0] + 128,))
-        t = ctx.graph.tensors[x]
-        if t.quant is None:
-            t.quant = params          # an integer graph input, or a relabel (transpose) of one
-        elif t.quant != params:
-            raise ctx.unsupported(f"input {x!r} was quantized with {t.quant}, dequantized with "
-                                  f"{params}")
+            params = _uint8_form(params)
+        _label(ctx, x, params)
+        if ctx.dtype(x) == np.int8:            # an int8 graph input: recoded as uint8 here
+            x = ctx.emit(Op.INT8_RECODE, x, suffix="to_uint8")
+            _label(ctx, x, _uint8_form(params))
         return ctx.emit(Op.DEQUANTIZE, x)
     if not isinstance(scale, np.ndarray) or not (zp is None or isinstance(zp, np.ndarray)):
         raise ctx.unsupported("run-time scale or zero point")

@@ -53,6 +53,7 @@ class Op(enum.Enum):
     SOFTMAX = "softmax"
     QUANTIZE = "quantize"        # float -> int: q = clamp(rint(x / s) + z); params on the output
     DEQUANTIZE = "dequantize"    # int -> float: x = (q - z) * s; params on the input
+    INT8_RECODE = "int8_recode"  # int8 <-> uint8, the same real values: q and z both move by 128
 
 
 class Activation(enum.IntEnum):
@@ -89,7 +90,9 @@ ACTIVATION_PRODUCERS = CONV_LIKE | BINARY | {Op.INSTANCE_NORM, Op.BATCH_NORM, Op
 # dequantize such inputs, compute in float, and quantize the output when its tensor has ``quant``
 # (ir/interpret.py). Their output dtype follows the output tensor (ir/shapes.py).
 QUANTIZABLE = frozenset({Op.CONV2D, Op.ADD, Op.INSTANCE_NORM})
-QUANT_OPS = frozenset({Op.QUANTIZE, Op.DEQUANTIZE})
+# NOTE: int8 activations run as uint8 with the zero point moved by 128 (the qu8 kernels take
+# uint8); INT8_RECODE converts at the graph's edges: int8 inputs and outputs (importers/).
+QUANT_OPS = frozenset({Op.QUANTIZE, Op.DEQUANTIZE, Op.INT8_RECODE})
 # Ops that only relabel memory: planning gives their output the input's storage.
 VIEW_OPS = frozenset({Op.RESHAPE})
 
@@ -150,6 +153,7 @@ ATTRIBUTES: dict[Op, dict[str, tuple[Any, Any]]] = {
     Op.SOFTMAX: {"axis": ("int", -1)},
     Op.QUANTIZE: {"to": ("str", "uint8")},       # uint8 | int8; scale/zero point: output.quant
     Op.DEQUANTIZE: {},                           # scale/zero point: input.quant
+    Op.INT8_RECODE: {},                          # scale/zero point: input.quant, output.quant
 }
 
 # Number of inputs: (required, maximum).

@@ -350,6 +350,16 @@ def _dequantize(node, ins):
     return [(ins[0].shape, DType.FLOAT32)]
 
 
+@_rule(Op.INT8_RECODE)
+def _int8_recode(node, ins):
+    if ins[0].quant is None or ins[0].dtype not in (DType.INT8, DType.UINT8):
+        raise _fail(node, f"input {ins[0].name!r} is {ins[0].dtype.value}"
+                          f"{'' if ins[0].quant else ' without quant params'}; expected "
+                          f"quantized int8 or uint8")
+    check_quant(node, ins[0])
+    return [(ins[0].shape, DType.UINT8 if ins[0].dtype is DType.INT8 else DType.INT8)]
+
+
 def _quantized_outputs(node: Node, graph: Graph, ins: list[Tensor | None],
                        outs: list[tuple[Shape, DType]]) -> list[tuple[Shape, DType]]:
     """Quantized semantics (ops in ``QUANTIZABLE``): an output whose tensor carries quant params
@@ -377,7 +387,7 @@ def infer(node: Node, graph: Graph) -> list[tuple[Shape, DType]]:
     outs = rule(node, ins)
     if node.op in QUANTIZABLE:
         outs = _quantized_outputs(node, graph, ins, outs)
-    elif node.op is Op.QUANTIZE and node.outputs[0] in graph.tensors \
+    elif node.op in (Op.QUANTIZE, Op.INT8_RECODE) and node.outputs[0] in graph.tensors \
             and graph.tensors[node.outputs[0]].quant is not None:
         check_quant(node, graph.tensors[node.outputs[0]])
     return outs

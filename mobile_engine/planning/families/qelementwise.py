@@ -7,6 +7,9 @@ Kernel ids and step contracts:
 - ``qu8_dequantize``: DEQUANTIZE of a run-time uint8 tensor, ``x = f32(q - z) * s``; params s, z.
   ``qs8_dequantize_const``: DEQUANTIZE of an int8 constant (per-axis scales; weight ``q``,
   ``scale``, ``zero`` when not symmetric): computed once at bind time, copied on each run.
+- ``int8_recode``: INT8_RECODE, int8 <-> uint8 at the graph's edges (int8 inputs and outputs):
+  ``out = x ^ 0x80`` on the bytes, which is ``q + 128`` or ``q - 128``; inputs [x], outputs
+  [out], no params. The two tensors' scales are equal and zero points 128 apart.
 - ``qu8_add_requant``: ADD of two uint8 tensors into uint8, ``y = clamp(rint(f32(a - za) * ma
   + f32(b - zb) * mb) + zy, qmin, qmax)``, ``ma = f32(sa / sy)``; params za, zb, ma, mb, zy,
   qmin, qmax (the activation folded).
@@ -359,6 +362,33 @@ def lower_dequantize(node: Node, graph: Graph) -> list[Step]:
         weights["zero"] = np.asarray(q.zero_point, np.int32).reshape(shape)
     return [Step(node.name, "qs8_dequantize_const", [], [y.name], {}, weights,
                  flops=2 * x.data.size)]
+
+
+@lowers(Op.INT8_RECODE)
+def lower_int8_recode(node: Node, graph: Graph) -> list[Step]:
+    x, y = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
+    if x.is_const:
+        raise _fail(node, f"input {x.name!r} is a constant; fold the node first")
+    (signed, unsigned) = (x, y) if x.dtype is DType.INT8 else (y, x)
+    qs, qu = per_tensor(node, graph, signed.name, DType.INT8), per_tensor(node, graph, unsigned.name)
+    if qs.scale != qu.scale or qu.zero_point[0] != qs.zero_point[0] + 128:
+        raise _fail(node, f"int8 {signed.name!r} ({qs}) and uint8 {unsigned.name!r} ({qu}) "
+                          f"must share the scale, with zero points 128 apart")
+    return [Step(node.name, "int8_recode", [x.name], [y.name], {})]
+
+
+def int8_recode(out: np.ndarray, x: np.ndarray) -> None:
+    """int8 <-> uint8 of the same real values: the top bit flipped (q + 128, or q - 128)."""
+    np.bitwise_xor(x.view(np.uint8), np.uint8(0x80), out=out.view(np.uint8))
+
+
+@binds("int8_recode")
+def bind_int8_recode(params, weights, inputs, outputs):
+    x = v.array("the input", v.operand(iter(inputs), "the input"), (np.int8, np.uint8),
+                contiguous=True)
+    other = np.uint8 if x.dtype == np.int8 else np.int8
+    out = _flat("the output", v.operand(iter(outputs), "the output"), other, x.size)
+    return int8_recode, (out, readonly(x).reshape(-1))
 
 
 for _op in _STYLE_CHAIN:
