@@ -42,7 +42,7 @@ import numpy as np
 
 from kernels import config
 from kernels.config import jit
-from kernels.f32_elementwise import exp_f32
+from kernels.f32_elementwise import exp_f32, tanh_f32
 from kernels.indirection import conv_axis_map
 from kernels.intrinsics import stack_array, vadd, vcopy, vfill, vfma, vfma4
 from kernels.f32_norm import vshift_stats
@@ -69,9 +69,9 @@ def activate(v, code, p0, p1):
     if code == 3:
         return v if v >= F32(0) else v * p0
     if code == 4:
-        return F32(1) / (F32(1) + exp_f32(-v))     # np.exp is a libm call per element
+        return F32(1) / (F32(1) + exp_f32(-v))     # np.exp, np.tanh: a libm call per element
     if code == 5:
-        return np.tanh(v)
+        return tanh_f32(v)
     if code == 6:
         return min(max(v * p0 + p1, F32(0)), F32(1))
     # 7: hard swish

@@ -102,6 +102,23 @@ def exp_f32(x):
     return y if x == x else x
 
 
+@jit(inline="always")
+def tanh_f32(x):
+    """tanh(x) for float32 in plain arithmetic, so loops over it vectorise (``np.tanh`` is a
+    libm call per element): an odd degree-11 polynomial for |x| <= 0.625, else
+    ``1 - 2 / (exp(2|x|) + 1)`` with the sign of x (the Cephes tanhf split; about 2 ulp). Both
+    sides are computed and one selected, so there is no branch; +-inf give +-1, NaN passes.
+    """
+    a = abs(x)
+    s = x * x
+    small = ((((F32(-5.70498872745e-3) * s + F32(2.06390887954e-2)) * s
+               - F32(5.37397155531e-2)) * s + F32(1.33314422036e-1)) * s
+             - F32(3.33332819422e-1)) * s * x + x
+    big = F32(1) - F32(2) / (exp_f32(a + a) + F32(1))
+    big = big if x >= F32(0) else -big
+    return small if a <= F32(0.625) else big
+
+
 # --------------------------------------------------------------------------------------------
 # Row helpers: one loop per case, the case chosen outside the loop.
 @jit
@@ -151,7 +168,7 @@ def _map(x, y, n, code, p0, p1):
             y[i] = one / (one + exp_f32(-x[i]))
     elif code == 5:        # TANH
         for i in range(n):
-            y[i] = np.tanh(x[i])
+            y[i] = tanh_f32(x[i])
     elif code == 6:        # HARD_SIGMOID (alpha, beta)
         for i in range(n):
             v = x[i] * p0 + p1

@@ -23,7 +23,7 @@ other loop's header. Each instruction of a loop falls into one class:
     vmem       other vector loads/stores (``ldp q0, q1, [x9]``, ``ld1r``): operands, or a tile
                kept in memory through a pointer (listed, not judged: a loop with as many vector
                loads/stores as multiplies is memory-bound)
-    call       ``bl <symbol>`` / ``blr``: a call per iteration (``expf`` is the one that hurts)
+    call       ``bl <symbol>`` / ``blr``: a call per iteration (``expf``, ``tanhf`` hurt most)
 
 Verdicts (``check``), per kernel *kind*:
 
@@ -42,8 +42,8 @@ Verdicts (``check``), per kernel *kind*:
            multiplies) must multiply with vector instructions, use ``sdot``/``udot`` when the
            kernel is the dot-product variant, and never on a core without dotprod
     info   (data movement): printed, never judged
-and for every kind: no loop may call ``expf``/``exp`` (one libm call per element; the kernels
-have a vectorisable ``exp_f32``).
+and for every kind: no loop may call ``expf``/``exp`` or ``tanhf``/``tanh`` (one libm call per
+element; the kernels have vectorisable ``exp_f32`` and ``tanh_f32``).
 """
 from __future__ import annotations
 
@@ -69,7 +69,10 @@ INT_MUL = DOT | {"mul", "mla", "mls", "smull", "smull2", "umull", "umull2", "sml
                  "umlal", "umlal2", "sadalp", "uadalp", "smmla", "ummla", "usmmla"}
 FMA_VEC = {"fmla", "fmls"}
 FMA_SCALAR = {"fmadd", "fmsub", "fnmadd", "fnmsub"}
-LIBM_EXP = {"expf", "exp", "__expf", "__exp", "__expf_finite", "__exp_finite"}
+# libm calls per element that the kernels replace with vectorisable plain arithmetic
+# (kernels/f32_elementwise.py exp_f32, tanh_f32)
+LIBM_PER_ELEMENT = {f"{pre}{fn}{suf}" for fn in ("exp", "expf", "tanh", "tanhf")
+                    for pre in ("", "__") for suf in ("", "_finite")}
 SPILL = re.compile(r"^(?:ldr|str|ldur|stur|ldp|stp)$")
 LOADSTORE = re.compile(r"^(?:ld|st)[a-z0-9]*$")
 NOT_ARITH = {"mov", "movi", "dup", "ins", "umov", "smov", "ext", "zip1", "zip2", "uzp1", "uzp2",
@@ -390,10 +393,10 @@ def check(asm: str, kind: str, dotprod: bool = False, require_dot: bool | None =
     found = loops(asm)
     hot = hot_loop(found, kind)
     problems = []
-    exp_loops = [lp.label for lp in found if LIBM_EXP & set(lp.calls)]
-    if exp_loops:
-        problems.append(f"{len(exp_loops)} loop(s) call libm exp per element "
-                        f"({', '.join(exp_loops[:4])})")
+    libm_loops = [lp.label for lp in found if LIBM_PER_ELEMENT & set(lp.calls)]
+    if libm_loops:
+        problems.append(f"{len(libm_loops)} loop(s) call libm exp/tanh per element "
+                        f"({', '.join(libm_loops[:4])})")
     c = hot.classes if hot else Counter()
     lonely = scalar_without_twin(found)
     if kind == "fma":

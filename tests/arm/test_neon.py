@@ -107,10 +107,12 @@ def test_stack_spills_are_counted():
     assert "stack q-spills x2" in v.hot.summary()
 
 
-def test_exp_call_per_element_fails_in_any_loop():
-    v = neon.check(fn(IGEMM, EXP_CALL), "fma")
-    assert not v.ok and any("libm exp" in p for p in v.problems)
-    assert not neon.check(fn(VEC_ADD, EXP_CALL), "vector").ok
+@pytest.mark.parametrize("call", ["expf", "tanhf", "__expf_finite"])
+def test_libm_call_per_element_fails_in_any_loop(call):
+    loop = EXP_CALL.replace("bl expf", f"bl {call}")
+    v = neon.check(fn(IGEMM, loop), "fma")
+    assert not v.ok and any("libm exp/tanh" in p for p in v.problems)
+    assert not neon.check(fn(VEC_ADD, loop), "vector").ok
 
 
 def test_vector_kernel_with_scalar_tail_passes_scalar_only_fails():
