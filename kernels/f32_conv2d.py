@@ -50,7 +50,9 @@ from kernels.f32_norm import vshift_stats
 F32 = np.float32
 U64 = np.uint64     # NOTE: unsigned indices skip Numba's negative-index wraparound code
 # NR (output channels per tile, a multiple of 16 lanes) -> MR (pixels per tile): 16 zmm
-# accumulators each, leaving 16 registers for weights and broadcasts.
+# accumulators each, leaving 16 registers for weights and broadcasts. These MR (in the kernel
+# ids, so plans are the same everywhere) are AVX-512's: on a machine with fewer vector lanes
+# the kernel factories take ``config.fit_rows(MR, NR)`` rows instead (AVX2, NEON).
 TILES = {64: 4, 32: 8, 16: 16}
 VL = 16                                  # float32 lanes of one vector (zmm)
 
@@ -346,7 +348,7 @@ def igemm_kernel(mr: int, nr: int, parallel: bool, cache: bool = True):
     """
     flags = {} if cache else {"cache": False}
     deco = config.pjit if parallel else config.jit
-    return deco(_igemm_source(mr, nr, parallel), **flags)
+    return deco(_igemm_source(config.fit_rows(mr, nr), nr, parallel), **flags)
 
 
 # --- few output channels: lanes over (output channel, 4 reduction elements) -----------------
@@ -519,7 +521,7 @@ def kdot_kernel(mr: int, cg: int, parallel: bool, cache: bool = True):
     """
     flags = {} if cache else {"cache": False}
     deco = config.pjit if parallel else config.jit
-    return deco(_kdot_source(mr, cg, parallel), **flags)
+    return deco(_kdot_source(config.fit_rows(mr, cg * VL), cg, parallel), **flags)
 
 
 def run_kdot(x, rowmap, colmap, wrun, wtap, bias, residual, out, *, act, act_params, mr, cg,

@@ -56,6 +56,8 @@ U64 = np.uint64     # NOTE: unsigned indices skip Numba's negative-index wraparo
 VL = 16             # int32 lanes of one accumulator vector (a zmm register)
 MAXT = 1024         # NOTE: (kernel row, word) pairs a fused regular tile can list
 # NR (output channels per tile) -> MR (pixels per tile): MR * NR / 16 accumulator vectors.
+# AVX-512's rows (in the kernel ids); with fewer vector lanes (AVX2, NEON) the kernel
+# factories take ``config.fit_rows(MR, NR)`` rows instead.
 TILES = {64: 6, 32: 10, 16: 14}   # NOTE: larger MR spilled broadcasts (test_qu8_asm.py)
 ISAS = {"portable": DOT_PORTABLE, "vnni": DOT_VNNI, "sdot": DOT_SDOT}
 # NOTE: "sdot_emulated" runs the sdot variant's arithmetic ((x - 128) * w plus a 128 * sum(w)
@@ -453,7 +455,8 @@ def igemm_kernel(mr: int, nr: int, isa: str, epilogue: str, parallel: bool, cach
     """
     if isa not in _ISA_CODES or epilogue not in EPILOGUES or nr % VL:
         raise ValueError(f"no qu8 conv kernel {mr}x{nr} {isa} {epilogue}")
-    return _dispatcher(functools.partial(_igemm_source, mr, nr), isa, epilogue, parallel, cache)
+    return _dispatcher(functools.partial(_igemm_source, config.fit_rows(mr, nr), nr), isa,
+                       epilogue, parallel, cache)
 
 
 def _dispatcher(source, isa: str, epilogue: str, parallel: bool, cache: bool):
@@ -768,7 +771,8 @@ def kdot_kernel(mr: int, cg: int, isa: str, epilogue: str, parallel: bool, cache
     """
     if isa not in _ISA_CODES or epilogue not in EPILOGUES or cg not in KDOT_TILES:
         raise ValueError(f"no qu8 kdot conv kernel {mr}x{4 * cg} {isa} {epilogue}")
-    return _dispatcher(functools.partial(_kdot_source, mr, cg), isa, epilogue, parallel, cache)
+    return _dispatcher(functools.partial(_kdot_source, config.fit_rows(mr, cg * VL), cg), isa,
+                       epilogue, parallel, cache)
 
 
 def select_qu8_conv_kdot(mr: int, cg: int, epilogue: str, parallel: bool, isa: str | None = None):

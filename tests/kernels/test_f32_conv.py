@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import mobile_engine.planning.families  # noqa: F401  (registers the lowerings and binders)
+from kernels import config
 from kernels import f32_conv2d as igemm
 from kernels import f32_conv2d_pix as pix
 from kernels import f32_conv_transpose2d as convt
@@ -203,6 +204,24 @@ def test_conv_transpose2d(n, hw, ci, cog, k, strides, dilations, pads, group, op
     expected = ref.conv_transpose2d(x, w, bias, **geo)
     got = convt.conv_transpose2d(x, w, bias, **geo, parallel=parallel)
     assert_f32_close(got, expected, ci // group * k * k, "conv_transpose2d")
+
+
+@pytest.mark.parametrize("isa, feats, tiles", [
+    # AVX-512, 32 zmm x 16 lanes: the tables' own rows (fp32 and int8 igemm, kdot)
+    ("x86-64", {"+avx512f", "+avx"}, {(4, 64): 4, (8, 32): 8, (16, 16): 16, (6, 64): 6,
+                                      (10, 32): 10, (14, 16): 14}),
+    # AVX2, 16 ymm x 8 lanes: NR=16 takes 2 per row, (16 - 2 - 2) // 2 = 6; NR=32: 4, 10 // 4
+    ("x86-64", {"-avx512f", "+avx"}, {(4, 64): 1, (8, 32): 2, (16, 16): 6, (16, 32): 2}),
+    # NEON, 32 q x 4 lanes: NR=16 takes 4 per row, (32 - 4 - 2) // 4 = 6; NR=32: 8, 22 // 8
+    ("aarch64", set(), {(4, 64): 1, (8, 32): 2, (16, 16): 6, (10, 32): 2}),
+])
+def test_tile_rows_fit_the_register_file(monkeypatch, isa, feats, tiles):
+    """A tile whose accumulators do not fit the registers spills in its inner loop: the
+    kernels take fewer rows (pixels) on machines with fewer vector lanes."""
+    monkeypatch.setattr(config, "is_aarch64", lambda: isa == "aarch64")
+    monkeypatch.setattr(config, "compile_features", lambda: feats)
+    for (rows, lanes), want in tiles.items():
+        assert config.fit_rows(rows, lanes) == want, (rows, lanes)
 
 
 def test_conv_padding_is_zero_not_garbage():
