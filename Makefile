@@ -34,8 +34,8 @@ clean:
 # The suite on emulated aarch64 cores (Cortex-A53, A72, A76) and the NEON/sdot instruction check
 # (tests/arm/run.py). Sets up qemu-user-static, an arm64 Debian userland and the aarch64 wheels
 # on first use, cached in ~/.cache/mobile-engine/arm (MOBILE_ENGINE_HOME). Emulated timings are
-# never reported: latency on ARM is measured on real boards. The kernel tests run on the A76
-# only; ARM_FLAGS="--full all" runs them on every core (run.py --help).
+# never reported: latency on ARM is measured on real boards. The kernel tests run on every
+# core; ARM_FLAGS="--full cortex-a76" runs them on the A76 only (run.py --help).
 ARM_FLAGS ?=
 test-arm: models
 	tests/arm/setup.sh $(PY)
