@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from mobile_engine.errors import EngineError, InputError
+from mobile_engine.images import load_image, require_image_input, save_image
 
 
 def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
@@ -47,28 +48,6 @@ def parse_values(text: str, size: int, name: str) -> np.ndarray:
     return out
 
 
-def _image_input(plan) -> dict:
-    for i in plan.inputs:
-        if len(i["shape"]) == 4 and i["dtype"] == "float32" and i["shape"][1] == 3:
-            return i
-    raise InputError("this plan has no [N, 3, H, W] float32 image input; use the Python API")
-
-
-def load_image_nchw(path: str, height: int, width: int) -> np.ndarray:
-    from PIL import Image
-    try:
-        img = Image.open(path).convert("RGB").resize((width, height), Image.BILINEAR)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read image: {exc}") from None
-    return (np.asarray(img, np.float32) / np.float32(255)).transpose(2, 0, 1)[None].copy()
-
-
-def save_image_nchw(x: np.ndarray, path: str) -> None:
-    from PIL import Image
-    img = (np.clip(x[0].transpose(1, 2, 0), 0, 1) * 255 + 0.5).astype(np.uint8)
-    Image.fromarray(img).save(path)
-
-
 def cmd_compile(args) -> int:
     import mobile_engine as me
     shapes = dict(args.shape or [])
@@ -102,24 +81,21 @@ def _image_files(folder: str) -> list[Path]:
 
 
 def _image_feeds(model, shapes: dict, folder: str, sets: dict) -> list[dict]:
-    """One feed per image of ``folder``: the image input resized to its shape (0..1, NCHW); other
+    """One feed per image of ``folder``: the image input (mobile_engine/images.py); other
     inputs from ``--set NAME=VALUES`` or ``NAME=onehot`` (image k gets a one-hot vector, the
     hot index spread over the inputs' entries)."""
     from mobile_engine.compiler import import_model
     graph = import_model(model, shapes)
     files = _image_files(folder)
-    image = next((n for n in graph.inputs if len(graph.tensors[n].shape) == 4
-                  and graph.tensors[n].dtype.value == "float32"
-                  and graph.tensors[n].shape[1] == 3), None)
-    if image is None:
-        raise InputError("--calib needs a model with a [N, 3, H, W] float32 image input")
+    image = require_image_input([(n, graph.tensors[n].shape, graph.tensors[n].dtype.value)
+                                 for n in graph.inputs], "--calib")
     feeds = []
     for k, f in enumerate(files):
         feed = {}
         for name in graph.inputs:
             t = graph.tensors[name]
-            if name == image:
-                feed[name] = load_image_nchw(str(f), t.shape[2], t.shape[3])
+            if name == image.name:
+                feed[name] = load_image(str(f), image)
             elif name in sets and sets[name] == "onehot":
                 size = int(np.prod(t.shape))
                 v = np.zeros(size, np.float32)
@@ -210,14 +186,14 @@ def cmd_inspect(args) -> int:
 
 def _given_inputs(plan, image: str | None, sets: dict) -> dict[str, tuple[np.ndarray, str]]:
     """{input name: (array, how it was made)} for the inputs the command line gives: ``image``
-    for the plan's image input (resized, RGB 0..1, NCHW), ``sets`` {NAME: VALUES} for others."""
+    for the plan's image input (mobile_engine/images.py), ``sets`` {NAME: VALUES} for others."""
     given = {}
-    img = _image_input(plan) if image else None
+    img = require_image_input([(i["name"], i["shape"], i["dtype"]) for i in plan.inputs],
+                              "--input") if image else None
     for i in plan.inputs:
         name, shape = i["name"], i["shape"]
-        if img is not None and name == img["name"]:
-            given[name] = (load_image_nchw(image, shape[2], shape[3]),
-                           f"image {image} resized to {shape[2]}x{shape[3]}, RGB 0..1")
+        if img is not None and name == img.name:
+            given[name] = (load_image(image, img), f"image {image} {img.describe()}")
         elif name in sets:
             values = parse_values(sets[name], int(np.prod(shape)), name)
             given[name] = (values.reshape(shape).astype(i["dtype"]), f"--set {name}={sets[name]}")
@@ -245,9 +221,7 @@ def cmd_run(args) -> int:
     ms = (time.perf_counter() - t0) * 1e3
     out = outs[0]
     if args.output:
-        if out.ndim == 4 and out.shape[1] == 3:
-            save_image_nchw(out, args.output)
-        else:
+        if not save_image(out, args.output):
             np.save(args.output, out)
         print(f"wrote {args.output} ({ms:.1f} ms, first run)")
     else:

@@ -44,8 +44,9 @@ def test_int8_compile_report_and_table(model, tmp_path, capsys):
     assert plan.manifest["provenance"]["precision"] == "int8"
     assert any(s["kernel"].startswith("qu8_conv2d") for s in plan.steps)
     # the int8 plan against the float plan on a held-out image
-    from mobile_engine.cli import load_image_nchw
-    x = load_image_nchw(str(tmp_path / "held" / "img0.png"), 37, 53)
+    from mobile_engine.images import ImageInput, load_image
+    x = load_image(str(tmp_path / "held" / "img0.png"),
+                   ImageInput("image", (1, 3, 37, 53), "float32", "nchw"))
     ref = me.Session(me.compile(model)).run(None, {"image": x})[0]
     got = me.Session(plan).run(None, {"image": x})[0]
     report = plan.manifest["provenance"]["quantization"]["report"]
