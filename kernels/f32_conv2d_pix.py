@@ -105,7 +105,8 @@ def column_plan(colmap: np.ndarray, upsample: int, dilation: int, px: int):
     Output column ``ow = U * j + b`` reads buffer column ``j + coloff[b, tc]``; buffer column
     ``jb`` holds input column ``bufsrc[jb]`` (-1: zero). Tries U = 2 phases when the conv
     upsamples by 2, then U = 1 (buffer in upsampled coordinates); None when neither reproduces
-    ``colmap`` exactly (e.g. a column stride > 1)."""
+    ``colmap`` exactly (e.g. a column stride > 1). The buffer serves tiles of any width up to
+    ``px``: the last tile of width p ends before column ``ceil(oj / p) * p <= oj + px - 1``."""
     ow_, kw_ = colmap.shape
     for u in ((2, 1) if upsample == 2 else (1,)):
         oj = -(-ow_ // u)
@@ -117,7 +118,7 @@ def column_plan(colmap: np.ndarray, upsample: int, dilation: int, px: int):
                 continue
             d = colmap[u * jm:u * jm + u] - jm               # [U, KW] low-res offsets
         pad = -int(d.min())
-        width = -(-oj // px) * px + int(d.max()) + pad
+        width = oj + px - 1 + int(d.max()) + pad
         # output column ow = U * j + b reads buffer columns j + d[b] + pad, which must hold
         # colmap[ow]: every buffer column must be asked for one input column only
         ow = np.arange(ow_)
@@ -170,7 +171,7 @@ class PixPlan:
     def __init__(self, w, rowmap, colmap, upsample: int = 1, dilation: int = 1):
         co = w.shape[0]
         self.rowtap, self.rowsel, row_sets, self.nslot = row_plan(rowmap)
-        # NOTE: the buffer width is padded to the widest tile (64 pixels) for either phase count
+        # NOTE: the buffer is wide enough for tiles of any width (16 to 64 pixels)
         found = column_plan(colmap, upsample, dilation, VL * MAX_NVX)
         if found is None:
             raise ValueError("columns do not decompose (column stride > 1?)")

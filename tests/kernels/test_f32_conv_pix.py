@@ -161,6 +161,20 @@ def test_lowering_and_binding(in_layout, out_layout):
     assert_f32_close(got, expected, 72, step.kernel)
 
 
+@pytest.mark.parametrize("co", [1, 2, 3, 4, 5, 6, 7, 8])
+def test_every_tile_width_binds_and_runs(co):
+    """Co sets the tile width (16 to 64 pixels); the row buffer must cover the last tile of any
+    of them: Co 5 (48-pixel tiles) at 100 columns needs 144 (the plan was refused at load)."""
+    x, w, bias = _rand(1, 3, 100, 4), _rand(co, 4, 3, 3, scale=0.3), _rand(co)
+    step, out_shape = _lowered(x.shape, w, bias, "nhwc", "nhwc", pads=(1, 1, 1, 1),
+                               pad_mode="constant", upsample=1, activation=A.NONE)
+    assert step.kernel.startswith("f32_conv2d_pix_")
+    out = np.full(out_shape, np.nan, np.float32)
+    fn, args = _bind(step, x, out)
+    fn(*args)
+    assert_f32_close(out, ref.conv2d(x, w, bias, pads=(1, 1, 1, 1)), 36, step.kernel)
+
+
 def test_binder_rejects_inconsistent_blobs():
     x, w, bias = _rand(1, 6, 9, 4), _rand(3, 4, 3, 3), _rand(3)
     step, out_shape = _lowered(x.shape, w, bias, "nhwc", "nhwc", pads=(1, 1, 1, 1))
