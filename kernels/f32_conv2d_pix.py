@@ -29,6 +29,9 @@ equals the convolution because the bank holds the sums of the merged taps' weigh
 
 Epilogue: bias, residual and the activation run over each finished output row (L1-resident).
 
+Tile width: the kernel ids name AVX-512's (``tile``: about 16 accumulator zmm); on a machine
+with fewer vector lanes the binder runs ``machine_tile`` (NEON: 16 pixels per tile).
+
 NOTE: as in ``f32_conv2d.py`` the accumulators are a stack array touched only by vector
 intrinsics at constant offsets (LLVM keeps them in zmm registers), checked by
 tests/kernels/test_conv_asm.py.
@@ -53,6 +56,13 @@ NCHW, NHWC = 1, 0   # layout flags of the kernel's in_nchw / out_nchw
 def tile(co: int, phases: int) -> int:
     """NVX (vectors of 16 pixels per channel and phase): about 16 accumulator vectors."""
     return max(1, min(MAX_NVX, VL // (phases * co)))
+
+
+def machine_tile(co: int, phases: int) -> int:
+    """NVX on this machine: ``tile`` (AVX-512's, named in the kernel id) or fewer, so that each
+    unit's ``phases * co`` accumulator vectors and its input vector fit the register file
+    (``config.fit_rows``; on NEON one unit, 16 pixels, per tile)."""
+    return config.fit_rows(tile(co, phases), (phases * co + 1) * VL)
 
 
 def kernel_id(co: int, phases: int) -> str:
@@ -176,7 +186,7 @@ class PixPlan:
         if found is None:
             raise ValueError("columns do not decompose (column stride > 1?)")
         self.phases, self.coloff, col_sets, self.bufsrc = found
-        self.nvx = tile(co, self.phases)
+        self.nvx = machine_tile(co, self.phases)
         self.wbank = weight_bank(w, row_sets, col_sets)
         self.kernel = kernel_id(co, self.phases)
 

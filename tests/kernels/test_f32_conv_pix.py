@@ -175,6 +175,22 @@ def test_every_tile_width_binds_and_runs(co):
     assert_f32_close(out, ref.conv2d(x, w, bias, pads=(1, 1, 1, 1)), 36, step.kernel)
 
 
+@pytest.mark.parametrize("isa, feats", [("x86-64", {"+avx512f", "+avx"}),
+                                         ("x86-64", {"-avx512f", "+avx"}), ("aarch64", set())])
+def test_tile_width_fits_the_register_file(monkeypatch, isa, feats):
+    """AVX-512 runs the ids' tiles; NEON's 32 x 4 lanes and AVX2's 16 x 8 hold one 16-pixel
+    unit (Co 3: 3 accumulator vectors + 1 input vector = 16 q or 8 ymm registers) but not 2."""
+    from kernels import config
+    monkeypatch.setattr(config, "is_aarch64", lambda: isa == "aarch64")
+    monkeypatch.setattr(config, "compile_features", lambda: feats)
+    for co in range(1, pix.MAX_CO + 1):
+        for phases in (1, 2):
+            want = pix.tile(co, phases) if "+avx512f" in feats else 1
+            if "+avx512f" not in feats and (co, phases) == (1, 1):
+                want = 2    # 2 vectors a unit: 8 q, (32 - 8 - 2) // 8; 4 ymm, (16 - 4 - 2) // 4
+            assert pix.machine_tile(co, phases) == want, (co, phases)
+
+
 def test_binder_rejects_inconsistent_blobs():
     x, w, bias = _rand(1, 6, 9, 4), _rand(3, 4, 3, 3), _rand(3)
     step, out_shape = _lowered(x.shape, w, bias, "nhwc", "nhwc", pads=(1, 1, 1, 1))

@@ -597,7 +597,8 @@ def _pix_tables(params: dict, x_shape: tuple, out_hw: tuple) -> dict:
 
 def _bind_pix(kernel: str):
     co, phases = pix.parse_kernel_id(kernel)
-    px = pix.VL * pix.tile(co, phases)              # output columns (per phase) of one tile
+    nvx = pix.machine_tile(co, phases)
+    px = pix.VL * nvx                               # output columns (per phase) of one tile
 
     def bind(params, weights, inputs, outputs, *_):
         in_nchw, out_nchw = v.flag(params, "in_nchw"), v.flag(params, "out_nchw")
@@ -648,7 +649,7 @@ def _bind_pix(kernel: str):
         par = _parallel(params, n * oh)
         nblk = pix.blocks_for(n * oh, par)
         scratch, tags = pix.scratch(nslot, c, bufsrc.shape[0], nblk)
-        fn = pix.pix_kernel(pix.tile(co, phases), co, phases, par)
+        fn = pix.pix_kernel(nvx, co, phases, par)
         ro = igemm.readonly
         return fn, (ro(x), ro(rowtap), ro(rowsel), ro(coloff), ro(bufsrc), ro(wbank), ro(bias),
                     ro(res), out, scratch, tags, in_nchw, out_nchw, act, p0, p1, has_res)
