@@ -83,8 +83,9 @@ def fit_rows(rows: int, row_lanes: int) -> int:
 
     NOTE: a tile that does not fit spills accumulators to the stack in the inner loop:
     compiled for AVX2 here, the 128->128 3x3 conv ran 1.57x faster with 6 rows than 16 for
-    16 channels, 1.16x with 2 rows than 8 for 32; NEON's 32 q registers hold a quarter of
-    AVX-512's lanes (tests/arm shows the spills per loop).
+    16 channels, 1.16x with 2 rows than 8 for 32, and the 9x9 32->3 pixel-lane conv 1.56x
+    with 16-pixel tiles than 64 (f32_conv2d_pix.machine_tile); NEON's 32 q registers hold a
+    quarter of AVX-512's lanes (tests/arm shows the spills per loop).
     """
     lanes, count = vector_registers()
     per_row = -(-row_lanes // lanes)
