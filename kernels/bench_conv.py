@@ -15,6 +15,7 @@ import time
 import numba
 import numpy as np
 
+from kernels import config
 from kernels import f32_conv2d as igemm
 from kernels import f32_conv2d_pix as pix
 
@@ -59,18 +60,19 @@ def prepare(h, w, ci, co, k, stride=1, upsample=1, pad_mode="reflect", tile=None
         args = (ro(xs), ro(plan.rowtap), ro(plan.rowsel), ro(plan.coloff), ro(plan.bufsrc),
                 ro(plan.wbank), ro(np.zeros(co, np.float32)), ro(o), o, scratch, tags, in_nchw,
                 out_nchw, 1, np.float32(0), np.float32(0), False)
-        name = "p" + plan.kernel.split("_")[3]
+        name = f"p{pix.VL * plan.nvx}x{co}"          # the tile this machine runs
         return pix.pix_kernel(plan.nvx, co, plan.phases, parallel), args, flops, name
     if method == "kdot":
         mr, cg = igemm.kdot_tile(co)
         wrun, wtap = igemm.pack_weights_kdot(wt, cg)
         args = head + (ro(wrun), ro(wtap)) + tail + (1, np.float32(0), np.float32(0), False)
-        return igemm.kdot_kernel(mr, cg, parallel), args, flops, f"k{mr}x{4 * cg}"
+        rows = config.fit_rows(mr, cg * igemm.VL)
+        return igemm.kdot_kernel(mr, cg, parallel), args, flops, f"k{rows}x{4 * cg}"
     mr, nr = tile or igemm.choose_tile(co)
     args = head + (ro(igemm.pack_weights(wt, nr)),) + tail + (1, 1, 1, np.float32(0),
                                                               np.float32(0), False,
                                                               igemm.NO_SUMS, False, False)
-    return igemm.igemm_kernel(mr, nr, parallel), args, flops, f"{mr}x{nr}"
+    return igemm.igemm_kernel(mr, nr, parallel), args, flops, f"{config.fit_rows(mr, nr)}x{nr}"
 
 
 def median_seconds(fn, args, repeat, clock=time.perf_counter):
