@@ -6,7 +6,7 @@ edge cases per ISA variant the core has (bit-exact), multistyle26 at 64x64 again
 interpreter and onnxruntime; then, on the ``--full`` cores (default: all three), the
 table-driven kernel tests of tests/kernels; last, the instructions of the inner loop of every
 kernel the session compiled (tests/arm/neon.py). All sessions run at once: the whole check
-takes about their CPU time over the CPUs (27 minutes on 2 busy CPUs; ``--full cortex-a76``
+takes about their CPU time over the CPUs (29 minutes on 2 busy CPUs; ``--full cortex-a76``
 runs the kernel tests on one core only, for a quicker look).
 Then the negative check (tests/arm/sigill.py): code compiled for an A76 dies with SIGILL on an
 emulated A72, so the emulator does enforce the instruction set. Prints the instruction table
