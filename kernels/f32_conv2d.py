@@ -80,13 +80,15 @@ def activate(v, code, p0, p1):
     return v * min(max(v / F32(6) + F32(0.5), F32(0)), F32(1))
 
 
-@jit(inline="always")
+@jit
 def activate_span(a, off, n, act, p0, p1):
     """``a[off:off+n] = act(a[off:off+n])``: one loop per activation code, so each vectorises.
 
-    NOTE: call it once per output row, not per pixel: every call of a jit function with array
-    arguments costs NRT reference-count calls (measured: a per-pixel epilogue call made a 1x1
-    8->4 conv 10x slower).
+    NOTE: compiled once and called by the conv kernels, not inlined into each: its seven
+    vectorised loops (exp and tanh polynomials among them) made every conv kernel's compile
+    take 19 s instead of 11 (igemm 8x32, measured). Call it once per output row, not per
+    pixel: every call of a jit function with array arguments costs NRT reference-count calls
+    (measured: a per-pixel epilogue call made a 1x1 8->4 conv 10x slower).
     """
     if act == 1:
         for j in range(n):

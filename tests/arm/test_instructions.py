@@ -35,7 +35,8 @@ KINDS = {
     "f32_instance_norm_nhwc": "vector", "f32_instance_norm_nhwc_any": "vector",
     "f32_instance_norm_nchw": "vector", "channel_affine": "vector", "vunary": "vector",
     "vbinary_flat": "vector", "vbinary_rows": "vector", "reduce_ori": "vector",
-    "softmax": "vector", "act_inplace": "vector", "add_inplace": "vector", "map_row": "vector",
+    "softmax": "vector", "act_inplace": "vector", "activate_span": "vector",
+    "add_inplace": "vector", "map_row": "vector",
 }
 
 
