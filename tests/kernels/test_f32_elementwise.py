@@ -112,15 +112,15 @@ def test_exp_accuracy_over_the_float_range():
 
 
 def test_tanh_accuracy_over_the_float_range():
-    """tanh_f32 (plain arithmetic, vectorised) within 3 ulp of float64 tanh, both sides of its
-    0.625 split, saturating to +-1, odd."""
+    """tanh_f32 (plain arithmetic, vectorised) within 2 ulp of float64 tanh (measured 1.23),
+    both sides of its 0.625 split, saturating to +-1, odd."""
     x = np.concatenate([np.linspace(-12, 12, 240001, dtype=np.float32),
                         np.float32([0.625, np.nextafter(np.float32(0.625), np.float32(1)),
                                     -0.625, 1e-30, -1e-30, 1e-6, 9.0, 50.0, -50.0])])
     got = kew.unary(x, "tanh")
     want = np.tanh(x.astype(np.float64))
     ulps = np.abs(got - want) / np.spacing(np.abs(want).astype(np.float32))
-    assert ulps.max() <= 3.0, (ulps.max(), x[np.argmax(ulps)])
+    assert ulps.max() <= 2.0, (ulps.max(), x[np.argmax(ulps)])
     np.testing.assert_array_equal(got, -kew.unary(-x, "tanh"))
 
 

@@ -370,7 +370,8 @@ def lower_int8_recode(node: Node, graph: Graph) -> list[Step]:
     if x.is_const:
         raise _fail(node, f"input {x.name!r} is a constant; fold the node first")
     (signed, unsigned) = (x, y) if x.dtype is DType.INT8 else (y, x)
-    qs, qu = per_tensor(node, graph, signed.name, DType.INT8), per_tensor(node, graph, unsigned.name)
+    qs = per_tensor(node, graph, signed.name, DType.INT8)
+    qu = per_tensor(node, graph, unsigned.name)
     if qs.scale != qu.scale or qu.zero_point[0] != qs.zero_point[0] + 128:
         raise _fail(node, f"int8 {signed.name!r} ({qs}) and uint8 {unsigned.name!r} ({qu}) "
                           f"must share the scale, with zero points 128 apart")
