@@ -36,6 +36,9 @@ ADD, SUB, MUL, DIV, POW, PRELU = range(6)
 BINARY_CODES = {"add": ADD, "sub": SUB, "mul": MUL, "div": DIV, "pow": POW, "prelu": PRELU}
 # Unary map codes: 0..7 are the Activation codes, then the plain math functions.
 SQRT, RECIPROCAL, NEG, EXP = 8, 9, 10, 11
+# kernel-id suffix of each activation code (the epilogue a kernel id names)
+EPILOGUES = dict(enumerate(("", "_relu", "_minmax", "_lrelu", "_sigmoid", "_tanh", "_hsigmoid",
+                            "_hswish")))
 UNARY_CODES = {"relu": int(Activation.RELU), "clip": int(Activation.CLAMP),
                "leaky_relu": int(Activation.LEAKY_RELU), "sigmoid": int(Activation.SIGMOID),
                "tanh": int(Activation.TANH), "hard_sigmoid": int(Activation.HARD_SIGMOID),

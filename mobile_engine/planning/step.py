@@ -1,8 +1,8 @@
 """Step: one kernel call of a plan, chosen and prepared at compile time.
 
 A lowering turns an IR node into steps (kernel id, runtime tensors, JSON-able params and packed
-weight blobs); a binder turns a loaded step into a ``(function, args)`` pair that ``Session.run``
-calls with no further work. Both live with their op family in ``mobile_engine/planning/families``.
+weight blobs); at load time a binder (``mobile_engine/runtime/binders``) turns a loaded step into a
+``(function, args)`` pair that ``Session.run`` calls with no further work.
 """
 from __future__ import annotations
 
@@ -27,28 +27,15 @@ class Step:
     flops: int = 0
 
 
-# A binder gets the step's params, its weight arrays (read-only views of the plan file), its input
-# and output arrays (views of the arena, in the IR's physical shapes) and the thread count, and
-# returns the call to make on every run.
-Binder = Callable[[dict, dict, list, list], tuple[Callable, tuple]]
 Lowering = Callable[[Node, Graph], list[Step]]
 
 LOWERINGS: dict[Op, Lowering] = {}
-BINDERS: dict[str, Binder] = {}
 
 
 def lowers(*ops: Op):
     def register(fn: Lowering) -> Lowering:
         for op in ops:
             LOWERINGS[op] = fn
-        return fn
-    return register
-
-
-def binds(*kernel_ids: str):
-    def register(fn: Binder) -> Binder:
-        for k in kernel_ids:
-            BINDERS[k] = fn
         return fn
     return register
 

@@ -30,10 +30,9 @@ import numpy as np
 from mobile_engine.errors import UnsupportedOperatorError
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Activation, Op
-from mobile_engine.planning import validate as v
 from mobile_engine.planning.families import qconv, qelementwise as qew
 from mobile_engine.planning.families.conv import available_before
-from mobile_engine.planning.step import LOWERINGS, Step, binds
+from mobile_engine.planning.step import LOWERINGS, Step
 
 # the norm step kernel absorbed -> the suffix of the fused step's kernel id
 KERNELS = {qew.NORM_QU8: "", qew.NORM_ADD_QU8: "_add"}
@@ -42,7 +41,7 @@ KERNELS = {qew.NORM_QU8: "", qew.NORM_ADD_QU8: "_add"}
 def fused_qnorm(conv: Node, graph: Graph) -> Node | None:
     """The INSTANCE_NORM that runs inside quantized ``conv``'s step, or None (see above)."""
     if conv.op is not Op.CONV2D or not qconv.is_quantized(conv, graph) or \
-            conv.attrs["activation"] is not Activation.NONE or qconv.qconv is None:
+            conv.attrs["activation"] is not Activation.NONE:
         return None
     out = conv.outputs[0]
     t = graph.tensors[out]
@@ -120,32 +119,3 @@ def _lower_norm_unless_absorbed(node: Node, graph: Graph) -> list[Step]:
 
 LOWERINGS[Op.CONV2D] = lower_conv_with_norm
 LOWERINGS[Op.INSTANCE_NORM] = _lower_norm_unless_absorbed
-
-
-# --- binder --------------------------------------------------------------------------------
-def _bind(mr: int, nr: int, suffix: str):
-    def bind(params, weights, inputs, outputs, *_):
-        v.require(len(outputs) == 2 and len(inputs) >= 1,
-                  f"{len(inputs)} inputs / {len(outputs)} outputs: expected x, the norm's "
-                  f"inputs, and outputs [uint8 y, float32 scratch]")
-        conv_fn, conv_args = qconv.bind_igemm(mr, nr, "fp32out", params, weights, inputs[:1],
-                                              outputs[1:])
-        y = outputs[1]
-        v.require(conv_args[13] == 0, "params['act'] must be 0 (none) before a fused norm")
-        sums = np.zeros(y.shape[0] * y.shape[1] * 2 * y.shape[3], np.float64)
-        norm_fn, norm_args = qew.bind_norm_qu8(params, weights, [y] + list(inputs[1:]),
-                                               outputs[:1], suffix == "_add", sums, "norm_")
-        conv_args = conv_args + (sums,)
-
-        def run():
-            conv_fn(*conv_args)
-            norm_fn(*norm_args)
-        return run, ()
-
-    return bind
-
-
-if qconv.qconv is not None:
-    for _nr, _mr in qconv.qconv.TILES.items():
-        for _suffix in KERNELS.values():
-            binds(qconv.qconv.instnorm_kernel_id(_mr, _nr, _suffix))(_bind(_mr, _nr, _suffix))
