@@ -11,6 +11,7 @@ from mobile_engine.ir.ops import QUANT_OPS
 from mobile_engine.ir.verify import verify
 from mobile_engine.plan.plan import Plan
 from mobile_engine.planning.lower import lower_graph
+from mobile_engine.planning.target import TARGET
 
 from mobile_engine import __version__ as ENGINE_VERSION
 
@@ -75,8 +76,14 @@ def _has_qdq(graph: Graph) -> bool:
                for n in graph.nodes)
 
 
-def plan_from_graph(graph: Graph, provenance: dict | None = None, reports=()) -> Plan:
-    """Lower an optimised IR graph (float or int8) into a Plan."""
+def plan_from_graph(graph: Graph, provenance: dict | None = None, reports=(),
+                    disable_passes: Iterable[str] = ()) -> Plan:
+    """Lower an optimised IR graph (float or int8) into a Plan: the kernel-fusion passes mark a
+    copy of it (``passes/pipeline.py`` ``FUSION_PASSES``, minus ``disable_passes``), then
+    planning lowers the copy."""
+    from mobile_engine.passes.pipeline import fuse
+    graph = graph.copy()
+    reports = list(reports) + fuse(graph, TARGET, disable_passes)
     lowered = lower_graph(graph)
     passes = [{"name": r.name, "rewrites": r.rewrites,
                "delta": {op.name: d for op, d in r.changes().items()}} for r in reports]
@@ -115,7 +122,8 @@ def compile(model, input_shapes: dict | None = None, quantize: str | None = None
     input_shapes : {input name: shape} fixing symbolic dimensions (e.g. ``{"image": (1, 3, 480, 640)}``)
     quantize : None for float32, or "int8" (int8 weights, uint8 activations; DESIGN.md)
     calibration : representative feed dicts for ``quantize="int8"`` (e.g. 8 photos)
-    disable_passes : names of graph passes to skip (see ``mobile_engine.passes.pipeline.PIPELINE``)
+    disable_passes : names of passes to skip (``mobile_engine.passes.pipeline.PIPELINE`` and
+        ``FUSION_PASSES``)
     quant_table : a ``quantize.table.QuantTable`` or the path of its JSON: skips calibration
     keep_float : names of conv/add nodes to leave in float
     observer : how calibration picks ranges: "percentile", "minmax", "mse" or "entropy"
@@ -138,7 +146,7 @@ def compile(model, input_shapes: dict | None = None, quantize: str | None = None
         "precision": "fp32",
     }
     if quantize != "int8":
-        return plan_from_graph(graph, provenance, reports)
+        return plan_from_graph(graph, provenance, reports, disable_passes)
     from quantize.calibrate import calibrate
     from quantize.report import quantize_with_report
     from quantize.table import as_table
@@ -163,4 +171,4 @@ def compile(model, input_shapes: dict | None = None, quantize: str | None = None
         "kept_float": list(result.kept_float),
         "few_channel_float": list(result.few_channel_float), "summary": result.summary(),
         **({"report": report.as_dict()} if report is not None else {})}
-    return plan_from_graph(result.graph, provenance, reports)
+    return plan_from_graph(result.graph, provenance, reports, disable_passes)

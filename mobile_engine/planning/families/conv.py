@@ -13,22 +13,17 @@ Kernel selection per node:
   ``choose_tile(Co / group)``;
 - transposed: ``f32_conv_transpose2d_igemm_{MR}x{NR}_minmax`` (the igemm kernel over
   zero-stuffed indirection tables, ``step`` = stride W);
-- an igemm conv read only by an instance norm (``fused_norm``):
-  ``f32_conv2d_igemm_{MR}x{NR}_instnorm[_add][_<epilogue>]``, one step: the conv with the norm's
-  statistics in its epilogue, then the norm in place (and a residual ADD after it,
-  ``fused_add``); the norm (and ADD) lower to nothing. Params ``norm_epsilon``, ``norm_act``,
-  ``norm_p0``, ``norm_p1``, ``norm_inputs`` (what the inputs after x and the conv's residual
-  are: "scale", "bias" (run-time tensors), "style_scale", "style_bias" (the style vector whose
-  product with weight ``norm_style_scale``/``norm_style_bias`` gives it, families/norm.py
-  ``style_source``), "residual" (the ADD's other operand)); weights ``norm_scale``/``norm_bias``
-  when constant;
-- a conv (igemm or pix) whose input is an NCHW -> NHWC TRANSPOSE read only by it reads the
-  NCHW tensor itself (``absorbed_transpose``, param ``in_nchw``; igemm weights packed
-  ``[.., KH, C/g, KW, NR]``); the TRANSPOSE lowers to nothing.
-
-NOTE: the fusions above happen at lowering, not as IR passes: they only apply to plain float32
-tensors, so int8 plans (whose rewrite reads the optimised float IR and matches CONV2D ->
-INSTANCE_NORM -> ADD and the style Mul/ReduceSum) see the graph unchanged.
+- an igemm conv that absorbed an instance norm (``passes/fusions/conv_norm.py``, record
+  "norm", "add", "residual"): ``f32_conv2d_igemm_{MR}x{NR}_instnorm[_add][_<epilogue>]``, one
+  step: the conv with the norm's statistics in its epilogue, then the norm in place (and the
+  residual ADD after it). Params ``norm_epsilon``, ``norm_act``, ``norm_p0``, ``norm_p1``,
+  ``norm_inputs`` (what the inputs after x and the conv's residual are: "scale", "bias"
+  (run-time tensors), "style_scale", "style_bias" (the style vector whose product with weight
+  ``norm_style_scale``/``norm_style_bias`` gives it, ``passes/fusions/style_chain.py``),
+  "residual" (the ADD's other operand)); weights ``norm_scale``/``norm_bias`` when constant;
+- a conv (igemm or pix) that absorbed its input's NCHW -> NHWC TRANSPOSE
+  (``passes/fusions/nchw_input.py``, record "nchw_input") reads the NCHW tensor itself (param
+  ``in_nchw``; igemm weights packed ``[.., KH, C/g, KW, NR]``).
 
 Step contract (JSON-able params, weight blobs):
     inputs  [x] or [x, residual]   (runtime tensors, NHWC)
@@ -47,13 +42,14 @@ from kernels import f32_conv2d as igemm
 from kernels import f32_conv2d_pix as pix
 from kernels import f32_conv_transpose2d as convt
 from kernels import f32_dwconv2d as dw
-import mobile_engine.planning.families.layout  # noqa: F401  (TRANSPOSE's lowering, wrapped)
 from mobile_engine.errors import UnsupportedOperatorError
+from mobile_engine.ir import fusion
 from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.graph import Graph, Node
-from mobile_engine.ir.ops import Activation, Op
+from mobile_engine.ir.ops import Op
 from mobile_engine.planning.families.elementwise import EPILOGUES, activation
-from mobile_engine.planning.step import LOWERINGS, Step, lowers
+from mobile_engine.planning.families.norm import norm_inputs
+from mobile_engine.planning.step import Step, lowers
 
 F32 = np.float32
 
@@ -104,159 +100,26 @@ def kernel_family(c: int, co: int, group: int, kh: int, kw: int, stride_w: int) 
     return "kdot" if igemm.use_kdot(co, group) else "igemm"
 
 
-def _plain_float(graph: Graph, node: Node) -> bool:
-    return all(graph.tensors[n].dtype is DType.FLOAT32 and graph.tensors[n].quant is None
-               for n in node.inputs + node.outputs if n)
-
-
-def fused_norm(conv: Node, graph: Graph) -> Node | None:
-    """The INSTANCE_NORM that runs inside ``conv``'s step, or None.
-
-    An igemm conv whose only reader is an NHWC instance norm computes the norm's statistics in
-    its epilogue (kernels/f32_conv2d.py ``sums``) and the step then normalises the conv's
-    output in place: the norm's statistics pass and the pre-norm tensor disappear. Legal when
-    the conv has no activation, its output is read only by the norm (as ``x``) and is not a
-    graph output, every tensor involved is plain float32 (int8 plans keep their own norm
-    lowerings), and run-time scale/bias are computed before the conv."""
-    if conv.op is not Op.CONV2D or conv.attrs["activation"] is not Activation.NONE or \
-            conv.attrs["in_layout"] != "nhwc" or conv.attrs["out_layout"] != "nhwc":
-        return None
-    out = conv.outputs[0]
-    users = graph.consumers(out)
-    if len(users) != 1 or graph.is_output(out):
-        return None
-    norm = users[0]
-    if norm.op is not Op.INSTANCE_NORM or norm.attrs["layout"] != "nhwc" or \
-            norm.inputs[0] != out or out in norm.inputs[1:]:
-        return None
-    w = graph.const(conv.inputs[1])
-    x = graph.tensors[conv.inputs[0]]
-    if w is None or w.ndim != 4 or len(x.shape) != 4 or x.is_const:
-        return None
-    if kernel_family(x.shape[3], w.shape[0], conv.attrs["group"], w.shape[2], w.shape[3],
-                     conv.attrs["strides"][1]) != "igemm":
-        return None
-    if not (_plain_float(graph, conv) and _plain_float(graph, norm)):
-        return None
-    if any(not _plain_float(graph, u) for u in graph.consumers(norm.outputs[0])):
-        return None
-    # the step runs at the conv's place: run-time scale/bias (or the style vector they are
-    # computed from) must be available before it
-    from mobile_engine.planning.families.norm import style_source
-    for i in (1, 2):
-        src = style_source(norm, graph, i)
-        name = src[0] if src is not None else norm.inputs[i]
-        if name and not available_before(graph, name, conv):
-            return None
-    return norm
-
-
-def available_before(graph: Graph, name: str, node: Node) -> bool:
-    """``name`` is available when ``node`` runs: a graph input, a constant, or written earlier."""
-    p = graph.producer(name)
-    if p is None:
-        return True
-    at = next(i for i, n in enumerate(graph.nodes) if n is node)
-    return next(i for i, n in enumerate(graph.nodes) if n is p) < at
-
-
-def fused_add(conv: Node, norm: Node, graph: Graph) -> tuple[Node, str] | None:
-    """(add, residual): the residual ADD after a norm that ``conv``'s step absorbs, computed in
-    the same step (``out = act_add(norm(y) + residual)``), or None. Legal when the norm has no
-    activation, its output is read only by the ADD (once) and is not a graph output, the other
-    operand is a run-time float32 tensor of the same shape available before the conv runs, and
-    the ADD and its readers are plain float32."""
-    out = norm.outputs[0]
-    users = graph.consumers(out)
-    if norm.attrs["activation"] is not Activation.NONE or len(users) != 1 or \
-            graph.is_output(out):
-        return None
-    add = users[0]
-    if add.op is not Op.ADD or len(add.outputs) != 1 or add.inputs.count(out) != 1:
-        return None
-    other = add.inputs[1] if add.inputs[0] == out else add.inputs[0]
-    r, o, y = (graph.tensors[n] for n in (other, out, add.outputs[0]))
-    if r.is_const or r.shape != o.shape or y.shape != o.shape or not _plain_float(graph, add):
-        return None
-    if any(not _plain_float(graph, u) for u in graph.consumers(add.outputs[0])):
-        return None
-    return (add, other) if available_before(graph, other, conv) else None
-
-
-def add_fused_into_conv(add: Node, graph: Graph) -> bool:
-    """True when ``add`` runs inside a conv step that absorbed the norm before it."""
-    for name in add.inputs:
-        norm = graph.producer(name) if name else None
-        if norm is not None and norm.op is Op.INSTANCE_NORM and norm_fused_into_conv(norm, graph):
-            found = fused_add(graph.producer(norm.inputs[0]), norm, graph)
-            if found is not None and found[0] is add:
-                return True
-    return False
-
-
-def norm_fused_into_conv(norm: Node, graph: Graph) -> bool:
-    """True when ``norm`` runs inside its producing conv's step (``fused_norm``)."""
-    p = graph.producer(norm.inputs[0]) if norm.inputs else None
-    return p is not None and fused_norm(p, graph) is norm
-
-
-def _with_norm(step: Step, norm: Node, graph: Graph, mr: int, nr: int) -> Step:
-    """``step`` (an igemm conv) extended by the instance norm it absorbs."""
-    add = fused_add(graph.producer(norm.inputs[0]), norm, graph)
-    act, p0, p1 = activation(norm if add is None else add[0])
+def _with_norm(step: Step, conv: Node, graph: Graph, mr: int, nr: int) -> Step:
+    """``step`` (an igemm conv) extended by the instance norm (and residual ADD) it absorbs
+    (``passes/fusions/conv_norm.py`` marks them)."""
+    record = fusion.fusion(conv)
+    norm = graph.node(record["norm"])
+    add = graph.node(record["add"]) if "add" in record else None
+    act, p0, p1 = activation(norm if add is None else add)
     step.kernel = f"f32_conv2d_igemm_{mr}x{nr}_instnorm{'' if add is None else '_add'}" \
         f"{EPILOGUES[act]}"
-    step.outputs = [norm.outputs[0] if add is None else add[0].outputs[0]]
-    from mobile_engine.planning.families.norm import style_source
-    tags = []
+    step.outputs = [norm.outputs[0] if add is None else add.outputs[0]]
+    names, tags, weights = norm_inputs(norm, graph, "norm_")
+    step.inputs += names
+    step.weights.update(weights)
     step.params.update(norm_epsilon=float(norm.attrs["epsilon"]), norm_act=act, norm_p0=p0,
                        norm_p1=p1, norm_inputs=tags)
-    for i, what in ((1, "scale"), (2, "bias")):
-        src = style_source(norm, graph, i)
-        data = graph.const(norm.inputs[i])
-        if src is not None:
-            step.inputs.append(src[0])
-            step.weights[f"norm_style_{what}"] = src[1]
-            tags.append(f"style_{what}")
-        elif data is None:
-            step.inputs.append(norm.inputs[i])
-            tags.append(what)
-        else:
-            step.weights[f"norm_{what}"] = np.ascontiguousarray(data, F32)
     if add is not None:
-        step.inputs.append(add[1])
+        step.inputs.append(record["residual"])
         tags.append("residual")
     step.flops += 6 * int(np.prod(graph.tensors[norm.outputs[0]].shape))
     return step
-
-
-NHWC_OF_NCHW = (0, 2, 3, 1)
-
-
-def absorbed_transpose(conv: Node, graph: Graph) -> str | None:
-    """The NCHW tensor a conv reads directly instead of its NHWC transpose, or None.
-
-    Legal when the conv's input is ``TRANSPOSE(src, perm=(0, 2, 3, 1))`` read only by the conv
-    (as x) and not a graph output, src is a plain float32 run-time tensor, and the conv (plain
-    float32) runs the igemm or pix kernel, both of which read planar rows (the transpose, a pass
-    over the image, disappears: multistyle26's first conv reads the NCHW image)."""
-    if conv.op is not Op.CONV2D or conv.attrs["in_layout"] != "nhwc" or \
-            not _plain_float(graph, conv):
-        return None
-    t = conv.inputs[0]
-    p = graph.producer(t)
-    if p is None or p.op is not Op.TRANSPOSE or tuple(p.attrs["perm"]) != NHWC_OF_NCHW or \
-            graph.is_output(t) or [id(n) for n in graph.consumers(t)] != [id(conv)] or \
-            conv.inputs.count(t) != 1:
-        return None
-    src = graph.tensors[p.inputs[0]]
-    w = graph.const(conv.inputs[1])
-    if src.is_const or len(src.shape) != 4 or src.dtype is not DType.FLOAT32 or \
-            src.quant is not None or w is None or w.ndim != 4:
-        return None
-    family = kernel_family(src.shape[1], w.shape[0], conv.attrs["group"], w.shape[2],
-                           w.shape[3], conv.attrs["strides"][1])
-    return src.name if family in ("igemm", "pix") else None
 
 
 @lowers(Op.CONV2D)
@@ -264,7 +127,7 @@ def lower_conv2d(node: Node, graph: Graph) -> list[Step]:
     a = node.attrs
     x, x_shape, out, out_shape, w, bias = _common(node, graph)
     in_nchw, out_nchw = a["in_layout"] == "nchw", a["out_layout"] == "nchw"
-    planar_src = absorbed_transpose(node, graph)
+    planar_src = fusion.fusion(node).get("nchw_input")
     if planar_src is not None:           # read the transpose's NCHW input instead
         x, in_nchw = planar_src, True
         x_shape = graph.tensors[x].shape
@@ -320,10 +183,9 @@ def lower_conv2d(node: Node, graph: Graph) -> list[Step]:
         weights["w"] = igemm.pack_weights(w, nr, group, in_nchw)
         params["in_nchw"] = in_nchw
         kernel = igemm.kernel_id(mr, nr)
-        norm = fused_norm(node, graph)
-        if norm is not None:
+        if "norm" in fusion.fusion(node):
             return [_with_norm(Step(node.name, kernel, inputs, [out], params, weights,
-                                    2 * macs), norm, graph, mr, nr)]
+                                    2 * macs), node, graph, mr, nr)]
     return [Step(node.name, kernel, inputs, [out], params, weights, 2 * macs)]
 
 
@@ -349,30 +211,6 @@ def lower_conv_transpose2d(node: Node, graph: Graph) -> list[Step]:
     return [Step(node.name, convt.kernel_id(mr, nr), [x], [out], params, weights, 2 * macs)]
 
 
-# NOTE: a residual ADD that a conv step absorbed (``fused_add``) lowers to nothing; the ADD's
-# own lowering lives with the element-wise family, so it is wrapped here (as the int8
-# families wrap theirs).
-_lower_add = LOWERINGS[Op.ADD]
-
-
-def _lower_add_unless_absorbed(node: Node, graph: Graph) -> list[Step]:
-    if add_fused_into_conv(node, graph):
-        return []
-    return _lower_add(node, graph)
-
-
-LOWERINGS[Op.ADD] = _lower_add_unless_absorbed
-_lower_transpose = LOWERINGS[Op.TRANSPOSE]
-
-
-def _lower_transpose_unless_absorbed(node: Node, graph: Graph) -> list[Step]:
-    users = graph.consumers(node.outputs[0])
-    if len(users) == 1 and absorbed_transpose(users[0], graph) == node.inputs[0]:
-        return []                  # the conv reads the NCHW input (``absorbed_transpose``)
-    return _lower_transpose(node, graph)
-
-
-LOWERINGS[Op.TRANSPOSE] = _lower_transpose_unless_absorbed
 
 
 def geometry_params(node: Node, kh: int, kw: int) -> dict:

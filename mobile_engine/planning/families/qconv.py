@@ -1,6 +1,6 @@
 """Quantized convolutions: CONV2D with a uint8 input and int8 weights (kernels/qu8_conv2d.py).
 
-A CONV2D is quantized when one of its tensors carries quant params (``is_quantized``); the float
+A CONV2D is quantized when one of its tensors carries quant params (``step.quantized``); the float
 lowering of ``conv.py`` keeps every other CONV2D. Contract of the IR node (ir/interpret.py):
 ``y = conv(sx * (x - zx), sw[c] * w) + b``, then ``act``; quantized to (sy, zy) when the output is
 uint8. The kernel computes the same in integers::
@@ -31,35 +31,17 @@ from __future__ import annotations
 
 import numpy as np
 
-import mobile_engine.planning.families.conv  # noqa: F401  (the float lowering, wrapped below)
 from kernels.f32_conv2d import activation_params, conv_tables
 from kernels import qu8_conv2d as qconv
 from kernels import qu8_dwconv2d as qdw
 from mobile_engine.errors import UnsupportedOperatorError
 from mobile_engine.ir.dtypes import DType, QuantParams
 from mobile_engine.ir.graph import Graph, Node
-from mobile_engine.ir.ops import Activation, Op
+from mobile_engine.ir.ops import Activation
 from mobile_engine.planning.families.conv import geometry_params
-from mobile_engine.planning.step import LOWERINGS, Step
+from mobile_engine.planning.step import Step
 
 F32 = np.float32
-
-
-def is_quantized(node: Node, graph: Graph) -> bool:
-    """True when any tensor of ``node`` carries quant params (it has quantized semantics)."""
-    return any(graph.tensors[n].quant is not None for n in node.inputs + node.outputs if n)
-
-
-def quantized_dispatch(op: Op, lower_quantized) -> None:
-    """Route quantized ``op`` nodes to ``lower_quantized``, the rest to the float lowering."""
-    lower_float = LOWERINGS[op]
-
-    def lower(node: Node, graph: Graph) -> list[Step]:
-        if is_quantized(node, graph):
-            return lower_quantized(node, graph)
-        return lower_float(node, graph)
-    lower.__doc__ = f"{op.name}: quantized -> {lower_quantized.__name__}, else the float lowering"
-    LOWERINGS[op] = lower
 
 
 def _fail(node: Node, why: str) -> UnsupportedOperatorError:
@@ -174,4 +156,3 @@ def lower_qconv2d(node: Node, graph: Graph) -> list[Step]:
                  params, weights, 2 * macs)]
 
 
-quantized_dispatch(Op.CONV2D, lower_qconv2d)

@@ -18,40 +18,37 @@ Kernel ids and step contracts:
   quantize). inputs [x, run-time scale/bias or style vectors]; params ``inputs`` tags them
   ("scale", "bias": tensors; "style_scale", "style_bias": the style vector u whose product with
   weight ``style_scale``/``style_bias`` = G gives it, or ``..._q`` (int8 G), ``..._scale``
-  [, ``..._zero``] when G was a DEQUANTIZE, expanded at bind time; ``style_source``: the
-  DEQUANTIZE, MUL and REDUCE_SUM of the chain lower to nothing); weights ``scale``/``bias`` when constant (plans
+  [, ``..._zero``] when G was a DEQUANTIZE, expanded at bind time; ``passes/fusions/
+  style_chain.py`` records [u, G] and puts the chain's nodes into the norm's step); weights
+  ``scale``/``bias`` when constant (plans
   without ``inputs`` kept them as ``in1``/``in2``); params epsilon, act, p0, p1 (the norm's
   activation, in float), s, z, qmin, qmax (output), inplace (the float norm may overwrite x:
   nothing else reads it; otherwise the binder allocates a scratch once). Usually computed
   inside its conv's step instead (families/qconv_norm.py).
-- ``f32_instance_norm_nhwc_add_qu8``: an INSTANCE_NORM whose only reader is a uint8 ADD
-  (``quantize_int8.fused_norm_input``) and that ADD, as one step writing the ADD's output:
+- ``f32_instance_norm_nhwc_add_qu8``: an INSTANCE_NORM that absorbed the uint8 ADD reading it
+  (``passes/fusions/int8_norm_add.py``, record "add"), as one step writing the ADD's output:
   ``q = clamp(rint((norm(x) + rs * (r - rz)) / s) + z, qmin, qmax)``, the add's activation in
-  the clamp. inputs [x, runtime scale/bias, r]; params as above plus rs, rz. The ADD itself
-  lowers to no step.
+  the clamp. inputs [x, runtime scale/bias, r]; params as above plus rs, rz.
 - ``f32_instance_norm_nhwc_add_qu8_fp32out``: the same with the ADD's float output (a "mixed"
   add: uint8 residual, float readers): ``o = clamp(norm(x) + rs * (r - rz), lo, hi)``.
 
-A node is quantized when one of its tensors carries quant params (``qconv.is_quantized``); the
-float lowerings keep every other INSTANCE_NORM and ADD.
+These are the int8 table's lowerings of ADD and INSTANCE_NORM (``planning/step.py``: a node
+lowers with them when one of its step's tensors carries quant params).
 """
 from __future__ import annotations
 
 import numpy as np
 
-import mobile_engine.planning.families.elementwise  # noqa: F401  (float lowerings, wrapped)
-import mobile_engine.planning.families.norm  # noqa: F401
 from kernels import f32_norm_qu8 as knq
 from kernels import qu8_elementwise as qew
 from mobile_engine.errors import UnsupportedOperatorError
+from mobile_engine.ir import fusion
 from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Activation, Op
-from mobile_engine.passes.quantize_int8 import fused_norm_input
 from mobile_engine.planning.families.elementwise import activation
-from mobile_engine.planning.families.qconv import (clamp_range, is_quantized, per_tensor,
-                                                   quantized_dispatch)
-from mobile_engine.planning.step import LOWERINGS, Step, lowers
+from mobile_engine.planning.families.qconv import clamp_range, per_tensor
+from mobile_engine.planning.step import Step, lowers, lowers_int8
 
 F32 = np.float32
 QUANTIZE_ID = qew.QUANTIZE_ID
@@ -60,17 +57,6 @@ NORM_QU8, NORM_ADD_QU8, NORM_ADD_F32 = knq.NORM_QU8, knq.NORM_ADD_QU8, knq.NORM_
 
 def _fail(node: Node, why: str) -> UnsupportedOperatorError:
     return UnsupportedOperatorError(f"node {node.name!r} ({node.op.name}): {why}")
-
-
-def _fused_add(norm: Node, graph: Graph) -> Node | None:
-    """The quantized ADD (uint8 output, or float output with a uint8 other input) that
-    ``norm`` (float output) is fused into, or None."""
-    out = norm.outputs[0]
-    add = graph.single_consumer(out)
-    if add is None or add.op is not Op.ADD or graph.tensors[out].quant is not None \
-            or fused_norm_input(graph, add) != out or not is_quantized(add, graph):
-        return None
-    return add
 
 
 def _f32_input(node: Node, graph: Graph) -> str:
@@ -114,71 +100,6 @@ def _style_matrix(graph: Graph, name: str) -> dict[str, np.ndarray] | None:
     return out
 
 
-def _sole_producer(graph: Graph, name: str, op: Op, reader: Node) -> Node | None:
-    """The ``op`` node writing ``name`` when ``reader`` is its only reader (not an output)."""
-    if not name or graph.is_output(name) or [id(n) for n in graph.consumers(name)] != [id(reader)]:
-        return None
-    p = graph.producer(name)
-    return p if p is not None and p.op is op else None
-
-
-def style_source(norm: Node, graph: Graph, index: int) -> tuple[str, dict] | None:
-    """(u, G's weights, ``_style_matrix``) when input ``index`` (1 scale, 2 bias) of ``norm``
-    is REDUCE_SUM(MUL(u, G), axis 0) with u a run-time f32[K, 1] and G f32[K, C] a constant
-    or a DEQUANTIZE of one, each intermediate read only on this path; else None."""
-    t = norm.inputs[index] if index < len(norm.inputs) else ""
-    red = _sole_producer(graph, t, Op.REDUCE_SUM, norm)
-    mul = _sole_producer(graph, red.inputs[0], Op.MUL, red) if red is not None else None
-    if mul is None or red.attrs["keepdims"] or [a % 2 for a in red.attrs["axes"]] != [0] or \
-            mul.attrs["activation"] is not Activation.NONE or len(mul.inputs) != 2:
-        return None
-    shape = graph.tensors[red.inputs[0]].shape
-    if len(shape) != 2 or graph.tensors[t].shape != (shape[1],):
-        return None
-    for u, g in (mul.inputs, mul.inputs[::-1]):
-        ut = graph.tensors[u]
-        f32 = all(graph.tensors[n].dtype is DType.FLOAT32 and graph.tensors[n].quant is None
-                  for n in (u, g, red.inputs[0], t))
-        if f32 and not ut.is_const and ut.shape == (shape[0], 1) and \
-                graph.tensors[g].shape == shape:
-            gd = _style_matrix(graph, g)
-            if gd is not None:
-                return u, gd
-    return None
-
-
-def _lowered_here(norm: Node, graph: Graph) -> bool:
-    return norm.op is Op.INSTANCE_NORM and (is_quantized(norm, graph) or
-                                            _is_fused_norm(norm, graph))
-
-
-# DEQUANTIZE -> MUL -> REDUCE_SUM -> INSTANCE_NORM: what each node of a style chain feeds
-_STYLE_CHAIN = {Op.DEQUANTIZE: Op.MUL, Op.MUL: Op.REDUCE_SUM, Op.REDUCE_SUM: Op.INSTANCE_NORM}
-
-
-def _absorbed(node: Node, graph: Graph) -> bool:
-    """True when ``node`` (DEQUANTIZE, MUL or REDUCE_SUM) only feeds, along a style chain, the
-    scale or bias of a norm lowered here that computes it itself (``style_source``)."""
-    chain = set()
-    while node.op in _STYLE_CHAIN:
-        chain.add(node.outputs[0])
-        users = graph.consumers(node.outputs[0])
-        if len(users) != 1 or users[0].op is not _STYLE_CHAIN[node.op]:
-            return False
-        if users[0].op is Op.INSTANCE_NORM:
-            norm = users[0]
-            if not _lowered_here(norm, graph):
-                return False
-            for i in (1, 2):
-                src = style_source(norm, graph, i) if norm.inputs[i:i + 1] == [node.outputs[0]] \
-                    else None
-                if src is not None and src[0] not in chain:    # u is read, not absorbed
-                    return True
-            return False
-        node = users[0]
-    return False
-
-
 def _norm_params(node: Node, graph: Graph, x: str) -> tuple[list[str], dict, dict]:
     """(run-time inputs after x, weights, params) of a norm step: scale and bias are weights
     ``scale``/``bias`` when constant, run-time inputs, or a style vector input with weight
@@ -186,13 +107,14 @@ def _norm_params(node: Node, graph: Graph, x: str) -> tuple[list[str], dict, dic
     inputs after x."""
     names, tags, weights = [], [], {}
     for i, what in ((1, "scale"), (2, "bias")):
-        src = style_source(node, graph, i)
+        src = fusion.fusion(node).get(f"style_{what}")        # [u, G]
         name = node.inputs[i] if i < len(node.inputs) else ""
         data = graph.const(name) if name else None
         if src is not None:
             names.append(src[0])
             tags.append(f"style_{what}")
-            weights.update({f"style_{what}{k}": a for k, a in src[1].items()})
+            weights.update({f"style_{what}{k}": a
+                            for k, a in _style_matrix(graph, src[1]).items()})
         elif data is not None:
             weights[what] = np.ascontiguousarray(data, F32)
         elif name and graph.tensors[name].dtype is DType.FLOAT32:
@@ -207,6 +129,7 @@ def _norm_params(node: Node, graph: Graph, x: str) -> tuple[list[str], dict, dic
     return names, weights, params
 
 
+@lowers_int8(Op.INSTANCE_NORM)
 def lower_qinstance_norm(node: Node, graph: Graph) -> list[Step]:
     if node.attrs.get("layout", "nhwc") != "nhwc":
         raise _fail(node, "the uint8-output norm kernels are NHWC only")
@@ -216,7 +139,7 @@ def lower_qinstance_norm(node: Node, graph: Graph) -> list[Step]:
     names = [x] + names
     flops = 8 * int(np.prod(out.shape, dtype=np.int64))
     if out.quant is None:
-        add = _fused_add(node, graph)
+        add = graph.node(fusion.fusion(node)["add"]) if "add" in fusion.fusion(node) else None
         if add is None:
             raise _fail(node, f"float output {out.name!r} with a quantized input: no kernel")
         y = graph.tensors[add.outputs[0]]
@@ -250,14 +173,8 @@ def lower_qinstance_norm(node: Node, graph: Graph) -> list[Step]:
     return [Step(node.name, NORM_QU8, names, [out.name], params, weights, flops)]
 
 
-def _is_fused_norm(node: Node, graph: Graph) -> bool:
-    return node.op is Op.INSTANCE_NORM and _fused_add(node, graph) is not None
-
-
+@lowers_int8(Op.ADD)
 def lower_qadd(node: Node, graph: Graph) -> list[Step]:
-    fused = fused_norm_input(graph, node)
-    if fused is not None and _is_fused_norm(graph.producer(fused), graph):
-        return []                               # computed by the norm's step
     (a, b), y = node.inputs, graph.tensors[node.outputs[0]]
     aq, bq, yq = (per_tensor(node, graph, n) for n in (a, b, y.name))
     if not graph.tensors[a].shape == graph.tensors[b].shape == y.shape:
@@ -275,25 +192,8 @@ def lower_qadd(node: Node, graph: Graph) -> list[Step]:
                  flops=3 * int(np.prod(y.shape, dtype=np.int64)))]
 
 
-_float_norm = LOWERINGS[Op.INSTANCE_NORM]
 
 
-def _lower_norm_dispatch(node: Node, graph: Graph) -> list[Step]:
-    if is_quantized(node, graph) or _is_fused_norm(node, graph):
-        return lower_qinstance_norm(node, graph)
-    return _float_norm(node, graph)
-
-
-LOWERINGS[Op.INSTANCE_NORM] = _lower_norm_dispatch
-quantized_dispatch(Op.ADD, lower_qadd)
-
-
-def _skip_absorbed(op: Op, absorbed) -> None:
-    lower = LOWERINGS[op]
-
-    def lower_unless_absorbed(node: Node, graph: Graph) -> list[Step]:
-        return [] if absorbed(node, graph) else lower(node, graph)
-    LOWERINGS[op] = lower_unless_absorbed
 
 
 @lowers(Op.QUANTIZE)
@@ -345,5 +245,3 @@ def lower_int8_recode(node: Node, graph: Graph) -> list[Step]:
     return [Step(node.name, "int8_recode", [x.name], [y.name], {})]
 
 
-for _op in _STYLE_CHAIN:
-    _skip_absorbed(_op, _absorbed)
