@@ -9,16 +9,10 @@ from mobile_engine.errors import EngineError, UnsupportedOperatorError
 from mobile_engine.ir.graph import Graph
 from mobile_engine.ir.ops import QUANT_OPS
 from mobile_engine.ir.verify import verify
+from mobile_engine.graph_to_plan import plan_from_graph
 from mobile_engine.plan.plan import Plan
-from mobile_engine.planning.lower import lower_graph
-from mobile_engine.planning.target import TARGET
 
 from mobile_engine import __version__ as ENGINE_VERSION
-
-
-def _io(graph: Graph, names: list[str]) -> list[dict]:
-    return [{"name": n, "shape": list(graph.tensors[n].shape),
-             "dtype": graph.tensors[n].dtype.value} for n in names]
 
 
 def _source_hash(model) -> str | None:
@@ -76,24 +70,6 @@ def _has_qdq(graph: Graph) -> bool:
                for n in graph.nodes)
 
 
-def plan_from_graph(graph: Graph, provenance: dict | None = None, reports=(),
-                    disable_passes: Iterable[str] = ()) -> Plan:
-    """Lower an optimised IR graph (float or int8) into a Plan: the kernel-fusion passes mark a
-    copy of it (``passes/pipeline.py`` ``FUSION_PASSES``, minus ``disable_passes``), then
-    planning lowers the copy."""
-    from mobile_engine.passes.pipeline import fuse
-    graph = graph.copy()
-    reports = list(reports) + fuse(graph, TARGET, disable_passes)
-    lowered = lower_graph(graph)
-    passes = [{"name": r.name, "rewrites": r.rewrites,
-               "delta": {op.name: d for op, d in r.changes().items()}} for r in reports]
-    if not lowered.steps and not graph.outputs:
-        raise EngineError("the model has no outputs")
-    provenance = provenance or {"graph": graph.name, "engine_version": ENGINE_VERSION}
-    return Plan.from_lowered(lowered, _io(graph, graph.inputs), _io(graph, graph.outputs),
-                             provenance, passes)
-
-
 def _calibration_meta(model, input_shapes) -> dict:
     return {"source_sha256": _source_hash(model),
             "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()}}
@@ -102,8 +78,8 @@ def _calibration_meta(model, input_shapes) -> dict:
 def calibrate_model(model, input_shapes: dict | None = None, calibration: Iterable[dict] = (),
                     observer: str = "percentile", disable_passes: Iterable[str] = (),
                     progress=None):
-    """The QuantTable of ``model`` over ``calibration`` feeds (see ``quantize.calibrate``)."""
-    from quantize.calibrate import calibrate
+    """The QuantTable of ``model`` over ``calibration`` feeds (see ``mobile_engine.calibration``)."""
+    from mobile_engine.calibration import calibrate
     graph, _ = optimized_graph(model, input_shapes, disable_passes)    # the graph compile() uses
     return calibrate(graph, calibration, observer, progress=progress,
                      meta=_calibration_meta(model, input_shapes))
@@ -147,8 +123,8 @@ def compile(model, input_shapes: dict | None = None, quantize: str | None = None
     }
     if quantize != "int8":
         return plan_from_graph(graph, provenance, reports, disable_passes)
-    from quantize.calibrate import calibrate
-    from quantize.report import quantize_with_report
+    from mobile_engine.calibration import calibrate
+    from mobile_engine.quality import quantize_with_report
     from quantize.table import as_table
     calibration = None if calibration is None else [dict(f) for f in calibration]
     evaluation = None if evaluation is None else [dict(f) for f in evaluation]

@@ -9,11 +9,11 @@ import pytest
 
 import mobile_engine as me
 import tests.test_plan_tampering as tp
+from mobile_engine.calibration import calibrate
 from mobile_engine.compiler import plan_from_graph
 from mobile_engine.ir import Op
 from mobile_engine.ir.interpret import run_graph
 from mobile_engine.passes.quantize_int8 import quantize_int8
-from quantize.calibrate import calibrate
 from tests.test_quantize_helpers import image_feeds, style_net
 
 FUSED = ("_instance_norm", "_instance_norm_add")

@@ -7,12 +7,12 @@ import pytest
 
 import mobile_engine as me
 from kernels import reference_q8 as rq
+from mobile_engine.calibration import calibrate
 from mobile_engine.compiler import plan_from_graph
 from mobile_engine.ir import Activation, DType, GraphBuilder, Op, QuantParams
 from mobile_engine.ir.interpret import run_graph
 from mobile_engine.passes.quantize_int8 import quantize_int8
 from mobile_engine.plan import Plan
-from quantize.calibrate import calibrate
 from quantize.weights import quantize_weights
 from tests.test_quantize_helpers import image_feeds, style_net
 

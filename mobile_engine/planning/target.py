@@ -3,12 +3,18 @@ the lowerings' kernel choices, so that the passes import no kernels."""
 from __future__ import annotations
 
 from kernels import f32_norm_qu8 as knq
+from kernels.activation import Activation as KernelActivation
 from mobile_engine.errors import UnsupportedOperatorError
 from mobile_engine.ir.graph import Graph, Node
+from mobile_engine.ir.ops import Activation
 from mobile_engine.planning.families.conv import kernel_family
 from mobile_engine.planning.families.elementwise import activation
 from mobile_engine.planning.families.qconv import uses_dwconv
 from mobile_engine.planning.families.qelementwise import lower_qinstance_norm
+
+# the IR keeps its own activation enum (it imports no kernels); planning is where the two meet
+assert {a.name: int(a) for a in Activation} == {a.name: int(a) for a in KernelActivation}, \
+    "mobile_engine.ir.ops.Activation and kernels.activation.Activation disagree"
 
 
 class Target:

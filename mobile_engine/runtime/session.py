@@ -16,8 +16,8 @@ import numpy as np
 
 from mobile_engine.errors import EngineError, InputError, PlanFormatError
 from mobile_engine.limits import check_arena
-from mobile_engine.plan.plan import Plan, as_plan
 from mobile_engine.plan.format import ALIGN
+from mobile_engine.plan.plan import Plan, as_plan
 from mobile_engine.runtime.binders import BINDERS
 
 

@@ -13,8 +13,7 @@ from kernels import f32_conv2d_pix as pix
 from kernels import f32_conv_transpose2d as convt
 from kernels import f32_dwconv2d as dw
 from kernels import f32_norm as knorm
-
-from mobile_engine.ir.ops import Activation
+from kernels.activation import Activation
 from mobile_engine.runtime import validate as v
 from mobile_engine.runtime.binders.elementwise import EPILOGUES
 from mobile_engine.runtime.binders.registry import binds

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import f32_elementwise as kew
+from kernels.activation import Activation
 from mobile_engine.errors import EngineError
-from mobile_engine.ir.ops import Activation
 from mobile_engine.runtime import validate as v
 from mobile_engine.runtime.binders.registry import binds
 

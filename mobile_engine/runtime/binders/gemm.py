@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import f32_gemm as kg
-from mobile_engine.ir.ops import Activation
+from kernels.activation import Activation
 from mobile_engine.runtime import validate as v
 from mobile_engine.runtime.binders.elementwise import EPILOGUES, noop, readonly
 from mobile_engine.runtime.binders.registry import binds

@@ -3,7 +3,6 @@ byte lanes of 4 or 1).
 """
 from __future__ import annotations
 
-
 import numpy as np
 
 from kernels import f32_layout as k

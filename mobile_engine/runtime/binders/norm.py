@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-
 from kernels import f32_norm as knorm
-from mobile_engine.ir.ops import Activation
+from kernels.activation import Activation
 from mobile_engine.runtime import validate as v
-from mobile_engine.runtime.binders.elementwise import (EPILOGUES, operands,
-                                                         readonly)
+from mobile_engine.runtime.binders.elementwise import EPILOGUES, operands, readonly
 from mobile_engine.runtime.binders.registry import binds
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import f32_pool as k
-from mobile_engine.ir.shapes import conv_output_size
+from kernels.indirection import conv_output_size
 from mobile_engine.runtime import validate as v
 from mobile_engine.runtime.binders.layout import noop, operands, pick
 from mobile_engine.runtime.binders.registry import binds
-
 
 # NOTE: the max pool kernel walks every window row (skipping those outside the input): a
 # window of 2^40 rows with pads to match passes the geometry check and would loop for hours.

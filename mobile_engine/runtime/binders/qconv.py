@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-
 from kernels import config
-from kernels.f32_conv2d import readonly
 from kernels import qu8_conv2d as qconv
 from kernels import qu8_dwconv2d as qdw
-from mobile_engine.ir.ops import Activation
+from kernels.activation import Activation
+from kernels.f32_conv2d import readonly
 from mobile_engine.runtime import validate as v
 from mobile_engine.runtime.binders.conv import tables_from_params
 from mobile_engine.runtime.binders.registry import binds

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from mobile_engine.runtime import validate as v
-from mobile_engine.runtime.binders import qconv, qelementwise as qew
+from mobile_engine.runtime.binders import qconv
+from mobile_engine.runtime.binders import qelementwise as qew
 from mobile_engine.runtime.binders.registry import binds
 
 # the norm step kernel absorbed -> the suffix of the fused step's kernel id

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-
 from kernels import f32_norm_qu8 as knq
 from kernels import qu8_elementwise as qew
+from kernels.activation import Activation
 from kernels.config import PARALLEL_MIN_WORK
-from mobile_engine.ir.ops import Activation
 from mobile_engine.runtime import validate as v
 from mobile_engine.runtime.binders.elementwise import readonly
 from mobile_engine.runtime.binders.registry import binds

@@ -3,9 +3,7 @@ ops, means) over uint8 or float tensors, checked before it runs.
 """
 from __future__ import annotations
 
-
 import numpy as np
-
 
 from kernels import config
 from kernels import qu8_stats_lut as ksl
