@@ -9,7 +9,7 @@ from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Activation
 from mobile_engine.planning.families.conv import kernel_family
 from mobile_engine.planning.families.elementwise import activation
-from mobile_engine.planning.families.qconv import uses_dwconv
+from mobile_engine.planning.families.qconv import int8_kernel_family
 from mobile_engine.planning.families.qelementwise import lower_qinstance_norm
 
 # the IR keeps its own activation enum (it imports no kernels); planning is where the two meet
@@ -21,7 +21,7 @@ class Target:
     """This engine's kernels, as ``passes.fusions.target.KernelTarget``."""
 
     conv_kernel = staticmethod(kernel_family)
-    int8_depthwise = staticmethod(uses_dwconv)
+    int8_conv_kernel = staticmethod(int8_kernel_family)
 
     @staticmethod
     def int8_norm_fuses(norm: Node) -> bool:

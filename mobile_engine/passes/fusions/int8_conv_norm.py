@@ -5,8 +5,8 @@ Why: quantizing a conv's output before an instance norm destroys the picture (th
 by each channel's per-image deviation, small on flat content; DESIGN.md), so the pre-norm tensor
 is float; computing its statistics in the conv's epilogue also saves a pass over it.
 Math: ``norm(conv(x))`` unchanged; the statistics are sums over the same values.
-Legal when the conv is quantized, has no activation and is not depthwise (the int8 depthwise
-kernel has no statistics epilogue); its output is float32 without quant params, not a graph
+Legal when the conv is quantized, has no activation and runs the int8 igemm kernel (the only
+one with a statistics epilogue); its output is float32 without quant params, not a graph
 output, read only by the norm (as x, NHWC); the norm runs the int8 norm kernels
 (``int8_norm_add.int8_norm``), its activation fits the fused kernel and its step's run-time
 inputs exist before the conv runs. Marks: the norm is ``fused_into`` the conv ("norm").
@@ -42,7 +42,7 @@ def fused_norm(conv: Node, graph: Graph, target: KernelTarget) -> Node | None:
     if len(x.shape) != 4 or w.data is None or w.data.ndim != 4:
         return None
     co, _, kh, kw = w.data.shape
-    if target.int8_depthwise(conv.attrs["group"], x.shape[3], co, kh, kw) or \
+    if target.int8_conv_kernel(conv.attrs["group"], x.shape[3], co, kh, kw) != "igemm" or \
             not target.int8_norm_fuses(norm):
         return None
     inputs = target.int8_norm_inputs(norm, graph)

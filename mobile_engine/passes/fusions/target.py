@@ -14,8 +14,8 @@ class KernelTarget(Protocol):
     def conv_kernel(self, c: int, co: int, group: int, kh: int, kw: int, stride_w: int) -> str:
         """The fp32 conv kernel family for this geometry: "dw", "pix", "kdot" or "igemm"."""
 
-    def int8_depthwise(self, group: int, c: int, co: int, kh: int, kw: int) -> bool:
-        """True when an int8 conv of this geometry runs the int8 depthwise kernel."""
+    def int8_conv_kernel(self, group: int, c: int, co: int, kh: int, kw: int) -> str:
+        """The int8 conv kernel family for this geometry: "dw", "kdot" or "igemm"."""
 
     def int8_norm_fuses(self, norm: Node) -> bool:
         """True when the int8 conv + norm kernel can apply ``norm``'s activation."""

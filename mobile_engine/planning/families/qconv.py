@@ -73,8 +73,16 @@ def clamp_range(act: Activation, params, sy: float, zy: int) -> tuple[int, int]:
 
 
 def uses_dwconv(group: int, c: int, co: int, kh: int, kw: int) -> bool:
-    """True when a quantized conv lowers to the depthwise kernel (else the igemm kernel)."""
+    """True when a quantized conv lowers to the depthwise kernel."""
     return group == c and c > 1 and co % c == 0 and kh * kw <= qdw.MAX_TAPS
+
+
+def int8_kernel_family(group: int, c: int, co: int, kh: int, kw: int) -> str:
+    """Which int8 kernel a quantized conv runs: "dw", "kdot" (few output channels: 16-byte
+    dot products over a kernel row) or "igemm"."""
+    if uses_dwconv(group, c, co, kh, kw):
+        return "dw"
+    return "kdot" if qconv.use_kdot(co, group) else "igemm"
 
 
 def lower_qconv2d(node: Node, graph: Graph) -> list[Step]:
@@ -145,6 +153,14 @@ def lower_qconv2d(node: Node, graph: Graph) -> list[Step]:
         params["chmult"] = co // c
         return [Step(node.name, qdw.kernel_id(epilogue), [x.name], [out.name], params, weights,
                      2 * macs)]
+    if qconv.use_kdot(co, group):
+        mr, cg = qconv.kdot_tile(co)
+        wrun, wtap = qconv.pack_qu8_weights_kdot(wq, cg)
+        weights = dict(wrun=wrun, wtap=wtap, zrow=qconv.qu8_zero_row(zx, c, kw, group),
+                       bias=np.ascontiguousarray(bias_q, np.int32),
+                       mult=np.ascontiguousarray(mult, F32))
+        return [Step(node.name, qconv.kdot_plan_kernel_id(mr, cg, epilogue), [x.name],
+                     [out.name], params, weights, 2 * macs)]
     mr, nr = qconv.choose_tile(co // group)
     weights = dict(wp=qconv.pack_qu8_weights(wq, nr, group),
                    zrow=qconv.qu8_zero_row(zx, c, kw, group),

@@ -112,6 +112,27 @@ def bind_igemm(mr: int, nr: int, epilogue: str, params: dict, weights: dict, inp
                 ro(ops.bias), ro(ops.mult), ops.out, group, *ops.tail)
 
 
+def _bind_kdot(mr: int, cg: int, epilogue: str):
+    """``qu8_conv2d_kdot16_{mr}x{4*cg}_{epilogue}``: few output channels, group 1."""
+    def bind(params, weights, inputs, outputs, *_):
+        ops = check_conv(params, weights, inputs, outputs, epilogue)
+        c, co = ops.x.shape[3], ops.out.shape[3]
+        kh, kw = ops.rowmap.shape[1], ops.colmap.shape[1]
+        v.integer(params, "group", 1, 1)
+        v.require(co <= 4 * cg, f"{co} output channels; the kernel holds at most {4 * cg}")
+        qr, qt = -(-(kw * c) // 16), -(-c // 16)
+        wrun = _weight(weights, "wrun", np.int8, shape=(kh, qr, cg, 64))
+        wtap = _weight(weights, "wtap", np.int8, shape=(kh, kw, qt, cg, 64))
+        v.require(ops.zrow.size >= 16 * max(qr, qt),
+                  f"weight 'zrow' has {ops.zrow.size} bytes; a kernel row reads {16 * max(qr, qt)}")
+        _, fn = qconv.select_qu8_conv_kdot(mr, cg, epilogue, ops.parallel)
+        ro = readonly
+        return fn, (ro(ops.x), ro(ops.zrow), ro(ops.rowmap), ro(ops.colmap), ro(wrun), ro(wtap),
+                    ro(ops.bias), ro(ops.mult), ops.out, *ops.tail)
+
+    return bind
+
+
 def _bind_qdw(kernel: str):
     epilogue = kernel.rsplit("_", 1)[1]
 
@@ -138,3 +159,6 @@ for _nr, _mr in qconv.TILES.items():
     for _epilogue in qconv.EPILOGUES:
         _kernel = qconv.plan_kernel_id(_mr, _nr, _epilogue)
         binds(_kernel)(_bind_qconv(_kernel))
+for _cg, _mr in qconv.KDOT_TILES.items():
+    for _epilogue in qconv.EPILOGUES:
+        binds(qconv.kdot_plan_kernel_id(_mr, _cg, _epilogue))(_bind_kdot(_mr, _cg, _epilogue))
