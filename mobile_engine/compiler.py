@@ -45,22 +45,15 @@ def optimized_graph(model, input_shapes: dict | None = None, disable_passes: Ite
     The same graph feeds the float plan, calibration and the int8 rewrite: its planar tail
     (passes/nchw_tail.py) stays float in int8 plans (quantize_int8 quantizes NHWC nodes only).
     """
-    from mobile_engine.passes import nchw_tail
-    from mobile_engine.passes.pipeline import PassReport, op_counts, optimize
+    from mobile_engine.passes.pipeline import QDQ_PIPELINE, optimize
     graph = import_model(model, input_shapes)
-    qdq = _has_qdq(graph)
     disable_passes = set(disable_passes)
-    # NOTE: in a QDQ model every conv is float until fold_qdq; a planar one would not fold into
-    # the (NHWC) int8 kernels: nchw_tail runs after the folding, on what stays float
-    late_tail = qdq and "nchw_tail" not in disable_passes
-    reports = optimize(graph, disable=disable_passes | ({"nchw_tail"} if late_tail else set()),
-                       verify_each=verify_each)
-    if qdq:
-        from mobile_engine.passes import fold_qdq
-        fold_qdq.run(graph)
-    if late_tail:
-        before = op_counts(graph)
-        reports.append(PassReport("nchw_tail", nchw_tail.run(graph), before, op_counts(graph)))
+    if not _has_qdq(graph):
+        reports = optimize(graph, disable_passes, verify_each)
+    else:
+        # NOTE: in a QDQ model every conv is float until fold_qdq: nchw_tail runs after it
+        reports = optimize(graph, disable_passes | {"nchw_tail"}, verify_each)
+        reports += optimize(graph, disable_passes, verify_each, QDQ_PIPELINE)
     verify(graph)
     return graph, reports
 

@@ -22,6 +22,7 @@ from mobile_engine.ir.graph import Graph
 from mobile_engine.ir.ops import Op
 from mobile_engine.ir.verify import verify
 from mobile_engine.ir import fusion
+from mobile_engine.passes import fold_qdq, pack_output_pixels
 from mobile_engine.passes import (absorb_pad, absorb_upsample, fold_batch_norm, fold_constants,
                                   fuse_activation, fuse_instance_norm, fuse_residual_add,
                                   nchw_tail, remove_dead, sink_transposes)
@@ -50,6 +51,19 @@ PIPELINE: tuple[Pass, ...] = (
     Pass("nchw_tail", nchw_tail.run),               # after the fusions: convs know their epilogue
 )
 
+# A pre-quantized (QDQ) model, after PIPELINE: its QUANTIZE/DEQUANTIZE pairs fold into int8 ops;
+# the uint8 PAD/RESIZE left in front of int8 convs become their indirection tables; unit
+# transposes become views; few-channel int8 convs fill their lanes; what stays float and planar
+# goes NCHW last (a planar conv would not fold into the NHWC int8 kernels).
+QDQ_PIPELINE: tuple[Pass, ...] = (
+    Pass("fold_qdq", fold_qdq.run),
+    Pass("absorb_pad", absorb_pad.run),
+    Pass("absorb_upsample", absorb_upsample.run),
+    Pass("unit_transposes", fold_qdq.unit_transposes),
+    Pass("pack_output_pixels", pack_output_pixels.run),
+    Pass("nchw_tail", nchw_tail.run),
+)
+
 
 class FusionPass(NamedTuple):
     name: str
@@ -67,7 +81,7 @@ FUSION_PASSES: tuple[FusionPass, ...] = (
     FusionPass("conv_norm", conv_norm.run),
     FusionPass("nchw_input", nchw_input.run),
 )
-GRAPH_PASS_NAMES: tuple[str, ...] = tuple(dict.fromkeys(p.name for p in PIPELINE))
+GRAPH_PASS_NAMES: tuple[str, ...] = tuple(dict.fromkeys(p.name for p in PIPELINE + QDQ_PIPELINE))
 FUSION_PASS_NAMES: tuple[str, ...] = tuple(p.name for p in FUSION_PASSES)
 PASS_NAMES: tuple[str, ...] = GRAPH_PASS_NAMES + FUSION_PASS_NAMES
 
@@ -103,9 +117,10 @@ def _check_names(disable: set[str]) -> None:
                           f"{', '.join(PASS_NAMES)}")
 
 
-def optimize(graph: Graph, disable: Iterable[str] = (), verify_each: bool = False
-             ) -> list[PassReport]:
-    """Run ``PIPELINE`` on ``graph`` in place, skipping passes named in ``disable``.
+def optimize(graph: Graph, disable: Iterable[str] = (), verify_each: bool = False,
+             pipeline: tuple[Pass, ...] | None = None) -> list[PassReport]:
+    """Run ``pipeline`` (default ``PIPELINE``) on ``graph`` in place, skipping passes named in
+    ``disable``.
 
     Parameters
     ----------
@@ -121,7 +136,7 @@ def optimize(graph: Graph, disable: Iterable[str] = (), verify_each: bool = Fals
     disable = set(disable)
     _check_names(disable)
     reports = []
-    for p in PIPELINE:
+    for p in PIPELINE if pipeline is None else pipeline:
         if p.name in disable:
             continue
         before = op_counts(graph)
