@@ -191,10 +191,9 @@ def cmd_inspect(args) -> int:
           f"{len(plan.steps)} steps, {sum(s['flops'] for s in plan.steps) / 1e9:.3f} GFLOP")
     print("provenance: " + json.dumps(m["provenance"]))
     print(format_passes(m["passes"]))
-    print("steps:")
-    for i, s in enumerate(plan.steps):
-        print(f"  {i:3d} {s['kernel']:<36} {s['name']}  {','.join(s['inputs'])} -> "
-              f"{','.join(s['outputs'])}")
+    from mobile_engine.plan.describe import step_lines
+    print("steps (each operand's origin: a graph input, a step, or a weight):")
+    print("\n".join(step_lines(plan)))
     return 0
 
 
@@ -438,8 +437,15 @@ def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Python warnings (a newer plan, an unwritable kernel cache) as one CLI line each."""
+    print(f"mobile-engine: warning: {one_line(message)}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
+    import warnings
     args = build_parser().parse_args(argv)
+    shown, warnings.showwarning = warnings.showwarning, _show_warning
     try:
         return args.fn(args)
     except EngineError as exc:
@@ -455,3 +461,5 @@ def main(argv=None) -> int:
     except BrokenPipeError:          # `mobile-engine inspect plan | head`
         sys.stderr.close()
         return 0
+    finally:
+        warnings.showwarning = shown

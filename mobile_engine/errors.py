@@ -43,3 +43,8 @@ class InputError(EngineError, ValueError):
 
 class ResourceLimitError(EngineError):
     """A plan whose memory would exceed the configured limit."""
+
+
+class PlanVersionWarning(UserWarning):
+    """A plan written by a newer engine or in a newer minor format: it loads, but fields this
+    engine does not know are ignored (the format's promise: a newer minor stays readable)."""
