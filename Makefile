@@ -6,8 +6,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install models test test-all demo bench clean test-arm
 
+# NOTE: opencv-python-headless and opencv-python install the same cv2 folder: removing one after
+# installing the other breaks cv2, so headless goes first and opencv-python is reinstalled if
+# both were there.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@if $(PY) -m pip show -q opencv-python-headless 2>/dev/null; then \
+		echo "replacing opencv-python-headless with opencv-python (the demo's window)"; \
+		$(PY) -m pip uninstall -q -y opencv-python-headless opencv-python; fi
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
 

@@ -67,6 +67,24 @@ def has_display() -> bool:
                                                         or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def opencv_conflict() -> str:
+    """Why the installed OpenCV is unreliable ("" when it is fine): opencv-python and
+    opencv-python-headless both installed write the same cv2 folder, and whichever came last
+    decides whether there is a GUI."""
+    from importlib import metadata
+    found = []
+    for dist in ("opencv-python", "opencv-python-headless"):
+        try:
+            found.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            pass
+    if len(found) < 2:
+        return ""
+    return (f"both {' and '.join(found)} are installed and share the cv2 folder: `pip uninstall "
+            f"-y opencv-python-headless opencv-python && pip install opencv-python` (or `make "
+            f"install`)")
+
+
 def open_window(size_wh: tuple[int, int] = (1280, 480), title: str = WINDOW_TITLE):
     """``(Window, "")`` or ``(None, why not)``: no display, or an OpenCV built without GUI."""
     if not has_display():
@@ -77,6 +95,9 @@ def open_window(size_wh: tuple[int, int] = (1280, 480), title: str = WINDOW_TITL
         cv2.waitKey(1)
         return window, ""
     except cv2.error:
+        conflict = opencv_conflict()
+        if conflict:
+            return None, f"no window: {conflict}"
         return None, ("this OpenCV has no GUI support (opencv-python-headless cannot open windows; "
                       "`pip uninstall opencv-python-headless && pip install opencv-python`, or "
                       "`make install`)")

@@ -184,3 +184,33 @@ def test_window_opens_at_the_view_size(monkeypatch):
     # aspect kept means no FREERATIO bit
     assert not flags & cv2.WINDOW_AUTOSIZE and not flags & cv2.WINDOW_FREERATIO
     assert ("size", 1280, 480) in calls and ("show", (480, 1280, 3)) in calls
+
+
+def test_both_opencv_packages_installed_is_named(monkeypatch):
+    from importlib import metadata
+    versions = {"opencv-python": "4.10.0", "opencv-python-headless": "4.10.0"}
+
+    def version(dist):
+        if dist not in versions:
+            raise metadata.PackageNotFoundError(dist)
+        return versions[dist]
+    monkeypatch.setattr(metadata, "version", version)
+    monkeypatch.setenv("DISPLAY", ":99")
+
+    def no_gui(*a):
+        raise cv2.error("The function is not implemented (test)")
+    monkeypatch.setattr(display.cv2, "namedWindow", no_gui)
+    assert "pip uninstall -y opencv-python-headless" in display.opencv_conflict()
+    window, why = display.open_window((320, 120))
+    assert window is None and "share the cv2 folder" in why
+    del versions["opencv-python-headless"]
+    assert display.opencv_conflict() == ""
+
+
+def test_pyproject_asks_for_the_gui_opencv_only():
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    deps = text.split("dependencies = [", 1)[1].split("]", 1)[0]
+    assert '"opencv-python>=' in deps and "headless" not in deps
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    assert "pip uninstall -q -y opencv-python-headless" in makefile
