@@ -30,6 +30,23 @@ def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
     return name, shape
 
 
+def parse_set(text: str) -> tuple[str, str]:
+    """``style_weights=7:1`` -> ("style_weights", "7:1")."""
+    name, sep, values = text.partition("=")
+    if not sep or not name or not values:
+        raise argparse.ArgumentTypeError(f"--set {text!r}: expected NAME=VALUES, e.g. "
+                                         f"style_weights=7:1")
+    return name, values
+
+
+def check_set_names(sets: dict, names: list[str]) -> None:
+    """--set for an input the model does not have is an error, not silently ignored."""
+    unknown = sorted(set(sets) - set(names))
+    if unknown:
+        raise InputError(f"--set {unknown[0]}=...: the model has no input {unknown[0]!r}; "
+                         f"inputs: {', '.join(names)}")
+
+
 def parse_values(text: str, size: int, name: str) -> np.ndarray:
     """``0.5,0.5,0`` (all values) or ``3:0.5,19:0.5`` (index:value pairs, others zero)."""
     out = np.zeros(size, np.float32)
@@ -102,6 +119,7 @@ def _image_feeds(model, shapes: dict, folder: str, sets: dict) -> list[dict]:
     hot index spread over the inputs' entries)."""
     from mobile_engine.compiler import import_model
     graph = import_model(model, shapes)
+    check_set_names(sets, list(graph.inputs))
     files = _image_files(folder)
     image = require_image_input([(n, graph.tensors[n].shape, graph.tensors[n].dtype.value)
                                  for n in graph.inputs], "--calib")
@@ -146,7 +164,7 @@ def quantize_options(args, shapes: dict) -> dict:
 
 def _int8_options(args, shapes: dict) -> dict:
     from quantize.table import QuantTable
-    sets = dict(s.split("=", 1) for s in (args.set or []) if "=" in s)
+    sets = dict(args.set or [])
     kw = {"quantize": "int8", "keep_float": args.keep_float or (), "min_psnr": args.min_psnr}
     if args.calib:
         feeds = _image_feeds(args.model, shapes, args.calib, sets)
@@ -201,6 +219,7 @@ def _given_inputs(plan, image: str | None, sets: dict) -> dict[str, tuple[np.nda
     """{input name: (array, how it was made)} for the inputs the command line gives: ``image``
     for the plan's image input (mobile_engine/images.py), ``sets`` {NAME: VALUES} for others."""
     given = {}
+    check_set_names(sets, [i["name"] for i in plan.inputs])
     img = require_image_input([(i["name"], i["shape"], i["dtype"]) for i in plan.inputs],
                               "--input") if image else None
     for i in plan.inputs:
@@ -214,8 +233,7 @@ def _given_inputs(plan, image: str | None, sets: dict) -> dict[str, tuple[np.nda
 
 
 def _feeds_from_args(plan, args) -> dict:
-    sets = dict(s.split("=", 1) for s in (args.set or []) if "=" in s)
-    given = _given_inputs(plan, args.input, sets)
+    given = _given_inputs(plan, args.input, dict(args.set or []))
     from mobile_engine.images import image_input
     img = image_input([(i["name"], i["shape"], i["dtype"]) for i in plan.inputs])
     for i in plan.inputs:
@@ -276,7 +294,7 @@ def _bench_feeds(args):
     the image input, --set for others; ``NAME=onehot`` (calibration's one-hot per image) feeds
     the one-hot vector of index 0, the first calibration image's."""
     sets = {k: "0:1" if v == "onehot" else v
-            for k, v in (s.split("=", 1) for s in (args.set or []) if "=" in s)}
+            for k, v in (args.set or [])}
     if not args.input and not sets:
         return None
     return lambda plan: _given_inputs(plan, args.input, sets)
@@ -343,7 +361,7 @@ def add_int8_arguments(p: argparse.ArgumentParser, set_help: str) -> None:
                    help="with --calib: write the calibrated ranges there; alone: read them")
     p.add_argument("--keep-float", action="append", metavar="NODE",
                    help="leave this conv in float (repeatable)")
-    p.add_argument("--set", action="append", metavar="NAME=VALUES", help=set_help)
+    p.add_argument("--set", action="append", type=parse_set, metavar="NAME=VALUES", help=set_help)
 
 
 def add_progress_argument(p: argparse.ArgumentParser, what: str) -> None:
@@ -379,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--output", metavar="FILE",
                    help="where to write the first output: .npy (the array) or a picture "
                         "(.png, .jpg, ...: a 3-channel image output)")
-    r.add_argument("--set", action="append", metavar="NAME=VALUES",
+    r.add_argument("--set", action="append", type=parse_set, metavar="NAME=VALUES",
                    help="other inputs: all values, one value, or INDEX:VALUE pairs")
     r.add_argument("--threads", type=int, default=None, metavar="N",
                    help="worker threads (default: all the CPUs Numba may use)")

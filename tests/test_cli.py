@@ -230,3 +230,20 @@ def test_a_plan_from_a_newer_engine_or_format_warns_once(plan_path, tmp_path, ca
         assert len(err) == 1 and err[0].startswith("mobile-engine: warning:") and expect in err[0]
     assert cli.main(["inspect", plan_path]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_set_for_an_unknown_input_or_without_values(plan_path, photo, capsys):
+    """Before: `--set nothere=1` and `--set image` (no '=') were silently ignored."""
+    line = one_line_error(capsys, cli.main(["run", plan_path, "--input", photo, "--set",
+                                            "nothere=1"]))
+    assert "no input 'nothere'" in line and "inputs: image" in line
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["run", plan_path, "--input", photo, "--set", "image"])
+    assert exc.value.code == 2 and "expected NAME=VALUES" in capsys.readouterr().err
+
+
+def test_threads_out_of_range_speaks_command_line(plan_path, photo, capsys):
+    top = numba.config.NUMBA_NUM_THREADS
+    line = one_line_error(capsys, cli.main(["run", plan_path, "--input", photo, "--threads",
+                                            str(top + 1)]))
+    assert f"--threads {top + 1}: must be between 1 and {top}" in line and "threads=" not in line

@@ -67,8 +67,9 @@ def _check_threads(threads, max_threads: int) -> int:
     if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
         raise EngineError(f"threads={threads!r}: must be an integer between 1 and {max_threads}")
     if not 1 <= threads <= max_threads:
-        raise EngineError(f"threads={threads}: must be between 1 and {max_threads} "
-                          f"(NUMBA_NUM_THREADS)")
+        why = (f"must be between 1 and {max_threads} (the CPUs Numba may use; "
+               f"NUMBA_NUM_THREADS sets it)")
+        raise EngineError(f"threads={threads}: {why}", cli=f"--threads {threads}: {why}")
     return int(threads)
 
 
