@@ -28,8 +28,9 @@ test: models
 test-all: models
 	$(PY) -m pytest -m ""
 
-# The live demo (a short headless run without a display); the first start compiles and
-# calibrates the int8 plan (cached in ~/.cache/mobile-engine/plans). Options: DEMO_ARGS="--fp32".
+# The live demo: a window where there is a display (q quits), else a short headless run that
+# writes out.mp4; the first start compiles and calibrates the int8 plan (cached in
+# ~/.cache/mobile-engine/plans) and its kernels, with progress. Options: DEMO_ARGS="--fp32".
 DEMO_ARGS ?=
 demo: models
 	$(PY) -m demo_style_transfer --auto $(DEMO_ARGS)

@@ -85,10 +85,17 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mobile_engine import __version__
     p = argparse.ArgumentParser(
         prog="python -m demo_style_transfer",
         description="Real-time style transfer on a camera, a video or a picture with mobile-engine "
-                    "(multistyle26: 26 painting styles and their blends).")
+                    "(multistyle26: 26 painting styles and their blends).",
+        epilog="keys in the window: n/p next/previous style, 0-9 pick a style (two digits "
+               "quickly for 10-25), b blend, s screenshot, r record on/off, f fp32/int8, "
+               "q or Esc quit (also while the engine starts)")
+    p.add_argument("--version", action="version",
+                   version=f"demo_style_transfer (mobile-engine {__version__})",
+                   help="print the version and exit")
     src = p.add_argument_group("source (default: camera 0 if one opens, else a synthetic camera)")
     one = src.add_mutually_exclusive_group()
     one.add_argument("--camera", type=int, metavar="N", help="camera index")

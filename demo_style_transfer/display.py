@@ -115,16 +115,29 @@ def loading_screen(size_wh: tuple[int, int], lines: list[str],
     cv2.putText(img, "mobile-engine: starting (q quits)", (12, y), FONT, scale * 1.2,
                 (255, 255, 255), thick, cv2.LINE_AA)
     fit = max(1, (h - 3 * line_h - 20) // line_h)
-    for text in lines[-fit:]:
+    wrapped = [part for text in lines for part in _wrap(text.strip(), w - 24, scale)]
+    for text in wrapped[-fit:]:
         y += line_h
-        cv2.putText(img, text.strip()[:160], (12, y), FONT, scale, (200, 200, 200), 1,
-                    cv2.LINE_AA)
+        cv2.putText(img, text, (12, y), FONT, scale, (200, 200, 200), 1, cv2.LINE_AA)
     if fraction is not None:
         x0, x1, y0 = 12, w - 12, h - line_h - 8
         cv2.rectangle(img, (x0, y0), (x1, y0 + line_h), (90, 90, 90), 1)
         fill = x0 + round((x1 - x0) * min(max(fraction, 0.0), 1.0))
         cv2.rectangle(img, (x0, y0), (fill, y0 + line_h), (80, 180, 80), -1)
     return img
+
+
+def _wrap(text: str, width: int, scale: float) -> list[str]:
+    """``text`` in lines no wider than ``width`` pixels (split at spaces)."""
+    out, line = [], ""
+    for word in text.split(" "):
+        trial = f"{line} {word}" if line else word
+        if line and cv2.getTextSize(trial, FONT, scale, 1)[0][0] > width:
+            out.append(line)
+            line = f"  {word}"
+        else:
+            line = trial
+    return out + [line] if line else out
 
 
 # --- files -----------------------------------------------------------------------------------
