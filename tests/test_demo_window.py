@@ -1,6 +1,7 @@
 """The demo's real window, under Xvfb: it opens at the view's size, shows a stylized picture on the
 right (not black, different from the original on the left), answers keys sent to the window
-('n' changes the style, 'q' quits), and 'q' works while the kernels still compile.
+('n' changes the style, 'q' quits), keeps the picture's aspect when resized, and 'q' works while
+the kernels still compile.
 
 Needs ``xvfb-run``, ``xdotool`` and ``xwd`` (installed here with apt-get when missing and running
 as root) and an OpenCV with GUI support (``opencv-python``, not ``-headless``); skipped with the
@@ -70,8 +71,8 @@ def picture(tmp_path) -> Path:
 
 def test_window_is_live_at_the_frame_size(xvfb, tmp_path):
     stats = tmp_path / "stats.json"
-    result, out, log = drive(tmp_path, "live", [
-        "--input", str(picture(tmp_path)), "--size", f"{H}x{W}", "--fp32", "--style", "3",
+    result, out, log = drive(tmp_path, "live", [                  # as `make demo` runs it
+        "--auto", "--input", str(picture(tmp_path)), "--size", f"{H}x{W}", "--fp32", "--style", "3",
         "--plan-cache", str(tmp_path / "plans"), "--stats", str(stats)])
     assert result["exit_code"] == 0, log
     assert tuple(result["first_geometry"]) == (2 * W, H), "opened at the side-by-side size"
@@ -88,6 +89,18 @@ def test_window_is_live_at_the_frame_size(xvfb, tmp_path):
         "the original half stays"
     assert np.abs(nxt[below_hud, W:].astype(int) - right[below_hud]).mean() > 5, \
         "'n' through the window changed the style"
+    # resized to 1.5x the width and 2.5x the height: the picture keeps its aspect (bars above
+    # and below, in the window's background colour)
+    resized = np.load(out / "resized.npy")
+    rw, rh = result["resized_geometry"]
+    assert resized.shape == (rh, rw, 3) and (rw, rh) != (2 * W, H)
+    background = resized[0, 0].astype(int)
+    differs = (np.abs(resized.astype(int) - background).sum(axis=2) > 30)
+    rows = np.where(differs.mean(axis=1) > 0.5)[0]
+    cols = np.where(differs.mean(axis=0) > 0.5)[0]
+    shown_h, shown_w = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+    assert shown_w == rw and abs(shown_w / shown_h - 2 * W / H) < 0.05 * (2 * W / H), \
+        (shown_w, shown_h)
     summary = json.loads(stats.read_text())
     assert summary["stopped"] == "quit" and summary["style"] != "3"
     assert result["quit_seconds"] < 30

@@ -4,7 +4,8 @@
 
 Starts ``python -m demo_style_transfer DEMO_ARGS``, finds its window with xdotool, takes
 screenshots with ``xwd`` (read here: 32-bit ZPixmap) and sends keys to the window with xdotool.
-Scenarios: ``live`` (wait for a stylized frame, screenshot, 'n', screenshot, 'q'), ``quit-early``
+Scenarios: ``live`` (wait for a stylized frame, screenshot, 'n', screenshot, resize the window,
+screenshot, 'q'), ``quit-early``
 (once the kernels compile: a screenshot of the loading screen, then 'q'). Writes OUT_DIR/result.json and the screenshots
 as .npy (u8[h, w, 3] BGR).
 """
@@ -114,6 +115,11 @@ def main() -> int:
             key(wid, "n")                         # next style
             time.sleep(2.0)
             np.save(out_dir / "next_style.npy", screenshot(wid, shot))
+            w, h = result["geometry"]
+            xdotool("windowsize", "--sync", wid, str(w * 3 // 2), str(h * 5 // 2))  # taller
+            time.sleep(1.5)
+            result["resized_geometry"] = geometry(wid)
+            np.save(out_dir / "resized.npy", screenshot(wid, shot))
             t0 = time.monotonic()
             key(wid, "q")
             result["exit_code"] = proc.wait(60)
