@@ -6,8 +6,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install models test test-all demo bench clean test-arm
 
+# NOTE: opencv-python-headless and opencv-python install the same cv2 folder: removing one after
+# installing the other breaks cv2, so headless goes first and opencv-python is reinstalled if
+# both were there.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@if $(PY) -m pip show -q opencv-python-headless 2>/dev/null; then \
+		echo "replacing opencv-python-headless with opencv-python (the demo's window)"; \
+		$(PY) -m pip uninstall -q -y opencv-python-headless opencv-python; fi
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
 
@@ -22,8 +28,9 @@ test: models
 test-all: models
 	$(PY) -m pytest -m ""
 
-# The live demo (a short headless run without a display); the first start compiles and
-# calibrates the int8 plan (cached in ~/.cache/mobile-engine/plans). Options: DEMO_ARGS="--fp32".
+# The live demo: a window where there is a display (q quits), else a short headless run that
+# writes out.mp4; the first start compiles and calibrates the int8 plan (cached in
+# ~/.cache/mobile-engine/plans) and its kernels, with progress. Options: DEMO_ARGS="--fp32".
 DEMO_ARGS ?=
 demo: models
 	$(PY) -m demo_style_transfer --auto $(DEMO_ARGS)

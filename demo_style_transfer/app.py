@@ -24,11 +24,14 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from demo_style_transfer import styles
+from demo_style_transfer import startup, styles
+from demo_style_transfer.display import (WINDOW_TITLE, VideoOut, check_writable, open_window,
+                                         output_kind, output_kinds_help, write_picture)
 from demo_style_transfer.hud import HudInfo, HudRenderer
 from demo_style_transfer.keys import Action, DemoState, handle_key, initial_state
-from demo_style_transfer.pipeline import (DemoError, Stats, StylePipeline, describe_error,
-                                          load_engine_stylizer, load_style_image_stylizer)
+from demo_style_transfer.pipeline import (DemoError, Stats, StylePipeline, check_threads,
+                                          describe_error, load_engine_stylizer,
+                                          load_style_image_stylizer)
 from demo_style_transfer.sources import (CameraSource, CaptureThread, PacedSource, SourceError,
                                          SourceLost, SyntheticCamera, open_input)
 
@@ -37,7 +40,6 @@ HEADLESS_FRAMES = 60          # a headless run over an endless source (camera, s
 AUTO_OUTPUT = "out.mp4"
 AUTO_SECONDS = 60.0           # ... and `--auto` headless also stops after this long, whatever the speed
 SYNTHETIC_PHOTO = "chelsea.png"
-WINDOW_TITLE = "mobile-engine style transfer (n/p style, 0-9 pick, b blend, s shot, r rec, f int8, q quit)"
 STYLE_IMAGE_INT8_ONLY = "the --style-image models are int8 only (pre-quantized QDQ)"
 
 
@@ -83,10 +85,17 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mobile_engine import __version__
     p = argparse.ArgumentParser(
         prog="python -m demo_style_transfer",
         description="Real-time style transfer on a camera, a video or a picture with mobile-engine "
-                    "(multistyle26: 26 painting styles and their blends).")
+                    "(multistyle26: 26 painting styles and their blends).",
+        epilog="keys in the window: n/p next/previous style, 0-9 pick a style (two digits "
+               "quickly for 10-25), b blend, s screenshot, r record on/off, f fp32/int8, "
+               "q or Esc quit (also while the engine starts)")
+    p.add_argument("--version", action="version",
+                   version=f"demo_style_transfer (mobile-engine {__version__})",
+                   help="print the version and exit")
     src = p.add_argument_group("source (default: camera 0 if one opens, else a synthetic camera)")
     one = src.add_mutually_exclusive_group()
     one.add_argument("--camera", type=int, metavar="N", help="camera index")
@@ -122,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--frames", type=int, metavar="N",
                      help=f"stop after N frames (headless default for a camera: {HEADLESS_FRAMES})")
     out.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
-    out.add_argument("--output", metavar="FILE", help="write the stylized video (.mp4 or .avi)")
+    out.add_argument("--output", metavar="FILE",
+                     help=f"write the stylized frames: {output_kinds_help()}")
     out.add_argument("--output-view", choices=("stylized", "side-by-side"), default="stylized",
                      help="what --output holds (default: the stylized frames)")
     out.add_argument("--stats", metavar="FILE.json", help="write fps and latency statistics")
@@ -152,8 +162,13 @@ def parse_args(argv=None) -> Config:
         raise UsageError(f"--frames {a.frames}: must be at least 1")
     if a.seconds is not None and not a.seconds > 0:
         raise UsageError(f"--seconds {a.seconds}: must be positive")
-    if a.threads is not None and a.threads < 1:
-        raise UsageError(f"--threads {a.threads}: must be at least 1")
+    try:
+        check_threads(a.threads)      # NOTE: before any compile (a bad count is not the plan's fault)
+    except DemoError as exc:
+        raise UsageError(str(exc)) from None
+    if a.output and output_kind(a.output) is None:
+        raise UsageError(f"--output {a.output}: unknown extension {Path(a.output).suffix!r}; "
+                         f"give {output_kinds_help()}")
     return Config(camera=a.camera, input=a.input, synthetic=a.synthetic is not None,
                   photo=a.synthetic or None, fallback_synthetic=a.fallback_synthetic,
                   realtime=a.realtime, style=style, blend=blend, style_image=a.style_image,
@@ -164,46 +179,11 @@ def parse_args(argv=None) -> Config:
                   save_dir=a.save_dir, model=a.model, plan_cache=a.plan_cache, auto=a.auto)
 
 
-# --- window ----------------------------------------------------------------------------------
-class Window:
-    """An OpenCV window; ``poll`` returns the keys pressed (a closed window reads as 'q')."""
-
-    def __init__(self, title: str) -> None:
-        self.title = title
-        cv2.namedWindow(title, cv2.WINDOW_NORMAL)
-
-    def show(self, image: np.ndarray) -> None:
-        cv2.imshow(self.title, image)
-
-    def poll(self, frame_number: int) -> list[int]:
-        key = cv2.waitKey(1)
-        if cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
-            return [ord("q")]
-        return [key & 0xFF] if key >= 0 else []
-
-    def close(self) -> None:
-        cv2.destroyWindow(self.title)
-
-
-def open_window(title: str = WINDOW_TITLE):
-    """``(Window, "")`` or ``(None, why not)``: no display, or an OpenCV built without GUI."""
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
-                                                 or os.environ.get("WAYLAND_DISPLAY")):
-        return None, "no display ($DISPLAY is not set)"
-    try:
-        window = Window(title)
-        window.show(np.zeros((32, 32, 3), np.uint8))
-        cv2.waitKey(1)
-        return window, ""
-    except cv2.error:
-        return None, ("this OpenCV has no GUI support (opencv-python-headless cannot open windows; "
-                      "`pip install opencv-python` for one)")
-
-
 # --- wiring ----------------------------------------------------------------------------------
-def default_make_stylizer(cfg: Config, log: Callable[[str], None]):
+def default_make_stylizer(cfg: Config, log: Callable[[str], None], progress=None):
     """The engine's stylizer for ``cfg``: multistyle26 in ``cfg.precision`` (int8 falls back to
-    fp32 with a note), or the arbitrary-style pair for ``cfg.style_image``."""
+    fp32 with a note), or the arbitrary-style pair for ``cfg.style_image``; ``progress``
+    follows the kernels of the first run (``startup.KernelProgress``)."""
     from demo_style_transfer.pipeline import PlanCache
     if cfg.style_image:
         if cfg.precision == "fp32":
@@ -211,7 +191,7 @@ def default_make_stylizer(cfg: Config, log: Callable[[str], None]):
         return load_style_image_stylizer(cfg.style_image, cfg.threads, PlanCache(cfg.plan_cache),
                                          log)
     return load_engine_stylizer(cfg.size, cfg.precision, cfg.threads, cfg.model,
-                                PlanCache(cfg.plan_cache), log)
+                                PlanCache(cfg.plan_cache), log, progress)
 
 
 def int8_switch(stylizer) -> tuple[bool, str]:
@@ -241,9 +221,9 @@ def _stdout(text: str) -> None:
 class Env:
     """What the app reaches outside itself; tests replace parts (a stand-in stylizer, a fake camera,
     scripted keys, a frame callback)."""
-    make_stylizer: Callable = default_make_stylizer     # (cfg, log) -> Stylizer
+    make_stylizer: Callable = default_make_stylizer     # (cfg, log[, progress]) -> Stylizer
     open_camera: Callable = CameraSource                  # (index) -> source, or SourceError
-    open_window: Callable = open_window                   # () -> (Window | None, why)
+    open_window: Callable = open_window                   # ((w, h)) -> (Window | None, why)
     keys: object | None = None                            # .poll(frame_number) -> [key codes]
     on_frame: Callable | None = None                      # (frame, result) after each frame
     log: Callable = _stdout
@@ -279,39 +259,6 @@ def open_source(cfg: Config, env: Env, headless: bool):
         source = synthetic_source(cfg)
         env.log(f"note: {exc}; using the {source.name} instead")
         return source
-
-
-class VideoOut:
-    """cv2.VideoWriter that checks it opened (mp4v for .mp4/.mov, MJPG for .avi)."""
-
-    def __init__(self, path: str | Path, fps: float, size_wh: tuple[int, int]) -> None:
-        self.path = Path(path)
-        _check_writable(self.path)
-        fourcc = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
-        self._w = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc), fps, size_wh)
-        if not self._w.isOpened():
-            raise DemoError(f"{self.path}: OpenCV cannot write a video there (use .mp4 or .avi)")
-        self.frames = 0
-
-    def write(self, image: np.ndarray) -> None:
-        self._w.write(image)
-        self.frames += 1
-
-    def close(self) -> None:
-        self._w.release()
-
-
-def _check_writable(path: Path) -> None:
-    """Fail before the run, not after it: the folder exists (made if needed) and takes a file."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        existed = path.exists()
-        with open(path, "ab"):
-            pass
-        if not existed:
-            path.unlink()
-    except OSError as exc:
-        raise DemoError(f"{path}: cannot write there ({exc.strerror or exc})") from None
 
 
 def _stamp() -> str:
@@ -430,14 +377,29 @@ class _Run:
         self.env.log(f"now running {stylizer.precision}")
 
 
+def _start_engine(cfg: Config, env: Env, log, progress):
+    """(stylizer, pipeline, key state, style weights, warm-up ms): made in ``startup.start``'s
+    thread when there is a window."""
+    log("starting the engine (the first start of a new engine build compiles its kernels, "
+        "with progress below; later starts load them from Numba's cache) ...")
+    stylizer = env.make_stylizer(cfg, log, progress)
+    pipeline = StylePipeline(stylizer, cfg.size, env.clock)
+    int8_ok, int8_note = int8_switch(stylizer)
+    state = initial_state(cfg.style, cfg.blend, stylizer.precision, int8_ok, int8_note,
+                          style_image_label(stylizer))
+    weights = styles.weights(state.mix())
+    return stylizer, pipeline, state, weights, pipeline.warm_up(weights)
+
+
 def run(cfg: Config, env: Env | None = None) -> int:
     """One demo run; returns the exit code. Ends at the end of the input, after ``frames``, on 'q',
     or when the source is lost (exit code 3, unless ``fallback_synthetic``)."""
     env = env or Env()
     log, err = env.log, env.err
     window = None
+    h, w = cfg.size
     if not cfg.headless:
-        window, why = env.open_window()
+        window, why = env.open_window((2 * w, h))   # the side-by-side view's size
         if window is None:
             log(f"note: {why}: running headless")
     headless = window is None
@@ -447,23 +409,27 @@ def run(cfg: Config, env: Env | None = None) -> int:
 
     for path in (cfg.output, cfg.stats):
         if path:
-            _check_writable(Path(path))
-    source = open_source(cfg, env, headless)   # first: a missing file or camera fails fast
+            check_writable(Path(path))
     try:
-        stylizer = env.make_stylizer(cfg, log)
-        pipeline = StylePipeline(stylizer, cfg.size, env.clock)
-        int8_ok, int8_note = int8_switch(stylizer)
-        state = initial_state(cfg.style, cfg.blend, stylizer.precision, int8_ok, int8_note,
-                              style_image_label(stylizer))
-        weights = styles.weights(state.mix())
-        log("warming up (the first run of a new engine build compiles its kernels; "
-            "later starts load them from Numba's cache) ...")
-        warm = pipeline.warm_up(weights)
+        source = open_source(cfg, env, headless)   # first: a missing file or camera fails fast
+    except BaseException:
+        if window is not None:
+            window.close()
+        raise
+    try:
+        started = startup.start(lambda log_fn, progress: _start_engine(cfg, env, log_fn, progress),
+                                window, log, (2 * w, h))
     except BaseException:
         source.close()
         if window is not None:
             window.close()
         raise
+    if started is None:
+        source.close()
+        window.close()
+        log("quit while the engine was starting")
+        return EXIT_OK
+    stylizer, pipeline, state, weights, warm = started
     log(f"engine: {getattr(stylizer, 'description', type(stylizer).__name__)}, "
         f"{stylizer.precision}, {stylizer.threads} threads, {cfg.size[0]}x{cfg.size[1]}; "
         f"first run {warm[0]:.0f} ms, then {warm[-1]:.0f} ms")
@@ -483,6 +449,7 @@ def run(cfg: Config, env: Env | None = None) -> int:
              background=window is not None)
     capture = CaptureThread(source).start()
     exit_code, reason = EXIT_OK, "end of input"
+    last_image = None
     t_start = last_report = env.clock()
     try:
         while True:
@@ -520,9 +487,12 @@ def run(cfg: Config, env: Env | None = None) -> int:
 
             if cfg.output:
                 out_image = view_fn() if cfg.output_view == "side-by-side" else result.stylized
-                if r.writer is None:
-                    r.writer = VideoOut(cfg.output, writer_fps, out_image.shape[1::-1])
-                r.writer.write(out_image)
+                if output_kind(cfg.output) == "image":
+                    last_image = out_image       # written once the run ends
+                else:
+                    if r.writer is None:
+                        r.writer = VideoOut(cfg.output, writer_fps, out_image.shape[1::-1])
+                    r.writer.write(out_image)
             if r.recorder is not None:
                 r.recorder.write(view_fn())
             if window is not None:
@@ -556,6 +526,8 @@ def run(cfg: Config, env: Env | None = None) -> int:
                 w.close()
         if window is not None:
             window.close()
+    if last_image is not None:
+        write_picture(cfg.output, last_image)
 
     summary = r.stats.summary(
         dropped=r.dropped, size=list(cfg.size), precision=r.stylizer.precision,
@@ -571,8 +543,11 @@ def run(cfg: Config, env: Env | None = None) -> int:
     log(f"{summary['frames']} frames at {cfg.size[0]}x{cfg.size[1]} {r.stylizer.precision}, "
         f"{r.stylizer.threads} threads: {summary['fps']:.1f} fps end to end "
         f"(inference p50 {inf['p50']} ms, latency p50 {lat['p50']} ms, dropped {r.dropped})"
-        + (f" -> {cfg.output}" if cfg.output and r.writer else "")
+        + (f" -> {cfg.output}" if cfg.output and (r.writer or last_image is not None) else "")
         + (f", stats in {cfg.stats}" if cfg.stats else ""))
+    if headless and not cfg.output:
+        log("nothing was written (no --output: --output out.mp4 writes the video, --output "
+            "out.png the last frame)")
     return exit_code
 
 

@@ -43,6 +43,11 @@ class MissingData(DemoError):
     """A file the demo needs is not there (e.g. the calibration photos: `mobile-engine zoo fetch`)."""
 
 
+class PlanCompileError(DemoError):
+    """The engine could not compile a plan: the same engine build fails the same way, so the
+    int8 path remembers it (a failure caused by a run's options, e.g. ``threads``, never is)."""
+
+
 class StyleImageUnavailable(DemoError):
     """``--style-image``: the engine cannot compile or run the arbitrary-style models."""
     exit_code = 1
@@ -78,6 +83,32 @@ class EngineStylizer:
     def run(self, frame_nchw: np.ndarray, style_weights: np.ndarray) -> np.ndarray:
         (out,) = self.session.run(None, {"image": frame_nchw, "style_weights": style_weights})
         return out
+
+    def first_run(self, frame_nchw: np.ndarray, style_weights: np.ndarray,
+                  progress: Callable | None = None) -> np.ndarray:
+        """``run``, reporting ``progress(steps done, kernel ids)`` after each step (the first
+        run compiles each kernel or loads it from Numba's cache)."""
+        if progress is not None:
+            observed_run(self.session, {"image": frame_nchw, "style_weights": style_weights},
+                         progress)
+        return self.run(frame_nchw, style_weights)
+
+
+def observed_run(session, feeds: dict, progress: Callable) -> None:
+    """One run of ``session`` step by step: ``progress(done, kernels)`` before the first step
+    and after each (``kernels``: every step's kernel id); progress may raise to stop."""
+    kernels = [s["kernel"] for s in session.plan.steps]
+    progress(0, kernels)
+    session.run_observed(feeds, lambda i, _outs: progress(i + 1, kernels))
+
+
+def check_threads(threads: int | None) -> None:
+    """``DemoError`` unless ``threads`` is None or 1..NUMBA_NUM_THREADS (before any compile)."""
+    import numba
+    top = numba.config.NUMBA_NUM_THREADS
+    if threads is not None and not (isinstance(threads, int) and 1 <= threads <= top):
+        raise DemoError(f"--threads {threads}: must be between 1 and {top} (the CPUs Numba "
+                        f"may use; NUMBA_NUM_THREADS raises it)")
 
 
 # --- plan cache ------------------------------------------------------------------------------
@@ -244,10 +275,21 @@ class PlanCache:
         return CachedPlan(plan, path, "compiled", time.perf_counter() - t0)
 
 
+def _cached(cache: PlanCache, model: Path, size, precision: str, log, build=None,
+            force: bool = False):
+    """cache.get, with an engine failure to compile as ``PlanCompileError``."""
+    try:
+        return cache.get(model, size, precision, log, force=force, build=build)
+    except (KeyboardInterrupt, DemoError):
+        raise
+    except Exception as exc:
+        raise PlanCompileError(describe_error(exc)) from exc
+
+
 def _session(cache: PlanCache, model: Path, size, precision: str, threads, log, build=None):
     """(Session, CachedPlan): the cached plan, compiled again once if it no longer binds."""
     import mobile_engine as me
-    cached = cache.get(model, size, precision, log, build=build)
+    cached = _cached(cache, model, size, precision, log, build)
     verb = "loaded cached plan" if cached.status == "cached" else "compiled plan"
     log(f"{verb} {cached.path.name} in {cached.seconds * 1000:.0f} ms")
     try:
@@ -257,7 +299,7 @@ def _session(cache: PlanCache, model: Path, size, precision: str, threads, log, 
             raise
         # NOTE: a plan from an older build of the same engine version may no longer bind
         log(f"the cached plan cannot be used ({exc}); compiling again")
-        cached = cache.get(model, size, precision, log, force=True, build=build)
+        cached = _cached(cache, model, size, precision, log, build, force=True)
         return me.Session(cached.plan, threads=threads), cached
 
 
@@ -269,18 +311,21 @@ def describe_error(exc: BaseException) -> str:
 
 def load_engine_stylizer(size: tuple[int, int], precision: str = "int8", threads: int | None = None,
                          model: str | Path | None = None, cache: PlanCache | None = None,
-                         log: Callable[[str], None] = print) -> EngineStylizer:
+                         log: Callable[[str], None] = print,
+                         progress: Callable | None = None) -> EngineStylizer:
     """multistyle26 compiled (or loaded from the plan cache) for ``size`` and wrapped in a Session.
 
     ``precision="int8"`` falls back to fp32 with one message when the int8 plan cannot be made
     (no calibration photos, a compile error); the stylizer's ``precision`` says what runs and
     ``int8_problem`` why int8 does not. An engine failure is remembered next to the plans (for
-    this engine build), so later starts fall back at once.
+    this engine build), so later starts fall back at once; a failure of this run's options
+    (``threads``) never is. ``progress(done, kernels)`` follows the first run (``observed_run``).
     """
     import mobile_engine as me
     from mobile_engine import zoo
     if precision not in ("fp32", "int8"):
         raise DemoError(f"precision {precision!r}: use fp32 or int8")
+    check_threads(threads)
     model = Path(model) if model is not None else zoo.model_path(MODEL_NAME)
     if not model.is_file():
         raise DemoError(f"{model}: no such model file")
@@ -296,30 +341,38 @@ def load_engine_stylizer(size: tuple[int, int], precision: str = "int8", threads
             session, cached = _session(cache, model, size, "int8", threads, log)
             stylizer = EngineStylizer(session, "int8",
                                       f"mobile_engine {me.__version__} ({cached.status})")
-            _check_runs(stylizer, size)
+            _check_runs(stylizer, size, progress)
             return stylizer
         except KeyboardInterrupt:
             raise
         except Exception as exc:   # NOTE: any failure of the int8 path: fp32 still works
             problem = f"the int8 plan could not be made ({describe_error(exc)})"
             log(f"note: {problem}; running fp32 instead")
-            if not isinstance(exc, MissingData):   # an engine failure: the same next time
+            # NOTE: the engine failing to compile or run the plan fails the same way next time;
+            # missing photos or an error of this run's options (a Session's threads) may not
+            if isinstance(exc, DemoError) and not isinstance(exc, MissingData):
                 try:
                     failed.parent.mkdir(parents=True, exist_ok=True)
                     failed.write_text(problem + "\n")
                 except OSError:
                     pass
     session, cached = _session(cache, model, size, "fp32", threads, log)
-    return EngineStylizer(session, "fp32", f"mobile_engine {me.__version__} ({cached.status})",
-                          int8_problem=problem)
+    stylizer = EngineStylizer(session, "fp32", f"mobile_engine {me.__version__} ({cached.status})",
+                              int8_problem=problem)
+    if progress is not None:
+        _check_runs(stylizer, size, progress)
+    return stylizer
 
 
-def _check_runs(stylizer: EngineStylizer, size: tuple[int, int]) -> None:
-    """One run on a grey frame (also the kernels' first load): a plan that binds but fails or
-    returns non-finite values at run time counts as not made."""
+def _check_runs(stylizer: EngineStylizer, size: tuple[int, int],
+                progress: Callable | None = None) -> None:
+    """One run on a grey frame (also the kernels' first load, followed by ``progress``): a plan
+    that binds but returns non-finite values or a wrong shape counts as not made."""
     w = np.zeros(NUM_STYLES, np.float32)
     w[0] = 1
-    out = stylizer.run(np.full((1, 3, *size), 0.5, np.float32), w)
+    x = np.full((1, 3, *size), 0.5, np.float32)
+    first_run = getattr(stylizer, "first_run", None)
+    out = first_run(x, w, progress) if first_run is not None else stylizer.run(x, w)
     if out.shape != (1, 3, *size) or not np.isfinite(out).all():
         raise DemoError(f"the plan returned {out.shape} with non-finite values"
                         if out.shape == (1, 3, *size) else f"the plan returned shape {out.shape}")

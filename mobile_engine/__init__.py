@@ -7,8 +7,8 @@
     out, = sess.run(None, {"image": x, "style_weights": w})
 """
 from mobile_engine.errors import (EngineError, GraphError, InputError, ModelFormatError,
-                                  PlanFormatError, ResourceLimitError, ShapeError,
-                                  UnsupportedOperatorError)
+                                  PlanFormatError, PlanVersionWarning, ResourceLimitError,
+                                  ShapeError, UnsupportedOperatorError)
 
 __version__ = "0.1.0"
 
@@ -16,7 +16,8 @@ __version__ = "0.1.0"
 # imported on first use so that `import mobile_engine.ir` stays light and free of import cycles.
 _LAZY = {"compile": ("mobile_engine.compiler", "compile"),
          "Plan": ("mobile_engine.plan", "Plan"),
-         "Session": ("mobile_engine.runtime", "Session")}
+         "Session": ("mobile_engine.runtime", "Session"),
+         "SessionOptions": ("mobile_engine.runtime", "SessionOptions")}
 
 
 def _load_reference():
@@ -35,6 +36,7 @@ _wire_layers()
 
 
 def __getattr__(name):
+    """``compile``, ``Plan``, ``Session`` and ``SessionOptions``, imported on first use."""
     if name in _LAZY:
         import importlib
         module, attr = _LAZY[name]
@@ -45,5 +47,10 @@ def __getattr__(name):
 
 
 __all__ = ["EngineError", "GraphError", "InputError", "ModelFormatError", "Plan", "PlanFormatError",
-           "ResourceLimitError", "Session", "ShapeError", "UnsupportedOperatorError", "__version__",
-           "compile"]
+           "PlanVersionWarning", "ResourceLimitError", "Session", "SessionOptions", "ShapeError",
+           "UnsupportedOperatorError", "__version__", "compile"]
+
+
+def __dir__():
+    """``dir(mobile_engine)`` lists the lazy names too (``compile``, ``Plan``, ``Session``)."""
+    return sorted(set(globals()) | set(__all__))

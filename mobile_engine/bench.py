@@ -99,6 +99,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from mobile_engine.errors import EngineError, InputError
+from mobile_engine.progress import Progress
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -175,44 +176,6 @@ def peak_rss_mb() -> float:
     """Peak resident set size of this process (Linux reports KiB, macOS bytes)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
-
-
-class Progress:
-    """A plain-text progress bar on stderr, redrawn in place (no tqdm).
-
-    ``enabled=None`` draws only on a terminal and only once the work has run for ``delay`` seconds,
-    so short benchmarks and logs stay clean; ``True`` always draws, ``False`` never.
-    """
-
-    def __init__(self, total: int, label: str, enabled: bool | None = None, stream=None,
-                 delay: float = 1.0, width: int = 30) -> None:
-        self.total, self.label, self.width = max(total, 1), label, width
-        self.stream = sys.stderr if stream is None else stream
-        tty = getattr(self.stream, "isatty", lambda: False)()
-        self.enabled = tty if enabled is None else enabled
-        self.delay = delay if enabled is None else 0.0
-        self.t0 = time.perf_counter()
-        self._last = -1.0
-        self._drawn = False
-
-    def update(self, done: int) -> None:
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        elapsed = now - self.t0
-        if elapsed < self.delay or (now - self._last < 0.1 and done < self.total):
-            return
-        self._last = now
-        fill = int(self.width * done / self.total)
-        self.stream.write(f"\r{self.label} [{'#' * fill}{'.' * (self.width - fill)}] "
-                          f"{done}/{self.total} {elapsed:.1f} s")
-        self.stream.flush()
-        self._drawn = True
-
-    def close(self) -> None:
-        if self._drawn:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 # --- the peer ------------------------------------------------------------------------------------
@@ -715,9 +678,15 @@ def run_bench(model: str | Path, shapes: dict | None = None, threads: int | Sequ
     import_ms = import_engine()           # before numba and machine_facts import any of it
     import numba
     top = numba.config.NUMBA_NUM_THREADS
-    bad = [t for t in thread_list if not 1 <= t <= top]
+    bad = [t for t in thread_list if t < 1]
     if bad:
-        raise InputError(f"--threads {bad[0]}: must be between 1 and {top} (NUMBA_NUM_THREADS)")
+        raise InputError(f"--threads {bad[0]}: must be at least 1")
+    # NOTE: the README's board command asks for 1 2 4 everywhere: run what this machine can
+    skipped = [t for t in thread_list if t > top]
+    thread_list = [t for t in thread_list if t <= top]
+    if not thread_list:
+        raise InputError(f"--threads {' '.join(map(str, skipped))}: this machine lets Numba use "
+                         f"at most {top} threads (its CPUs; NUMBA_NUM_THREADS sets it)")
     peer = None
     if ort is not None:
         from mobile_engine.plan import Plan
@@ -727,6 +696,12 @@ def run_bench(model: str | Path, shapes: dict | None = None, threads: int | Sequ
 
     from mobile_engine.machine import machine_facts
     facts = machine_facts(thread_list)        # before our own load lands in the load average
+    if skipped:
+        facts["warnings"].append(
+            f"--threads {', '.join(map(str, skipped))} skipped: Numba may use at most {top} "
+            f"threads here (the CPUs; NUMBA_NUM_THREADS sets it)")
+        if log is not None:
+            log(f"note: {facts['warnings'][-1]}")
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     results = []
     shapes = dict(shapes or {})

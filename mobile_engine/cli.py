@@ -1,4 +1,8 @@
-"""The `mobile-engine` command: compile, run, inspect, bench, zoo."""
+"""The `mobile-engine` command: compile, run, inspect, bench, zoo.
+
+Every error ends in one line on stderr and a non-zero exit (2 for an engine error or bad input,
+1 for a file the system refuses): no tracebacks.
+"""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +14,7 @@ import numpy as np
 
 from mobile_engine.errors import EngineError, InputError
 from mobile_engine.images import load_image, require_image_input, save_image
+from mobile_engine.progress import progress_callback
 
 
 def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
@@ -23,6 +28,23 @@ def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
         raise argparse.ArgumentTypeError(f"--shape {text!r}: expected NAME=DIMxDIMx..., "
                                          f"e.g. image=1x3x480x640")
     return name, shape
+
+
+def parse_set(text: str) -> tuple[str, str]:
+    """``style_weights=7:1`` -> ("style_weights", "7:1")."""
+    name, sep, values = text.partition("=")
+    if not sep or not name or not values:
+        raise argparse.ArgumentTypeError(f"--set {text!r}: expected NAME=VALUES, e.g. "
+                                         f"style_weights=7:1")
+    return name, values
+
+
+def check_set_names(sets: dict, names: list[str]) -> None:
+    """--set for an input the model does not have is an error, not silently ignored."""
+    unknown = sorted(set(sets) - set(names))
+    if unknown:
+        raise InputError(f"--set {unknown[0]}=...: the model has no input {unknown[0]!r}; "
+                         f"inputs: {', '.join(names)}")
 
 
 def parse_values(text: str, size: int, name: str) -> np.ndarray:
@@ -48,16 +70,27 @@ def parse_values(text: str, size: int, name: str) -> np.ndarray:
     return out
 
 
+def check_output_path(path: str, option: str) -> Path:
+    """Fail before the work: ``path``'s folder must exist (one line naming the option)."""
+    out = Path(path)
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"{option} {path}: the folder {parent} does not exist")
+    if out.is_dir():
+        raise InputError(f"{option} {path}: is a folder; give a file name")
+    return out
+
+
 def cmd_compile(args) -> int:
     import mobile_engine as me
+    out = check_output_path(args.output, "-o")
     shapes = dict(args.shape or [])
     kw = quantize_options(args, shapes)
     plan = me.compile(args.model, input_shapes=shapes, disable_passes=args.disable_pass or (),
                       **kw)
-    out = Path(args.output)
     plan.save(out)
     print(f"wrote {out} ({out.stat().st_size} bytes): {len(plan.steps)} steps, arena "
-          f"{plan.arena_bytes / 1e6:.2f} MB, weights {plan.weight_bytes / 1e6:.2f} MB")
+          f"{mib(plan.arena_bytes)}, weights {mib(plan.weight_bytes)}")
     if args.report:
         print(format_passes(plan.manifest["passes"]))
     quant = plan.manifest["provenance"].get("quantization")
@@ -86,6 +119,7 @@ def _image_feeds(model, shapes: dict, folder: str, sets: dict) -> list[dict]:
     hot index spread over the inputs' entries)."""
     from mobile_engine.compiler import import_model
     graph = import_model(model, shapes)
+    check_set_names(sets, list(graph.inputs))
     files = _image_files(folder)
     image = require_image_input([(n, graph.tensors[n].shape, graph.tensors[n].dtype.value)
                                  for n in graph.inputs], "--calib")
@@ -113,12 +147,9 @@ def _image_feeds(model, shapes: dict, folder: str, sets: dict) -> list[dict]:
     return feeds
 
 
-def _progress(what: str):
-    def show(done: int, total: int) -> None:
-        bar = "#" * (30 * done // total)
-        print(f"\r{what} [{bar:<30}] {done}/{total}", end="" if done < total else "\n",
-              file=sys.stderr, flush=True)
-    return show
+def mib(nbytes: int) -> str:
+    """Byte counts in one unit everywhere (compile, inspect, load errors): MiB."""
+    return f"{nbytes / 2**20:.2f} MiB"
 
 
 def quantize_options(args, shapes: dict) -> dict:
@@ -133,13 +164,14 @@ def quantize_options(args, shapes: dict) -> dict:
 
 def _int8_options(args, shapes: dict) -> dict:
     from quantize.table import QuantTable
-    sets = dict(s.split("=", 1) for s in (args.set or []) if "=" in s)
+    sets = dict(args.set or [])
     kw = {"quantize": "int8", "keep_float": args.keep_float or (), "min_psnr": args.min_psnr}
     if args.calib:
         feeds = _image_feeds(args.model, shapes, args.calib, sets)
         from mobile_engine.compiler import calibrate_model
         table = calibrate_model(args.model, shapes, feeds, disable_passes=args.disable_pass or (),
-                                progress=_progress(f"calibrating on {len(feeds)} images"))
+                                progress=progress_callback(f"calibrating on {len(feeds)} images",
+                                                           getattr(args, "progress", None)))
         if args.quant_table:
             table.save(args.quant_table)
             print(f"wrote {args.quant_table} (quant table, {len(table.tensors)} tensors)")
@@ -173,14 +205,13 @@ def cmd_inspect(args) -> int:
     for key in ("inputs", "outputs"):
         for io in m[key]:
             print(f"  {key[:-1]:<6} {io['name']}: {io['dtype']} {io['shape']}")
-    print(f"  arena {plan.arena_bytes} bytes, weights {plan.weight_bytes} bytes, "
+    print(f"  arena {mib(plan.arena_bytes)}, weights {mib(plan.weight_bytes)}, "
           f"{len(plan.steps)} steps, {sum(s['flops'] for s in plan.steps) / 1e9:.3f} GFLOP")
     print("provenance: " + json.dumps(m["provenance"]))
     print(format_passes(m["passes"]))
-    print("steps:")
-    for i, s in enumerate(plan.steps):
-        print(f"  {i:3d} {s['kernel']:<36} {s['name']}  {','.join(s['inputs'])} -> "
-              f"{','.join(s['outputs'])}")
+    from mobile_engine.plan.describe import step_lines
+    print("steps (each operand's origin: a graph input, a step, or a weight):")
+    print("\n".join(step_lines(plan)))
     return 0
 
 
@@ -188,6 +219,7 @@ def _given_inputs(plan, image: str | None, sets: dict) -> dict[str, tuple[np.nda
     """{input name: (array, how it was made)} for the inputs the command line gives: ``image``
     for the plan's image input (mobile_engine/images.py), ``sets`` {NAME: VALUES} for others."""
     given = {}
+    check_set_names(sets, [i["name"] for i in plan.inputs])
     img = require_image_input([(i["name"], i["shape"], i["dtype"]) for i in plan.inputs],
                               "--input") if image else None
     for i in plan.inputs:
@@ -201,19 +233,41 @@ def _given_inputs(plan, image: str | None, sets: dict) -> dict[str, tuple[np.nda
 
 
 def _feeds_from_args(plan, args) -> dict:
-    sets = dict(s.split("=", 1) for s in (args.set or []) if "=" in s)
-    given = _given_inputs(plan, args.input, sets)
+    given = _given_inputs(plan, args.input, dict(args.set or []))
+    from mobile_engine.images import image_input
+    img = image_input([(i["name"], i["shape"], i["dtype"]) for i in plan.inputs])
     for i in plan.inputs:
         if i["name"] not in given:
-            raise InputError(f"input {i['name']!r} ({i['dtype']} {i['shape']}) needs a value: "
-                             f"--set {i['name']}=V1,V2,... or INDEX:VALUE pairs")
+            dims = "x".join(map(str, i["shape"]))
+            if img is not None and i["name"] == img.name:
+                raise InputError(f"input {i['name']!r} ({i['dtype']} {dims}) is the image: "
+                                 f"--input IMAGE")
+            raise InputError(f"input {i['name']!r} ({i['dtype']} {dims}) needs a value: "
+                             f"--set {i['name']}=V1,V2,... (all values), --set {i['name']}=V "
+                             f"(one for all) or INDEX:VALUE pairs")
     return {name: a for name, (a, _) in given.items()}
+
+
+def _output_kind(path: str) -> str:
+    """"npy" or "image" for `run --output` by its extension; InputError for any other."""
+    from PIL import Image
+    ext = Path(path).suffix.lower()
+    if ext == ".npy":
+        return "npy"
+    if ext in Image.registered_extensions():
+        return "image"
+    raise InputError(f"--output {path}: unknown extension {ext or '(none)'!r}; give .npy (the "
+                     f"array) or a picture (.png, .jpg, ...)")
 
 
 def cmd_run(args) -> int:
     import time
 
     import mobile_engine as me
+    kind = None
+    if args.output:
+        check_output_path(args.output, "--output")
+        kind = _output_kind(args.output)
     sess = me.Session(args.plan, threads=args.threads)
     feeds = _feeds_from_args(sess.plan, args)
     t0 = time.perf_counter()
@@ -221,8 +275,13 @@ def cmd_run(args) -> int:
     ms = (time.perf_counter() - t0) * 1e3
     out = outs[0]
     if args.output:
-        if not save_image(out, args.output):
+        name = sess.get_outputs()[0].name
+        if kind == "npy":
             np.save(args.output, out)
+        elif not save_image(out, args.output):
+            raise InputError(f"--output {args.output}: output {name!r} "
+                             f"({'x'.join(map(str, out.shape))}) is not a 3-channel image; "
+                             f"write it as .npy")
         print(f"wrote {args.output} ({ms:.1f} ms, first run)")
     else:
         print(f"{sess.get_outputs()[0].name}: shape {out.shape}, min {out.min():.4g}, "
@@ -235,7 +294,7 @@ def _bench_feeds(args):
     the image input, --set for others; ``NAME=onehot`` (calibration's one-hot per image) feeds
     the one-hot vector of index 0, the first calibration image's."""
     sets = {k: "0:1" if v == "onehot" else v
-            for k, v in (s.split("=", 1) for s in (args.set or []) if "=" in s)}
+            for k, v in (args.set or [])}
     if not args.input and not sets:
         return None
     return lambda plan: _given_inputs(plan, args.input, sets)
@@ -243,6 +302,9 @@ def _bench_feeds(args):
 
 def cmd_bench(args) -> int:
     from mobile_engine.bench import run_bench
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        if path:
+            check_output_path(path, option)       # before minutes of benchmarking
     shapes = dict(args.shape or [])
     if args.int8:       # calibrated and compiled inside run_bench, which times it
         compile_options = lambda: quantize_options(args, shapes)
@@ -253,9 +315,7 @@ def cmd_bench(args) -> int:
                        profile_runs=args.profile_runs, label=args.label, progress=args.progress,
                        peer_model=args.peer_model, feeds=_bench_feeds(args),
                        compile_options=compile_options)
-    print(report.text(profile=args.profile))
-    for w in report.machine["warnings"] + [w for r in report.results for w in r["warnings"]]:
-        print(f"mobile-engine: warning: {w}", file=sys.stderr)
+    print(report.text(profile=args.profile))      # NOTE: holds every WARNING, once
     if args.json:
         Path(args.json).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
         print(f"wrote {args.json}")
@@ -267,6 +327,8 @@ def cmd_bench(args) -> int:
 
 def cmd_bench_report(args) -> int:
     from mobile_engine.bench_report import load_reports, markdown
+    if args.output:
+        check_output_path(args.output, "-o")
     text = markdown(load_reports(args.files))
     if args.output:
         Path(args.output).write_text(text)
@@ -279,7 +341,7 @@ def cmd_bench_report(args) -> int:
 def cmd_zoo(args) -> int:
     from mobile_engine import zoo
     if args.action == "fetch":
-        zoo.fetch()
+        zoo.fetch(progress=args.progress)
     else:
         print(zoo.home())
     return 0
@@ -299,43 +361,60 @@ def add_int8_arguments(p: argparse.ArgumentParser, set_help: str) -> None:
                    help="with --calib: write the calibrated ranges there; alone: read them")
     p.add_argument("--keep-float", action="append", metavar="NODE",
                    help="leave this conv in float (repeatable)")
-    p.add_argument("--set", action="append", metavar="NAME=VALUES", help=set_help)
+    p.add_argument("--set", action="append", type=parse_set, metavar="NAME=VALUES", help=set_help)
+
+
+def add_progress_argument(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"progress bar for {what} on stderr (default: only on a terminal)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mobile-engine", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    from mobile_engine import __version__
+    p = argparse.ArgumentParser(prog="mobile-engine", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"mobile-engine {__version__}",
+                   help="print the version and exit")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     c = sub.add_parser("compile", help="compile an ONNX model into a .mplan plan")
-    c.add_argument("model")
-    c.add_argument("-o", "--output", required=True)
+    c.add_argument("model", help="the .onnx model")
+    c.add_argument("-o", "--output", required=True, metavar="OUT.mplan",
+                   help="the plan file to write (its folder must exist)")
     c.add_argument("--shape", action="append", type=parse_shape, metavar="NAME=DIMS",
                    help="fix an input's shape, e.g. image=1x3x480x640 (repeatable)")
     c.add_argument("--report", action="store_true", help="say what each graph pass changed")
     c.add_argument("--disable-pass", action="append", metavar="NAME",
                    help="skip a graph pass by name (repeatable)")
     add_int8_arguments(c, "other inputs during calibration: values as for `run`, or onehot")
+    add_progress_argument(c, "calibration")
     c.set_defaults(fn=cmd_compile)
 
     r = sub.add_parser("run", help="run a plan on an image")
-    r.add_argument("plan")
-    r.add_argument("--input", help="an image for the plan's [1,3,H,W] input (resized, 0..1)")
-    r.add_argument("--output", help="where to write the first output (an image, or .npy)")
-    r.add_argument("--set", action="append", metavar="NAME=VALUES",
+    r.add_argument("plan", help="the .mplan plan")
+    r.add_argument("--input", metavar="IMAGE",
+                   help="an image for the plan's [1,3,H,W] input (resized, 0..1)")
+    r.add_argument("--output", metavar="FILE",
+                   help="where to write the first output: .npy (the array) or a picture "
+                        "(.png, .jpg, ...: a 3-channel image output)")
+    r.add_argument("--set", action="append", type=parse_set, metavar="NAME=VALUES",
                    help="other inputs: all values, one value, or INDEX:VALUE pairs")
-    r.add_argument("--threads", type=int, default=None)
+    r.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="worker threads (default: all the CPUs Numba may use)")
     r.set_defaults(fn=cmd_run)
 
     i = sub.add_parser("inspect", help="show a plan's steps, kernels, passes, memory, provenance")
-    i.add_argument("plan")
+    i.add_argument("plan", help="the .mplan plan")
     i.set_defaults(fn=cmd_inspect)
 
     b = sub.add_parser("bench", help="latency, init, memory and per-op profile of a model or "
                        "plan, optionally vs onnxruntime")
     b.add_argument("model", help="an .onnx model or a .mplan plan")
-    b.add_argument("--shape", action="append", type=parse_shape, metavar="NAME=DIMS")
+    b.add_argument("--shape", action="append", type=parse_shape, metavar="NAME=DIMS",
+                   help="fix an .onnx model's input shape, e.g. image=1x3x256x256 (repeatable)")
     b.add_argument("--threads", type=int, nargs="+", default=[1], metavar="N",
-                   help="thread counts, one result block each (default 1)")
+                   help="thread counts, one result block each (default 1); counts above the "
+                        "CPUs Numba may use are skipped with a warning")
     b.add_argument("--runs", type=int, default=20, help="timed runs per block (default 20)")
     b.add_argument("--warmup", type=int, default=2, help="untimed runs after the first (default 2)")
     b.add_argument("--compare", choices=["onnxruntime"], default=None,
@@ -356,30 +435,49 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", help="write the results as JSON (schema: mobile_engine/bench.py)")
     b.add_argument("--plot", metavar="PNG", help="draw the per-op times as a bar chart")
     b.add_argument("--label", help="a name for this machine in bench-report, e.g. pi4")
-    b.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar on stderr (default: on a terminal, for long runs)")
+    add_progress_argument(b, "long runs")
     b.set_defaults(fn=cmd_bench)
 
     br = sub.add_parser("bench-report", help="one markdown table from several bench JSON files")
-    br.add_argument("files", nargs="+", metavar="JSON")
+    br.add_argument("files", nargs="+", metavar="JSON", help="files of `bench --json`")
     br.add_argument("-o", "--output", help="the markdown file (default: print)")
     br.set_defaults(fn=cmd_bench_report)
 
     z = sub.add_parser("zoo", help="fetch the real models and data (sha256-checked)")
-    z.add_argument("action", choices=["fetch", "where"])
+    z.add_argument("action", choices=["fetch", "where"],
+                   help="fetch: download what is missing; where: print the cache folder")
+    add_progress_argument(z, "downloads")
     z.set_defaults(fn=cmd_zoo)
     return p
 
 
+def one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Python warnings (a newer plan, an unwritable kernel cache) as one CLI line each."""
+    print(f"mobile-engine: warning: {one_line(message)}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
+    import warnings
     args = build_parser().parse_args(argv)
+    shown, warnings.showwarning = warnings.showwarning, _show_warning
     try:
         return args.fn(args)
     except EngineError as exc:
-        print(f"mobile-engine: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        message = getattr(exc, "cli_message", None) or str(exc)
+        print(f"mobile-engine: error: {type(exc).__name__}: {one_line(message)}", file=sys.stderr)
         return 2
+    except OSError as exc:           # a file the system refuses (permissions, disk full, ...)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"mobile-engine: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:          # `mobile-engine inspect plan | head`
         sys.stderr.close()
         return 0
+    finally:
+        warnings.showwarning = shown

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Iterable
 
 from mobile_engine.errors import EngineError, UnsupportedOperatorError
+from mobile_engine.importers import parse_input_shapes
 from mobile_engine.ir.graph import Graph
 from mobile_engine.ir.ops import QUANT_OPS
 from mobile_engine.ir.verify import verify
@@ -73,6 +74,7 @@ def calibrate_model(model, input_shapes: dict | None = None, calibration: Iterab
                     progress=None):
     """The QuantTable of ``model`` over ``calibration`` feeds (see ``mobile_engine.calibration``)."""
     from mobile_engine.calibration import calibrate
+    input_shapes = parse_input_shapes(input_shapes)
     graph, _ = optimized_graph(model, input_shapes, disable_passes)    # the graph compile() uses
     return calibrate(graph, calibration, observer, progress=progress,
                      meta=_calibration_meta(model, input_shapes))
@@ -88,7 +90,8 @@ def compile(model, input_shapes: dict | None = None, quantize: str | None = None
     Parameters
     ----------
     model : path to an ONNX file, ONNX bytes, ``onnx.ModelProto`` or an IR ``Graph``
-    input_shapes : {input name: shape} fixing symbolic dimensions (e.g. ``{"image": (1, 3, 480, 640)}``)
+    input_shapes : {input name: shape} fixing symbolic dimensions, a tuple or a string
+        (``{"image": (1, 3, 480, 640)}`` or ``{"image": "1x3x480x640"}``)
     quantize : None for float32, or "int8" (int8 weights, uint8 activations; DESIGN.md)
     calibration : representative feed dicts for ``quantize="int8"`` (e.g. 8 photos)
     disable_passes : names of passes to skip (``mobile_engine.passes.pipeline.PIPELINE`` and
@@ -105,6 +108,7 @@ def compile(model, input_shapes: dict | None = None, quantize: str | None = None
     if quantize not in (None, "none", "fp32", "int8"):
         raise UnsupportedOperatorError(f"quantize={quantize!r} is not supported; use None or "
                                        f"\"int8\"")
+    input_shapes = parse_input_shapes(input_shapes)     # tuples or "1x3x480x640" strings
     graph, reports = optimized_graph(model, input_shapes, disable_passes, verify_each)
     provenance = {
         "source": str(model) if isinstance(model, (str, Path)) else type(model).__name__,

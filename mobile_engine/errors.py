@@ -6,7 +6,15 @@ support) is an ``EngineError``; messages name the file, node, op, input and shap
 
 
 class EngineError(Exception):
-    """Root of every error the engine raises on purpose."""
+    """Root of every error the engine raises on purpose.
+
+    ``cli``: the same message in command-line terms (``--shape image=1x3xHxW`` rather than
+    ``input_shapes={'image': ...}``), shown by ``mobile-engine`` instead of the Python one.
+    """
+
+    def __init__(self, *args, cli: str | None = None) -> None:
+        super().__init__(*args)
+        self.cli_message = cli
 
 
 class ModelFormatError(EngineError):
@@ -35,3 +43,8 @@ class InputError(EngineError, ValueError):
 
 class ResourceLimitError(EngineError):
     """A plan whose memory would exceed the configured limit."""
+
+
+class PlanVersionWarning(UserWarning):
+    """A plan written by a newer engine or in a newer minor format: it loads, but fields this
+    engine does not know are ignored (the format's promise: a newer minor stays readable)."""

@@ -24,21 +24,30 @@ def available_memory_bytes() -> int:
         return 4 << 30      # NOTE: no way to ask (macOS without /proc): assume a 4 GB device
 
 
-def max_arena_bytes() -> int:
+def arena_limit() -> tuple[int, str]:
+    """(the arena limit in bytes, where it comes from, for messages)."""
     value = os.environ.get("MOBILE_ENGINE_MAX_ARENA_MB")
     if value:
         try:
-            return int(float(value) * (1 << 20))
+            limit = int(float(value) * (1 << 20))
         except ValueError:
-            raise ResourceLimitError(f"MOBILE_ENGINE_MAX_ARENA_MB={value!r} is not a number") \
-                from None
-    return available_memory_bytes() // 2
+            raise ResourceLimitError(f"MOBILE_ENGINE_MAX_ARENA_MB={value!r} is not a number "
+                                     f"(MiB, e.g. 512)") from None
+        if limit <= 0:
+            raise ResourceLimitError(f"MOBILE_ENGINE_MAX_ARENA_MB={value!r} must be positive")
+        return limit, f"set by MOBILE_ENGINE_MAX_ARENA_MB={value}"
+    return available_memory_bytes() // 2, ("half the available memory; "
+                                            "MOBILE_ENGINE_MAX_ARENA_MB changes it")
+
+
+def max_arena_bytes() -> int:
+    return arena_limit()[0]
 
 
 def check_arena(nbytes: int, where: str) -> None:
-    limit = max_arena_bytes()
+    limit, source = arena_limit()
     if nbytes > limit:
+        # NOTE: MiB everywhere (compile, inspect, this check), as MOBILE_ENGINE_MAX_ARENA_MB
         raise ResourceLimitError(
-            f"{where}: the activations need a {nbytes / 2**20:.1f} MB arena, over the limit of "
-            f"{limit / 2**20:.1f} MB (half the available memory; set MOBILE_ENGINE_MAX_ARENA_MB "
-            f"to change it): use a smaller input shape")
+            f"{where}: the activations need a {nbytes / 2**20:.2f} MiB arena, over the limit of "
+            f"{limit / 2**20:.2f} MiB ({source}): use a smaller input shape")

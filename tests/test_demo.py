@@ -100,7 +100,7 @@ def read_video(path):
 
 def headless_env(stylizer, **kw):
     log, err = [], []
-    env = Env(make_stylizer=lambda cfg, log_fn: stylizer, open_window=lambda: (None, "test"),
+    env = Env(make_stylizer=lambda cfg, log_fn, progress=None: stylizer, open_window=lambda size=None: (None, "test"),
               log=log.append, err=err.append, **kw)
     return env, log, err
 
@@ -195,7 +195,7 @@ def test_auto_without_display_is_a_short_headless_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(app, "HEADLESS_FRAMES", 4)
     env, log, err = headless_env(NumpyStylizer(), open_camera=no_camera)
-    env.open_window = lambda: (None, "no display ($DISPLAY is not set)")
+    env.open_window = lambda size=None: (None, "no display ($DISPLAY is not set)")
     assert main(["--auto", "--size", SIZE], env) == 0, err
     assert len(read_video(tmp_path / "out.mp4")) == 4
     text = "\n".join(log)
@@ -436,7 +436,7 @@ def test_f_key_switches_precision_live(tmp_path):
     stylizer is kept, not made again); HUD info, stats and frames follow the switches."""
     made, seen = [], []
 
-    def make_stylizer(cfg, log):
+    def make_stylizer(cfg, log, progress=None):
         made.append(cfg.precision)
         return PrecisionStylizer(cfg.precision)
 
@@ -470,7 +470,7 @@ def test_f_key_with_a_window_loads_the_plan_in_the_background(tmp_path):
     release = threading.Event()
     made = []
 
-    def make_stylizer(cfg, log):
+    def make_stylizer(cfg, log, progress=None):
         made.append(cfg.precision)
         if cfg.precision == "int8":
             assert release.wait(10), "the loop waited for the loader"
@@ -483,7 +483,7 @@ def test_f_key_with_a_window_loads_the_plan_in_the_background(tmp_path):
         def show(self, image):
             self.shown.append(image.copy())
 
-        def poll(self, frame_number):
+        def poll(self, frame_number, wait_ms=1):
             if frame_number == 1:
                 return [ord("f")]
             if frame_number == 4:
@@ -497,7 +497,7 @@ def test_f_key_with_a_window_loads_the_plan_in_the_background(tmp_path):
     window = FakeWindow()
     seen = []
     env, log, err = headless_env(None, on_frame=lambda f, r: seen.append(r.stylized.copy()))
-    env.make_stylizer, env.open_window = make_stylizer, lambda: (window, "")
+    env.make_stylizer, env.open_window = make_stylizer, lambda size=None: (window, "")
     pic = tmp_path / "pic.png"
     cv2.imwrite(str(pic), pattern_image(H, W))
     stats_path = tmp_path / "s.json"
@@ -515,7 +515,7 @@ def test_f_key_when_int8_falls_back_keeps_fp32(tmp_path):
     and a second 'f' does not try again."""
     made = []
 
-    def make_stylizer(cfg, log):
+    def make_stylizer(cfg, log, progress=None):
         made.append(cfg.precision)
         return PrecisionStylizer("fp32", "" if cfg.precision == "fp32" else "no photos")
 
@@ -710,7 +710,7 @@ def test_real_engine_with_plan_cache(tmp_path, multistyle26_path, ort_stylizer, 
     from tests.tolerances import MODEL_ATOL
     seen = []
     log = []
-    env = Env(open_window=lambda: (None, "test"), open_camera=no_camera, log=log.append,
+    env = Env(open_window=lambda size=None: (None, "test"), open_camera=no_camera, log=log.append,
               on_frame=lambda f, r: seen.append((f.image.copy(), r.stylized.copy())))
     argv = ["--headless", "--frames", "2", "--size", SIZE, "--threads", "2", "--style", "7", "--fp32",
             "--plan-cache", str(tmp_path / "plans"), "--stats", str(tmp_path / "s.json")]
@@ -747,7 +747,7 @@ def test_unwritable_output_fails_before_the_run(tmp_path, option):
     blocker.write_text("")
     stylizer = NumpyStylizer()
     env, log, err = headless_env(stylizer, open_camera=no_camera)
-    assert main(["--headless", "--frames", "1", "--size", SIZE, option, str(blocker / "x")], env) == 1
+    assert main(["--headless", "--frames", "1", "--size", SIZE, option, str(blocker / "x.mp4")], env) == 1
     assert "cannot write there" in err[0] and not stylizer.calls
 
 
@@ -759,7 +759,7 @@ def test_window_path_shows_the_side_by_side_view_until_q(tmp_path):
         def show(self, image):
             self.shown.append(image.copy())
 
-        def poll(self, frame_number):
+        def poll(self, frame_number, wait_ms=1):
             return [ord("q")] if frame_number == 3 else []
 
         def close(self):
@@ -768,7 +768,7 @@ def test_window_path_shows_the_side_by_side_view_until_q(tmp_path):
     window = FakeWindow()
     stylizer = NumpyStylizer()
     env, log, err = headless_env(stylizer, open_camera=no_camera)
-    env.open_window = lambda: (window, "")
+    env.open_window = lambda size=None: (window, "")
     assert main(["--size", SIZE, "--stats", str(tmp_path / "s.json")], env) == 0, err
     assert len(window.shown) == 3 and window.shown[0].shape == (H, 2 * W, 3) and window.closed
     assert json.loads((tmp_path / "s.json").read_text())["stopped"] == "quit"

@@ -26,7 +26,7 @@ INT8_MIN_PSNR = 32.0
 
 def engine_env(seen=None, keys=None):
     log, err = [], []
-    env = Env(open_window=lambda: (None, "test"), open_camera=no_camera, log=log.append,
+    env = Env(open_window=lambda size=None: (None, "test"), open_camera=no_camera, log=log.append,
               err=err.append, keys=keys,
               on_frame=None if seen is None else
               lambda f, r: seen.append((r.original.copy(), r.stylized.copy())))

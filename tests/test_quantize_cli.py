@@ -34,9 +34,10 @@ def test_int8_compile_report_and_table(model, tmp_path, capsys):
     held = write_images(tmp_path / "held", 2, 1)
     out, table = tmp_path / "q.mplan", tmp_path / "t.json"
     assert main(["compile", model, "-o", str(out), "--int8", "--calib", calib, "--eval", held,
-                 "--quant-table", str(table), "--report"]) == 0
+                 "--quant-table", str(table), "--report", "--progress"]) == 0
     cap = capsys.readouterr()
-    # the progress bar: 4 passes (channel ranges, histograms; tensor ranges, histograms)
+    # the progress bar (forced: stderr is no terminal here): 4 passes (channel ranges,
+    # histograms; tensor ranges, histograms)
     assert "calibrating on 4 images" in cap.err and "16/16" in cap.err
     assert f"wrote {table}" in cap.out and "end-to-end PSNR per image" in cap.out
     assert "per-layer SQNR" in cap.out                                   # --report: layers

@@ -83,25 +83,53 @@ def _opset(model: onnx.ModelProto) -> int:
     return 1
 
 
+def _shape_hint(name: str, dims) -> tuple[str, str]:
+    """(Python, command line) ways to fix ``name``'s shape: ``input_shapes={'image': (1, 3, H,
+    W)}`` and ``--shape image=1x3xHxW`` (symbolic sizes as H, W, or D<axis>)."""
+    if dims is None:
+        return f"input_shapes={{{name!r}: (...)}}", f"--shape {name}=DIMxDIMx..."
+    rank = len(dims)
+    names = []
+    for axis, d in enumerate(dims):
+        if d.HasField("dim_value"):
+            names.append(str(d.dim_value))
+        elif axis == 0:
+            names.append("1")
+        elif rank == 4 and axis >= 2 and axis - 2 < 2:
+            names.append("HW"[axis - 2] if dims[1].HasField("dim_value") else f"D{axis}")
+        else:
+            names.append(f"D{axis}")
+    return (f"input_shapes={{{name!r}: ({', '.join(names)})}}",
+            f"--shape {name}={'x'.join(names)}")
+
+
+def _given_error(cls, vi, given, problem: str):
+    """An error about a given shape, in Python and command-line terms."""
+    py = f"input_shapes[{vi.name!r}] = {given}"
+    cli = f"--shape {vi.name}={'x'.join(map(str, given))}"
+    return cls(f"{py}{problem}", cli=f"{cli}{problem}")
+
+
 def _input_shape(vi: onnx.ValueInfoProto, given: tuple[int, ...] | None) -> tuple[int, ...]:
     tt = vi.type.tensor_type
     if not tt.HasField("shape"):
         if given is None:
-            raise ModelFormatError(f"input {vi.name!r} has no shape in the model: pass "
-                                   f"input_shapes={{{vi.name!r}: (...)}}")
+            py, cli = _shape_hint(vi.name, None)
+            raise ModelFormatError(f"input {vi.name!r} has no shape in the model: pass {py}",
+                                   cli=f"input {vi.name!r} has no shape in the model: give {cli}")
         return tuple(int(d) for d in given)
     dims = list(tt.shape.dim)
     if given is not None:
         given = tuple(int(d) for d in given)
         if len(given) != len(dims):
-            raise InputError(f"input_shapes[{vi.name!r}] = {given} has rank {len(given)}, but "
-                             f"the model's input has rank {len(dims)}")
+            raise _given_error(InputError, vi, given, f" has rank {len(given)}, but the model's "
+                                                      f"input has rank {len(dims)}")
         for axis, (d, g) in enumerate(zip(dims, given)):
             if d.HasField("dim_value") and d.dim_value != g:
-                raise InputError(f"input_shapes[{vi.name!r}] = {given}: axis {axis} is fixed to "
-                                 f"{d.dim_value} by the model")
+                raise _given_error(InputError, vi, given, f": axis {axis} is fixed to "
+                                                          f"{d.dim_value} by the model")
             if g < 0:
-                raise InputError(f"input_shapes[{vi.name!r}] = {given}: sizes must be >= 0")
+                raise _given_error(InputError, vi, given, ": sizes must be >= 0")
         return given
     shape = []
     for axis, d in enumerate(dims):
@@ -111,9 +139,11 @@ def _input_shape(vi: onnx.ValueInfoProto, given: tuple[int, ...] | None) -> tupl
             label = repr(d.dim_param) if d.dim_param else "unknown"
             example = tuple(x.dim_value if x.HasField("dim_value") else
                             (x.dim_param or "?") for x in dims)
-            raise ModelFormatError(
-                f"input {vi.name!r} has a symbolic dim {label} (axis {axis}, shape "
-                f"{list(example)}): pass input_shapes={{{vi.name!r}: (...)}} with static sizes")
+            py, cli = _shape_hint(vi.name, dims)
+            what = f"input {vi.name!r} has a symbolic dim {label} (axis {axis}, shape " \
+                   f"{list(example)})"
+            raise ModelFormatError(f"{what}: pass {py} with static sizes",
+                                   cli=f"{what}: give {cli} with static sizes")
     return tuple(shape)
 
 

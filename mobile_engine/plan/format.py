@@ -23,9 +23,10 @@ import hashlib
 import json
 import mmap
 import struct
+import warnings
 from pathlib import Path
 
-from mobile_engine.errors import PlanFormatError
+from mobile_engine.errors import PlanFormatError, PlanVersionWarning
 
 MAGIC = b"MPLAN\r\n\x1a"
 FORMAT_MAJOR, FORMAT_MINOR = 1, 0
@@ -91,6 +92,10 @@ def read(path: str | Path) -> tuple[dict, memoryview, mmap.mmap]:
         need = "a newer mobile-engine" if major > FORMAT_MAJOR else "an older mobile-engine"
         raise PlanFormatError(f"{path}: plan format {major}.{minor} needs {need}; this engine reads "
                               f"format {FORMAT_MAJOR}.x")
+    if minor > FORMAT_MINOR:
+        warnings.warn(f"{path}: plan format {major}.{minor} is newer than this engine's "
+                      f"{FORMAT_MAJOR}.{FORMAT_MINOR}: it loads, but what the newer format adds is "
+                      f"ignored (upgrade mobile-engine)", PlanVersionWarning, stacklevel=3)
     if m_off != HEADER.size or m_len > MAX_MANIFEST_BYTES or m_off + m_len > b_off \
             or b_off % ALIGN or b_off + b_len != size:
         raise PlanFormatError(f"{path}: section table is inconsistent with the file size {size} "

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import warnings
+
 import numpy as np
 
-from mobile_engine.errors import PlanFormatError
+from mobile_engine.errors import PlanFormatError, PlanVersionWarning
 from mobile_engine.plan import format as fmt
 from mobile_engine.plan.schema import validate
 
@@ -34,6 +36,7 @@ class Plan:
     @classmethod
     def from_lowered(cls, lowered, inputs: list[dict], outputs: list[dict], provenance: dict,
                      passes: list[dict]) -> "Plan":
+        """The plan of a lowered graph (``planning.lower``): steps, tensors, blobs, manifest."""
         blobs: list[np.ndarray] = []
         steps = []
         for s in lowered.steps:
@@ -67,6 +70,8 @@ class Plan:
 
     # --- files -------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
+        """Write the plan to ``path`` (one ``.mplan`` file: header, manifest, aligned weight
+        blobs); returns the path."""
         path = Path(path)
         fmt.write(path, self.manifest, [memoryview(np.ascontiguousarray(b)).cast("B")
                                         for b in self.blobs])
@@ -74,9 +79,13 @@ class Plan:
 
     @classmethod
     def load(cls, path: str | Path) -> "Plan":
+        """Map a ``.mplan`` file and check it (header, checksum, offsets, schema, shapes) before
+        anything runs: ``PlanFormatError`` names what is wrong. A plan from a newer engine or a
+        newer minor format loads with a ``PlanVersionWarning``."""
         path = Path(path)
         manifest, section, mapping = fmt.read(path)
         validate(manifest, len(section), path)
+        _warn_if_newer_engine(manifest, path)
         blobs = []
         for b in manifest["blobs"]:
             arr = np.frombuffer(section, dtype=np.dtype(b["dtype"]).newbyteorder("<"),
@@ -87,22 +96,27 @@ class Plan:
     # --- facts -------------------------------------------------------------------------------
     @property
     def inputs(self) -> list[dict]:
+        """The graph inputs: ``{"name", "shape", "dtype"}`` dicts, in the model's order."""
         return self.manifest["inputs"]
 
     @property
     def outputs(self) -> list[dict]:
+        """The graph outputs, as ``inputs``."""
         return self.manifest["outputs"]
 
     @property
     def steps(self) -> list[dict]:
+        """The kernel calls in order: name, kernel id, inputs, outputs, params, weights, flops."""
         return self.manifest["steps"]
 
     @property
     def arena_bytes(self) -> int:
+        """Bytes of the one activation arena each Session allocates."""
         return self.manifest["arena_bytes"]
 
     @property
     def weight_bytes(self) -> int:
+        """Bytes of the weight blobs (mapped from the file, shared by sessions)."""
         return sum(b.nbytes for b in self.blobs)
 
     def __repr__(self) -> str:
@@ -111,7 +125,28 @@ class Plan:
                 f"weights {self.weight_bytes} B>")
 
 
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in str(text).split("+")[0].split("."):
+        digits = "".join(c for c in piece if c.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def _warn_if_newer_engine(manifest: dict, path) -> None:
+    from mobile_engine import __version__
+    made_by = (manifest.get("provenance") or {}).get("engine_version")
+    if made_by and _version_tuple(made_by) > _version_tuple(__version__):
+        warnings.warn(f"{path}: compiled by mobile-engine {made_by}, newer than this "
+                      f"{__version__}: it may rely on behaviour this engine lacks (upgrade, or "
+                      f"compile the plan again with this engine)", PlanVersionWarning,
+                      stacklevel=3)
+
+
 def as_plan(plan_or_path) -> Plan:
+    """``plan_or_path`` as a Plan: a Plan as it is, a path loaded with ``Plan.load``."""
     if isinstance(plan_or_path, Plan):
         return plan_or_path
     if isinstance(plan_or_path, (str, Path)):

@@ -6,6 +6,6 @@ that runs a plan never loads the importers, the passes, planning or quantize
 -> checked ``(function, args)``), ``validate.py`` the checks every binder makes before a kernel
 runs, ``session.py`` the Session.
 """
-from mobile_engine.runtime.session import NodeArg, Session
+from mobile_engine.runtime.session import NodeArg, Session, SessionOptions
 
-__all__ = ["NodeArg", "Session"]
+__all__ = ["NodeArg", "Session", "SessionOptions"]

@@ -1,11 +1,16 @@
 """Session: load a plan, bind every step to its kernel once, run frames.
 
+The surface follows onnxruntime's ``InferenceSession`` (``run``, ``get_inputs``, ``get_outputs``,
+``providers=``, ``sess_options=``), so switching is one line; ``close()`` or ``with Session(...)``
+releases the arena.
+
 Thread contract: a Session owns one arena, so one ``run`` at a time; a second thread that calls
 ``run`` while another is inside it gets an ``EngineError`` at once (never a wrong answer). For
 parallel work create one Session per thread: sessions over one Plan share its mapped weights.
 """
 from __future__ import annotations
 
+import numbers
 import threading
 import time
 from contextlib import contextmanager
@@ -33,6 +38,41 @@ _ORT_TYPES = {"float32": "tensor(float)", "int64": "tensor(int64)", "int32": "te
               "uint8": "tensor(uint8)", "int8": "tensor(int8)", "bool": "tensor(bool)"}
 
 
+CPU_PROVIDER = "CPUExecutionProvider"
+
+
+@dataclass
+class SessionOptions:
+    """onnxruntime-style options; only ``intra_op_num_threads`` means something here (0: all the
+    CPUs Numba may use). An ``onnxruntime.SessionOptions`` is accepted as well."""
+    intra_op_num_threads: int = 0
+
+
+def _check_providers(providers) -> None:
+    """Only the CPU: onnxruntime's ``["CPUExecutionProvider"]`` (names or (name, options))."""
+    if providers is None:
+        return
+    if isinstance(providers, str):
+        providers = [providers]
+    for p in providers:
+        name = p[0] if isinstance(p, (tuple, list)) and p else p
+        if name != CPU_PROVIDER:
+            raise EngineError(f"providers: {name!r} is not available; mobile-engine runs on the "
+                              f"CPU only: providers=[{CPU_PROVIDER!r}] (or leave it out)")
+
+
+def _check_threads(threads, max_threads: int) -> int:
+    if threads is None:
+        return max_threads
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
+        raise EngineError(f"threads={threads!r}: must be an integer between 1 and {max_threads}")
+    if not 1 <= threads <= max_threads:
+        why = (f"must be between 1 and {max_threads} (the CPUs Numba may use; "
+               f"NUMBA_NUM_THREADS sets it)")
+        raise EngineError(f"threads={threads}: {why}", cli=f"--threads {threads}: {why}")
+    return int(threads)
+
+
 def _arena(nbytes: int) -> np.ndarray:
     raw = np.zeros(nbytes + ALIGN, np.uint8)
     start = (-raw.ctypes.data) % ALIGN
@@ -46,16 +86,26 @@ class Session:
     ----------
     plan : Plan or path to a ``.mplan`` file
     threads : int
-        Worker threads for parallel kernels (1 = strictly single-threaded).
+        Worker threads for parallel kernels (1 = strictly single-threaded; default: all the
+        CPUs Numba may use).
+    providers : onnxruntime's execution providers: only ``["CPUExecutionProvider"]``
+    sess_options : ``SessionOptions`` (or onnxruntime's): ``intra_op_num_threads`` sets
+        ``threads``; may also be the second positional argument, as in onnxruntime
     """
 
-    def __init__(self, plan, threads: int | None = None) -> None:
+    def __init__(self, plan, threads: int | None = None, *, providers=None,
+                 sess_options=None) -> None:
+        if threads is not None and hasattr(threads, "intra_op_num_threads"):
+            threads, sess_options = None, threads      # Session(path, options), as onnxruntime
+        _check_providers(providers)
+        option_threads = getattr(sess_options, "intra_op_num_threads", 0) or None
+        if option_threads is not None and threads is not None and option_threads != threads:
+            raise EngineError(f"threads={threads} and sess_options.intra_op_num_threads="
+                              f"{option_threads} disagree: give one")
+        self._closed = False
         self.plan: Plan = as_plan(plan)
-        max_threads = numba.config.NUMBA_NUM_THREADS
-        self.threads = max_threads if threads is None else int(threads)
-        if not 1 <= self.threads <= max_threads:
-            raise EngineError(f"threads={threads}: must be between 1 and {max_threads} "
-                              f"(NUMBA_NUM_THREADS)")
+        self.threads = _check_threads(threads if threads is not None else option_threads,
+                                      numba.config.NUMBA_NUM_THREADS)
         m = self.plan.manifest
         check_arena(m["arena_bytes"], str(self.plan.path or "plan"))
         self._arena = _arena(m["arena_bytes"])
@@ -93,10 +143,38 @@ class Session:
 
     # --- onnxruntime-compatible surface --------------------------------------------------------
     def get_inputs(self) -> list[NodeArg]:
+        """The plan's inputs: ``.name``, ``.shape`` (a tuple) and ``.type`` (onnxruntime's
+        ``"tensor(float)"`` style), in the model's order."""
         return [NodeArg(a.name, a.shape, _ORT_TYPES[a.type]) for a in self._inputs]
 
     def get_outputs(self) -> list[NodeArg]:
+        """The plan's outputs, as ``get_inputs``."""
         return [NodeArg(a.name, a.shape, _ORT_TYPES[a.type]) for a in self._outputs]
+
+    def get_providers(self) -> list[str]:
+        """``["CPUExecutionProvider"]``: mobile-engine runs on the CPU."""
+        return [CPU_PROVIDER]
+
+    def close(self) -> None:
+        """Release the arena and the bound kernels; ``run`` then raises. Closing twice is fine."""
+        if not self._lock.acquire(blocking=False):
+            raise EngineError("Session.close called while a run is in progress")
+        try:
+            self._closed = True
+            self._calls, self._views, self._output_source = [], {}, {}
+            self._arena = np.zeros(0, np.uint8)
+        finally:
+            self._lock.release()
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{self.threads} threads"
+        return f"<Session {self.plan.path or 'in-memory plan'}: {state}>"
 
     def run(self, output_names, feeds: dict) -> list[np.ndarray]:
         """Run one inference; ``output_names`` None means all outputs, in the model's order.
@@ -121,7 +199,12 @@ class Session:
             for out, src in pairs:
                 np.copyto(out, src)
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EngineError("this Session is closed (close() or the end of its `with` block)")
+
     def _output(self, name: str) -> np.ndarray:
+        self._check_open()
         src = self._output_source.get(name)
         if src is None:
             raise InputError(f"unknown output {name!r}; outputs: "
@@ -135,6 +218,7 @@ class Session:
             raise EngineError("Session.run called from two threads at once; a Session runs one "
                               "frame at a time: create one Session per thread")
         try:
+            self._check_open()
             self._feed(feeds)
             numba.set_num_threads(self.threads)
             for fn, args in self._calls:
@@ -174,6 +258,7 @@ class Session:
         if not self._lock.acquire(blocking=False):
             raise EngineError("Session.run_observed called while the session is running")
         try:
+            self._check_open()
             self._feed(feeds)
             numba.set_num_threads(self.threads)
             for i, ((fn, args), step) in enumerate(zip(self._calls, self.plan.steps)):
