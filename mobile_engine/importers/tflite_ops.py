@@ -17,15 +17,19 @@ from mobile_engine.ir.ops import ACTIVATION_PRODUCERS, Activation, Op
 
 _INT_MAX = 2 ** 31 - 1
 
-# tflite.ActivationFunctionType -> IR epilogue (NONE, RELU, RELU_N1_TO_1, RELU6, TANH)
+# tflite.ActivationFunctionType -> IR epilogue (NONE, RELU, RELU_N1_TO_1, RELU6).
+# NOTE: TANH (4) and SIGN_BIT (5) are refused: TFLite's kernels clamp through
+# CalculateActivationRange, which ignores them (LiteRT computes no activation), so such a file
+# has no agreed meaning; converters never write them.
 _ACTIVATIONS = {0: (Activation.NONE, ()), 1: (Activation.RELU, ()),
-                2: (Activation.CLAMP, (-1.0, 1.0)), 3: (Activation.CLAMP, (0.0, 6.0)),
-                4: (Activation.TANH, ())}
+                2: (Activation.CLAMP, (-1.0, 1.0)), 3: (Activation.CLAMP, (0.0, 6.0))}
 
 
 def _act(ctx: TFLContext, code: int) -> dict:
     if code not in _ACTIVATIONS:
-        raise ctx.unsupported(f"fused activation {code} is not supported")
+        kind = {4: "TANH", 5: "SIGN_BIT"}.get(code, "unknown")
+        raise ctx.unsupported(f"fused activation {code} ({kind}) is not supported (TFLite's "
+                              f"kernels ignore it)")
     kind, params = _ACTIVATIONS[code]
     return {} if kind is Activation.NONE else {"activation": kind, "act_params": params}
 
@@ -38,8 +42,6 @@ def _emit_act(ctx: TFLContext, op: Op, *inputs, code: int = 0, **attrs):
     y = ctx.emit(op, *inputs, **attrs)
     if act["activation"] is Activation.RELU:
         return ctx.emit(Op.RELU, y, suffix="act")
-    if act["activation"] is Activation.TANH:
-        return ctx.emit(Op.TANH, y, suffix="act")
     lo, hi = act["act_params"]
     return ctx.emit(Op.CLIP, y, suffix="act", min=lo, max=hi)
 
