@@ -313,20 +313,20 @@ def plan_precision(plan) -> str:
         else "fp32"
 
 
-def _peer_source(plan, model: Path, peer: str = "onnxruntime") -> str:
+def _peer_source(plan, model: Path) -> str:
     """The model file the peer runs: the model itself, or the plan's source if it is unchanged."""
     if model.suffix != ".mplan":
         return str(model)
     prov = plan.manifest.get("provenance", {})
     source = prov.get("source")
     if not source or not Path(source).is_file():
-        raise EngineError(f"--compare {peer}: {model} was compiled from {source!r}, which is "
+        raise EngineError(f"--compare: {model} was compiled from {source!r}, which is "
                           f"not on disk here; bench the source model instead")
     want = prov.get("source_sha256")
     if want:
         from mobile_engine.zoo import sha256
         if sha256(Path(source)) != want:
-            raise EngineError(f"--compare {peer}: {source} changed since {model} was "
+            raise EngineError(f"--compare: {source} changed since {model} was "
                               f"compiled (sha256 differs); recompile the plan")
     return source
 
@@ -741,7 +741,7 @@ def run_bench(model: str | Path, shapes: dict | None = None, threads: int | Sequ
     if module is not None:
         from mobile_engine.plan import Plan
         source = peer_model or _peer_source(Plan.load(model) if model.suffix == ".mplan"
-                                            else None, model, compare)
+                                            else None, model)
         if compare == "litert":
             from mobile_engine.bench_litert import LitertPeer
             peer = LitertPeer.open(module, str(source))
