@@ -54,8 +54,8 @@ class TFLiteBuilder:
         self.tensors.append(t)
         return len(self.tensors) - 1
 
-    def input(self, name: str, shape) -> int:
-        i = self._add(_Tensor(name, tuple(shape), 0))
+    def input(self, name: str, shape, dtype=np.float32, quant=None) -> int:
+        i = self._add(_Tensor(name, tuple(shape), TYPES[np.dtype(dtype)], quant=quant))
         self.inputs.append(i)
         return i
 
@@ -72,9 +72,11 @@ class TFLiteBuilder:
                                  .tobytes(), quant, sparsity))
 
     def op(self, code: str, inputs, shape, options: str | None = None, custom: bytes = b"",
-           dtype=np.float32, name: str | None = None, **values) -> int:
+           dtype=np.float32, name: str | None = None, quant=None, **values) -> int:
+        """An operator and its output tensor (``quant``: (scales, zero points, axis) of a
+        quantized output, with ``dtype`` int8 or uint8)."""
         out = self._add(_Tensor(name or f"{code.lower()}_{len(self.ops)}", tuple(shape),
-                                TYPES[np.dtype(dtype)]))
+                                TYPES[np.dtype(dtype)], quant=quant))
         self.ops.append(_Op(code, list(inputs), [out], options, values, custom))
         return out
 

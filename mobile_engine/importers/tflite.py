@@ -28,6 +28,7 @@ import numpy as np
 
 from mobile_engine.errors import EngineError, InputError, ModelFormatError, \
     UnsupportedOperatorError
+from mobile_engine.importers import tflite_quant
 from mobile_engine.importers.onnx_base import Context, ImportState, Value
 from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.graph import Graph, Node
@@ -226,12 +227,17 @@ def _import_subgraph(m, data: bytes, label: str, s: int, input_shapes: dict) -> 
         i = g.Inputs(k)
         t = tensors[i]
         dtype = TENSOR_TYPES.get(t.Type())
+        name = _name(t) or f"input_{k}"
+        shape = _input_shape(t, input_shapes.get(name), label)
+        if tflite_quant.is_quantized(t):
+            values[i] = tflite_quant.graph_input(graph, name, t)
+            continue
         if dtype is not np.float32:
             raise UnsupportedOperatorError(f"{label}: input {_name(t)!r} has type "
                                            f"{np.dtype(dtype).name if dtype else t.Type()}; "
-                                           f"only float32 model inputs are supported")
-        name = _name(t) or f"input_{k}"
-        graph.add_tensor(name, _input_shape(t, input_shapes.get(name), label), DType.FLOAT32)
+                                           f"float32 and quantized int8/uint8 model inputs "
+                                           f"are supported")
+        graph.add_tensor(name, shape, DType.FLOAT32)
         graph.inputs.append(name)
         values[i] = name
     for idx in range(g.OperatorsLength()):
@@ -281,14 +287,19 @@ def _import_operator(m, data, label, s, graph, state, values, tensors, op, idx) 
                      tensors=[tensors[i] if i >= 0 else None for i in ins])
     start = len(graph.nodes)
     try:
+        if name != "DENSIFY":              # its input is the sparse form: dequantized after
+            tflite_quant.float_inputs(ctx)
         results = fn(ctx)
+        if not isinstance(results, (list, tuple)):
+            results = [results]
+        results = [tflite_quant.quantize_output(ctx, v, tensors[o])
+                   if v is not None and tflite_quant.is_quantized(tensors[o]) else v
+                   for v, o in zip(results, outs)]
     except EngineError:
         raise
     except Exception as e:   # a numpy error while folding: the model's values do not fit
         raise ModelFormatError(f"{label}: {ctx.where()}: cannot import "
                                f"({type(e).__name__}: {e})") from e
-    if not isinstance(results, (list, tuple)):
-        results = [results]
     for k, o in enumerate(outs):
         if k >= len(results) or results[k] is None:
             raise ctx.unsupported(f"output {k} is not supported")
@@ -329,6 +340,10 @@ def _bind_output(graph: Graph, values: dict, i: int, t, label: str) -> str:
         if out not in graph.tensors:
             add_const(graph, out, np.ascontiguousarray(arr))
         return out
+    recoded = tflite_quant.graph_output(graph, v, out if out not in graph.tensors
+                                        else graph.fresh_name(out), t)
+    if recoded is not None:
+        return recoded
     if v == out:
         return out
     src = graph.tensors[v]

@@ -331,25 +331,16 @@ def strided_slice(ctx: TFLContext):
 
 
 # --- constants: fp16 and sparse weights -----------------------------------------------------
-@importer("DEQUANTIZE")
+@importer("DEQUANTIZE", "QUANTIZE")
 def dequantize(ctx: TFLContext):
+    """The real values pass through: quantized inputs were dequantized already and a quantized
+    output is quantized after (tflite_quant.py); fp16 constants become float32."""
     v = ctx.input(0)
-    if not isinstance(v, np.ndarray):
-        raise ctx.unsupported("dequantizing a tensor computed at run time (a quantized model's "
-                              "activations) is not supported")
-    if v.dtype == np.float16:
+    if isinstance(v, np.ndarray) and v.dtype == np.float16:
         return v.astype(np.float32)
-    q = ctx.tensors[0].Quantization()
-    if v.dtype in (np.int8, np.uint8, np.int16) and q is not None and q.ScaleLength():
-        scale = q.ScaleAsNumpy().astype(np.float32)
-        zero = q.ZeroPointAsNumpy().astype(np.float32) if q.ZeroPointLength() else \
-            np.zeros_like(scale)
-        if scale.size > 1:                       # per channel along quantized_dimension
-            shape = [1] * v.ndim
-            shape[q.QuantizedDimension()] = -1
-            scale, zero = scale.reshape(shape), zero.reshape(shape)
-        return ((v.astype(np.float32) - zero) * scale).astype(np.float32)
-    raise ctx.unsupported(f"dequantizing a {v.dtype} constant without quant params")
+    if ctx.dtype(v) != np.float32:
+        raise ctx.unsupported(f"{ctx.op_name} of a {ctx.dtype(v)} tensor without quant params")
+    return v
 
 
 @importer("DENSIFY")
