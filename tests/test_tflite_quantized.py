@@ -81,7 +81,7 @@ def test_quantized_net_matches_litert(net):
         assert g.shape == w.shape and g.dtype == w.dtype
         err = np.abs(g.astype(np.float64) - w.astype(np.float64)).max()
         steps = err if w.dtype.kind in "iu" else err / out_scale
-        assert steps <= STEPS, f"{name}: {steps:.2f} quantization steps off LiteRT"
+        assert steps <= STEPS + 1e-4, f"{name}: {steps:.2f} quantization steps off LiteRT"
 
 
 def test_quantized_convs_run_int8_kernels():
