@@ -6,8 +6,8 @@ an ``.onnx`` with ``compile_options`` for int8 is calibrated and compiled once, 
 on-disk cache), warmed up, then timed ``runs`` times. With ``compare="onnxruntime"`` the peer runs
 an ONNX model (``peer_model``, else the model itself or the plan's source) on the same feeds with
 the same thread count; with ``compare="litert"`` LiteRT's Interpreter runs a ``.tflite`` model
-likewise (``bench_litert.py``). The two engines take turns run by run, so machine noise falls on both;
-the ratio is ours / theirs (below 1: mobile-engine is faster). A per-step profile (steps called one
+likewise (``bench_litert.py``). The two engines take turns run by run, so machine noise falls on
+both; the ratio is ours / theirs (below 1: mobile-engine is faster). A per-step profile (steps called one
 by one, medians) follows the timed runs.
 
 Feeds: float inputs uniform in [0, 1) (seed 0), int inputs zero, except those given (e.g. a photo

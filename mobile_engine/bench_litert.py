@@ -85,7 +85,7 @@ class LitertPeer:
 
     @classmethod
     def open(cls, module, model: str) -> "LitertPeer":
-        from mobile_engine.importers.tflite import is_tflite
+        from mobile_engine.importers.tflite_base import is_tflite
         from mobile_engine.zoo import sha256
         path = Path(model)
         if not path.is_file():

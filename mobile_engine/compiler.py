@@ -39,8 +39,9 @@ def import_model(model, input_shapes: dict | None = None) -> Graph:
         graph = model.copy()
         verify(graph)
         return graph
-    from mobile_engine.importers.tflite import import_tflite, is_tflite
+    from mobile_engine.importers.tflite_base import is_tflite
     if is_tflite(model) or (isinstance(model, (str, Path)) and str(model).endswith(".tflite")):
+        from mobile_engine.importers.tflite import import_tflite
         return import_tflite(model, input_shapes)
     from mobile_engine.importers.onnx import import_onnx
     return import_onnx(model, input_shapes)

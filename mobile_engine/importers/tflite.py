@@ -10,7 +10,8 @@ with no schema file of ours to update and nothing evaluated from the model file.
 alone would need the generated code anyway.)
 
 One small function per TFLite operator (``tflite_ops``), registered by the operator's name in
-:data:`IMPORTERS` (builtins by their ``BuiltinOperator`` name, custom ops as ``CUSTOM:<code>``).
+``tflite_base.IMPORTERS`` (builtins by their ``BuiltinOperator`` name, custom ops as
+``CUSTOM:<code>``); quantized tensors in ``tflite_quant``, sparse constants in ``tflite_sparse``.
 
 Layout contract: TFLite activations are NHWC, like the IR's spatial ops, so no transposes are
 needed; weights are converted to the IR's layouts at import (conv ``[Co, KH, KW, Ci]`` ->
@@ -20,91 +21,22 @@ sparse weights behind DENSIFY) fold to float32 constants while importing, as in 
 """
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from mobile_engine.errors import EngineError, InputError, ModelFormatError, \
     UnsupportedOperatorError
-from mobile_engine.importers import tflite_quant
-from mobile_engine.importers.onnx_base import Context, ImportState, Value
+from mobile_engine.importers import tflite_ops, tflite_quant  # noqa: F401 (registration)
+from mobile_engine.importers.onnx_base import ImportState, Value
+from mobile_engine.importers.tflite_base import (FILE_IDENTIFIER, IMPORTERS, TENSOR_TYPES,
+                                                 TFLContext, is_tflite, supported_ops)
 from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Op
 from mobile_engine.ir.verify import verify
 
 __all__ = ["IMPORTERS", "import_tflite", "is_tflite", "supported_ops"]
-
-FILE_IDENTIFIER = b"TFL3"
-
-# TFLite operator name ("CONV_2D", "CUSTOM:Convolution2DTransposeBias") -> import function.
-IMPORTERS: dict = {}
-
-# tflite.TensorType -> numpy dtype (the types a model's tensors can hold that we read)
-TENSOR_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64,
-                6: np.bool_, 7: np.int16, 9: np.int8, 10: np.float64}
-
-
-def importer(*names: str):
-    def register(fn):
-        for n in names:
-            IMPORTERS[n] = fn
-        return fn
-    return register
-
-
-def supported_ops() -> list[str]:
-    return sorted(IMPORTERS)
-
-
-def is_tflite(model) -> bool:
-    """Whether ``model`` (a path or bytes) is a TFLite flatbuffer (identifier at bytes 4..8)."""
-    if isinstance(model, (bytes, bytearray, memoryview)):
-        return bytes(model[4:8]) == FILE_IDENTIFIER
-    if isinstance(model, (str, os.PathLike)):
-        try:
-            with open(model, "rb") as f:
-                return f.read(8)[4:8] == FILE_IDENTIFIER
-        except OSError:
-            return False
-    return False
-
-
-@dataclass
-class TFLContext(Context):
-    """The ONNX importer's context (emit, constant folding, naming), for one TFLite operator."""
-    op_name: str = ""
-    index: int = 0
-    subgraph: int = 0
-    options: object = None                  # the builtin options table (None when absent)
-    custom_options: bytes = b""
-    output_shapes: list = field(default_factory=list)
-    output_types: list = field(default_factory=list)
-    tensors: list = field(default_factory=list)       # tflite.Tensor of each input (None: omitted)
-
-    def where(self) -> str:
-        return (f"operator {self.index} ({self.op_name}, output {self.name!r}) of subgraph "
-                f"{self.subgraph}")
-
-    def opts(self, cls):
-        """The builtin options as ``cls`` (a tflite.*Options class); defaults when absent."""
-        o = cls()
-        if self.options is not None:
-            o.Init(self.options.Bytes, self.options.Pos)
-        else:                                   # NOTE: an empty table reads every default
-            import flatbuffers
-            b = flatbuffers.Builder(16)
-            b.StartObject(0)
-            b.Finish(b.EndObject())
-            buf = b.Output()
-            o.Init(buf, flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, 0))
-        return o
-
-    def out_shape(self, i: int = 0) -> tuple[int, ...]:
-        return self.output_shapes[i]
-
 
 def _read(model) -> tuple[bytes, str]:
     if isinstance(model, (bytes, bytearray, memoryview)):
@@ -205,7 +137,6 @@ def import_tflite(model, input_shapes: dict | None = None) -> Graph:
         raise ModelFormatError(f"{label}: damaged TFLite flatbuffer ({e})") from None
     if count < 1:
         raise ModelFormatError(f"{label}: the TFLite model has no subgraph")
-    from mobile_engine.importers import tflite_ops  # noqa: F401 (registers IMPORTERS)
     try:
         return _import_subgraph(m, data, label, 0, dict(input_shapes or {}))
     except EngineError:

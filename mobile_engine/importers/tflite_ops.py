@@ -11,7 +11,7 @@ import struct
 import numpy as np
 import tflite
 
-from mobile_engine.importers.tflite import TFLContext, importer
+from mobile_engine.importers.tflite_base import TFLContext, importer
 from mobile_engine.importers.tflite_sparse import densify
 from mobile_engine.ir.ops import ACTIVATION_PRODUCERS, Activation, Op
 

@@ -1,8 +1,8 @@
 """Quantized TFLite tensors -> the IR's QDQ form, which ``passes/fold_qdq.py`` folds into int8
 kernels (as for pre-quantized ONNX models).
 
-A TFLite operator on 8-bit tensors computes ``real = scale * (q - zero_point)`` in, requantized
-out. Around each such operator the importer writes:
+A TFLite operator on 8-bit tensors computes on ``real = scale * (q - zero_point)`` and
+requantizes its output. Around each such operator the importer writes:
 
     DEQUANTIZE(each quantized run-time input) -> the float operator -> QUANTIZE(each quantized output)
 
