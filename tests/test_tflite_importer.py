@@ -398,3 +398,22 @@ def test_face_landmark_with_attention_names_its_custom_op():
     with pytest.raises(UnsupportedOperatorError,
                        match=r"CUSTOM:Landmarks2TransformMatrix.*of subgraph 0"):
         import_model(path)
+
+
+def test_damaged_files_end_in_a_clear_error():
+    """Random bytes changed in a real model: it imports, or an EngineError says why (never an
+    IndexError or struct.error from the flatbuffer reader)."""
+    try:
+        data = zoo.model_path("face_detection_short_range").read_bytes()
+    except zoo.ZooError as exc:
+        pytest.skip(str(exc))
+    from mobile_engine.errors import EngineError
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        b = bytearray(data)
+        for pos in rng.integers(8, 4096, rng.integers(1, 8)):
+            b[int(pos)] = int(rng.integers(0, 256))
+        try:
+            import_model(bytes(b))
+        except EngineError:
+            pass
