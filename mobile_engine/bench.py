@@ -262,6 +262,10 @@ class Peer:
         if not path.is_file():
             raise InputError(f"--peer-model {model}: no such file (give the ONNX model "
                              f"onnxruntime should run)")
+        from mobile_engine.importers.tflite_base import is_tflite
+        if is_tflite(path):
+            raise InputError(f"--compare onnxruntime: {model} is a TFLite model; compare it "
+                             f"with --compare litert")
         try:
             proto = onnx.load(str(path), load_external_data=False)
         except (DecodeError, ValueError, OSError, RuntimeError) as exc:

@@ -70,6 +70,11 @@ def test_litert_refuses_an_onnx_model(tmp_path):
         bench.run_bench(onnx_path, runs=1, compare="litert")
 
 
+def test_onnxruntime_refuses_a_tflite_model(tflite_path):
+    with pytest.raises(InputError, match="is a TFLite model.*--compare litert"):
+        bench.run_bench(tflite_path, runs=1, compare="onnxruntime")
+
+
 def test_missing_litert_is_a_clear_error(tflite_path, monkeypatch):
     import sys
     monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
