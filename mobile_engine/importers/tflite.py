@@ -21,6 +21,7 @@ sparse weights behind DENSIFY) fold to float32 constants while importing, as in 
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -48,9 +49,14 @@ def _read(model) -> tuple[bytes, str]:
         raise ModelFormatError(f"{path}: cannot read the model ({e.strerror})") from None
 
 
-def _op_name(model, op, label: str) -> str:
+@functools.cache
+def _builtin_names() -> dict[int, str]:
     from tflite.BuiltinOperator import BuiltinOperator
-    names = _op_names(BuiltinOperator)
+    return {v: k for k, v in vars(BuiltinOperator).items() if not k.startswith("_")}
+
+
+def _op_name(model, op, label: str) -> str:
+    names = _builtin_names()
     if op.OpcodeIndex() >= model.OperatorCodesLength():
         raise ModelFormatError(f"{label}: operator refers to opcode {op.OpcodeIndex()}, which "
                                f"the model does not define")
@@ -61,15 +67,6 @@ def _op_name(model, op, label: str) -> str:
     if name == "CUSTOM":
         name = f"CUSTOM:{(oc.CustomCode() or b'').decode(errors='replace')}"
     return name
-
-
-_NAMES: dict[int, str] = {}
-
-
-def _op_names(cls) -> dict[int, str]:
-    if not _NAMES:
-        _NAMES.update({v: k for k, v in vars(cls).items() if not k.startswith("_")})
-    return _NAMES
 
 
 def _buffer(model, data: bytes, t, label: str) -> np.ndarray | None:
@@ -88,7 +85,7 @@ def _buffer(model, data: bytes, t, label: str) -> np.ndarray | None:
     if dtype is None:
         raise UnsupportedOperatorError(f"{label}: tensor {_name(t)!r} has TFLite type "
                                        f"{t.Type()}, which is not supported")
-    shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
+    shape = _shape(t)
     arr = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<"))
     if t.Sparsity() is not None:
         return arr.copy()                   # DENSIFY rebuilds the dense shape
@@ -107,20 +104,15 @@ def _shape(t) -> tuple[int, ...]:
 
 
 def _input_shape(t, given, label: str) -> tuple[int, ...]:
+    """The input's shape in the model; ``given`` (from input_shapes) must equal it.
+
+    NOTE: the stored shapes of every tensor are the converter's, already resolved (RESHAPE and
+    FULLY_CONNECTED read them): resizing an input would need TFLite's shape propagation."""
     shape = _shape(t)
-    if given is None:
-        return shape
-    given = tuple(int(d) for d in given)
-    sig = tuple(int(d) for d in t.ShapeSignatureAsNumpy()) if t.ShapeSignatureLength() \
-        else shape
-    if len(given) != len(shape) or any(s != -1 and g != d for g, d, s in
-                                       zip(given, shape, sig)):
+    if given is not None and tuple(int(d) for d in given) != shape:
         raise InputError(f"input_shapes[{_name(t)!r}] = {list(given)}: {label} fixes this input "
-                         f"to {list(shape)}")
-    if given != shape:
-        raise InputError(f"input_shapes[{_name(t)!r}] = {list(given)}: resizing a TFLite input "
-                         f"is not supported; the model's shape is {list(shape)}")
-    return given
+                         f"to {list(shape)} (resizing a TFLite input is not supported)")
+    return shape
 
 
 def import_tflite(model, input_shapes: dict | None = None) -> Graph:
