@@ -417,3 +417,19 @@ def test_damaged_files_end_in_a_clear_error():
             import_model(bytes(b))
         except EngineError:
             pass
+
+
+def test_int8_calibration_of_a_float_tflite_model():
+    """The ONNX path's int8 compile (calibrate, quantize) works on an imported TFLite graph: int8
+    kernels, and the same picture as LiteRT's fp32 run (PSNR over the output's range)."""
+    # NOTE: 16 channels: convs of few channels stay float by design (DESIGN.md, quantize_int8)
+    data, feeds = conv((1, 8, 8, 16), (16, 3, 3, 16), (1, 8, 8, 16), Padding=0, StrideW=1,
+                       StrideH=1, FusedActivationFunction=1)
+    calib = [{"x": rand(1, 8, 8, 16)} for _ in range(4)]
+    plan = me.compile(data, quantize="int8", calibration=calib)
+    assert any(s["kernel"].startswith("qu8_conv") for s in plan.steps)
+    got = me.Session(plan).run(None, feeds)[0]
+    want = litert_run(data, feeds)["y"]
+    peak = float(want.max() - want.min())
+    psnr = 10 * np.log10(peak ** 2 / float(np.mean((got - want) ** 2)))
+    assert psnr > 30, f"int8 plan PSNR {psnr:.1f} dB against LiteRT fp32"
