@@ -155,7 +155,7 @@ def fully_connected(ctx: TFLContext):
 # --- element-wise ---------------------------------------------------------------------------
 def _binary(op: Op, options):
     def fn(ctx: TFLContext):
-        code = ctx.opts(options).FusedActivationFunction() if ctx.options is not None else 0
+        code = ctx.opts(options).FusedActivationFunction()
         return _emit_act(ctx, op, ctx.input(0), ctx.input(1), code=code)
     return fn
 
