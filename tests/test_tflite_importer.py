@@ -152,6 +152,43 @@ def mediapipe_transpose_conv(padding, k):
     return b.build([y]), {"x": rand(1, 4, 5, 3)}
 
 
+def split_net(code):
+    """x -> SPLIT into 3 along channels (SPLIT_V: sizes 1, 3, -1) -> three outputs."""
+    b = TFLiteBuilder()
+    x = b.input("x", (1, 3, 4, 6))
+    if code == "SPLIT":
+        ins, sizes = [b.const(np.array(3, np.int32)), x], [2, 2, 2]
+        opts = {"options": "SplitOptions", "NumSplits": 3}
+    else:
+        ins, sizes = [x, b.const(np.array([1, 3, -1], np.int32)),
+                      b.const(np.array(3, np.int32))], [1, 3, 2]
+        opts = {"options": "SplitVOptions", "NumSplits": 3}
+    first = b.op(code, ins, (1, 3, 4, sizes[0]), name="y0", **opts)
+    rest = b.more_outputs(*[(1, 3, 4, n) for n in sizes[1:]], names=["y1", "y2"])
+    return b.build([first, *rest]), {"x": rand(1, 3, 4, 6)}
+
+
+def pack_net():
+    b = TFLiteBuilder()
+    x, z = b.input("x", (2, 3)), b.input("z", (2, 3))
+    y = b.op("PACK", [x, z], (2, 2, 3), "PackOptions", name="y", ValuesCount=2, Axis=1)
+    return b.build([y]), {"x": rand(2, 3), "z": rand(2, 3)}
+
+
+def sqrt_net():
+    b = TFLiteBuilder()
+    x = b.input("x", (1, 4, 4, 3))
+    y = b.op("RSQRT", [b.op("SQRT", [x], (1, 4, 4, 3))], (1, 4, 4, 3), name="y")
+    return b.build([y]), {"x": rand(1, 4, 4, 3, lo=0.1, hi=4.0)}
+
+
+def binary_plain(code):
+    b = TFLiteBuilder()
+    x, z = b.input("x", (1, 4, 5, 6)), b.input("z", (1, 1, 5, 6))
+    y = b.op(code, [x, z], (1, 4, 5, 6), name="y")
+    return b.build([y]), {"x": rand(1, 4, 5, 6), "z": rand(1, 1, 5, 6)}
+
+
 def concat(axis, act):
     b = TFLiteBuilder()
     x = b.input("x", (1, 3, 4, 2))
@@ -254,6 +291,21 @@ CASES = {
     "strided_slice_reverse": lambda: strided_slice(
         (1, 8, 6, 4), [0, 0, -1, 0], [1, 8, 0, 4], [1, 3, -1, 2], (1, 3, 6, 2),
         BeginMask=4, EndMask=4),
+    "transpose": lambda: _single("TRANSPOSE", (1, 3, 4, 5), (1, 5, 3, 4),
+                                 [np.array([0, 3, 1, 2], np.int32)]),
+    "slice": lambda: _single("SLICE", (1, 6, 7, 5), (1, 3, 7, 2),
+                             [np.array([0, 2, 0, 1], np.int32), np.array([1, 3, -1, 2], np.int32)]),
+    "split": lambda: split_net("SPLIT"),
+    "split_v": lambda: split_net("SPLIT_V"),
+    "gather": lambda: _single("GATHER", (1, 4, 6), (1, 4, 3), [np.array([5, 0, 2], np.int32)],
+                              "GatherOptions", Axis=2),
+    "pack": lambda: pack_net(),
+    "sum": lambda: _single("SUM", (1, 5, 6, 4), (1, 5, 1, 4), [np.array([2], np.int32)],
+                           "ReducerOptions", KeepDims=True),
+    "exp": lambda: _single("EXP", (1, 4, 4, 3), (1, 4, 4, 3)),
+    "neg": lambda: _single("NEG", (1, 4, 4, 3), (1, 4, 4, 3)),
+    "sqrt_rsqrt": lambda: sqrt_net(),
+    "squared_difference": lambda: binary_plain("SQUARED_DIFFERENCE"),
     "dequantize_fp16_conv": lambda: dequantized_conv(rand(4, 3, 3, 3).astype(np.float16)),
     "dequantize_int8_per_channel_conv": int8_conv,
     "densify_csr_fc": lambda: densified_fc(block=False),

@@ -80,6 +80,15 @@ class TFLiteBuilder:
         self.ops.append(_Op(code, list(inputs), [out], options, values, custom))
         return out
 
+    def more_outputs(self, *shapes, names=None) -> list[int]:
+        """Further outputs of the last operator (SPLIT and the like), float32."""
+        outs = []
+        for k, shape in enumerate(shapes):
+            name = names[k] if names else f"{self.ops[-1].code.lower()}_out{k + 1}"
+            outs.append(self._add(_Tensor(name, tuple(shape), 0)))
+        self.ops[-1].outputs.extend(outs)
+        return outs
+
     # --- serialisation --------------------------------------------------------------------
     def build(self, outputs) -> bytes:
         b = flatbuffers.Builder(1024)

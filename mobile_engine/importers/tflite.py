@@ -9,7 +9,8 @@ same accessors TFLite's Python tools use, kept in step with the schema by their 
 with no schema file of ours to update and nothing evaluated from the model file. (``flatbuffers``
 alone would need the generated code anyway.)
 
-One small function per TFLite operator (``tflite_ops``), registered by the operator's name in
+One small function per TFLite operator (``tflite_ops``: compute, ``tflite_tensor``: data
+movement and constants), registered by the operator's name in
 ``tflite_base.IMPORTERS`` (builtins by their ``BuiltinOperator`` name, custom ops as
 ``CUSTOM:<code>``); quantized tensors in ``tflite_quant``, sparse constants in ``tflite_sparse``.
 
@@ -28,7 +29,8 @@ import numpy as np
 
 from mobile_engine.errors import EngineError, InputError, ModelFormatError, \
     UnsupportedOperatorError
-from mobile_engine.importers import tflite_ops, tflite_quant  # noqa: F401 (registration)
+from mobile_engine.importers import (tflite_ops, tflite_quant,  # noqa: F401 (registration)
+                                     tflite_tensor)
 from mobile_engine.importers.onnx_base import ImportState, Value
 from mobile_engine.importers.tflite_base import (FILE_IDENTIFIER, IMPORTERS, TENSOR_TYPES,
                                                  TFLContext, is_tflite, supported_ops)

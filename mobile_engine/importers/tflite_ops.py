@@ -1,4 +1,6 @@
-"""TFLite operators -> IR nodes, one small function each (registered in tflite.IMPORTERS).
+"""TFLite compute operators -> IR nodes, one small function each (registered in
+tflite_base.IMPORTERS): convolutions, fully connected, element-wise, pooling, reductions,
+softmax, resize. Data movement and constants: tflite_tensor.py.
 
 TFLite activations are NHWC like the IR's spatial ops; weights move to the IR's layouts here.
 Fused activations become the producer's epilogue (``activation``/``act_params``) where the IR
@@ -12,10 +14,7 @@ import numpy as np
 import tflite
 
 from mobile_engine.importers.tflite_base import TFLContext, importer
-from mobile_engine.importers.tflite_sparse import densify
 from mobile_engine.ir.ops import ACTIVATION_PRODUCERS, Activation, Op
-
-_INT_MAX = 2 ** 31 - 1
 
 # tflite.ActivationFunctionType -> IR epilogue (NONE, RELU, RELU_N1_TO_1, RELU6).
 # NOTE: TANH (4) and SIGN_BIT (5) are refused: TFLite's kernels clamp through
@@ -34,7 +33,7 @@ def _act(ctx: TFLContext, code: int) -> dict:
     return {} if kind is Activation.NONE else {"activation": kind, "act_params": params}
 
 
-def _emit_act(ctx: TFLContext, op: Op, *inputs, code: int = 0, **attrs):
+def emit_act(ctx: TFLContext, op: Op, *inputs, code: int = 0, **attrs):
     """``op`` with fused activation ``code``: in its epilogue, or as a separate node."""
     act = _act(ctx, code)
     if op in ACTIVATION_PRODUCERS or not act:
@@ -156,7 +155,7 @@ def fully_connected(ctx: TFLContext):
 def _binary(op: Op, options):
     def fn(ctx: TFLContext):
         code = ctx.opts(options).FusedActivationFunction()
-        return _emit_act(ctx, op, ctx.input(0), ctx.input(1), code=code)
+        return emit_act(ctx, op, ctx.input(0), ctx.input(1), code=code)
     return fn
 
 
@@ -213,7 +212,7 @@ def _pool(op: Op):
         kernel, strides = (o.FilterHeight(), o.FilterWidth()), (o.StrideH(), o.StrideW())
         pads = _window_pads(ctx, o.Padding(), ctx.shape(x)[1:3], kernel, strides)
         extra = {"count_include_pad": False} if op is Op.AVG_POOL else {}
-        return _emit_act(ctx, op, x, code=o.FusedActivationFunction(), kernel=kernel,
+        return emit_act(ctx, op, x, code=o.FusedActivationFunction(), kernel=kernel,
                          strides=strides, pads=pads, **extra)
     return fn
 
@@ -243,38 +242,7 @@ def softmax(ctx: TFLContext):
     return ctx.emit(Op.SOFTMAX, x, axis=-1)
 
 
-# --- data movement --------------------------------------------------------------------------
-@importer("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
-def reshape(ctx: TFLContext):
-    # NOTE: the output tensor's stored shape is the resolved one (-1 and 0 already worked out)
-    return ctx.reshape(ctx.input(0), ctx.out_shape(0), suffix=None)
-
-
-@importer("CONCATENATION")
-def concatenation(ctx: TFLContext):
-    o = ctx.opts(tflite.ConcatenationOptions)
-    return _emit_act(ctx, Op.CONCAT, *ctx.values, code=o.FusedActivationFunction(), axis=o.Axis())
-
-
-def _paddings(ctx: TFLContext) -> tuple[int, ...]:
-    p = np.asarray(ctx.const(1, "paddings")).reshape(-1, 2)
-    return tuple(int(v) for v in p[:, 0]) + tuple(int(v) for v in p[:, 1])
-
-
-@importer("PAD", "PADV2")
-def pad(ctx: TFLContext):
-    value = ctx.const(2, "constant_values") if len(ctx.values) > 2 else None
-    return ctx.emit(Op.PAD, ctx.input(0), pads=_paddings(ctx),
-                    value=0.0 if value is None else float(np.asarray(value).reshape(-1)[0]))
-
-
-@importer("MIRROR_PAD")
-def mirror_pad(ctx: TFLContext):
-    if ctx.opts(tflite.MirrorPadOptions).Mode() != tflite.MirrorPadMode.REFLECT:
-        raise ctx.unsupported("mode SYMMETRIC is not supported (REFLECT is)")
-    return ctx.emit(Op.PAD, ctx.input(0), pads=_paddings(ctx), mode="reflect")
-
-
+# --- resize ---------------------------------------------------------------------------------
 def _resize(mode: str, options):
     def fn(ctx: TFLContext):
         o = ctx.opts(options)
@@ -295,59 +263,30 @@ importer("RESIZE_BILINEAR")(_resize("linear", tflite.ResizeBilinearOptions))
 importer("RESIZE_NEAREST_NEIGHBOR")(_resize("nearest", tflite.ResizeNearestNeighborOptions))
 
 
-@importer("DEPTH_TO_SPACE")
-def depth_to_space(ctx: TFLContext):
-    b = ctx.opts(tflite.DepthToSpaceOptions).BlockSize()
+# --- more math, composed of existing IR ops ---------------------------------------------------
+@importer("SUM")
+def reduce_sum(ctx: TFLContext):
     x = ctx.input(0)
-    n, h, w, c = ctx.shape(x)
-    y = ctx.reshape(x, (n, h, w, b, b, c // (b * b)))        # channels are (by, bx, c') (DCR)
-    y = ctx.emit(Op.TRANSPOSE, y, perm=(0, 1, 3, 2, 4, 5))
-    return ctx.reshape(y, (n, h * b, w * b, c // (b * b)))
+    rank = len(ctx.shape(x))
+    axes = sorted({int(a) % rank for a in np.asarray(ctx.const(1, "axis")).reshape(-1)})
+    return ctx.emit(Op.REDUCE_SUM, x, axes=axes,
+                    keepdims=bool(ctx.opts(tflite.ReducerOptions).KeepDims()))
 
 
-@importer("STRIDED_SLICE")
-def strided_slice(ctx: TFLContext):
-    o = ctx.opts(tflite.StridedSliceOptions)
-    if o.EllipsisMask() or o.NewAxisMask():
-        raise ctx.unsupported("ellipsis_mask and new_axis_mask are not supported")
-    x = ctx.input(0)
-    begin, end, steps = (np.asarray(ctx.const(i, w)).reshape(-1).astype(np.int64)
-                         for i, w in ((1, "begin"), (2, "end"), (3, "strides")))
-    starts, ends = [], []
-    for axis, (b0, e0, s) in enumerate(zip(begin, end, steps)):
-        bit = 1 << axis
-        if o.ShrinkAxisMask() & bit:
-            starts.append(int(b0))
-            ends.append(int(b0) + 1 if b0 != -1 else _INT_MAX)
-            continue
-        e = int(b0 + e0) if o.Offset() else int(e0)
-        starts.append((0 if s > 0 else _INT_MAX) if o.BeginMask() & bit else int(b0))
-        ends.append((_INT_MAX if s > 0 else -_INT_MAX) if o.EndMask() & bit else e)
-    steps = [1 if o.ShrinkAxisMask() & (1 << a) else int(s) for a, s in enumerate(steps)]
-    y = ctx.emit(Op.SLICE, x, starts=starts, ends=ends, axes=list(range(len(starts))),
-                 steps=steps)
-    return ctx.reshape(y, ctx.out_shape(0), suffix="shrink") \
-        if tuple(ctx.shape(y)) != ctx.out_shape(0) else y
+def _unary(op: Op):
+    return lambda ctx: ctx.emit(op, ctx.input(0))
 
 
-# --- constants: fp16 and sparse weights -----------------------------------------------------
-@importer("DEQUANTIZE", "QUANTIZE")
-def dequantize(ctx: TFLContext):
-    """The real values pass through: quantized inputs were dequantized already and a quantized
-    output is quantized after (tflite_quant.py); fp16 constants become float32."""
-    v = ctx.input(0)
-    if isinstance(v, np.ndarray) and v.dtype == np.float16:
-        return v.astype(np.float32)
-    if ctx.dtype(v) != np.float32:
-        raise ctx.unsupported(f"{ctx.op_name} of a {ctx.dtype(v)} tensor without quant params")
-    return v
+for _name, _op in (("EXP", Op.EXP), ("SQRT", Op.SQRT), ("NEG", Op.NEG)):
+    importer(_name)(_unary(_op))
 
 
-@importer("DENSIFY")
-def densify_op(ctx: TFLContext):
-    v = ctx.input(0)
-    sparsity = ctx.tensors[0].Sparsity()
-    if not isinstance(v, np.ndarray) or sparsity is None:
-        raise ctx.unsupported("DENSIFY of a tensor without sparsity parameters")
-    return densify(v, ctx.out_shape(0), sparsity)
+@importer("RSQRT")
+def rsqrt(ctx: TFLContext):
+    return ctx.emit(Op.RECIPROCAL, ctx.emit(Op.SQRT, ctx.input(0), suffix="sqrt"))
 
+
+@importer("SQUARED_DIFFERENCE")
+def squared_difference(ctx: TFLContext):
+    d = ctx.emit(Op.SUB, ctx.input(0), ctx.input(1), suffix="diff")
+    return ctx.emit(Op.MUL, d, d)
