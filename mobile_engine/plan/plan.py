@@ -74,11 +74,9 @@ class Plan:
 
     @classmethod
     def load(cls, path: str | Path) -> "Plan":
-        from mobile_engine.planning.step import BINDERS
-        import mobile_engine.planning.families  # noqa: F401  (registers the binders)
         path = Path(path)
         manifest, section, mapping = fmt.read(path)
-        validate(manifest, len(section), path, BINDERS)
+        validate(manifest, len(section), path)
         blobs = []
         for b in manifest["blobs"]:
             arr = np.frombuffer(section, dtype=np.dtype(b["dtype"]).newbyteorder("<"),
