@@ -29,11 +29,16 @@ def _source_hash(model) -> str | None:
 
 
 def import_model(model, input_shapes: dict | None = None) -> Graph:
-    """An IR graph from an ONNX file/bytes/ModelProto, or a Graph (copied) as it is."""
+    """An IR graph from an ONNX or TFLite file/bytes (told apart by content: TFLite's "TFL3"
+    identifier), an ONNX ModelProto, or a Graph (copied) as it is."""
     if isinstance(model, Graph):
         graph = model.copy()
         verify(graph)
         return graph
+    from mobile_engine.importers.tflite_base import is_tflite
+    if is_tflite(model) or (isinstance(model, (str, Path)) and str(model).endswith(".tflite")):
+        from mobile_engine.importers.tflite import import_tflite
+        return import_tflite(model, input_shapes)
     from mobile_engine.importers.onnx import import_onnx
     return import_onnx(model, input_shapes)
 
@@ -89,7 +94,7 @@ def compile(model, input_shapes: dict | None = None, quantize: str | None = None
 
     Parameters
     ----------
-    model : path to an ONNX file, ONNX bytes, ``onnx.ModelProto`` or an IR ``Graph``
+    model : path to an ONNX or TFLite file, their bytes, ``onnx.ModelProto`` or an IR ``Graph``
     input_shapes : {input name: shape} fixing symbolic dimensions, a tuple or a string
         (``{"image": (1, 3, 480, 640)}`` or ``{"image": "1x3x480x640"}``)
     quantize : None for float32, or "int8" (int8 weights, uint8 activations; DESIGN.md)
