@@ -145,8 +145,10 @@ def run(models=None, threads: int = 2, runs: int = 8, int8: bool = False,
     if not zoo_real.ready() or not all((zoo.home() / "images" / p).exists()
                                        for p in (TEST_PHOTO, *CALIBRATION_PHOTOS)):
         zoo.fetch(what=("images", "real"), log=log)
-    from mobile_engine.bench import import_engine
+    from mobile_engine.bench import import_engine, import_onnxruntime
     from mobile_engine.machine import machine_facts
+    # NOTE: the Caffe2 light nets carry an unused initializer onnxruntime warns about on load
+    import_onnxruntime().set_default_logger_severity(3)
     import_engine()
     facts = machine_facts([threads])
     doc = {"kind": KIND, "schema_version": SCHEMA_VERSION,

@@ -198,6 +198,9 @@ def seeded_weights(model, seed: int = 0):
         else:                                   # biases, BN bias and mean, shifts
             a = 0.1 * rng.standard_normal(shape)
         g.initializer.append(numpy_helper.from_array(a.astype(np.float32), n.output[0]))
+        if model.ir_version < 4:                # IR < 4: every initializer is a graph input
+            g.input.append(onnx.helper.make_tensor_value_info(n.output[0],
+                                                              onnx.TensorProto.FLOAT, shape))
     del g.node[:]
     g.node.extend(keep)
     still = {x for n in keep for x in n.input}
