@@ -124,6 +124,8 @@ INT8_ONNX_OPS = ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMa
                  "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear")
 INT8_KERNEL_PREFIXES = ("qu8_", "qs8_")
 PEERS = (None, "onnxruntime", "litert")
+# NOTE: a short sleep before each timed run lets the other engine's pool threads go idle first.
+PAUSE_S = 0.002
 
 TOP_FIELDS = ("schema_version", "kind", "created", "label", "model", "source", "precision",
               "compile_ms", "import_ms", "inputs", "feeds", "peer", "plan", "runs", "warmup",
@@ -473,10 +475,12 @@ def bench_threads(model: Path, shapes: dict, threads: int, runs: int, warmup: in
     ours, theirs = [], []
     bar = Progress(runs, f"bench {model.name} threads={threads}", progress)
     for r in range(runs):
+        time.sleep(PAUSE_S)
         t0 = time.perf_counter()
         sess.run(None, feeds)
         ours.append((time.perf_counter() - t0) * 1e3)
         if peer_sess is not None:
+            time.sleep(PAUSE_S)
             t0 = time.perf_counter()
             peer_sess.run(None, feeds)
             theirs.append((time.perf_counter() - t0) * 1e3)

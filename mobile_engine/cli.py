@@ -325,6 +325,20 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_bench_zoo(args) -> int:
+    from mobile_engine import bench_zoo
+    if args.json:
+        check_output_path(args.json, "--json")          # before minutes of benchmarking
+    models = [m for group in args.models or [] for m in group.split(",") if m]
+    doc = bench_zoo.run(models, threads=args.threads, runs=args.runs, int8=args.int8,
+                        progress=args.progress)
+    print(bench_zoo.text(doc, profile=args.profile))
+    if args.json:
+        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
 def cmd_bench_report(args) -> int:
     from mobile_engine.bench_report import load_reports, markdown
     if args.output:
@@ -438,6 +452,20 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--label", help="a name for this machine in bench-report, e.g. pi4")
     add_progress_argument(b, "long runs")
     b.set_defaults(fn=cmd_bench)
+
+    bz = sub.add_parser("bench-zoo", help="every real model of the zoo: check against "
+                        "onnxruntime, engine/onnxruntime ratio per model and geometric mean")
+    bz.add_argument("--models", nargs="+", metavar="NAME",
+                    help="models of the set (default all; names or comma lists): "
+                         "resnet50, densenet121, ..., yolov8n")
+    bz.add_argument("--threads", type=int, default=2, help="threads of both engines (default 2)")
+    bz.add_argument("--runs", type=int, default=8, help="timed runs per engine (default 8)")
+    bz.add_argument("--int8", action="store_true",
+                    help="also an int8 plan calibrated on 8 zoo photos: speedup vs fp32")
+    bz.add_argument("--profile", action="store_true", help="per-op table of every plan")
+    bz.add_argument("--json", help="write the results as JSON (schema: mobile_engine/bench_zoo.py)")
+    add_progress_argument(bz, "long runs")
+    bz.set_defaults(fn=cmd_bench_zoo)
 
     br = sub.add_parser("bench-report", help="one markdown table from several bench JSON files")
     br.add_argument("files", nargs="+", metavar="JSON", help="files of `bench --json`")
