@@ -130,22 +130,10 @@ _BUILD: str | None = None
 
 
 def engine_build() -> str:
-    """``<version>+<8 hex>``: the engine version and a hash of the engine's Python sources
-    (mobile_engine, kernels, quantize). NOTE: the version alone does not change while the engine
-    is developed, and a plan from an older build may bind but run older (slower) steps."""
-    global _BUILD
-    if _BUILD is None:
-        import kernels
-        import mobile_engine
-        import quantize
-        h = hashlib.sha256()
-        for pkg in (mobile_engine, kernels, quantize):
-            root = Path(pkg.__file__).parent
-            for f in sorted(root.rglob("*.py")):
-                h.update(str(f.relative_to(root.parent)).encode())
-                h.update(f.read_bytes())
-        _BUILD = f"{mobile_engine.__version__}+{h.hexdigest()[:8]}"
-    return _BUILD
+    """The engine build that compiled a cached plan (``mobile_engine.build_id``): a plan from an
+    older build may bind but run older (slower) steps, so the cache keys on it."""
+    import mobile_engine
+    return mobile_engine.build_id()
 
 
 @dataclass

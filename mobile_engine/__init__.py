@@ -17,7 +17,8 @@ __version__ = "0.1.0"
 _LAZY = {"compile": ("mobile_engine.compiler", "compile"),
          "Plan": ("mobile_engine.plan", "Plan"),
          "Session": ("mobile_engine.runtime", "Session"),
-         "SessionOptions": ("mobile_engine.runtime", "SessionOptions")}
+         "SessionOptions": ("mobile_engine.runtime", "SessionOptions"),
+         "build_id": ("mobile_engine.build", "build_id")}
 
 
 def _load_reference():
@@ -36,7 +37,8 @@ _wire_layers()
 
 
 def __getattr__(name):
-    """``compile``, ``Plan``, ``Session`` and ``SessionOptions``, imported on first use."""
+    """``compile``, ``Plan``, ``Session``, ``SessionOptions`` and ``build_id``, imported on
+    first use."""
     if name in _LAZY:
         import importlib
         module, attr = _LAZY[name]
@@ -48,7 +50,7 @@ def __getattr__(name):
 
 __all__ = ["EngineError", "GraphError", "InputError", "ModelFormatError", "Plan", "PlanFormatError",
            "PlanVersionWarning", "ResourceLimitError", "Session", "SessionOptions", "ShapeError",
-           "UnsupportedOperatorError", "__version__", "compile"]
+           "UnsupportedOperatorError", "__version__", "build_id", "compile"]
 
 
 def __dir__():
