@@ -36,12 +36,13 @@ BINARY_CODES = {"add": ADD, "sub": SUB, "mul": MUL, "div": DIV, "pow": POW, "pre
 # Unary map codes: 0..7 are the Activation codes, then the plain math functions.
 SQRT, RECIPROCAL, NEG, EXP = 8, 9, 10, 11
 # kernel-id suffix of each activation code (the epilogue a kernel id names)
-EPILOGUES = dict(enumerate(("", "_relu", "_minmax", "_lrelu", "_sigmoid", "_tanh", "_hsigmoid",
-                            "_hswish")))
+EPILOGUES = {**dict(enumerate(("", "_relu", "_minmax", "_lrelu", "_sigmoid", "_tanh",
+                                "_hsigmoid", "_hswish"))), int(Activation.SILU): "_silu"}
 UNARY_CODES = {"relu": int(Activation.RELU), "clip": int(Activation.CLAMP),
                "leaky_relu": int(Activation.LEAKY_RELU), "sigmoid": int(Activation.SIGMOID),
                "tanh": int(Activation.TANH), "hard_sigmoid": int(Activation.HARD_SIGMOID),
-               "hard_swish": int(Activation.HARD_SWISH), "sqrt": SQRT,
+               "hard_swish": int(Activation.HARD_SWISH), "silu": int(Activation.SILU),
+               "sqrt": SQRT,
                "reciprocal": RECIPROCAL, "neg": NEG, "exp": EXP}
 # NOTE: elements per parallel task / per activation pass: 16 KiB stays in L1 between the op
 # loop and the in-place activation loop.
@@ -79,7 +80,7 @@ def _map(x, y, n, code, p0, p1):
     """y[:n] = f_code(x[:n]): the activations (codes 0..7, kernels/activation.py), then the
     plain math functions."""
     one = F32(1)
-    if code <= 7:
+    if code <= 7 or code == 12:            # the activations (12: SILU)
         activate_into(x, y, n, code, p0, p1)
     elif code == 8:        # SQRT
         for i in range(n):

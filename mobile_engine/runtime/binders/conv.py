@@ -13,7 +13,6 @@ from kernels import f32_conv2d_pix as pix
 from kernels import f32_conv_transpose2d as convt
 from kernels import f32_dwconv2d as dw
 from kernels import f32_norm as knorm
-from kernels.activation import Activation
 from mobile_engine.runtime import validate as v
 from mobile_engine.runtime.binders.elementwise import EPILOGUES
 from mobile_engine.runtime.binders.registry import binds
@@ -27,7 +26,6 @@ F32 = np.float32
 # against the input's rows and columns, the tables' shapes against the output, the packed
 # weights' exact shapes against the tile and the channel counts, the params' types and ranges.
 # A failed check raises ``validate.BindError``; Session._bind names the file, step and kernel.
-MAX_ACT = int(max(Activation))
 
 
 def _weight(weights: dict, key: str) -> np.ndarray:
@@ -56,7 +54,7 @@ def _index_table(weights: dict, key: str, rows: int | None, lo: int, hi: int, nd
 def _epilogue(params: dict, weights: dict, inputs: list, out: np.ndarray):
     """(act, p0, p1, has_res, residual) of a conv step: ``residual`` is the second input or the
     weight ``residual`` (f32 of the output's shape) when ``has_residual``, else ``out``."""
-    act = v.integer(params, "act", 0, MAX_ACT)
+    act = v.activation(params)
     p0, p1 = v.numbers(params, "act_params", 2)
     has_res = v.flag(params, "has_residual")
     v.integer(params, "work")
@@ -152,7 +150,7 @@ def _bind_igemm_norm(kernel: str):
         from mobile_engine.runtime.binders.norm import checked_norm_params
         scale, bias = checked_norm_params(rt, weights, n, c, "norm_")
         eps = v.number(params, "norm_epsilon")
-        act = v.integer(params, "norm_act", 0, MAX_ACT)
+        act = v.activation(params, "norm_act")
         p = (v.number(params, "norm_p0"), v.number(params, "norm_p1"))
         sums = np.zeros((n * h, 2, c), np.float64)
         args = args[:-3] + (sums.reshape(-1), True, args[-1])    # sums, want_sums, in_nchw

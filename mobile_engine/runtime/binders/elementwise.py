@@ -98,7 +98,7 @@ def bind_f32_binary(params, weights, inputs, outputs):
     plan = {"kind": kind, "shape": shape, "a_strides": v.integers(params, "a_strides", rank),
             "b_strides": v.integers(params, "b_strides", rank)}
     op = v.integer(params, "op", 0, max(kew.BINARY_CODES.values()))
-    act = v.integer(params, "act", 0, max(Activation))
+    act = v.activation(params)
     p0, p1 = v.number(params, "p0"), v.number(params, "p1")
     v.array("the output", out, np.float32)
     if v.prod(shape) != out.size:

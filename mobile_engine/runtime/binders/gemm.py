@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import f32_gemm as kg
-from kernels.activation import Activation
 from mobile_engine.runtime import validate as v
 from mobile_engine.runtime.binders.elementwise import EPILOGUES, noop, readonly
 from mobile_engine.runtime.binders.registry import binds
@@ -24,7 +23,7 @@ def bind_gemm(params, weights, inputs, outputs):
     nr = v.choice(params, "nr", kg.NR_CHOICES)
     sam, sak, sbk, sbn, scm, scn = (v.integer(params, x)
                                     for x in ("sam", "sak", "sbk", "sbn", "scm", "scn"))
-    act = v.integer(params, "act", 0, max(Activation))
+    act = v.activation(params)
     alpha, beta, p0, p1 = (v.number(params, x) for x in ("alpha", "beta", "p0", "p1"))
     batch_a, batch_b = tuple(v.integers(params, "batch_a")), tuple(v.integers(params, "batch_b"))
     for what, x in (("A", a), ("B", b), ("C", c), ("the output", out)):

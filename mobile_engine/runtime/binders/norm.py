@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import f32_norm as knorm
-from kernels.activation import Activation
 from mobile_engine.runtime import validate as v
 from mobile_engine.runtime.binders.elementwise import EPILOGUES, operands, readonly
 from mobile_engine.runtime.binders.registry import binds
@@ -47,7 +46,7 @@ def checked_norm_params(rt: dict, weights: dict, n: int, c: int, prefix: str = "
 
 def _epilogue(params: dict) -> tuple[float, int, tuple[float, float]]:
     """(epsilon, act, (p0, p1)) of a norm step."""
-    return (v.number(params, "epsilon"), v.integer(params, "act", 0, int(max(Activation))),
+    return (v.number(params, "epsilon"), v.activation(params),
             (v.number(params, "p0"), v.number(params, "p1")))
 
 

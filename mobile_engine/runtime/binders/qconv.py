@@ -8,7 +8,6 @@ import numpy as np
 from kernels import config
 from kernels import qu8_conv2d as qconv
 from kernels import qu8_dwconv2d as qdw
-from kernels.activation import Activation
 from kernels.f32_conv2d import readonly
 from mobile_engine.runtime import validate as v
 from mobile_engine.runtime.binders.conv import tables_from_params
@@ -22,7 +21,6 @@ F32 = np.float32
 # params' types and ranges, the indirection tables built from them against the input and the
 # output, the packed weights' exact shapes against the tile and the channel counts. A failed
 # check raises ``validate.BindError``; Session._bind names the file, step and kernel.
-MAX_ACT = int(max(Activation))
 
 
 def _weight(weights: dict, key: str, dtype, **kw) -> np.ndarray:
@@ -66,7 +64,7 @@ def check_conv(params: dict, weights: dict, inputs: list, outputs: list,
         isinstance(p, (int, float)) and not isinstance(p, bool) for p in ap),
         f"params['act_params']={ap!r}: expected two numbers")
     ops.tail = (v.integer(params, "zy", 0, 255), v.integer(params, "qmin", 0, 255),
-                v.integer(params, "qmax", 0, 255), v.integer(params, "act", 0, MAX_ACT),
+                v.integer(params, "qmax", 0, 255), v.activation(params),
                 F32(ap[0]), F32(ap[1]))
     ops.parallel = v.integer(params, "work") >= config.PARALLEL_MIN_WORK and \
         x.shape[0] * out.shape[1] >= 2

@@ -7,7 +7,6 @@ import numpy as np
 
 from kernels import f32_norm_qu8 as knq
 from kernels import qu8_elementwise as qew
-from kernels.activation import Activation
 from kernels.config import PARALLEL_MIN_WORK
 from mobile_engine.runtime import validate as v
 from mobile_engine.runtime.binders.elementwise import readonly
@@ -113,7 +112,6 @@ def bind_add(params, weights, inputs, outputs):
         F32(v.number(params, "mb")), v.integer(params, "zy", 0, 255), qmin, qmax)
 
 
-MAX_ACT = int(max(Activation))
 
 
 def _tags(params: dict) -> list[str]:
@@ -162,7 +160,7 @@ def _norm_common(params: dict, weights: dict, inputs: list, prefix: str = ""):
     v.require(x.flags.c_contiguous, f"the norm input {list(x.shape)} is not C-contiguous")
     ntags = len(_tags(params))
     scale, bias = norm_operands(params, weights, inputs[1:1 + ntags], x.shape, prefix)
-    act = v.integer(params, "act", 0, MAX_ACT)
+    act = v.activation(params)
     return (x, scale, bias, v.number(params, "epsilon"), act,
             (v.number(params, "p0"), v.number(params, "p1")), inputs[1 + ntags:])
 
