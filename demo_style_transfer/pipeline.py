@@ -43,9 +43,10 @@ class MissingData(DemoError):
     """A file the demo needs is not there (e.g. the calibration photos: `mobile-engine zoo fetch`)."""
 
 
-class PlanCompileError(DemoError):
-    """The engine could not compile a plan: the same engine build fails the same way, so the
-    int8 path remembers it (a failure caused by a run's options, e.g. ``threads``, never is)."""
+class EngineBuildError(DemoError):
+    """The engine could not compile a plan, or the plan fails its first run: the same engine
+    build fails the same way, so the int8 path remembers it (a failure caused by a run's
+    options, e.g. ``threads`` when the Session is made, never is)."""
 
 
 class StyleImageUnavailable(DemoError):
@@ -277,13 +278,13 @@ class PlanCache:
 
 def _cached(cache: PlanCache, model: Path, size, precision: str, log, build=None,
             force: bool = False):
-    """cache.get, with an engine failure to compile as ``PlanCompileError``."""
+    """cache.get, with an engine failure to compile as ``EngineBuildError``."""
     try:
         return cache.get(model, size, precision, log, force=force, build=build)
     except (KeyboardInterrupt, DemoError):
         raise
     except Exception as exc:
-        raise PlanCompileError(describe_error(exc)) from exc
+        raise EngineBuildError(describe_error(exc)) from exc
 
 
 def _session(cache: PlanCache, model: Path, size, precision: str, threads, log, build=None):
@@ -341,16 +342,20 @@ def load_engine_stylizer(size: tuple[int, int], precision: str = "int8", threads
             session, cached = _session(cache, model, size, "int8", threads, log)
             stylizer = EngineStylizer(session, "int8",
                                       f"mobile_engine {me.__version__} ({cached.status})")
-            _check_runs(stylizer, size, progress)
+            try:
+                _check_runs(stylizer, size, progress)
+            except Exception as exc:
+                raise EngineBuildError(describe_error(exc)) from exc
             return stylizer
         except KeyboardInterrupt:
             raise
         except Exception as exc:   # NOTE: any failure of the int8 path: fp32 still works
-            problem = f"the int8 plan could not be made ({describe_error(exc)})"
+            cause = exc.__cause__ if isinstance(exc, EngineBuildError) and exc.__cause__ else exc
+            problem = f"the int8 plan could not be made ({describe_error(cause)})"
             log(f"note: {problem}; running fp32 instead")
             # NOTE: the engine failing to compile or run the plan fails the same way next time;
             # missing photos or an error of this run's options (a Session's threads) may not
-            if isinstance(exc, DemoError) and not isinstance(exc, MissingData):
+            if isinstance(exc, EngineBuildError):
                 try:
                     failed.parent.mkdir(parents=True, exist_ok=True)
                     failed.write_text(problem + "\n")
