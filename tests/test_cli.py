@@ -247,3 +247,22 @@ def test_threads_out_of_range_speaks_command_line(plan_path, photo, capsys):
     line = one_line_error(capsys, cli.main(["run", plan_path, "--input", photo, "--threads",
                                             str(top + 1)]))
     assert f"--threads {top + 1}: must be between 1 and {top}" in line and "threads=" not in line
+
+
+def test_run_shows_the_first_runs_kernels_only_when_asked_or_on_a_terminal(plan_path, photo,
+                                                                            capsys):
+    """Before: a first run on a cold kernel cache was tens of seconds of silence."""
+    steps = len(Plan.load(plan_path).steps)
+    assert cli.main(["run", plan_path, "--input", photo, "--progress"]) == 0
+    cap = capsys.readouterr()
+    assert "first run: kernels" in cap.err and f"{steps}/{steps}" in cap.err
+    assert re.search(r"first run [\d.]+ ms, then [\d.]+ ms", cap.out)
+    assert cli.main(["run", plan_path, "--input", photo]) == 0      # not a terminal: silent
+    assert capsys.readouterr().err == ""
+
+
+def test_demo_arguments_all_have_help():
+    from demo_style_transfer.app import build_parser
+    missing = [a.dest for a in build_parser()._actions
+               if not a.help or a.help == argparse.SUPPRESS]
+    assert not missing
