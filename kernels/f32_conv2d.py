@@ -24,7 +24,7 @@ of KW per kernel row (weights packed ``[.., KH, C/g, KW, NR]``); border tiles re
 ``H * W`` apart.
 
 Epilogue (same pass): ``acc + bias[co] (+ residual)`` per tile, then the activation (an
-``Activation`` int code) once over each finished output row. With ``want_sums`` the epilogue
+``Activation`` int code, ``kernels/activation.activate_span``) once over each finished output row. With ``want_sums`` the epilogue
 also writes per-row sums of the outputs and their squares: an instance norm's statistics
 without another pass over the tensor (planning/families/conv.py ``fused_norm``).
 
@@ -42,7 +42,8 @@ import numpy as np
 
 from kernels import config
 from kernels.config import jit
-from kernels.f32_elementwise import exp_f32, tanh_f32
+from kernels.activation import activate_span
+from kernels.activation import params as activation_params
 from kernels.indirection import conv_axis_map
 from kernels.intrinsics import stack_array, vadd, vcopy, vfill, vfma, vfma4
 from kernels.f32_norm import vshift_stats
@@ -55,76 +56,6 @@ U64 = np.uint64     # NOTE: unsigned indices skip Numba's negative-index wraparo
 # the kernel factories take ``config.fit_rows(MR, NR)`` rows instead (AVX2, NEON).
 TILES = {64: 4, 32: 8, 16: 16}
 VL = 16                                  # float32 lanes of one vector (zmm)
-
-
-@jit(inline="always")
-def activate(v, code, p0, p1):
-    """Activation ``code`` (``mobile_engine.ir.ops.Activation`` int: NONE 0, RELU 1, CLAMP 2,
-    LEAKY_RELU 3, SIGMOID 4, TANH 5, HARD_SIGMOID 6, HARD_SWISH 7) of a float32 ``v``; p0, p1
-    are its float32 params."""
-    if code == 0:
-        return v
-    if code == 1:
-        return max(v, F32(0))
-    if code == 2:
-        return min(max(v, p0), p1)
-    if code == 3:
-        return v if v >= F32(0) else v * p0
-    if code == 4:
-        return F32(1) / (F32(1) + exp_f32(-v))     # np.exp, np.tanh: a libm call per element
-    if code == 5:
-        return tanh_f32(v)
-    if code == 6:
-        return min(max(v * p0 + p1, F32(0)), F32(1))
-    # 7: hard swish
-    return v * min(max(v / F32(6) + F32(0.5), F32(0)), F32(1))
-
-
-@jit
-def activate_span(a, off, n, act, p0, p1):
-    """``a[off:off+n] = act(a[off:off+n])``: one loop per activation code, so each vectorises.
-
-    NOTE: compiled once and called by the conv kernels, not inlined into each: its seven
-    vectorised loops (exp and tanh polynomials among them) made every conv kernel's compile
-    take 19 s instead of 11 (igemm 8x32, measured). Call it once per output row, not per
-    pixel: every call of a jit function with array arguments costs NRT reference-count calls
-    (measured: a per-pixel epilogue call made a 1x1 8->4 conv 10x slower).
-    """
-    if act == 1:
-        for j in range(n):
-            a[U64(off + j)] = activate(a[U64(off + j)], 1, p0, p1)
-    elif act == 2:
-        for j in range(n):
-            a[U64(off + j)] = activate(a[U64(off + j)], 2, p0, p1)
-    elif act == 3:
-        for j in range(n):
-            a[U64(off + j)] = activate(a[U64(off + j)], 3, p0, p1)
-    elif act == 4:
-        for j in range(n):
-            a[U64(off + j)] = activate(a[U64(off + j)], 4, p0, p1)
-    elif act == 5:
-        for j in range(n):
-            a[U64(off + j)] = activate(a[U64(off + j)], 5, p0, p1)
-    elif act == 6:
-        for j in range(n):
-            a[U64(off + j)] = activate(a[U64(off + j)], 6, p0, p1)
-    elif act == 7:
-        for j in range(n):
-            a[U64(off + j)] = activate(a[U64(off + j)], 7, p0, p1)
-
-
-def activation_params(kind, params=()) -> tuple[float, float]:
-    """The two float params the kernels take for activation ``kind`` (unused ones are 0)."""
-    from mobile_engine.ir.ops import Activation    # NOTE: lazy, mobile_engine imports kernels
-    kind = Activation(kind)
-    p = [float(v) for v in params]
-    if kind is Activation.HARD_SIGMOID and not p:
-        p = [0.2, 0.5]
-    if kind is Activation.LEAKY_RELU and not p:
-        p = [0.01]
-    if kind is Activation.CLAMP and len(p) != 2:
-        raise ValueError(f"CLAMP needs (lo, hi), got {params}")
-    return tuple((p + [0.0, 0.0])[:2])
 
 
 def kernel_id(mr: int, nr: int) -> str:

@@ -20,13 +20,12 @@ it is written), never a broadcast one.
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
-from numba import prange, types
-from numba.extending import intrinsic
+from numba import prange
 
 from kernels import reference as ref
+from kernels.activation import Activation, activate_into, exp_f32, tanh_f32  # noqa: F401
+from kernels.activation import params as act_params
 from kernels.config import jit, pjit
-from mobile_engine.ir.ops import Activation
 
 F32 = np.float32
 U64 = np.uint64     # NOTE: unsigned indices skip Numba's negative-index wraparound code
@@ -36,6 +35,9 @@ ADD, SUB, MUL, DIV, POW, PRELU = range(6)
 BINARY_CODES = {"add": ADD, "sub": SUB, "mul": MUL, "div": DIV, "pow": POW, "prelu": PRELU}
 # Unary map codes: 0..7 are the Activation codes, then the plain math functions.
 SQRT, RECIPROCAL, NEG, EXP = 8, 9, 10, 11
+# kernel-id suffix of each activation code (the epilogue a kernel id names)
+EPILOGUES = dict(enumerate(("", "_relu", "_minmax", "_lrelu", "_sigmoid", "_tanh", "_hsigmoid",
+                            "_hswish")))
 UNARY_CODES = {"relu": int(Activation.RELU), "clip": int(Activation.CLAMP),
                "leaky_relu": int(Activation.LEAKY_RELU), "sigmoid": int(Activation.SIGMOID),
                "tanh": int(Activation.TANH), "hard_sigmoid": int(Activation.HARD_SIGMOID),
@@ -45,79 +47,6 @@ UNARY_CODES = {"relu": int(Activation.RELU), "clip": int(Activation.CLAMP),
 # loop and the in-place activation loop.
 BLOCK = 4096
 MAX_RANK = 6
-
-
-# --------------------------------------------------------------------------------------------
-# exp without libm: LLVM vectorises it (no SVML here: np.exp is a scalar expf call per element)
-@intrinsic
-def _f32_from_bits(typingctx, bits):
-    """The float32 whose IEEE bits are the low 32 bits of the integer ``bits``."""
-    if not isinstance(bits, types.Integer):
-        return None
-
-    def codegen(context, builder, sig, args):
-        i32 = context.cast(builder, args[0], sig.args[0], types.int32)
-        return builder.bitcast(i32, ir.FloatType())
-
-    return types.float32(bits), codegen
-
-
-@intrinsic
-def _bits_of_f32(typingctx, x):
-    """The IEEE bits of the float32 ``x`` as an int32."""
-    if x != types.float32:
-        return None
-
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-
-    return types.int32(x), codegen
-
-
-@jit(inline="always")
-def exp_f32(x):
-    """exp(x) for float32 in plain arithmetic (Cephes expf: x = n ln2 + r, |r| <= ln2 / 2,
-    degree-6 polynomial, about 1 ulp); inf above 88.72, 0 below -104, NaN passes.
-
-    NOTE: 2^n is applied by adding n to p's exponent bits, not by multiplying by a power of
-    two: with fastmath reassociation LLVM may fold two such factors into one that overflows.
-    Results below the normal range (x < -87.3) take a rounded power-of-two product instead.
-    """
-    lo, hi = F32(-104.0), F32(89.0)
-    xc = lo if x < lo else x
-    xc = hi if xc > hi else xc
-    xc = xc if xc == xc else F32(0)
-    n = np.floor(xc * F32(1.44269504088896341) + F32(0.5))
-    r = xc - n * F32(0.693359375) + n * F32(2.12194440e-4)
-    z = r * r
-    p = ((((F32(1.9875691500e-4) * r + F32(1.3981999507e-3)) * r + F32(8.3334519073e-3)) * r
-          + F32(4.1665795894e-2)) * r + F32(1.6666665459e-1)) * r + F32(5.0000001201e-1)
-    p = p * z + r + F32(1)
-    ni = np.int32(n)
-    y = _f32_from_bits(_bits_of_f32(p) + (ni << 23))
-    if xc < F32(-87.33654):
-        y = p * _f32_from_bits((ni + 191) << 23) * F32(5.421010862427522e-20)   # 2^(n+64) 2^-64
-    if xc > F32(88.72283):
-        y = np.float32(np.inf)
-    return y if x == x else x
-
-
-@jit(inline="always")
-def tanh_f32(x):
-    """tanh(x) for float32 in plain arithmetic, so loops over it vectorise (``np.tanh`` is a
-    libm call per element): an odd degree-11 polynomial for |x| <= 0.625, else
-    ``1 - 2 / (exp(2|x|) + 1)`` with the sign of x (the Cephes tanhf split; measured at most
-    1.23 ulp from float64 tanh over [-12, 12]). Both sides are computed and one selected, so
-    there is no branch; +-inf give +-1, NaN passes.
-    """
-    a = abs(x)
-    s = x * x
-    small = ((((F32(-5.70498872745e-3) * s + F32(2.06390887954e-2)) * s
-               - F32(5.37397155531e-2)) * s + F32(1.33314422036e-1)) * s
-             - F32(3.33332819422e-1)) * s * x + x
-    big = F32(1) - F32(2) / (exp_f32(a + a) + F32(1))
-    big = big if x >= F32(0) else -big
-    return small if a <= F32(0.625) else big
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,42 +76,11 @@ def act_inplace(buf, s0, n, code, p0, p1):
 
 @jit(inline="always")
 def _map(x, y, n, code, p0, p1):
-    zero, one = F32(0), F32(1)
-    if code == 0:
-        for i in range(n):
-            y[i] = x[i]
-    elif code == 1:        # RELU
-        for i in range(n):
-            v = x[i]
-            y[i] = zero if v < zero else v
-    elif code == 2:        # CLAMP (lo, hi); NaN passes through
-        for i in range(n):
-            v = x[i]
-            v = p0 if v < p0 else v
-            y[i] = p1 if v > p1 else v
-    elif code == 3:        # LEAKY_RELU (alpha,)
-        for i in range(n):
-            v = x[i]
-            y[i] = v if v >= zero else v * p0
-    elif code == 4:        # SIGMOID
-        for i in range(n):
-            y[i] = one / (one + exp_f32(-x[i]))
-    elif code == 5:        # TANH
-        for i in range(n):
-            y[i] = tanh_f32(x[i])
-    elif code == 6:        # HARD_SIGMOID (alpha, beta)
-        for i in range(n):
-            v = x[i] * p0 + p1
-            v = zero if v < zero else v
-            y[i] = one if v > one else v
-    elif code == 7:        # HARD_SWISH: x * clip(x / 6 + 1/2, 0, 1)
-        sixth, half = F32(1.0 / 6.0), F32(0.5)
-        for i in range(n):
-            v = x[i]
-            t = v * sixth + half
-            t = zero if t < zero else t
-            t = one if t > one else t
-            y[i] = v * t
+    """y[:n] = f_code(x[:n]): the activations (codes 0..7, kernels/activation.py), then the
+    plain math functions."""
+    one = F32(1)
+    if code <= 7:
+        activate_into(x, y, n, code, p0, p1)
     elif code == 8:        # SQRT
         for i in range(n):
             y[i] = np.sqrt(x[i])
@@ -405,18 +303,6 @@ def run_binary(plan: dict, a, b, out, op: int, act: int = 0, p0: float = 0.0,
                                 op, act, p0, p1)
     return k.vbinary_nd, (a1, b1, o1, np.array(shape, np.int64), np.array(sa, np.int64),
                           np.array(sb, np.int64), op, act, p0, p1)
-
-
-def act_params(kind: int, params) -> tuple[float, float]:
-    """The kernels' (p0, p1) for an Activation and its params."""
-    params = [float(p) for p in params]
-    if kind == Activation.CLAMP:
-        return params[0], params[1]
-    if kind == Activation.LEAKY_RELU:
-        return params[0], 0.0
-    if kind == Activation.HARD_SIGMOID:
-        return params[0], params[1]
-    return 0.0, 0.0
 
 
 # --------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from numba import prange
 
 from kernels import reference as ref
 from kernels.config import PARALLEL_MIN_WORK, jit, pjit
-from kernels.f32_elementwise import act_inplace, act_params, readonly
+from kernels.f32_elementwise import EPILOGUES, act_inplace, act_params, readonly
 from kernels.intrinsics import stack_array, vcopy, vfill, vfma
 
 F32 = np.float32
@@ -231,3 +231,8 @@ KERNELS = {
     "f32_gemm_4x32": (gemm, _ref_gemm),         # 4x16 when N <= 16 (choose_nr)
     "f32_matmul_4x32": (matmul, _ref_matmul),
 }
+
+
+def kernel_id(op: str, nr: int, runtime_b: bool, act: int) -> str:
+    """``f32_{gemm|matmul}_{MR}x{NR}[_packb]<epilogue>``: ``_packb`` packs a run-time B."""
+    return f"f32_{op}_{MR}x{nr}{'_packb' if runtime_b else ''}{EPILOGUES[act]}"

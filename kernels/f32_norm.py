@@ -42,10 +42,10 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from kernels import reference as ref
+from kernels.activation import Activation
 from kernels.config import PARALLEL_MIN_WORK, jit, pjit
 from kernels.f32_elementwise import act_inplace, act_params, readonly
 from kernels.intrinsics import stack_array, vcopy, vfill
-from mobile_engine.ir.ops import Activation
 
 F32 = np.float32
 U64 = np.uint64          # NOTE: unsigned indices skip Numba's negative-index wraparound code

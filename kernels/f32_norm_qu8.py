@@ -42,6 +42,11 @@ from kernels import f32_norm
 from kernels.config import PARALLEL_MIN_WORK, jit, pjit
 from kernels.f32_elementwise import act_params as _act_params
 
+# kernel ids: the int8 plans' instance norms (requantizing; + residual add; + float output)
+NORM_QU8 = "f32_instance_norm_nhwc_qu8"
+NORM_ADD_QU8 = "f32_instance_norm_nhwc_add_qu8"
+NORM_ADD_F32 = "f32_instance_norm_nhwc_add_qu8_fp32out"
+
 F32 = np.float32
 BLOCK = 1 << 14          # elements per parallel task
 _FLAGS = {"fastmath": False}

@@ -8,32 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from mobile_engine.ir.ops import Activation
+from kernels.activation import Activation
+from kernels.activation import reference as activation
 
 F32 = np.float32
-
-def activation(x: np.ndarray, kind: Activation, params=()) -> np.ndarray:
-    kind = Activation(kind)
-    if kind is Activation.NONE:
-        return x
-    if kind is Activation.RELU:
-        return np.maximum(x, F32(0))
-    if kind is Activation.CLAMP:
-        lo, hi = params
-        return np.clip(x, F32(lo), F32(hi)).astype(x.dtype)
-    if kind is Activation.LEAKY_RELU:
-        (alpha,) = params
-        return np.where(x >= 0, x, x * F32(alpha)).astype(x.dtype)
-    if kind is Activation.SIGMOID:
-        return (1.0 / (1.0 + np.exp(-x.astype(np.float64)))).astype(x.dtype)
-    if kind is Activation.TANH:
-        return np.tanh(x)
-    if kind is Activation.HARD_SIGMOID:
-        alpha, beta = params
-        return np.clip(x * F32(alpha) + F32(beta), 0, 1).astype(x.dtype)
-    if kind is Activation.HARD_SWISH:
-        return (x * np.clip(x / F32(6) + F32(0.5), 0, 1)).astype(x.dtype)
-    raise ValueError(kind)
 
 def pad_nhwc(x: np.ndarray, pads, mode: str = "constant", value: float = 0.0) -> np.ndarray:
     """Pad H and W of an NHWC array; pads = (top, left, bottom, right)."""

@@ -104,7 +104,6 @@ def qu8_conv2d_reference(x_u8, w_i8, bias_q, m, zx, zy, qmin, qmax, strides=(1, 
                             pads=pads, pad_mode=pad_mode, upsample=upsample, group=group)
     if out_mode == "requant":
         return requantize(acc, m, zy, qmin, qmax)
-    import mobile_engine  # noqa: F401  NOTE: kernels.reference imported first is circular
     from kernels import reference
     y = acc.astype(F32) * np.asarray(m, F32)
     return reference.activation(y, act, act_params).astype(F32)
@@ -149,7 +148,6 @@ def qu8_conv2d_instnorm_reference(x_u8, w_i8, bias_q, m, zx, scale, bias, s: flo
     boundary: they agree with this within one step."""
     y = qu8_conv2d_reference(x_u8, w_i8, bias_q, m, zx, 0, 0, 255, out_mode="fp32out",
                              **geometry)
-    import mobile_engine  # noqa: F401  NOTE: kernels.reference imported first is circular
     from kernels import reference
     v = reference.instance_norm(y, scale, bias, epsilon=eps, activation_kind=act,
                                 act_params=act_params).astype(F32)

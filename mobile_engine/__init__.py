@@ -13,12 +13,26 @@ from mobile_engine.errors import (EngineError, GraphError, InputError, ModelForm
 __version__ = "0.1.0"
 
 # NOTE: compile, Plan and Session load the compiler, every kernel family and Numba; they are
-# imported on first use so that `import mobile_engine.ir` (or kernels.reference) stays light and
-# free of import cycles.
+# imported on first use so that `import mobile_engine.ir` stays light and free of import cycles.
 _LAZY = {"compile": ("mobile_engine.compiler", "compile"),
          "Plan": ("mobile_engine.plan", "Plan"),
          "Session": ("mobile_engine.runtime", "Session"),
          "SessionOptions": ("mobile_engine.runtime", "SessionOptions")}
+
+
+def _load_reference():
+    from kernels import reference
+    return reference
+
+
+def _wire_layers() -> None:
+    """The IR interpreter evaluates ops with kernels/reference.py, which the IR may not import
+    (the IR is the bottom layer): the package root hands it in, loaded on first evaluation."""
+    from mobile_engine.ir import interpret
+    interpret.use_reference(_load_reference)
+
+
+_wire_layers()
 
 
 def __getattr__(name):

@@ -5,8 +5,9 @@ an ``.onnx`` with ``compile_options`` for int8 is calibrated and compiled once, 
 ``.mplan`` and read from there), bound, run once (Numba compiles the kernels or loads them from its
 on-disk cache), warmed up, then timed ``runs`` times. With ``compare="onnxruntime"`` the peer runs
 an ONNX model (``peer_model``, else the model itself or the plan's source) on the same feeds with
-the same thread count, and the two engines take turns run by run, so machine noise falls on both;
-the ratio is ours / theirs (below 1: mobile-engine is faster). A per-step profile (steps called one
+the same thread count; with ``compare="litert"`` LiteRT's Interpreter runs a ``.tflite`` model
+likewise (``bench_litert.py``). The two engines take turns run by run, so machine noise falls on
+both; the ratio is ours / theirs (below 1: mobile-engine is faster). A per-step profile (steps called one
 by one, medians) follows the timed runs.
 
 Feeds: float inputs uniform in [0, 1) (seed 0), int inputs zero, except those given (e.g. a photo
@@ -39,9 +40,10 @@ readers also take version 1 files, which lack precision, compile_ms, feeds, peer
     inputs           [{name, shape, dtype}]   the shapes benchmarked (after --shape)
     feeds            {name: str}   how each input was filled ("uniform random [0, 1), seed 0",
                              "image PATH ...", "--set NAME=VALUES", ...)
-    peer             null or {engine: "onnxruntime", model: path, sha256, precision}: the ONNX
-                             file the peer ran; precision "int8" when it holds QuantizeLinear /
-                             DequantizeLinear / QLinear* / *Integer nodes
+    peer             null or {engine: "onnxruntime" | "litert", model: path, sha256,
+                             precision}: the file the peer ran; precision "int8" when it holds
+                             QuantizeLinear / DequantizeLinear / QLinear* / *Integer nodes (ONNX)
+                             or computes on 8-bit tensors (TFLite)
     plan             {steps, gflop, arena_bytes, weight_bytes}
     runs             int     timed runs per engine and thread count
     warmup           int     untimed runs after the first run
@@ -74,9 +76,10 @@ readers also take version 1 files, which lack precision, compile_ms, feeds, peer
       ops_total_ms   float   sum of ops[].ms (compare with latency_ms.p50: the rest is overhead)
       threading_layer str|null  numba.threading_layer() after this block (null: no parallel
                              kernel ran in this process)
-      compare        {} or {"onnxruntime": {version, init_ms, first_run_ms, min, mean, p50, p90,
-                             p99, max, ratio, max_abs_diff, psnr_db, spinning}}
-                             ratio = latency_ms.p50 / onnxruntime p50; max_abs_diff and psnr_db
+      compare        {} or {PEER: {version, init_ms, first_run_ms, min, mean, p50, p90,
+                             p99, max, ratio, max_abs_diff, psnr_db, spinning}}, PEER
+                             "onnxruntime" or "litert";
+                             ratio = latency_ms.p50 / the peer's p50; max_abs_diff and psnr_db
                              (see Agreement above) over all outputs, null if the outputs' shapes
                              differ; psnr_db also null when the outputs are identical; spinning:
                              whether the peer's pool threads spin between runs (off by default)
@@ -120,6 +123,7 @@ PSNR_WARN = 30.0
 INT8_ONNX_OPS = ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
                  "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear")
 INT8_KERNEL_PREFIXES = ("qu8_", "qs8_")
+PEERS = (None, "onnxruntime", "litert")
 
 TOP_FIELDS = ("schema_version", "kind", "created", "label", "model", "source", "precision",
               "compile_ms", "import_ms", "inputs", "feeds", "peer", "plan", "runs", "warmup",
@@ -202,12 +206,14 @@ def _ort_session(ort, model_path: str, threads: int, spinning: bool):
 
 @dataclass
 class Peer:
-    """The peer engine (the onnxruntime module) and the ONNX file it runs."""
+    """The peer engine (the onnxruntime module) and the ONNX file it runs; ``bench_litert.
+    LitertPeer`` has the same fields and methods."""
     ort: object
     spinning: bool
     model: str
     sha256: str
     precision: str
+    engine: str = "onnxruntime"
 
     @classmethod
     def open(cls, ort, spinning: bool, model: str) -> "Peer":
@@ -219,6 +225,10 @@ class Peer:
         if not path.is_file():
             raise InputError(f"--peer-model {model}: no such file (give the ONNX model "
                              f"onnxruntime should run)")
+        from mobile_engine.importers.tflite_base import is_tflite
+        if is_tflite(path):
+            raise InputError(f"--compare onnxruntime: {model} is a TFLite model; compare it "
+                             f"with --compare litert")
         try:
             proto = onnx.load(str(path), load_external_data=False)
         except (DecodeError, ValueError, OSError, RuntimeError) as exc:
@@ -226,6 +236,13 @@ class Peer:
         ops = {n.op_type for n in proto.graph.node}
         precision = "int8" if ops & set(INT8_ONNX_OPS) else "fp32"
         return cls(ort, spinning, str(path), sha256(path), precision)
+
+    @property
+    def version(self) -> str:
+        return self.ort.__version__
+
+    def session(self, threads: int):
+        return _ort_session(self.ort, self.model, threads, self.spinning)
 
     def describe(self) -> dict:
         return {"engine": "onnxruntime", "model": self.model, "sha256": self.sha256,
@@ -264,19 +281,19 @@ def plan_precision(plan) -> str:
 
 
 def _peer_source(plan, model: Path) -> str:
-    """The ONNX file the peer runs: the model itself, or the plan's source if it is unchanged."""
+    """The model file the peer runs: the model itself, or the plan's source if it is unchanged."""
     if model.suffix != ".mplan":
         return str(model)
     prov = plan.manifest.get("provenance", {})
     source = prov.get("source")
     if not source or not Path(source).is_file():
-        raise EngineError(f"--compare onnxruntime: {model} was compiled from {source!r}, which is "
-                          f"not on disk here; bench the .onnx model instead")
+        raise EngineError(f"--compare: {model} was compiled from {source!r}, which is "
+                          f"not on disk here; bench the source model instead")
     want = prov.get("source_sha256")
     if want:
         from mobile_engine.zoo import sha256
         if sha256(Path(source)) != want:
-            raise EngineError(f"--compare onnxruntime: {source} changed since {model} was "
+            raise EngineError(f"--compare: {source} changed since {model} was "
                               f"compiled (sha256 differs); recompile the plan")
     return source
 
@@ -389,26 +406,27 @@ def agreement(ours: list, names: list[str], theirs: list, their_names: list[str]
             "psnr_db": float(np.min(psnrs)) if psnrs else None}
 
 
-def disagreement(agree: dict | None, precision: str, peer_precision: str) -> str | None:
+def disagreement(agree: dict | None, precision: str, peer_precision: str,
+                 peer: str = "onnxruntime") -> str | None:
     """The warning when our outputs are not the peer's computation (None when they are): fp32
     against fp32 by max |diff| (DIFF_WARN of the largest |output|, at least 1), anything with int8
     by PSNR (below PSNR_WARN dB)."""
     if agree is None:
-        return ("outputs cannot be compared with onnxruntime's (shapes differ): the ratio may "
+        return (f"outputs cannot be compared with {peer}'s (shapes differ): the ratio may "
                 "compare different work")
     diff, scale, psnr = agree["max_abs_diff"], agree["max_abs_ref"], agree["psnr_db"]
     if math.isnan(diff) or (psnr is not None and math.isnan(psnr)):
-        return "outputs differ from onnxruntime: NaN in the outputs, so the ratio means nothing"
+        return f"outputs differ from {peer}: NaN in the outputs, so the ratio means nothing"
     if "int8" in (precision, peer_precision):
         if psnr is not None and psnr < PSNR_WARN:
-            return (f"outputs differ from onnxruntime: PSNR {psnr:.1f} dB (max |diff| "
+            return (f"outputs differ from {peer}: PSNR {psnr:.1f} dB (max |diff| "
                     f"{diff:.3g}) is below {PSNR_WARN:g} dB for an {precision} plan against an "
                     f"{peer_precision} model: the two engines do not compute the same picture, "
                     f"so the ratio means nothing (on random feeds int8 PSNR is low anyway: "
                     f"bench on a photo with --input)")
         return None
     if diff > DIFF_WARN * max(1.0, scale):
-        return (f"outputs differ from onnxruntime by up to {diff:.3g} (largest |output| "
+        return (f"outputs differ from {peer} by up to {diff:.3g} (largest |output| "
                 f"{scale:.3g}): the two engines do not compute the same thing, so the ratio "
                 f"means nothing")
     return None
@@ -439,7 +457,7 @@ def bench_threads(model: Path, shapes: dict, threads: int, runs: int, warmup: in
     peer_sess = None
     if peer is not None:
         t0 = time.perf_counter()
-        peer_sess = _ort_session(peer.ort, peer.model, threads, peer.spinning)
+        peer_sess = peer.session(threads)
         peer_init = (time.perf_counter() - t0) * 1e3
         _check_peer_io(plan, peer_sess, peer.model)
         t0 = time.perf_counter()
@@ -468,8 +486,8 @@ def bench_threads(model: Path, shapes: dict, threads: int, runs: int, warmup: in
     warnings = []
     if peer_sess is not None:
         p = percentiles(theirs)
-        compare["onnxruntime"] = {
-            "version": peer.ort.__version__, "init_ms": peer_init, "first_run_ms": peer_first,
+        compare[peer.engine] = {
+            "version": peer.version, "init_ms": peer_init, "first_run_ms": peer_first,
             **p, "ratio": lat["p50"] / p["p50"],
             "max_abs_diff": None if agree is None else agree["max_abs_diff"],
             "psnr_db": None if agree is None else agree["psnr_db"], "spinning": peer.spinning}
@@ -480,7 +498,7 @@ def bench_threads(model: Path, shapes: dict, threads: int, runs: int, warmup: in
                         f"{lat['p50'] / lat['min']:.1f}x the minimum {lat['min']:.3f} ms; the "
                         f"machine was disturbed (busy, clock changes, heat): rerun when quiet")
     if peer_sess is not None:
-        w = disagreement(agree, precision, peer.precision)
+        w = disagreement(agree, precision, peer.precision, peer.engine)
         warnings += [w] if w else []
     block = {"threads": threads, "load_ms": load_ms, "bind_ms": bind_ms, "jit": jit,
              "init_ms": load_ms + bind_ms + jit["ms"], "first_run_ms": first_ms,
@@ -647,14 +665,15 @@ def run_bench(model: str | Path, shapes: dict | None = None, threads: int | Sequ
     shapes : {input name: shape} for the model's symbolic dimensions (must match a plan's shapes)
     threads : one thread count or several; one result block each, in the order given
     runs : timed runs per engine and block
-    compare : None or "onnxruntime" (the peer runs alternately with us, same feeds and threads)
+    compare : None, "onnxruntime" (an ONNX model) or "litert" (a .tflite model): the peer runs
+        alternately with us, same feeds and threads
     warmup : untimed runs after the first run
     profile_runs : runs of the per-step profile (default min(runs, 10))
     progress : progress bar on stderr: None = only on a terminal for long runs
     peer_spinning : let onnxruntime's pool threads spin between runs (its default; off here so
         they do not eat into our turn)
     log : called with a line after each block (e.g. ``print``); None for silence
-    peer_model : the ONNX file the peer runs (default: ``model`` itself, or the plan's source),
+    peer_model : the file the peer runs (default: ``model`` itself, or the plan's source),
         e.g. the fp32 model an int8 plan was compiled from; it must take the plan's inputs
     feeds : some inputs' values: {name: (array, description)} or a callable taking the plan and
         returning that; the other inputs are random (``make_feeds``)
@@ -668,16 +687,20 @@ def run_bench(model: str | Path, shapes: dict | None = None, threads: int | Sequ
         raise InputError("--threads: give at least one thread count")
     if runs < 1:
         raise InputError(f"--runs {runs}: must be at least 1")
-    if compare not in (None, "onnxruntime"):
-        raise InputError(f"--compare {compare!r}: the only peer is 'onnxruntime'")
+    if compare not in PEERS:
+        raise InputError(f"--compare {compare!r}: the peers are 'onnxruntime' and 'litert'")
     if peer_model is not None and compare is None:
-        raise InputError("--peer-model needs --compare onnxruntime")
+        raise InputError("--peer-model needs --compare onnxruntime or --compare litert")
     if compile_options is not None and model.suffix == ".mplan":
         raise InputError(f"--int8: {model} is a plan, compiled already; give the .onnx model, or "
                          f"bench the plan with --compare onnxruntime --peer-model MODEL.onnx")
     if not model.is_file():
         raise InputError(f"{model}: no such file (give an .onnx model or a .mplan plan)")
-    ort = import_onnxruntime() if compare == "onnxruntime" else None
+    if compare == "litert":
+        from mobile_engine.bench_litert import import_litert
+        module = import_litert()
+    else:
+        module = import_onnxruntime() if compare == "onnxruntime" else None
     import_ms = import_engine()           # before numba and machine_facts import any of it
     import numba
     top = numba.config.NUMBA_NUM_THREADS
@@ -691,11 +714,15 @@ def run_bench(model: str | Path, shapes: dict | None = None, threads: int | Sequ
         raise InputError(f"--threads {' '.join(map(str, skipped))}: this machine lets Numba use "
                          f"at most {top} threads (its CPUs; NUMBA_NUM_THREADS sets it)")
     peer = None
-    if ort is not None:
+    if module is not None:
         from mobile_engine.plan import Plan
         source = peer_model or _peer_source(Plan.load(model) if model.suffix == ".mplan"
                                             else None, model)
-        peer = Peer.open(ort, peer_spinning, str(source))
+        if compare == "litert":
+            from mobile_engine.bench_litert import LitertPeer
+            peer = LitertPeer.open(module, str(source))
+        else:
+            peer = Peer.open(module, peer_spinning, str(source))
 
     from mobile_engine.machine import machine_facts
     facts = machine_facts(thread_list)        # before our own load lands in the load average

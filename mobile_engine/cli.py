@@ -420,8 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(fn=cmd_inspect)
 
     b = sub.add_parser("bench", help="latency, init, memory and per-op profile of a model or "
-                       "plan, optionally vs onnxruntime")
-    b.add_argument("model", help="an .onnx model or a .mplan plan")
+                       "plan, optionally vs onnxruntime or LiteRT")
+    b.add_argument("model", help="an .onnx or .tflite model, or a .mplan plan")
     b.add_argument("--shape", action="append", type=parse_shape, metavar="NAME=DIMS",
                    help="fix an .onnx model's input shape, e.g. image=1x3x256x256 (repeatable)")
     b.add_argument("--threads", type=int, nargs="+", default=[1], metavar="N",
@@ -429,10 +429,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "CPUs Numba may use are skipped with a warning")
     b.add_argument("--runs", type=int, default=20, help="timed runs per block (default 20)")
     b.add_argument("--warmup", type=int, default=2, help="untimed runs after the first (default 2)")
-    b.add_argument("--compare", choices=["onnxruntime"], default=None,
-                   help="run the peer alternately on the same model, input and threads")
-    b.add_argument("--peer-model", metavar="MODEL.onnx",
-                   help="the ONNX model the peer runs (default: the model, or the plan's "
+    b.add_argument("--compare", choices=["onnxruntime", "litert"], default=None,
+                   help="run the peer alternately on the same model, input and threads "
+                        "(litert: LiteRT's Interpreter on a .tflite model)")
+    b.add_argument("--peer-model", metavar="MODEL",
+                   help="the model the peer runs (default: the model, or the plan's "
                         "source), e.g. the fp32 model of an int8 plan; same input names")
     b.add_argument("--input", metavar="IMAGE",
                    help="a photo for the image input (resized, 0..1, as `run --input`) instead "

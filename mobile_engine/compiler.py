@@ -10,15 +10,10 @@ from mobile_engine.importers import parse_input_shapes
 from mobile_engine.ir.graph import Graph
 from mobile_engine.ir.ops import QUANT_OPS
 from mobile_engine.ir.verify import verify
+from mobile_engine.graph_to_plan import plan_from_graph
 from mobile_engine.plan.plan import Plan
-from mobile_engine.planning.lower import lower_graph
 
 from mobile_engine import __version__ as ENGINE_VERSION
-
-
-def _io(graph: Graph, names: list[str]) -> list[dict]:
-    return [{"name": n, "shape": list(graph.tensors[n].shape),
-             "dtype": graph.tensors[n].dtype.value} for n in names]
 
 
 def _source_hash(model) -> str | None:
@@ -34,11 +29,16 @@ def _source_hash(model) -> str | None:
 
 
 def import_model(model, input_shapes: dict | None = None) -> Graph:
-    """An IR graph from an ONNX file/bytes/ModelProto, or a Graph (copied) as it is."""
+    """An IR graph from an ONNX or TFLite file/bytes (told apart by content: TFLite's "TFL3"
+    identifier), an ONNX ModelProto, or a Graph (copied) as it is."""
     if isinstance(model, Graph):
         graph = model.copy()
         verify(graph)
         return graph
+    from mobile_engine.importers.tflite_base import is_tflite
+    if is_tflite(model) or (isinstance(model, (str, Path)) and str(model).endswith(".tflite")):
+        from mobile_engine.importers.tflite import import_tflite
+        return import_tflite(model, input_shapes)
     from mobile_engine.importers.onnx import import_onnx
     return import_onnx(model, input_shapes)
 
@@ -51,22 +51,15 @@ def optimized_graph(model, input_shapes: dict | None = None, disable_passes: Ite
     The same graph feeds the float plan, calibration and the int8 rewrite: its planar tail
     (passes/nchw_tail.py) stays float in int8 plans (quantize_int8 quantizes NHWC nodes only).
     """
-    from mobile_engine.passes import nchw_tail
-    from mobile_engine.passes.pipeline import PassReport, op_counts, optimize
+    from mobile_engine.passes.pipeline import QDQ_PIPELINE, optimize
     graph = import_model(model, input_shapes)
-    qdq = _has_qdq(graph)
     disable_passes = set(disable_passes)
-    # NOTE: in a QDQ model every conv is float until fold_qdq; a planar one would not fold into
-    # the (NHWC) int8 kernels: nchw_tail runs after the folding, on what stays float
-    late_tail = qdq and "nchw_tail" not in disable_passes
-    reports = optimize(graph, disable=disable_passes | ({"nchw_tail"} if late_tail else set()),
-                       verify_each=verify_each)
-    if qdq:
-        from mobile_engine.passes import fold_qdq
-        fold_qdq.run(graph)
-    if late_tail:
-        before = op_counts(graph)
-        reports.append(PassReport("nchw_tail", nchw_tail.run(graph), before, op_counts(graph)))
+    if not _has_qdq(graph):
+        reports = optimize(graph, disable_passes, verify_each)
+    else:
+        # NOTE: in a QDQ model every conv is float until fold_qdq: nchw_tail runs after it
+        reports = optimize(graph, disable_passes | {"nchw_tail"}, verify_each)
+        reports += optimize(graph, disable_passes, verify_each, QDQ_PIPELINE)
     verify(graph)
     return graph, reports
 
@@ -74,18 +67,6 @@ def optimized_graph(model, input_shapes: dict | None = None, disable_passes: Ite
 def _has_qdq(graph: Graph) -> bool:
     return any(n.op in QUANT_OPS and not graph.tensors[n.inputs[0]].is_const
                for n in graph.nodes)
-
-
-def plan_from_graph(graph: Graph, provenance: dict | None = None, reports=()) -> Plan:
-    """Lower an optimised IR graph (float or int8) into a Plan."""
-    lowered = lower_graph(graph)
-    passes = [{"name": r.name, "rewrites": r.rewrites,
-               "delta": {op.name: d for op, d in r.changes().items()}} for r in reports]
-    if not lowered.steps and not graph.outputs:
-        raise EngineError("the model has no outputs")
-    provenance = provenance or {"graph": graph.name, "engine_version": ENGINE_VERSION}
-    return Plan.from_lowered(lowered, _io(graph, graph.inputs), _io(graph, graph.outputs),
-                             provenance, passes)
 
 
 def _calibration_meta(model, input_shapes) -> dict:
@@ -96,8 +77,8 @@ def _calibration_meta(model, input_shapes) -> dict:
 def calibrate_model(model, input_shapes: dict | None = None, calibration: Iterable[dict] = (),
                     observer: str = "percentile", disable_passes: Iterable[str] = (),
                     progress=None):
-    """The QuantTable of ``model`` over ``calibration`` feeds (see ``quantize.calibrate``)."""
-    from quantize.calibrate import calibrate
+    """The QuantTable of ``model`` over ``calibration`` feeds (see ``mobile_engine.calibration``)."""
+    from mobile_engine.calibration import calibrate
     input_shapes = parse_input_shapes(input_shapes)
     graph, _ = optimized_graph(model, input_shapes, disable_passes)    # the graph compile() uses
     return calibrate(graph, calibration, observer, progress=progress,
@@ -113,12 +94,13 @@ def compile(model, input_shapes: dict | None = None, quantize: str | None = None
 
     Parameters
     ----------
-    model : path to an ONNX file, ONNX bytes, ``onnx.ModelProto`` or an IR ``Graph``
+    model : path to an ONNX or TFLite file, their bytes, ``onnx.ModelProto`` or an IR ``Graph``
     input_shapes : {input name: shape} fixing symbolic dimensions, a tuple or a string
         (``{"image": (1, 3, 480, 640)}`` or ``{"image": "1x3x480x640"}``)
     quantize : None for float32, or "int8" (int8 weights, uint8 activations; DESIGN.md)
     calibration : representative feed dicts for ``quantize="int8"`` (e.g. 8 photos)
-    disable_passes : names of graph passes to skip (see ``mobile_engine.passes.pipeline.PIPELINE``)
+    disable_passes : names of passes to skip (``mobile_engine.passes.pipeline.PIPELINE`` and
+        ``FUSION_PASSES``)
     quant_table : a ``quantize.table.QuantTable`` or the path of its JSON: skips calibration
     keep_float : names of conv/add nodes to leave in float
     observer : how calibration picks ranges: "percentile", "minmax", "mse" or "entropy"
@@ -142,9 +124,9 @@ def compile(model, input_shapes: dict | None = None, quantize: str | None = None
         "precision": "fp32",
     }
     if quantize != "int8":
-        return plan_from_graph(graph, provenance, reports)
-    from quantize.calibrate import calibrate
-    from quantize.report import quantize_with_report
+        return plan_from_graph(graph, provenance, reports, disable_passes)
+    from mobile_engine.calibration import calibrate
+    from mobile_engine.quality import quantize_with_report
     from quantize.table import as_table
     calibration = None if calibration is None else [dict(f) for f in calibration]
     evaluation = None if evaluation is None else [dict(f) for f in evaluation]
@@ -167,4 +149,4 @@ def compile(model, input_shapes: dict | None = None, quantize: str | None = None
         "kept_float": list(result.kept_float),
         "few_channel_float": list(result.few_channel_float), "summary": result.summary(),
         **({"report": report.as_dict()} if report is not None else {})}
-    return plan_from_graph(result.graph, provenance, reports)
+    return plan_from_graph(result.graph, provenance, reports, disable_passes)

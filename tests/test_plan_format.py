@@ -106,8 +106,9 @@ def _rewrite_manifest(plan_file, tmp_path, edit):
     (lambda m: m.pop("steps"), "missing field 'steps'"),
 ])
 def test_edited_manifest_is_refused(plan_file, tmp_path, edit, match):
+    # the file's structure is checked at Plan.load, its kernel ids when a Session binds them
     with pytest.raises(me.PlanFormatError, match=match):
-        me.Plan.load(_rewrite_manifest(plan_file, tmp_path, edit))
+        me.Session(me.Plan.load(_rewrite_manifest(plan_file, tmp_path, edit)))
 
 
 def test_feeds_are_checked(plan_file):

@@ -35,11 +35,11 @@ from mobile_engine.ir.builder import GraphBuilder
 from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.ops import Activation, Op
 from mobile_engine.plan import format as fmt
-from mobile_engine.planning.step import BINDERS
+from mobile_engine.runtime.binders import BINDERS
 
 ROOT = Path(__file__).resolve().parents[1]
 # The binder modules whose checks these tests cover (the int8 families are not).
-FAMILIES = {f"mobile_engine.planning.families.{m}"
+FAMILIES = {f"mobile_engine.runtime.binders.{m}"
             for m in ("elementwise", "reduce", "gemm", "pool", "resize", "layout", "conv",
                       "norm")}
 OWNED = {k for k, fn in BINDERS.items() if fn.__module__ in FAMILIES}

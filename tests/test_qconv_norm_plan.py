@@ -9,11 +9,11 @@ import pytest
 
 import mobile_engine as me
 import tests.test_plan_tampering as tp
+from mobile_engine.calibration import calibrate
 from mobile_engine.compiler import plan_from_graph
 from mobile_engine.ir import Op
 from mobile_engine.ir.interpret import run_graph
 from mobile_engine.passes.quantize_int8 import quantize_int8
-from quantize.calibrate import calibrate
 from tests.test_quantize_helpers import image_feeds, style_net
 
 FUSED = ("_instance_norm", "_instance_norm_add")
@@ -136,8 +136,8 @@ def test_standalone_norm_binder_reads_old_and_new_param_forms():
     params ``inputs`` (tags of the run-time ones), or as plans before ``inputs`` wrote them
     (weights ``in1``/``in2``); a style pair (u, G) computes the scale in the kernel."""
     from kernels import f32_norm_qu8 as knq
-    from mobile_engine.planning import validate
-    from mobile_engine.planning.step import BINDERS
+    from mobile_engine.runtime import validate
+    from mobile_engine.runtime.binders import BINDERS
     rng = np.random.default_rng(5)
     x = (rng.normal(0, 3, (1, 6, 7, 24)) + 10).astype(np.float32)
     scale = rng.uniform(0.5, 2, 24).astype(np.float32)

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 from kernels import reference_q8 as rq
+from mobile_engine.calibration import calibrate
 from mobile_engine.errors import GraphError, ShapeError
 from mobile_engine.ir import Activation, DType, GraphBuilder, Op, QuantParams, verify
 from mobile_engine.ir.interpret import run_graph
 from mobile_engine.passes.quantize_int8 import FLOAT_MAX_CO, few_channel_float, quantize_int8
 from quantize import equalize as eq
-from quantize.calibrate import calibrate
 from quantize.table import IMAGE_PARAMS
 from tests.test_quantize_helpers import image_feeds, sqnr_db, style_net
 

@@ -241,7 +241,7 @@ def test_arbitrary_transform_psnr_384(ort, photo):
 
 def test_stats_lut_binder_refuses_bad_programs():
     """Tampered register numbers or programs are refused before any kernel runs."""
-    from mobile_engine.planning.step import BINDERS
+    from mobile_engine.runtime.binders import BINDERS
     from tests.passes.test_fold_qdq_layout import style_norm_model
     plan = me.compile(style_norm_model(4, 6, 6).SerializeToString())
     (step,) = [s for s in plan.steps if s["kernel"].startswith("qu8_stats_lut")]
@@ -274,8 +274,8 @@ def test_stats_lut_binder_refuses_bad_programs():
                          "qmax": 255}, r"params\['ma'\]='x'"),
 ])
 def test_qu8_elementwise_binders_refuse_bad_params(kernel, params, why):
-    from mobile_engine.planning.step import BINDERS
-    from mobile_engine.planning.validate import BindError
+    from mobile_engine.runtime.binders import BINDERS
+    from mobile_engine.runtime.validate import BindError
     f32, u8 = np.zeros((2, 3), np.float32), np.zeros((2, 3), np.uint8)
     ins, outs = {"qu8_quantize": ([f32], [u8]), "qu8_dequantize": ([u8], [f32]),
                  "qu8_add_requant": ([u8, u8.copy()], [u8.copy()])}[kernel]
@@ -295,8 +295,8 @@ def test_qu8_elementwise_binders_refuse_bad_params(kernel, params, why):
     ("int8_recode", [np.zeros(6, np.uint8)], [np.zeros(5, np.int8)], r"needs 6"),
 ])
 def test_qu8_elementwise_binders_refuse_bad_tensors(kernel, ins, outs, why):
-    from mobile_engine.planning.step import BINDERS
-    from mobile_engine.planning.validate import BindError
+    from mobile_engine.runtime.binders import BINDERS
+    from mobile_engine.runtime.validate import BindError
     params = {"s": 0.1, "z": 3, "za": 0, "zb": 0, "ma": 1.0, "mb": 1.0, "zy": 0, "qmin": 0,
               "qmax": 255}
     with pytest.raises(BindError, match=why):

@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from kernels import reference as ref
 from mobile_engine.importers.onnx_base import Context, importer
+from mobile_engine.ir.interpret import resize_axis_weights
 from mobile_engine.ir.ops import Op
 
 
@@ -307,7 +307,7 @@ def _resize(ctx: Context, x, mode: str, coordinate_mode: str, nearest_mode: str,
                 raise ctx.unsupported("linear tf_half_pixel_for_nn with a unit-scale axis")
             (axis,) = {2, 3} - set(unit)
             scale = coord_scales[axis - 2] if coord_scales else out[axis] / s[axis]
-            index = ref.resize_axis_weights(s[axis], out[axis], scale, mode, coordinate_mode,
+            index = resize_axis_weights(s[axis], out[axis], scale, mode, coordinate_mode,
                                             nearest_mode)[0]
             return ctx.emit(Op.GATHER, x, index.astype(np.int64), axis=axis)
     if min(out) <= 0:

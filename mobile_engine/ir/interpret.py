@@ -1,14 +1,51 @@
-"""Run an IR graph with the numpy references: constant folding and the truth for pass tests."""
+"""Run an IR graph with the numpy references: constant folding and the truth for pass tests.
+
+The numpy math of each op is ``kernels/reference.py`` (the truth the kernels are tested
+against), which the IR may not import: the IR is the bottom layer. The package root, which wires
+the layers, hands it in once with :func:`use_reference` (``mobile_engine/__init__.py``, a loader
+called on first use, so importing the IR loads no kernel module); :func:`reference` returns it.
+"""
 from __future__ import annotations
+
+from typing import Callable
 
 import numpy as np
 
-from kernels import reference as ref
-from mobile_engine.errors import InputError, UnsupportedOperatorError
+from mobile_engine.errors import EngineError, InputError, UnsupportedOperatorError
 from mobile_engine.ir.dtypes import QuantParams
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import BINARY, QUANT_OPS, QUANTIZABLE, UNARY, Op
 from mobile_engine.ir.shapes import slice_index
+
+
+_LOADER: Callable | None = None
+_REFERENCE = None
+
+
+def use_reference(loader: Callable) -> None:
+    """Set the numpy references: ``loader()`` returns a module with kernels/reference.py's
+    functions (conv2d, binary, resize_axis_weights, ...); it is called on first use."""
+    global _LOADER, _REFERENCE
+    _LOADER, _REFERENCE = loader, None
+
+
+def reference():
+    """The numpy references module handed in by :func:`use_reference`."""
+    global _REFERENCE
+    if _REFERENCE is None:
+        if _LOADER is None:
+            raise EngineError("no numpy reference for the IR interpreter: import mobile_engine "
+                              "(its __init__ hands kernels/reference.py in) or call use_reference")
+        _REFERENCE = _LOADER()
+    return _REFERENCE
+
+
+def resize_axis_weights(in_size: int, out_size: int, scale: float, mode: str,
+                        coordinate_mode: str, nearest_mode: str):
+    """RESIZE's sampling rule along one axis, for each output index: (index0, index1, weight of
+    index1); nearest gives weight 0 (the reference's rule, which the resize kernel uses too)."""
+    return reference().resize_axis_weights(in_size, out_size, scale, mode, coordinate_mode,
+                                           nearest_mode)
 
 
 def _act(a: dict) -> dict:
@@ -17,7 +54,7 @@ def _act(a: dict) -> dict:
 
 def evaluate(node: Node, ins: list[np.ndarray | None]) -> list[np.ndarray]:
     """The outputs of ``node`` for input arrays ``ins`` (None for omitted optional inputs)."""
-    op, a = node.op, node.attrs
+    op, a, ref = node.op, node.attrs, reference()
     if op is Op.CONV2D:
         ins = list(ins)
         if a.get("in_layout") == "nchw":            # planar x: the reference is NHWC

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from mobile_engine.errors import GraphError
 from mobile_engine.ir import shapes
+from mobile_engine.ir.fusion import FUSED_INTO, FUSION
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import ATTRIBUTES, Activation, arity
 
@@ -38,6 +39,16 @@ def _check_attr(node: Node, name: str, kind, value) -> None:
             raise bad("a float")
     elif kind == "str" and not isinstance(value, str):
         raise bad("a str")
+    elif kind == "fusion":
+        if not isinstance(value, dict) or not all(
+                isinstance(k, str) and (isinstance(v, str) or isinstance(v, list) and
+                                        all(isinstance(s, str) for s in v))
+                for k, v in value.items()):
+            raise bad("a dict of str -> str or list of str")
+
+
+# the kernel-fusion marks (ir/fusion.py), allowed on every op
+FUSION_ATTRIBUTES = {FUSED_INTO: ("str", ""), FUSION: ("fusion", {})}
 
 
 def verify(graph: Graph) -> None:
@@ -50,7 +61,7 @@ def verify(graph: Graph) -> None:
         if not lo <= len(node.inputs) <= hi:
             raise GraphError(f"node {node.name!r} ({node.op.name}) has {len(node.inputs)} inputs, "
                              f"expected {lo}..{hi}")
-        schema = ATTRIBUTES.get(node.op, {})
+        schema = {**ATTRIBUTES.get(node.op, {}), **FUSION_ATTRIBUTES}
         for name, value in node.attrs.items():
             if name not in schema:
                 raise GraphError(f"node {node.name!r} ({node.op.name}): unknown attribute {name!r}")

@@ -1,4 +1,8 @@
-"""Graph passes (IR -> IR rewrites), one per module, run in the order of ``pipeline.PIPELINE``."""
-from mobile_engine.passes.pipeline import PASS_NAMES, PIPELINE, Pass, PassReport, optimize
+"""Passes (IR -> IR), one per module: the graph rewrites run in the order of
+``pipeline.PIPELINE``, the kernel-fusion marks (``passes/fusions``) in that of
+``pipeline.FUSION_PASSES``."""
+from mobile_engine.passes.pipeline import (FUSION_PASSES, PASS_NAMES, PIPELINE, FusionPass, Pass,
+                                           PassReport, fuse, optimize)
 
-__all__ = ["PASS_NAMES", "PIPELINE", "Pass", "PassReport", "optimize"]
+__all__ = ["FUSION_PASSES", "PASS_NAMES", "PIPELINE", "FusionPass", "Pass", "PassReport", "fuse",
+           "optimize"]

@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels import reference as ref
 from mobile_engine.ir.graph import Graph, Node
+from mobile_engine.ir.interpret import resize_axis_weights
 from mobile_engine.ir.ops import Op
 from mobile_engine.passes._match import Index, rewrite_matches
 
 
 def is_repeat(size: int, k: int, scale: float, coordinate_mode: str, nearest_mode: str) -> bool:
     """True when nearest resizing of ``size`` to ``k * size`` picks index ``i // k``."""
-    idx, _, _ = ref.resize_axis_weights(size, k * size, scale, "nearest", coordinate_mode,
+    idx, _, _ = resize_axis_weights(size, k * size, scale, "nearest", coordinate_mode,
                                         nearest_mode)
     return bool(np.array_equal(idx, np.arange(k * size) // k))
 

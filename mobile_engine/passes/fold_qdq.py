@@ -34,8 +34,7 @@ from __future__ import annotations
 from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Op
-from mobile_engine.ir.verify import verify
-from mobile_engine.passes import absorb_pad, absorb_upsample, pack_output_pixels, sink_transposes
+from mobile_engine.passes import sink_transposes
 from mobile_engine.passes._match import Index
 from mobile_engine.passes.quantize_int8 import CLAMP_ACTIVATIONS, _nhwc
 from quantize.weights import bias_floor, quantize_weights
@@ -203,7 +202,7 @@ def _fold_add(g: Graph) -> int:
     return n_done
 
 
-def _unit_transposes(g: Graph) -> int:
+def unit_transposes(g: Graph) -> int:
     """A TRANSPOSE that moves only size-1 axes keeps the bytes in order: a RESHAPE (a view);
     ``RESHAPE(RESHAPE(x))`` reads x, and a RESHAPE to x's own shape disappears (the style
     vector's [1, 1, 1, 100] -> [1, 100, 1, 1] -> [1, 1, 1, 100] round trips)."""
@@ -234,7 +233,8 @@ def _unit_transposes(g: Graph) -> int:
 
 
 def run(graph: Graph) -> int:
-    """Fold ``graph`` in place; returns the number of rewrites."""
+    """Fold ``graph`` in place, to a fixed point; returns the number of rewrites. The passes
+    that follow it on a QDQ model are ``pipeline.QDQ_PIPELINE``'s next entries."""
     total = 0
     while True:
         n = (_dq_through_transpose(graph) + _q_above_layout(graph)
@@ -242,9 +242,4 @@ def run(graph: Graph) -> int:
         n += _fold_conv(graph) + _fold_add(graph)
         total += n
         if not n:
-            break
-    # the uint8 PAD/RESIZE left in front of int8 convs become the convs' indirection tables
-    total += absorb_pad.run(graph) + absorb_upsample.run(graph) + _unit_transposes(graph)
-    total += pack_output_pixels.run(graph)          # few-channel int8 convs fill their lanes
-    verify(graph)
-    return total
+            return total

@@ -26,11 +26,11 @@ fold_qdq, on what stays float (compiler.optimized_graph).
 """
 from __future__ import annotations
 
-from kernels.f32_conv2d_pix import applicable
 from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Op
 from mobile_engine.passes._match import Index
+from mobile_engine.passes._reach import pixel_lane_conv
 
 TO_NCHW = (0, 3, 1, 2)
 
@@ -47,7 +47,7 @@ def pixel_conv(graph: Graph, node: Node) -> bool:
     w = graph.const(node.inputs[1])
     if w is None or w.ndim != 4 or (len(node.inputs) > 3 and node.inputs[3]):
         return False
-    return applicable(w.shape[0], node.attrs["group"], node.attrs["strides"][1]) and \
+    return pixel_lane_conv(w.shape[0], node.attrs["group"], node.attrs["strides"][1]) and \
         _float(graph, node.inputs[0]) and _float(graph, node.outputs[0])
 
 

@@ -1,4 +1,8 @@
-"""The pass pipeline: one visible ordered tuple; any pass can be switched off by name.
+"""The pass pipelines: two visible ordered tuples; any pass can be switched off by name.
+
+``PIPELINE``: graph rewrites on the imported model (before calibration and quantization).
+``FUSION_PASSES``: kernel-fusion marks on the final float or int8 graph, just before lowering
+(``passes/fusions``); each asks the compiler's ``KernelTarget`` what the kernels can do.
 
 Order matters where one rewrite creates the pattern of the next:
 fuse_instance_norm before sink_transposes (it emits transposes that cancel the importer's);
@@ -17,9 +21,14 @@ from mobile_engine.errors import EngineError, GraphError
 from mobile_engine.ir.graph import Graph
 from mobile_engine.ir.ops import Op
 from mobile_engine.ir.verify import verify
+from mobile_engine.ir import fusion
+from mobile_engine.passes import fold_qdq, pack_output_pixels
 from mobile_engine.passes import (absorb_pad, absorb_upsample, fold_batch_norm, fold_constants,
                                   fuse_activation, fuse_instance_norm, fuse_residual_add,
                                   nchw_tail, remove_dead, sink_transposes)
+from mobile_engine.passes.fusions import (conv_norm, int8_conv_norm, int8_norm_add, nchw_input,
+                                          stats_table, style_chain)
+from mobile_engine.passes.fusions.target import KernelTarget
 
 
 class Pass(NamedTuple):
@@ -41,7 +50,40 @@ PIPELINE: tuple[Pass, ...] = (
     Pass("fuse_activation", fuse_activation.run),
     Pass("nchw_tail", nchw_tail.run),               # after the fusions: convs know their epilogue
 )
-PASS_NAMES: tuple[str, ...] = tuple(dict.fromkeys(p.name for p in PIPELINE))
+
+# A pre-quantized (QDQ) model, after PIPELINE: its QUANTIZE/DEQUANTIZE pairs fold into int8 ops;
+# the uint8 PAD/RESIZE left in front of int8 convs become their indirection tables; unit
+# transposes become views; few-channel int8 convs fill their lanes; what stays float and planar
+# goes NCHW last (a planar conv would not fold into the NHWC int8 kernels).
+QDQ_PIPELINE: tuple[Pass, ...] = (
+    Pass("fold_qdq", fold_qdq.run),
+    Pass("absorb_pad", absorb_pad.run),
+    Pass("absorb_upsample", absorb_upsample.run),
+    Pass("unit_transposes", fold_qdq.unit_transposes),
+    Pass("pack_output_pixels", pack_output_pixels.run),
+    Pass("nchw_tail", nchw_tail.run),
+)
+
+
+class FusionPass(NamedTuple):
+    name: str
+    run: Callable[[Graph, KernelTarget], int]
+
+
+# Order: a node joins at most one step; stats chains first (they take whole int8 regions), then
+# the int8 norm + add (the style chain and the int8 conv + norm ask whether a norm runs the int8
+# kernels), the style chain (the conv + norm fusions ask where a norm's scale comes from).
+FUSION_PASSES: tuple[FusionPass, ...] = (
+    FusionPass("stats_table", stats_table.run),
+    FusionPass("int8_norm_add", int8_norm_add.run),
+    FusionPass("style_chain", style_chain.run),
+    FusionPass("int8_conv_norm", int8_conv_norm.run),
+    FusionPass("conv_norm", conv_norm.run),
+    FusionPass("nchw_input", nchw_input.run),
+)
+GRAPH_PASS_NAMES: tuple[str, ...] = tuple(dict.fromkeys(p.name for p in PIPELINE + QDQ_PIPELINE))
+FUSION_PASS_NAMES: tuple[str, ...] = tuple(p.name for p in FUSION_PASSES)
+PASS_NAMES: tuple[str, ...] = GRAPH_PASS_NAMES + FUSION_PASS_NAMES
 
 
 @dataclass
@@ -68,9 +110,17 @@ def op_counts(graph: Graph) -> dict[Op, int]:
     return dict(Counter(n.op for n in graph.nodes))
 
 
-def optimize(graph: Graph, disable: Iterable[str] = (), verify_each: bool = False
-             ) -> list[PassReport]:
-    """Run ``PIPELINE`` on ``graph`` in place, skipping passes named in ``disable``.
+def _check_names(disable: set[str]) -> None:
+    unknown = disable - set(PASS_NAMES)
+    if unknown:
+        raise EngineError(f"unknown pass name(s) {', '.join(sorted(unknown))}; valid names: "
+                          f"{', '.join(PASS_NAMES)}")
+
+
+def optimize(graph: Graph, disable: Iterable[str] = (), verify_each: bool = False,
+             pipeline: tuple[Pass, ...] | None = None) -> list[PassReport]:
+    """Run ``pipeline`` (default ``PIPELINE``) on ``graph`` in place, skipping passes named in
+    ``disable``.
 
     Parameters
     ----------
@@ -84,12 +134,9 @@ def optimize(graph: Graph, disable: Iterable[str] = (), verify_each: bool = Fals
     One ``PassReport`` per pass that ran, in order.
     """
     disable = set(disable)
-    unknown = disable - set(PASS_NAMES)
-    if unknown:
-        raise EngineError(f"unknown pass name(s) {', '.join(sorted(unknown))}; valid names: "
-                          f"{', '.join(PASS_NAMES)}")
+    _check_names(disable)
     reports = []
-    for p in PIPELINE:
+    for p in PIPELINE if pipeline is None else pipeline:
         if p.name in disable:
             continue
         before = op_counts(graph)
@@ -100,4 +147,18 @@ def optimize(graph: Graph, disable: Iterable[str] = (), verify_each: bool = Fals
             except GraphError as e:
                 raise GraphError(f"after pass {p.name!r}: {e}") from e
         reports.append(PassReport(p.name, rewrites, before, op_counts(graph)))
+    return reports
+
+
+def fuse(graph: Graph, target: KernelTarget, disable: Iterable[str] = ()) -> list[PassReport]:
+    """Run ``FUSION_PASSES`` on ``graph`` (clearing earlier marks first), skipping the names in
+    ``disable``; one ``PassReport`` per pass that ran (rewrites = fusions made)."""
+    disable = set(disable)
+    _check_names(disable)
+    fusion.clear(graph)
+    reports = []
+    for p in FUSION_PASSES:
+        if p.name not in disable:
+            counts = op_counts(graph)
+            reports.append(PassReport(p.name, p.run(graph, target), counts, counts))
     return reports

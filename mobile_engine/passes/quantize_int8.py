@@ -51,12 +51,12 @@ from typing import Iterable
 
 import numpy as np
 
-from kernels import f32_conv2d_pix as pix
 from mobile_engine.errors import GraphError
 from mobile_engine.ir.dtypes import DType, QuantParams
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Activation, Op
 from mobile_engine.ir.verify import verify
+from mobile_engine.passes._reach import pixel_lane_conv
 from quantize import equalize
 from quantize.table import QuantTable
 from quantize.weights import bias_floor, quantize_weights
@@ -69,7 +69,7 @@ CONST_MIN_SIZE = 256
 # 4.4 ms for the up2 3x3 8->4, 6.3 ms for the 9x9 4->3; f32_conv2d_pixup2_16x8 / pixup2_32x4 /
 # pix_64x3 (lanes over 16 output pixels: none idle) 1.4 / 1.0 / 4.2 ms; with the norms and the
 # final transpose the tail went from 17.7 ms (int8) to 7.6 ms (planar float, as in the fp32
-# plan); whole plan p50 81 -> 38 ms. At most pix.MAX_CO (the kernel's reach).
+# plan); whole plan p50 81 -> 38 ms. At most _reach.PIXEL_MAX_CO (the kernel's reach).
 FLOAT_MAX_CO = 8
 # Activations a uint8 output can absorb into its clamp.
 CLAMP_ACTIVATIONS = frozenset({Activation.NONE, Activation.RELU, Activation.CLAMP})
@@ -124,7 +124,7 @@ def few_channel_float(graph: Graph, node: Node, max_co: int = FLOAT_MAX_CO) -> b
     if node.op is not Op.CONV2D or w is None or len(w.shape) != 4:
         return False
     co = w.shape[0]
-    return co <= max_co and pix.applicable(co, node.attrs["group"], node.attrs["strides"][1])
+    return co <= max_co and pixel_lane_conv(co, node.attrs["group"], node.attrs["strides"][1])
 
 
 def _add_ok(graph: Graph, node: Node, table: QuantTable) -> bool:

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels import reference as ref
 from mobile_engine.ir.graph import Graph, Node
+from mobile_engine.ir.interpret import resize_axis_weights
 from mobile_engine.ir.ops import Op
 from mobile_engine.passes._match import Index, is_identity_perm
 
 
 def _resize_axis_is_identity(size: int, scale: float, a: dict) -> bool:
-    i0, i1, w = ref.resize_axis_weights(size, size, scale, a["mode"], a["coordinate_mode"],
+    i0, i1, w = resize_axis_weights(size, size, scale, a["mode"], a["coordinate_mode"],
                                         a["nearest_mode"])
     return bool(np.array_equal(i0, np.arange(size))
                 and (np.array_equal(i1, i0) or not np.any(w)))

@@ -82,11 +82,9 @@ class Plan:
         """Map a ``.mplan`` file and check it (header, checksum, offsets, schema, shapes) before
         anything runs: ``PlanFormatError`` names what is wrong. A plan from a newer engine or a
         newer minor format loads with a ``PlanVersionWarning``."""
-        from mobile_engine.planning.step import BINDERS
-        import mobile_engine.planning.families  # noqa: F401  (registers the binders)
         path = Path(path)
         manifest, section, mapping = fmt.read(path)
-        validate(manifest, len(section), path, BINDERS)
+        validate(manifest, len(section), path)
         _warn_if_newer_engine(manifest, path)
         blobs = []
         for b in manifest["blobs"]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ALIGN = 64
+from mobile_engine.plan.format import ALIGN
 
 
 @dataclass(frozen=True)

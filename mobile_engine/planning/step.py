@@ -1,8 +1,8 @@
 """Step: one kernel call of a plan, chosen and prepared at compile time.
 
 A lowering turns an IR node into steps (kernel id, runtime tensors, JSON-able params and packed
-weight blobs); a binder turns a loaded step into a ``(function, args)`` pair that ``Session.run``
-calls with no further work. Both live with their op family in ``mobile_engine/planning/families``.
+weight blobs); at load time a binder (``mobile_engine/runtime/binders``) turns a loaded step into a
+``(function, args)`` pair that ``Session.run`` calls with no further work.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any, Callable
 import numpy as np
 
 from mobile_engine.errors import EngineError, UnsupportedOperatorError
+from mobile_engine.ir import fusion
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Op
 
@@ -27,34 +28,63 @@ class Step:
     flops: int = 0
 
 
-# A binder gets the step's params, its weight arrays (read-only views of the plan file), its input
-# and output arrays (views of the arena, in the IR's physical shapes) and the thread count, and
-# returns the call to make on every run.
-Binder = Callable[[dict, dict, list, list], tuple[Callable, tuple]]
 Lowering = Callable[[Node, Graph], list[Step]]
 
+# Two plain tables, filled once at import by the family modules: a node lowers with
+# INT8_LOWERINGS[op] when its step has quantized semantics (``quantized``), else LOWERINGS[op].
 LOWERINGS: dict[Op, Lowering] = {}
-BINDERS: dict[str, Binder] = {}
+INT8_LOWERINGS: dict[Op, Lowering] = {}
+# fused heads whose record names a role handled by a lowering of its own (e.g. "stats_members")
+FUSED_LOWERINGS: dict[str, Lowering] = {}
 
 
-def lowers(*ops: Op):
+def _registrar(table: dict[Op, Lowering], ops: tuple[Op, ...]):
     def register(fn: Lowering) -> Lowering:
         for op in ops:
-            LOWERINGS[op] = fn
+            if op in table:
+                raise RuntimeError(f"{op.name} has two lowerings: {table[op].__qualname__} and "
+                                   f"{fn.__qualname__}")
+            table[op] = fn
         return fn
     return register
 
 
-def binds(*kernel_ids: str):
-    def register(fn: Binder) -> Binder:
-        for k in kernel_ids:
-            BINDERS[k] = fn
+def lowers(*ops: Op):
+    """Register the decorated float lowering for ``ops``: one per op, never rebound."""
+    return _registrar(LOWERINGS, ops)
+
+
+def lowers_int8(*ops: Op):
+    """Register the decorated lowering of quantized ``ops`` nodes: one per op."""
+    return _registrar(INT8_LOWERINGS, ops)
+
+
+def quantized(node: Node, graph: Graph) -> bool:
+    """The node's step has quantized semantics: a tensor of the node, or of a node it absorbed
+    ("norm", "add" in its fusion record), carries quant params."""
+    record = fusion.fusion(node)
+    nodes = [node] + [graph.node(record[r]) for r in ("norm", "add") if r in record]
+    return any(graph.tensors[n].quant is not None for m in nodes for n in m.inputs + m.outputs
+               if n)
+
+
+def lowers_fusion(role: str):
+    """Register the decorated lowering for fused heads whose record holds ``role``."""
+    def register(fn: Lowering) -> Lowering:
+        FUSED_LOWERINGS[role] = fn
         return fn
     return register
 
 
 def lower_node(node: Node, graph: Graph) -> list[Step]:
-    fn = LOWERINGS.get(node.op)
+    """The steps of ``node``: none when a kernel-fusion pass put it into another node's step
+    (``ir/fusion.py``), else its fused head's or its op's lowering."""
+    if fusion.absorbed(node):
+        return []
+    record = fusion.fusion(node)
+    table = INT8_LOWERINGS if node.op in INT8_LOWERINGS and quantized(node, graph) \
+        else LOWERINGS
+    fn = next((FUSED_LOWERINGS[r] for r in record if r in FUSED_LOWERINGS), table.get(node.op))
     if fn is None:
         raise UnsupportedOperatorError(
             f"node {node.name!r} (op {node.op.name}) has no kernel; ops with kernels: "

@@ -21,9 +21,9 @@ import numpy as np
 
 from mobile_engine.errors import EngineError, InputError, PlanFormatError
 from mobile_engine.limits import check_arena
+from mobile_engine.plan.format import ALIGN
 from mobile_engine.plan.plan import Plan, as_plan
-from mobile_engine.planning.arena import ALIGN
-from mobile_engine.planning.step import BINDERS
+from mobile_engine.runtime.binders import BINDERS
 
 
 @dataclass(frozen=True)
@@ -128,8 +128,12 @@ class Session:
         weights = {k: self.plan.blobs[i] for k, i in step["weights"].items()}
         ins = [self._views[n] for n in step["inputs"]]
         outs = [self._views[n] for n in step["outputs"]]
+        binder = BINDERS.get(step["kernel"])
+        if binder is None:
+            raise PlanFormatError(f"{self.plan.path or 'plan'}: step {step['name']!r}: unknown "
+                                  f"kernel {step['kernel']!r} (plan from a newer engine?)")
         try:
-            return BINDERS[step["kernel"]](step["params"], weights, ins, outs)
+            return binder(step["params"], weights, ins, outs)
         except EngineError:
             raise
         except (KeyError, ValueError, TypeError, IndexError, ArithmeticError, MemoryError) as exc:

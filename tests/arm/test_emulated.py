@@ -47,12 +47,13 @@ def test_the_engine_sees_the_emulated_core():
 
 
 def test_every_kernel_module_imports_without_x86():
-    """Nothing x86-only at import time: every kernels/ and planning family module imports, and
-    no x86 feature is reported."""
+    """Nothing x86-only at import time: every kernels/, planning family and binder module
+    imports, and no x86 feature is reported."""
     import kernels
     import mobile_engine.planning.families as fam
+    import mobile_engine.runtime.binders as binders
     from kernels import config
-    for pkg in (kernels, fam):
+    for pkg in (kernels, fam, binders):
         for mod in pkgutil.iter_modules(pkg.__path__):
             importlib.import_module(f"{pkg.__name__}.{mod.name}")
     assert not config.has_avx512() and not config.has_avx512_vnni()

@@ -5,7 +5,8 @@ import json
 
 import numpy as np
 
-from mobile_engine.planning.step import BINDERS, lower_node
+from mobile_engine.planning.step import lower_node
+from mobile_engine.runtime.binders import BINDERS
 
 
 def lower_and_run(graph, feeds):

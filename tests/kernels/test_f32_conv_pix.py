@@ -13,8 +13,9 @@ from kernels import reference as ref
 from mobile_engine.errors import UnsupportedOperatorError
 from mobile_engine.ir import GraphBuilder, Op
 from mobile_engine.ir.ops import Activation
-from mobile_engine.planning.step import BINDERS, lower_node
-from mobile_engine.planning.validate import BindError
+from mobile_engine.planning.step import lower_node
+from mobile_engine.runtime.binders import BINDERS
+from mobile_engine.runtime.validate import BindError
 from tests.tolerances import assert_f32_close
 
 RNG = np.random.default_rng(11)

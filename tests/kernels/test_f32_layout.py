@@ -14,7 +14,8 @@ from kernels import f32_layout as k
 from mobile_engine.errors import EngineError
 from mobile_engine.ir import DType, GraphBuilder, Op
 from mobile_engine.ir.interpret import run_graph
-from mobile_engine.planning.step import BINDERS, lower_node
+from mobile_engine.planning.step import lower_node
+from mobile_engine.runtime.binders import BINDERS
 
 CHANNELS = [1, 3, 13, 24, 63, 64, 65]
 DTYPES = [np.float32, np.int64, np.int32, np.uint8, np.int8, np.bool_]

@@ -11,7 +11,8 @@ from kernels import reference as ref
 from mobile_engine.errors import UnsupportedOperatorError
 from mobile_engine.ir import DType, GraphBuilder, Op
 from mobile_engine.ir.interpret import run_graph
-from mobile_engine.planning.step import BINDERS, lower_node
+from mobile_engine.planning.step import lower_node
+from mobile_engine.runtime.binders import BINDERS
 from tests.tolerances import assert_f32_close
 
 CHANNELS = [1, 3, 13, 24, 63, 64, 65]

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 import mobile_engine as me
+from mobile_engine.calibration import calibrate
 from mobile_engine.compiler import optimized_graph
 from mobile_engine.ir import Activation, DType, GraphBuilder, Op
 from mobile_engine.ir.interpret import run_graph
 from mobile_engine.passes.quantize_int8 import quantize_int8
-from quantize.calibrate import calibrate
 from tests.passes.helpers import NHWC_TO_NCHW, rand
 from tests.test_quantize_helpers import sqnr_db
 

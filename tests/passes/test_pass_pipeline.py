@@ -16,7 +16,9 @@ def test_pipeline_is_one_ordered_tuple_of_named_passes():
     assert first["fuse_instance_norm"] < first["sink_transposes"] < first["fold_batch_norm"] \
         < first["absorb_pad"] < first["absorb_upsample"]
     assert first["fuse_residual_add"] < first["fuse_activation"]
-    assert set(PASS_NAMES) == set(names)
+    qdq = {p.name for p in pipeline.QDQ_PIPELINE}
+    assert set(pipeline.GRAPH_PASS_NAMES) == set(names) | qdq
+    assert set(PASS_NAMES) == set(names) | qdq | {p.name for p in pipeline.FUSION_PASSES}
 
 
 def test_unknown_pass_name_lists_the_valid_ones():

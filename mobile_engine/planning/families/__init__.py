@@ -1,4 +1,5 @@
-"""Op families: each module registers its lowerings (compile time) and binders (load time).
+"""Op families: each module registers its lowerings (compile time; the binders of the same
+families live in mobile_engine/runtime/binders).
 
 Importing this package imports every family module, so the registries in ``step.py`` are full.
 """

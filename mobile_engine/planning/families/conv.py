@@ -13,22 +13,17 @@ Kernel selection per node:
   ``choose_tile(Co / group)``;
 - transposed: ``f32_conv_transpose2d_igemm_{MR}x{NR}_minmax`` (the igemm kernel over
   zero-stuffed indirection tables, ``step`` = stride W);
-- an igemm conv read only by an instance norm (``fused_norm``):
-  ``f32_conv2d_igemm_{MR}x{NR}_instnorm[_add][_<epilogue>]``, one step: the conv with the norm's
-  statistics in its epilogue, then the norm in place (and a residual ADD after it,
-  ``fused_add``); the norm (and ADD) lower to nothing. Params ``norm_epsilon``, ``norm_act``,
-  ``norm_p0``, ``norm_p1``, ``norm_inputs`` (what the inputs after x and the conv's residual
-  are: "scale", "bias" (run-time tensors), "style_scale", "style_bias" (the style vector whose
-  product with weight ``norm_style_scale``/``norm_style_bias`` gives it, families/norm.py
-  ``style_source``), "residual" (the ADD's other operand)); weights ``norm_scale``/``norm_bias``
-  when constant;
-- a conv (igemm or pix) whose input is an NCHW -> NHWC TRANSPOSE read only by it reads the
-  NCHW tensor itself (``absorbed_transpose``, param ``in_nchw``; igemm weights packed
-  ``[.., KH, C/g, KW, NR]``); the TRANSPOSE lowers to nothing.
-
-NOTE: the fusions above happen at lowering, not as IR passes: they only apply to plain float32
-tensors, so int8 plans (whose rewrite reads the optimised float IR and matches CONV2D ->
-INSTANCE_NORM -> ADD and the style Mul/ReduceSum) see the graph unchanged.
+- an igemm conv that absorbed an instance norm (``passes/fusions/conv_norm.py``, record
+  "norm", "add", "residual"): ``f32_conv2d_igemm_{MR}x{NR}_instnorm[_add][_<epilogue>]``, one
+  step: the conv with the norm's statistics in its epilogue, then the norm in place (and the
+  residual ADD after it). Params ``norm_epsilon``, ``norm_act``, ``norm_p0``, ``norm_p1``,
+  ``norm_inputs`` (what the inputs after x and the conv's residual are: "scale", "bias"
+  (run-time tensors), "style_scale", "style_bias" (the style vector whose product with weight
+  ``norm_style_scale``/``norm_style_bias`` gives it, ``passes/fusions/style_chain.py``),
+  "residual" (the ADD's other operand)); weights ``norm_scale``/``norm_bias`` when constant;
+- a conv (igemm or pix) that absorbed its input's NCHW -> NHWC TRANSPOSE
+  (``passes/fusions/nchw_input.py``, record "nchw_input") reads the NCHW tensor itself (param
+  ``in_nchw``; igemm weights packed ``[.., KH, C/g, KW, NR]``).
 
 Step contract (JSON-able params, weight blobs):
     inputs  [x] or [x, residual]   (runtime tensors, NHWC)
@@ -43,20 +38,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels import config
 from kernels import f32_conv2d as igemm
 from kernels import f32_conv2d_pix as pix
 from kernels import f32_conv_transpose2d as convt
 from kernels import f32_dwconv2d as dw
-from kernels import f32_norm as knorm
-import mobile_engine.planning.families.layout  # noqa: F401  (TRANSPOSE's lowering, wrapped)
 from mobile_engine.errors import UnsupportedOperatorError
+from mobile_engine.ir import fusion
 from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.graph import Graph, Node
-from mobile_engine.ir.ops import Activation, Op
-from mobile_engine.planning import validate as v
+from mobile_engine.ir.ops import Op
 from mobile_engine.planning.families.elementwise import EPILOGUES, activation
-from mobile_engine.planning.step import LOWERINGS, Step, binds, lowers
+from mobile_engine.planning.families.norm import norm_inputs
+from mobile_engine.planning.step import Step, lowers
 
 F32 = np.float32
 
@@ -107,159 +100,26 @@ def kernel_family(c: int, co: int, group: int, kh: int, kw: int, stride_w: int) 
     return "kdot" if igemm.use_kdot(co, group) else "igemm"
 
 
-def _plain_float(graph: Graph, node: Node) -> bool:
-    return all(graph.tensors[n].dtype is DType.FLOAT32 and graph.tensors[n].quant is None
-               for n in node.inputs + node.outputs if n)
-
-
-def fused_norm(conv: Node, graph: Graph) -> Node | None:
-    """The INSTANCE_NORM that runs inside ``conv``'s step, or None.
-
-    An igemm conv whose only reader is an NHWC instance norm computes the norm's statistics in
-    its epilogue (kernels/f32_conv2d.py ``sums``) and the step then normalises the conv's
-    output in place: the norm's statistics pass and the pre-norm tensor disappear. Legal when
-    the conv has no activation, its output is read only by the norm (as ``x``) and is not a
-    graph output, every tensor involved is plain float32 (int8 plans keep their own norm
-    lowerings), and run-time scale/bias are computed before the conv."""
-    if conv.op is not Op.CONV2D or conv.attrs["activation"] is not Activation.NONE or \
-            conv.attrs["in_layout"] != "nhwc" or conv.attrs["out_layout"] != "nhwc":
-        return None
-    out = conv.outputs[0]
-    users = graph.consumers(out)
-    if len(users) != 1 or graph.is_output(out):
-        return None
-    norm = users[0]
-    if norm.op is not Op.INSTANCE_NORM or norm.attrs["layout"] != "nhwc" or \
-            norm.inputs[0] != out or out in norm.inputs[1:]:
-        return None
-    w = graph.const(conv.inputs[1])
-    x = graph.tensors[conv.inputs[0]]
-    if w is None or w.ndim != 4 or len(x.shape) != 4 or x.is_const:
-        return None
-    if kernel_family(x.shape[3], w.shape[0], conv.attrs["group"], w.shape[2], w.shape[3],
-                     conv.attrs["strides"][1]) != "igemm":
-        return None
-    if not (_plain_float(graph, conv) and _plain_float(graph, norm)):
-        return None
-    if any(not _plain_float(graph, u) for u in graph.consumers(norm.outputs[0])):
-        return None
-    # the step runs at the conv's place: run-time scale/bias (or the style vector they are
-    # computed from) must be available before it
-    from mobile_engine.planning.families.norm import style_source
-    for i in (1, 2):
-        src = style_source(norm, graph, i)
-        name = src[0] if src is not None else norm.inputs[i]
-        if name and not available_before(graph, name, conv):
-            return None
-    return norm
-
-
-def available_before(graph: Graph, name: str, node: Node) -> bool:
-    """``name`` is available when ``node`` runs: a graph input, a constant, or written earlier."""
-    p = graph.producer(name)
-    if p is None:
-        return True
-    at = next(i for i, n in enumerate(graph.nodes) if n is node)
-    return next(i for i, n in enumerate(graph.nodes) if n is p) < at
-
-
-def fused_add(conv: Node, norm: Node, graph: Graph) -> tuple[Node, str] | None:
-    """(add, residual): the residual ADD after a norm that ``conv``'s step absorbs, computed in
-    the same step (``out = act_add(norm(y) + residual)``), or None. Legal when the norm has no
-    activation, its output is read only by the ADD (once) and is not a graph output, the other
-    operand is a run-time float32 tensor of the same shape available before the conv runs, and
-    the ADD and its readers are plain float32."""
-    out = norm.outputs[0]
-    users = graph.consumers(out)
-    if norm.attrs["activation"] is not Activation.NONE or len(users) != 1 or \
-            graph.is_output(out):
-        return None
-    add = users[0]
-    if add.op is not Op.ADD or len(add.outputs) != 1 or add.inputs.count(out) != 1:
-        return None
-    other = add.inputs[1] if add.inputs[0] == out else add.inputs[0]
-    r, o, y = (graph.tensors[n] for n in (other, out, add.outputs[0]))
-    if r.is_const or r.shape != o.shape or y.shape != o.shape or not _plain_float(graph, add):
-        return None
-    if any(not _plain_float(graph, u) for u in graph.consumers(add.outputs[0])):
-        return None
-    return (add, other) if available_before(graph, other, conv) else None
-
-
-def add_fused_into_conv(add: Node, graph: Graph) -> bool:
-    """True when ``add`` runs inside a conv step that absorbed the norm before it."""
-    for name in add.inputs:
-        norm = graph.producer(name) if name else None
-        if norm is not None and norm.op is Op.INSTANCE_NORM and norm_fused_into_conv(norm, graph):
-            found = fused_add(graph.producer(norm.inputs[0]), norm, graph)
-            if found is not None and found[0] is add:
-                return True
-    return False
-
-
-def norm_fused_into_conv(norm: Node, graph: Graph) -> bool:
-    """True when ``norm`` runs inside its producing conv's step (``fused_norm``)."""
-    p = graph.producer(norm.inputs[0]) if norm.inputs else None
-    return p is not None and fused_norm(p, graph) is norm
-
-
-def _with_norm(step: Step, norm: Node, graph: Graph, mr: int, nr: int) -> Step:
-    """``step`` (an igemm conv) extended by the instance norm it absorbs."""
-    add = fused_add(graph.producer(norm.inputs[0]), norm, graph)
-    act, p0, p1 = activation(norm if add is None else add[0])
+def _with_norm(step: Step, conv: Node, graph: Graph, mr: int, nr: int) -> Step:
+    """``step`` (an igemm conv) extended by the instance norm (and residual ADD) it absorbs
+    (``passes/fusions/conv_norm.py`` marks them)."""
+    record = fusion.fusion(conv)
+    norm = graph.node(record["norm"])
+    add = graph.node(record["add"]) if "add" in record else None
+    act, p0, p1 = activation(norm if add is None else add)
     step.kernel = f"f32_conv2d_igemm_{mr}x{nr}_instnorm{'' if add is None else '_add'}" \
         f"{EPILOGUES[act]}"
-    step.outputs = [norm.outputs[0] if add is None else add[0].outputs[0]]
-    from mobile_engine.planning.families.norm import style_source
-    tags = []
+    step.outputs = [norm.outputs[0] if add is None else add.outputs[0]]
+    names, tags, weights = norm_inputs(norm, graph, "norm_")
+    step.inputs += names
+    step.weights.update(weights)
     step.params.update(norm_epsilon=float(norm.attrs["epsilon"]), norm_act=act, norm_p0=p0,
                        norm_p1=p1, norm_inputs=tags)
-    for i, what in ((1, "scale"), (2, "bias")):
-        src = style_source(norm, graph, i)
-        data = graph.const(norm.inputs[i])
-        if src is not None:
-            step.inputs.append(src[0])
-            step.weights[f"norm_style_{what}"] = src[1]
-            tags.append(f"style_{what}")
-        elif data is None:
-            step.inputs.append(norm.inputs[i])
-            tags.append(what)
-        else:
-            step.weights[f"norm_{what}"] = np.ascontiguousarray(data, F32)
     if add is not None:
-        step.inputs.append(add[1])
+        step.inputs.append(record["residual"])
         tags.append("residual")
     step.flops += 6 * int(np.prod(graph.tensors[norm.outputs[0]].shape))
     return step
-
-
-NHWC_OF_NCHW = (0, 2, 3, 1)
-
-
-def absorbed_transpose(conv: Node, graph: Graph) -> str | None:
-    """The NCHW tensor a conv reads directly instead of its NHWC transpose, or None.
-
-    Legal when the conv's input is ``TRANSPOSE(src, perm=(0, 2, 3, 1))`` read only by the conv
-    (as x) and not a graph output, src is a plain float32 run-time tensor, and the conv (plain
-    float32) runs the igemm or pix kernel, both of which read planar rows (the transpose, a pass
-    over the image, disappears: multistyle26's first conv reads the NCHW image)."""
-    if conv.op is not Op.CONV2D or conv.attrs["in_layout"] != "nhwc" or \
-            not _plain_float(graph, conv):
-        return None
-    t = conv.inputs[0]
-    p = graph.producer(t)
-    if p is None or p.op is not Op.TRANSPOSE or tuple(p.attrs["perm"]) != NHWC_OF_NCHW or \
-            graph.is_output(t) or [id(n) for n in graph.consumers(t)] != [id(conv)] or \
-            conv.inputs.count(t) != 1:
-        return None
-    src = graph.tensors[p.inputs[0]]
-    w = graph.const(conv.inputs[1])
-    if src.is_const or len(src.shape) != 4 or src.dtype is not DType.FLOAT32 or \
-            src.quant is not None or w is None or w.ndim != 4:
-        return None
-    family = kernel_family(src.shape[1], w.shape[0], conv.attrs["group"], w.shape[2],
-                           w.shape[3], conv.attrs["strides"][1])
-    return src.name if family in ("igemm", "pix") else None
 
 
 @lowers(Op.CONV2D)
@@ -267,7 +127,7 @@ def lower_conv2d(node: Node, graph: Graph) -> list[Step]:
     a = node.attrs
     x, x_shape, out, out_shape, w, bias = _common(node, graph)
     in_nchw, out_nchw = a["in_layout"] == "nchw", a["out_layout"] == "nchw"
-    planar_src = absorbed_transpose(node, graph)
+    planar_src = fusion.fusion(node).get("nchw_input")
     if planar_src is not None:           # read the transpose's NCHW input instead
         x, in_nchw = planar_src, True
         x_shape = graph.tensors[x].shape
@@ -323,10 +183,9 @@ def lower_conv2d(node: Node, graph: Graph) -> list[Step]:
         weights["w"] = igemm.pack_weights(w, nr, group, in_nchw)
         params["in_nchw"] = in_nchw
         kernel = igemm.kernel_id(mr, nr)
-        norm = fused_norm(node, graph)
-        if norm is not None:
+        if "norm" in fusion.fusion(node):
             return [_with_norm(Step(node.name, kernel, inputs, [out], params, weights,
-                                    2 * macs), norm, graph, mr, nr)]
+                                    2 * macs), node, graph, mr, nr)]
     return [Step(node.name, kernel, inputs, [out], params, weights, 2 * macs)]
 
 
@@ -352,206 +211,6 @@ def lower_conv_transpose2d(node: Node, graph: Graph) -> list[Step]:
     return [Step(node.name, convt.kernel_id(mr, nr), [x], [out], params, weights, 2 * macs)]
 
 
-# --- binders -------------------------------------------------------------------------------
-# Every binder proves, before any kernel runs, that each index its kernel forms lies inside the
-# array it indexes (the kernels do no bounds checks; planning/validate.py): the tables' values
-# against the input's rows and columns, the tables' shapes against the output, the packed
-# weights' exact shapes against the tile and the channel counts, the params' types and ranges.
-# A failed check raises ``validate.BindError``; Session._bind names the file, step and kernel.
-MAX_ACT = int(max(Activation))
-
-
-def _weight(weights: dict, key: str) -> np.ndarray:
-    if key not in weights:
-        raise v.fail(f"weight {key!r} is missing")
-    return weights[key]
-
-
-def _f32(what: str, a, **kw) -> np.ndarray:
-    return v.array(what, a, F32, contiguous=True, **kw)
-
-
-def _index_table(weights: dict, key: str, rows: int | None, lo: int, hi: int, ndim: int = 2,
-                 min_cols: int = 1) -> np.ndarray:
-    """int32 table ``weights[key]`` of ``rows`` rows (None: any; ndim 2: at least ``min_cols``
-    columns), every value in ``[lo, hi)``."""
-    t = v.array(f"weight {key!r}", _weight(weights, key), np.int32, ndim=ndim, contiguous=True)
-    v.require(rows is None or t.shape[0] == rows,
-              f"weight {key!r} has shape {list(t.shape)}; the kernel needs {rows} rows")
-    if ndim == 2:
-        v.require(t.shape[1] >= min_cols, f"weight {key!r} has shape {list(t.shape)}; the "
-                                          f"kernel needs at least {min_cols} columns")
-    return v.table(f"weight {key!r}", t, lo, hi, dtype=np.int32)
-
-
-def _epilogue(params: dict, weights: dict, inputs: list, out: np.ndarray):
-    """(act, p0, p1, has_res, residual) of a conv step: ``residual`` is the second input or the
-    weight ``residual`` (f32 of the output's shape) when ``has_residual``, else ``out``."""
-    act = v.integer(params, "act", 0, MAX_ACT)
-    p0, p1 = v.numbers(params, "act_params", 2)
-    has_res = v.flag(params, "has_residual")
-    v.integer(params, "work")
-    if not has_res:
-        return act, F32(p0), F32(p1), False, out
-    res = inputs[1] if len(inputs) > 1 else weights.get("residual")
-    if res is None:
-        raise v.fail("params['has_residual'] is set but the step has neither a second input "
-                     "nor a weight 'residual'")
-    _f32("the residual", res, shape=out.shape)
-    return act, F32(p0), F32(p1), True, res
-
-
-def _parallel(params: dict, rows: int) -> bool:
-    return params["work"] >= config.PARALLEL_MIN_WORK and rows >= 2
-
-
-def _operands(params, weights, inputs, outputs, in_nchw: bool = False):
-    """Checked (x, rowmap, colmap, bias, res, out, act, p0, p1, has_res) of a conv over
-    indirection tables (igemm, kdot, depthwise, transposed): x f32[N, H, W, C] (``in_nchw``:
-    [N, C, H, W]), out f32[N, OH, OW, Co], rowmap i32[OH, KH] in [-1, H), colmap i32[OW, KW] in
-    [-1, W) (negative: a zero tap), bias f32[Co]."""
-    x = _f32("the input", v.operand(iter(inputs), "the input"), ndim=4)
-    out = _f32("the output", outputs[0], ndim=4)
-    n, h, w = (x.shape[0], x.shape[2], x.shape[3]) if in_nchw else x.shape[:3]
-    v.require(out.shape[0] == n, f"the output {list(out.shape)} and the input {list(x.shape)} "
-                                 f"differ in batch")
-    rowmap = _index_table(weights, "rowmap", out.shape[1], -1, h)
-    colmap = _index_table(weights, "colmap", out.shape[2], -1, w)
-    _f32("weight 'bias'", _weight(weights, "bias"), shape=(out.shape[3],))
-    act, p0, p1, has_res, res = _epilogue(params, weights, inputs, out)
-    ro = igemm.readonly
-    return (ro(x), ro(rowmap), ro(colmap), ro(weights["bias"]), ro(res), out, act, p0, p1,
-            has_res)
-
-
-def _bind_igemm(kernel: str):
-    mr, nr = (int(s) for s in kernel.split("_igemm_")[1].split("_")[0].split("x"))
-    transposed = kernel.startswith("f32_conv_transpose2d")
-
-    def bind(params, weights, inputs, outputs, *_):
-        in_nchw = v.flag(params, "in_nchw") if "in_nchw" in params else False
-        x, rowmap, colmap, bias, res, out, act, p0, p1, has_res = _operands(
-            params, weights, inputs, outputs, in_nchw)
-        c, co = (x.shape[1] if in_nchw else x.shape[3]), out.shape[3]
-        group = v.integer(params, "group", 1, max(c, 1))
-        v.require(c % group == 0 and co % group == 0,
-                  f"params['group']={group} does not divide input channels {c} and output "
-                  f"channels {co}")
-        # the tile's pixel stride: any value >= 1 gives the same output (a transposed conv's
-        # column stride makes tiles share their holes); a plain conv's is 1
-        step = v.integer(params, "step", 1, v.MAX_INT if transposed else 1)
-        kh, kw, cig = rowmap.shape[1], colmap.shape[1], c // group
-        nblk = group * -(-(co // group) // nr)
-        expect = (nblk, kh, cig, kw, nr) if in_nchw else (nblk, kh, kw, cig, nr)
-        w = _f32("weight 'w' (packed weights)", _weight(weights, "w"), shape=expect)
-        fn = igemm.igemm_kernel(mr, nr, _parallel(params, x.shape[0] * out.shape[1]))
-        return fn, (x, rowmap, colmap, igemm.readonly(w), bias, res, out, group,
-                    min(step, max(out.shape[2], 1)), act, p0, p1, has_res, igemm.NO_SUMS,
-                    False, in_nchw)
-
-    return bind
-
-
-for _nr, _mr in igemm.TILES.items():
-    for _kernel in (igemm.kernel_id(_mr, _nr), convt.kernel_id(_mr, _nr)):
-        binds(_kernel)(_bind_igemm(_kernel))
-
-
-NORM_TAGS = ("scale", "bias", "style_scale", "style_bias", "residual")
-
-
-def _bind_igemm_norm(kernel: str):
-    """conv (igemm, statistics in its epilogue) -> instance norm in place over its output."""
-    conv_bind = _bind_igemm(kernel)
-
-    def bind(params, weights, inputs, outputs, *_):
-        has_res = v.flag(params, "has_residual")
-        n_conv = 2 if has_res and "residual" not in weights else 1
-        fn, args = conv_bind(params, weights, inputs[:n_conv], outputs)
-        out = outputs[0]
-        n, h, w, c = out.shape
-        v.require(h * w >= 1 and c >= 1, f"the output {list(out.shape)} is empty: an instance "
-                                         f"norm needs pixels and channels")
-        names = v.strings(params, "norm_inputs", NORM_TAGS)
-        v.require(len(inputs) == n_conv + len(names),
-                  f"{len(inputs)} inputs for the conv's {n_conv} and params['norm_inputs']="
-                  f"{names}")
-        rt = dict(zip(names, inputs[n_conv:]))
-        residual = rt.get("residual")
-        if residual is not None:
-            _f32("the norm's residual", residual, shape=out.shape)
-        from mobile_engine.planning.families.norm import checked_norm_params
-        scale, bias = checked_norm_params(rt, weights, n, c, "norm_")
-        eps = v.number(params, "norm_epsilon")
-        act = v.integer(params, "norm_act", 0, MAX_ACT)
-        p = (v.number(params, "norm_p0"), v.number(params, "norm_p1"))
-        sums = np.zeros((n * h, 2, c), np.float64)
-        args = args[:-3] + (sums.reshape(-1), True, args[-1])    # sums, want_sums, in_nchw
-        norm_fn, norm_args = knorm.instance_norm_call(
-            igemm.readonly(out), scale, bias, out, eps, act, p, row_sums=sums,
-            residual=None if residual is None else igemm.readonly(residual))
-
-        def run():
-            fn(*args)
-            norm_fn(*norm_args)
-        return run, ()
-
-    return bind
-
-
-for _nr, _mr in igemm.TILES.items():
-    for _e in EPILOGUES.values():
-        for _add in ("", "_add"):
-            _kernel = f"f32_conv2d_igemm_{_mr}x{_nr}_instnorm{_add}{_e}"
-            binds(_kernel)(_bind_igemm_norm(_kernel))
-
-
-# NOTE: a residual ADD that a conv step absorbed (``fused_add``) lowers to nothing; the ADD's
-# own lowering lives with the element-wise family, so it is wrapped here (as the int8
-# families wrap theirs).
-_lower_add = LOWERINGS[Op.ADD]
-
-
-def _lower_add_unless_absorbed(node: Node, graph: Graph) -> list[Step]:
-    if add_fused_into_conv(node, graph):
-        return []
-    return _lower_add(node, graph)
-
-
-LOWERINGS[Op.ADD] = _lower_add_unless_absorbed
-_lower_transpose = LOWERINGS[Op.TRANSPOSE]
-
-
-def _lower_transpose_unless_absorbed(node: Node, graph: Graph) -> list[Step]:
-    users = graph.consumers(node.outputs[0])
-    if len(users) == 1 and absorbed_transpose(users[0], graph) == node.inputs[0]:
-        return []                  # the conv reads the NCHW input (``absorbed_transpose``)
-    return _lower_transpose(node, graph)
-
-
-LOWERINGS[Op.TRANSPOSE] = _lower_transpose_unless_absorbed
-
-
-def _bind_kdot(kernel: str, mr: int, cg: int):
-    def bind(params, weights, inputs, outputs, *_):
-        x, rowmap, colmap, bias, res, out, act, p0, p1, has_res = _operands(
-            params, weights, inputs, outputs)
-        v.integer(params, "group", 1, 1)
-        v.integer(params, "step", 1, 1)
-        kh, kw, c, co = rowmap.shape[1], colmap.shape[1], x.shape[3], out.shape[3]
-        v.require(co <= 4 * cg, f"the output {list(out.shape)} has more than {4 * cg} channels")
-        wrun = _f32("weight 'w' (kernel-row runs)", _weight(weights, "w"),
-                    shape=(kh, -(-kw * c // 4), cg, 16))
-        wtap = _f32("weight 'wtap'", _weight(weights, "wtap"), shape=(kh, kw, -(-c // 4), cg, 16))
-        fn = igemm.kdot_kernel(mr, cg, _parallel(params, x.shape[0] * out.shape[1]))
-        ro = igemm.readonly
-        return fn, (x, rowmap, colmap, ro(wrun), ro(wtap), bias, res, out, act, p0, p1, has_res)
-
-    return bind
-
-
-for _cg, _mr in igemm.KDOT_TILES.items():
-    binds(igemm.kdot_kernel_id(_mr, _cg))(_bind_kdot(igemm.kdot_kernel_id(_mr, _cg), _mr, _cg))
 
 
 def geometry_params(node: Node, kh: int, kw: int) -> dict:
@@ -559,122 +218,3 @@ def geometry_params(node: Node, kh: int, kw: int) -> dict:
     a = node.attrs
     return dict(kernel=[kh, kw], strides=list(a["strides"]), dilations=list(a["dilations"]),
                 pads=list(a["pads"]), pad_mode=a["pad_mode"], upsample=int(a["upsample"]))
-
-
-def tables_from_params(params: dict, x_shape: tuple, out_hw: tuple) -> tuple[np.ndarray, ...]:
-    """Bind time: (rowmap, colmap) of ``geometry_params`` over NHWC ``x_shape``, checked against
-    the output's (OH, OW)."""
-    kernel = v.integers(params, "kernel", 2, 1, 1 << 12)
-    strides = v.integers(params, "strides", 2, 1, 1 << 12)
-    dilations = v.integers(params, "dilations", 2, 1, 1 << 12)
-    pads = v.integers(params, "pads", 4, 0, 1 << 16)
-    try:
-        rowmap, colmap = igemm.conv_tables(
-            x_shape, tuple(kernel), strides, dilations, pads,
-            v.choice(params, "pad_mode", ("constant", "reflect", "edge")),
-            v.integer(params, "upsample", 1, 64))
-    except (ValueError, IndexError) as exc:
-        raise v.fail(f"geometry params do not fit input {list(x_shape)}: {exc}") from None
-    v.require((rowmap.shape[0], colmap.shape[0]) == tuple(out_hw),
-              f"tables {list(rowmap.shape)}/{list(colmap.shape)} do not fit output rows and "
-              f"columns {list(out_hw)}")
-    return rowmap, colmap
-
-
-def _pix_tables(params: dict, x_shape: tuple, out_hw: tuple) -> dict:
-    """Bind time: the pix kernel's row and column plans (``rowtap``, ``rowsel``, ``coloff``,
-    ``bufsrc``, and ``nslot``), rebuilt from the geometry params as at compile time."""
-    rowmap, colmap = tables_from_params(params, x_shape, out_hw)
-    rowtap, rowsel, _, nslot = pix.row_plan(rowmap)
-    found = pix.column_plan(colmap, params["upsample"], params["dilations"][1],
-                            pix.VL * pix.MAX_NVX)
-    if found is None:
-        raise v.fail(f"geometry params {params['strides']} give columns the pix kernel cannot "
-                     f"run (column stride > 1?)")
-    _, coloff, _, bufsrc = found
-    return dict(rowtap=rowtap, rowsel=rowsel, coloff=coloff, bufsrc=bufsrc, nslot=nslot)
-
-
-def _bind_pix(kernel: str):
-    co, phases = pix.parse_kernel_id(kernel)
-    nvx = pix.machine_tile(co, phases)
-    px = pix.VL * nvx                               # output columns (per phase) of one tile
-
-    def bind(params, weights, inputs, outputs, *_):
-        in_nchw, out_nchw = v.flag(params, "in_nchw"), v.flag(params, "out_nchw")
-        x = _f32("the input", v.operand(iter(inputs), "the input"), ndim=4)
-        out = _f32("the output", outputs[0], ndim=4)
-        n, h, w, c = (x.shape[0], x.shape[2], x.shape[3], x.shape[1]) if in_nchw else x.shape
-        on, oh, ow, oc = (out.shape[0], out.shape[2], out.shape[3], out.shape[1]) \
-            if out_nchw else out.shape
-        v.require(on == n and oc == co, f"the output {list(out.shape)} (out_nchw {out_nchw}) "
-                                        f"needs batch {n} and {co} channels")
-        v.integer(params, "group", 1, 1)
-        v.integer(params, "step", 1, 1)
-        tables = _pix_tables(params, (n, h, w, c), (oh, ow))
-        # NOTE: the checks below prove the rebuilt tables against the kernel's indexing, so
-        # a geometry the planner never makes cannot slip through either.
-        # the row ring: rowtap[oh, t] is an input row (negative: none), rowsel[oh, t] a row
-        # set of the weight bank
-        rowtap = _index_table(tables, "rowtap", oh, -1, h)
-        wbank = _f32("weight 'w' (weight bank)", _weight(weights, "w"), ndim=5)
-        v.require(wbank.shape[0] >= 1 and wbank.shape[1] == phases and
-                  wbank.shape[3:] == (c, co),
-                  f"weight 'w' (weight bank) has shape {list(wbank.shape)}; the kernel needs "
-                  f"[NW >= 1, {phases}, TC, {c}, {co}]")
-        rowsel = _index_table(tables, "rowsel", oh, 0, wbank.shape[0])
-        v.require(rowsel.shape == rowtap.shape, f"weight 'rowsel' has shape "
-                                                f"{list(rowsel.shape)}; weight 'rowtap' "
-                                                f"{list(rowtap.shape)}")
-        # a row's taps must sit in distinct slots of the ring: nslot >= the rows they span
-        taps = rowtap.astype(np.int64)
-        valid = taps >= 0
-        span = np.where(valid.any(1), np.where(valid, taps, -1).max(1)
-                        - np.where(valid, taps, h).min(1) + 1, 1)
-        nslot = v.integer(tables, "nslot", max(1, int(span.max(initial=1))), max(h, 1))
-        # columns: a tile reads buffer columns j0 + coloff[ph, tc] + [0, px) with j0 < OJ a
-        # multiple of px; the buffer's WB columns copy input columns bufsrc[jb] (negative: 0)
-        bufsrc = _index_table(tables, "bufsrc", None, -1, w, ndim=1)
-        oj = -(-ow // phases)                           # output columns per phase
-        reach = -(-oj // px) * px                       # the tiles' columns
-        v.require(reach <= bufsrc.shape[0], f"weight 'bufsrc' has {bufsrc.shape[0]} buffer "
-                                            f"columns; tiles over {ow} output columns need at "
-                                            f"least {reach}")
-        coloff = _index_table(tables, "coloff", phases, 0, bufsrc.shape[0] - reach + 1)
-        v.require(coloff.shape[1] == wbank.shape[2], f"weight 'coloff' has shape "
-                                                     f"{list(coloff.shape)}; the weight bank "
-                                                     f"{list(wbank.shape)}")
-        bias = _f32("weight 'bias'", _weight(weights, "bias"), shape=(co,))
-        act, p0, p1, has_res, res = _epilogue(params, weights, inputs, out)
-        par = _parallel(params, n * oh)
-        nblk = pix.blocks_for(n * oh, par)
-        scratch, tags = pix.scratch(nslot, c, bufsrc.shape[0], nblk)
-        fn = pix.pix_kernel(nvx, co, phases, par)
-        ro = igemm.readonly
-        return fn, (ro(x), ro(rowtap), ro(rowsel), ro(coloff), ro(bufsrc), ro(wbank), ro(bias),
-                    ro(res), out, scratch, tags, in_nchw, out_nchw, act, p0, p1, has_res)
-
-    return bind
-
-
-for _co in range(1, pix.MAX_CO + 1):
-    for _phases in (1, 2):
-        binds(pix.kernel_id(_co, _phases))(_bind_pix(pix.kernel_id(_co, _phases)))
-
-
-@binds(dw.KERNEL_ID)
-def bind_dwconv(params, weights, inputs, outputs, *_):
-    x, rowmap, colmap, bias, res, out, act, p0, p1, has_res = _operands(
-        params, weights, inputs, outputs)
-    c, co, kh, kw = x.shape[3], out.shape[3], rowmap.shape[1], colmap.shape[1]
-    v.integer(params, "group", c, c)
-    v.integer(params, "step", 1, 1)
-    mult = v.integer(params, "mult", 1)
-    v.require(co == mult * c, f"params['mult']={mult}: output channels {co} should be "
-                              f"{mult} x input channels {c}")
-    # the kernel lists one pixel's valid taps in stack arrays of MAX_TAPS entries
-    v.require(kh * kw <= dw.MAX_TAPS, f"weights 'rowmap'/'colmap' give {kh}x{kw} taps; the "
-                                      f"kernel holds at most {dw.MAX_TAPS}")
-    w = _f32("weight 'w' (packed weights)", _weight(weights, "w"), shape=(kh, kw, co))
-    return dw.dwconv_kernel(_parallel(params, x.shape[0] * out.shape[1])), (
-        x, rowmap, colmap, igemm.readonly(w), bias, res, out, mult, act, p0, p1, has_res)

@@ -4,11 +4,12 @@ Kernel ids:
 
 - ``f32_instance_norm_nhwc[_<epilogue>]``: two passes per image (kernels/f32_norm.py); scale and
   bias are weights (``scale``, ``bias``) when constant, run-time tensors otherwise, or computed
-  in the step from a style vector (``style_source``; weights ``style_scale``/``style_bias``);
+  in the step from a style vector (``passes/fusions/style_chain.py``; weights
+  ``style_scale``/``style_bias``);
   param ``inputs`` tags the run-time inputs after x
 - ``f32_instance_norm_nchw[_<epilogue>]``: the same over planar tensors (``layout`` "nchw")
 - none when the producing conv absorbs the norm (``f32_conv2d_igemm_{MR}x{NR}_instnorm[_<epilogue>]``,
-  families/conv.py ``fused_norm``)
+  ``passes/fusions/conv_norm.py``)
 - ``f32_batch_norm_nhwc[_<epilogue>]``: constant params folded at compile time into the
   per-channel affine ``a = scale / sqrt(var + eps)``, ``b = bias - mean * a`` (weights ``a``,
   ``b``); one pass
@@ -19,17 +20,13 @@ from __future__ import annotations
 
 import numpy as np
 
-import mobile_engine.planning.families.reduce  # noqa: F401  (REDUCE_SUM's lowering, wrapped)
 from kernels import f32_norm as knorm
 from mobile_engine.errors import UnsupportedOperatorError
-from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.graph import Graph, Node
-from mobile_engine.ir.ops import Activation, Op
-from mobile_engine.planning import validate as v
-from mobile_engine.planning.families.conv import norm_fused_into_conv
-from mobile_engine.planning.families.elementwise import (EPILOGUES, activation, operands,
-                                                         readonly)
-from mobile_engine.planning.step import LOWERINGS, Step, binds, lowers, runtime_inputs
+from mobile_engine.ir.ops import Op
+from mobile_engine.planning.families.elementwise import EPILOGUES, activation
+from mobile_engine.ir import fusion
+from mobile_engine.planning.step import Step, lowers, runtime_inputs
 
 
 def _check_f32(node: Node, graph: Graph) -> None:
@@ -50,85 +47,19 @@ def _f32(consts: dict) -> dict:
 # start. A norm lowered here takes u and G instead and its kernel computes ``u @ G`` (f32_norm
 # ``style_matvec``, K * C MACs) before normalising; the MUL and REDUCE_SUM lower to nothing
 # (their lowerings are wrapped below, as the int8 families wrap theirs).
-def _plain(graph: Graph, name: str) -> bool:
-    t = graph.tensors[name]
-    return t.dtype is DType.FLOAT32 and t.quant is None
-
-
-def float_norm(norm: Node, graph: Graph) -> bool:
-    """A norm this family lowers (plain float32, read only by plain float32 nodes)."""
-    if norm.op is not Op.INSTANCE_NORM or not all(_plain(graph, n) for n in
-                                                   norm.inputs + norm.outputs if n):
-        return False
-    return all(_plain(graph, n) for u in graph.consumers(norm.outputs[0])
-               for n in u.inputs + u.outputs if n)
-
-
-def style_source(norm: Node, graph: Graph, index: int) -> tuple[str, np.ndarray] | None:
-    """(u, G) when input ``index`` (1 scale, 2 bias) of ``norm`` is REDUCE_SUM(MUL(u, G), axis
-    0) with u a run-time f32[K, 1], G a constant f32[K, C], each intermediate read only on this
-    path; else None."""
-    t = norm.inputs[index] if index < len(norm.inputs) else ""
-    if not t or graph.is_output(t) or [id(n) for n in graph.consumers(t)] != [id(norm)]:
-        return None
-    red = graph.producer(t)
-    if red is None or red.op is not Op.REDUCE_SUM or red.attrs["keepdims"]:
-        return None
-    m = red.inputs[0]
-    shape = graph.tensors[m].shape
-    if len(shape) != 2 or [a % 2 for a in red.attrs["axes"]] != [0] or graph.is_output(m) \
-            or len(graph.consumers(m)) != 1 or graph.tensors[t].shape != (shape[1],):
-        return None
-    mul = graph.producer(m)
-    if mul is None or mul.op is not Op.MUL or mul.attrs["activation"] is not Activation.NONE:
-        return None
-    for u, g in (mul.inputs, mul.inputs[::-1]):
-        gd = graph.const(g)
-        ut = graph.tensors[u]
-        if gd is not None and gd.shape == shape and not ut.is_const and \
-                ut.shape == (shape[0], 1) and all(_plain(graph, n) for n in (u, g, m, t)):
-            return u, np.ascontiguousarray(gd, np.float32)
-    return None
-
-
-def _absorbed_reduce(node: Node, graph: Graph) -> bool:
-    users = graph.consumers(node.outputs[0])
-    if len(users) != 1 or not float_norm(users[0], graph):
-        return False
-    norm = users[0]
-    return any(norm.inputs[i] == node.outputs[0] and style_source(norm, graph, i) is not None
-               for i in (1, 2) if i < len(norm.inputs))
-
-
-def _absorbed_mul(node: Node, graph: Graph) -> bool:
-    users = graph.consumers(node.outputs[0])
-    return len(users) == 1 and users[0].op is Op.REDUCE_SUM and _absorbed_reduce(users[0], graph)
-
-
-def _wrap(op: Op, absorbed) -> None:
-    lower = LOWERINGS[op]
-
-    def lower_unless_absorbed(node: Node, graph: Graph) -> list[Step]:
-        return [] if absorbed(node, graph) else lower(node, graph)
-    LOWERINGS[op] = lower_unless_absorbed
-
-
-_wrap(Op.MUL, _absorbed_mul)
-_wrap(Op.REDUCE_SUM, _absorbed_reduce)
-
-
 def norm_inputs(node: Node, graph: Graph, prefix: str = ""):
     """(run-time input names after x, their tags, weights) for a norm's scale and bias: tags
     "scale"/"bias" (run-time tensors) or "style_scale"/"style_bias" (the style vector; weight
     ``{prefix}style_<what>`` holds G); constants become weights ``{prefix}<what>``."""
     names, tags, weights = [], [], {}
     for i, what in ((1, "scale"), (2, "bias")):
-        src = style_source(node, graph, i)
+        src = fusion.fusion(node).get(f"style_{what}")        # [u, G]
         data = graph.const(node.inputs[i])
         if src is not None:
             names.append(src[0])
             tags.append(f"style_{what}")
-            weights[f"{prefix}style_{what}"] = src[1]
+            weights[f"{prefix}style_{what}"] = np.ascontiguousarray(graph.const(src[1]),
+                                                                     np.float32)
         elif data is None:
             names.append(node.inputs[i])
             tags.append(what)
@@ -137,50 +68,9 @@ def norm_inputs(node: Node, graph: Graph, prefix: str = ""):
     return names, tags, weights
 
 
-def checked_norm_params(rt: dict, weights: dict, n: int, c: int, prefix: str = ""):
-    """Bind time: (scale, bias) for ``knorm.instance_norm_call``: arrays, or ``(u, G)`` pairs
-    the kernel multiplies (``knorm.style_operands``), from the run-time inputs ``rt`` (tag ->
-    array) and the weights, after proving what the kernels index: an array scale or bias
-    is f32 of C (shared) or N * C (per image) values; a style pair is u (f32, K values) and
-    ``G`` (weight ``{prefix}style_<what>``, f32[K, C]); each comes from one source."""
-    out = []
-    for what in ("scale", "bias"):
-        v.require(not (what in rt and f"style_{what}" in rt),
-                  f"the {what} is both a run-time input and a style vector")
-        if f"style_{what}" in rt:
-            key = f"{prefix}style_{what}"
-            v.require(key in weights, f"weight {key!r} is missing")
-            g = v.array(f"weight {key!r}", weights[key], np.float32, ndim=2, contiguous=True)
-            u = v.array(f"the style vector of the {what}", rt[f"style_{what}"], np.float32,
-                        size=g.shape[0], contiguous=True)
-            v.require(g.shape[1] == c, f"weight {key!r} {list(g.shape)} does not give {c} "
-                                       f"channels")
-            out.append((u, g))
-            continue
-        if what in rt:
-            t, name = rt[what], f"the {what} input"
-        else:
-            v.require(f"{prefix}{what}" in weights, f"weight {prefix + what!r} is missing")
-            t, name = weights[f"{prefix}{what}"], f"weight {prefix + what!r}"
-        v.array(name, t, np.float32, contiguous=True)
-        v.require(t.size in (c, n * c), f"{name} has {t.size} values {list(t.shape)}; the "
-                                        f"kernel needs {c}" + (f" (shared) or {n * c} (per "
-                                                               f"image)" if n > 1 else ""))
-        out.append(t)
-    return tuple(out)
-
-
-def _epilogue(params: dict) -> tuple[float, int, tuple[float, float]]:
-    """(epsilon, act, (p0, p1)) of a norm step."""
-    return (v.number(params, "epsilon"), v.integer(params, "act", 0, int(max(Activation))),
-            (v.number(params, "p0"), v.number(params, "p1")))
-
-
 @lowers(Op.INSTANCE_NORM)
 def lower_instance_norm(node: Node, graph: Graph) -> list[Step]:
     _check_f32(node, graph)
-    if norm_fused_into_conv(node, graph):
-        return []                  # the producing conv's step computes it (families/conv.py)
     names, tags, weights = norm_inputs(node, graph)
     act, p0, p1 = activation(node)
     shape = graph.tensors[node.inputs[0]].shape
@@ -190,35 +80,6 @@ def lower_instance_norm(node: Node, graph: Graph) -> list[Step]:
     # two passes: ~3 flops to accumulate, 3 to normalise, per element
     return [Step(node.name, kernel, [node.inputs[0]] + names, list(node.outputs), params,
                  weights, flops=6 * int(np.prod(shape, dtype=np.int64)))]
-
-
-def _instance_operands(params, weights, inputs, outputs, nchw: bool):
-    """Checked (x, out, scale, bias): x, out f32[N, H, W, C] (``nchw``: [N, C, H, W]) of one
-    shape with every dim >= 1 (the kernels shift by each channel's first pixel)."""
-    x = v.array("the input", v.operand(iter(inputs), "the input"), np.float32, ndim=4,
-                contiguous=True)
-    v.require(min(x.shape) >= 1, f"the input {list(x.shape)} is empty")
-    out = v.array("the output", outputs[0], np.float32, shape=x.shape, contiguous=True)
-    tags = v.strings(params, "inputs", ("scale", "bias", "style_scale", "style_bias"))
-    v.require(len(inputs) == 1 + len(tags),
-              f"{len(inputs)} inputs for x and params['inputs']={tags}")
-    c = x.shape[1] if nchw else x.shape[3]
-    scale, bias = checked_norm_params(dict(zip(tags, inputs[1:])), weights, x.shape[0], c)
-    return x, out, scale, bias
-
-
-@binds(*(f"f32_instance_norm_nhwc{e}" for e in EPILOGUES.values()))
-def bind_instance_norm(params, weights, inputs, outputs):
-    x, out, scale, bias = _instance_operands(params, weights, inputs, outputs, False)
-    eps, act, p = _epilogue(params)
-    return knorm.instance_norm_call(readonly(x), scale, bias, out, eps, act, p)
-
-
-@binds(*(f"f32_instance_norm_nchw{e}" for e in EPILOGUES.values()))
-def bind_instance_norm_planar(params, weights, inputs, outputs):
-    x, out, scale, bias = _instance_operands(params, weights, inputs, outputs, True)
-    eps, act, p = _epilogue(params)
-    return knorm.instance_norm_planar_call(readonly(x), scale, bias, out, eps, act, p)
 
 
 @lowers(Op.BATCH_NORM)
@@ -235,43 +96,3 @@ def lower_batch_norm(node: Node, graph: Graph) -> list[Step]:
                      list(node.outputs), params, {"a": a, "b": b}, flops=flops)]
     return [Step(node.name, f"f32_batch_norm_nhwc_rt{EPILOGUES[act]}", names,
                  list(node.outputs), params, _f32(consts), flops=flops)]
-
-
-def _affine_operands(params, inputs, outputs):
-    """Checked (x, out, C) of a batch norm: x, out f32 of one shape, channels last, C >= 1."""
-    v.require(len(inputs) == 1, f"{len(inputs)} run-time inputs; the step needs x only")
-    x = v.array("the input", inputs[0], np.float32, contiguous=True)
-    v.require(x.ndim >= 1 and x.shape[-1] >= 1, f"the input {list(x.shape)} has no channels")
-    v.array("the output", outputs[0], np.float32, shape=x.shape, contiguous=True)
-    return x, outputs[0], x.shape[-1]
-
-
-@binds(*(f"f32_batch_norm_nhwc{e}" for e in EPILOGUES.values()))
-def bind_batch_norm(params, weights, inputs, outputs):
-    x, out, c = _affine_operands(params, inputs, outputs)
-    a, b = (v.array(f"weight {k!r}", weights.get(k), np.float32, shape=(c,), contiguous=True)
-            for k in ("a", "b"))
-    _, act, p = _epilogue(params)
-    return knorm.affine_call(readonly(x), readonly(a), readonly(b), out, act, p)
-
-
-@binds(*(f"f32_batch_norm_nhwc_rt{e}" for e in EPILOGUES.values()))
-def bind_batch_norm_runtime(params, weights, inputs, outputs):
-    x, scale, bias, mean, var = operands(weights, inputs, 5)
-    x, out, c = _affine_operands(params, [x], outputs)
-    v.require(sum(f"in{i}" not in weights for i in range(5)) == len(inputs),
-              f"{len(inputs)} run-time inputs; the step lists "
-              f"{sum(f'in{i}' not in weights for i in range(5))}")
-    scale, bias, mean, var = (
-        readonly(v.array(f"operand {i} ({what})", t, np.float32, shape=(c,), contiguous=True))
-        for i, (what, t) in enumerate((("scale", scale), ("bias", bias), ("mean", mean),
-                                       ("var", var)), 1))
-    eps, act, p = _epilogue(params)
-    a, b = np.empty(c, np.float32), np.empty(c, np.float32)
-    fn, args = knorm.affine_call(readonly(x), readonly(a), readonly(b), out, act, p)
-    coefficients = knorm.batch_norm_coefficients
-
-    def run():
-        coefficients(scale, bias, mean, var, eps, a, b)
-        fn(*args)
-    return run, ()

@@ -1,6 +1,6 @@
 """Quantized convolutions: CONV2D with a uint8 input and int8 weights (kernels/qu8_conv2d.py).
 
-A CONV2D is quantized when one of its tensors carries quant params (``is_quantized``); the float
+A CONV2D is quantized when one of its tensors carries quant params (``step.quantized``); the float
 lowering of ``conv.py`` keeps every other CONV2D. Contract of the IR node (ir/interpret.py):
 ``y = conv(sx * (x - zx), sw[c] * w) + b``, then ``act``; quantized to (sy, zy) when the output is
 uint8. The kernel computes the same in integers::
@@ -31,45 +31,17 @@ from __future__ import annotations
 
 import numpy as np
 
-import mobile_engine.planning.families.conv  # noqa: F401  (the float lowering, wrapped below)
-from kernels import config
-from kernels.f32_conv2d import activation_params, conv_tables, readonly
+from kernels.f32_conv2d import activation_params, conv_tables
+from kernels import qu8_conv2d as qconv
+from kernels import qu8_dwconv2d as qdw
 from mobile_engine.errors import UnsupportedOperatorError
 from mobile_engine.ir.dtypes import DType, QuantParams
 from mobile_engine.ir.graph import Graph, Node
-from mobile_engine.ir.ops import Activation, Op
-from mobile_engine.planning import validate as v
-from mobile_engine.planning.families.conv import geometry_params, tables_from_params
-from mobile_engine.planning.step import LOWERINGS, Step, binds
+from mobile_engine.ir.ops import Activation
+from mobile_engine.planning.families.conv import geometry_params
+from mobile_engine.planning.step import Step
 
 F32 = np.float32
-
-try:
-    from kernels import qu8_conv2d as qconv
-    KERNELS_MISSING = None
-except ImportError as _exc:     # NOTE: the int8 kernels are optional: float plans never need them
-    qconv, KERNELS_MISSING = None, _exc
-try:
-    from kernels import qu8_dwconv2d as qdw
-except ImportError:             # depthwise convs then take the grouped igemm kernel
-    qdw = None
-
-
-def is_quantized(node: Node, graph: Graph) -> bool:
-    """True when any tensor of ``node`` carries quant params (it has quantized semantics)."""
-    return any(graph.tensors[n].quant is not None for n in node.inputs + node.outputs if n)
-
-
-def quantized_dispatch(op: Op, lower_quantized) -> None:
-    """Route quantized ``op`` nodes to ``lower_quantized``, the rest to the float lowering."""
-    lower_float = LOWERINGS[op]
-
-    def lower(node: Node, graph: Graph) -> list[Step]:
-        if is_quantized(node, graph):
-            return lower_quantized(node, graph)
-        return lower_float(node, graph)
-    lower.__doc__ = f"{op.name}: quantized -> {lower_quantized.__name__}, else the float lowering"
-    LOWERINGS[op] = lower
 
 
 def _fail(node: Node, why: str) -> UnsupportedOperatorError:
@@ -101,13 +73,19 @@ def clamp_range(act: Activation, params, sy: float, zy: int) -> tuple[int, int]:
 
 
 def uses_dwconv(group: int, c: int, co: int, kh: int, kw: int) -> bool:
-    """True when a quantized conv lowers to the depthwise kernel (else the igemm kernel)."""
-    return qdw is not None and group == c and c > 1 and co % c == 0 and kh * kw <= qdw.MAX_TAPS
+    """True when a quantized conv lowers to the depthwise kernel."""
+    return group == c and c > 1 and co % c == 0 and kh * kw <= qdw.MAX_TAPS
+
+
+def int8_kernel_family(group: int, c: int, co: int, kh: int, kw: int) -> str:
+    """Which int8 kernel a quantized conv runs: "dw", "kdot" (few output channels: 16-byte
+    dot products over a kernel row) or "igemm"."""
+    if uses_dwconv(group, c, co, kh, kw):
+        return "dw"
+    return "kdot" if qconv.use_kdot(co, group) else "igemm"
 
 
 def lower_qconv2d(node: Node, graph: Graph) -> list[Step]:
-    if qconv is None:
-        raise _fail(node, f"the int8 conv kernels are unavailable ({KERNELS_MISSING})")
     a = node.attrs
     if len(node.inputs) > 3 and node.inputs[3]:
         raise _fail(node, "a quantized conv takes no residual input")
@@ -175,6 +153,14 @@ def lower_qconv2d(node: Node, graph: Graph) -> list[Step]:
         params["chmult"] = co // c
         return [Step(node.name, qdw.kernel_id(epilogue), [x.name], [out.name], params, weights,
                      2 * macs)]
+    if qconv.use_kdot(co, group):
+        mr, cg = qconv.kdot_tile(co)
+        wrun, wtap = qconv.pack_qu8_weights_kdot(wq, cg)
+        weights = dict(wrun=wrun, wtap=wtap, zrow=qconv.qu8_zero_row(zx, c, kw, group),
+                       bias=np.ascontiguousarray(bias_q, np.int32),
+                       mult=np.ascontiguousarray(mult, F32))
+        return [Step(node.name, qconv.kdot_plan_kernel_id(mr, cg, epilogue), [x.name],
+                     [out.name], params, weights, 2 * macs)]
     mr, nr = qconv.choose_tile(co // group)
     weights = dict(wp=qconv.pack_qu8_weights(wq, nr, group),
                    zrow=qconv.qu8_zero_row(zx, c, kw, group),
@@ -186,130 +172,3 @@ def lower_qconv2d(node: Node, graph: Graph) -> list[Step]:
                  params, weights, 2 * macs)]
 
 
-quantized_dispatch(Op.CONV2D, lower_qconv2d)
-
-
-# --- binders -------------------------------------------------------------------------------
-# Every binder checks, before any kernel runs, what the kernel trusts (planning/validate.py):
-# params' types and ranges, the indirection tables built from them against the input and the
-# output, the packed weights' exact shapes against the tile and the channel counts. A failed
-# check raises ``validate.BindError``; Session._bind names the file, step and kernel.
-MAX_ACT = int(max(Activation))
-
-
-def _weight(weights: dict, key: str, dtype, **kw) -> np.ndarray:
-    if key not in weights:
-        raise v.fail(f"weight {key!r} is missing")
-    return v.array(f"weight {key!r}", weights[key], dtype, **kw)
-
-
-def _contiguous(what: str, a: np.ndarray) -> np.ndarray:
-    v.require(a.flags.c_contiguous, f"{what} {list(a.shape)} is not C-contiguous")
-    return a
-
-
-class ConvOperands:
-    """The checked operands every qu8 conv kernel takes (``check_conv``)."""
-    __slots__ = ("x", "out", "rowmap", "colmap", "zrow", "bias", "mult", "tail", "parallel")
-
-
-def check_conv(params: dict, weights: dict, inputs: list, outputs: list,
-               epilogue: str) -> ConvOperands:
-    """x u8[N, H, W, C], out u8 (requant) or f32 (fp32out) [N, OH, OW, Co], the indirection
-    tables the geometry params give for x (their shapes against out), zrow u8[>= 1], bias
-    i32[Co], mult f32[Co], and (zy, qmin, qmax, act, p0, p1) in range."""
-    ops = ConvOperands()
-    ops.x = _contiguous("the input", v.array("the input", v.operand(iter(inputs), "the input"),
-                                             np.uint8, ndim=4))
-    ops.out = _contiguous("the output", v.array(
-        "the output", v.operand(iter(outputs), "the output"),
-        np.uint8 if epilogue == "requant" else F32, ndim=4))
-    x, out = ops.x, ops.out
-    v.require(out.shape[0] == x.shape[0], f"the output {list(out.shape)} and the input "
-                                          f"{list(x.shape)} differ in batch")
-    ops.rowmap, ops.colmap = tables_from_params(params, x.shape, out.shape[1:3])
-    co = out.shape[3]
-    ops.zrow = _weight(weights, "zrow", np.uint8, ndim=1)
-    v.require(ops.zrow.size >= 1, "weight 'zrow' is empty")
-    ops.bias = _weight(weights, "bias", np.int32, shape=(co,))
-    ops.mult = _weight(weights, "mult", F32, shape=(co,))
-    ap = params.get("act_params")
-    v.require(isinstance(ap, list) and len(ap) == 2 and all(
-        isinstance(p, (int, float)) and not isinstance(p, bool) for p in ap),
-        f"params['act_params']={ap!r}: expected two numbers")
-    ops.tail = (v.integer(params, "zy", 0, 255), v.integer(params, "qmin", 0, 255),
-                v.integer(params, "qmax", 0, 255), v.integer(params, "act", 0, MAX_ACT),
-                F32(ap[0]), F32(ap[1]))
-    ops.parallel = v.integer(params, "work") >= config.PARALLEL_MIN_WORK and \
-        x.shape[0] * out.shape[1] >= 2
-    return ops
-
-
-def _bind_qconv(kernel: str):
-    mr, nr = (int(v_) for v_ in kernel.split("_igemm_")[1].split("c4_")[0].split("x"))
-    epilogue = kernel.rsplit("_", 1)[1]
-
-    def bind(params, weights, inputs, outputs, *_):
-        return bind_igemm(mr, nr, epilogue, params, weights, inputs, outputs)
-
-    return bind
-
-
-def bind_igemm(mr: int, nr: int, epilogue: str, params: dict, weights: dict, inputs: list,
-               outputs: list):
-    """(dispatcher, args) of a checked ``qu8_conv2d_igemm_{mr}x{nr}c4_{epilogue}`` step."""
-    ops = check_conv(params, weights, inputs, outputs, epilogue)
-    c, co = ops.x.shape[3], ops.out.shape[3]
-    kh, kw = ops.rowmap.shape[1], ops.colmap.shape[1]
-    group = v.integer(params, "group", 1, c)
-    v.require(c % group == 0 and co % group == 0,
-              f"params['group']={group} does not divide {c} input / {co} output channels")
-    gnb, qt, qr = group * -(-(co // group) // nr), -(-(c // group) // 4), -(-(kw * c) // 4)
-    wp = _weight(weights, "wp", np.int8, shape=(gnb, kh, kw, qt, nr, 4))
-    if "wrun" in weights:
-        wrun = _weight(weights, "wrun", np.int8, shape=(gnb, kh, qr, nr, 4))
-        v.require(group == 1, "weight 'wrun' is for group 1 only")
-    elif group == 1:
-        # NOTE: for C % 4 == 0 the per-row layout holds wp's bytes: [NB, KH, KW * QT, NR, 4]
-        # (a view; the kernel reads QR from this array's shape, so pass the 5-d form)
-        v.require(c % 4 == 0, f"weight 'wrun' is missing ({c} input channels)")
-        wrun = wp.reshape(gnb, kh, kw * qt, nr, 4)
-    else:
-        wrun = wp
-    v.require(ops.zrow.size >= 4 * max(qt, qr if group == 1 else 0),
-              f"weight 'zrow' has {ops.zrow.size} bytes; a kernel row reads {4 * max(qt, qr)}")
-    _, fn = qconv.select_qu8_conv(mr, nr, epilogue, ops.parallel)
-    ro = readonly
-    return fn, (ro(ops.x), ro(ops.zrow), ro(ops.rowmap), ro(ops.colmap), ro(wp), ro(wrun),
-                ro(ops.bias), ro(ops.mult), ops.out, group, *ops.tail)
-
-
-def _bind_qdw(kernel: str):
-    epilogue = kernel.rsplit("_", 1)[1]
-
-    def bind(params, weights, inputs, outputs, *_):
-        ops = check_conv(params, weights, inputs, outputs, epilogue)
-        c, co = ops.x.shape[3], ops.out.shape[3]
-        chmult = v.integer(params, "chmult", 1, co)
-        v.require(co == chmult * c, f"{co} output channels are not params['chmult']={chmult} "
-                                    f"x {c} input channels")
-        wp = _weight(weights, "wp", np.int8, shape=(ops.rowmap.shape[1], ops.colmap.shape[1],
-                                                    co))
-        v.require(ops.zrow.size >= c, f"weight 'zrow' has {ops.zrow.size} bytes, not {c}")
-        ro = readonly
-        return qdw.dwconv_kernel(epilogue, ops.parallel), (
-            ro(ops.x), ro(ops.zrow), ro(ops.rowmap), ro(ops.colmap), ro(wp), ro(ops.bias),
-            ro(ops.mult), ops.out, chmult, *ops.tail)
-
-    return bind
-
-
-if qdw is not None:
-    for _epilogue in qdw.EPILOGUES:
-        binds(qdw.kernel_id(_epilogue))(_bind_qdw(qdw.kernel_id(_epilogue)))
-
-if qconv is not None:
-    for _nr, _mr in qconv.TILES.items():
-        for _epilogue in qconv.EPILOGUES:
-            _kernel = qconv.plan_kernel_id(_mr, _nr, _epilogue)
-            binds(_kernel)(_bind_qconv(_kernel))

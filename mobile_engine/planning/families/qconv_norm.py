@@ -12,11 +12,8 @@ multistyle26's res.5.1 before the float tail) is not fused: from the row sums it
 two float passes (the float norm into the output, then the residual), and measured fused it
 cost as much as apart (1.52 vs 1.45 ms CPU at 480x640).
 
-Legal when the conv lowers to the igemm kernel with a float32 output and no activation, its
-output is read only by the INSTANCE_NORM (as x) and is not a graph output, the norm lowers to
-``f32_instance_norm_nhwc_qu8`` or ``..._add_qu8`` with a none/relu/clamp activation, and
-every run-time input of the norm's step (scale, bias or their style vector, the residual)
-exists before the conv runs (the step runs at the conv).
+``passes/fusions/int8_conv_norm.py`` decides (and states the legality); the conv's record
+names the norm ("norm"); the norm lowers to ``f32_instance_norm_nhwc_qu8`` or ``..._add_qu8``.
 
 Step contract: inputs [x, the norm step's inputs after its x]; outputs [the norm's (or ADD's)
 uint8 output, the conv's float32 output (arena scratch: nothing else reads it; it holds the
@@ -25,83 +22,29 @@ weights: the conv step's, and the norm step's prefixed ``norm_``.
 """
 from __future__ import annotations
 
-import numpy as np
 
-from mobile_engine.errors import UnsupportedOperatorError
+from mobile_engine.errors import EngineError
+from mobile_engine.ir import fusion
 from mobile_engine.ir.graph import Graph, Node
-from mobile_engine.ir.ops import Activation, Op
-from mobile_engine.planning import validate as v
+from mobile_engine.ir.ops import Op
 from mobile_engine.planning.families import qconv, qelementwise as qew
-from mobile_engine.planning.families.conv import available_before
-from mobile_engine.planning.step import LOWERINGS, Step, binds
+from mobile_engine.planning.step import Step, lowers_int8
 
 # the norm step kernel absorbed -> the suffix of the fused step's kernel id
 KERNELS = {qew.NORM_QU8: "", qew.NORM_ADD_QU8: "_add"}
 
 
-def fused_qnorm(conv: Node, graph: Graph) -> Node | None:
-    """The INSTANCE_NORM that runs inside quantized ``conv``'s step, or None (see above)."""
-    if conv.op is not Op.CONV2D or not qconv.is_quantized(conv, graph) or \
-            conv.attrs["activation"] is not Activation.NONE or qconv.qconv is None:
-        return None
-    out = conv.outputs[0]
-    t = graph.tensors[out]
-    users = graph.consumers(out)
-    if t.quant is not None or t.dtype.np != np.float32 or graph.is_output(out) or \
-            len(users) != 1 or users[0].op is not Op.INSTANCE_NORM:
-        return None
-    norm = users[0]
-    if norm.inputs[0] != out or out in norm.inputs[1:] or \
-            norm.attrs.get("layout", "nhwc") != "nhwc" or not qew._lowered_here(norm, graph):
-        return None
-    x, w = graph.tensors[conv.inputs[0]], graph.tensors[conv.inputs[1]]
-    if len(x.shape) != 4 or w.data is None or w.data.ndim != 4:
-        return None
-    co, _, kh, kw = w.data.shape
-    if qconv.uses_dwconv(conv.attrs["group"], x.shape[3], co, kh, kw):
-        return None
-    act, p0, p1 = qew.activation(norm)
-    if not qew.knq.fusable(act, (p0, p1)):
-        return None
-    return norm
-
-
-def _norm_step(norm: Node, graph: Graph) -> Step | None:
-    try:
-        steps = qew.lower_qinstance_norm(norm, graph)
-    except UnsupportedOperatorError:
-        return None                     # the norm's own lowering raises, naming it
-    if len(steps) != 1 or steps[0].kernel not in KERNELS:
-        return None
-    return steps[0]
-
-
-def _fusion(conv: Node, graph: Graph) -> Step | None:
-    """The norm step ``conv`` absorbs, when legal and its inputs exist before ``conv``."""
-    norm = fused_qnorm(conv, graph)
-    step = _norm_step(norm, graph) if norm is not None else None
-    if step is None or not all(available_before(graph, name, conv) for name in step.inputs[1:]):
-        return None
-    return step
-
-
-def norm_fused_into_qconv(norm: Node, graph: Graph) -> bool:
-    p = graph.producer(norm.inputs[0]) if norm.inputs else None
-    return p is not None and fused_qnorm(p, graph) is norm and _fusion(p, graph) is not None
-
-
-_lower_conv = LOWERINGS[Op.CONV2D]
-_lower_norm = LOWERINGS[Op.INSTANCE_NORM]
-
-
-def lower_conv_with_norm(node: Node, graph: Graph) -> list[Step]:
-    norm_step = _fusion(node, graph) if node.op is Op.CONV2D else None
-    if norm_step is None:
-        return _lower_conv(node, graph)
+@lowers_int8(Op.CONV2D)
+def lower_int8_conv2d(node: Node, graph: Graph) -> list[Step]:
+    """A quantized conv's step, extended by the norm it absorbed (record "norm")."""
+    if "norm" not in fusion.fusion(node):
+        return qconv.lower_qconv2d(node, graph)
+    (norm_step,) = qew.lower_qinstance_norm(graph.node(fusion.fusion(node)["norm"]), graph)
     (step,) = qconv.lower_qconv2d(node, graph)
     prefix, epilogue = step.kernel.rsplit("_", 1)
     if not prefix.startswith("qu8_conv2d_igemm_") or epilogue != "fp32out":
-        return [step]                       # NOTE: unreachable while fused_qnorm mirrors it
+        raise EngineError(f"node {node.name!r}: its int8 kernel {step.kernel!r} cannot absorb "
+                          f"the norm that passes/fusions/int8_conv_norm.py fused into it")
     mr, nr = (int(v_) for v_ in prefix.split("_igemm_")[1].split("c4")[0].split("x"))
     step.kernel = qconv.qconv.instnorm_kernel_id(mr, nr, KERNELS[norm_step.kernel])
     step.inputs = step.inputs + norm_step.inputs[1:]
@@ -111,41 +54,3 @@ def lower_conv_with_norm(node: Node, graph: Graph) -> list[Step]:
     step.flops += norm_step.flops
     return [step]
 
-
-def _lower_norm_unless_absorbed(node: Node, graph: Graph) -> list[Step]:
-    if norm_fused_into_qconv(node, graph):
-        return []                           # computed by the conv's step
-    return _lower_norm(node, graph)
-
-
-LOWERINGS[Op.CONV2D] = lower_conv_with_norm
-LOWERINGS[Op.INSTANCE_NORM] = _lower_norm_unless_absorbed
-
-
-# --- binder --------------------------------------------------------------------------------
-def _bind(mr: int, nr: int, suffix: str):
-    def bind(params, weights, inputs, outputs, *_):
-        v.require(len(outputs) == 2 and len(inputs) >= 1,
-                  f"{len(inputs)} inputs / {len(outputs)} outputs: expected x, the norm's "
-                  f"inputs, and outputs [uint8 y, float32 scratch]")
-        conv_fn, conv_args = qconv.bind_igemm(mr, nr, "fp32out", params, weights, inputs[:1],
-                                              outputs[1:])
-        y = outputs[1]
-        v.require(conv_args[13] == 0, "params['act'] must be 0 (none) before a fused norm")
-        sums = np.zeros(y.shape[0] * y.shape[1] * 2 * y.shape[3], np.float64)
-        norm_fn, norm_args = qew.bind_norm_qu8(params, weights, [y] + list(inputs[1:]),
-                                               outputs[:1], suffix == "_add", sums, "norm_")
-        conv_args = conv_args + (sums,)
-
-        def run():
-            conv_fn(*conv_args)
-            norm_fn(*norm_args)
-        return run, ()
-
-    return bind
-
-
-if qconv.qconv is not None:
-    for _nr, _mr in qconv.qconv.TILES.items():
-        for _suffix in KERNELS.values():
-            binds(qconv.qconv.instnorm_kernel_id(_mr, _nr, _suffix))(_bind(_mr, _nr, _suffix))

@@ -18,66 +18,45 @@ Kernel ids and step contracts:
   quantize). inputs [x, run-time scale/bias or style vectors]; params ``inputs`` tags them
   ("scale", "bias": tensors; "style_scale", "style_bias": the style vector u whose product with
   weight ``style_scale``/``style_bias`` = G gives it, or ``..._q`` (int8 G), ``..._scale``
-  [, ``..._zero``] when G was a DEQUANTIZE, expanded at bind time; ``style_source``: the
-  DEQUANTIZE, MUL and REDUCE_SUM of the chain lower to nothing); weights ``scale``/``bias`` when constant (plans
+  [, ``..._zero``] when G was a DEQUANTIZE, expanded at bind time; ``passes/fusions/
+  style_chain.py`` records [u, G] and puts the chain's nodes into the norm's step); weights
+  ``scale``/``bias`` when constant (plans
   without ``inputs`` kept them as ``in1``/``in2``); params epsilon, act, p0, p1 (the norm's
   activation, in float), s, z, qmin, qmax (output), inplace (the float norm may overwrite x:
   nothing else reads it; otherwise the binder allocates a scratch once). Usually computed
   inside its conv's step instead (families/qconv_norm.py).
-- ``f32_instance_norm_nhwc_add_qu8``: an INSTANCE_NORM whose only reader is a uint8 ADD
-  (``quantize_int8.fused_norm_input``) and that ADD, as one step writing the ADD's output:
+- ``f32_instance_norm_nhwc_add_qu8``: an INSTANCE_NORM that absorbed the uint8 ADD reading it
+  (``passes/fusions/int8_norm_add.py``, record "add"), as one step writing the ADD's output:
   ``q = clamp(rint((norm(x) + rs * (r - rz)) / s) + z, qmin, qmax)``, the add's activation in
-  the clamp. inputs [x, runtime scale/bias, r]; params as above plus rs, rz. The ADD itself
-  lowers to no step.
+  the clamp. inputs [x, runtime scale/bias, r]; params as above plus rs, rz.
 - ``f32_instance_norm_nhwc_add_qu8_fp32out``: the same with the ADD's float output (a "mixed"
   add: uint8 residual, float readers): ``o = clamp(norm(x) + rs * (r - rz), lo, hi)``.
 
-A node is quantized when one of its tensors carries quant params (``qconv.is_quantized``); the
-float lowerings keep every other INSTANCE_NORM and ADD.
+These are the int8 table's lowerings of ADD and INSTANCE_NORM (``planning/step.py``: a node
+lowers with them when one of its step's tensors carries quant params).
 """
 from __future__ import annotations
 
 import numpy as np
 
-import mobile_engine.planning.families.elementwise  # noqa: F401  (float lowerings, wrapped)
-import mobile_engine.planning.families.norm  # noqa: F401
 from kernels import f32_norm_qu8 as knq
-from kernels.config import PARALLEL_MIN_WORK
+from kernels import qu8_elementwise as qew
 from mobile_engine.errors import UnsupportedOperatorError
+from mobile_engine.ir import fusion
 from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Activation, Op
-from mobile_engine.passes.quantize_int8 import fused_norm_input
-from mobile_engine.planning import validate as v
-from mobile_engine.planning.families.elementwise import activation, readonly
-from mobile_engine.planning.families.qconv import (clamp_range, is_quantized, per_tensor,
-                                                   quantized_dispatch)
-from mobile_engine.planning.step import LOWERINGS, Step, binds, lowers
+from mobile_engine.planning.families.elementwise import activation
+from mobile_engine.planning.families.qconv import clamp_range, per_tensor
+from mobile_engine.planning.step import Step, lowers, lowers_int8
 
 F32 = np.float32
-try:
-    from kernels import qu8_elementwise as qew
-    QUANTIZE_ID = qew.QUANTIZE_ID
-except ImportError:             # NOTE: optional; QUANTIZE then runs kernels/f32_norm_qu8.py's loop
-    qew, QUANTIZE_ID = None, "qu8_quantize"
-NORM_QU8 = "f32_instance_norm_nhwc_qu8"
-NORM_ADD_QU8 = "f32_instance_norm_nhwc_add_qu8"
-NORM_ADD_F32 = "f32_instance_norm_nhwc_add_qu8_fp32out"
+QUANTIZE_ID = qew.QUANTIZE_ID
+NORM_QU8, NORM_ADD_QU8, NORM_ADD_F32 = knq.NORM_QU8, knq.NORM_ADD_QU8, knq.NORM_ADD_F32
 
 
 def _fail(node: Node, why: str) -> UnsupportedOperatorError:
     return UnsupportedOperatorError(f"node {node.name!r} ({node.op.name}): {why}")
-
-
-def _fused_add(norm: Node, graph: Graph) -> Node | None:
-    """The quantized ADD (uint8 output, or float output with a uint8 other input) that
-    ``norm`` (float output) is fused into, or None."""
-    out = norm.outputs[0]
-    add = graph.single_consumer(out)
-    if add is None or add.op is not Op.ADD or graph.tensors[out].quant is not None \
-            or fused_norm_input(graph, add) != out or not is_quantized(add, graph):
-        return None
-    return add
 
 
 def _f32_input(node: Node, graph: Graph) -> str:
@@ -121,93 +100,6 @@ def _style_matrix(graph: Graph, name: str) -> dict[str, np.ndarray] | None:
     return out
 
 
-def style_matrix(weights: dict, key: str, k: int, c: int) -> np.ndarray:
-    """Bind time: G f32[k, c] from weight ``key`` (float32) or ``key_q``/``key_scale``
-    [/``key_zero``] (int8 values, ``(q - zero) * scale`` in float32 as ``qs8_dequantize_const``)."""
-    if key in weights:
-        return v.array(f"weight {key!r}", weights[key], F32, shape=(k, c))
-    v.require(f"{key}_q" in weights and f"{key}_scale" in weights,
-              f"weight {key!r} (or {key}_q and {key}_scale) is missing")
-    q = v.array(f"weight '{key}_q'", weights[f"{key}_q"], np.int8, shape=(k, c))
-    shapes = ((k, 1), (1, c), (1, 1))
-    scale = v.array(f"weight '{key}_scale'", weights[f"{key}_scale"], F32, ndim=2)
-    v.require(scale.shape in shapes, f"weight '{key}_scale' {list(scale.shape)} does not "
-                                     f"broadcast per axis over {[k, c]}")
-    zero = weights.get(f"{key}_zero", np.zeros((1, 1), np.int32))
-    v.array(f"weight '{key}_zero'", zero, np.int32, ndim=2)
-    v.require(zero.shape in shapes, f"weight '{key}_zero' {list(zero.shape)} does not "
-                                    f"broadcast per axis over {[k, c]}")
-    return np.ascontiguousarray((q.astype(np.int32) - zero).astype(F32) * scale)
-
-
-def _sole_producer(graph: Graph, name: str, op: Op, reader: Node) -> Node | None:
-    """The ``op`` node writing ``name`` when ``reader`` is its only reader (not an output)."""
-    if not name or graph.is_output(name) or [id(n) for n in graph.consumers(name)] != [id(reader)]:
-        return None
-    p = graph.producer(name)
-    return p if p is not None and p.op is op else None
-
-
-def style_source(norm: Node, graph: Graph, index: int) -> tuple[str, dict] | None:
-    """(u, G's weights, ``_style_matrix``) when input ``index`` (1 scale, 2 bias) of ``norm``
-    is REDUCE_SUM(MUL(u, G), axis 0) with u a run-time f32[K, 1] and G f32[K, C] a constant
-    or a DEQUANTIZE of one, each intermediate read only on this path; else None."""
-    t = norm.inputs[index] if index < len(norm.inputs) else ""
-    red = _sole_producer(graph, t, Op.REDUCE_SUM, norm)
-    mul = _sole_producer(graph, red.inputs[0], Op.MUL, red) if red is not None else None
-    if mul is None or red.attrs["keepdims"] or [a % 2 for a in red.attrs["axes"]] != [0] or \
-            mul.attrs["activation"] is not Activation.NONE or len(mul.inputs) != 2:
-        return None
-    shape = graph.tensors[red.inputs[0]].shape
-    if len(shape) != 2 or graph.tensors[t].shape != (shape[1],):
-        return None
-    for u, g in (mul.inputs, mul.inputs[::-1]):
-        ut = graph.tensors[u]
-        f32 = all(graph.tensors[n].dtype is DType.FLOAT32 and graph.tensors[n].quant is None
-                  for n in (u, g, red.inputs[0], t))
-        if f32 and not ut.is_const and ut.shape == (shape[0], 1) and \
-                graph.tensors[g].shape == shape:
-            gd = _style_matrix(graph, g)
-            if gd is not None:
-                return u, gd
-    return None
-
-
-def _lowered_here(norm: Node, graph: Graph) -> bool:
-    return norm.op is Op.INSTANCE_NORM and (is_quantized(norm, graph) or
-                                            _is_fused_norm(norm, graph))
-
-
-# DEQUANTIZE -> MUL -> REDUCE_SUM -> INSTANCE_NORM: what each node of a style chain feeds
-_STYLE_CHAIN = {Op.DEQUANTIZE: Op.MUL, Op.MUL: Op.REDUCE_SUM, Op.REDUCE_SUM: Op.INSTANCE_NORM}
-
-
-def _absorbed(node: Node, graph: Graph) -> bool:
-    """True when ``node`` (DEQUANTIZE, MUL or REDUCE_SUM) only feeds, along a style chain, the
-    scale or bias of a norm lowered here that computes it itself (``style_source``)."""
-    chain = set()
-    while node.op in _STYLE_CHAIN:
-        chain.add(node.outputs[0])
-        users = graph.consumers(node.outputs[0])
-        if len(users) != 1 or users[0].op is not _STYLE_CHAIN[node.op]:
-            return False
-        if users[0].op is Op.INSTANCE_NORM:
-            norm = users[0]
-            if not _lowered_here(norm, graph):
-                return False
-            for i in (1, 2):
-                src = style_source(norm, graph, i) if norm.inputs[i:i + 1] == [node.outputs[0]] \
-                    else None
-                if src is not None and src[0] not in chain:    # u is read, not absorbed
-                    return True
-            return False
-        node = users[0]
-    return False
-
-
-NORM_INPUT_TAGS = ("scale", "bias", "style_scale", "style_bias")
-
-
 def _norm_params(node: Node, graph: Graph, x: str) -> tuple[list[str], dict, dict]:
     """(run-time inputs after x, weights, params) of a norm step: scale and bias are weights
     ``scale``/``bias`` when constant, run-time inputs, or a style vector input with weight
@@ -215,13 +107,14 @@ def _norm_params(node: Node, graph: Graph, x: str) -> tuple[list[str], dict, dic
     inputs after x."""
     names, tags, weights = [], [], {}
     for i, what in ((1, "scale"), (2, "bias")):
-        src = style_source(node, graph, i)
+        src = fusion.fusion(node).get(f"style_{what}")        # [u, G]
         name = node.inputs[i] if i < len(node.inputs) else ""
         data = graph.const(name) if name else None
         if src is not None:
             names.append(src[0])
             tags.append(f"style_{what}")
-            weights.update({f"style_{what}{k}": a for k, a in src[1].items()})
+            weights.update({f"style_{what}{k}": a
+                            for k, a in _style_matrix(graph, src[1]).items()})
         elif data is not None:
             weights[what] = np.ascontiguousarray(data, F32)
         elif name and graph.tensors[name].dtype is DType.FLOAT32:
@@ -236,6 +129,7 @@ def _norm_params(node: Node, graph: Graph, x: str) -> tuple[list[str], dict, dic
     return names, weights, params
 
 
+@lowers_int8(Op.INSTANCE_NORM)
 def lower_qinstance_norm(node: Node, graph: Graph) -> list[Step]:
     if node.attrs.get("layout", "nhwc") != "nhwc":
         raise _fail(node, "the uint8-output norm kernels are NHWC only")
@@ -245,7 +139,7 @@ def lower_qinstance_norm(node: Node, graph: Graph) -> list[Step]:
     names = [x] + names
     flops = 8 * int(np.prod(out.shape, dtype=np.int64))
     if out.quant is None:
-        add = _fused_add(node, graph)
+        add = graph.node(fusion.fusion(node)["add"]) if "add" in fusion.fusion(node) else None
         if add is None:
             raise _fail(node, f"float output {out.name!r} with a quantized input: no kernel")
         y = graph.tensors[add.outputs[0]]
@@ -279,16 +173,8 @@ def lower_qinstance_norm(node: Node, graph: Graph) -> list[Step]:
     return [Step(node.name, NORM_QU8, names, [out.name], params, weights, flops)]
 
 
-def _is_fused_norm(node: Node, graph: Graph) -> bool:
-    return node.op is Op.INSTANCE_NORM and _fused_add(node, graph) is not None
-
-
+@lowers_int8(Op.ADD)
 def lower_qadd(node: Node, graph: Graph) -> list[Step]:
-    fused = fused_norm_input(graph, node)
-    if fused is not None and _is_fused_norm(graph.producer(fused), graph):
-        return []                               # computed by the norm's step
-    if qew is None:
-        raise _fail(node, "the qu8 element-wise kernels are unavailable")
     (a, b), y = node.inputs, graph.tensors[node.outputs[0]]
     aq, bq, yq = (per_tensor(node, graph, n) for n in (a, b, y.name))
     if not graph.tensors[a].shape == graph.tensors[b].shape == y.shape:
@@ -306,25 +192,8 @@ def lower_qadd(node: Node, graph: Graph) -> list[Step]:
                  flops=3 * int(np.prod(y.shape, dtype=np.int64)))]
 
 
-_float_norm = LOWERINGS[Op.INSTANCE_NORM]
 
 
-def _lower_norm_dispatch(node: Node, graph: Graph) -> list[Step]:
-    if is_quantized(node, graph) or _is_fused_norm(node, graph):
-        return lower_qinstance_norm(node, graph)
-    return _float_norm(node, graph)
-
-
-LOWERINGS[Op.INSTANCE_NORM] = _lower_norm_dispatch
-quantized_dispatch(Op.ADD, lower_qadd)
-
-
-def _skip_absorbed(op: Op, absorbed) -> None:
-    lower = LOWERINGS[op]
-
-    def lower_unless_absorbed(node: Node, graph: Graph) -> list[Step]:
-        return [] if absorbed(node, graph) else lower(node, graph)
-    LOWERINGS[op] = lower_unless_absorbed
 
 
 @lowers(Op.QUANTIZE)
@@ -344,8 +213,6 @@ def lower_quantize(node: Node, graph: Graph) -> list[Step]:
 def lower_dequantize(node: Node, graph: Graph) -> list[Step]:
     x, y = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
     if not x.is_const:
-        if qew is None:
-            raise _fail(node, "the qu8 element-wise kernels are unavailable")
         q = per_tensor(node, graph, x.name)
         return [Step(node.name, qew.DEQUANTIZE_ID, [x.name], [y.name],
                      {"s": float(q.scale[0]), "z": int(q.zero_point[0])},
@@ -378,226 +245,3 @@ def lower_int8_recode(node: Node, graph: Graph) -> list[Step]:
     return [Step(node.name, "int8_recode", [x.name], [y.name], {})]
 
 
-def int8_recode(out: np.ndarray, x: np.ndarray) -> None:
-    """int8 <-> uint8 of the same real values: the top bit flipped (q + 128, or q - 128)."""
-    np.bitwise_xor(x.view(np.uint8), np.uint8(0x80), out=out.view(np.uint8))
-
-
-@binds("int8_recode")
-def bind_int8_recode(params, weights, inputs, outputs):
-    x = v.array("the input", v.operand(iter(inputs), "the input"), (np.int8, np.uint8),
-                contiguous=True)
-    other = np.uint8 if x.dtype == np.int8 else np.int8
-    out = _flat("the output", v.operand(iter(outputs), "the output"), other, x.size)
-    return int8_recode, (out, readonly(x).reshape(-1))
-
-
-for _op in _STYLE_CHAIN:
-    _skip_absorbed(_op, _absorbed)
-
-
-# --- binders -------------------------------------------------------------------------------
-def _scale(params: dict, key: str = "s") -> float:
-    s = v.number(params, key)
-    v.require(np.isfinite(s) and s > 0, f"params[{key!r}]={s}: expected a positive scale")
-    return s
-
-
-def _flat(what: str, a: np.ndarray, dtype, size: int) -> np.ndarray:
-    """``a`` (an arena view) of ``dtype`` and ``size`` elements, as a flat view (never a copy)."""
-    v.array(what, a, dtype, size=size, contiguous=True)
-    return a.reshape(-1)
-
-
-@binds("qs8_dequantize_const")
-def bind_dequantize_const(params, weights, inputs, outputs):
-    """The float values are computed once here; each run copies them into the arena."""
-    y = v.array("the output", v.operand(iter(outputs), "the output"), F32, contiguous=True)
-    v.require("q" in weights and "scale" in weights, "weights 'q' and 'scale' are needed")
-    q = v.array("weight 'q'", weights["q"], np.int8, shape=y.shape)
-    scale = v.array("weight 'scale'", weights["scale"], F32)
-    zero = weights.get("zero", np.zeros((1,) * q.ndim, np.int32))
-    for what, t in (("scale", scale), ("zero", zero)):
-        v.require(t.ndim == q.ndim and all(d in (1, e) for d, e in zip(t.shape, q.shape)),
-                  f"weight {what!r} {list(t.shape)} does not broadcast to {list(q.shape)}")
-    values = (q.astype(np.int32) - zero).astype(F32) * scale
-    return np.copyto, (y, values)
-
-
-@binds(QUANTIZE_ID)
-def bind_quantize(params, weights, inputs, outputs):
-    x = v.array("the input", v.operand(iter(inputs), "the input"), F32, contiguous=True)
-    y = _flat("the output", v.operand(iter(outputs), "the output"), np.uint8, x.size)
-    s, z = _scale(params), v.integer(params, "z", 0, 255)
-    if qew is None:                      # NOTE: the same contract, from the norm's module
-        fn = knq.quantize_kernel(x.size >= PARALLEL_MIN_WORK, False)
-        return fn, (readonly(x).reshape(-1), y, y, F32(1.0 / s), F32(z), F32(1), np.int32(0),
-                    F32(0), F32(255))
-    return qew.kernel(QUANTIZE_ID, x.size >= PARALLEL_MIN_WORK), (
-        readonly(x).reshape(-1), y, F32(1.0 / s), z)
-
-
-def bind_dequantize(params, weights, inputs, outputs):
-    q = v.array("the input", v.operand(iter(inputs), "the input"), np.uint8, contiguous=True)
-    y = _flat("the output", v.operand(iter(outputs), "the output"), F32, q.size)
-    return qew.kernel(qew.DEQUANTIZE_ID, y.size >= PARALLEL_MIN_WORK), (
-        readonly(q).reshape(-1), y, F32(_scale(params)), v.integer(params, "z", 0, 255))
-
-
-def bind_add(params, weights, inputs, outputs):
-    ins = iter(inputs)
-    a = v.array("input a", v.operand(ins, "input a"), np.uint8, contiguous=True)
-    b = _flat("input b", v.operand(ins, "input b"), np.uint8, a.size)
-    y = _flat("the output", v.operand(iter(outputs), "the output"), np.uint8, a.size)
-    qmin, qmax = v.integer(params, "qmin", 0, 255), v.integer(params, "qmax", 0, 255)
-    v.require(qmin <= qmax, f"params qmin={qmin} > qmax={qmax}")
-    return qew.kernel(qew.ADD_ID, y.size >= PARALLEL_MIN_WORK), (
-        readonly(a).reshape(-1), readonly(b), y, v.integer(params, "za", 0, 255),
-        v.integer(params, "zb", 0, 255), F32(v.number(params, "ma")),
-        F32(v.number(params, "mb")), v.integer(params, "zy", 0, 255), qmin, qmax)
-
-
-if qew is not None:
-    binds(qew.DEQUANTIZE_ID)(bind_dequantize)
-    binds(qew.ADD_ID)(bind_add)
-
-
-MAX_ACT = int(max(Activation))
-
-
-def _tags(params: dict) -> list[str]:
-    """params['inputs'] checked: distinct tags of NORM_INPUT_TAGS (at most one per operand)."""
-    tags = params.get("inputs")
-    v.require(isinstance(tags, list) and len(tags) <= 2 and
-              all(isinstance(t, str) and t in NORM_INPUT_TAGS for t in tags) and
-              len({t.rsplit("_", 1)[-1] for t in tags}) == len(tags),
-              f"params['inputs']={tags!r}: expected distinct tags of {list(NORM_INPUT_TAGS)}")
-    return tags
-
-
-def norm_operands(params: dict, weights: dict, inputs: list, x_shape: tuple,
-                  prefix: str = "") -> tuple:
-    """Checked (scale, bias) of a norm step for ``f32_norm_qu8``: f32[C] or [N, C] arrays, or
-    ``(u, G)`` pairs (u f32[K], G f32[K, C]); ``inputs`` are the run-time inputs after x (in
-    the order of params ``inputs``); weights ``{prefix}scale``/``{prefix}style_scale`` etc."""
-    n, c = x_shape[0], x_shape[3]
-    tags = _tags(params)
-    v.require(len(inputs) >= len(tags), f"{len(inputs)} run-time norm inputs for tags {tags}")
-    rt = dict(zip(tags, inputs))
-    out = []
-    for what in ("scale", "bias"):
-        if f"style_{what}" in rt:
-            u = v.array(f"the style vector of the {what}", rt[f"style_{what}"], F32)
-            v.require(u.flags.c_contiguous, f"the style vector {list(u.shape)} is not contiguous")
-            g = style_matrix(weights, f"{prefix}style_{what}", u.size, c)
-            out.append((u, g))
-            continue
-        if what in rt:
-            t = v.array(f"the {what} input", rt[what], F32)
-        else:
-            key = f"{prefix}{what}"
-            v.require(key in weights, f"weight {key!r} is missing (params['inputs']={tags})")
-            t = v.array(f"weight {key!r}", weights[key], F32)
-        v.require(t.size in (c, n * c), f"instance norm {what} {list(t.shape)} does not fit "
-                                        f"input {list(x_shape)}")
-        out.append(t)
-    return tuple(out)
-
-
-def _norm_common(params: dict, weights: dict, inputs: list, prefix: str = ""):
-    """Checked (x f32[N, H, W, C] C-contiguous, scale, bias, eps, act, (p0, p1), the inputs
-    after the norm's own)."""
-    x = v.array("the norm input", v.operand(iter(inputs), "the norm input"), F32, ndim=4)
-    v.require(x.flags.c_contiguous, f"the norm input {list(x.shape)} is not C-contiguous")
-    ntags = len(_tags(params))
-    scale, bias = norm_operands(params, weights, inputs[1:1 + ntags], x.shape, prefix)
-    act = v.integer(params, "act", 0, MAX_ACT)
-    return (x, scale, bias, v.number(params, "epsilon"), act,
-            (v.number(params, "p0"), v.number(params, "p1")), inputs[1 + ntags:])
-
-
-def _u8_like(what: str, a, shape) -> np.ndarray:
-    v.array(what, a, np.uint8, shape=shape)
-    v.require(a.flags.c_contiguous, f"{what} {list(a.shape)} is not C-contiguous")
-    return a
-
-
-def bind_norm_qu8(params: dict, weights: dict, inputs: list, outputs: list, fused: bool,
-                  row_sums: np.ndarray | None = None, prefix: str = ""):
-    """(fn, args) of ``f32_instance_norm_nhwc[_add]_qu8`` (``fused``: the residual add); with
-    ``row_sums`` (the producing conv's statistics, families/qconv_norm.py) the kernel skips its
-    statistics pass. Params and weights are read under ``prefix``."""
-    p = {k[len(prefix):]: val for k, val in params.items() if k.startswith(prefix)}
-    x, scale, bias, eps, act, act_params, rest = _norm_common(p, weights, inputs, prefix)
-    out = _u8_like("the output", v.operand(iter(outputs), "the output"), x.shape)
-    v.require(len(rest) == int(fused), f"{len(inputs)} inputs: expected x, the params['inputs'] "
-                                       f"tensors{' and the residual' if fused else ''}")
-    r = _u8_like("the residual", rest[0], x.shape) if fused else None
-    s = v.number(p, "s")
-    v.require(np.isfinite(s) and s > 0, f"params['s']={s}: expected a positive scale")
-    qargs = (v.integer(p, "z", 0, 255), v.integer(p, "qmin", 0, 255),
-             v.integer(p, "qmax", 0, 255))
-    rs, rz = (v.number(p, "rs"), v.integer(p, "rz", 0, 255)) if fused else (1.0, 0)
-    keep_x = v.flag(p, "inplace") or knq.fusable(act, act_params)
-    v.require(row_sums is None or knq.fusable(act, act_params),
-              f"params['act']={act}: a norm fused into its conv takes none/relu/clamp")
-    # the two-pass kernel reads x only; the fallback (other activations) overwrites it
-    return _on_copy(x, keep_x, lambda work: knq.instance_norm_qu8_call(
-        work, scale, bias, out, eps, act, act_params, s, *qargs, r, rs, rz, row_sums=row_sums))
-
-
-def _on_copy(x: np.ndarray, in_place: bool, make):
-    """``make(work)`` -> (fn, args) of a kernel that may overwrite ``work``: ``x`` itself when
-    ``in_place``, else a copy made before each run into a buffer allocated once, here."""
-    work = x if in_place else np.empty(x.shape, F32)
-    try:
-        fn, args = make(work)
-    except ValueError as exc:
-        raise v.fail(str(exc)) from None
-    if in_place:
-        return fn, args
-
-    def run():
-        np.copyto(work, x)
-        fn(*args)
-    return run, ()
-
-
-def _legacy_norm_params(params: dict, weights: dict, inputs: list) -> tuple[dict, dict]:
-    """Plans written before params ``inputs`` kept constant scale/bias as weights in1/in2."""
-    if "inputs" in params:
-        return params, weights
-    tags = [w for i, w in ((1, "scale"), (2, "bias")) if f"in{i}" not in weights]
-    weights = {**weights, **{w: weights[f"in{i}"] for i, w in ((1, "scale"), (2, "bias"))
-                             if f"in{i}" in weights}}
-    return {**params, "inputs": tags}, weights
-
-
-def _bind_norm(fused: bool):
-    def bind(params, weights, inputs, outputs):
-        params, weights = _legacy_norm_params(params, weights, inputs)
-        return bind_norm_qu8(params, weights, inputs, outputs, fused)
-    return bind
-
-
-binds(NORM_QU8)(_bind_norm(False))
-binds(NORM_ADD_QU8)(_bind_norm(True))
-
-
-@binds(NORM_ADD_F32)
-def bind_norm_add_f32(params, weights, inputs, outputs):
-    params, weights = _legacy_norm_params(params, weights, inputs)
-    x, scale, bias, eps, act, act_params, rest = _norm_common(params, weights, inputs)
-    v.require(len(rest) == 1, f"{len(inputs)} inputs: expected x, the params['inputs'] tensors "
-                              f"and the residual")
-    r = _u8_like("the residual", rest[0], x.shape)
-    out = v.array("the output", v.operand(iter(outputs), "the output"), F32, shape=x.shape)
-    v.require(out.flags.c_contiguous, "the output is not C-contiguous")
-    rs, rz = v.number(params, "rs"), v.integer(params, "rz", 0, 255)
-    lo, hi = v.number(params, "lo"), v.number(params, "hi")
-    v.flag(params, "inplace")           # NOTE: x is only read (the norm writes out)
-    try:
-        return knq.instance_norm_add_f32_call(x, scale, bias, out, eps, act, act_params, r, rs,
-                                              rz, lo, hi)
-    except ValueError as exc:
-        raise v.fail(str(exc)) from None
