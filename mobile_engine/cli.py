@@ -1,4 +1,4 @@
-"""The `mobile-engine` command: compile, run, inspect, bench, zoo.
+"""The `mobile-engine` command: compile, run, inspect, bench, bench-report, zoo.
 
 Every error ends in one line on stderr and a non-zero exit (2 for an engine error or bad input,
 1 for a file the system refuses): no tracebacks.
@@ -488,6 +488,7 @@ def main(argv=None) -> int:
         print(f"mobile-engine: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print("mobile-engine: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:          # `mobile-engine inspect plan | head`
         sys.stderr.close()

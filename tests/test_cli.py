@@ -266,3 +266,36 @@ def test_demo_arguments_all_have_help():
     missing = [a.dest for a in build_parser()._actions
                if not a.help or a.help == argparse.SUPPRESS]
     assert not missing
+
+
+def test_operand_origins_of_int8_weights_and_views():
+    """describe.operand_lines on a hand-written manifest: a view of a graph input (same offset,
+    another shape), int8 weights split into values and scales, a residual from an earlier step."""
+    from types import SimpleNamespace
+
+    from mobile_engine.plan.describe import operand_lines
+    manifest = {
+        "inputs": [{"name": "x", "shape": [1, 4], "dtype": "float32"},
+                   {"name": "w", "shape": [26], "dtype": "float32"}],
+        "tensors": {"x": {"shape": [1, 4], "offset": 0, "nbytes": 16},
+                    "w": {"shape": [26], "offset": 64, "nbytes": 104},
+                    "w_view": {"shape": [26, 1], "offset": 64, "nbytes": 104},
+                    "a": {"shape": [1, 4], "offset": 192, "nbytes": 16},
+                    "b": {"shape": [1, 4], "offset": 256, "nbytes": 16}},
+        "blobs": [{"shape": [26, 4], "dtype": "int8"}, {"shape": [26, 1], "dtype": "float32"},
+                  {"shape": [4], "dtype": "int32"}],
+    }
+    steps = [{"kernel": "k0", "name": "s0", "inputs": ["x"], "outputs": ["a"], "params": {},
+              "weights": {}},
+             {"kernel": "k1", "name": "s1", "inputs": ["a", "w_view", "a"], "outputs": ["b"],
+              "params": {"norm_inputs": ["style_scale", "residual"]},
+              "weights": {"norm_style_scale_q": 0, "norm_style_scale_scale": 1, "bias": 2}}]
+    plan = SimpleNamespace(manifest=manifest, steps=steps,
+                           outputs=[{"name": "b", "shape": [1, 4], "dtype": "float32"}])
+    lines = operand_lines(plan, 1)
+    assert lines[0] == "x            <- step 0 (a)"
+    assert lines[1] == ("style_scale  = graph input w (as 26x1) x weight norm_style_scale_q "
+                        "int8[26x4] & weight norm_style_scale_scale float32[26x1]")
+    assert lines[2] == "residual     <- step 0 (a)"
+    assert lines[3] == "weights      bias int32[4]"
+    assert lines[4] == "out          -> graph output b"
