@@ -483,6 +483,9 @@ def main(argv=None) -> int:
         message = getattr(exc, "cli_message", None) or str(exc)
         print(f"mobile-engine: error: {type(exc).__name__}: {one_line(message)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:          # `mobile-engine inspect plan | head` (before OSError)
+        sys.stderr.close()
+        return 0
     except OSError as exc:           # a file the system refuses (permissions, disk full, ...)
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"mobile-engine: error: {where}{exc.strerror or exc}", file=sys.stderr)
@@ -490,8 +493,5 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("mobile-engine: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:          # `mobile-engine inspect plan | head`
-        sys.stderr.close()
-        return 0
     finally:
         warnings.showwarning = shown

@@ -299,3 +299,29 @@ def test_operand_origins_of_int8_weights_and_views():
     assert lines[2] == "residual     <- step 0 (a)"
     assert lines[3] == "weights      bias int32[4]"
     assert lines[4] == "out          -> graph output b"
+
+
+def test_output_into_a_closed_pipe_is_quiet(plan_path, monkeypatch):
+    """`mobile-engine inspect plan | head -1`: exit 0 and no error line (before: 'error: Broken
+    pipe', the OSError handler caught it first)."""
+    import io
+
+    class Err(io.StringIO):
+        def close(self):                     # keep the text readable after main closes it
+            self.closed_by_main = True
+    err = Err()
+    monkeypatch.setattr("sys.stderr", err)
+
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe")
+    parser = cli.build_parser
+    monkeypatch.setattr(cli, "build_parser", lambda: _with_fn(parser(), broken))
+    assert cli.main(["inspect", plan_path]) == 0
+    assert err.getvalue() == "" and err.closed_by_main
+
+
+def _with_fn(parser, fn):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            action.choices["inspect"].set_defaults(fn=fn)
+    return parser
