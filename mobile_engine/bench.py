@@ -571,7 +571,8 @@ class BenchReport:
         lines = [describe(self.machine),
                  f"model {self.model}: {ins}",
                  f"  plan: {self.precision or 'n/a'}, {p['steps']} steps, {p['gflop']:.3f} GFLOP, "
-                 f"arena {p['arena_bytes'] / 1e6:.2f} MB, weights {p['weight_bytes'] / 1e6:.2f} MB"
+                 f"arena {p['arena_bytes'] / 2**20:.2f} MiB, weights "
+                 f"{p['weight_bytes'] / 2**20:.2f} MiB"
                  f"{compiled}"]
         if self.feeds:
             lines.append("  feeds: " + "; ".join(f"{k}: {v}" for k, v in self.feeds.items()))
@@ -614,8 +615,10 @@ def format_result(r: dict, runs: int, profile: bool = False,
                      f"{c['init_ms']:.1f} ms, first run {c['first_run_ms']:.2f} ms)")
         lines.append(f"  ratio mobile-engine/{name} {c['ratio']:.3f} (mobile-engine is "
                      f"{speed}), outputs max |diff| {diff}")
-    lines.append(f"  memory: peak RSS {r['peak_rss_mb']:.1f} MB, arena "
-                 f"{r['arena_bytes'] / 1e6:.2f} MB, weights {r['weight_bytes'] / 1e6:.2f} MB; "
+    # NOTE: MiB as everywhere else (peak_rss_mb is KiB / 1024 already)
+    lines.append(f"  memory: peak RSS {r['peak_rss_mb']:.1f} MiB, arena "
+                 f"{r['arena_bytes'] / 2**20:.2f} MiB, weights "
+                 f"{r['weight_bytes'] / 2**20:.2f} MiB; "
                  f"threading layer {r['threading_layer'] or 'not started'}")
     lines += [f"  WARNING: {w}" for w in r["warnings"]]
     if profile:

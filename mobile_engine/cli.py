@@ -1,4 +1,4 @@
-"""The `mobile-engine` command: compile, run, inspect, bench, zoo.
+"""The `mobile-engine` command: compile, run, inspect, bench, bench-report, zoo.
 
 Every error ends in one line on stderr and a non-zero exit (2 for an engine error or bad input,
 1 for a file the system refuses): no tracebacks.
@@ -268,11 +268,22 @@ def cmd_run(args) -> int:
     if args.output:
         check_output_path(args.output, "--output")
         kind = _output_kind(args.output)
+    from mobile_engine.progress import Progress
     sess = me.Session(args.plan, threads=args.threads)
     feeds = _feeds_from_args(sess.plan, args)
+    # NOTE: the first run compiles each kernel (once per engine build; later processes load it
+    # from Numba's cache): a bar on a terminal says so when it takes a while, and the timed run
+    # is the second
+    bar = Progress(len(sess.plan.steps), "first run: kernels (compiled once, then cached)",
+                   args.progress)
+    t0 = time.perf_counter()
+    sess.run_observed(feeds, lambda i, _outs: bar.update(i + 1))
+    bar.close()
+    first_ms = (time.perf_counter() - t0) * 1e3
     t0 = time.perf_counter()
     outs = sess.run(None, feeds)
     ms = (time.perf_counter() - t0) * 1e3
+    timing = f"first run {first_ms:.1f} ms, then {ms:.1f} ms"
     out = outs[0]
     if args.output:
         name = sess.get_outputs()[0].name
@@ -282,10 +293,10 @@ def cmd_run(args) -> int:
             raise InputError(f"--output {args.output}: output {name!r} "
                              f"({'x'.join(map(str, out.shape))}) is not a 3-channel image; "
                              f"write it as .npy")
-        print(f"wrote {args.output} ({ms:.1f} ms, first run)")
+        print(f"wrote {args.output} ({timing})")
     else:
         print(f"{sess.get_outputs()[0].name}: shape {out.shape}, min {out.min():.4g}, "
-              f"max {out.max():.4g} ({ms:.1f} ms, first run)")
+              f"max {out.max():.4g} ({timing})")
     return 0
 
 
@@ -415,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="other inputs: all values, one value, or INDEX:VALUE pairs")
     r.add_argument("--threads", type=int, default=None, metavar="N",
                    help="worker threads (default: all the CPUs Numba may use)")
+    add_progress_argument(r, "the first run's kernels")
     r.set_defaults(fn=cmd_run)
 
     i = sub.add_parser("inspect", help="show a plan's steps, kernels, passes, memory, provenance")
@@ -499,14 +511,15 @@ def main(argv=None) -> int:
         message = getattr(exc, "cli_message", None) or str(exc)
         print(f"mobile-engine: error: {type(exc).__name__}: {one_line(message)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:          # `mobile-engine inspect plan | head` (before OSError)
+        sys.stderr.close()
+        return 0
     except OSError as exc:           # a file the system refuses (permissions, disk full, ...)
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"mobile-engine: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print("mobile-engine: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:          # `mobile-engine inspect plan | head`
-        sys.stderr.close()
-        return 0
     finally:
         warnings.showwarning = shown
