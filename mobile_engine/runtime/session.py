@@ -46,7 +46,8 @@ class Session:
     ----------
     plan : Plan or path to a ``.mplan`` file
     threads : int
-        Worker threads for parallel kernels (1 = strictly single-threaded).
+        Worker threads for parallel kernels (1 = strictly single-threaded: every step binds
+        its serial variant, ``kernels.config.use_parallel``, and no parallel region starts).
     """
 
     def __init__(self, plan, threads: int | None = None) -> None:
@@ -83,7 +84,7 @@ class Session:
             raise PlanFormatError(f"{self.plan.path or 'plan'}: step {step['name']!r}: unknown "
                                   f"kernel {step['kernel']!r} (plan from a newer engine?)")
         try:
-            return binder(step["params"], weights, ins, outs)
+            return binder(step["params"], weights, ins, outs, self.threads)
         except EngineError:
             raise
         except (KeyError, ValueError, TypeError, IndexError, ArithmeticError, MemoryError) as exc:
@@ -136,12 +137,18 @@ class Session:
                               "frame at a time: create one Session per thread")
         try:
             self._feed(feeds)
-            numba.set_num_threads(self.threads)
+            self._use_threads()
             for fn, args in self._calls:
                 fn(*args)
             yield
         finally:
             self._lock.release()
+
+    def _use_threads(self) -> None:
+        """Numba's thread count for this thread's parallel kernels; with one thread every bound
+        kernel is serial, so the threading layer is not even started."""
+        if self.threads > 1:
+            numba.set_num_threads(self.threads)
 
     def _feed(self, feeds: dict) -> None:
         if not isinstance(feeds, dict):
@@ -175,7 +182,7 @@ class Session:
             raise EngineError("Session.run_observed called while the session is running")
         try:
             self._feed(feeds)
-            numba.set_num_threads(self.threads)
+            self._use_threads()
             for i, ((fn, args), step) in enumerate(zip(self._calls, self.plan.steps)):
                 fn(*args)
                 callback(i, [self._views[n] for n in step["outputs"]])
@@ -193,7 +200,7 @@ class Session:
         self.run(None, feeds)
         times = np.zeros((runs, len(self._calls)))
         with self._lock:
-            numba.set_num_threads(self.threads)
+            self._use_threads()
             for r in range(runs):
                 for i, (fn, args) in enumerate(self._calls):
                     t0 = time.perf_counter()

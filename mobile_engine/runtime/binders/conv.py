@@ -70,10 +70,6 @@ def _epilogue(params: dict, weights: dict, inputs: list, out: np.ndarray):
     return act, F32(p0), F32(p1), True, res
 
 
-def _parallel(params: dict, rows: int) -> bool:
-    return params["work"] >= config.PARALLEL_MIN_WORK and rows >= 2
-
-
 def _operands(params, weights, inputs, outputs, in_nchw: bool = False):
     """Checked (x, rowmap, colmap, bias, res, out, act, p0, p1, has_res) of a conv over
     indirection tables (igemm, kdot, depthwise, transposed): x f32[N, H, W, C] (``in_nchw``:
@@ -97,7 +93,7 @@ def _bind_igemm(kernel: str):
     mr, nr = (int(s) for s in kernel.split("_igemm_")[1].split("_")[0].split("x"))
     transposed = kernel.startswith("f32_conv_transpose2d")
 
-    def bind(params, weights, inputs, outputs, *_):
+    def bind(params, weights, inputs, outputs, threads=None):
         in_nchw = v.flag(params, "in_nchw") if "in_nchw" in params else False
         x, rowmap, colmap, bias, res, out, act, p0, p1, has_res = _operands(
             params, weights, inputs, outputs, in_nchw)
@@ -113,7 +109,8 @@ def _bind_igemm(kernel: str):
         nblk = group * -(-(co // group) // nr)
         expect = (nblk, kh, cig, kw, nr) if in_nchw else (nblk, kh, kw, cig, nr)
         w = _f32("weight 'w' (packed weights)", _weight(weights, "w"), shape=expect)
-        fn = igemm.igemm_kernel(mr, nr, _parallel(params, x.shape[0] * out.shape[1]))
+        fn = igemm.igemm_kernel(mr, nr, config.use_parallel(params["work"], x.shape[0] * out.shape[1],
+                                                             threads))
         return fn, (x, rowmap, colmap, igemm.readonly(w), bias, res, out, group,
                     min(step, max(out.shape[2], 1)), act, p0, p1, has_res, igemm.NO_SUMS,
                     False, in_nchw)
@@ -133,10 +130,10 @@ def _bind_igemm_norm(kernel: str):
     """conv (igemm, statistics in its epilogue) -> instance norm in place over its output."""
     conv_bind = _bind_igemm(kernel)
 
-    def bind(params, weights, inputs, outputs, *_):
+    def bind(params, weights, inputs, outputs, threads=None):
         has_res = v.flag(params, "has_residual")
         n_conv = 2 if has_res and "residual" not in weights else 1
-        fn, args = conv_bind(params, weights, inputs[:n_conv], outputs)
+        fn, args = conv_bind(params, weights, inputs[:n_conv], outputs, threads)
         out = outputs[0]
         n, h, w, c = out.shape
         v.require(h * w >= 1 and c >= 1, f"the output {list(out.shape)} is empty: an instance "
@@ -158,7 +155,7 @@ def _bind_igemm_norm(kernel: str):
         args = args[:-3] + (sums.reshape(-1), True, args[-1])    # sums, want_sums, in_nchw
         norm_fn, norm_args = knorm.instance_norm_call(
             igemm.readonly(out), scale, bias, out, eps, act, p, row_sums=sums,
-            residual=None if residual is None else igemm.readonly(residual))
+            residual=None if residual is None else igemm.readonly(residual), threads=threads)
 
         def run():
             fn(*args)
@@ -176,7 +173,7 @@ for _nr, _mr in igemm.TILES.items():
 
 
 def _bind_kdot(kernel: str, mr: int, cg: int):
-    def bind(params, weights, inputs, outputs, *_):
+    def bind(params, weights, inputs, outputs, threads=None):
         x, rowmap, colmap, bias, res, out, act, p0, p1, has_res = _operands(
             params, weights, inputs, outputs)
         v.integer(params, "group", 1, 1)
@@ -186,7 +183,8 @@ def _bind_kdot(kernel: str, mr: int, cg: int):
         wrun = _f32("weight 'w' (kernel-row runs)", _weight(weights, "w"),
                     shape=(kh, -(-kw * c // 4), cg, 16))
         wtap = _f32("weight 'wtap'", _weight(weights, "wtap"), shape=(kh, kw, -(-c // 4), cg, 16))
-        fn = igemm.kdot_kernel(mr, cg, _parallel(params, x.shape[0] * out.shape[1]))
+        fn = igemm.kdot_kernel(mr, cg, config.use_parallel(params["work"], x.shape[0] * out.shape[1],
+                                                            threads))
         ro = igemm.readonly
         return fn, (x, rowmap, colmap, ro(wrun), ro(wtap), bias, res, out, act, p0, p1, has_res)
 
@@ -236,7 +234,7 @@ def _bind_pix(kernel: str):
     nvx = pix.machine_tile(co, phases)
     px = pix.VL * nvx                               # output columns (per phase) of one tile
 
-    def bind(params, weights, inputs, outputs, *_):
+    def bind(params, weights, inputs, outputs, threads=None):
         in_nchw, out_nchw = v.flag(params, "in_nchw"), v.flag(params, "out_nchw")
         x = _f32("the input", v.operand(iter(inputs), "the input"), ndim=4)
         out = _f32("the output", outputs[0], ndim=4)
@@ -282,7 +280,7 @@ def _bind_pix(kernel: str):
                                                      f"{list(wbank.shape)}")
         bias = _f32("weight 'bias'", _weight(weights, "bias"), shape=(co,))
         act, p0, p1, has_res, res = _epilogue(params, weights, inputs, out)
-        par = _parallel(params, n * oh)
+        par = config.use_parallel(params["work"], n * oh, threads)
         nblk = pix.blocks_for(n * oh, par)
         scratch, tags = pix.scratch(nslot, c, bufsrc.shape[0], nblk)
         fn = pix.pix_kernel(nvx, co, phases, par)
@@ -299,7 +297,7 @@ for _co in range(1, pix.MAX_CO + 1):
 
 
 @binds(dw.KERNEL_ID)
-def bind_dwconv(params, weights, inputs, outputs, *_):
+def bind_dwconv(params, weights, inputs, outputs, threads=None):
     x, rowmap, colmap, bias, res, out, act, p0, p1, has_res = _operands(
         params, weights, inputs, outputs)
     c, co, kh, kw = x.shape[3], out.shape[3], rowmap.shape[1], colmap.shape[1]
@@ -312,5 +310,6 @@ def bind_dwconv(params, weights, inputs, outputs, *_):
     v.require(kh * kw <= dw.MAX_TAPS, f"weights 'rowmap'/'colmap' give {kh}x{kw} taps; the "
                                       f"kernel holds at most {dw.MAX_TAPS}")
     w = _f32("weight 'w' (packed weights)", _weight(weights, "w"), shape=(kh, kw, co))
-    return dw.dwconv_kernel(_parallel(params, x.shape[0] * out.shape[1])), (
+    parallel = config.use_parallel(params["work"], x.shape[0] * out.shape[1], threads)
+    return dw.dwconv_kernel(parallel), (
         x, rowmap, colmap, igemm.readonly(w), bias, res, out, mult, act, p0, p1, has_res)

@@ -36,14 +36,14 @@ MAX_UNARY_CODE = max(kew.UNARY_CODES.values())
 
 
 @binds(*(f"f32_v{n}" for n in UNARY_NAMES))
-def bind_f32_unary(params, weights, inputs, outputs):
+def bind_f32_unary(params, weights, inputs, outputs, threads=None):
     (x,) = operands(weights, inputs, 1)
     out = outputs[0]
     code = v.integer(params, "code", 0, MAX_UNARY_CODE)
     p0, p1 = v.number(params, "p0"), v.number(params, "p1")
     v.array("the output", out, np.float32)
     v.array("the input", x, np.float32, size=out.size)
-    k = kew.variant(out.size)
+    k = kew.variant(out.size, threads)
     return k.vunary, (readonly(x).reshape(-1), out.reshape(-1), code, np.float32(p0),
                       np.float32(p1))
 
@@ -75,7 +75,7 @@ def _np_unary(code: int, x, out, p0: float, p1: float):
 
 
 @binds(*(f"np_unary_{n}" for n in ("relu", "clip", "neg", "sqrt", "exp", "reciprocal")))
-def bind_np_unary(params, weights, inputs, outputs):
+def bind_np_unary(params, weights, inputs, outputs, threads=None):
     (x,) = operands(weights, inputs, 1)
     out = outputs[0]
     code = v.choice(params, "code", (kew.UNARY_CODES["relu"], kew.UNARY_CODES["clip"], kew.NEG,
@@ -89,7 +89,7 @@ def bind_np_unary(params, weights, inputs, outputs):
 
 @binds(*(f"f32_vbinary_{n}{p}{e}" for n in BINARY_NAMES for p in PATTERNS
          for e in EPILOGUES.values()))
-def bind_f32_binary(params, weights, inputs, outputs):
+def bind_f32_binary(params, weights, inputs, outputs, threads=None):
     a, b = operands(weights, inputs, 2)
     out = outputs[0]
     kind = v.choice(params, "kind", ("flat", "rows", "nd"))
@@ -113,7 +113,7 @@ def bind_f32_binary(params, weights, inputs, outputs):
                       strides, x.size)
     if out.size == 0:
         return noop, ()
-    return kew.run_binary(plan, readonly(a), readonly(b), out, op, act, p0, p1)
+    return kew.run_binary(plan, readonly(a), readonly(b), out, op, act, p0, p1, threads=threads)
 
 
 _UFUNCS = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
@@ -121,7 +121,7 @@ _UFUNCS = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divi
 
 
 @binds(*(f"np_binary_{n}" for n in _UFUNCS))
-def bind_np_binary(params, weights, inputs, outputs):
+def bind_np_binary(params, weights, inputs, outputs, threads=None):
     a, b = operands(weights, inputs, 2)
     out = outputs[0]
     codes = {kew.BINARY_CODES[n]: n for n in _UFUNCS}

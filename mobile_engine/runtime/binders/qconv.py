@@ -42,10 +42,11 @@ class ConvOperands:
 
 
 def check_conv(params: dict, weights: dict, inputs: list, outputs: list,
-               epilogue: str) -> ConvOperands:
+               epilogue: str, threads: int | None = None) -> ConvOperands:
     """x u8[N, H, W, C], out u8 (requant) or f32 (fp32out) [N, OH, OW, Co], the indirection
     tables the geometry params give for x (their shapes against out), zrow u8[>= 1], bias
-    i32[Co], mult f32[Co], and (zy, qmin, qmax, act, p0, p1) in range."""
+    i32[Co], mult f32[Co], and (zy, qmin, qmax, act, p0, p1) in range; ``parallel``: the
+    variant ``use_parallel`` picks for ``threads`` threads."""
     ops = ConvOperands()
     ops.x = _contiguous("the input", v.array("the input", v.operand(iter(inputs), "the input"),
                                              np.uint8, ndim=4))
@@ -68,8 +69,8 @@ def check_conv(params: dict, weights: dict, inputs: list, outputs: list,
     ops.tail = (v.integer(params, "zy", 0, 255), v.integer(params, "qmin", 0, 255),
                 v.integer(params, "qmax", 0, 255), v.integer(params, "act", 0, MAX_ACT),
                 F32(ap[0]), F32(ap[1]))
-    ops.parallel = v.integer(params, "work") >= config.PARALLEL_MIN_WORK and \
-        x.shape[0] * out.shape[1] >= 2
+    ops.parallel = config.use_parallel(v.integer(params, "work"), x.shape[0] * out.shape[1],
+                                       threads)
     return ops
 
 
@@ -77,16 +78,16 @@ def _bind_qconv(kernel: str):
     mr, nr = (int(v_) for v_ in kernel.split("_igemm_")[1].split("c4_")[0].split("x"))
     epilogue = kernel.rsplit("_", 1)[1]
 
-    def bind(params, weights, inputs, outputs, *_):
-        return bind_igemm(mr, nr, epilogue, params, weights, inputs, outputs)
+    def bind(params, weights, inputs, outputs, threads=None):
+        return bind_igemm(mr, nr, epilogue, params, weights, inputs, outputs, threads)
 
     return bind
 
 
 def bind_igemm(mr: int, nr: int, epilogue: str, params: dict, weights: dict, inputs: list,
-               outputs: list):
+               outputs: list, threads: int | None = None):
     """(dispatcher, args) of a checked ``qu8_conv2d_igemm_{mr}x{nr}c4_{epilogue}`` step."""
-    ops = check_conv(params, weights, inputs, outputs, epilogue)
+    ops = check_conv(params, weights, inputs, outputs, epilogue, threads)
     c, co = ops.x.shape[3], ops.out.shape[3]
     kh, kw = ops.rowmap.shape[1], ops.colmap.shape[1]
     group = v.integer(params, "group", 1, c)
@@ -114,8 +115,8 @@ def bind_igemm(mr: int, nr: int, epilogue: str, params: dict, weights: dict, inp
 
 def _bind_kdot(mr: int, cg: int, epilogue: str):
     """``qu8_conv2d_kdot16_{mr}x{4*cg}_{epilogue}``: few output channels, group 1."""
-    def bind(params, weights, inputs, outputs, *_):
-        ops = check_conv(params, weights, inputs, outputs, epilogue)
+    def bind(params, weights, inputs, outputs, threads=None):
+        ops = check_conv(params, weights, inputs, outputs, epilogue, threads)
         c, co = ops.x.shape[3], ops.out.shape[3]
         kh, kw = ops.rowmap.shape[1], ops.colmap.shape[1]
         v.integer(params, "group", 1, 1)
@@ -136,8 +137,8 @@ def _bind_kdot(mr: int, cg: int, epilogue: str):
 def _bind_qdw(kernel: str):
     epilogue = kernel.rsplit("_", 1)[1]
 
-    def bind(params, weights, inputs, outputs, *_):
-        ops = check_conv(params, weights, inputs, outputs, epilogue)
+    def bind(params, weights, inputs, outputs, threads=None):
+        ops = check_conv(params, weights, inputs, outputs, epilogue, threads)
         c, co = ops.x.shape[3], ops.out.shape[3]
         chmult = v.integer(params, "chmult", 1, co)
         v.require(co == chmult * c, f"{co} output channels are not params['chmult']={chmult} "

@@ -16,17 +16,18 @@ KERNELS = {qew.NORM_QU8: "", qew.NORM_ADD_QU8: "_add"}
 
 # --- binder --------------------------------------------------------------------------------
 def _bind(mr: int, nr: int, suffix: str):
-    def bind(params, weights, inputs, outputs, *_):
+    def bind(params, weights, inputs, outputs, threads=None):
         v.require(len(outputs) == 2 and len(inputs) >= 1,
                   f"{len(inputs)} inputs / {len(outputs)} outputs: expected x, the norm's "
                   f"inputs, and outputs [uint8 y, float32 scratch]")
         conv_fn, conv_args = qconv.bind_igemm(mr, nr, "fp32out", params, weights, inputs[:1],
-                                              outputs[1:])
+                                              outputs[1:], threads)
         y = outputs[1]
         v.require(conv_args[13] == 0, "params['act'] must be 0 (none) before a fused norm")
         sums = np.zeros(y.shape[0] * y.shape[1] * 2 * y.shape[3], np.float64)
         norm_fn, norm_args = qew.bind_norm_qu8(params, weights, [y] + list(inputs[1:]),
-                                               outputs[:1], suffix == "_add", sums, "norm_")
+                                               outputs[:1], suffix == "_add", sums, "norm_",
+                                               threads)
         conv_args = conv_args + (sums,)
 
         def run():

@@ -11,7 +11,7 @@ from mobile_engine.runtime.binders.registry import binds
 
 
 @binds("f32_reduce_mean_ori", "f32_reduce_sum_ori", "f32_reduce_mean_nd", "f32_reduce_sum_nd")
-def bind_f32_reduce(params, weights, inputs, outputs):
+def bind_f32_reduce(params, weights, inputs, outputs, threads=None):
     (x,) = operands(weights, inputs, 1)
     out = outputs[0]
     v.array("the input", x, np.float32)
@@ -39,7 +39,7 @@ def bind_f32_reduce(params, weights, inputs, outputs):
             # NOTE: nothing to add up (out = 0): the kernel would still walk the axes before
             # the empty one, 2^40 steps for a tampered [2^40, 0, ...]
             plan.update(shape=[1] * (kred.MAX_RANK - 1) + [0], out_strides=[0] * kred.MAX_RANK)
-    return kred.reduce_call(plan, readonly(x), out, v.flag(params, "mean"))
+    return kred.reduce_call(plan, readonly(x), out, v.flag(params, "mean"), threads=threads)
 
 
 def _np_reduce_shape(shape: tuple, axes: tuple, keepdims: bool) -> tuple:
@@ -58,7 +58,7 @@ def _np_reduce(fn, x, out, axes, keepdims):
 
 
 def _bind_np_reduce(fn):
-    def bind(params, weights, inputs, outputs):
+    def bind(params, weights, inputs, outputs, threads=None):
         (x,) = operands(weights, inputs, 1)
         out = outputs[0]
         v.array("the input", x)
@@ -78,7 +78,7 @@ binds("np_reduce_sum")(_bind_np_reduce(np.sum))
 
 
 @binds("f32_softmax_lastaxis", "f32_softmax_strided")
-def bind_softmax(params, weights, inputs, outputs):
+def bind_softmax(params, weights, inputs, outputs, threads=None):
     (x,) = operands(weights, inputs, 1)
     out = outputs[0]
     v.array("the input", x, np.float32)
@@ -88,4 +88,4 @@ def bind_softmax(params, weights, inputs, outputs):
         raise v.fail(f"softmax plan {plan} does not fit the input {list(x.shape)}")
     if x.size == 0:
         return noop, ()
-    return kred.softmax_call(plan, readonly(x), out)
+    return kred.softmax_call(plan, readonly(x), out, threads=threads)
