@@ -70,12 +70,6 @@ def kernel_id(co: int, phases: int) -> str:
     return f"f32_conv2d_pix{'up2' if phases == 2 else ''}_{px}x{co}_minmax"
 
 
-def parse_kernel_id(kernel: str) -> tuple[int, int]:
-    """(co, phases) of a pix kernel id."""
-    head, tile_ = kernel.split("_")[2], kernel.split("_")[3]
-    return int(tile_.split("x")[1]), 2 if head.endswith("up2") else 1
-
-
 # --- compile time: folded row and column taps, the weight bank ------------------------------
 def row_plan(rowmap: np.ndarray):
     """(rowtap i32[OH, T], rowsel i32[OH, T], row sets (tuples of kh), nslot) from ``rowmap``.

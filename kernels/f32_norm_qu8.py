@@ -315,5 +315,15 @@ def _reference(x, scale, bias, s, z, eps=1e-5, act=0, act_params=(), residual=No
     return np.clip(v, F32(qmin), F32(qmax)).astype(np.uint8)
 
 
+def norm_add_f32_reference(x, scale, bias, eps, act, act_params, residual, rs, rz, lo=-np.inf,
+                           hi=np.inf):
+    """numpy: float32 ``clip(norm(x) + rs * (r - rz), lo, hi)`` (``NORM_ADD_F32``)."""
+    from kernels import reference
+    y = reference.instance_norm(np.asarray(x, F32), scale, bias, epsilon=eps,
+                                activation_kind=act, act_params=act_params).astype(F32)
+    y = y + (np.asarray(residual, np.int32) - np.int32(rz)).astype(F32) * F32(rs)
+    return np.clip(y, F32(lo), F32(hi))
+
+
 KERNELS = {"f32_instance_norm_nhwc_qu8": (instance_norm_qu8, _reference),
            "f32_instance_norm_nhwc_add_qu8": (instance_norm_qu8, _reference)}

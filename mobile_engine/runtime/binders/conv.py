@@ -10,12 +10,11 @@ import numpy as np
 from kernels import config
 from kernels import f32_conv2d as igemm
 from kernels import f32_conv2d_pix as pix
-from kernels import f32_conv_transpose2d as convt
 from kernels import f32_dwconv2d as dw
 from kernels import f32_norm as knorm
+from kernels import table
 from kernels.activation import Activation
 from mobile_engine.runtime import validate as v
-from mobile_engine.runtime.binders.elementwise import EPILOGUES
 from mobile_engine.runtime.binders.registry import binds
 
 F32 = np.float32
@@ -90,8 +89,9 @@ def _operands(params, weights, inputs, outputs, in_nchw: bool = False):
 
 
 def _bind_igemm(kernel: str):
-    mr, nr = (int(s) for s in kernel.split("_igemm_")[1].split("_")[0].split("x"))
-    transposed = kernel.startswith("f32_conv_transpose2d")
+    tile = table.fields(kernel)
+    mr, nr = tile["mr"], tile["nr"]
+    transposed = table.row_of(kernel).family == "f32_conv_transpose2d"
 
     def bind(params, weights, inputs, outputs, threads=None):
         in_nchw = v.flag(params, "in_nchw") if "in_nchw" in params else False
@@ -118,8 +118,8 @@ def _bind_igemm(kernel: str):
     return bind
 
 
-for _nr, _mr in igemm.TILES.items():
-    for _kernel in (igemm.kernel_id(_mr, _nr), convt.kernel_id(_mr, _nr)):
+for _grammar in ("f32_conv2d_igemm_{mr}x{nr}_minmax", "f32_conv_transpose2d_igemm_{mr}x{nr}_minmax"):
+    for _kernel in table.ids(_grammar):
         binds(_kernel)(_bind_igemm(_kernel))
 
 
@@ -165,14 +165,13 @@ def _bind_igemm_norm(kernel: str):
     return bind
 
 
-for _nr, _mr in igemm.TILES.items():
-    for _e in EPILOGUES.values():
-        for _add in ("", "_add"):
-            _kernel = f"f32_conv2d_igemm_{_mr}x{_nr}_instnorm{_add}{_e}"
-            binds(_kernel)(_bind_igemm_norm(_kernel))
+for _kernel in table.ids("f32_conv2d_igemm_{mr}x{nr}_instnorm{add}{epilogue}"):
+    binds(_kernel)(_bind_igemm_norm(_kernel))
 
 
-def _bind_kdot(kernel: str, mr: int, cg: int):
+def _bind_kdot(kernel: str):
+    mr, cg = table.fields(kernel)["mr"], table.fields(kernel)["cg"]
+
     def bind(params, weights, inputs, outputs, threads=None):
         x, rowmap, colmap, bias, res, out, act, p0, p1, has_res = _operands(
             params, weights, inputs, outputs)
@@ -191,8 +190,8 @@ def _bind_kdot(kernel: str, mr: int, cg: int):
     return bind
 
 
-for _cg, _mr in igemm.KDOT_TILES.items():
-    binds(igemm.kdot_kernel_id(_mr, _cg))(_bind_kdot(igemm.kdot_kernel_id(_mr, _cg), _mr, _cg))
+for _kernel in table.ids("f32_conv2d_kdot4_{mr}x{lanes}_minmax"):
+    binds(_kernel)(_bind_kdot(_kernel))
 
 
 def tables_from_params(params: dict, x_shape: tuple, out_hw: tuple) -> tuple[np.ndarray, ...]:
@@ -230,7 +229,7 @@ def _pix_tables(params: dict, x_shape: tuple, out_hw: tuple) -> dict:
 
 
 def _bind_pix(kernel: str):
-    co, phases = pix.parse_kernel_id(kernel)
+    co, phases = table.fields(kernel)["co"], table.fields(kernel)["phases"]
     nvx = pix.machine_tile(co, phases)
     px = pix.VL * nvx                               # output columns (per phase) of one tile
 
@@ -291,9 +290,8 @@ def _bind_pix(kernel: str):
     return bind
 
 
-for _co in range(1, pix.MAX_CO + 1):
-    for _phases in (1, 2):
-        binds(pix.kernel_id(_co, _phases))(_bind_pix(pix.kernel_id(_co, _phases)))
+for _kernel in table.ids("f32_conv2d_pix{up}_{px}x{co}_minmax"):
+    binds(_kernel)(_bind_pix(_kernel))
 
 
 @binds(dw.KERNEL_ID)

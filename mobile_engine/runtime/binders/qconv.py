@@ -8,6 +8,7 @@ import numpy as np
 from kernels import config
 from kernels import qu8_conv2d as qconv
 from kernels import qu8_dwconv2d as qdw
+from kernels import table
 from kernels.activation import Activation
 from kernels.f32_conv2d import readonly
 from mobile_engine.runtime import validate as v
@@ -75,8 +76,8 @@ def check_conv(params: dict, weights: dict, inputs: list, outputs: list,
 
 
 def _bind_qconv(kernel: str):
-    mr, nr = (int(v_) for v_ in kernel.split("_igemm_")[1].split("c4_")[0].split("x"))
-    epilogue = kernel.rsplit("_", 1)[1]
+    f = table.fields(kernel)
+    mr, nr, epilogue = f["mr"], f["nr"], f["epilogue"]
 
     def bind(params, weights, inputs, outputs, threads=None):
         return bind_igemm(mr, nr, epilogue, params, weights, inputs, outputs, threads)
@@ -113,8 +114,11 @@ def bind_igemm(mr: int, nr: int, epilogue: str, params: dict, weights: dict, inp
                 ro(ops.bias), ro(ops.mult), ops.out, group, *ops.tail)
 
 
-def _bind_kdot(mr: int, cg: int, epilogue: str):
+def _bind_kdot(kernel: str):
     """``qu8_conv2d_kdot16_{mr}x{4*cg}_{epilogue}``: few output channels, group 1."""
+    f = table.fields(kernel)
+    mr, cg, epilogue = f["mr"], f["cg"], f["epilogue"]
+
     def bind(params, weights, inputs, outputs, threads=None):
         ops = check_conv(params, weights, inputs, outputs, epilogue, threads)
         c, co = ops.x.shape[3], ops.out.shape[3]
@@ -135,7 +139,7 @@ def _bind_kdot(mr: int, cg: int, epilogue: str):
 
 
 def _bind_qdw(kernel: str):
-    epilogue = kernel.rsplit("_", 1)[1]
+    epilogue = table.fields(kernel)["epilogue"]
 
     def bind(params, weights, inputs, outputs, threads=None):
         ops = check_conv(params, weights, inputs, outputs, epilogue, threads)
@@ -154,12 +158,9 @@ def _bind_qdw(kernel: str):
     return bind
 
 
-for _epilogue in qdw.EPILOGUES:
-    binds(qdw.kernel_id(_epilogue))(_bind_qdw(qdw.kernel_id(_epilogue)))
-for _nr, _mr in qconv.TILES.items():
-    for _epilogue in qconv.EPILOGUES:
-        _kernel = qconv.plan_kernel_id(_mr, _nr, _epilogue)
-        binds(_kernel)(_bind_qconv(_kernel))
-for _cg, _mr in qconv.KDOT_TILES.items():
-    for _epilogue in qconv.EPILOGUES:
-        binds(qconv.kdot_plan_kernel_id(_mr, _cg, _epilogue))(_bind_kdot(_mr, _cg, _epilogue))
+for _kernel in table.ids("qu8_dwconv2d_{epilogue}"):
+    binds(_kernel)(_bind_qdw(_kernel))
+for _kernel in table.ids("qu8_conv2d_igemm_{mr}x{nr}c4_{epilogue}"):
+    binds(_kernel)(_bind_qconv(_kernel))
+for _kernel in table.ids("qu8_conv2d_kdot16_{mr}x{lanes}_{epilogue}"):
+    binds(_kernel)(_bind_kdot(_kernel))

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from kernels import table
 from mobile_engine.runtime import validate as v
 from mobile_engine.runtime.binders import qconv
 from mobile_engine.runtime.binders import qelementwise as qew
 from mobile_engine.runtime.binders.registry import binds
 
-# the norm step kernel absorbed -> the suffix of the fused step's kernel id
-KERNELS = {qew.NORM_QU8: "", qew.NORM_ADD_QU8: "_add"}
-
-
 # --- binder --------------------------------------------------------------------------------
-def _bind(mr: int, nr: int, suffix: str):
+def _bind(kernel: str):
+    f = table.fields(kernel)
+    mr, nr, suffix = f["mr"], f["nr"], f["suffix"]
+
     def bind(params, weights, inputs, outputs, threads=None):
         v.require(len(outputs) == 2 and len(inputs) >= 1,
                   f"{len(inputs)} inputs / {len(outputs)} outputs: expected x, the norm's "
@@ -38,6 +38,5 @@ def _bind(mr: int, nr: int, suffix: str):
     return bind
 
 
-for _nr, _mr in qconv.qconv.TILES.items():
-    for _suffix in KERNELS.values():
-        binds(qconv.qconv.instnorm_kernel_id(_mr, _nr, _suffix))(_bind(_mr, _nr, _suffix))
+for _kernel in table.ids("qu8_conv2d_igemm_{mr}x{nr}c4_instance_norm{suffix}"):
+    binds(_kernel)(_bind(_kernel))
