@@ -6,16 +6,13 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import f32_elementwise as kew
+from kernels import table
 from kernels.activation import Activation
 from mobile_engine.errors import EngineError
 from mobile_engine.runtime import validate as v
 from mobile_engine.runtime.binders.registry import binds
 
 F32 = np.dtype(np.float32)
-EPILOGUES = kew.EPILOGUES
-PATTERNS = ("", "_scalar", "_rows", "_bcast")
-BINARY_NAMES = ("add", "sub", "mul", "div", "pow", "prelu")
-UNARY_NAMES = tuple(kew.UNARY_CODES)
 
 
 readonly = kew.readonly      # re-exported for the other families
@@ -35,7 +32,7 @@ def noop() -> None:
 MAX_UNARY_CODE = max(kew.UNARY_CODES.values())
 
 
-@binds(*(f"f32_v{n}" for n in UNARY_NAMES))
+@binds(*table.ids("f32_v{name}"))
 def bind_f32_unary(params, weights, inputs, outputs, threads=None):
     (x,) = operands(weights, inputs, 1)
     out = outputs[0]
@@ -74,7 +71,7 @@ def _np_unary(code: int, x, out, p0: float, p1: float):
     return run
 
 
-@binds(*(f"np_unary_{n}" for n in ("relu", "clip", "neg", "sqrt", "exp", "reciprocal")))
+@binds(*table.ids("np_unary_{name}"))
 def bind_np_unary(params, weights, inputs, outputs, threads=None):
     (x,) = operands(weights, inputs, 1)
     out = outputs[0]
@@ -87,8 +84,7 @@ def bind_np_unary(params, weights, inputs, outputs, threads=None):
     return _np_unary(code, x, out, p0, p1), ()
 
 
-@binds(*(f"f32_vbinary_{n}{p}{e}" for n in BINARY_NAMES for p in PATTERNS
-         for e in EPILOGUES.values()))
+@binds(*table.ids("f32_vbinary_{name}{pattern}{epilogue}"))
 def bind_f32_binary(params, weights, inputs, outputs, threads=None):
     a, b = operands(weights, inputs, 2)
     out = outputs[0]
@@ -120,7 +116,7 @@ _UFUNCS = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divi
            "pow": np.power}
 
 
-@binds(*(f"np_binary_{n}" for n in _UFUNCS))
+@binds(*table.ids("np_binary_{name}"))
 def bind_np_binary(params, weights, inputs, outputs, threads=None):
     a, b = operands(weights, inputs, 2)
     out = outputs[0]

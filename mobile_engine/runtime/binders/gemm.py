@@ -5,14 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import f32_gemm as kg
+from kernels import table
 from kernels.activation import Activation
 from mobile_engine.runtime import validate as v
-from mobile_engine.runtime.binders.elementwise import EPILOGUES, noop, readonly
+from mobile_engine.runtime.binders.elementwise import noop, readonly
 from mobile_engine.runtime.binders.registry import binds
 
 
-@binds(*(kg.kernel_id(op, nr, rt, act) for op in ("gemm", "matmul") for nr in kg.NR_CHOICES
-         for rt in (False, True) for act in EPILOGUES))
+@binds(*table.ids("f32_gemm_{mr}x{nr}{packb}{epilogue}"),
+       *table.ids("f32_matmul_{mr}x{nr}{packb}{epilogue}"))
 def bind_gemm(params, weights, inputs, outputs, threads=None):
     runtime = iter(inputs)
     a = weights["a"] if "a" in weights else v.operand(runtime, "A")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import f32_layout as k
+from kernels import table
 from kernels.config import use_parallel
 from mobile_engine.errors import EngineError
 from mobile_engine.runtime import validate as v
@@ -65,7 +66,7 @@ def bind_copy(params, weights, inputs, outputs, threads=None):
                 threads), (x1, o1)
 
 
-@binds("x32_pad_nd", "x8_pad_nd")
+@binds(*table.ids("{lane_tag}_pad_nd"))
 def bind_pad(params, weights, inputs, outputs, threads=None):
     x, out = operands(params, weights, inputs)[0], outputs[0]
     lane = _lane(params)
@@ -98,7 +99,7 @@ def concat_all(kernel, parts, out2) -> None:
         kernel(x2, out2, offset)
 
 
-@binds("x32_concat", "x8_concat")
+@binds(*table.ids("{lane_tag}_concat"))
 def bind_concat(params, weights, inputs, outputs, threads=None):
     out, lane, outer = outputs[0], _lane(params), v.integer(params, "outer")
     xs = operands(params, weights, inputs)
@@ -124,7 +125,7 @@ def bind_concat(params, weights, inputs, outputs, threads=None):
     return concat_all, (fn, tuple(parts), o2)
 
 
-@binds("x32_copy_strided_nd", "x8_copy_strided_nd")
+@binds(*table.ids("{lane_tag}_copy_strided_nd"))
 def bind_strided(params, weights, inputs, outputs, threads=None):
     x, out = operands(params, weights, inputs)[0], outputs[0]
     lane = _lane(params)
@@ -164,7 +165,7 @@ def _transpose_views(params, x, out):
     return nb, r, s
 
 
-@binds("x32_transpose_b2d_tiled", "x8_transpose_b2d_tiled")
+@binds(*table.ids("{lane_tag}_transpose_b2d_tiled"))
 def bind_tiled(params, weights, inputs, outputs, threads=None):
     x, out = operands(params, weights, inputs)[0], outputs[0]
     nb, r, s = _transpose_views(params, x, out)
@@ -177,8 +178,8 @@ def bind_tiled(params, weights, inputs, outputs, threads=None):
     return fn, (x3, o3)
 
 
-@binds("x32_transpose_nchw_to_nhwc", "x8_transpose_nchw_to_nhwc", "x32_transpose_nhwc_to_nchw",
-       "x8_transpose_nhwc_to_nchw")
+@binds(*table.ids("{lane_tag}_transpose_nchw_to_nhwc"),
+       *table.ids("{lane_tag}_transpose_nhwc_to_nchw"))
 def bind_small_transpose(params, weights, inputs, outputs, threads=None):
     x, out = operands(params, weights, inputs)[0], outputs[0]
     nb, r, s = _transpose_views(params, x, out)
@@ -198,7 +199,7 @@ class GatherIndexError(EngineError, IndexError):
     """A run-time gather index outside its axis (an EngineError that is still an IndexError)."""
 
 
-@binds("x32_gather", "x8_gather")
+@binds(*table.ids("{lane_tag}_gather"))
 def bind_gather(params, weights, inputs, outputs, threads=None):
     xs = operands(params, weights, inputs)
     v.require(len(xs) == 2, f"params['n_inputs']={len(xs)}: gather takes data and indices")

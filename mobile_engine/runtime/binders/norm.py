@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import f32_norm as knorm
+from kernels import table
 from kernels.activation import Activation
 from mobile_engine.runtime import validate as v
-from mobile_engine.runtime.binders.elementwise import EPILOGUES, operands, readonly
+from mobile_engine.runtime.binders.elementwise import operands, readonly
 from mobile_engine.runtime.binders.registry import binds
 
 
@@ -66,14 +67,14 @@ def _instance_operands(params, weights, inputs, outputs, nchw: bool):
     return x, out, scale, bias
 
 
-@binds(*(f"f32_instance_norm_nhwc{e}" for e in EPILOGUES.values()))
+@binds(*table.ids("f32_instance_norm_nhwc{epilogue}"))
 def bind_instance_norm(params, weights, inputs, outputs, threads=None):
     x, out, scale, bias = _instance_operands(params, weights, inputs, outputs, False)
     eps, act, p = _epilogue(params)
     return knorm.instance_norm_call(readonly(x), scale, bias, out, eps, act, p, threads=threads)
 
 
-@binds(*(f"f32_instance_norm_nchw{e}" for e in EPILOGUES.values()))
+@binds(*table.ids("f32_instance_norm_nchw{epilogue}"))
 def bind_instance_norm_planar(params, weights, inputs, outputs, threads=None):
     x, out, scale, bias = _instance_operands(params, weights, inputs, outputs, True)
     eps, act, p = _epilogue(params)
@@ -90,7 +91,7 @@ def _affine_operands(params, inputs, outputs):
     return x, outputs[0], x.shape[-1]
 
 
-@binds(*(f"f32_batch_norm_nhwc{e}" for e in EPILOGUES.values()))
+@binds(*table.ids("f32_batch_norm_nhwc{epilogue}"))
 def bind_batch_norm(params, weights, inputs, outputs, threads=None):
     x, out, c = _affine_operands(params, inputs, outputs)
     a, b = (v.array(f"weight {k!r}", weights.get(k), np.float32, shape=(c,), contiguous=True)
@@ -99,7 +100,7 @@ def bind_batch_norm(params, weights, inputs, outputs, threads=None):
     return knorm.affine_call(readonly(x), readonly(a), readonly(b), out, act, p, threads=threads)
 
 
-@binds(*(f"f32_batch_norm_nhwc_rt{e}" for e in EPILOGUES.values()))
+@binds(*table.ids("f32_batch_norm_nhwc_rt{epilogue}"))
 def bind_batch_norm_runtime(params, weights, inputs, outputs, threads=None):
     x, scale, bias, mean, var = operands(weights, inputs, 5)
     x, out, c = _affine_operands(params, [x], outputs)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import f32_reduce as kred
+from kernels import table
 from mobile_engine.runtime import validate as v
 from mobile_engine.runtime.binders.elementwise import noop, operands, readonly
 from mobile_engine.runtime.binders.registry import binds
 
 
-@binds("f32_reduce_mean_ori", "f32_reduce_sum_ori", "f32_reduce_mean_nd", "f32_reduce_sum_nd")
+@binds(*table.ids("f32_reduce_{op}_{kind}"))
 def bind_f32_reduce(params, weights, inputs, outputs, threads=None):
     (x,) = operands(weights, inputs, 1)
     out = outputs[0]
@@ -77,7 +78,7 @@ binds("np_reduce_mean")(_bind_np_reduce(np.mean))
 binds("np_reduce_sum")(_bind_np_reduce(np.sum))
 
 
-@binds("f32_softmax_lastaxis", "f32_softmax_strided")
+@binds(*table.ids("f32_softmax_{kind}"))
 def bind_softmax(params, weights, inputs, outputs, threads=None):
     (x,) = operands(weights, inputs, 1)
     out = outputs[0]

@@ -6,12 +6,13 @@ import numpy as np
 
 from kernels import f32_layout as lanes
 from kernels import f32_resize as k
+from kernels import table
 from mobile_engine.runtime import validate as v
 from mobile_engine.runtime.binders.layout import noop, operands, pick
 from mobile_engine.runtime.binders.registry import binds
 
 
-@binds("x32_resize_nearest_nhwc", "x8_resize_nearest_nhwc")
+@binds(*table.ids("{lane_tag}_resize_nearest_nhwc"))
 def bind_nearest(params, weights, inputs, outputs, threads=None):
     x, out = operands(params, weights, inputs)[0], outputs[0]
     lane = lanes.LANES[v.choice(params, "lane", lanes.LANES)]
