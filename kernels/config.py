@@ -27,8 +27,24 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # and Inf propagate as in onnxruntime.
 FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
 # Below this many output elements (or MACs for convs) a kernel runs its serial variant: a parallel
-# launch costs tens of microseconds.
+# launch costs tens of microseconds. Read only by ``use_parallel`` (and block-count heuristics).
 PARALLEL_MIN_WORK = 1 << 16
+
+
+def use_parallel(work: int, tasks: int = 2, threads: int | None = None) -> bool:
+    """The one serial-or-parallel decision: every binder and every whole-array entry point asks
+    it, none decides on its own. True (run the ``pjit`` variant) when the session runs at least
+    two threads, the step's ``work`` (output elements, or MACs/taps for convs and pools, as the
+    caller counts it) pays for a parallel launch (``PARALLEL_MIN_WORK``) and it splits into at
+    least two ``tasks``. ``threads`` None: all of Numba's threads (``NUMBA_NUM_THREADS``), as a
+    Session made without ``threads``.
+
+    NOTE: with ``threads=1`` the answer is always False, so a one-thread Session binds only
+    serial (``jit``) dispatchers and never enters a parallel region: under ``set_num_threads(1)``
+    a ``prange`` kernel would still pay a parallel launch per call."""
+    if threads is None:
+        threads = numba_config.NUMBA_NUM_THREADS
+    return threads >= 2 and tasks >= 2 and work >= PARALLEL_MIN_WORK
 
 
 def _cache_usable() -> bool:

@@ -233,10 +233,11 @@ def readonly(x: np.ndarray) -> np.ndarray:
     return v
 
 
-def variant(work: int) -> _Variants:
-    """The serial or parallel kernels for ``work`` output elements (kernels/config threshold)."""
-    from kernels.config import PARALLEL_MIN_WORK
-    return PARALLEL if work >= PARALLEL_MIN_WORK else SERIAL
+def variant(work: int, threads: int | None = None) -> _Variants:
+    """The serial or parallel kernels for ``work`` output elements on ``threads`` threads
+    (``config.use_parallel``)."""
+    from kernels.config import use_parallel
+    return PARALLEL if use_parallel(work, threads=threads) else SERIAL
 
 
 # --------------------------------------------------------------------------------------------
@@ -291,9 +292,10 @@ def broadcast_plan(a_shape, b_shape) -> dict:
 
 
 def run_binary(plan: dict, a, b, out, op: int, act: int = 0, p0: float = 0.0,
-               p1: float = 0.0, kernels: _Variants | None = None):
-    """``(fn, args)`` computing ``out = act(a op b)`` by ``plan`` (flat views, no copies)."""
-    k = kernels or variant(out.size)
+               p1: float = 0.0, kernels: _Variants | None = None, threads: int | None = None):
+    """``(fn, args)`` computing ``out = act(a op b)`` by ``plan`` (flat views, no copies);
+    ``kernels`` (tests) overrides the variant ``threads`` and the size choose."""
+    k = kernels or variant(out.size, threads)
     a1, b1, o1 = readonly(a.reshape(-1)), readonly(b.reshape(-1)), out.reshape(-1)
     p0, p1 = F32(p0), F32(p1)
     shape, sa, sb = plan["shape"], plan["a_strides"], plan["b_strides"]

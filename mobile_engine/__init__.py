@@ -10,7 +10,7 @@ from mobile_engine.errors import (EngineError, GraphError, InputError, ModelForm
                                   PlanFormatError, PlanVersionWarning, ResourceLimitError,
                                   ShapeError, UnsupportedOperatorError)
 
-__version__ = "0.1.0"
+from mobile_engine.version import __version__
 
 # NOTE: compile, Plan and Session load the compiler, every kernel family and Numba; they are
 # imported on first use so that `import mobile_engine.ir` stays light and free of import cycles.

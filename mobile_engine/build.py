@@ -6,7 +6,7 @@ import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
-from mobile_engine import __version__
+from mobile_engine.version import __version__
 
 PACKAGES = ("mobile_engine", "kernels", "quantize")
 
