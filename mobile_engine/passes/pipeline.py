@@ -25,7 +25,8 @@ from mobile_engine.ir import fusion
 from mobile_engine.passes import fold_qdq, pack_output_pixels
 from mobile_engine.passes import (absorb_pad, absorb_upsample, fold_batch_norm, fold_constants,
                                   fuse_activation, fuse_instance_norm, fuse_residual_add,
-                                  fold_conv_affine, fuse_hard_swish, fuse_swish,
+                                  fold_conv_affine, fold_layout_chain, fuse_hard_swish,
+                                  fuse_swish,
                                   nchw_tail, remove_dead, sink_transposes)
 from mobile_engine.passes.fusions import (conv_norm, int8_conv_norm, int8_norm_add, nchw_input,
                                           stats_table, style_chain)
@@ -44,6 +45,7 @@ PIPELINE: tuple[Pass, ...] = (
     Pass("sink_transposes", sink_transposes.run),
     Pass("fold_constants", fold_constants.run),     # transposed/reshaped constants
     Pass("remove_dead", remove_dead.run),           # identity transposes, dead wrappers
+    Pass("fold_layout_chain", fold_layout_chain.run),  # reshape/transpose chains: one copy
     Pass("fold_batch_norm", fold_batch_norm.run),
     Pass("fold_conv_affine", fold_conv_affine.run),  # conv * c + d with per-channel constants
     Pass("absorb_pad", absorb_pad.run),
