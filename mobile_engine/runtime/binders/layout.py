@@ -154,26 +154,28 @@ def bind_strided(params, weights, inputs, outputs, threads=None):
     return fn, (x1, o1, counts, strides, base, bl)
 
 
-def _transpose_views(params, x, out):
-    """(nb, r, s) of a batched 2-D transpose after checking it fits x and out element by
-    element (lanes of one element each)."""
+def _transpose_views(params, weights, inputs, outputs):
+    """(nb, r, s, x3, o3) of a batched 2-D transpose after checking it fits x and out element
+    by element: x3 = x as lanes[nb, r, s], o3 = out as lanes[nb, s, r]; None when empty."""
+    x, out = operands(params, weights, inputs)[0], outputs[0]
     nb, r, s = v.integers(params, "view", 3)
     _same_items(x, out, _lane(params))
     v.require(nb * r * s == x.size == out.size, f"params['view']={[nb, r, s]} does not fit "
                                                 f"input {list(x.shape)} and output "
                                                 f"{list(out.shape)}")
-    return nb, r, s
+    if out.size == 0:
+        return None
+    lane = k.LANES[params["lane"]]
+    return nb, r, s, x.reshape(nb, r, s).view(lane), out.reshape(nb, s, r).view(lane)
 
 
 @binds(*table.ids("{lane_tag}_transpose_b2d_tiled"))
 def bind_tiled(params, weights, inputs, outputs, threads=None):
-    x, out = operands(params, weights, inputs)[0], outputs[0]
-    nb, r, s = _transpose_views(params, x, out)
-    if out.size == 0:
+    views = _transpose_views(params, weights, inputs, outputs)
+    if views is None:
         return noop, ()
-    lane = k.LANES[params["lane"]]
-    x3, o3 = x.reshape(nb, r, s).view(lane), out.reshape(nb, s, r).view(lane)
-    fn = pick(k.tiled_serial, k.tiled_parallel, out.size, nb * ((s + k.TILE - 1) // k.TILE),
+    nb, r, s, x3, o3 = views
+    fn = pick(k.tiled_serial, k.tiled_parallel, o3.size, nb * ((s + k.TILE - 1) // k.TILE),
               threads)
     return fn, (x3, o3)
 
@@ -181,15 +183,13 @@ def bind_tiled(params, weights, inputs, outputs, threads=None):
 @binds(*table.ids("{lane_tag}_transpose_nchw_to_nhwc"),
        *table.ids("{lane_tag}_transpose_nhwc_to_nchw"))
 def bind_small_transpose(params, weights, inputs, outputs, threads=None):
-    x, out = operands(params, weights, inputs)[0], outputs[0]
-    nb, r, s = _transpose_views(params, x, out)
-    if out.size == 0:
+    views = _transpose_views(params, weights, inputs, outputs)
+    if views is None:
         return noop, ()
-    lane = k.LANES[params["lane"]]
-    x3, o3 = x.reshape(nb, r, s).view(lane), out.reshape(nb, s, r).view(lane)
+    nb, r, s, x3, o3 = views
     interleave = r <= k.SMALL_MAX
     pixels = s if interleave else r
-    parallel = use_parallel(out.size, nb * ((pixels + k.SMALL_CHUNK - 1) // k.SMALL_CHUNK),
+    parallel = use_parallel(o3.size, nb * ((pixels + k.SMALL_CHUNK - 1) // k.SMALL_CHUNK),
                             threads)
     return k.small_transpose(r if interleave else s, interleave, parallel), (x3, o3)
 
