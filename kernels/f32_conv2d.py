@@ -543,16 +543,7 @@ def conv2d(x, w, bias=None, residual=None, *, strides=(1, 1), dilations=(1, 1),
                      mr=mr, nr=nr, parallel=parallel, in_nchw=in_nchw)
 
 
-# The family's kernels with their entry (and its fixed arguments) and numpy reference: tests
-# walk this table.
+# The numpy reference of the family's rows in kernels/table.py.
 def _reference():
     from kernels import reference
     return reference.conv2d
-
-
-KERNELS = {
-    **{kernel_id(mr, nr): (conv2d, dict(method="igemm", tile=(mr, nr)), _reference)
-       for nr, mr in TILES.items()},
-    **{kdot_kernel_id(mr, cg): (conv2d, dict(method="kdot"), _reference)
-       for cg, mr in KDOT_TILES.items()},
-}

@@ -77,9 +77,3 @@ def conv_transpose2d(x, w, bias=None, *, strides=(1, 1), dilations=(1, 1), pads=
 def _reference():
     from kernels import reference
     return reference.conv_transpose2d
-
-
-# The family's kernels with their entry (and its fixed arguments) and numpy reference: tests
-# walk this table.
-KERNELS = {kernel_id(mr, nr): (conv_transpose2d, dict(tile=(mr, nr)), _reference)
-           for nr, mr in igemm.TILES.items()}

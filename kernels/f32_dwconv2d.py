@@ -177,8 +177,3 @@ def dwconv2d(x, w, bias=None, residual=None, *, strides=(1, 1), dilations=(1, 1)
 def _reference():
     from kernels import reference
     return reference.conv2d
-
-
-# The family's kernels with their entry (and its fixed arguments) and numpy reference: tests
-# walk this table.
-KERNELS = {KERNEL_ID: (dwconv2d, {}, _reference)}

@@ -309,7 +309,7 @@ def run_binary(plan: dict, a, b, out, op: int, act: int = 0, p0: float = 0.0,
 
 
 # --------------------------------------------------------------------------------------------
-# Whole-array entry points (tests, constant folding) and the kernel table.
+# Whole-array entry points (tests, constant folding) and numpy references (kernels/table.py).
 def unary(x: np.ndarray, name: str, parallel: bool | None = None, **attrs) -> np.ndarray:
     """``out = name(x)`` for a float32 array (attrs as the IR's: min/max, alpha, beta)."""
     code = UNARY_CODES[name]
@@ -342,10 +342,3 @@ def _ref_binary(a, b, name, act=0, params=()):
 
 def _ref_unary(x, name, **attrs):
     return ref.unary(name, x, **attrs)
-
-
-# kernel -> (whole-array entry point, numpy reference with the same signature)
-KERNELS = {
-    "f32_vunary": (unary, _ref_unary),
-    "f32_vbinary": (binary, _ref_binary),      # flat / rows / nd chosen by broadcast_plan
-}

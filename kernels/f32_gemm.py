@@ -174,7 +174,7 @@ def gemm_call(a, a_offs, sam, sak, bp, b_offs, c, scm, scn, beta, out, m, n, k, 
 
 
 # --------------------------------------------------------------------------------------------
-# Whole-array entry points and the kernel table.
+# Whole-array entry points and numpy references (rows of kernels/table.py).
 def gemm(a, b, c=None, alpha=1.0, beta=1.0, trans_a=False, trans_b=False, activation_kind=0,
          act_params=(), parallel=None, pack_at_run_time=False):
     """ONNX Gemm on float32 arrays (B packed at compile time, or at run time on request)."""
@@ -227,11 +227,6 @@ def _ref_matmul(a, b, activation_kind=0, act_params=(), parallel=None):
     return ref.matmul(a, b, activation_kind, act_params)
 
 
-# kernel -> (whole-array entry point, numpy reference with the same signature)
-KERNELS = {
-    "f32_gemm_4x32": (gemm, _ref_gemm),         # 4x16 when N <= 16 (choose_nr)
-    "f32_matmul_4x32": (matmul, _ref_matmul),
-}
 
 
 def kernel_id(op: str, nr: int, runtime_b: bool, act: int) -> str:

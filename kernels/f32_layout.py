@@ -406,25 +406,3 @@ def _ref_gather(x, idx, axis):
 
 def _ref_cast(x, to):
     return ref.cast(x, to)
-
-
-# Kernel table: id -> (serial, parallel, reference). ``x32_*`` and ``x8_*`` ids share one body
-# (lanes of 4 or 1 bytes); np_cast is numpy's copyto into the output view.
-KERNELS = {
-    "copy_bytes": (copy_serial, copy_parallel, lambda x: x.copy()),
-    "x32_pad_nd": (pad_serial, pad_parallel, _ref_pad),
-    "x8_pad_nd": (pad_serial, pad_parallel, _ref_pad),
-    "x32_concat": (concat_serial, concat_parallel, _ref_concat),
-    "x8_concat": (concat_serial, concat_parallel, _ref_concat),
-    "x32_copy_strided_nd": (strided_serial, strided_parallel, (_ref_transpose, _ref_slice)),
-    "x8_copy_strided_nd": (strided_serial, strided_parallel, (_ref_transpose, _ref_slice)),
-    "x32_transpose_b2d_tiled": (tiled_serial, tiled_parallel, _ref_transpose),
-    "x32_transpose_nchw_to_nhwc": (small_transpose, small_transpose, _ref_transpose),
-    "x8_transpose_nchw_to_nhwc": (small_transpose, small_transpose, _ref_transpose),
-    "x32_transpose_nhwc_to_nchw": (small_transpose, small_transpose, _ref_transpose),
-    "x8_transpose_nhwc_to_nchw": (small_transpose, small_transpose, _ref_transpose),
-    "x8_transpose_b2d_tiled": (tiled_serial, tiled_parallel, _ref_transpose),
-    "x32_gather": (gather_serial, gather_parallel, _ref_gather),
-    "x8_gather": (gather_serial, gather_parallel, _ref_gather),
-    "np_cast": (None, None, _ref_cast),
-}

@@ -678,7 +678,7 @@ def affine_call(x, a, b, out, act: int = 0, params=(), parallel: bool | None = N
 
 
 # --------------------------------------------------------------------------------------------
-# Whole-array entry points and the kernel table.
+# Whole-array entry points and numpy references (rows of kernels/table.py).
 def instance_norm(x, scale, bias, epsilon=1e-5, activation_kind=0, act_params=(), blocks=None,
                   parallel=None, lanes=None, residual=None):
     out = np.empty_like(x)
@@ -728,11 +728,3 @@ def _ref_batch_norm(x, scale, bias, mean, var, epsilon=1e-5, activation_kind=0, 
                     parallel=None):
     return ref.batch_norm(x, scale, bias, mean, var, epsilon=epsilon,
                           activation_kind=activation_kind, act_params=act_params)
-
-
-# kernel -> (whole-array entry point, numpy reference with the same signature)
-KERNELS = {
-    "f32_instance_norm_nhwc": (instance_norm, _ref_instance_norm),
-    "f32_instance_norm_nchw": (instance_norm_nchw, _ref_instance_norm_nchw),
-    "f32_batch_norm_nhwc": (batch_norm, _ref_batch_norm),
-}

@@ -323,7 +323,3 @@ def norm_add_f32_reference(x, scale, bias, eps, act, act_params, residual, rs, r
                                 activation_kind=act, act_params=act_params).astype(F32)
     y = y + (np.asarray(residual, np.int32) - np.int32(rz)).astype(F32) * F32(rs)
     return np.clip(y, F32(lo), F32(hi))
-
-
-KERNELS = {"f32_instance_norm_nhwc_qu8": (instance_norm_qu8, _reference),
-           "f32_instance_norm_nhwc_add_qu8": (instance_norm_qu8, _reference)}

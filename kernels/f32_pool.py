@@ -113,12 +113,3 @@ maxpool_serial, maxpool_parallel = jit(_maxpool(range)), pjit(_maxpool(prange))
 avgpool_serial, avgpool_parallel = jit(_avgpool(range)), pjit(_avgpool(prange))
 global_avgpool_serial = jit(_global_avgpool(range))
 global_avgpool_parallel = pjit(_global_avgpool(prange))
-
-
-# Kernel table: id -> (serial, parallel, reference).
-KERNELS = {
-    "f32_maxpool2d_nhwc": (maxpool_serial, maxpool_parallel, ref.max_pool),
-    "f32_avgpool2d_nhwc": (avgpool_serial, avgpool_parallel, ref.avg_pool),
-    "f32_global_avgpool_nhwc": (global_avgpool_serial, global_avgpool_parallel,
-                                ref.global_avg_pool),
-}

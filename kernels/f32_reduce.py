@@ -207,7 +207,7 @@ def softmax_call(plan: dict, x, out, parallel: bool | None = None, threads: int 
 
 
 # --------------------------------------------------------------------------------------------
-# Whole-array entry points and the kernel table.
+# Whole-array entry points and numpy references (rows of kernels/table.py).
 def reduce(op: str, x, axes=(), keepdims=True, parallel=None):
     rank = x.ndim
     ax = {a % rank for a in axes} if axes else set(range(rank))
@@ -232,10 +232,3 @@ def _ref_reduce(op, x, axes=(), keepdims=True, parallel=None):
 
 def _ref_softmax(x, axis=-1, parallel=None):
     return ref.softmax(x, axis)
-
-
-# kernel -> (whole-array entry point, numpy reference with the same signature)
-KERNELS = {
-    "f32_reduce": (reduce, _ref_reduce),         # ori / nd chosen by reduce_plan
-    "f32_softmax": (softmax, _ref_softmax),
-}

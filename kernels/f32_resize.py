@@ -77,12 +77,3 @@ def axis_tables(in_size: int, out_size: int, scale: float, mode: str, coordinate
 def resize_scales(in_hw, size, scales) -> tuple[float, float]:
     """The H, W scales the reference uses: the model's, else output / input size."""
     return tuple(scales) if scales else (size[0] / in_hw[0], size[1] / in_hw[1])
-
-
-# Kernel table: id -> (serial, parallel, reference). The nearest kernel moves lanes of 4 bytes
-# (x32) or 1 byte (x8); bilinear is fp32 only.
-KERNELS = {
-    "x32_resize_nearest_nhwc": (nearest_serial, nearest_parallel, ref.resize),
-    "x8_resize_nearest_nhwc": (nearest_serial, nearest_parallel, ref.resize),
-    "f32_resize_bilinear_nhwc": (bilinear_serial, bilinear_parallel, ref.resize),
-}

@@ -781,7 +781,7 @@ def select_qu8_conv_kdot(mr: int, cg: int, epilogue: str, parallel: bool, isa: s
     return kdot_kernel_id(mr, cg, isa, epilogue), kdot_kernel(mr, cg, isa, epilogue, parallel)
 
 
-# The family's kernels and their numpy references (tests walk this table).
+# The numpy reference of the family's rows in kernels/table.py.
 def _reference():
     from kernels import reference_q8
     return reference_q8.qu8_conv2d_reference
@@ -799,11 +799,3 @@ def instnorm_kernel_id(mr: int, nr: int, suffix: str = "") -> str:
     """The plan id of the fused conv + instance norm step (planning/families/qconv_norm.py):
     ``suffix`` "" (uint8 out) or "_add" (the residual ADD, uint8 out)."""
     return f"qu8_conv2d_igemm_{mr}x{nr}c4_instance_norm{suffix}"
-
-
-KERNELS = {**{plan_kernel_id(mr, nr, e): (conv2d, _reference)
-              for nr, mr in TILES.items() for e in EPILOGUES},
-           **{kdot_plan_kernel_id(mr, cg, e): (conv2d, _reference)
-              for cg, mr in KDOT_TILES.items() for e in EPILOGUES},
-           **{instnorm_kernel_id(mr, nr, sfx): (conv2d_instnorm, _instnorm_reference)
-              for nr, mr in TILES.items() for sfx in INSTNORM_SUFFIXES}}

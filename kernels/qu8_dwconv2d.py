@@ -178,7 +178,3 @@ def dwconv2d(x_u8, w_i8, bias_q, mult, zx, zy=0, qmin=0, qmax=255, *, strides=(1
 def _reference():
     from kernels import reference_q8
     return reference_q8.qu8_conv2d_reference
-
-
-# The family's kernels and their numpy references (tests walk this table).
-KERNELS = {kernel_id(e): (dwconv2d, _reference) for e in EPILOGUES}

@@ -119,15 +119,3 @@ def dequantize_u8(q, s: float, z: int, *, parallel=None) -> np.ndarray:
     kernel(DEQUANTIZE_ID, _parallel(out.size, parallel))(
         _flat(q, np.uint8), out.reshape(-1), F32(s), int(z))
     return out
-
-
-def _references():
-    from kernels import reference_q8 as rq
-    return {ADD_ID: rq.qu8_add_reference, QUANTIZE_ID: rq.quantize_u8_reference,
-            DEQUANTIZE_ID: rq.dequantize_u8_reference}
-
-
-# The family's kernels and their numpy references (tests walk this table).
-KERNELS = {ADD_ID: (qu8_add, lambda: _references()[ADD_ID]),
-           QUANTIZE_ID: (quantize_u8, lambda: _references()[QUANTIZE_ID]),
-           DEQUANTIZE_ID: (dequantize_u8, lambda: _references()[DEQUANTIZE_ID])}

@@ -164,22 +164,25 @@ def _gemm_rows() -> list[KernelRow]:
 
 
 def _layout_rows() -> list[KernelRow]:
+    """Layout kernels move lanes of 4 (``x32_*``) or 1 byte (``x8_*``) with one body; the entry
+    is the serial dispatcher (``*_parallel`` beside it), or the factory of the small transposes;
+    np_cast is numpy's copyto into the output view."""
     lanes = [dict(lane_tag=t, lane=b) for t, b in LANE_TAGS.items()]
 
-    def lay_row(grammar: str, key: str, variants=lanes):
-        entry, _, ref = lay.KERNELS[key]
+    def lay_row(grammar: str, entry, ref, variants=lanes):
         return row("f32_layout", grammar, variants, entry, reference=_fixed(ref))
 
     return [
-        lay_row("copy_bytes", "copy_bytes", [{}]),
-        lay_row("{lane_tag}_pad_nd", "x32_pad_nd"),
-        lay_row("{lane_tag}_concat", "x32_concat"),
-        lay_row("{lane_tag}_copy_strided_nd", "x32_copy_strided_nd"),
-        lay_row("{lane_tag}_transpose_b2d_tiled", "x32_transpose_b2d_tiled"),
-        lay_row("{lane_tag}_transpose_nchw_to_nhwc", "x32_transpose_nchw_to_nhwc"),
-        lay_row("{lane_tag}_transpose_nhwc_to_nchw", "x32_transpose_nhwc_to_nchw"),
-        lay_row("{lane_tag}_gather", "x32_gather"),
-        lay_row("np_cast", "np_cast", [{}]),
+        lay_row("copy_bytes", lay.copy_serial, _copy_reference, [{}]),
+        lay_row("{lane_tag}_pad_nd", lay.pad_serial, lay._ref_pad),
+        lay_row("{lane_tag}_concat", lay.concat_serial, lay._ref_concat),
+        lay_row("{lane_tag}_copy_strided_nd", lay.strided_serial,
+                (lay._ref_transpose, lay._ref_slice)),
+        lay_row("{lane_tag}_transpose_b2d_tiled", lay.tiled_serial, lay._ref_transpose),
+        lay_row("{lane_tag}_transpose_nchw_to_nhwc", lay.small_transpose, lay._ref_transpose),
+        lay_row("{lane_tag}_transpose_nhwc_to_nchw", lay.small_transpose, lay._ref_transpose),
+        lay_row("{lane_tag}_gather", lay.gather_serial, lay._ref_gather),
+        lay_row("np_cast", None, lay._ref_cast, [{}]),
         row("f32_resize", "{lane_tag}_resize_nearest_nhwc", lanes, kres.nearest_serial,
             reference=_ref("resize")),
         row("f32_resize", "f32_resize_bilinear_nhwc", [{}], kres.bilinear_serial,
@@ -189,15 +192,15 @@ def _layout_rows() -> list[KernelRow]:
 
 def _norm_rows() -> list[KernelRow]:
     acts = [dict(act=a, epilogue=s) for a, s in ACTS]
-    nhwc, ref_nhwc = knorm.KERNELS["f32_instance_norm_nhwc"]
-    nchw, ref_nchw = knorm.KERNELS["f32_instance_norm_nchw"]
-    bn, ref_bn = knorm.KERNELS["f32_batch_norm_nhwc"]
     return [
-        row("f32_norm", "f32_instance_norm_nhwc{epilogue}", acts, nhwc, reference=_fixed(ref_nhwc)),
-        row("f32_norm", "f32_instance_norm_nchw{epilogue}", acts, nchw, reference=_fixed(ref_nchw)),
-        row("f32_norm", "f32_batch_norm_nhwc{epilogue}", acts, bn, knorm.batch_norm_fold,
-            _fixed(ref_bn)),
-        row("f32_norm", "f32_batch_norm_nhwc_rt{epilogue}", acts, bn, reference=_fixed(ref_bn)),
+        row("f32_norm", "f32_instance_norm_nhwc{epilogue}", acts, knorm.instance_norm,
+            reference=_fixed(knorm._ref_instance_norm)),
+        row("f32_norm", "f32_instance_norm_nchw{epilogue}", acts, knorm.instance_norm_nchw,
+            reference=_fixed(knorm._ref_instance_norm_nchw)),
+        row("f32_norm", "f32_batch_norm_nhwc{epilogue}", acts, knorm.batch_norm,
+            knorm.batch_norm_fold, _fixed(knorm._ref_batch_norm)),
+        row("f32_norm", "f32_batch_norm_nhwc_rt{epilogue}", acts, knorm.batch_norm,
+            reference=_fixed(knorm._ref_batch_norm)),
         row("f32_norm_qu8", "f32_instance_norm_nhwc{add}_qu8",
             [dict(add=a, residual=bool(a)) for a in ("", "_add")], knq.instance_norm_qu8,
             reference=_fixed(knq._reference)),
@@ -209,11 +212,11 @@ def _norm_rows() -> list[KernelRow]:
 def _other_rows() -> list[KernelRow]:
     return [
         row("f32_pool", "f32_maxpool2d_nhwc", [{}], kpool.maxpool_serial,
-            reference=_fixed(kpool.KERNELS["f32_maxpool2d_nhwc"][2])),
+            reference=_ref("max_pool")),
         row("f32_pool", "f32_avgpool2d_nhwc", [{}], kpool.avgpool_serial,
-            reference=_fixed(kpool.KERNELS["f32_avgpool2d_nhwc"][2])),
+            reference=_ref("avg_pool")),
         row("f32_pool", "f32_global_avgpool_nhwc", [{}], kpool.global_avgpool_serial,
-            reference=_fixed(kpool.KERNELS["f32_global_avgpool_nhwc"][2])),
+            reference=_ref("global_avg_pool")),
         row("f32_reduce", "f32_reduce_{op}_{kind}", grid(op=("mean", "sum"), kind=("ori", "nd")),
             kred.reduce, reference=_fixed(kred._ref_reduce),
             options=lambda f: dict(op=f"reduce_{f['op']}")),
@@ -235,6 +238,10 @@ def _other_rows() -> list[KernelRow]:
 
 
 # --- references of fused steps no single family owns ---------------------------------------
+def _copy_reference(x):
+    return x.copy()
+
+
 def conv_instance_norm_reference(x, w, bias, scale, norm_bias, residual=None, *, epsilon=1e-5,
                                  activation_kind=0, act_params=(), **conv):
     """fp32 conv, then instance norm (+ residual) and activation: the fused igemm step."""
@@ -291,6 +298,12 @@ def fields(kernel_id: str) -> Mapping[str, object]:
 
 def row_of(kernel_id: str) -> KernelRow:
     return TABLE[kernel_id][0]
+
+
+def entry_and_reference(kernel_id: str) -> tuple[Callable, Callable]:
+    """(whole-array entry, numpy reference) of ``kernel_id``'s row (tests)."""
+    r = row_of(kernel_id)
+    return r.entry, r.reference()
 
 
 def ids(grammar: str) -> dict[str, Mapping[str, object]]:

@@ -1,4 +1,4 @@
-"""fp32 element-wise kernels against kernels/reference.py: directly (the module's KERNELS table
+"""fp32 element-wise kernels against kernels/reference.py: directly (the kernel table's rows
 over edge shapes and broadcast patterns) and through lowering + binding (GraphBuilder nodes)."""
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from kernels import f32_elementwise as kew
+from kernels import table
 from mobile_engine.ir import Activation, GraphBuilder, Op
 from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.interpret import run_graph
@@ -33,7 +34,7 @@ UNARY_ATTRS = {"clip": {"min": -0.5, "max": 0.75}, "leaky_relu": {"alpha": 0.1},
 @pytest.mark.parametrize("parallel", [False, True])
 @pytest.mark.parametrize("c", CHANNELS)
 def test_unary_table(c, parallel):
-    run, reference = kew.KERNELS["f32_vunary"]
+    run, reference = table.entry_and_reference("f32_vrelu")
     x = rand((2, 3, 5, c))
     for name in kew.UNARY_CODES:
         xx = np.abs(x) + np.float32(0.1) if name in ("sqrt", "reciprocal") else x
@@ -60,7 +61,7 @@ BROADCASTS = [
 @pytest.mark.parametrize("parallel", [False, True])
 @pytest.mark.parametrize("a_shape,b_shape,kind", BROADCASTS)
 def test_binary_table(a_shape, b_shape, kind, parallel):
-    run, reference = kew.KERNELS["f32_vbinary"]
+    run, reference = table.entry_and_reference("f32_vbinary_add")
     assert kew.broadcast_plan(a_shape, b_shape)["kind"] == kind
     a, b = rand(a_shape), rand(b_shape)
     for name in kew.BINARY_CODES:
@@ -76,7 +77,7 @@ def test_binary_table(a_shape, b_shape, kind, parallel):
                                         (Activation.HARD_SIGMOID, (0.2, 0.5)),
                                         (Activation.HARD_SWISH, ())])
 def test_binary_fused_activation(act, params):
-    run, reference = kew.KERNELS["f32_vbinary"]
+    run, reference = table.entry_and_reference("f32_vbinary_add")
     for a_shape, b_shape, _ in BROADCASTS[:4] + BROADCASTS[6:7]:
         a, b = rand(a_shape), rand(b_shape)
         assert_close(run(a, b, "add", int(act), params), reference(a, b, "add", act, params),
@@ -86,7 +87,7 @@ def test_binary_fused_activation(act, params):
 def test_binary_large_parallel_blocks():
     """More than one BLOCK per task and a ragged last block, in the parallel variant."""
     a, b = rand((3, 67, 129, 5)), rand((5,))
-    run, reference = kew.KERNELS["f32_vbinary"]
+    run, reference = table.entry_and_reference("f32_vbinary_add")
     assert_close(run(a, b, "mul", parallel=True), reference(a, b, "mul"))
     assert_close(run(a, a, "sub", parallel=True), reference(a, a, "sub"))
 
@@ -147,7 +148,7 @@ def test_special_values_propagate():
     x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e30], np.float32)
     for name in ("relu", "neg", "exp", "tanh", "sigmoid"):
         with np.errstate(all="ignore"):
-            want = kew.KERNELS["f32_vunary"][1](x, name)
+            want = table.entry_and_reference("f32_vrelu")[1](x, name)
         got = kew.unary(x, name)
         np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=name)
         np.testing.assert_allclose(got[~np.isnan(want)], want[~np.isnan(want)], rtol=1e-6)

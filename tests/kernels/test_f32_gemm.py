@@ -1,4 +1,4 @@
-"""fp32 GEMM / MatMul kernels against kernels/reference.py: directly (the module's KERNELS table
+"""fp32 GEMM / MatMul kernels against kernels/reference.py: directly (the kernel table's rows
 over edge shapes, transposes and batch broadcasts) and through lowering + binding."""
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.interpret import run_graph
 from mobile_engine.planning.step import lower_node
 from kernels import f32_gemm as kg
+from kernels import table
 
 from tests.kernels.harness import lower_and_run
 from tests.tolerances import assert_close
@@ -26,7 +27,7 @@ def rand(*shape):
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("m,k", [(1, 1), (5, 13), (4, 64), (9, 65)])
 def test_gemm_table(m, k, n):
-    run, reference = kg.KERNELS["f32_gemm_4x32"]
+    run, reference = table.entry_and_reference("f32_gemm_4x32")
     a, b, c = rand(m, k), rand(k, n), rand(n)
     assert_close(run(a, b, c), reference(a, b, c), k, what=f"{m}x{k}x{n}")
 
@@ -36,7 +37,7 @@ def test_gemm_table(m, k, n):
 @pytest.mark.parametrize("c_shape", [None, (), (1,), (37,), (6, 1), (6, 37)])
 @pytest.mark.parametrize("runtime_b", [False, True])
 def test_gemm_options(trans_a, trans_b, c_shape, runtime_b):
-    run, reference = kg.KERNELS["f32_gemm_4x32"]
+    run, reference = table.entry_and_reference("f32_gemm_4x32")
     m, k, n = 6, 11, 37
     a = rand(k, m) if trans_a else rand(m, k)
     b = rand(n, k) if trans_b else rand(k, n)
@@ -47,7 +48,7 @@ def test_gemm_options(trans_a, trans_b, c_shape, runtime_b):
 
 @pytest.mark.parametrize("parallel", [False, True])
 def test_gemm_parallel_tiles(parallel):
-    run, reference = kg.KERNELS["f32_gemm_4x32"]
+    run, reference = table.entry_and_reference("f32_gemm_4x32")
     a, b, c = rand(33, 70), rand(70, 97), rand(33, 1)
     assert_close(run(a, b, c, parallel=parallel), reference(a, b, c), 70)
 
@@ -56,7 +57,7 @@ def test_gemm_parallel_tiles(parallel):
                                              ((2, 1, 4, 7), (3, 7, 65)), ((5, 7), (2, 7, 40)),
                                              ((3, 13, 24), (3, 24, 13)), ((1, 63), (63, 1))])
 def test_matmul_table(a_shape, b_shape):
-    run, reference = kg.KERNELS["f32_matmul_4x32"]
+    run, reference = table.entry_and_reference("f32_matmul_4x32")
     a, b = rand(*a_shape), rand(*b_shape)
     k = a_shape[-1]
     assert_close(run(a, b), reference(a, b), k, what=f"{a_shape} @ {b_shape}")

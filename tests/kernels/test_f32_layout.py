@@ -320,9 +320,9 @@ def test_plans():
 
 
 def test_kernel_table_names():
-    """The table's layout rows are this module's kernels (with a reference each), all bound."""
+    """The table's layout rows (the serial dispatcher or factory, a reference) are all bound."""
     rows = [r for r in table.ROWS if r.family == "f32_layout"]
-    assert {kid for r in rows for kid in r.ids} == set(k.KERNELS)
+    assert len(rows) == 9
     for r in rows:
         assert all(kid in BINDERS for kid in r.ids) and r.reference() is not None, r.grammar
 

@@ -1,5 +1,5 @@
-"""fp32 instance norm and batch norm kernels against kernels/reference.py: directly (the module's
-KERNELS table over edge shapes) and through lowering + binding (GraphBuilder nodes)."""
+"""fp32 instance norm and batch norm kernels against kernels/reference.py: directly (the kernel
+table's rows over edge shapes) and through lowering + binding (GraphBuilder nodes)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,6 +9,7 @@ from mobile_engine.ir import Activation, GraphBuilder, Op
 from mobile_engine.ir.interpret import run_graph
 from mobile_engine.planning.step import lower_node
 from kernels import f32_norm as knorm
+from kernels import table
 
 from tests.kernels.harness import lower_and_run
 from tests.tolerances import assert_close
@@ -30,7 +31,7 @@ NORM_ULPS = 8
 @pytest.mark.parametrize("c", CHANNELS + (32, 96, 128))
 @pytest.mark.parametrize("per_image", [False, True])
 def test_instance_norm_table(c, per_image):
-    run, reference = knorm.KERNELS["f32_instance_norm_nhwc"]
+    run, reference = table.entry_and_reference("f32_instance_norm_nhwc")
     x = rand((2, 5, 7, c)) * np.float32(4) + np.float32(50)        # |mean| >> std
     s_shape = (2, c) if per_image else (c,)
     scale, bias = rand(s_shape), rand(s_shape)
@@ -47,7 +48,7 @@ def test_instance_norm_lane_choice(c, lanes):
     """Vector kernel when C divides or is a multiple of a lane width, else the generic one;
     the generic kernel also serves every C (forced here)."""
     assert knorm.lane_width(c) == lanes
-    run, reference = knorm.KERNELS["f32_instance_norm_nhwc"]
+    run, reference = table.entry_and_reference("f32_instance_norm_nhwc")
     x = rand((2, 3, 5, c))
     scale, bias = rand((c,)), rand((c,))
     want = reference(x, scale, bias, 1e-5, int(Activation.RELU))
@@ -59,7 +60,7 @@ def test_instance_norm_lane_choice(c, lanes):
 def test_instance_norm_blocks(blocks, parallel, c):
     """Partial sums over row blocks (ragged last block, more blocks than rows) combine to the
     per-image statistics."""
-    run, reference = knorm.KERNELS["f32_instance_norm_nhwc"]
+    run, reference = table.entry_and_reference("f32_instance_norm_nhwc")
     x = rand((2, 5, 7, c))
     scale, bias = rand((c,)), rand((c,))
     assert_close(run(x, scale, bias, 1e-3, blocks=blocks, parallel=parallel),
@@ -71,7 +72,7 @@ def test_instance_norm_constant_channel_and_large_default_path(c):
     x = rand((1, 33, 65, c)) * np.float32(10) - np.float32(200)
     x[..., 3] = 7.0                                   # zero variance: y = bias
     scale, bias = rand((c,)), rand((c,))
-    run, reference = knorm.KERNELS["f32_instance_norm_nhwc"]
+    run, reference = table.entry_and_reference("f32_instance_norm_nhwc")
     got = run(x, scale, bias, 1e-5)
     assert_close(got, reference(x, scale, bias, 1e-5), NORM_ULPS)
     np.testing.assert_allclose(got[..., 3], bias[3], rtol=0, atol=1e-6)
@@ -84,7 +85,7 @@ def test_instance_norm_constant_channel_and_large_default_path(c):
 def test_instance_norm_planar_table(c, hw, blocks, parallel):
     """Planar (NCHW) kernel: |mean| >> std, per-image params, ragged blocks and vector tails,
     more blocks than vectors, the clamp and a transcendental activation."""
-    run, reference = knorm.KERNELS["f32_instance_norm_nchw"]
+    run, reference = table.entry_and_reference("f32_instance_norm_nchw")
     x = rand((2, c) + hw) * np.float32(4) + np.float32(50)
     x[1, 0] = 7.0                                     # a constant plane: y = bias
     for s_shape, act, params in [((c,), int(Activation.SIGMOID), ()),
@@ -101,7 +102,7 @@ def test_instance_norm_planar_table(c, hw, blocks, parallel):
                                           ("f32_instance_norm_nchw", (2, 4, 3, 5))])
 def test_instance_norm_per_image_scale_shared_bias(kernel, shape):
     """scale [N, C] with bias [C] (and the reverse): each indexed by its own shape."""
-    run, reference = knorm.KERNELS[kernel]
+    run, reference = table.entry_and_reference(kernel)
     x = rand(shape)
     c = shape[1] if kernel.endswith("nchw") else shape[3]
     for s_shape, b_shape in (((2, c), (c,)), ((c,), (2, c))):
@@ -113,7 +114,7 @@ def test_instance_norm_per_image_scale_shared_bias(kernel, shape):
                                    (24, 0)])
 def test_instance_norm_residual(c, act):
     """out = act(norm(x) + r): the activation (a clamp too) follows the residual add."""
-    run, reference = knorm.KERNELS["f32_instance_norm_nhwc"]
+    run, reference = table.entry_and_reference("f32_instance_norm_nhwc")
     x, r = rand((2, 9, 7, c)), rand((2, 9, 7, c))
     scale, bias = rand((c,)), rand((c,))
     params = (-0.5, 1.0) if act == int(Activation.CLAMP) else ()
@@ -131,7 +132,7 @@ def test_instance_norm_planar_blocks_are_even():
 @pytest.mark.parametrize("c", CHANNELS)
 @pytest.mark.parametrize("parallel", [False, True])
 def test_batch_norm_table(c, parallel):
-    run, reference = knorm.KERNELS["f32_batch_norm_nhwc"]
+    run, reference = table.entry_and_reference("f32_batch_norm_nhwc")
     x = rand((2, 5, 7, c))
     scale, bias, mean, var = rand((c,)), rand((c,)), rand((c,)), rand((c,), 0.1, 2.0)
     assert_close(run(x, scale, bias, mean, var, 1e-3, int(Activation.HARD_SWISH), (),

@@ -1,4 +1,4 @@
-"""fp32 reductions and softmax against kernels/reference.py: directly (the module's KERNELS table
+"""fp32 reductions and softmax against kernels/reference.py: directly (the kernel table's rows
 over edge shapes and axis sets) and through lowering + binding (GraphBuilder nodes)."""
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.interpret import run_graph
 from mobile_engine.planning.step import lower_node
 from kernels import f32_reduce as kred
+from kernels import table
 
 from tests.kernels.harness import lower_and_run
 from tests.tolerances import assert_close
@@ -39,7 +40,7 @@ AXES = [((2, 5, 7, 13), (1, 2), "ori"),          # NHWC spatial mean
 @pytest.mark.parametrize("keepdims", [True, False])
 @pytest.mark.parametrize("shape,axes,kind", AXES)
 def test_reduce_table(op, keepdims, shape, axes, kind):
-    run, reference = kred.KERNELS["f32_reduce"]
+    run, reference = table.entry_and_reference("f32_reduce_mean_ori")
     assert kred.reduce_plan(shape, axes)["kind"] == kind
     x = rand(shape) + np.float32(1)
     for parallel in (False, True):
@@ -50,7 +51,7 @@ def test_reduce_table(op, keepdims, shape, axes, kind):
 
 @pytest.mark.parametrize("c", CHANNELS)
 def test_spatial_mean_channels(c):
-    run, reference = kred.KERNELS["f32_reduce"]
+    run, reference = table.entry_and_reference("f32_reduce_mean_ori")
     x = rand((2, 9, 11, c))
     assert_close(run("reduce_mean", x, (1, 2)), reference("reduce_mean", x, (1, 2)), 4)
 
@@ -61,7 +62,7 @@ SOFTMAX = [((2, 5, 7, 13), -1), ((2, 5, 7, 13), 1), ((2, 5, 7, 13), 0), ((1, 100
 
 @pytest.mark.parametrize("shape,axis", SOFTMAX)
 def test_softmax_table(shape, axis):
-    run, reference = kred.KERNELS["f32_softmax"]
+    run, reference = table.entry_and_reference("f32_softmax_lastaxis")
     x = rand(shape, -30, 30)
     x.reshape(-1)[0] = 80.0                      # exp(80) overflows float32: max subtraction
     for parallel in (False, True):
@@ -71,10 +72,10 @@ def test_softmax_table(shape, axis):
 
 
 def test_parallel_default_large():
-    run, reference = kred.KERNELS["f32_reduce"]
+    run, reference = table.entry_and_reference("f32_reduce_mean_ori")
     x = rand((4, 40, 40, 24))
     assert_close(run("reduce_mean", x, (1, 2)), reference("reduce_mean", x, (1, 2)), 4)
-    run, reference = kred.KERNELS["f32_softmax"]
+    run, reference = table.entry_and_reference("f32_softmax_lastaxis")
     assert_close(run(x, 3), reference(x, 3), 8)
     assert_close(run(x, 1), reference(x, 1), 8)
 

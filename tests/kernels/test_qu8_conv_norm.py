@@ -15,6 +15,7 @@ from kernels import config
 from kernels import f32_norm_qu8 as knq
 from kernels import qu8_conv2d as qc
 from kernels import reference_q8 as rq
+from kernels import table
 from mobile_engine.ir.ops import Activation
 
 RNG = np.random.default_rng(23)
@@ -167,7 +168,8 @@ def test_norm_from_row_sums_matches_its_own_statistics():
 def test_kernel_table_lists_the_fused_steps():
     for nr, mr in qc.TILES.items():
         for add in (False, True):
-            entry, reference = qc.KERNELS[qc.instnorm_kernel_id(mr, nr, "_add" if add else "")]
+            row = table.row_of(qc.instnorm_kernel_id(mr, nr, "_add" if add else ""))
+            entry, reference = row.entry, row.reference
             assert entry is qc.conv2d_instnorm
             assert reference() is rq.qu8_conv2d_instnorm_reference
 

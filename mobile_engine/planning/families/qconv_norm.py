@@ -23,6 +23,7 @@ weights: the conv step's, and the norm step's prefixed ``norm_``.
 from __future__ import annotations
 
 
+from kernels import table
 from mobile_engine.errors import EngineError
 from mobile_engine.ir import fusion
 from mobile_engine.ir.graph import Graph, Node
@@ -32,6 +33,7 @@ from mobile_engine.planning.step import Step, lowers_int8
 
 # the norm step kernel absorbed -> the suffix of the fused step's kernel id
 KERNELS = {qew.NORM_QU8: "", qew.NORM_ADD_QU8: "_add"}
+IGEMM = "qu8_conv2d_igemm_{mr}x{nr}c4_{epilogue}"         # the kernel rows that absorb a norm
 
 
 @lowers_int8(Op.CONV2D)
@@ -41,12 +43,11 @@ def lower_int8_conv2d(node: Node, graph: Graph) -> list[Step]:
         return qconv.lower_qconv2d(node, graph)
     (norm_step,) = qew.lower_qinstance_norm(graph.node(fusion.fusion(node)["norm"]), graph)
     (step,) = qconv.lower_qconv2d(node, graph)
-    prefix, epilogue = step.kernel.rsplit("_", 1)
-    if not prefix.startswith("qu8_conv2d_igemm_") or epilogue != "fp32out":
+    row, f = table.TABLE.get(step.kernel, (None, {}))
+    if row is None or row.grammar != IGEMM or f["epilogue"] != "fp32out":
         raise EngineError(f"node {node.name!r}: its int8 kernel {step.kernel!r} cannot absorb "
                           f"the norm that passes/fusions/int8_conv_norm.py fused into it")
-    mr, nr = (int(v_) for v_ in prefix.split("_igemm_")[1].split("c4")[0].split("x"))
-    step.kernel = qconv.qconv.instnorm_kernel_id(mr, nr, KERNELS[norm_step.kernel])
+    step.kernel = qconv.qconv.instnorm_kernel_id(f["mr"], f["nr"], KERNELS[norm_step.kernel])
     step.inputs = step.inputs + norm_step.inputs[1:]
     step.outputs = norm_step.outputs + step.outputs
     step.params.update({f"norm_{k}": val for k, val in norm_step.params.items()})
