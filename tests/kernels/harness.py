@@ -9,8 +9,20 @@ from mobile_engine.planning.step import lower_node
 from mobile_engine.runtime.binders import BINDERS
 
 
+def fused(graph):
+    """A copy of ``graph`` with the kernel-fusion marks a compile would give it (lowering reads
+    them: passes/fusions)."""
+    from mobile_engine.passes.pipeline import fuse
+    from mobile_engine.planning.target import TARGET
+    graph = graph.copy()
+    fuse(graph, TARGET)
+    return graph
+
+
 def lower_and_run(graph, feeds):
-    """Lower every node, bind each step with plain arrays (params through JSON), run."""
+    """Mark the fusions, lower every node, bind each step with plain arrays (params through
+    JSON), run."""
+    graph = fused(graph)
     values = {**{n: t.data for n, t in graph.tensors.items() if t.is_const}, **feeds}
     for node in graph.nodes:
         for step in lower_node(node, graph):

@@ -379,7 +379,7 @@ def test_conv_absorbs_instance_norm(runtime_params, residual, act):
     in place); the norm's own lowering emits nothing; values match the reference interpreter,
     also with |mean| >> std and style-computed per-image scale/bias."""
     from mobile_engine.ir.interpret import run_graph
-    from tests.kernels.harness import lower_and_run
+    from tests.kernels.harness import fused, lower_and_run
     n, c, co = 2, 8, 32
     b = GraphBuilder("cn")
     x = b.input("x", (n, 9, 11, c))
@@ -399,7 +399,7 @@ def test_conv_absorbs_instance_norm(runtime_params, residual, act):
         feeds["r"] = _rand(n, 9, 11, co)
     y = b.node(Op.CONV2D, *inputs, pads=(1, 1, 1, 1), pad_mode="reflect")
     z = b.node(Op.INSTANCE_NORM, y, scale, shift, epsilon=1e-5, activation=act)
-    g = b.build(z)
+    g = fused(b.build(z))
     conv, norm = g.nodes[-2], g.nodes[-1]
     (step,) = lower_node(conv, g)
     assert step.kernel == f"f32_conv2d_igemm_8x32_instnorm{'_relu' if act == 1 else ''}" \
@@ -437,7 +437,7 @@ def test_conv_absorbs_norm_and_residual_add(act):
     """conv -> norm -> ADD(., r) (a residual block's end) is one step writing the ADD's output;
     norm and ADD lower to nothing. An ADD whose other operand is computed after the conv stays."""
     from mobile_engine.ir.interpret import run_graph
-    from tests.kernels.harness import lower_and_run
+    from tests.kernels.harness import fused, lower_and_run
     b = GraphBuilder("res")
     x = b.input("x", (1, 7, 9, 16))
     feeds = {"x": _rand(1, 7, 9, 16)}
@@ -452,7 +452,7 @@ def test_conv_absorbs_norm_and_residual_add(act):
     z = b.node(Op.ADD, conv_norm(h, 1), h, activation=act)        # r = h, computed before
     late = conv_norm(z, 2)
     z2 = b.node(Op.ADD, late, b.node(Op.TANH, z))                  # r computed after the conv
-    g = b.build(z, z2)
+    g = fused(b.build(z, z2))
     steps = {n.name: lower_node(n, g) for n in g.nodes}
     kinds = [s.kernel for v in steps.values() for s in v]
     assert kinds.count(f"f32_conv2d_igemm_16x16_instnorm_add{'_relu' if act else ''}") == 1
@@ -481,7 +481,7 @@ def test_conv_reads_the_nchw_input_of_its_transpose():
     """TRANSPOSE(image NCHW -> NHWC) -> CONV2D: the conv reads the image itself, the transpose
     lowers to nothing (multistyle26's first layer); a transpose with two readers stays."""
     from mobile_engine.ir.interpret import run_graph
-    from tests.kernels.harness import lower_and_run
+    from tests.kernels.harness import fused, lower_and_run
     b = GraphBuilder("first")
     img = b.input("image", (1, 3, 12, 17))
     t = b.node(Op.TRANSPOSE, img, perm=(0, 2, 3, 1))
@@ -489,7 +489,7 @@ def test_conv_reads_the_nchw_input_of_its_transpose():
                pads=(4, 4, 4, 4), pad_mode="reflect", activation=Activation.RELU)
     t2 = b.node(Op.TRANSPOSE, img, perm=(0, 2, 3, 1))
     y2 = b.node(Op.CONV2D, t2, b.const(_rand(4, 3, 3, 3)), pads=(1, 1, 1, 1))
-    g = b.build(y, y2, t2)
+    g = fused(b.build(y, y2, t2))
     steps = {id(n): lower_node(n, g) for n in g.nodes}
     first_t, first_conv = g.nodes[0], g.nodes[1]
     assert steps[id(first_t)] == [] and steps[id(first_conv)][0].inputs == ["image"]

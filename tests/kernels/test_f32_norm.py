@@ -11,7 +11,7 @@ from mobile_engine.planning.step import lower_node
 from kernels import f32_norm as knorm
 from kernels import table
 
-from tests.kernels.harness import lower_and_run
+from tests.kernels.harness import fused, lower_and_run
 from tests.tolerances import assert_close
 
 
@@ -222,7 +222,7 @@ def test_norm_absorbs_style_matvec(layout):
     y = bld.node(Op.INSTANCE_NORM, x, scale, bias, layout=layout, activation=Activation.RELU)
     scale2 = _style_param(bld, u, k, c, 3)
     y2 = bld.node(Op.INSTANCE_NORM, x, scale2, bias, layout=layout)      # bias read twice
-    g = bld.build(y, y2, scale2)                                         # scale2 is an output
+    g = fused(bld.build(y, y2, scale2))                                  # scale2 is an output
     steps = {n.name: lower_node(n, g) for n in g.nodes}
     norm = next(n for n in g.nodes if n.outputs == [y])
     (step,) = steps[norm.name]
