@@ -396,8 +396,6 @@ def test_symbolic_dim_without_input_shapes():
 
 
 @pytest.mark.parametrize("node, pattern", [
-    (helper.make_node("Resize", ["x", "", "s"], ["y"], mode="cubic", name="up"),
-     r"node 'up' \(op 'Resize'.*cubic"),
     (helper.make_node("Resize", ["x", "", "s"], ["y"], mode="spline", name="up"),
      r"node 'up'.*attribute mode='spline'"),
     (helper.make_node("Pad", ["x", "p"], ["y"], mode="mirror", name="pad7"),

@@ -254,17 +254,18 @@ _NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
 
 
 def _resize(ctx: Context, x, mode: str, coordinate_mode: str, nearest_mode: str,
-            scales, sizes, coord_scales: tuple[float, float] = ()):
+            scales, sizes, coord_scales: tuple[float, float] = (), **extra):
     """RESIZE of NCHW ``x`` by full-rank ``scales`` (floats) or ``sizes`` (ints); the
-    coordinate transform uses the given scales, else ``coord_scales``, else size ratios."""
+    coordinate transform uses the given scales, else ``coord_scales``, else size ratios.
+    ``extra``: cubic_coeff_a, exclude_outside, antialias, roi, extrapolation_value (the IR's
+    RESIZE attributes)."""
     s = ctx.shape(x)
     if mode in ("linear", "bilinear"):
         mode = "linear"
-    elif mode == "cubic":
-        raise ctx.unsupported("cubic interpolation is not supported (nearest and linear are)")
-    elif mode != "nearest":
+    elif mode not in ("nearest", "cubic"):
         raise ctx.bad_attr("mode", mode)
-    if coordinate_mode not in _COORDINATE_MODES + ("half_pixel_symmetric",):
+    if coordinate_mode not in _COORDINATE_MODES + ("half_pixel_symmetric",
+                                                   "tf_crop_and_resize"):
         raise ctx.bad_attr("coordinate_transformation_mode", coordinate_mode)
     if nearest_mode not in _NEAREST_MODES:
         raise ctx.bad_attr("nearest_mode", nearest_mode)
@@ -281,20 +282,18 @@ def _resize(ctx: Context, x, mode: str, coordinate_mode: str, nearest_mode: str,
             (scales is not None and (scales[0] != 1 or scales[1] != 1)):
         raise ctx.unsupported(f"only H and W of a 4-D NCHW tensor can be resized (input {s}, "
                               f"output {out})")
-    if out[2:] == list(s[2:]) and (not coord_scales or coord_scales == (1.0, 1.0)):
+    if out[2:] == list(s[2:]) and (not coord_scales or coord_scales == (1.0, 1.0)) \
+            and coordinate_mode != "tf_crop_and_resize":
         return x
     if coord_scales and any(o != n * f for o, n, f in zip(out[2:], s[2:], coord_scales)):
         # the scaled length n*f is fractional: ONNX's align_corners divides by n*f - 1, not by
-        # out - 1, i.e. it is asymmetric with scale (n*f - 1) / (n - 1); half_pixel_symmetric
-        # shifts the grid by a fraction the IR cannot express
-        if coordinate_mode == "align_corners":
+        # out - 1, i.e. it is asymmetric with scale (n*f - 1) / (n - 1) (two taps: the
+        # general K-tap rule, kernels/reference.py resize_axis_taps, takes it as it is)
+        if coordinate_mode == "align_corners" and mode != "cubic" and not extra.get("antialias"):
             coordinate_mode = "asymmetric"
             coord_scales = tuple((n * f - 1) / (n - 1) if n > 1 and n * f != 1 else 1.0
                                  for n, f in zip(s[2:], coord_scales))
-        elif coordinate_mode == "half_pixel_symmetric":
-            raise ctx.unsupported(f"half_pixel_symmetric with scales {list(coord_scales)} "
-                                  f"that do not give whole output sizes from {s}")
-    if coordinate_mode == "half_pixel_symmetric":
+    elif coordinate_mode == "half_pixel_symmetric":
         coordinate_mode = "half_pixel"                # identical when n*f is whole
     if coordinate_mode == "tf_half_pixel_for_nn" and \
             (mode == "linear" or nearest_mode in ("ceil", "round_prefer_ceil")):
@@ -313,7 +312,7 @@ def _resize(ctx: Context, x, mode: str, coordinate_mode: str, nearest_mode: str,
     if min(out) <= 0:
         raise ctx.malformed(f"resize of {s} gives an empty output {out}")
     return ctx.spatial(Op.RESIZE, x, size=out[2:], mode=mode, coordinate_mode=coordinate_mode,
-                       nearest_mode=nearest_mode, scales=coord_scales)
+                       nearest_mode=nearest_mode, scales=coord_scales, **extra)
 
 
 def _simple_nearest(ctx: Context, scales) -> str:
@@ -351,8 +350,6 @@ def resize(ctx: Context):
         nearest = _simple_nearest(ctx, scales) if mode == "nearest" else "floor"
         return _resize(ctx, x, mode, "asymmetric", nearest, scales, None)
     coordinate_mode = ctx.attr("coordinate_transformation_mode", "half_pixel")
-    if coordinate_mode == "tf_crop_and_resize":
-        raise ctx.bad_attr("coordinate_transformation_mode", coordinate_mode)
     scales = ctx.const(2, "scales") if len(ctx.values) > 2 else None
     sizes = ctx.const(3, "sizes") if len(ctx.values) > 3 else None
     scales = None if scales is None or scales.size == 0 else [float(v) for v in scales]
@@ -383,8 +380,28 @@ def resize(ctx: Context):
         out = [int(n * f + 0.5) if i in axes else n for i, n in enumerate(ctx.shape(x))]
         return _resize(ctx, x, mode, coordinate_mode, ctx.attr("nearest_mode",
                        "round_prefer_floor"), None, out, coord_scales=(float(f), float(f)))
-    if ctx.attr("antialias", 0) and mode != "nearest" and \
-            any(v < 1 for v in (scales or [n / d for n, d in zip(sizes, ctx.shape(x))])):
-        raise ctx.bad_attr("antialias", 1)
+    extra = {"cubic_coeff_a": float(ctx.attr("cubic_coeff_a", -0.75)),
+             "exclude_outside": bool(ctx.attr("exclude_outside", 0)),
+             "antialias": bool(ctx.attr("antialias", 0)) and mode != "nearest" and any(
+                 v < 1 for v in (scales or [n / d for n, d in zip(sizes, ctx.shape(x))]))}
+    if coordinate_mode == "tf_crop_and_resize":
+        extra.update(roi=_crop_roi(ctx, rank, axes),
+                     extrapolation_value=float(ctx.attr("extrapolation_value", 0.0)))
     return _resize(ctx, x, mode, coordinate_mode, ctx.attr("nearest_mode", "round_prefer_floor"),
-                   scales, sizes)
+                   scales, sizes, **extra)
+
+
+def _crop_roi(ctx: Context, rank: int, axes: list[int]) -> tuple[float, ...]:
+    """tf_crop_and_resize's roi (input 1, for ``axes``) as the IR's (H0, W0, H1, W1)."""
+    roi = ctx.const(1, "roi")
+    if roi is None or roi.size != 2 * len(axes):
+        raise ctx.malformed(f"tf_crop_and_resize needs a constant roi of {2 * len(axes)} values "
+                            f"(starts and ends of axes {axes})")
+    roi = [float(v) for v in roi.reshape(-1)]
+    full = [0.0] * rank + [1.0] * rank
+    for k, a in enumerate(axes):
+        full[a], full[rank + a] = roi[k], roi[len(axes) + k]
+    if rank != 4 or full[:2] != [0.0, 0.0] or full[4:6] != [1.0, 1.0]:
+        raise ctx.unsupported(f"tf_crop_and_resize crops H and W of a 4-D tensor only (roi "
+                              f"{roi} for axes {axes})")
+    return (full[2], full[3], full[6], full[7])
