@@ -2,11 +2,15 @@
 
 Layout contract: inputs and outputs are NCHW values (as in ONNX); each IR op is NHWC and is
 wrapped as TRANSPOSE(0,2,3,1) -> op -> TRANSPOSE(0,3,1,2) by :meth:`Context.spatial`. Only 2-D
-spatial ops exist in the IR: 1-D and 3-D convolutions and pools raise UnsupportedOperatorError.
+spatial ops exist in the IR: a 1-D convolution, transposed convolution or pool runs as its 2-D
+form on [N, C, 1, L] (``_one_d``); a 3-D pool as two 2-D pools, over (H, W) then over D
+(``_pool_3d``, exact: the max of maxes; window counts of a box are products of per-axis
+counts); 3-D convolutions raise UnsupportedOperatorError.
 IR pads are (top, left, bottom, right), which is ONNX's (x1_begin, x2_begin, x1_end, x2_end).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -19,8 +23,74 @@ from mobile_engine.ir.ops import Op
 def _require_2d(ctx: Context, x, what: str) -> None:
     r = ctx.rank(x)
     if r != 4:
-        raise ctx.unsupported(f"only 2-D {what} (4-D NCHW input) is supported; the input has "
-                              f"shape {ctx.shape(x)} ({r - 2}-D)")
+        raise ctx.unsupported(f"only 1-D and 2-D {what} (3-D or 4-D NCHW input) is supported; "
+                              f"the input has shape {ctx.shape(x)} ({r - 2}-D)")
+
+
+def _first(y):
+    return y[0] if isinstance(y, list) else y
+
+
+def _same_kind(y, like):
+    return [y] if isinstance(like, list) else y
+
+
+def _one_d(ctx: Context, fn, weights: tuple[int, ...] = ()):
+    """The 1-D op of ``ctx`` on [N, C, L] as ``fn`` (its 2-D importer) on [N, C, 1, L]: every
+    spatial attribute gains a leading unit axis (kernel, stride and dilation 1, no pads) and
+    the weights at inputs ``weights`` [.., k] become [.., 1, k]."""
+    a = dict(ctx.attrs)
+    for name, unit in (("kernel_shape", 1), ("strides", 1), ("dilations", 1),
+                       ("output_padding", 0)):
+        if name in a:
+            a[name] = [unit] + [int(v) for v in a[name]]
+    if "pads" in a:
+        p = [int(v) for v in a["pads"]]
+        if len(p) != 2:
+            raise ctx.malformed(f"pads {p} should have 2 values for a 1-D op")
+        a["pads"] = [0, p[0], 0, p[1]]
+    if "output_shape" in a:
+        a["output_shape"] = [1] + [int(v) for v in a["output_shape"]][-1:]
+    values = list(ctx.values)
+    n, c, length = ctx.shape(values[0])
+    values[0] = ctx.reshape(values[0], (n, c, 1, length), suffix="as_2d")
+    for i in weights:
+        if i < len(values) and values[i] is not None:
+            ws = ctx.shape(values[i])
+            values[i] = ctx.reshape(values[i], ws[:2] + (1,) + ws[2:], suffix="w_as_2d")
+    y = fn(dataclasses.replace(ctx, attrs=a, values=values))
+    s = ctx.shape(_first(y))
+    return _same_kind(ctx.reshape(_first(y), (s[0], s[1], s[3]), suffix="from_2d"), y)
+
+
+def _pool_3d(ctx: Context, fn):
+    """A 3-D pool of [N, C, D, H, W] as ``fn`` (the 2-D importer) twice: over (H, W) of
+    [N, C*D, H, W], then over (D, 1) of [N, C, D, H'*W']. Exact for MaxPool (the max of the
+    maxes) and AveragePool (a window is a box, so its count of inside or padded cells is the
+    product of per-axis counts; ceil_mode and auto_pad act per axis)."""
+    a = ctx.attrs
+    k = [int(v) for v in a.get("kernel_shape", ())]
+    if len(k) != 3:
+        raise ctx.malformed(f"kernel_shape {k} should have 3 values for a 3-D pool")
+    st = [int(v) for v in a.get("strides", (1, 1, 1))]
+    dil = [int(v) for v in a.get("dilations", (1, 1, 1))]
+    p = [int(v) for v in a.get("pads", (0,) * 6)]
+    if len(st) != 3 or len(dil) != 3 or len(p) != 6:
+        raise ctx.malformed(f"strides {st}, dilations {dil}, pads {p}: 3, 3 and 6 values for a "
+                            f"3-D pool")
+    x = ctx.values[0]
+    n, c, d, h, w = ctx.shape(x)
+    plane = dict(a, kernel_shape=k[1:], strides=st[1:], dilations=dil[1:],
+                 pads=[p[1], p[2], p[4], p[5]])
+    y = fn(dataclasses.replace(ctx, attrs=plane, values=[
+        ctx.reshape(x, (n, c * d, h, w), suffix="as_2d")] + list(ctx.values[1:])))
+    _, _, h2, w2 = ctx.shape(_first(y))
+    depth = dict(a, kernel_shape=[k[0], 1], strides=[st[0], 1], dilations=[dil[0], 1],
+                 pads=[p[0], 0, p[3], 0])
+    z = fn(dataclasses.replace(ctx, attrs=depth, values=[
+        ctx.reshape(_first(y), (n, c, d, h2 * w2), suffix="depth_as_2d")]))
+    d2 = ctx.shape(_first(z))[2]
+    return _same_kind(ctx.reshape(_first(z), (n, c, d2, h2, w2), suffix="from_2d"), z)
 
 
 def _pair(ctx: Context, name: str, default) -> tuple[int, int]:
@@ -60,6 +130,8 @@ def _explicit_pads(ctx: Context) -> list[int]:
 @importer("Conv")
 def conv(ctx: Context):
     x, w, b = ctx.input(0), ctx.input(1), ctx.input(2)
+    if ctx.rank(x) == 3:
+        return _one_d(ctx, conv, weights=(1,))
     _require_2d(ctx, x, "convolution")
     kernel = ctx.shape(w)[2:]
     if "kernel_shape" in ctx.attrs and tuple(ctx.attr("kernel_shape")) != kernel:
@@ -74,6 +146,8 @@ def conv(ctx: Context):
 @importer("ConvTranspose")
 def conv_transpose(ctx: Context):
     x, w, b = ctx.input(0), ctx.input(1), ctx.input(2)
+    if ctx.rank(x) == 3:
+        return _one_d(ctx, conv_transpose, weights=(1,))
     _require_2d(ctx, x, "transposed convolution")
     sizes, kernel = ctx.shape(x)[2:], ctx.shape(w)[2:]
     strides, dilations = _pair(ctx, "strides", (1, 1)), _pair(ctx, "dilations", (1, 1))
@@ -174,6 +248,8 @@ def _pool_geometry(ctx: Context, x, dilations) -> tuple[tuple[int, int], tuple[i
 @importer("MaxPool")
 def max_pool(ctx: Context):
     x = ctx.input(0)
+    if ctx.rank(x) in (3, 5):
+        return (_one_d if ctx.rank(x) == 3 else _pool_3d)(ctx, max_pool)
     _require_2d(ctx, x, "pooling")
     if ctx.attr("storage_order", 0) not in (0, 1):
         raise ctx.bad_attr("storage_order", ctx.attr("storage_order"))
@@ -195,6 +271,8 @@ def max_pool(ctx: Context):
 @importer("AveragePool")
 def avg_pool(ctx: Context):
     x = ctx.input(0)
+    if ctx.rank(x) in (3, 5):
+        return (_one_d if ctx.rank(x) == 3 else _pool_3d)(ctx, avg_pool)
     _require_2d(ctx, x, "pooling")
     dilations = _pair(ctx, "dilations", (1, 1))
     kernel, strides, pads, extra = _pool_geometry(ctx, x, dilations)

@@ -1,0 +1,60 @@
+"""1-D convolutions, transposed convolutions and pools on the 2-D IR ([N, C, 1, L]), and 3-D
+pools as two 2-D pools (onnx_nn.py ``_one_d``, ``_pool_3d``), against onnxruntime."""
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import mobile_engine as me
+
+ort = pytest.importorskip("onnxruntime")
+RNG = np.random.default_rng(16)
+
+
+def _run_both(node, x, inits=()):
+    model = helper.make_model(
+        helper.make_graph([node], "nd", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                       list(x.shape))],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(a, n) for n, a in inits]),
+        opset_imports=[helper.make_opsetid("", 19)])
+    model.ir_version = 9
+    want = ort.InferenceSession(model.SerializeToString(),
+                                providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = me.Session(me.compile(model)).run(None, {"x": x})[0]
+    return got, want
+
+
+@pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
+@pytest.mark.parametrize("attrs", [
+    dict(kernel_shape=[2, 3, 2], strides=[2, 1, 2], pads=[1, 0, 1, 0, 1, 1], ceil_mode=1),
+    dict(kernel_shape=[3, 3, 3], strides=[1, 2, 2], pads=[1, 1, 1, 1, 1, 1],
+         count_include_pad=1),
+    dict(kernel_shape=[3, 2, 2], auto_pad="SAME_UPPER", strides=[2, 2, 1])])
+def test_pool_3d(op, attrs):
+    if op == "MaxPool":
+        attrs = {k: v for k, v in attrs.items() if k != "count_include_pad"}
+    x = RNG.standard_normal((2, 3, 5, 7, 6)).astype(np.float32)
+    got, want = _run_both(helper.make_node(op, ["x"], ["y"], **attrs), x)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("node, inits", [
+    (helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3], strides=[2], pads=[1, 1],
+                      dilations=[2]), []),
+    (helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[4], strides=[3], pads=[2, 1],
+                      ceil_mode=1), []),
+    (helper.make_node("Conv", ["x", "w", "b"], ["y"], strides=[2], pads=[2, 1], dilations=[2],
+                      group=3), [("w", RNG.standard_normal((6, 1, 3)).astype(np.float32)),
+                                 ("b", RNG.standard_normal(6).astype(np.float32))]),
+    (helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[3], output_shape=[40]),
+     [("w", RNG.standard_normal((3, 2, 4)).astype(np.float32))]),
+    (helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[2], pads=[1, 0],
+                      output_padding=[1]),
+     [("w", RNG.standard_normal((3, 4, 3)).astype(np.float32))])])
+def test_one_d(node, inits):
+    x = RNG.standard_normal((2, 3, 13)).astype(np.float32)
+    got, want = _run_both(node, x, inits)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
