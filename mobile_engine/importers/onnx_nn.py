@@ -264,6 +264,12 @@ def max_pool(ctx: Context):
                                                      pads[3]],
                      value=float(np.iinfo(ctx.dtype(x)).min))
         pads = [0, 0, 0, 0]
+    dtype = ctx.dtype(x)
+    if dtype.itemsize == 1 and dtype.kind in "iu":
+        # the pooling kernels are fp32: 8-bit integers are exact in float32, and so is their max
+        y = ctx.spatial(Op.MAX_POOL, ctx.cast(x, np.dtype(np.float32)), kernel=kernel,
+                        strides=strides, pads=pads, dilations=dilations)
+        return [ctx.cast(y, dtype)]
     return [ctx.spatial(Op.MAX_POOL, x, kernel=kernel, strides=strides, pads=pads,
                         dilations=dilations)]
 
