@@ -106,23 +106,33 @@ class QualityReport:
         head = self.headline
         return {"measure": MEASURE,
                 # per image of the headline set, worst output (kept for older readers)
-                "psnr_db": [round(p, 2) for p in head.psnr_db] if head else [],
-                "min_psnr_db": round(self.min_psnr_db, 2), "target_db": self.target_db,
+                "psnr_db": [_db(p) for p in head.psnr_db] if head else [],
+                "min_psnr_db": _db(self.min_psnr_db), "target_db": self.target_db,
                 "sets": [{"name": s.name, "images": s.images, "note": s.note,
                           "outputs": [{"name": o.name,
-                                       "psnr_db": [round(p, 2) for p in o.psnr_db],
-                                       "min_psnr_db": round(o.min_psnr_db, 2),
+                                       "psnr_db": [_db(p) for p in o.psnr_db],
+                                       "min_psnr_db": _db(o.min_psnr_db),
                                        **({"top1": o.top1, "top5": o.top5}
                                           if o.top1 is not None else {})}
                                       for o in s.outputs]}
                          for s in self.sets],
                 "kept_float": self.kept_float, "steps": self.steps,
                 "layers": [{"node": e.node, "kernel": e.kernel, "tensor": e.tensor,
-                            "dtype": e.dtype, "sqnr_db": round(e.sqnr_db, 2)}
+                            "dtype": e.dtype, "sqnr_db": _db(e.sqnr_db)}
                            for e in self.layers]}
 
     def text(self, layers: bool = True) -> str:
         return format_report(self.as_dict(), layers)
+
+
+def _db(v: float) -> float | None:
+    """A figure for JSON: 2 decimals; None for +inf (identical outputs: strict JSON has no
+    Infinity)."""
+    return None if v == float("inf") else round(float(v), 2)
+
+
+def _f(v) -> str:
+    return "exact" if v is None else f"{v:.1f}"
 
 
 def format_report(d: dict, layers: bool = True) -> str:
@@ -130,18 +140,18 @@ def format_report(d: dict, layers: bool = True) -> str:
     lines = ["int8 quality against the float plan (" + d.get("measure", "PSNR") + "):"]
     if "sets" not in d:                     # a plan compiled before per-output reports
         lines.append("  end-to-end PSNR per image (first output): "
-                     + ", ".join(f"{p:.1f}" for p in d["psnr_db"]) + " dB")
+                     + ", ".join(_f(p) for p in d["psnr_db"]) + " dB")
     for s in d.get("sets", []):
         lines.append(f"  {s['name']} ({s['images']} images{'; ' + s['note'] if s['note'] else ''}):")
         for o in s["outputs"]:
-            line = (f"    {o['name']:<24} min {o['min_psnr_db']:6.1f} dB  per image: "
-                    + ", ".join(f"{p:.1f}" for p in o["psnr_db"]))
+            line = (f"    {o['name']:<24} min {_f(o['min_psnr_db']):>6} dB  per image: "
+                    + ", ".join(_f(p) for p in o["psnr_db"]))
             if "top1" in o:
                 line += f"  top-1 agreement {o['top1']:.0%}, top-5 {o['top5']:.0%}"
             lines.append(line)
-    lines.append(f"  worst output: {d['min_psnr_db']:.1f} dB")
+    lines.append(f"  worst output: {_f(d['min_psnr_db'])} dB")
     if d.get("target_db") is not None:
-        met = d["min_psnr_db"] >= d["target_db"]
+        met = d["min_psnr_db"] is None or d["min_psnr_db"] >= d["target_db"]
         lines.append(f"  target {d['target_db']:.1f} dB (worst output, every image): "
                      f"{'met' if met else 'NOT met'}")
     lines += [f"  {s}" for s in d.get("steps", [])]
@@ -149,7 +159,7 @@ def format_report(d: dict, layers: bool = True) -> str:
     if layers:
         lines.append("  per-layer SQNR (dB) of each int8-plan step's output:")
         for e in d["layers"]:
-            lines.append(f"    {e['sqnr_db']:6.1f}  {e['dtype']:<7} {e['kernel']:<36} {e['node']}")
+            lines.append(f"    {_f(e['sqnr_db']):>6}  {e['dtype']:<7} {e['kernel']:<36} {e['node']}")
     return "\n".join(lines)
 
 

@@ -144,3 +144,13 @@ def test_cli_holds_out_part_of_calib_and_writes_the_json(detector, tmp_path, cap
     assert [(s["name"], s["images"]) for s in saved["sets"]] == [("calibration", 6),
                                                                  ("validation", 2)]
     assert f"worst output: {saved['min_psnr_db']:.1f} dB" in text
+
+
+def test_identical_outputs_are_strict_json():
+    from quantize.report import ImageSet, OutputError, QualityReport, format_report
+    report = QualityReport(sets=[ImageSet("validation", 1, [OutputError("y", [float("inf")])])],
+                           target_db=30.0)
+    d = json.loads(json.dumps(report.as_dict(), allow_nan=False))
+    assert d["min_psnr_db"] is None and d["sets"][0]["outputs"][0]["psnr_db"] == [None]
+    text = format_report(d)
+    assert "worst output: exact dB" in text and ": met" in text
