@@ -32,10 +32,8 @@ def _names(reason: str, *cases: str) -> dict[str, str]:
 
 
 EXPECTED_FAILURES: dict[str, str] = {
-    **_names("3-D convolution: the IR's convolutions are 2-D (1-D ones and 3-D pools run on "
-             "them); refused", "test_convtranspose_3d", "test_Conv3d", "test_Conv3d_dilated",
-             "test_Conv3d_dilated_strided", "test_Conv3d_groups", "test_Conv3d_no_bias",
-             "test_Conv3d_stride", "test_Conv3d_stride_padding"),
+    **_names("3-D ConvTranspose: no exact 2-D lowering here (1-D and 2-D ones, 3-D Conv and pools "
+             "run on the 2-D ops); refused", "test_convtranspose_3d"),
     **_names("per-axis QuantizeLinear on run-time tensors: refused (per-tensor ones run on the "
              "int8 kernels; per-axis DequantizeLinear runs in float)",
              "test_quantizelinear_axis", "test_quantizelinear_blocked_asymmetric"),

@@ -1,5 +1,6 @@
-"""1-D convolutions, transposed convolutions and pools on the 2-D IR ([N, C, 1, L]), and 3-D
-pools as two 2-D pools (onnx_nn.py ``_one_d``, ``_pool_3d``), against onnxruntime."""
+"""1-D convolutions, transposed convolutions and pools on the 2-D IR ([N, C, 1, L]), 3-D pools
+as two 2-D pools and 3-D convolutions as one 2-D conv per kernel depth (onnx_nn.py ``_one_d``,
+``_pool_3d``, ``_conv_3d``), against onnxruntime."""
 import numpy as np
 import onnx
 import pytest
@@ -55,6 +56,21 @@ def test_pool_3d(op, attrs):
      [("w", RNG.standard_normal((3, 4, 3)).astype(np.float32))])])
 def test_one_d(node, inits):
     x = RNG.standard_normal((2, 3, 13)).astype(np.float32)
+    got, want = _run_both(node, x, inits)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("attrs, w_shape, bias", [
+    (dict(pads=[1, 0, 2, 1, 1, 0], strides=[2, 1, 2], dilations=[1, 2, 1]), (4, 3, 3, 2, 3), True),
+    (dict(auto_pad="SAME_UPPER", strides=[2, 2, 1], group=3), (6, 1, 2, 3, 3), False),
+    (dict(dilations=[2, 1, 1]), (5, 3, 2, 1, 1), True)])
+def test_conv_3d(attrs, w_shape, bias):
+    x = RNG.standard_normal((2, 3, 6, 7, 5)).astype(np.float32)
+    inits = [("w", RNG.standard_normal(w_shape).astype(np.float32))]
+    if bias:
+        inits.append(("b", RNG.standard_normal(w_shape[0]).astype(np.float32)))
+    node = helper.make_node("Conv", ["x", "w"] + (["b"] if bias else []), ["y"], **attrs)
     got, want = _run_both(node, x, inits)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -5,7 +5,8 @@ wrapped as TRANSPOSE(0,2,3,1) -> op -> TRANSPOSE(0,3,1,2) by :meth:`Context.spat
 spatial ops exist in the IR: a 1-D convolution, transposed convolution or pool runs as its 2-D
 form on [N, C, 1, L] (``_one_d``); a 3-D pool as two 2-D pools, over (H, W) then over D
 (``_pool_3d``, exact: the max of maxes; window counts of a box are products of per-axis
-counts); 3-D convolutions raise UnsupportedOperatorError.
+counts); a 3-D Conv with constant weights as one 2-D conv per kernel depth (``_conv_3d``);
+3-D ConvTranspose raises UnsupportedOperatorError.
 IR pads are (top, left, bottom, right), which is ONNX's (x1_begin, x2_begin, x1_end, x2_end).
 """
 from __future__ import annotations
@@ -93,6 +94,50 @@ def _pool_3d(ctx: Context, fn):
     return _same_kind(ctx.reshape(_first(z), (n, c, d2, h2, w2), suffix="from_2d"), z)
 
 
+def _conv_3d(ctx: Context):
+    """A Conv of [N, C, D, H, W] as 2-D convs, one per kernel depth kd::
+
+        y[:, :, o] = sum_kd conv2d(xp[:, :, o * sd + kd * dd], w[:, :, kd]) + b
+
+    (xp: x zero-padded along D). Each 2-D conv runs on every depth slice ([N * Dp, C, H, W]);
+    a SLICE keeps the depths it contributes to and ADDs sum them: exact up to the float
+    summation order."""
+    x, w, b = ctx.input(0), ctx.input(1), ctx.input(2)
+    n, c, d, h, wd = ctx.shape(x)
+    k = tuple(int(v) for v in ctx.shape(w)[2:])
+    st = [int(v) for v in ctx.attr("strides", (1, 1, 1))]
+    dil = [int(v) for v in ctx.attr("dilations", (1, 1, 1))]
+    auto = _auto_pads(ctx, (d, h, wd), k, st, dil)
+    p = auto if auto is not None else [int(v) for v in ctx.attr("pads", (0,) * 6)]
+    if len(st) != 3 or len(dil) != 3 or len(p) != 6:
+        raise ctx.malformed(f"strides {st}, dilations {dil}, pads {p}: 3, 3 and 6 values for a "
+                            f"3-D convolution")
+    if p[0] or p[3]:
+        x = ctx.emit(Op.PAD, x, suffix="pad_depth", pads=[0, 0, p[0], 0, 0, 0, 0, p[3], 0, 0])
+    dp = d + p[0] + p[3]
+    do = (dp - dil[0] * (k[0] - 1) - 1) // st[0] + 1
+    if do <= 0:
+        raise ctx.malformed(f"the kernel {k} does not fit the padded depth {dp}")
+    slices = ctx.reshape(ctx.emit(Op.TRANSPOSE, x, suffix="depth_major", perm=(0, 2, 1, 3, 4)),
+                         (n * dp, c, h, wd), suffix="slices")
+    plane = {"kernel_shape": list(k[1:]), "strides": st[1:], "dilations": dil[1:],
+             "pads": [p[1], p[2], p[4], p[5]], "group": ctx.attr("group", 1)}
+    total = None
+    for j in range(k[0]):
+        y = conv(dataclasses.replace(ctx, attrs=plane, values=[slices, w[:, :, j], None]))
+        _, co, ho, wo = ctx.shape(y)
+        y = ctx.reshape(y, (n, dp, co, ho, wo), suffix="depths")
+        start = j * dil[0]
+        y = ctx.emit(Op.SLICE, y, suffix="taps", starts=[start],
+                     ends=[start + (do - 1) * st[0] + 1], axes=[1], steps=[st[0]])
+        total = y if total is None else ctx.emit(Op.ADD, total, y, suffix="sum")
+    if b is not None:
+        b = b.reshape(1, 1, -1, 1, 1) if isinstance(b, np.ndarray) else \
+            ctx.reshape(b, (1, 1, ctx.shape(b)[0], 1, 1), suffix="bias")
+        total = ctx.emit(Op.ADD, total, b, suffix="bias")
+    return ctx.emit(Op.TRANSPOSE, total, suffix="channel_major", perm=(0, 2, 1, 3, 4))
+
+
 def _pair(ctx: Context, name: str, default) -> tuple[int, int]:
     v = ctx.attr(name, default)
     if len(v) != 2:
@@ -132,6 +177,8 @@ def conv(ctx: Context):
     x, w, b = ctx.input(0), ctx.input(1), ctx.input(2)
     if ctx.rank(x) == 3:
         return _one_d(ctx, conv, weights=(1,))
+    if ctx.rank(x) == 5 and isinstance(w, np.ndarray):
+        return _conv_3d(ctx)
     _require_2d(ctx, x, "convolution")
     kernel = ctx.shape(w)[2:]
     if "kernel_shape" in ctx.attrs and tuple(ctx.attr("kernel_shape")) != kernel:
