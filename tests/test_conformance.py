@@ -32,8 +32,6 @@ def _names(reason: str, *cases: str) -> dict[str, str]:
 
 
 EXPECTED_FAILURES: dict[str, str] = {
-    **_names("3-D ConvTranspose: no exact 2-D lowering here (1-D and 2-D ones, 3-D Conv and pools "
-             "run on the 2-D ops); refused", "test_convtranspose_3d"),
     **_names("per-axis QuantizeLinear on run-time tensors: refused (per-tensor ones run on the "
              "int8 kernels; per-axis DequantizeLinear runs in float)",
              "test_quantizelinear_axis", "test_quantizelinear_blocked_asymmetric"),

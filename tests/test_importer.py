@@ -402,8 +402,9 @@ def test_symbolic_dim_without_input_shapes():
      r"node 'pad7'.*attribute mode='mirror'"),
     (helper.make_node("QuantizeLinear", ["x", "s"], ["y"], axis=2, name="q"),
      r"node 'q'.*per-axis QuantizeLinear/DequantizeLinear on run-time tensors"),
-    (helper.make_node("ConvTranspose", ["x3", "w3"], ["y"], name="deconv3d"),
-     r"node 'deconv3d' \(op 'ConvTranspose', opset 17\): only 1-D and 2-D transposed"),
+    (helper.make_node("ConvTranspose", ["x3", "w3"], ["y"], name="deconv3d",
+                      auto_pad="SAME_UPPER"),
+     r"node 'deconv3d' \(op 'ConvTranspose', opset 17\): 3-D ConvTranspose with auto_pad"),
 ])
 def test_unsupported_attribute_values(node, pattern):
     inits = [numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "s"),

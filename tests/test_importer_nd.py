@@ -74,3 +74,21 @@ def test_conv_3d(attrs, w_shape, bias):
     got, want = _run_both(node, x, inits)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("attrs, w_shape, bias", [
+    (dict(), (3, 2, 3, 3, 3), False),
+    (dict(strides=[2, 1, 3], pads=[1, 0, 0, 0, 1, 1], output_padding=[1, 0, 2]), (3, 4, 3, 2, 3),
+     True),
+    (dict(strides=[3, 2, 1], dilations=[2, 1, 1], group=3), (3, 1, 2, 3, 2), True)])
+def test_conv_transpose_3d(attrs, w_shape, bias):
+    x = RNG.standard_normal((2, 3, 4, 5, 6)).astype(np.float32)
+    inits = [("w", RNG.standard_normal(w_shape).astype(np.float32))]
+    if bias:
+        inits.append(("b", RNG.standard_normal(w_shape[1] * attrs.get("group", 1))
+                      .astype(np.float32)))
+    node = helper.make_node("ConvTranspose", ["x", "w"] + (["b"] if bias else []), ["y"],
+                            **attrs)
+    got, want = _run_both(node, x, inits)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

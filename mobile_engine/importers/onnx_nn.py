@@ -5,8 +5,8 @@ wrapped as TRANSPOSE(0,2,3,1) -> op -> TRANSPOSE(0,3,1,2) by :meth:`Context.spat
 spatial ops exist in the IR: a 1-D convolution, transposed convolution or pool runs as its 2-D
 form on [N, C, 1, L] (``_one_d``); a 3-D pool as two 2-D pools, over (H, W) then over D
 (``_pool_3d``, exact: the max of maxes; window counts of a box are products of per-axis
-counts); a 3-D Conv with constant weights as one 2-D conv per kernel depth (``_conv_3d``);
-3-D ConvTranspose raises UnsupportedOperatorError.
+counts); a 3-D Conv or ConvTranspose as one 2-D one per kernel depth (``_conv_3d``,
+``_conv_transpose_3d``).
 IR pads are (top, left, bottom, right), which is ONNX's (x1_begin, x2_begin, x1_end, x2_end).
 """
 from __future__ import annotations
@@ -24,8 +24,8 @@ from mobile_engine.ir.ops import Op
 def _require_2d(ctx: Context, x, what: str) -> None:
     r = ctx.rank(x)
     if r != 4:
-        raise ctx.unsupported(f"only 1-D and 2-D {what} (3-D or 4-D NCHW input) is supported; "
-                              f"the input has shape {ctx.shape(x)} ({r - 2}-D)")
+        raise ctx.unsupported(f"only 1-D, 2-D and 3-D {what} (3-D to 5-D NCHW input) is "
+                              f"supported; the input has shape {ctx.shape(x)} ({r - 2}-D)")
 
 
 def _first(y):
@@ -94,6 +94,15 @@ def _pool_3d(ctx: Context, fn):
     return _same_kind(ctx.reshape(_first(z), (n, c, d2, h2, w2), suffix="from_2d"), z)
 
 
+def _depth_tap(ctx: Context, w, j: int):
+    """``w[:, :, j]`` of a 3-D kernel [A, B, KD, KH, KW]: a 2-D kernel (a SLICE when run-time)."""
+    if isinstance(w, np.ndarray):
+        return np.ascontiguousarray(w[:, :, j])
+    s = ctx.shape(w)
+    tap = ctx.emit(Op.SLICE, w, suffix="tap", starts=[j], ends=[j + 1], axes=[2], steps=[1])
+    return ctx.reshape(tap, s[:2] + s[3:], suffix="tap_2d")
+
+
 def _conv_3d(ctx: Context):
     """A Conv of [N, C, D, H, W] as 2-D convs, one per kernel depth kd::
 
@@ -124,13 +133,63 @@ def _conv_3d(ctx: Context):
              "pads": [p[1], p[2], p[4], p[5]], "group": ctx.attr("group", 1)}
     total = None
     for j in range(k[0]):
-        y = conv(dataclasses.replace(ctx, attrs=plane, values=[slices, w[:, :, j], None]))
+        y = conv(dataclasses.replace(ctx, attrs=plane, values=[slices, _depth_tap(ctx, w, j),
+                                                               None]))
         _, co, ho, wo = ctx.shape(y)
         y = ctx.reshape(y, (n, dp, co, ho, wo), suffix="depths")
         start = j * dil[0]
         y = ctx.emit(Op.SLICE, y, suffix="taps", starts=[start],
                      ends=[start + (do - 1) * st[0] + 1], axes=[1], steps=[st[0]])
         total = y if total is None else ctx.emit(Op.ADD, total, y, suffix="sum")
+    if b is not None:
+        b = b.reshape(1, 1, -1, 1, 1) if isinstance(b, np.ndarray) else \
+            ctx.reshape(b, (1, 1, ctx.shape(b)[0], 1, 1), suffix="bias")
+        total = ctx.emit(Op.ADD, total, b, suffix="bias")
+    return ctx.emit(Op.TRANSPOSE, total, suffix="channel_major", perm=(0, 2, 1, 3, 4))
+
+
+def _conv_transpose_3d(ctx: Context):
+    """A ConvTranspose of [N, C, D, H, W] as 2-D ones, one per kernel depth kd: input depth i
+    adds ``convT2d(x[:, :, i], w[:, :, kd])`` at output depth ``i * sd + kd * dd``; the depth
+    pads then crop, output_padding extends. Each 2-D ConvTranspose runs on every depth slice;
+    zeros interleaved along D place its slices ``sd`` apart and a PAD shifts them by
+    ``kd * dd``. Explicit pads only (auto_pad and output_shape: refused)."""
+    x, w, b = ctx.input(0), ctx.input(1), ctx.input(2)
+    if ctx.attr("auto_pad", "NOTSET") not in ("NOTSET", "") or "output_shape" in ctx.attrs:
+        raise ctx.unsupported("3-D ConvTranspose with auto_pad or output_shape (explicit pads "
+                              "only)")
+    n, c, d, h, wd = ctx.shape(x)
+    k = tuple(int(v) for v in ctx.shape(w)[2:])
+    st = [int(v) for v in ctx.attr("strides", (1, 1, 1))]
+    dil = [int(v) for v in ctx.attr("dilations", (1, 1, 1))]
+    p = [int(v) for v in ctx.attr("pads", (0,) * 6)]
+    op = [int(v) for v in ctx.attr("output_padding", (0, 0, 0))]
+    if len(st) != 3 or len(dil) != 3 or len(p) != 6 or len(op) != 3:
+        raise ctx.malformed(f"strides {st}, dilations {dil}, pads {p}, output_padding {op}: 3, "
+                            f"3, 6 and 3 values for a 3-D transposed convolution")
+    full = (d - 1) * st[0] + (k[0] - 1) * dil[0] + 1 + op[0]
+    slices = ctx.reshape(ctx.emit(Op.TRANSPOSE, x, suffix="depth_major", perm=(0, 2, 1, 3, 4)),
+                         (n * d, c, h, wd), suffix="slices")
+    plane = {"strides": st[1:], "dilations": dil[1:], "pads": [p[1], p[2], p[4], p[5]],
+             "output_padding": op[1:], "group": ctx.attr("group", 1)}
+    total = None
+    for j in range(k[0]):
+        y = conv_transpose(dataclasses.replace(ctx, attrs=plane,
+                                               values=[slices, _depth_tap(ctx, w, j), None]))
+        _, co, ho, wo = ctx.shape(y)
+        y = ctx.reshape(y, (n, d, 1, co, ho, wo), suffix="depths")
+        if st[0] > 1:                                  # zeros between the input depths
+            y = ctx.emit(Op.PAD, y, suffix="stride", pads=[0, 0, 0, 0, 0, 0,
+                                                           0, 0, st[0] - 1, 0, 0, 0])
+        y = ctx.reshape(y, (n, d * st[0], co, ho, wo), suffix="strided")
+        start = j * dil[0]
+        keep = min(d * st[0], full - start)
+        y = ctx.emit(Op.SLICE, y, suffix="keep", starts=[0], ends=[keep], axes=[1], steps=[1])
+        y = ctx.emit(Op.PAD, y, suffix="place", pads=[0, start, 0, 0, 0,
+                                                      0, full - start - keep, 0, 0, 0])
+        total = y if total is None else ctx.emit(Op.ADD, total, y, suffix="sum")
+    total = ctx.emit(Op.SLICE, total, suffix="crop", starts=[p[0]], ends=[full - p[3]],
+                     axes=[1], steps=[1])
     if b is not None:
         b = b.reshape(1, 1, -1, 1, 1) if isinstance(b, np.ndarray) else \
             ctx.reshape(b, (1, 1, ctx.shape(b)[0], 1, 1), suffix="bias")
@@ -177,7 +236,7 @@ def conv(ctx: Context):
     x, w, b = ctx.input(0), ctx.input(1), ctx.input(2)
     if ctx.rank(x) == 3:
         return _one_d(ctx, conv, weights=(1,))
-    if ctx.rank(x) == 5 and isinstance(w, np.ndarray):
+    if ctx.rank(x) == 5:
         return _conv_3d(ctx)
     _require_2d(ctx, x, "convolution")
     kernel = ctx.shape(w)[2:]
@@ -195,6 +254,8 @@ def conv_transpose(ctx: Context):
     x, w, b = ctx.input(0), ctx.input(1), ctx.input(2)
     if ctx.rank(x) == 3:
         return _one_d(ctx, conv_transpose, weights=(1,))
+    if ctx.rank(x) == 5:
+        return _conv_transpose_3d(ctx)
     _require_2d(ctx, x, "transposed convolution")
     sizes, kernel = ctx.shape(x)[2:], ctx.shape(w)[2:]
     strides, dilations = _pair(ctx, "strides", (1, 1)), _pair(ctx, "dilations", (1, 1))
