@@ -1,6 +1,6 @@
 """1-D convolutions, transposed convolutions and pools on the 2-D IR ([N, C, 1, L]), 3-D pools
-as two 2-D pools and 3-D convolutions as one 2-D conv per kernel depth (onnx_nn.py ``_one_d``,
-``_pool_3d``, ``_conv_3d``), against onnxruntime."""
+as two 2-D pools, 3-D convolutions and transposed convolutions as one 2-D op per kernel depth
+(importers/onnx_nd.py), against onnxruntime."""
 import numpy as np
 import onnx
 import pytest
