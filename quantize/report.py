@@ -132,7 +132,7 @@ def _db(v: float) -> float | None:
 
 
 def _f(v) -> str:
-    return "exact" if v is None else f"{v:.1f}"
+    return "inf" if v is None else f"{v:.1f}"
 
 
 def format_report(d: dict, layers: bool = True) -> str:
@@ -149,7 +149,8 @@ def format_report(d: dict, layers: bool = True) -> str:
             if "top1" in o:
                 line += f"  top-1 agreement {o['top1']:.0%}, top-5 {o['top5']:.0%}"
             lines.append(line)
-    lines.append(f"  worst output: {_f(d['min_psnr_db'])} dB")
+    lines.append(f"  worst output: {_f(d['min_psnr_db'])} dB"
+                 + (" (identical to the float plan)" if d["min_psnr_db"] is None else ""))
     if d.get("target_db") is not None:
         met = d["min_psnr_db"] is None or d["min_psnr_db"] >= d["target_db"]
         lines.append(f"  target {d['target_db']:.1f} dB (worst output, every image): "

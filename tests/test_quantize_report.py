@@ -153,4 +153,4 @@ def test_identical_outputs_are_strict_json():
     d = json.loads(json.dumps(report.as_dict(), allow_nan=False))
     assert d["min_psnr_db"] is None and d["sets"][0]["outputs"][0]["psnr_db"] == [None]
     text = format_report(d)
-    assert "worst output: exact dB" in text and ": met" in text
+    assert "worst output: inf dB (identical to the float plan)" in text and ": met" in text
