@@ -280,6 +280,7 @@ class _Run:
     frames_by_precision: dict = field(default_factory=dict)
     background: bool = False        # load another precision's plan in a thread (a window)
     loading: tuple | None = None    # (precision, thread, [stylizer, exception]) while loading
+    loading_step: str = ""          # the loader's latest line (compile, calibration, kernels)
     dropped: int = 0
     recorder: VideoOut | None = None
     writer: VideoOut | None = None
@@ -287,7 +288,8 @@ class _Run:
     def hud(self, result) -> HudInfo:
         now = self.env.clock()
         note = self.state.note_at(now) or (
-            f"loading the {self.loading[0]} plan ..." if self.loading is not None else "")
+            f"loading the {self.loading[0]} plan: {self.loading_step or '...'}"
+            if self.loading is not None else "")
         return HudInfo(self.stats.recent_fps(), result.inference_ms, self.state.style_label(),
                        self.stylizer.precision, self.stylizer.threads, note, self.state.recording)
 
@@ -348,9 +350,15 @@ class _Run:
         self._loaded(want, *(box or (None, RuntimeError("the loader thread ended early"))), now)
 
     def _load(self, want: str) -> tuple:
-        """(stylizer, None) or (None, the exception)."""
+        """(stylizer, None) or (None, the exception). Its log lines and kernel progress also
+        go to the HUD's note (``loading_step``)."""
+        def log(text: str) -> None:
+            self.loading_step = text.strip()[:70]
+            self.env.log(text)
+
+        progress = startup.KernelProgress(log)
         try:
-            return self.env.make_stylizer(replace(self.cfg, precision=want), self.env.log), None
+            return self.env.make_stylizer(replace(self.cfg, precision=want), log, progress), None
         except Exception as exc:   # NOTE: reported by _loaded; the running plan goes on
             return None, exc
 

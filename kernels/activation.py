@@ -46,6 +46,11 @@ class Activation(enum.IntEnum):
     TANH = 5
     HARD_SIGMOID = 6   # params (alpha, beta)
     HARD_SWISH = 7
+    # 8..11 are the element-wise kernels' math codes (sqrt, reciprocal, neg, exp)
+    SILU = 12          # x * sigmoid(x) (swish), YOLO's activation
+
+
+CODES = tuple(int(a) for a in Activation)
 
 
 def params(kind, values=()) -> tuple[float, float]:
@@ -158,6 +163,8 @@ def activate(v, code, p0, p1):
         t = v * p0 + p1
         t = zero if t < zero else t
         return one if t > one else t
+    if code == 12:                                  # SILU: x * sigmoid(x), as written out
+        return v * (one / (one + exp_f32(-v)))
     # 7: HARD_SWISH, the product clamped before the add (module docstring)
     t = v * F32(1.0 / 6.0)
     t = -half if t < -half else t
@@ -196,6 +203,9 @@ def activate_span(a, off, n, act, p0, p1):
     elif act == 7:
         for j in range(n):
             a[U64(off + j)] = activate(a[U64(off + j)], 7, p0, p1)
+    elif act == 12:
+        for j in range(n):
+            a[U64(off + j)] = activate(a[U64(off + j)], 12, p0, p1)
 
 
 @jit(inline="always")
@@ -223,9 +233,12 @@ def activate_into(x, y, n, code, p0, p1):
     elif code == 6:
         for i in range(n):
             y[i] = activate(x[i], 6, p0, p1)
-    else:
+    elif code == 7:
         for i in range(n):
             y[i] = activate(x[i], 7, p0, p1)
+    else:
+        for i in range(n):
+            y[i] = activate(x[i], 12, p0, p1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,4 +266,6 @@ def reference(x: np.ndarray, kind, values=()) -> np.ndarray:
         return np.clip(x * F32(alpha) + F32(beta), 0, 1).astype(x.dtype)
     if kind is Activation.HARD_SWISH:
         return (x * np.clip(x * F32(1.0 / 6.0) + F32(0.5), 0, 1)).astype(x.dtype)
+    if kind is Activation.SILU:
+        return (x * (1.0 / (1.0 + np.exp(-x.astype(np.float64))))).astype(x.dtype)
     raise ValueError(kind)

@@ -4,11 +4,13 @@ Kernels import ``jit`` / ``pjit`` from here instead of calling ``numba.njit`` th
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 
 import numba
 from numba import config as numba_config
+from numba.core.caching import CacheImpl, InTreeCacheLocator, UserProvidedCacheLocator
 
 # NOTE: omp starts a parallel region in ~25-40 us; numba's default workqueue layer costs
 # 100-170 us per launch on these machines (DESIGN.md), and tbb is not always loadable.
@@ -25,8 +27,24 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # and Inf propagate as in onnxruntime.
 FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
 # Below this many output elements (or MACs for convs) a kernel runs its serial variant: a parallel
-# launch costs tens of microseconds.
+# launch costs tens of microseconds. Read only by ``use_parallel`` (and block-count heuristics).
 PARALLEL_MIN_WORK = 1 << 16
+
+
+def use_parallel(work: int, tasks: int = 2, threads: int | None = None) -> bool:
+    """The one serial-or-parallel decision: every binder and every whole-array entry point asks
+    it, none decides on its own. True (run the ``pjit`` variant) when the session runs at least
+    two threads, the step's ``work`` (output elements, or MACs/taps for convs and pools, as the
+    caller counts it) pays for a parallel launch (``PARALLEL_MIN_WORK``) and it splits into at
+    least two ``tasks``. ``threads`` None: all of Numba's threads (``NUMBA_NUM_THREADS``), as a
+    Session made without ``threads``.
+
+    NOTE: with ``threads=1`` the answer is always False, so a one-thread Session binds only
+    serial (``jit``) dispatchers and never enters a parallel region: under ``set_num_threads(1)``
+    a ``prange`` kernel would still pay a parallel launch per call."""
+    if threads is None:
+        threads = numba_config.NUMBA_NUM_THREADS
+    return threads >= 2 and tasks >= 2 and work >= PARALLEL_MIN_WORK
 
 
 def _cache_usable() -> bool:
@@ -46,6 +64,48 @@ def _cache_usable() -> bool:
 
 
 CACHE = _cache_usable()
+
+
+# --- the kernel cache's validity ------------------------------------------------------------
+# Numba keys a function's cached machine code on its own source file only, but a kernel also
+# contains the code of the jit functions it calls from other files (activation.py, intrinsics.py
+# ...), linked in at compile time: edit one of those and the cached kernels would run the old
+# code. So the stamp of every function defined in kernels/ covers all of kernels/*.py.
+KERNELS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _package_stamp() -> bytes:
+    h = hashlib.sha256()
+    for name in sorted(os.listdir(KERNELS_DIR)):
+        if name.endswith(".py"):
+            h.update(name.encode())
+            with open(os.path.join(KERNELS_DIR, name), "rb") as f:
+                h.update(f.read())
+    return h.digest()
+
+
+PACKAGE_STAMP = _package_stamp()
+
+
+def _stamped(base):
+    class Locator(base):
+        """``base`` for functions defined in kernels/: the stamp also covers the package."""
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if os.path.dirname(os.path.abspath(py_file)) != KERNELS_DIR:
+                return None
+            return super().from_function(py_func, py_file)
+
+        def get_source_stamp(self):
+            return (super().get_source_stamp(), PACKAGE_STAMP)
+
+    Locator.__name__ = f"Kernels{base.__name__}"
+    return Locator
+
+
+CacheImpl._locator_classes[:0] = [_stamped(UserProvidedCacheLocator),
+                                  _stamped(InTreeCacheLocator)]
 FLAGS = dict(cache=CACHE, nogil=True, error_model="numpy", boundscheck=False, fastmath=FASTMATH)
 
 

@@ -70,12 +70,6 @@ def kernel_id(co: int, phases: int) -> str:
     return f"f32_conv2d_pix{'up2' if phases == 2 else ''}_{px}x{co}_minmax"
 
 
-def parse_kernel_id(kernel: str) -> tuple[int, int]:
-    """(co, phases) of a pix kernel id."""
-    head, tile_ = kernel.split("_")[2], kernel.split("_")[3]
-    return int(tile_.split("x")[1]), 2 if head.endswith("up2") else 1
-
-
 # --- compile time: folded row and column taps, the weight bank ------------------------------
 def row_plan(rowmap: np.ndarray):
     """(rowtap i32[OH, T], rowsel i32[OH, T], row sets (tuples of kh), nslot) from ``rowmap``.
@@ -401,7 +395,7 @@ def conv2d(x, w, bias=None, residual=None, *, strides=(1, 1), dilations=(1, 1),
     oh, ow = rowmap.shape[0], colmap.shape[0]
     out = np.empty((xs[0], co, oh, ow) if out_nchw else (xs[0], oh, ow, co), F32)
     if parallel is None:
-        parallel = out.size * w[0].size >= config.PARALLEL_MIN_WORK
+        parallel = config.use_parallel(out.size * w[0].size)
     nblk = blocks_for(xs[0] * oh, parallel)
     scratch, tags = scratch_for(plan, xs[3], nblk)
     bias = np.zeros(co, F32) if bias is None else np.ascontiguousarray(bias, F32)

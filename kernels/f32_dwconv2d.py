@@ -3,8 +3,8 @@
 ``f32_dwconv2d_minmax``: for each output pixel the valid taps are listed once (input and weight
 offsets through the indirection tables of ``kernels/indirection.py``, so any kernel size,
 stride, dilation, padding mode and nearest upsampling), then channels are accumulated in blocks
-of 64 and 16 lanes held in registers (channels are contiguous in NHWC: plain vector loads), and
-a scalar loop finishes the last ``Co % 16`` channels. With a channel multiplier ``k > 1``
+of 64, 16, 8 and 4 lanes held in registers (channels are contiguous in NHWC: plain vector loads),
+and a scalar loop finishes the last ``Co % 4`` channels. With a channel multiplier ``k > 1``
 output channel ``co`` reads input channel ``co // k``; that form runs the scalar loop only.
 
 Epilogue (same pass): ``act(acc + bias[co] (+ residual))``.
@@ -32,6 +32,23 @@ def pack_weights(w: np.ndarray) -> np.ndarray:
     if w.shape[1] != 1:
         raise ValueError(f"depthwise weights need shape [Co, 1, KH, KW], got {w.shape}")
     return np.ascontiguousarray(np.asarray(w, F32)[:, 0].transpose(1, 2, 0))
+
+
+def _lanes_block(lanes: int):
+    """``lanes`` channels from ``c0`` of one output pixel: the ``nt`` listed taps, bias and
+    residual, in one vector register (inlined: ``lanes`` is a constant of the caller's code)."""
+    def block(acc, xf, wf, txo, two, nt, c0, bias, rf, of, ob, has_res):
+        vfill(acc, 0, F32(0), lanes)
+        for t in range(nt):
+            vfma2(acc, 0, xf, txo[t] + c0, wf, two[t] + c0, lanes)
+        vadd(acc, 0, bias, c0, lanes)
+        if has_res:
+            vadd(acc, 0, rf, ob + c0, lanes)
+        vcopy(of, ob + c0, acc, 0, lanes)
+    return config.jit(block, inline="always")
+
+
+_block_vl, _block_8, _block_4 = (_lanes_block(n) for n in (VL, 8, 4))
 
 
 def _dw_source(parallel: bool):
@@ -81,14 +98,15 @@ def _dw_source(parallel: bool):
                             vcopy(of, ob + c0 + v * VL, acc, v * VL, VL)
                         c0 += BLOCK
                     while c0 + VL <= co_:
-                        vfill(acc, 0, F32(0), VL)
-                        for t in range(nt):
-                            vfma2(acc, 0, xf, txo[t] + c0, wf, two[t] + c0, VL)
-                        vadd(acc, 0, bias, c0, VL)
-                        if has_res:
-                            vadd(acc, 0, rf, ob + c0, VL)
-                        vcopy(of, ob + c0, acc, 0, VL)
+                        _block_vl(acc, xf, wf, txo, two, nt, c0, bias, rf, of, ob, has_res)
                         c0 += VL
+                    # the tail in 8- and 4-lane vectors (24, 28, 36, 42 ... channels)
+                    if c0 + 8 <= co_:
+                        _block_8(acc, xf, wf, txo, two, nt, c0, bias, rf, of, ob, has_res)
+                        c0 += 8
+                    if c0 + 4 <= co_:
+                        _block_4(acc, xf, wf, txo, two, nt, c0, bias, rf, of, ob, has_res)
+                        c0 += 4
                 while c0 < co_:
                     nc = min(BLOCK, co_ - c0)
                     for j in range(nc):
@@ -150,7 +168,7 @@ def dwconv2d(x, w, bias=None, residual=None, *, strides=(1, 1), dilations=(1, 1)
     bias = np.zeros(co, F32) if bias is None else np.ascontiguousarray(bias, F32)
     out = np.empty((x.shape[0], rowmap.shape[0], colmap.shape[0], co), F32)
     if parallel is None:
-        parallel = out.size * kh * kw >= config.PARALLEL_MIN_WORK
+        parallel = config.use_parallel(out.size * kh * kw)
     res = None if residual is None else np.ascontiguousarray(residual, F32)
     return run_dwconv(x, rowmap, colmap, pack_weights(w), bias, res, out, mult=co // c,
                       act=int(activation_kind), act_params=act_params, parallel=parallel)

@@ -36,12 +36,13 @@ BINARY_CODES = {"add": ADD, "sub": SUB, "mul": MUL, "div": DIV, "pow": POW, "pre
 # Unary map codes: 0..7 are the Activation codes, then the plain math functions.
 SQRT, RECIPROCAL, NEG, EXP = 8, 9, 10, 11
 # kernel-id suffix of each activation code (the epilogue a kernel id names)
-EPILOGUES = dict(enumerate(("", "_relu", "_minmax", "_lrelu", "_sigmoid", "_tanh", "_hsigmoid",
-                            "_hswish")))
+EPILOGUES = {**dict(enumerate(("", "_relu", "_minmax", "_lrelu", "_sigmoid", "_tanh",
+                                "_hsigmoid", "_hswish"))), int(Activation.SILU): "_silu"}
 UNARY_CODES = {"relu": int(Activation.RELU), "clip": int(Activation.CLAMP),
                "leaky_relu": int(Activation.LEAKY_RELU), "sigmoid": int(Activation.SIGMOID),
                "tanh": int(Activation.TANH), "hard_sigmoid": int(Activation.HARD_SIGMOID),
-               "hard_swish": int(Activation.HARD_SWISH), "sqrt": SQRT,
+               "hard_swish": int(Activation.HARD_SWISH), "silu": int(Activation.SILU),
+               "sqrt": SQRT,
                "reciprocal": RECIPROCAL, "neg": NEG, "exp": EXP}
 # NOTE: elements per parallel task / per activation pass: 16 KiB stays in L1 between the op
 # loop and the in-place activation loop.
@@ -79,7 +80,7 @@ def _map(x, y, n, code, p0, p1):
     """y[:n] = f_code(x[:n]): the activations (codes 0..7, kernels/activation.py), then the
     plain math functions."""
     one = F32(1)
-    if code <= 7:
+    if code <= 7 or code == 12:            # the activations (12: SILU)
         activate_into(x, y, n, code, p0, p1)
     elif code == 8:        # SQRT
         for i in range(n):
@@ -232,10 +233,11 @@ def readonly(x: np.ndarray) -> np.ndarray:
     return v
 
 
-def variant(work: int) -> _Variants:
-    """The serial or parallel kernels for ``work`` output elements (kernels/config threshold)."""
-    from kernels.config import PARALLEL_MIN_WORK
-    return PARALLEL if work >= PARALLEL_MIN_WORK else SERIAL
+def variant(work: int, threads: int | None = None) -> _Variants:
+    """The serial or parallel kernels for ``work`` output elements on ``threads`` threads
+    (``config.use_parallel``)."""
+    from kernels.config import use_parallel
+    return PARALLEL if use_parallel(work, threads=threads) else SERIAL
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,9 +292,10 @@ def broadcast_plan(a_shape, b_shape) -> dict:
 
 
 def run_binary(plan: dict, a, b, out, op: int, act: int = 0, p0: float = 0.0,
-               p1: float = 0.0, kernels: _Variants | None = None):
-    """``(fn, args)`` computing ``out = act(a op b)`` by ``plan`` (flat views, no copies)."""
-    k = kernels or variant(out.size)
+               p1: float = 0.0, kernels: _Variants | None = None, threads: int | None = None):
+    """``(fn, args)`` computing ``out = act(a op b)`` by ``plan`` (flat views, no copies);
+    ``kernels`` (tests) overrides the variant ``threads`` and the size choose."""
+    k = kernels or variant(out.size, threads)
     a1, b1, o1 = readonly(a.reshape(-1)), readonly(b.reshape(-1)), out.reshape(-1)
     p0, p1 = F32(p0), F32(p1)
     shape, sa, sb = plan["shape"], plan["a_strides"], plan["b_strides"]

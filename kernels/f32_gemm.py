@@ -25,7 +25,7 @@ import numpy as np
 from numba import prange
 
 from kernels import reference as ref
-from kernels.config import PARALLEL_MIN_WORK, jit, pjit
+from kernels.config import jit, pjit, use_parallel
 from kernels.f32_elementwise import EPILOGUES, act_inplace, act_params, readonly
 from kernels.intrinsics import stack_array, vcopy, vfill, vfma
 
@@ -158,11 +158,12 @@ def batch_offsets(a_batch, b_batch, a_step: int, b_step: int):
 
 
 def gemm_call(a, a_offs, sam, sak, bp, b_offs, c, scm, scn, beta, out, m, n, k, alpha,
-              nr, act=0, params=(), parallel=None):
-    """``(fn, args)`` for one (batched) GEMM on prepared operands; ``c`` None for no C."""
+              nr, act=0, params=(), parallel=None, threads=None):
+    """``(fn, args)`` for one (batched) GEMM on prepared operands; ``c`` None for no C;
+    ``parallel`` None: ``use_parallel`` on ``threads`` threads."""
     batch = a_offs.shape[0]
     if parallel is None:
-        parallel = batch * m * n * k >= PARALLEL_MIN_WORK and batch * -(-m // MR) * -(-n // nr) > 1
+        parallel = use_parallel(batch * m * n * k, batch * -(-m // MR) * -(-n // nr), threads)
     fn = gemm_kernel(MR, nr, bool(parallel))
     p0, p1 = act_params(act, params)
     has_c = c is not None

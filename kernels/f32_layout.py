@@ -94,9 +94,8 @@ def _pad(loop):
                 continue
             for j in range(n_run):                       # interior: one flat copy
                 out2[r, d_run + j] = x2[s, s_run + j]
-            for w in range(width):
-                if run_lo <= w < run_hi:
-                    continue
+            for k in range(width - (run_hi - run_lo)):      # the columns outside the run
+                w = k if k < run_lo else k + run_hi - run_lo
                 c = col_src[w]
                 d = w * bl
                 if c < 0:

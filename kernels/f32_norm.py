@@ -43,7 +43,7 @@ from numba.extending import intrinsic
 
 from kernels import reference as ref
 from kernels.activation import Activation
-from kernels.config import PARALLEL_MIN_WORK, jit, pjit
+from kernels.config import PARALLEL_MIN_WORK, jit, pjit, use_parallel
 from kernels.f32_elementwise import act_inplace, act_params, readonly
 from kernels.intrinsics import stack_array, vcopy, vfill
 
@@ -529,13 +529,15 @@ def planar_blocks(n_img: int, pixels: int, channels: int) -> int:
 
 
 def instance_norm_planar_call(x, scale, bias, out, eps: float, act: int = 0, params=(),
-                              blocks: int | None = None, parallel: bool | None = None):
+                              blocks: int | None = None, parallel: bool | None = None,
+                              threads: int | None = None):
     """``(fn, args)`` for ``out = instance_norm(x)`` over planar x, out: f32[N, C, H, W]; scale,
-    bias f32[C] or [N, C] or ``(u, G)`` style pairs. Allocates the scratch once (bind time)."""
+    bias f32[C] or [N, C] or ``(u, G)`` style pairs. Allocates the scratch once (bind time).
+    ``parallel`` None: ``use_parallel`` on ``threads`` threads."""
     n, c, h, w = x.shape
     nblk = blocks or planar_blocks(n, h * w, c)
     if parallel is None:
-        parallel = x.size >= PARALLEL_MIN_WORK
+        parallel = use_parallel(x.size, threads=threads)
     partial = np.empty(n * c * nblk * 2, np.float64)
     coef = np.empty(n * c * 3, np.float32)
     p0, p1 = act_params(act, params)
@@ -616,11 +618,12 @@ def instance_norm_blocks(n_img: int, pixels: int, channels: int) -> int:
 def instance_norm_call(x, scale, bias, out, eps: float, act: int = 0, params=(),
                        blocks: int | None = None, parallel: bool | None = None,
                        lanes: int | None = None, row_sums: np.ndarray | None = None,
-                       residual: np.ndarray | None = None):
+                       residual: np.ndarray | None = None, threads: int | None = None):
     """``(fn, args)`` for ``out = instance_norm(x)``: x, out f32[N, H, W, C]; scale, bias f32
     [C] or [N, C], or ``(u, G)`` style pairs (``style_operands``). Allocates the scratch once
     (call at bind time, not per run). ``blocks``,
-    ``parallel`` and ``lanes`` (0 = generic kernel) override the defaults (tests).
+    ``parallel`` and ``lanes`` (0 = generic kernel) override the defaults (tests); else the
+    variant is ``use_parallel``'s on ``threads`` threads.
 
     ``row_sums``: f64[N * rows, 2, C], the sums of x and x^2 per row that the producing conv
     wrote (``f32_conv2d.igemm_kernel``'s ``sums``): the kernel reads them at run time instead
@@ -630,7 +633,7 @@ def instance_norm_call(x, scale, bias, out, eps: float, act: int = 0, params=(),
     n, h, w, c = x.shape
     nblk = blocks or instance_norm_blocks(n, h * w, c)
     if parallel is None:
-        parallel = x.size >= PARALLEL_MIN_WORK
+        parallel = use_parallel(x.size, threads=threads)
     L = lane_width(c) if lanes is None else lanes
     chunks = max(1, c // L) if L else 1
     width = L if L else c
@@ -661,10 +664,12 @@ def instance_norm_call(x, scale, bias, out, eps: float, act: int = 0, params=(),
         has_res, *style)
 
 
-def affine_call(x, a, b, out, act: int = 0, params=(), parallel: bool | None = None):
-    """``(fn, args)`` for ``out = act(x * a + b)`` per channel (last axis)."""
+def affine_call(x, a, b, out, act: int = 0, params=(), parallel: bool | None = None,
+                threads: int | None = None):
+    """``(fn, args)`` for ``out = act(x * a + b)`` per channel (last axis); ``parallel`` None:
+    ``use_parallel`` on ``threads`` threads."""
     if parallel is None:
-        parallel = x.size >= PARALLEL_MIN_WORK
+        parallel = use_parallel(x.size, threads=threads)
     k = PARALLEL if parallel else SERIAL
     p0, p1 = act_params(act, params)
     return k.channel_affine, (readonly(x.reshape(-1)), readonly(a), readonly(b), out.reshape(-1),

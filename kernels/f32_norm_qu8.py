@@ -39,7 +39,7 @@ import numpy as np
 from numba import prange
 
 from kernels import f32_norm
-from kernels.config import PARALLEL_MIN_WORK, jit, pjit
+from kernels.config import PARALLEL_MIN_WORK, jit, pjit, use_parallel
 from kernels.f32_elementwise import act_params as _act_params
 
 # kernel ids: the int8 plans' instance norms (requantizing; + residual add; + float output)
@@ -120,13 +120,14 @@ def residual_f32_kernel(parallel: bool):
 
 def instance_norm_add_f32_call(x, scale, bias, out, eps: float, act: int, act_params, residual,
                                rs: float, rz: int, lo: float = -np.inf, hi: float = np.inf,
-                               parallel: bool | None = None, row_sums=None):
+                               parallel: bool | None = None, row_sums=None,
+                               threads: int | None = None):
     """``(fn, args)`` computing float32 ``out = clamp(norm(x) + rs * (r - rz), lo, hi)``: the
     float norm into ``out``, then the residual pass in place over it (``x`` is not modified;
     ``out`` may be ``x``). ``row_sums``: the producing conv's statistics
-    (``instance_norm_qu8_call``)."""
+    (``instance_norm_qu8_call``); ``parallel`` None: ``use_parallel`` on ``threads`` threads."""
     if parallel is None:
-        parallel = x.size >= PARALLEL_MIN_WORK
+        parallel = use_parallel(x.size, threads=threads)
     norm_fn, norm_args = f32_norm.instance_norm_call(x, scale, bias, out, eps, act, act_params,
                                                      parallel=parallel, row_sums=row_sums)
     fn = residual_f32_kernel(parallel)
@@ -245,7 +246,7 @@ def fusable(act: int, act_params=()) -> bool:
 def instance_norm_qu8_call(x, scale, bias, out, eps: float, act: int, act_params, s: float,
                            z: int, qmin: int = 0, qmax: int = 255, residual=None,
                            rs: float = 1.0, rz: int = 0, parallel: bool | None = None,
-                           fused: bool = True, row_sums=None):
+                           fused: bool = True, row_sums=None, threads: int | None = None):
     """``(fn, args)`` computing ``out`` (uint8) from ``x`` (float32; overwritten by the
     unfused path: activations other than none/relu/clamp, or ``fused=False``). ``scale`` and
     ``bias``: f32[C] or [N, C], or ``(u, G)`` style pairs (``f32_norm.style_operands``).
@@ -254,10 +255,11 @@ def instance_norm_qu8_call(x, scale, bias, out, eps: float, act: int, act_params
     wrote (``qu8_conv2d.igemm_kernel``'s ``sums``): the statistics pass is skipped (fused
     path only).
 
-    Allocates nothing per run: scratch is allocated here, once.
+    Allocates nothing per run: scratch is allocated here, once. ``parallel`` None:
+    ``use_parallel`` on ``threads`` threads.
     """
     if parallel is None:
-        parallel = x.size >= PARALLEL_MIN_WORK
+        parallel = use_parallel(x.size, threads=threads)
     lo, hi, _ = f32_norm.clamp_bounds(int(act), *_act_params(int(act), act_params))
     n, h, w, c = x.shape
     if fused and fusable(act, act_params):
@@ -311,6 +313,16 @@ def _reference(x, scale, bias, s, z, eps=1e-5, act=0, act_params=(), residual=No
         y = y + (np.asarray(residual, np.int32) - np.int32(rz)).astype(F32) * F32(rs)
     v = np.rint(y * F32(1.0 / s)) + F32(z)
     return np.clip(v, F32(qmin), F32(qmax)).astype(np.uint8)
+
+
+def norm_add_f32_reference(x, scale, bias, eps, act, act_params, residual, rs, rz, lo=-np.inf,
+                           hi=np.inf):
+    """numpy: float32 ``clip(norm(x) + rs * (r - rz), lo, hi)`` (``NORM_ADD_F32``)."""
+    from kernels import reference
+    y = reference.instance_norm(np.asarray(x, F32), scale, bias, epsilon=eps,
+                                activation_kind=act, act_params=act_params).astype(F32)
+    y = y + (np.asarray(residual, np.int32) - np.int32(rz)).astype(F32) * F32(rs)
+    return np.clip(y, F32(lo), F32(hi))
 
 
 KERNELS = {"f32_instance_norm_nhwc_qu8": (instance_norm_qu8, _reference),

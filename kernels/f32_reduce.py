@@ -19,7 +19,7 @@ import numpy as np
 from numba import prange
 
 from kernels import reference as ref
-from kernels.config import PARALLEL_MIN_WORK, jit, pjit
+from kernels.config import jit, pjit, use_parallel
 from kernels.f32_elementwise import exp_f32, readonly
 
 F32 = np.float32
@@ -181,8 +181,10 @@ def softmax_plan(shape, axis: int) -> dict:
             "inner": int(np.prod(shape[axis + 1:], dtype=np.int64))}
 
 
-def reduce_call(plan: dict, x, out, mean: bool, parallel: bool | None = None):
-    """``(fn, args)`` for the reduction ``plan`` (scratch allocated here: call at bind time)."""
+def reduce_call(plan: dict, x, out, mean: bool, parallel: bool | None = None,
+                threads: int | None = None):
+    """``(fn, args)`` for the reduction ``plan`` (scratch allocated here: call at bind time);
+    ``parallel`` None: ``use_parallel`` on ``threads`` threads."""
     scale = 1.0 / plan["count"] if mean and plan["count"] else 1.0
     x1, o1 = readonly(x.reshape(-1)), out.reshape(-1)
     acc = np.empty(out.size, np.float64)
@@ -190,14 +192,14 @@ def reduce_call(plan: dict, x, out, mean: bool, parallel: bool | None = None):
         return reduce_nd, (x1, o1, np.array(plan["shape"], np.int64),
                            np.array(plan["out_strides"], np.int64), scale, acc)
     if parallel is None:
-        parallel = x.size >= PARALLEL_MIN_WORK and out.size > 1
+        parallel = use_parallel(x.size, out.size, threads)
     k = PARALLEL if parallel else SERIAL
     return k.reduce_ori, (x1, o1, plan["outer"], plan["red"], plan["inner"], scale, acc)
 
 
-def softmax_call(plan: dict, x, out, parallel: bool | None = None):
+def softmax_call(plan: dict, x, out, parallel: bool | None = None, threads: int | None = None):
     if parallel is None:
-        parallel = x.size >= PARALLEL_MIN_WORK and plan["outer"] > 1
+        parallel = use_parallel(x.size, plan["outer"], threads)
     k = PARALLEL if parallel else SERIAL
     n = plan["outer"] * plan["inner"] if plan["inner"] > 1 else 1
     return k.softmax, (readonly(x.reshape(-1)), out.reshape(-1), plan["outer"], plan["length"],

@@ -75,7 +75,7 @@ def kernel(kernel_id: str, parallel: bool, cache: bool = True):
         qu8_add_requant(a u8[n], b u8[n], out u8[n], za, zb, ma f32, mb f32, zy, qmin, qmax)
         qu8_quantize(x f32[n], out u8[n], inv_s f32 (= f32(1 / s)), z)
         qu8_dequantize(q u8[n], out f32[n], s f32, z)
-    integer arguments as Python ints; pick ``parallel`` when n >= config.PARALLEL_MIN_WORK.
+    integer arguments as Python ints; ``parallel`` as ``config.use_parallel(n, threads=...)``.
     """
     deco = config.pjit if parallel else config.jit
     flags = dict(_FLAGS) if cache else dict(_FLAGS, cache=False)
@@ -87,7 +87,7 @@ def _flat(a, dtype):
 
 
 def _parallel(n, parallel):
-    return n >= config.PARALLEL_MIN_WORK if parallel is None else parallel
+    return config.use_parallel(n) if parallel is None else parallel
 
 
 def qu8_add(a, sa, za, b, sb, zb, sy, zy, qmin=0, qmax=255, *, parallel=None) -> np.ndarray:

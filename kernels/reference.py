@@ -121,6 +121,8 @@ def unary(op: str, x, **attrs):
             return activation(x, Activation.HARD_SIGMOID, (attrs["alpha"], attrs["beta"]))
         if op == "hard_swish":
             return activation(x, Activation.HARD_SWISH)
+        if op == "silu":
+            return activation(x, Activation.SILU)
     raise ValueError(op)
 
 def prelu(x, slope):

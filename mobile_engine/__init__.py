@@ -10,14 +10,15 @@ from mobile_engine.errors import (EngineError, GraphError, InputError, ModelForm
                                   PlanFormatError, PlanVersionWarning, ResourceLimitError,
                                   ShapeError, UnsupportedOperatorError)
 
-__version__ = "0.1.0"
+from mobile_engine.version import __version__
 
 # NOTE: compile, Plan and Session load the compiler, every kernel family and Numba; they are
 # imported on first use so that `import mobile_engine.ir` stays light and free of import cycles.
 _LAZY = {"compile": ("mobile_engine.compiler", "compile"),
          "Plan": ("mobile_engine.plan", "Plan"),
          "Session": ("mobile_engine.runtime", "Session"),
-         "SessionOptions": ("mobile_engine.runtime", "SessionOptions")}
+         "SessionOptions": ("mobile_engine.runtime", "SessionOptions"),
+         "build_id": ("mobile_engine.build", "build_id")}
 
 
 def _load_reference():
@@ -36,7 +37,8 @@ _wire_layers()
 
 
 def __getattr__(name):
-    """``compile``, ``Plan``, ``Session`` and ``SessionOptions``, imported on first use."""
+    """``compile``, ``Plan``, ``Session``, ``SessionOptions`` and ``build_id``, imported on
+    first use."""
     if name in _LAZY:
         import importlib
         module, attr = _LAZY[name]
@@ -48,7 +50,7 @@ def __getattr__(name):
 
 __all__ = ["EngineError", "GraphError", "InputError", "ModelFormatError", "Plan", "PlanFormatError",
            "PlanVersionWarning", "ResourceLimitError", "Session", "SessionOptions", "ShapeError",
-           "UnsupportedOperatorError", "__version__", "compile"]
+           "UnsupportedOperatorError", "__version__", "build_id", "compile"]
 
 
 def __dir__():

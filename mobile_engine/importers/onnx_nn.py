@@ -57,6 +57,29 @@ def conv(ctx: Context):
                        group=ctx.attr("group", 1))
 
 
+@importer("LRN")
+def lrn(ctx: Context):
+    """Local response normalisation over channels, ``y = x / (bias + alpha/size * sum x^2)^beta``
+    with the window [c - floor((size-1)/2), c + ceil((size-1)/2)], as existing ops:
+    ``x * pow(conv1x1(x*x, band) + bias, -beta)``; the 1x1 conv's banded CxC weight holds
+    alpha/size (C^2 multiply-adds a pixel, run by the conv kernels, layout kept NHWC)."""
+    x = ctx.input(0)
+    _require_2d(ctx, x, "LRN")
+    size = int(ctx.attr("size"))
+    alpha, beta, bias = ctx.attr("alpha", 1e-4), ctx.attr("beta", 0.75), ctx.attr("bias", 1.0)
+    if size < 1:
+        raise ctx.bad_attr("size", size)
+    c = ctx.shape(x)[1]
+    lo = (size - 1) // 2
+    i = np.arange(c)
+    band = (i[None, :] >= i[:, None] - lo) & (i[None, :] <= i[:, None] + (size - 1 - lo))
+    w = (band * np.float32(alpha / size)).astype(np.float32).reshape(c, c, 1, 1)
+    square = ctx.emit(Op.MUL, x, x, suffix="square")
+    total = ctx.spatial(Op.CONV2D, square, w, np.full(c, bias, np.float32))
+    scale = ctx.emit(Op.POW, total, np.array(-beta, np.float32), suffix="pow")
+    return ctx.emit(Op.MUL, x, scale, suffix="scale")
+
+
 @importer("ConvTranspose")
 def conv_transpose(ctx: Context):
     x, w, b = ctx.input(0), ctx.input(1), ctx.input(2)

@@ -449,6 +449,17 @@ def expand(ctx: Context):
     return ctx.emit(Op.MUL, x, ones, suffix="expand")
 
 
+@importer("Range")
+def range_(ctx: Context):
+    """Range on compile-time values (shape arithmetic such as YOLOv8's anchor grid)."""
+    start, limit, delta = (ctx.const(i, what) for i, what in
+                           enumerate(("start", "limit", "delta")))
+    if float(delta) == 0:
+        raise ctx.malformed("delta is 0")
+    return np.arange(start.reshape(()), limit.reshape(()), delta.reshape(()),
+                     dtype=np.result_type(start, limit, delta))
+
+
 @importer("Tile")
 def tile(ctx: Context):
     x = ctx.input(0)

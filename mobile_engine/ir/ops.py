@@ -26,6 +26,7 @@ class Op(enum.Enum):
     TANH = "tanh"
     HARD_SIGMOID = "hard_sigmoid"
     HARD_SWISH = "hard_swish"
+    SILU = "silu"                  # x * sigmoid(x): passes/fuse_swish.py writes it
     SQRT = "sqrt"
     RECIPROCAL = "reciprocal"
     NEG = "neg"
@@ -66,6 +67,8 @@ class Activation(enum.IntEnum):
     TANH = 5
     HARD_SIGMOID = 6   # params (alpha, beta)
     HARD_SWISH = 7
+    # 8..11: the element-wise kernels' math codes (sqrt, reciprocal, neg, exp)
+    SILU = 12
 
 
 UNARY_ACTIVATIONS = {
@@ -76,6 +79,7 @@ UNARY_ACTIVATIONS = {
     Op.TANH: Activation.TANH,
     Op.HARD_SIGMOID: Activation.HARD_SIGMOID,
     Op.HARD_SWISH: Activation.HARD_SWISH,
+    Op.SILU: Activation.SILU,
 }
 UNARY = frozenset(UNARY_ACTIVATIONS) | {Op.SQRT, Op.RECIPROCAL, Op.NEG, Op.EXP}
 BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.POW})

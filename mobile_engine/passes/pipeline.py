@@ -25,6 +25,7 @@ from mobile_engine.ir import fusion
 from mobile_engine.passes import fold_qdq, pack_output_pixels
 from mobile_engine.passes import (absorb_pad, absorb_upsample, fold_batch_norm, fold_constants,
                                   fuse_activation, fuse_instance_norm, fuse_residual_add,
+                                  fold_conv_affine, fuse_hard_swish, fuse_swish,
                                   nchw_tail, remove_dead, sink_transposes)
 from mobile_engine.passes.fusions import (conv_norm, int8_conv_norm, int8_norm_add, nchw_input,
                                           stats_table, style_chain)
@@ -44,9 +45,12 @@ PIPELINE: tuple[Pass, ...] = (
     Pass("fold_constants", fold_constants.run),     # transposed/reshaped constants
     Pass("remove_dead", remove_dead.run),           # identity transposes, dead wrappers
     Pass("fold_batch_norm", fold_batch_norm.run),
+    Pass("fold_conv_affine", fold_conv_affine.run),  # conv * c + d with per-channel constants
     Pass("absorb_pad", absorb_pad.run),
     Pass("absorb_upsample", absorb_upsample.run),
     Pass("fuse_residual_add", fuse_residual_add.run),
+    Pass("fuse_hard_swish", fuse_hard_swish.run),    # x * clip(x + 3, 0, 6) / 6 -> HARD_SWISH
+    Pass("fuse_swish", fuse_swish.run),              # x * sigmoid(x) -> SILU, then into convs
     Pass("fuse_activation", fuse_activation.run),
     Pass("nchw_tail", nchw_tail.run),               # after the fusions: convs know their epilogue
 )

@@ -59,10 +59,12 @@ def operand_lines(plan, index: int, origins: dict[str, str] | None = None) -> li
     for pos, name in enumerate(step["inputs"]):
         where = origins.get(name, "the arena")
         role = roles[pos - 1] if 0 < pos <= len(roles) else ("x" if pos == 0 else f"in{pos}")
-        combined = next((k for k in (role, f"norm_{role}") if k in weights), None)
-        if combined is not None:
-            used.add(combined)
-            lines.append(f"{role:<12} = {where} x {blob(combined)}")
+        # NOTE: int8 plans split a weight into its values and scales (norm_style_scale_q, _scale)
+        combined = [k for k in weights if k in (role, f"norm_{role}")
+                    or k.startswith((f"{role}_", f"norm_{role}_"))] if pos else []
+        if combined:
+            used.update(combined)
+            lines.append(f"{role:<12} = {where} x " + " & ".join(blob(k) for k in combined))
         else:
             lines.append(f"{role:<12} <- {where}" + ("" if where.startswith("graph input")
                                                       or name == "" else f" ({name})"))

@@ -136,7 +136,7 @@ def _version_tuple(text: str) -> tuple[int, ...]:
 
 
 def _warn_if_newer_engine(manifest: dict, path) -> None:
-    from mobile_engine import __version__
+    from mobile_engine.version import __version__
     made_by = (manifest.get("provenance") or {}).get("engine_version")
     if made_by and _version_tuple(made_by) > _version_tuple(__version__):
         warnings.warn(f"{path}: compiled by mobile-engine {made_by}, newer than this "

@@ -86,8 +86,9 @@ class Session:
     ----------
     plan : Plan or path to a ``.mplan`` file
     threads : int
-        Worker threads for parallel kernels (1 = strictly single-threaded; default: all the
-        CPUs Numba may use).
+        Worker threads for parallel kernels (1 = strictly single-threaded: every step binds
+        its serial variant, ``kernels.config.use_parallel``, and no parallel region starts;
+        default: all the CPUs Numba may use).
     providers : onnxruntime's execution providers: only ``["CPUExecutionProvider"]``
     sess_options : ``SessionOptions`` (or onnxruntime's): ``intra_op_num_threads`` sets
         ``threads``; may also be the second positional argument, as in onnxruntime
@@ -133,7 +134,7 @@ class Session:
             raise PlanFormatError(f"{self.plan.path or 'plan'}: step {step['name']!r}: unknown "
                                   f"kernel {step['kernel']!r} (plan from a newer engine?)")
         try:
-            return binder(step["params"], weights, ins, outs)
+            return binder(step["params"], weights, ins, outs, self.threads)
         except EngineError:
             raise
         except (KeyError, ValueError, TypeError, IndexError, ArithmeticError, MemoryError) as exc:
@@ -220,12 +221,18 @@ class Session:
         try:
             self._check_open()
             self._feed(feeds)
-            numba.set_num_threads(self.threads)
+            self._use_threads()
             for fn, args in self._calls:
                 fn(*args)
             yield
         finally:
             self._lock.release()
+
+    def _use_threads(self) -> None:
+        """Numba's thread count for this thread's parallel kernels; with one thread every bound
+        kernel is serial, so the threading layer is not even started."""
+        if self.threads > 1:
+            numba.set_num_threads(self.threads)
 
     def _feed(self, feeds: dict) -> None:
         if not isinstance(feeds, dict):
@@ -260,7 +267,7 @@ class Session:
         try:
             self._check_open()
             self._feed(feeds)
-            numba.set_num_threads(self.threads)
+            self._use_threads()
             for i, ((fn, args), step) in enumerate(zip(self._calls, self.plan.steps)):
                 fn(*args)
                 callback(i, [self._views[n] for n in step["outputs"]])
@@ -278,7 +285,7 @@ class Session:
         self.run(None, feeds)
         times = np.zeros((runs, len(self._calls)))
         with self._lock:
-            numba.set_num_threads(self.threads)
+            self._use_threads()
             for r in range(runs):
                 for i, (fn, args) in enumerate(self._calls):
                     t0 = time.perf_counter()

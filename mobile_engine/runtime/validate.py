@@ -112,6 +112,12 @@ def choice(params: dict, key: str, options: Iterable):
     return v
 
 
+def activation(params: dict, key: str = "act") -> int:
+    """``params[key]``, an activation code the kernels know (kernels/activation.py)."""
+    from kernels.activation import CODES
+    return choice(params, key, CODES)
+
+
 # --- arrays ------------------------------------------------------------------------------------
 def array(what: str, a, dtype=None, ndim: int | None = None, shape=None,
           size: int | None = None, contiguous: bool = False) -> np.ndarray:

@@ -49,9 +49,10 @@ def test_every_evaluator_agrees(code):
     with np.errstate(all="ignore"):
         ref = kact.reference(x, code, PARAMS.get(int(code), ()))
     for name, got in (("conv epilogue", conv), ("act_inplace", inplace), ("map_row", mapped)):
-        if code in (kact.Activation.SIGMOID, kact.Activation.TANH):
-            # polynomial exp / tanh against numpy's: within 2 ulp (kernels/activation.py)
-            ok = np.isclose(got, ref, rtol=3 * np.finfo(F32).eps, atol=1e-37, equal_nan=True)
+        if code in (kact.Activation.SIGMOID, kact.Activation.TANH, kact.Activation.SILU):
+            # polynomial exp / tanh against numpy's: within 2 ulp (kernels/activation.py), one
+            # more rounding for SILU's product
+            ok = np.isclose(got, ref, rtol=4 * np.finfo(F32).eps, atol=1e-37, equal_nan=True)
         elif code is kact.Activation.HARD_SIGMOID:
             # the kernels fuse ``v * alpha + beta`` into one multiply-add (config.FASTMATH
             # "contract"), numpy rounds twice: one rounding apart

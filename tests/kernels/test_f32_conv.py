@@ -13,6 +13,7 @@ from kernels import f32_conv2d_pix as pix
 from kernels import f32_conv_transpose2d as convt
 from kernels import f32_dwconv2d as dw
 from kernels import reference as ref
+from kernels import table
 from kernels.indirection import conv_axis_map, conv_transpose_axis_map
 from mobile_engine.errors import UnsupportedOperatorError
 from mobile_engine.ir import GraphBuilder, Op
@@ -151,15 +152,22 @@ def test_conv2d(case, method):
     assert_f32_close(got, expected, red, f"{method} conv2d")
 
 
-@pytest.mark.parametrize("module", [igemm, dw, convt], ids=lambda m: m.__name__)
-def test_kernel_table(module):
-    """Every kernel of each family's table on two shapes with leftovers in every dimension."""
-    for kernel, (entry, fixed, reference) in module.KERNELS.items():
+TABLE_GRAMMARS = ("f32_conv2d_igemm_{mr}x{nr}_minmax", "f32_conv2d_kdot4_{mr}x{lanes}_minmax",
+                  "f32_dwconv2d_minmax", "f32_conv_transpose2d_igemm_{mr}x{nr}_minmax")
+
+
+@pytest.mark.parametrize("grammar", TABLE_GRAMMARS)
+def test_kernel_table(grammar):
+    """Every kernel of the table's conv rows on two shapes with leftovers in every dimension."""
+    row = next(r for r in table.ROWS if r.grammar == grammar)
+    module = {"f32_dwconv2d": dw, "f32_conv_transpose2d": convt}.get(row.family, igemm)
+    for kernel, fields in row.ids.items():
+        entry, fixed, reference = row.entry, row.options(fields), row.reference
         for c, co in ((5, 7), (13, 65)):
             if module is dw:
                 c = co
-            elif "kdot" in kernel:
-                co = int(kernel.split("x")[1].split("_")[0]) - 1     # lanes of the tile, minus 1
+            elif "lanes" in fields:
+                co = fields["lanes"] - 1                      # lanes of the tile, minus 1
             x = _rand(2, 5, 7, c)
             if module is convt:
                 w = _rand(c, co, 3, 3, scale=0.3)

@@ -10,6 +10,7 @@ import mobile_engine.planning.families  # noqa: F401  (registers the lowerings a
 from kernels import f32_conv2d as igemm
 from kernels import f32_conv2d_pix as pix
 from kernels import reference as ref
+from kernels import table
 from mobile_engine.errors import UnsupportedOperatorError
 from mobile_engine.ir import GraphBuilder, Op
 from mobile_engine.ir.ops import Activation
@@ -116,8 +117,9 @@ def test_column_plan_refuses_column_stride():
 @pytest.mark.slow
 def test_kernel_table():
     """Every kernel of the table (each Co, both phase counts) on a shape with tails."""
-    for kernel, (entry, fixed, reference) in pix.KERNELS.items():
-        co = pix.parse_kernel_id(kernel)[0]
+    row = next(r for r in table.ROWS if r.family == "f32_conv2d_pix")
+    for kernel, fields in row.ids.items():
+        entry, fixed, reference, co = row.entry, row.options(fields), row.reference, fields["co"]
         x, w, bias = _rand(2, 5, 23, 6), _rand(co, 6, 3, 3, scale=0.3), _rand(co)
         geo = dict(pads=(1, 1, 1, 1), pad_mode="reflect", **fixed)
         got = entry(x, w, bias, **geo)

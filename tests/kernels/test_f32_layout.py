@@ -11,6 +11,7 @@ import pytest
 
 import mobile_engine.planning.families  # noqa: F401  (registers the lowerings and binders)
 from kernels import f32_layout as k
+from kernels import table
 from mobile_engine.errors import EngineError
 from mobile_engine.ir import DType, GraphBuilder, Op
 from mobile_engine.ir.interpret import run_graph
@@ -319,9 +320,11 @@ def test_plans():
 
 
 def test_kernel_table_names():
-    for kid in k.KERNELS:
-        assert kid == "copy_bytes" or kid in BINDERS, kid
-    assert "copy_bytes" in BINDERS
+    """The table's layout rows are this module's kernels (with a reference each), all bound."""
+    rows = [r for r in table.ROWS if r.family == "f32_layout"]
+    assert {kid for r in rows for kid in r.ids} == set(k.KERNELS)
+    for r in rows:
+        assert all(kid in BINDERS for kid in r.ids) and r.reference() is not None, r.grammar
 
 
 def test_empty_tensors():

@@ -83,7 +83,10 @@ def test_dequantize(s, z, n, parallel):
 
 
 def test_kernel_table():
-    for kid, (entry, reference) in qe.KERNELS.items():
+    from kernels import table
+    for row in (r for r in table.ROWS if r.family == "qu8_elementwise" and r.entry):
+        (kid,) = row.ids
+        entry, reference = row.entry, row.reference()
         assert kid.startswith("qu8_")
         if kid == qe.ADD_ID:
             a, b = (RNG.integers(0, 256, (3, 4, 5)).astype(np.uint8) for _ in range(2))
@@ -94,4 +97,4 @@ def test_kernel_table():
             args = (RNG.integers(0, 256, (3, 4, 5)).astype(np.uint8), 0.05, 99)
         got = entry(*args)
         assert got.shape == (3, 4, 5)
-        np.testing.assert_array_equal(got, reference()(*args))
+        np.testing.assert_array_equal(got, reference(*args))

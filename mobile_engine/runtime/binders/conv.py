@@ -10,12 +10,10 @@ import numpy as np
 from kernels import config
 from kernels import f32_conv2d as igemm
 from kernels import f32_conv2d_pix as pix
-from kernels import f32_conv_transpose2d as convt
 from kernels import f32_dwconv2d as dw
 from kernels import f32_norm as knorm
-from kernels.activation import Activation
+from kernels import table
 from mobile_engine.runtime import validate as v
-from mobile_engine.runtime.binders.elementwise import EPILOGUES
 from mobile_engine.runtime.binders.registry import binds
 
 F32 = np.float32
@@ -27,7 +25,6 @@ F32 = np.float32
 # against the input's rows and columns, the tables' shapes against the output, the packed
 # weights' exact shapes against the tile and the channel counts, the params' types and ranges.
 # A failed check raises ``validate.BindError``; Session._bind names the file, step and kernel.
-MAX_ACT = int(max(Activation))
 
 
 def _weight(weights: dict, key: str) -> np.ndarray:
@@ -56,7 +53,7 @@ def _index_table(weights: dict, key: str, rows: int | None, lo: int, hi: int, nd
 def _epilogue(params: dict, weights: dict, inputs: list, out: np.ndarray):
     """(act, p0, p1, has_res, residual) of a conv step: ``residual`` is the second input or the
     weight ``residual`` (f32 of the output's shape) when ``has_residual``, else ``out``."""
-    act = v.integer(params, "act", 0, MAX_ACT)
+    act = v.activation(params)
     p0, p1 = v.numbers(params, "act_params", 2)
     has_res = v.flag(params, "has_residual")
     v.integer(params, "work")
@@ -68,10 +65,6 @@ def _epilogue(params: dict, weights: dict, inputs: list, out: np.ndarray):
                      "nor a weight 'residual'")
     _f32("the residual", res, shape=out.shape)
     return act, F32(p0), F32(p1), True, res
-
-
-def _parallel(params: dict, rows: int) -> bool:
-    return params["work"] >= config.PARALLEL_MIN_WORK and rows >= 2
 
 
 def _operands(params, weights, inputs, outputs, in_nchw: bool = False):
@@ -94,10 +87,11 @@ def _operands(params, weights, inputs, outputs, in_nchw: bool = False):
 
 
 def _bind_igemm(kernel: str):
-    mr, nr = (int(s) for s in kernel.split("_igemm_")[1].split("_")[0].split("x"))
-    transposed = kernel.startswith("f32_conv_transpose2d")
+    tile = table.fields(kernel)
+    mr, nr = tile["mr"], tile["nr"]
+    transposed = table.row_of(kernel).family == "f32_conv_transpose2d"
 
-    def bind(params, weights, inputs, outputs, *_):
+    def bind(params, weights, inputs, outputs, threads=None):
         in_nchw = v.flag(params, "in_nchw") if "in_nchw" in params else False
         x, rowmap, colmap, bias, res, out, act, p0, p1, has_res = _operands(
             params, weights, inputs, outputs, in_nchw)
@@ -113,7 +107,8 @@ def _bind_igemm(kernel: str):
         nblk = group * -(-(co // group) // nr)
         expect = (nblk, kh, cig, kw, nr) if in_nchw else (nblk, kh, kw, cig, nr)
         w = _f32("weight 'w' (packed weights)", _weight(weights, "w"), shape=expect)
-        fn = igemm.igemm_kernel(mr, nr, _parallel(params, x.shape[0] * out.shape[1]))
+        fn = igemm.igemm_kernel(mr, nr, config.use_parallel(params["work"], x.shape[0] * out.shape[1],
+                                                             threads))
         return fn, (x, rowmap, colmap, igemm.readonly(w), bias, res, out, group,
                     min(step, max(out.shape[2], 1)), act, p0, p1, has_res, igemm.NO_SUMS,
                     False, in_nchw)
@@ -121,8 +116,8 @@ def _bind_igemm(kernel: str):
     return bind
 
 
-for _nr, _mr in igemm.TILES.items():
-    for _kernel in (igemm.kernel_id(_mr, _nr), convt.kernel_id(_mr, _nr)):
+for _grammar in ("f32_conv2d_igemm_{mr}x{nr}_minmax", "f32_conv_transpose2d_igemm_{mr}x{nr}_minmax"):
+    for _kernel in table.ids(_grammar):
         binds(_kernel)(_bind_igemm(_kernel))
 
 
@@ -133,10 +128,10 @@ def _bind_igemm_norm(kernel: str):
     """conv (igemm, statistics in its epilogue) -> instance norm in place over its output."""
     conv_bind = _bind_igemm(kernel)
 
-    def bind(params, weights, inputs, outputs, *_):
+    def bind(params, weights, inputs, outputs, threads=None):
         has_res = v.flag(params, "has_residual")
         n_conv = 2 if has_res and "residual" not in weights else 1
-        fn, args = conv_bind(params, weights, inputs[:n_conv], outputs)
+        fn, args = conv_bind(params, weights, inputs[:n_conv], outputs, threads)
         out = outputs[0]
         n, h, w, c = out.shape
         v.require(h * w >= 1 and c >= 1, f"the output {list(out.shape)} is empty: an instance "
@@ -152,13 +147,13 @@ def _bind_igemm_norm(kernel: str):
         from mobile_engine.runtime.binders.norm import checked_norm_params
         scale, bias = checked_norm_params(rt, weights, n, c, "norm_")
         eps = v.number(params, "norm_epsilon")
-        act = v.integer(params, "norm_act", 0, MAX_ACT)
+        act = v.activation(params, "norm_act")
         p = (v.number(params, "norm_p0"), v.number(params, "norm_p1"))
         sums = np.zeros((n * h, 2, c), np.float64)
         args = args[:-3] + (sums.reshape(-1), True, args[-1])    # sums, want_sums, in_nchw
         norm_fn, norm_args = knorm.instance_norm_call(
             igemm.readonly(out), scale, bias, out, eps, act, p, row_sums=sums,
-            residual=None if residual is None else igemm.readonly(residual))
+            residual=None if residual is None else igemm.readonly(residual), threads=threads)
 
         def run():
             fn(*args)
@@ -168,15 +163,14 @@ def _bind_igemm_norm(kernel: str):
     return bind
 
 
-for _nr, _mr in igemm.TILES.items():
-    for _e in EPILOGUES.values():
-        for _add in ("", "_add"):
-            _kernel = f"f32_conv2d_igemm_{_mr}x{_nr}_instnorm{_add}{_e}"
-            binds(_kernel)(_bind_igemm_norm(_kernel))
+for _kernel in table.ids("f32_conv2d_igemm_{mr}x{nr}_instnorm{add}{epilogue}"):
+    binds(_kernel)(_bind_igemm_norm(_kernel))
 
 
-def _bind_kdot(kernel: str, mr: int, cg: int):
-    def bind(params, weights, inputs, outputs, *_):
+def _bind_kdot(kernel: str):
+    mr, cg = table.fields(kernel)["mr"], table.fields(kernel)["cg"]
+
+    def bind(params, weights, inputs, outputs, threads=None):
         x, rowmap, colmap, bias, res, out, act, p0, p1, has_res = _operands(
             params, weights, inputs, outputs)
         v.integer(params, "group", 1, 1)
@@ -186,15 +180,16 @@ def _bind_kdot(kernel: str, mr: int, cg: int):
         wrun = _f32("weight 'w' (kernel-row runs)", _weight(weights, "w"),
                     shape=(kh, -(-kw * c // 4), cg, 16))
         wtap = _f32("weight 'wtap'", _weight(weights, "wtap"), shape=(kh, kw, -(-c // 4), cg, 16))
-        fn = igemm.kdot_kernel(mr, cg, _parallel(params, x.shape[0] * out.shape[1]))
+        fn = igemm.kdot_kernel(mr, cg, config.use_parallel(params["work"], x.shape[0] * out.shape[1],
+                                                            threads))
         ro = igemm.readonly
         return fn, (x, rowmap, colmap, ro(wrun), ro(wtap), bias, res, out, act, p0, p1, has_res)
 
     return bind
 
 
-for _cg, _mr in igemm.KDOT_TILES.items():
-    binds(igemm.kdot_kernel_id(_mr, _cg))(_bind_kdot(igemm.kdot_kernel_id(_mr, _cg), _mr, _cg))
+for _kernel in table.ids("f32_conv2d_kdot4_{mr}x{lanes}_minmax"):
+    binds(_kernel)(_bind_kdot(_kernel))
 
 
 def tables_from_params(params: dict, x_shape: tuple, out_hw: tuple) -> tuple[np.ndarray, ...]:
@@ -232,11 +227,11 @@ def _pix_tables(params: dict, x_shape: tuple, out_hw: tuple) -> dict:
 
 
 def _bind_pix(kernel: str):
-    co, phases = pix.parse_kernel_id(kernel)
+    co, phases = table.fields(kernel)["co"], table.fields(kernel)["phases"]
     nvx = pix.machine_tile(co, phases)
     px = pix.VL * nvx                               # output columns (per phase) of one tile
 
-    def bind(params, weights, inputs, outputs, *_):
+    def bind(params, weights, inputs, outputs, threads=None):
         in_nchw, out_nchw = v.flag(params, "in_nchw"), v.flag(params, "out_nchw")
         x = _f32("the input", v.operand(iter(inputs), "the input"), ndim=4)
         out = _f32("the output", outputs[0], ndim=4)
@@ -282,7 +277,7 @@ def _bind_pix(kernel: str):
                                                      f"{list(wbank.shape)}")
         bias = _f32("weight 'bias'", _weight(weights, "bias"), shape=(co,))
         act, p0, p1, has_res, res = _epilogue(params, weights, inputs, out)
-        par = _parallel(params, n * oh)
+        par = config.use_parallel(params["work"], n * oh, threads)
         nblk = pix.blocks_for(n * oh, par)
         scratch, tags = pix.scratch(nslot, c, bufsrc.shape[0], nblk)
         fn = pix.pix_kernel(nvx, co, phases, par)
@@ -293,13 +288,12 @@ def _bind_pix(kernel: str):
     return bind
 
 
-for _co in range(1, pix.MAX_CO + 1):
-    for _phases in (1, 2):
-        binds(pix.kernel_id(_co, _phases))(_bind_pix(pix.kernel_id(_co, _phases)))
+for _kernel in table.ids("f32_conv2d_pix{up}_{px}x{co}_minmax"):
+    binds(_kernel)(_bind_pix(_kernel))
 
 
 @binds(dw.KERNEL_ID)
-def bind_dwconv(params, weights, inputs, outputs, *_):
+def bind_dwconv(params, weights, inputs, outputs, threads=None):
     x, rowmap, colmap, bias, res, out, act, p0, p1, has_res = _operands(
         params, weights, inputs, outputs)
     c, co, kh, kw = x.shape[3], out.shape[3], rowmap.shape[1], colmap.shape[1]
@@ -312,5 +306,6 @@ def bind_dwconv(params, weights, inputs, outputs, *_):
     v.require(kh * kw <= dw.MAX_TAPS, f"weights 'rowmap'/'colmap' give {kh}x{kw} taps; the "
                                       f"kernel holds at most {dw.MAX_TAPS}")
     w = _f32("weight 'w' (packed weights)", _weight(weights, "w"), shape=(kh, kw, co))
-    return dw.dwconv_kernel(_parallel(params, x.shape[0] * out.shape[1])), (
+    parallel = config.use_parallel(params["work"], x.shape[0] * out.shape[1], threads)
+    return dw.dwconv_kernel(parallel), (
         x, rowmap, colmap, igemm.readonly(w), bias, res, out, mult, act, p0, p1, has_res)

@@ -6,16 +6,13 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import f32_elementwise as kew
+from kernels import table
 from kernels.activation import Activation
 from mobile_engine.errors import EngineError
 from mobile_engine.runtime import validate as v
 from mobile_engine.runtime.binders.registry import binds
 
 F32 = np.dtype(np.float32)
-EPILOGUES = kew.EPILOGUES
-PATTERNS = ("", "_scalar", "_rows", "_bcast")
-BINARY_NAMES = ("add", "sub", "mul", "div", "pow", "prelu")
-UNARY_NAMES = tuple(kew.UNARY_CODES)
 
 
 readonly = kew.readonly      # re-exported for the other families
@@ -35,15 +32,15 @@ def noop() -> None:
 MAX_UNARY_CODE = max(kew.UNARY_CODES.values())
 
 
-@binds(*(f"f32_v{n}" for n in UNARY_NAMES))
-def bind_f32_unary(params, weights, inputs, outputs):
+@binds(*table.ids("f32_v{name}"))
+def bind_f32_unary(params, weights, inputs, outputs, threads=None):
     (x,) = operands(weights, inputs, 1)
     out = outputs[0]
     code = v.integer(params, "code", 0, MAX_UNARY_CODE)
     p0, p1 = v.number(params, "p0"), v.number(params, "p1")
     v.array("the output", out, np.float32)
     v.array("the input", x, np.float32, size=out.size)
-    k = kew.variant(out.size)
+    k = kew.variant(out.size, threads)
     return k.vunary, (readonly(x).reshape(-1), out.reshape(-1), code, np.float32(p0),
                       np.float32(p1))
 
@@ -74,8 +71,8 @@ def _np_unary(code: int, x, out, p0: float, p1: float):
     return run
 
 
-@binds(*(f"np_unary_{n}" for n in ("relu", "clip", "neg", "sqrt", "exp", "reciprocal")))
-def bind_np_unary(params, weights, inputs, outputs):
+@binds(*table.ids("np_unary_{name}"))
+def bind_np_unary(params, weights, inputs, outputs, threads=None):
     (x,) = operands(weights, inputs, 1)
     out = outputs[0]
     code = v.choice(params, "code", (kew.UNARY_CODES["relu"], kew.UNARY_CODES["clip"], kew.NEG,
@@ -87,9 +84,8 @@ def bind_np_unary(params, weights, inputs, outputs):
     return _np_unary(code, x, out, p0, p1), ()
 
 
-@binds(*(f"f32_vbinary_{n}{p}{e}" for n in BINARY_NAMES for p in PATTERNS
-         for e in EPILOGUES.values()))
-def bind_f32_binary(params, weights, inputs, outputs):
+@binds(*table.ids("f32_vbinary_{name}{pattern}{epilogue}"))
+def bind_f32_binary(params, weights, inputs, outputs, threads=None):
     a, b = operands(weights, inputs, 2)
     out = outputs[0]
     kind = v.choice(params, "kind", ("flat", "rows", "nd"))
@@ -98,7 +94,7 @@ def bind_f32_binary(params, weights, inputs, outputs):
     plan = {"kind": kind, "shape": shape, "a_strides": v.integers(params, "a_strides", rank),
             "b_strides": v.integers(params, "b_strides", rank)}
     op = v.integer(params, "op", 0, max(kew.BINARY_CODES.values()))
-    act = v.integer(params, "act", 0, max(Activation))
+    act = v.activation(params)
     p0, p1 = v.number(params, "p0"), v.number(params, "p1")
     v.array("the output", out, np.float32)
     if v.prod(shape) != out.size:
@@ -113,15 +109,15 @@ def bind_f32_binary(params, weights, inputs, outputs):
                       strides, x.size)
     if out.size == 0:
         return noop, ()
-    return kew.run_binary(plan, readonly(a), readonly(b), out, op, act, p0, p1)
+    return kew.run_binary(plan, readonly(a), readonly(b), out, op, act, p0, p1, threads=threads)
 
 
 _UFUNCS = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
            "pow": np.power}
 
 
-@binds(*(f"np_binary_{n}" for n in _UFUNCS))
-def bind_np_binary(params, weights, inputs, outputs):
+@binds(*table.ids("np_binary_{name}"))
+def bind_np_binary(params, weights, inputs, outputs, threads=None):
     a, b = operands(weights, inputs, 2)
     out = outputs[0]
     codes = {kew.BINARY_CODES[n]: n for n in _UFUNCS}

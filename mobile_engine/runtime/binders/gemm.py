@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import f32_gemm as kg
-from kernels.activation import Activation
+from kernels import table
 from mobile_engine.runtime import validate as v
-from mobile_engine.runtime.binders.elementwise import EPILOGUES, noop, readonly
+from mobile_engine.runtime.binders.elementwise import noop, readonly
 from mobile_engine.runtime.binders.registry import binds
 
 
-@binds(*(kg.kernel_id(op, nr, rt, act) for op in ("gemm", "matmul") for nr in kg.NR_CHOICES
-         for rt in (False, True) for act in EPILOGUES))
-def bind_gemm(params, weights, inputs, outputs):
+@binds(*table.ids("f32_gemm_{mr}x{nr}{packb}{epilogue}"),
+       *table.ids("f32_matmul_{mr}x{nr}{packb}{epilogue}"))
+def bind_gemm(params, weights, inputs, outputs, threads=None):
     runtime = iter(inputs)
     a = weights["a"] if "a" in weights else v.operand(runtime, "A")
     b = None if "bp" in weights else v.operand(runtime, "B")
@@ -24,7 +24,7 @@ def bind_gemm(params, weights, inputs, outputs):
     nr = v.choice(params, "nr", kg.NR_CHOICES)
     sam, sak, sbk, sbn, scm, scn = (v.integer(params, x)
                                     for x in ("sam", "sak", "sbk", "sbn", "scm", "scn"))
-    act = v.integer(params, "act", 0, max(Activation))
+    act = v.activation(params)
     alpha, beta, p0, p1 = (v.number(params, x) for x in ("alpha", "beta", "p0", "p1"))
     batch_a, batch_b = tuple(v.integers(params, "batch_a")), tuple(v.integers(params, "batch_b"))
     for what, x in (("A", a), ("B", b), ("C", c), ("the output", out)):
@@ -55,7 +55,7 @@ def bind_gemm(params, weights, inputs, outputs):
                          f"({nbatch_b} x [{-(-n // nr)}, {k}, {nr}])")
         return kg.gemm_call(readonly(a), a_offs, sam, sak, bp, b_offs,
                             None if c is None else readonly(c), scm, scn, beta, out, m, n, k,
-                            alpha, nr, act, (p0, p1))
+                            alpha, nr, act, (p0, p1), threads=threads)
     v.require(b.size == nbatch_b * k * n, f"B has shape {list(b.shape)}; the plan needs "
                                           f"{nbatch_b} x {k}x{n}")
     v.walk_inside(f"B (sbk={sbk}, sbn={sbn})", 0, (nbatch_b, k, n), (k * n, sbk, sbn), b.size)
@@ -63,7 +63,7 @@ def bind_gemm(params, weights, inputs, outputs):
     b_bases = np.arange(nbatch_b, dtype=np.int64) * k * n
     fn, args = kg.gemm_call(readonly(a), a_offs, sam, sak, readonly(bp), b_offs,
                             None if c is None else readonly(c), scm, scn, beta, out, m, n, k,
-                            alpha, nr, act, (p0, p1))
+                            alpha, nr, act, (p0, p1), threads=threads)
     pack, b_flat = kg.pack_b_rt, readonly(b).reshape(-1)
 
     def run():
@@ -93,7 +93,7 @@ def _matmul_shape(a: tuple, b: tuple) -> tuple:
 
 
 @binds("np_matmul")
-def bind_np_matmul(params, weights, inputs, outputs):
+def bind_np_matmul(params, weights, inputs, outputs, threads=None):
     runtime = iter(inputs)
     a = weights["in0"] if "in0" in weights else v.operand(runtime, "A")
     b = weights["in1"] if "in1" in weights else v.operand(runtime, "B")

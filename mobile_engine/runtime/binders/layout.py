@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import f32_layout as k
-from kernels.config import PARALLEL_MIN_WORK
+from kernels import table
+from kernels.config import use_parallel
 from mobile_engine.errors import EngineError
 from mobile_engine.runtime import validate as v
 from mobile_engine.runtime.binders.registry import binds
@@ -44,13 +45,14 @@ def noop() -> None:
     """The call of a step whose output is empty."""
 
 
-def pick(serial, parallel, work: int, tasks: int = 2):
-    """The parallel variant when the work pays for a parallel launch and splits into tasks."""
-    return parallel if work >= PARALLEL_MIN_WORK and tasks >= 2 else serial
+def pick(serial, parallel, work: int, tasks: int, threads: int | None):
+    """``parallel`` when ``use_parallel(work, tasks, threads)`` (the session's threads, the
+    step's work and tasks), else ``serial``."""
+    return parallel if use_parallel(work, tasks, threads) else serial
 
 
 @binds("copy_bytes")
-def bind_copy(params, weights, inputs, outputs):
+def bind_copy(params, weights, inputs, outputs, threads=None):
     (x, *_), out = operands(params, weights, inputs), outputs[0]
     if x.nbytes != out.nbytes:
         raise ValueError(f"copy_bytes: input {x.shape} {x.dtype} and output {out.shape} "
@@ -60,11 +62,12 @@ def bind_copy(params, weights, inputs, outputs):
     lane = k.lane_bytes(out.nbytes)
     x1 = x.reshape(-1).view(np.uint8).view(k.LANES[lane])
     o1 = out.reshape(-1).view(np.uint8).view(k.LANES[lane])
-    return pick(k.copy_serial, k.copy_parallel, out.size, o1.size // k.COPY_CHUNK), (x1, o1)
+    return pick(k.copy_serial, k.copy_parallel, out.size, o1.size // k.COPY_CHUNK,
+                threads), (x1, o1)
 
 
-@binds("x32_pad_nd", "x8_pad_nd")
-def bind_pad(params, weights, inputs, outputs):
+@binds(*table.ids("{lane_tag}_pad_nd"))
+def bind_pad(params, weights, inputs, outputs, threads=None):
     x, out = operands(params, weights, inputs)[0], outputs[0]
     lane = _lane(params)
     (ri, wi, b), (ro, wo, bo) = v.integers(params, "in_view", 3), v.integers(params, "out_view", 3)
@@ -86,7 +89,7 @@ def bind_pad(params, weights, inputs, outputs):
     x2 = k.as_lanes(x, (ri, wi * b), lane)
     o2 = k.as_lanes(out, (ro, wo * b), lane)
     fill = k.fill_block(value, out.dtype, b, lane)
-    fn = pick(k.pad_serial, k.pad_parallel, out.size, ro)
+    fn = pick(k.pad_serial, k.pad_parallel, out.size, ro, threads)
     return fn, (x2, o2, bl, row_src, col_src, fill, lo, hi, src)
 
 
@@ -96,8 +99,8 @@ def concat_all(kernel, parts, out2) -> None:
         kernel(x2, out2, offset)
 
 
-@binds("x32_concat", "x8_concat")
-def bind_concat(params, weights, inputs, outputs):
+@binds(*table.ids("{lane_tag}_concat"))
+def bind_concat(params, weights, inputs, outputs, threads=None):
     out, lane, outer = outputs[0], _lane(params), v.integer(params, "outer")
     xs = operands(params, weights, inputs)
     inners = v.integers(params, "inners", len(xs), max_length=len(xs))
@@ -118,12 +121,12 @@ def bind_concat(params, weights, inputs, outputs):
         if inner:
             parts.append((k.as_lanes(x, (outer, inner), lane), offset))
         offset += width
-    fn = pick(k.concat_serial, k.concat_parallel, out.size, outer)
+    fn = pick(k.concat_serial, k.concat_parallel, out.size, outer, threads)
     return concat_all, (fn, tuple(parts), o2)
 
 
-@binds("x32_copy_strided_nd", "x8_copy_strided_nd")
-def bind_strided(params, weights, inputs, outputs):
+@binds(*table.ids("{lane_tag}_copy_strided_nd"))
+def bind_strided(params, weights, inputs, outputs, threads=None):
     x, out = operands(params, weights, inputs)[0], outputs[0]
     lane = _lane(params)
     counts = v.integers(params, "counts", max_length=k.MAX_RANK)
@@ -147,7 +150,7 @@ def bind_strided(params, weights, inputs, outputs):
     counts = np.array([1] * pad + counts, np.int64)
     strides = np.array([0] * pad + strides, np.int64)
     rows = int(np.prod(counts[:-1]))
-    fn = pick(k.strided_serial, k.strided_parallel, out.size, rows)
+    fn = pick(k.strided_serial, k.strided_parallel, out.size, rows, threads)
     return fn, (x1, o1, counts, strides, base, bl)
 
 
@@ -162,21 +165,22 @@ def _transpose_views(params, x, out):
     return nb, r, s
 
 
-@binds("x32_transpose_b2d_tiled", "x8_transpose_b2d_tiled")
-def bind_tiled(params, weights, inputs, outputs):
+@binds(*table.ids("{lane_tag}_transpose_b2d_tiled"))
+def bind_tiled(params, weights, inputs, outputs, threads=None):
     x, out = operands(params, weights, inputs)[0], outputs[0]
     nb, r, s = _transpose_views(params, x, out)
     if out.size == 0:
         return noop, ()
     lane = k.LANES[params["lane"]]
     x3, o3 = x.reshape(nb, r, s).view(lane), out.reshape(nb, s, r).view(lane)
-    fn = pick(k.tiled_serial, k.tiled_parallel, out.size, nb * ((s + k.TILE - 1) // k.TILE))
+    fn = pick(k.tiled_serial, k.tiled_parallel, out.size, nb * ((s + k.TILE - 1) // k.TILE),
+              threads)
     return fn, (x3, o3)
 
 
-@binds("x32_transpose_nchw_to_nhwc", "x8_transpose_nchw_to_nhwc", "x32_transpose_nhwc_to_nchw",
-       "x8_transpose_nhwc_to_nchw")
-def bind_small_transpose(params, weights, inputs, outputs):
+@binds(*table.ids("{lane_tag}_transpose_nchw_to_nhwc"),
+       *table.ids("{lane_tag}_transpose_nhwc_to_nchw"))
+def bind_small_transpose(params, weights, inputs, outputs, threads=None):
     x, out = operands(params, weights, inputs)[0], outputs[0]
     nb, r, s = _transpose_views(params, x, out)
     if out.size == 0:
@@ -185,7 +189,8 @@ def bind_small_transpose(params, weights, inputs, outputs):
     x3, o3 = x.reshape(nb, r, s).view(lane), out.reshape(nb, s, r).view(lane)
     interleave = r <= k.SMALL_MAX
     pixels = s if interleave else r
-    parallel = pick(False, True, out.size, nb * ((pixels + k.SMALL_CHUNK - 1) // k.SMALL_CHUNK))
+    parallel = use_parallel(out.size, nb * ((pixels + k.SMALL_CHUNK - 1) // k.SMALL_CHUNK),
+                            threads)
     return k.small_transpose(r if interleave else s, interleave, parallel), (x3, o3)
 
 
@@ -194,8 +199,8 @@ class GatherIndexError(EngineError, IndexError):
     """A run-time gather index outside its axis (an EngineError that is still an IndexError)."""
 
 
-@binds("x32_gather", "x8_gather")
-def bind_gather(params, weights, inputs, outputs):
+@binds(*table.ids("{lane_tag}_gather"))
+def bind_gather(params, weights, inputs, outputs, threads=None):
     xs = operands(params, weights, inputs)
     v.require(len(xs) == 2, f"params['n_inputs']={len(xs)}: gather takes data and indices")
     x, idx = xs
@@ -216,7 +221,7 @@ def bind_gather(params, weights, inputs, outputs):
     idx1 = idx.reshape(-1)
     x3 = k.as_lanes(x, (outer, d, inner), lane)
     o3 = k.as_lanes(out, (outer, idx1.size, inner), lane)
-    fn = pick(k.gather_serial, k.gather_parallel, out.size, outer * idx1.size)
+    fn = pick(k.gather_serial, k.gather_parallel, out.size, outer * idx1.size, threads)
     if constant:
         return fn, (x3, o3, idx1)
 
@@ -235,7 +240,7 @@ def np_cast(out: np.ndarray, x: np.ndarray) -> None:
 
 
 @binds("np_cast")
-def bind_cast(params, weights, inputs, outputs):
+def bind_cast(params, weights, inputs, outputs, threads=None):
     x, out = operands(params, weights, inputs)[0], outputs[0]
     if x.shape != out.shape:
         raise ValueError(f"np_cast: input {x.shape} and output {out.shape} differ")

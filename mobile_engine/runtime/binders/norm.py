@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import f32_norm as knorm
-from kernels.activation import Activation
+from kernels import table
 from mobile_engine.runtime import validate as v
-from mobile_engine.runtime.binders.elementwise import EPILOGUES, operands, readonly
+from mobile_engine.runtime.binders.elementwise import operands, readonly
 from mobile_engine.runtime.binders.registry import binds
 
 
@@ -47,7 +47,7 @@ def checked_norm_params(rt: dict, weights: dict, n: int, c: int, prefix: str = "
 
 def _epilogue(params: dict) -> tuple[float, int, tuple[float, float]]:
     """(epsilon, act, (p0, p1)) of a norm step."""
-    return (v.number(params, "epsilon"), v.integer(params, "act", 0, int(max(Activation))),
+    return (v.number(params, "epsilon"), v.activation(params),
             (v.number(params, "p0"), v.number(params, "p1")))
 
 
@@ -66,18 +66,19 @@ def _instance_operands(params, weights, inputs, outputs, nchw: bool):
     return x, out, scale, bias
 
 
-@binds(*(f"f32_instance_norm_nhwc{e}" for e in EPILOGUES.values()))
-def bind_instance_norm(params, weights, inputs, outputs):
+@binds(*table.ids("f32_instance_norm_nhwc{epilogue}"))
+def bind_instance_norm(params, weights, inputs, outputs, threads=None):
     x, out, scale, bias = _instance_operands(params, weights, inputs, outputs, False)
     eps, act, p = _epilogue(params)
-    return knorm.instance_norm_call(readonly(x), scale, bias, out, eps, act, p)
+    return knorm.instance_norm_call(readonly(x), scale, bias, out, eps, act, p, threads=threads)
 
 
-@binds(*(f"f32_instance_norm_nchw{e}" for e in EPILOGUES.values()))
-def bind_instance_norm_planar(params, weights, inputs, outputs):
+@binds(*table.ids("f32_instance_norm_nchw{epilogue}"))
+def bind_instance_norm_planar(params, weights, inputs, outputs, threads=None):
     x, out, scale, bias = _instance_operands(params, weights, inputs, outputs, True)
     eps, act, p = _epilogue(params)
-    return knorm.instance_norm_planar_call(readonly(x), scale, bias, out, eps, act, p)
+    return knorm.instance_norm_planar_call(readonly(x), scale, bias, out, eps, act, p,
+                                           threads=threads)
 
 
 def _affine_operands(params, inputs, outputs):
@@ -89,17 +90,17 @@ def _affine_operands(params, inputs, outputs):
     return x, outputs[0], x.shape[-1]
 
 
-@binds(*(f"f32_batch_norm_nhwc{e}" for e in EPILOGUES.values()))
-def bind_batch_norm(params, weights, inputs, outputs):
+@binds(*table.ids("f32_batch_norm_nhwc{epilogue}"))
+def bind_batch_norm(params, weights, inputs, outputs, threads=None):
     x, out, c = _affine_operands(params, inputs, outputs)
     a, b = (v.array(f"weight {k!r}", weights.get(k), np.float32, shape=(c,), contiguous=True)
             for k in ("a", "b"))
     _, act, p = _epilogue(params)
-    return knorm.affine_call(readonly(x), readonly(a), readonly(b), out, act, p)
+    return knorm.affine_call(readonly(x), readonly(a), readonly(b), out, act, p, threads=threads)
 
 
-@binds(*(f"f32_batch_norm_nhwc_rt{e}" for e in EPILOGUES.values()))
-def bind_batch_norm_runtime(params, weights, inputs, outputs):
+@binds(*table.ids("f32_batch_norm_nhwc_rt{epilogue}"))
+def bind_batch_norm_runtime(params, weights, inputs, outputs, threads=None):
     x, scale, bias, mean, var = operands(weights, inputs, 5)
     x, out, c = _affine_operands(params, [x], outputs)
     v.require(sum(f"in{i}" not in weights for i in range(5)) == len(inputs),
@@ -111,7 +112,8 @@ def bind_batch_norm_runtime(params, weights, inputs, outputs):
                                        ("var", var)), 1))
     eps, act, p = _epilogue(params)
     a, b = np.empty(c, np.float32), np.empty(c, np.float32)
-    fn, args = knorm.affine_call(readonly(x), readonly(a), readonly(b), out, act, p)
+    fn, args = knorm.affine_call(readonly(x), readonly(a), readonly(b), out, act, p,
+                                 threads=threads)
     coefficients = knorm.batch_norm_coefficients
 
     def run():

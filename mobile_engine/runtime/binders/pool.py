@@ -18,7 +18,7 @@ MAX_WINDOW = 1 << 16
 def _bind_pool(maxpool: bool):
     """The binder of the max (``dilations``) or average (``count_include_pad``) pool: the
     kernel id, not the params present, says which kernel runs."""
-    def bind(params, weights, inputs, outputs):
+    def bind(params, weights, inputs, outputs, threads=None):
         x, out = operands(params, weights, inputs)[0], outputs[0]
         v.array("the input", x, np.float32, ndim=4)
         v.array("the output", out, np.float32, ndim=4)
@@ -40,9 +40,9 @@ def _bind_pool(maxpool: bool):
             return noop, ()
         work, tasks = out.size * kh * kw, out.shape[0] * out.shape[1]
         if maxpool:
-            fn = pick(k.maxpool_serial, k.maxpool_parallel, work, tasks)
+            fn = pick(k.maxpool_serial, k.maxpool_parallel, work, tasks, threads)
             return fn, (x, out, kh, kw, sh, sw, pt, pl, dh, dw)
-        fn = pick(k.avgpool_serial, k.avgpool_parallel, work, tasks)
+        fn = pick(k.avgpool_serial, k.avgpool_parallel, work, tasks, threads)
         return fn, (x, out, kh, kw, sh, sw, pt, pl, include_pad)
     return bind
 
@@ -52,14 +52,14 @@ binds("f32_avgpool2d_nhwc")(_bind_pool(False))
 
 
 @binds("f32_global_avgpool_nhwc")
-def bind_global_pool(params, weights, inputs, outputs):
+def bind_global_pool(params, weights, inputs, outputs, threads=None):
     x, out = operands(params, weights, inputs)[0], outputs[0]
     v.array("the input", x, np.float32, ndim=4)
     n, h, w, c = x.shape
     v.array("the output", out, np.float32, size=n * c)
     if out.size == 0:
         return noop, ()
-    fn = pick(k.global_avgpool_serial, k.global_avgpool_parallel, x.size, h * w)
+    fn = pick(k.global_avgpool_serial, k.global_avgpool_parallel, x.size, h * w, threads)
     chunks = k.GLOBAL_CHUNKS if fn is k.global_avgpool_parallel else 1
     # NOTE: scratch allocated once here, at bind time; run() never allocates.
     partial = np.zeros((n * chunks, c), np.float64)

@@ -8,7 +8,7 @@ import numpy as np
 from kernels import config
 from kernels import qu8_conv2d as qconv
 from kernels import qu8_dwconv2d as qdw
-from kernels.activation import Activation
+from kernels import table
 from kernels.f32_conv2d import readonly
 from mobile_engine.runtime import validate as v
 from mobile_engine.runtime.binders.conv import tables_from_params
@@ -22,7 +22,6 @@ F32 = np.float32
 # params' types and ranges, the indirection tables built from them against the input and the
 # output, the packed weights' exact shapes against the tile and the channel counts. A failed
 # check raises ``validate.BindError``; Session._bind names the file, step and kernel.
-MAX_ACT = int(max(Activation))
 
 
 def _weight(weights: dict, key: str, dtype, **kw) -> np.ndarray:
@@ -42,10 +41,11 @@ class ConvOperands:
 
 
 def check_conv(params: dict, weights: dict, inputs: list, outputs: list,
-               epilogue: str) -> ConvOperands:
+               epilogue: str, threads: int | None = None) -> ConvOperands:
     """x u8[N, H, W, C], out u8 (requant) or f32 (fp32out) [N, OH, OW, Co], the indirection
     tables the geometry params give for x (their shapes against out), zrow u8[>= 1], bias
-    i32[Co], mult f32[Co], and (zy, qmin, qmax, act, p0, p1) in range."""
+    i32[Co], mult f32[Co], and (zy, qmin, qmax, act, p0, p1) in range; ``parallel``: the
+    variant ``use_parallel`` picks for ``threads`` threads."""
     ops = ConvOperands()
     ops.x = _contiguous("the input", v.array("the input", v.operand(iter(inputs), "the input"),
                                              np.uint8, ndim=4))
@@ -66,27 +66,27 @@ def check_conv(params: dict, weights: dict, inputs: list, outputs: list,
         isinstance(p, (int, float)) and not isinstance(p, bool) for p in ap),
         f"params['act_params']={ap!r}: expected two numbers")
     ops.tail = (v.integer(params, "zy", 0, 255), v.integer(params, "qmin", 0, 255),
-                v.integer(params, "qmax", 0, 255), v.integer(params, "act", 0, MAX_ACT),
+                v.integer(params, "qmax", 0, 255), v.activation(params),
                 F32(ap[0]), F32(ap[1]))
-    ops.parallel = v.integer(params, "work") >= config.PARALLEL_MIN_WORK and \
-        x.shape[0] * out.shape[1] >= 2
+    ops.parallel = config.use_parallel(v.integer(params, "work"), x.shape[0] * out.shape[1],
+                                       threads)
     return ops
 
 
 def _bind_qconv(kernel: str):
-    mr, nr = (int(v_) for v_ in kernel.split("_igemm_")[1].split("c4_")[0].split("x"))
-    epilogue = kernel.rsplit("_", 1)[1]
+    f = table.fields(kernel)
+    mr, nr, epilogue = f["mr"], f["nr"], f["epilogue"]
 
-    def bind(params, weights, inputs, outputs, *_):
-        return bind_igemm(mr, nr, epilogue, params, weights, inputs, outputs)
+    def bind(params, weights, inputs, outputs, threads=None):
+        return bind_igemm(mr, nr, epilogue, params, weights, inputs, outputs, threads)
 
     return bind
 
 
 def bind_igemm(mr: int, nr: int, epilogue: str, params: dict, weights: dict, inputs: list,
-               outputs: list):
+               outputs: list, threads: int | None = None):
     """(dispatcher, args) of a checked ``qu8_conv2d_igemm_{mr}x{nr}c4_{epilogue}`` step."""
-    ops = check_conv(params, weights, inputs, outputs, epilogue)
+    ops = check_conv(params, weights, inputs, outputs, epilogue, threads)
     c, co = ops.x.shape[3], ops.out.shape[3]
     kh, kw = ops.rowmap.shape[1], ops.colmap.shape[1]
     group = v.integer(params, "group", 1, c)
@@ -112,10 +112,13 @@ def bind_igemm(mr: int, nr: int, epilogue: str, params: dict, weights: dict, inp
                 ro(ops.bias), ro(ops.mult), ops.out, group, *ops.tail)
 
 
-def _bind_kdot(mr: int, cg: int, epilogue: str):
+def _bind_kdot(kernel: str):
     """``qu8_conv2d_kdot16_{mr}x{4*cg}_{epilogue}``: few output channels, group 1."""
-    def bind(params, weights, inputs, outputs, *_):
-        ops = check_conv(params, weights, inputs, outputs, epilogue)
+    f = table.fields(kernel)
+    mr, cg, epilogue = f["mr"], f["cg"], f["epilogue"]
+
+    def bind(params, weights, inputs, outputs, threads=None):
+        ops = check_conv(params, weights, inputs, outputs, epilogue, threads)
         c, co = ops.x.shape[3], ops.out.shape[3]
         kh, kw = ops.rowmap.shape[1], ops.colmap.shape[1]
         v.integer(params, "group", 1, 1)
@@ -134,10 +137,10 @@ def _bind_kdot(mr: int, cg: int, epilogue: str):
 
 
 def _bind_qdw(kernel: str):
-    epilogue = kernel.rsplit("_", 1)[1]
+    epilogue = table.fields(kernel)["epilogue"]
 
-    def bind(params, weights, inputs, outputs, *_):
-        ops = check_conv(params, weights, inputs, outputs, epilogue)
+    def bind(params, weights, inputs, outputs, threads=None):
+        ops = check_conv(params, weights, inputs, outputs, epilogue, threads)
         c, co = ops.x.shape[3], ops.out.shape[3]
         chmult = v.integer(params, "chmult", 1, co)
         v.require(co == chmult * c, f"{co} output channels are not params['chmult']={chmult} "
@@ -153,12 +156,9 @@ def _bind_qdw(kernel: str):
     return bind
 
 
-for _epilogue in qdw.EPILOGUES:
-    binds(qdw.kernel_id(_epilogue))(_bind_qdw(qdw.kernel_id(_epilogue)))
-for _nr, _mr in qconv.TILES.items():
-    for _epilogue in qconv.EPILOGUES:
-        _kernel = qconv.plan_kernel_id(_mr, _nr, _epilogue)
-        binds(_kernel)(_bind_qconv(_kernel))
-for _cg, _mr in qconv.KDOT_TILES.items():
-    for _epilogue in qconv.EPILOGUES:
-        binds(qconv.kdot_plan_kernel_id(_mr, _cg, _epilogue))(_bind_kdot(_mr, _cg, _epilogue))
+for _kernel in table.ids("qu8_dwconv2d_{epilogue}"):
+    binds(_kernel)(_bind_qdw(_kernel))
+for _kernel in table.ids("qu8_conv2d_igemm_{mr}x{nr}c4_{epilogue}"):
+    binds(_kernel)(_bind_qconv(_kernel))
+for _kernel in table.ids("qu8_conv2d_kdot16_{mr}x{lanes}_{epilogue}"):
+    binds(_kernel)(_bind_kdot(_kernel))

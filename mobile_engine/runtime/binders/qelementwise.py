@@ -7,8 +7,7 @@ import numpy as np
 
 from kernels import f32_norm_qu8 as knq
 from kernels import qu8_elementwise as qew
-from kernels.activation import Activation
-from kernels.config import PARALLEL_MIN_WORK
+from kernels.config import use_parallel
 from mobile_engine.runtime import validate as v
 from mobile_engine.runtime.binders.elementwise import readonly
 from mobile_engine.runtime.binders.registry import binds
@@ -46,7 +45,7 @@ def int8_recode(out: np.ndarray, x: np.ndarray) -> None:
 
 
 @binds("int8_recode")
-def bind_int8_recode(params, weights, inputs, outputs):
+def bind_int8_recode(params, weights, inputs, outputs, threads=None):
     x = v.array("the input", v.operand(iter(inputs), "the input"), (np.int8, np.uint8),
                 contiguous=True)
     other = np.uint8 if x.dtype == np.int8 else np.int8
@@ -68,7 +67,7 @@ def _flat(what: str, a: np.ndarray, dtype, size: int) -> np.ndarray:
 
 
 @binds("qs8_dequantize_const")
-def bind_dequantize_const(params, weights, inputs, outputs):
+def bind_dequantize_const(params, weights, inputs, outputs, threads=None):
     """The float values are computed once here; each run copies them into the arena."""
     y = v.array("the output", v.operand(iter(outputs), "the output"), F32, contiguous=True)
     v.require("q" in weights and "scale" in weights, "weights 'q' and 'scale' are needed")
@@ -83,37 +82,36 @@ def bind_dequantize_const(params, weights, inputs, outputs):
 
 
 @binds(QUANTIZE_ID)
-def bind_quantize(params, weights, inputs, outputs):
+def bind_quantize(params, weights, inputs, outputs, threads=None):
     x = v.array("the input", v.operand(iter(inputs), "the input"), F32, contiguous=True)
     y = _flat("the output", v.operand(iter(outputs), "the output"), np.uint8, x.size)
     s, z = _scale(params), v.integer(params, "z", 0, 255)
-    return qew.kernel(QUANTIZE_ID, x.size >= PARALLEL_MIN_WORK), (
+    return qew.kernel(QUANTIZE_ID, use_parallel(x.size, threads=threads)), (
         readonly(x).reshape(-1), y, F32(1.0 / s), z)
 
 
 @binds(qew.DEQUANTIZE_ID)
-def bind_dequantize(params, weights, inputs, outputs):
+def bind_dequantize(params, weights, inputs, outputs, threads=None):
     q = v.array("the input", v.operand(iter(inputs), "the input"), np.uint8, contiguous=True)
     y = _flat("the output", v.operand(iter(outputs), "the output"), F32, q.size)
-    return qew.kernel(qew.DEQUANTIZE_ID, y.size >= PARALLEL_MIN_WORK), (
+    return qew.kernel(qew.DEQUANTIZE_ID, use_parallel(y.size, threads=threads)), (
         readonly(q).reshape(-1), y, F32(_scale(params)), v.integer(params, "z", 0, 255))
 
 
 @binds(qew.ADD_ID)
-def bind_add(params, weights, inputs, outputs):
+def bind_add(params, weights, inputs, outputs, threads=None):
     ins = iter(inputs)
     a = v.array("input a", v.operand(ins, "input a"), np.uint8, contiguous=True)
     b = _flat("input b", v.operand(ins, "input b"), np.uint8, a.size)
     y = _flat("the output", v.operand(iter(outputs), "the output"), np.uint8, a.size)
     qmin, qmax = v.integer(params, "qmin", 0, 255), v.integer(params, "qmax", 0, 255)
     v.require(qmin <= qmax, f"params qmin={qmin} > qmax={qmax}")
-    return qew.kernel(qew.ADD_ID, y.size >= PARALLEL_MIN_WORK), (
+    return qew.kernel(qew.ADD_ID, use_parallel(y.size, threads=threads)), (
         readonly(a).reshape(-1), readonly(b), y, v.integer(params, "za", 0, 255),
         v.integer(params, "zb", 0, 255), F32(v.number(params, "ma")),
         F32(v.number(params, "mb")), v.integer(params, "zy", 0, 255), qmin, qmax)
 
 
-MAX_ACT = int(max(Activation))
 
 
 def _tags(params: dict) -> list[str]:
@@ -162,7 +160,7 @@ def _norm_common(params: dict, weights: dict, inputs: list, prefix: str = ""):
     v.require(x.flags.c_contiguous, f"the norm input {list(x.shape)} is not C-contiguous")
     ntags = len(_tags(params))
     scale, bias = norm_operands(params, weights, inputs[1:1 + ntags], x.shape, prefix)
-    act = v.integer(params, "act", 0, MAX_ACT)
+    act = v.activation(params)
     return (x, scale, bias, v.number(params, "epsilon"), act,
             (v.number(params, "p0"), v.number(params, "p1")), inputs[1 + ntags:])
 
@@ -174,10 +172,11 @@ def _u8_like(what: str, a, shape) -> np.ndarray:
 
 
 def bind_norm_qu8(params: dict, weights: dict, inputs: list, outputs: list, fused: bool,
-                  row_sums: np.ndarray | None = None, prefix: str = ""):
+                  row_sums: np.ndarray | None = None, prefix: str = "",
+                  threads: int | None = None):
     """(fn, args) of ``f32_instance_norm_nhwc[_add]_qu8`` (``fused``: the residual add); with
     ``row_sums`` (the producing conv's statistics, families/qconv_norm.py) the kernel skips its
-    statistics pass. Params and weights are read under ``prefix``."""
+    statistics pass. Params and weights are read under ``prefix``; ``threads``: the session's."""
     p = {k[len(prefix):]: val for k, val in params.items() if k.startswith(prefix)}
     x, scale, bias, eps, act, act_params, rest = _norm_common(p, weights, inputs, prefix)
     out = _u8_like("the output", v.operand(iter(outputs), "the output"), x.shape)
@@ -194,7 +193,8 @@ def bind_norm_qu8(params: dict, weights: dict, inputs: list, outputs: list, fuse
               f"params['act']={act}: a norm fused into its conv takes none/relu/clamp")
     # the two-pass kernel reads x only; the fallback (other activations) overwrites it
     return _on_copy(x, keep_x, lambda work: knq.instance_norm_qu8_call(
-        work, scale, bias, out, eps, act, act_params, s, *qargs, r, rs, rz, row_sums=row_sums))
+        work, scale, bias, out, eps, act, act_params, s, *qargs, r, rs, rz, row_sums=row_sums,
+        threads=threads))
 
 
 def _on_copy(x: np.ndarray, in_place: bool, make):
@@ -225,9 +225,9 @@ def _legacy_norm_params(params: dict, weights: dict, inputs: list) -> tuple[dict
 
 
 def _bind_norm(fused: bool):
-    def bind(params, weights, inputs, outputs):
+    def bind(params, weights, inputs, outputs, threads=None):
         params, weights = _legacy_norm_params(params, weights, inputs)
-        return bind_norm_qu8(params, weights, inputs, outputs, fused)
+        return bind_norm_qu8(params, weights, inputs, outputs, fused, threads=threads)
     return bind
 
 
@@ -236,7 +236,7 @@ binds(NORM_ADD_QU8)(_bind_norm(True))
 
 
 @binds(NORM_ADD_F32)
-def bind_norm_add_f32(params, weights, inputs, outputs):
+def bind_norm_add_f32(params, weights, inputs, outputs, threads=None):
     params, weights = _legacy_norm_params(params, weights, inputs)
     x, scale, bias, eps, act, act_params, rest = _norm_common(params, weights, inputs)
     v.require(len(rest) == 1, f"{len(inputs)} inputs: expected x, the params['inputs'] tensors "
@@ -249,6 +249,6 @@ def bind_norm_add_f32(params, weights, inputs, outputs):
     v.flag(params, "inplace")           # NOTE: x is only read (the norm writes out)
     try:
         return knq.instance_norm_add_f32_call(x, scale, bias, out, eps, act, act_params, r, rs,
-                                              rz, lo, hi)
+                                              rz, lo, hi, threads=threads)
     except ValueError as exc:
         raise v.fail(str(exc)) from None

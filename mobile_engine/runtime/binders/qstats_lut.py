@@ -15,7 +15,7 @@ MAX_REGS = 1 << 12          # a plan asking for more registers is refused at bin
 
 # --- binder --------------------------------------------------------------------------------
 def _bind(kernel: str):
-    def bind(params, weights, inputs, outputs, *_):
+    def bind(params, weights, inputs, outputs, threads=None):
         x, exts, (y,) = inputs[0], inputs[1:], outputs
         want = np.uint8 if kernel == ksl.KERNEL_U8 else F32
         prog, fpar, consts = weights["prog"], weights["fpar"], weights["consts"]
@@ -37,7 +37,7 @@ def _bind(kernel: str):
                              f"{len(exts)} per-channel inputs do not fit {n_regs} registers and "
                              f"{c} channels")
         x2, y2 = x.reshape(-1, c), y.reshape(-1, c)
-        parallel = x.size >= config.PARALLEL_MIN_WORK
+        parallel = config.use_parallel(x.size, threads=threads)
         histogram, apply_lut = ksl.kernels(parallel)
         # NOTE: scratch allocated once, here (Session.run allocates nothing)
         parts = np.zeros((ksl.HIST_CHUNKS if parallel else 1, c, 256), np.int32)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import f32_reduce as kred
+from kernels import table
 from mobile_engine.runtime import validate as v
 from mobile_engine.runtime.binders.elementwise import noop, operands, readonly
 from mobile_engine.runtime.binders.registry import binds
 
 
-@binds("f32_reduce_mean_ori", "f32_reduce_sum_ori", "f32_reduce_mean_nd", "f32_reduce_sum_nd")
-def bind_f32_reduce(params, weights, inputs, outputs):
+@binds(*table.ids("f32_reduce_{op}_{kind}"))
+def bind_f32_reduce(params, weights, inputs, outputs, threads=None):
     (x,) = operands(weights, inputs, 1)
     out = outputs[0]
     v.array("the input", x, np.float32)
@@ -39,7 +40,7 @@ def bind_f32_reduce(params, weights, inputs, outputs):
             # NOTE: nothing to add up (out = 0): the kernel would still walk the axes before
             # the empty one, 2^40 steps for a tampered [2^40, 0, ...]
             plan.update(shape=[1] * (kred.MAX_RANK - 1) + [0], out_strides=[0] * kred.MAX_RANK)
-    return kred.reduce_call(plan, readonly(x), out, v.flag(params, "mean"))
+    return kred.reduce_call(plan, readonly(x), out, v.flag(params, "mean"), threads=threads)
 
 
 def _np_reduce_shape(shape: tuple, axes: tuple, keepdims: bool) -> tuple:
@@ -58,7 +59,7 @@ def _np_reduce(fn, x, out, axes, keepdims):
 
 
 def _bind_np_reduce(fn):
-    def bind(params, weights, inputs, outputs):
+    def bind(params, weights, inputs, outputs, threads=None):
         (x,) = operands(weights, inputs, 1)
         out = outputs[0]
         v.array("the input", x)
@@ -77,8 +78,8 @@ binds("np_reduce_mean")(_bind_np_reduce(np.mean))
 binds("np_reduce_sum")(_bind_np_reduce(np.sum))
 
 
-@binds("f32_softmax_lastaxis", "f32_softmax_strided")
-def bind_softmax(params, weights, inputs, outputs):
+@binds(*table.ids("f32_softmax_{kind}"))
+def bind_softmax(params, weights, inputs, outputs, threads=None):
     (x,) = operands(weights, inputs, 1)
     out = outputs[0]
     v.array("the input", x, np.float32)
@@ -88,4 +89,4 @@ def bind_softmax(params, weights, inputs, outputs):
         raise v.fail(f"softmax plan {plan} does not fit the input {list(x.shape)}")
     if x.size == 0:
         return noop, ()
-    return kred.softmax_call(plan, readonly(x), out)
+    return kred.softmax_call(plan, readonly(x), out, threads=threads)

@@ -6,13 +6,14 @@ import numpy as np
 
 from kernels import f32_layout as lanes
 from kernels import f32_resize as k
+from kernels import table
 from mobile_engine.runtime import validate as v
 from mobile_engine.runtime.binders.layout import noop, operands, pick
 from mobile_engine.runtime.binders.registry import binds
 
 
-@binds("x32_resize_nearest_nhwc", "x8_resize_nearest_nhwc")
-def bind_nearest(params, weights, inputs, outputs):
+@binds(*table.ids("{lane_tag}_resize_nearest_nhwc"))
+def bind_nearest(params, weights, inputs, outputs, threads=None):
     x, out = operands(params, weights, inputs)[0], outputs[0]
     lane = lanes.LANES[v.choice(params, "lane", lanes.LANES)]
     _check_images(x, out, None)
@@ -22,7 +23,8 @@ def bind_nearest(params, weights, inputs, outputs):
     x_index = v.table("weight 'x_index'", weights["x_index"], 0, w, shape=(ow,))
     if out.size == 0:
         return noop, ()
-    fn = pick(k.nearest_serial, k.nearest_parallel, out.size, out.shape[0] * out.shape[1])
+    fn = pick(k.nearest_serial, k.nearest_parallel, out.size, out.shape[0] * out.shape[1],
+              threads)
     return fn, (x.view(lane), out.view(lane), y_index, x_index)
 
 
@@ -35,7 +37,7 @@ def _check_images(x, out, dtype) -> None:
 
 
 @binds("f32_resize_bilinear_nhwc")
-def bind_bilinear(params, weights, inputs, outputs):
+def bind_bilinear(params, weights, inputs, outputs, threads=None):
     x, out = operands(params, weights, inputs)[0], outputs[0]
     _check_images(x, out, np.float32)
     _, h, w, _ = x.shape
@@ -46,12 +48,13 @@ def bind_bilinear(params, weights, inputs, outputs):
               v.array("weight 'x_weight'", weights["x_weight"], np.float32, shape=(ow,)))
     if out.size == 0:
         return noop, ()
-    fn = pick(k.bilinear_serial, k.bilinear_parallel, out.size, out.shape[0] * out.shape[1])
+    fn = pick(k.bilinear_serial, k.bilinear_parallel, out.size, out.shape[0] * out.shape[1],
+              threads)
     return fn, (x, out, *tables)
 
 
 @binds("f32_resize_taps_nhwc")
-def bind_taps(params, weights, inputs, outputs):
+def bind_taps(params, weights, inputs, outputs, threads=None):
     x, out = operands(params, weights, inputs)[0], outputs[0]
     _check_images(x, out, np.float32)
     _, h, w, _ = x.shape
@@ -67,5 +70,5 @@ def bind_taps(params, weights, inputs, outputs):
               v.array("weight 'fill'", weights["fill"], np.float32, shape=(1,)))
     if out.size == 0:
         return noop, ()
-    fn = pick(k.taps_serial, k.taps_parallel, out.size, out.shape[0] * out.shape[1])
+    fn = pick(k.taps_serial, k.taps_parallel, out.size, out.shape[0] * out.shape[1], threads)
     return fn, (x, out, *tables)
