@@ -96,6 +96,7 @@ COMPILE_TIME_INPUTS: dict[str, tuple[int, ...]] = {
     "ReduceSum": (1,), "ReduceSumSquare": (1,), "ReduceL1": (1,), "ReduceL2": (1,),
     "ConstantOfShape": (0,), "Dropout": (1, 2), "Split": (1,), "Expand": (1,), "Tile": (1,),
     "QuantizeLinear": (1, 2), "DequantizeLinear": (1, 2),          # scales, zero points
+    "Range": (0, 1, 2),
 }
 
 
