@@ -1,4 +1,5 @@
-"""Resize kernels, NHWC: nearest (any dtype, on byte lanes) and bilinear (fp32).
+"""Resize kernels, NHWC: nearest (any dtype, on byte lanes), bilinear (fp32) and the general
+K-tap resize (fp32: cubic, antialiased downsampling, tf_crop_and_resize, half_pixel_symmetric).
 
 All coordinate arithmetic (ONNX coordinate and nearest modes, scales, clamping) happens at compile
 time in :func:`axis_tables`, which uses ``reference.resize_axis_weights`` itself; the kernels only
@@ -61,7 +62,40 @@ def _bilinear(loop):
     return resize_bilinear_nhwc
 
 
+def _taps(loop):
+    def resize_taps_nhwc(x, out, y_index, y_weight, y_outside, x_index, x_weight, x_outside,
+                         fill):
+        """out[n, oy, ox, :] = sum_ky sum_kx y_weight[oy, ky] * x_weight[ox, kx] *
+        x[n, y_index[oy, ky], x_index[ox, kx], :], or fill[0] where y_outside[oy] or
+        x_outside[ox] (tf_crop_and_resize beyond the input)."""
+        n_, oh, ow, c_ = out.shape
+        ky_ = y_index.shape[1]
+        kx_ = x_index.shape[1]
+        zero = F32(0)
+        for t in loop(n_ * oh):
+            n = t // oh
+            oy = t % oh
+            dst = out[n, oy]
+            for ox in range(ow):
+                if y_outside[oy] != 0 or x_outside[ox] != 0:
+                    for c in range(c_):
+                        dst[ox, c] = fill[0]
+                    continue
+                for c in range(c_):
+                    dst[ox, c] = zero
+                for ky in range(ky_):
+                    row = x[n, y_index[oy, ky]]
+                    wy = y_weight[oy, ky]
+                    for kx in range(kx_):
+                        wt = wy * x_weight[ox, kx]
+                        src = row[x_index[ox, kx]]
+                        for c in range(c_):
+                            dst[ox, c] += wt * src[c]
+    return resize_taps_nhwc
+
+
 nearest_serial, nearest_parallel = jit(_nearest(range)), pjit(_nearest(prange))
+taps_serial, taps_parallel = jit(_taps(range)), pjit(_taps(prange))
 bilinear_serial, bilinear_parallel = jit(_bilinear(range)), pjit(_bilinear(prange))
 
 
@@ -72,6 +106,20 @@ def axis_tables(in_size: int, out_size: int, scale: float, mode: str, coordinate
                                         nearest_mode)
     return (np.ascontiguousarray(np.stack([i0, i1]).astype(np.int64)),
             np.ascontiguousarray(np.asarray(w, np.float32)))
+
+
+def axis_taps(in_size: int, out_size: int, scale: float, attrs: dict, axis: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(int64[out, K] indices, f32[out, K] weights, uint8[out] outside) of one axis (0: H,
+    1: W) for the general kernel, from a RESIZE node's attributes."""
+    roi = tuple(attrs.get("roi") or ()) or (0.0, 0.0, 1.0, 1.0)
+    i, w, o = ref.resize_axis_taps(in_size, out_size, scale, attrs["mode"],
+                                   attrs["coordinate_mode"], attrs["nearest_mode"],
+                                   attrs.get("cubic_coeff_a", -0.75),
+                                   attrs.get("exclude_outside", False),
+                                   attrs.get("antialias", False), (roi[axis], roi[axis + 2]))
+    return (np.ascontiguousarray(i, np.int64), np.ascontiguousarray(w, np.float32),
+            np.ascontiguousarray(o, np.uint8))
 
 
 def resize_scales(in_hw, size, scales) -> tuple[float, float]:

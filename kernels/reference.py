@@ -180,12 +180,117 @@ def resize_axis_weights(in_size, out_size, scale, mode, coordinate_mode, nearest
     i1 = np.minimum(i0 + 1, in_size - 1)
     return i0, i1, coord - i0
 
+def _cubic(t, a):
+    """The cubic convolution kernel (Keys) with coefficient ``a``, at distances ``t``."""
+    t = np.abs(t)
+    near = ((a + 2) * t - (a + 3)) * t * t + 1
+    far = ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
+    return np.where(t <= 1, near, np.where(t < 2, far, 0.0))
+
+
+def resize_axis_taps(in_size, out_size, scale, mode, coordinate_mode,
+                     nearest_mode="round_prefer_floor", cubic_coeff_a=-0.75,
+                     exclude_outside=False, antialias=False, roi=(0.0, 1.0)):
+    """ONNX Resize along one axis, every mode: (int64[out, K] source indices, float64[out, K]
+    weights, bool[out] outside) with ``out[i] = sum_k weight[i, k] * x[index[i, k]]``, or the
+    extrapolation value where ``outside`` (tf_crop_and_resize sampling beyond the input).
+
+    The rules of ONNX's reference: the source coordinate ``c`` of output ``i`` (below, with
+    ``L = scale * in_size``, possibly fractional); ``ratio = c - floor(c)`` (1 when ``c`` is
+    whole); K taps around ``c``, edge-clamped; weights by mode: nearest [ratio rule],
+    linear [1 - ratio, ratio], cubic Keys(a) at distances ``ratio + 1, ratio, 1 - ratio,
+    2 - ratio``; antialias (downsampling) widens linear/cubic by ``1 / scale`` and normalises;
+    ``exclude_outside`` zeroes taps beyond the input and renormalises."""
+    o = np.arange(out_size, dtype=np.float64)
+    length = scale * in_size
+    outside = np.zeros(out_size, bool)
+    if coordinate_mode == "align_corners":
+        c = np.zeros(out_size) if length == 1 else o * (in_size - 1) / (length - 1)
+    elif coordinate_mode == "asymmetric":
+        c = o / scale
+    elif coordinate_mode == "tf_crop_and_resize":
+        start, end = roi
+        c = (np.full(out_size, (end - start) * (in_size - 1) / 2) if length == 1
+             else o * (end - start) * (in_size - 1) / (length - 1))
+        c = c + start * (in_size - 1)
+        outside = (c < 0) | (c > in_size - 1)
+    elif coordinate_mode == "pytorch_half_pixel":
+        c = np.full(out_size, -0.5) if length == 1 else (o + 0.5) / scale - 0.5
+    elif coordinate_mode == "half_pixel":
+        c = (o + 0.5) / scale - 0.5
+    elif coordinate_mode == "half_pixel_symmetric":
+        c = in_size / 2 * (1 - out_size / length) + (o + 0.5) / scale - 0.5
+    elif coordinate_mode == "tf_half_pixel_for_nn":
+        c = (o + 0.5) / scale
+    else:
+        raise ValueError(f"coordinate mode {coordinate_mode}")
+    whole = np.floor(c)
+    ratio = np.where(c == whole, 1.0, c - whole)[:, None]
+    s = min(scale, 1.0) if antialias else 1.0
+    if mode == "nearest":
+        up = {"round_prefer_floor": ratio > 0.5, "round_prefer_ceil": ratio >= 0.5,
+              "floor": np.zeros_like(ratio, bool), "ceil": np.ones_like(ratio, bool)}
+        if nearest_mode not in up:
+            raise ValueError(nearest_mode)
+        hi = np.where(ratio == 1.0, True, up[nearest_mode])
+        weight = np.concatenate([~hi, hi], axis=1).astype(np.float64)
+    elif mode == "linear" and not antialias:
+        weight = np.concatenate([1 - ratio, ratio], axis=1)
+    elif mode == "cubic" and not antialias:
+        weight = _cubic(np.concatenate([ratio + 1, ratio, 1 - ratio, 2 - ratio], axis=1),
+                        cubic_coeff_a)
+    elif mode in ("linear", "cubic"):
+        reach = 1 if mode == "linear" else 2
+        first = int(np.floor(-reach / s) + 1)
+        taps = np.arange(first, 2 - first)
+        t = s * (taps[None, :] - ratio)
+        weight = np.clip(1 - np.abs(t), 0, 1) if mode == "linear" else _cubic(t, cubic_coeff_a)
+        weight = weight / weight.sum(axis=1, keepdims=True)
+    else:
+        raise ValueError(f"mode {mode}")
+    k = weight.shape[1]
+    pad = int(np.ceil(k / 2))
+    cp = c + pad
+    p = np.floor(cp)
+    frac = cp - p
+    if k % 2 == 0:
+        first = np.where(frac == 0, -(k // 2), -(k // 2) + 1)
+    else:
+        first = np.where(frac <= 0.5, -((k - 1) // 2), -((k - 1) // 2) + 1)
+    index = (p.astype(np.int64) + first)[:, None] + np.arange(k)[None, :] - pad
+    if exclude_outside:
+        weight = np.where((index < 0) | (index >= in_size), 0.0, weight)
+        total = weight.sum(axis=1, keepdims=True)
+        weight = weight / np.where(total == 0, 1.0, total)
+    return np.clip(index, 0, in_size - 1), weight, outside
+
+
+def resize_is_general(mode, coordinate_mode, antialias=False) -> bool:
+    """Whether RESIZE needs ``resize_axis_taps`` (K taps per axis) rather than the two-tap
+    nearest/linear rule of ``resize_axis_weights``."""
+    return mode == "cubic" or bool(antialias) or coordinate_mode in (
+        "tf_crop_and_resize", "half_pixel_symmetric")
+
+
 def resize(x, size, mode="nearest", coordinate_mode="half_pixel",
-           nearest_mode="round_prefer_floor", scales=()):
-    """x NHWC -> [N, size[0], size[1], C]."""
+           nearest_mode="round_prefer_floor", scales=(), cubic_coeff_a=-0.75,
+           exclude_outside=False, antialias=False, roi=(), extrapolation_value=0.0):
+    """x NHWC -> [N, size[0], size[1], C]; ``roi`` (H start, W start, H end, W end) for
+    tf_crop_and_resize."""
     n, h, w, c = x.shape
     oh, ow = size
     sh, sw = scales if scales else (oh / h, ow / w)
+    if resize_is_general(mode, coordinate_mode, antialias):
+        roi = tuple(roi) or (0.0, 0.0, 1.0, 1.0)
+        common = (mode, coordinate_mode, nearest_mode, cubic_coeff_a, exclude_outside, antialias)
+        yi, yw, yo = resize_axis_taps(h, oh, sh, *common, roi=(roi[0], roi[2]))
+        xi, xw, xo = resize_axis_taps(w, ow, sw, *common, roi=(roi[1], roi[3]))
+        x64 = x.astype(np.float64)
+        rows = np.einsum("nykwc,yk->nywc", x64[:, yi], yw)
+        out = np.einsum("nyxkc,xk->nyxc", rows[:, :, xi], xw)
+        out[:, yo] = extrapolation_value
+        out[:, :, xo] = extrapolation_value
+        return out.astype(x.dtype)
     y0, y1, fy = resize_axis_weights(h, oh, sh, mode, coordinate_mode, nearest_mode)
     x0, x1, fx = resize_axis_weights(w, ow, sw, mode, coordinate_mode, nearest_mode)
     x64 = x.astype(np.float64)

@@ -187,6 +187,8 @@ def _layout_rows() -> list[KernelRow]:
             reference=_ref("resize")),
         row("f32_resize", "f32_resize_bilinear_nhwc", [{}], kres.bilinear_serial,
             reference=_ref("resize")),
+        row("f32_resize", "f32_resize_taps_nhwc", [{}], kres.taps_serial,
+            reference=_ref("resize")),
     ]
 
 

@@ -99,6 +99,9 @@ def cmd_compile(args) -> int:
         if "report" in quant:
             from quantize.report import format_report
             print(format_report(quant["report"], layers=args.report))
+            path = report_path(out)
+            path.write_text(json.dumps(quant["report"], indent=1) + "\n")
+            print(f"wrote {path} (the quality report)")
     return 0
 
 
@@ -157,8 +160,10 @@ def quantize_options(args, shapes: dict) -> dict:
     here); {} without --int8."""
     if args.int8:
         return _int8_options(args, shapes)
-    if args.calib or args.min_psnr is not None or args.quant_table or args.keep_float:
-        raise InputError("--calib, --quant-table, --keep-float and --min-psnr need --int8")
+    if (args.calib or args.validate or args.min_psnr is not None or args.quant_table
+            or args.keep_float):
+        raise InputError("--calib, --validate, --quant-table, --keep-float and --min-psnr need "
+                         "--int8")
     return {}
 
 
@@ -166,8 +171,17 @@ def _int8_options(args, shapes: dict) -> dict:
     from quantize.table import QuantTable
     sets = dict(args.set or [])
     kw = {"quantize": "int8", "keep_float": args.keep_float or (), "min_psnr": args.min_psnr}
+    validation = None
+    if args.validate:
+        validation = _image_feeds(args.model, shapes, args.validate, sets)
     if args.calib:
         feeds = _image_feeds(args.model, shapes, args.calib, sets)
+        if validation is None:
+            feeds, validation = hold_out(feeds)
+            print(f"validating on {len(validation)} of the {len(feeds) + len(validation)} "
+                  f"--calib images, held out of calibration (--validate DIR to choose)"
+                  if validation else "one --calib image: nothing held out for validation "
+                  "(--validate DIR)")
         from mobile_engine.compiler import calibrate_model
         table = calibrate_model(args.model, shapes, feeds, disable_passes=args.disable_pass or (),
                                 progress=progress_callback(f"calibrating on {len(feeds)} images",
@@ -181,11 +195,24 @@ def _int8_options(args, shapes: dict) -> dict:
     else:
         raise InputError("--int8 needs --calib DIR (a folder of representative images) or "
                          "--quant-table FILE")
-    if args.eval:
-        kw["evaluation"] = _image_feeds(args.model, shapes, args.eval, sets)
+    if validation:
+        kw["validation"] = validation
     elif args.min_psnr is not None and not args.calib:
-        raise InputError("--min-psnr needs images: --calib DIR or --eval DIR")
+        raise InputError("--min-psnr needs images: --calib DIR or --validate DIR")
     return kw
+
+
+def hold_out(feeds: list) -> tuple[list, list]:
+    """(calibration, validation): every 4th feed held out (one of 2 or 3; none of 1)."""
+    n = len(feeds)
+    held = set(range(3, n, 4)) if n >= 4 else {n - 1} if n >= 2 else set()
+    return ([f for k, f in enumerate(feeds) if k not in held],
+            [f for k, f in enumerate(feeds) if k in held])
+
+
+def report_path(plan_path: Path) -> Path:
+    """Where `compile` writes the quality report: beside the plan, NAME.quality.json."""
+    return plan_path.with_name(plan_path.stem + ".quality.json")
 
 
 def format_passes(passes: list[dict]) -> str:
@@ -377,11 +404,12 @@ def add_int8_arguments(p: argparse.ArgumentParser, set_help: str) -> None:
     p.add_argument("--int8", action="store_true",
                    help="int8 weights, uint8 activations (calibrated on --calib images)")
     p.add_argument("--calib", metavar="DIR", help="folder of representative images (e.g. 8)")
-    p.add_argument("--eval", metavar="DIR",
-                   help="held-out images for the quality report (default: the --calib ones)")
+    p.add_argument("--validate", "--eval", metavar="DIR",
+                   help="held-out images for the quality report (default: every 4th --calib "
+                        "image, then not calibrated on)")
     p.add_argument("--min-psnr", type=float, metavar="DB",
-                   help="keep the costliest layers in float until the PSNR against the float "
-                        "plan reaches DB")
+                   help="keep the costliest layers in float until the worst output's PSNR "
+                        "against the float plan (relative to its range) reaches DB")
     p.add_argument("--quant-table", metavar="FILE",
                    help="with --calib: write the calibrated ranges there; alone: read them")
     p.add_argument("--keep-float", action="append", metavar="NODE",

@@ -89,7 +89,8 @@ def compile(model, input_shapes: dict | None = None, quantize: str | None = None
             calibration: Iterable[dict] | None = None, disable_passes: Iterable[str] = (),
             verify_each: bool = False, *, quant_table=None, keep_float: Iterable[str] = (),
             observer: str = "percentile", min_psnr: float | None = None,
-            evaluation: Iterable[dict] | None = None, progress=None) -> Plan:
+            validation: Iterable[dict] | None = None, progress=None, decode=None,
+            evaluation: Iterable[dict] | None = None) -> Plan:
     """Compile a model into a runtime plan.
 
     Parameters
@@ -104,11 +105,17 @@ def compile(model, input_shapes: dict | None = None, quantize: str | None = None
     quant_table : a ``quantize.table.QuantTable`` or the path of its JSON: skips calibration
     keep_float : names of conv/add nodes to leave in float
     observer : how calibration picks ranges: "percentile", "minmax", "mse" or "entropy"
-    min_psnr : keep the layers that cost the most in float until the end-to-end PSNR (dB)
-        against the float plan on ``evaluation`` (default: the calibration feeds) reaches it
-    evaluation : feed dicts for the quality report (held-out images); the report (per-layer
-        SQNR, PSNR per feed) lands in ``plan.manifest["provenance"]["quantization"]``
+    min_psnr : keep the layers that cost the most in float until the worst output's PSNR
+        (relative to its own range; quantize/report.py) against the float plan, on every
+        calibration and validation feed, reaches it (or say it cannot)
+    validation : held-out feed dicts (never calibrated on) for the quality report; the report
+        (per output per feed on the calibration and the validation feeds, per-layer SQNR)
+        lands in ``plan.manifest["provenance"]["quantization"]["report"]``
     progress : ``progress(done, total)`` during calibration
+    decode : ``decode({output name: array}) -> {name: array}``, e.g. a detector's raw outputs
+        to boxes in pixels; each returned array is reported (and held to ``min_psnr``) like an
+        output (mobile_engine/quality.py)
+    evaluation : the former name of ``validation``
     """
     if quantize not in (None, "none", "fp32", "int8"):
         raise UnsupportedOperatorError(f"quantize={quantize!r} is not supported; use None or "
@@ -129,7 +136,9 @@ def compile(model, input_shapes: dict | None = None, quantize: str | None = None
     from mobile_engine.quality import quantize_with_report
     from quantize.table import as_table
     calibration = None if calibration is None else [dict(f) for f in calibration]
-    evaluation = None if evaluation is None else [dict(f) for f in evaluation]
+    if validation is None:
+        validation = evaluation
+    validation = None if validation is None else [dict(f) for f in validation]
     if quant_table is not None:
         table = as_table(quant_table)
     elif calibration:
@@ -138,10 +147,12 @@ def compile(model, input_shapes: dict | None = None, quantize: str | None = None
     else:
         raise EngineError("quantize=\"int8\" needs calibration=<feed dicts> (e.g. 8 photos) or "
                           "quant_table=<a calibrated table>")
-    if min_psnr is not None and not (evaluation or calibration):
-        raise EngineError("min_psnr needs evaluation=<feed dicts> (or calibration feeds)")
-    result, report = quantize_with_report(graph, table, keep_float, evaluation or calibration,
-                                          min_psnr)
+    if min_psnr is not None and not (validation or calibration):
+        raise EngineError("min_psnr needs validation=<feed dicts> (or calibration feeds)")
+    sets = {"calibration": calibration, "validation": validation}
+    notes = {"calibration": "the ranges were measured on these", "validation": "held out"}
+    result, report = quantize_with_report(graph, table, keep_float, sets, min_psnr,
+                                          decode=decode, notes=notes)
     provenance["precision"] = "int8"
     provenance["quantization"] = {
         "observer": table.meta.get("observer"), "images": table.meta.get("images"),

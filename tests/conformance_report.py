@@ -14,14 +14,26 @@ from pathlib import Path
 
 import onnx
 
+from mobile_engine import zoo
+
 from tests.test_conformance import EXPECTED_FAILURES, _dtype_reason, conformance_cases
 from tests.test_conformance_plans import PLAN_FAILURES, run_plan_case
+
+# The image-net op set (the ops of image models: /work/shared/DATA.md's list); a case counts for
+# it when every op it uses is in the set.
+IMAGE_NET_OPS = frozenset(
+    "Conv ConvTranspose BatchNormalization InstanceNormalization Relu LeakyRelu Clip Sigmoid "
+    "Tanh HardSwish Add Mul Concat MaxPool AveragePool GlobalAveragePool Resize Upsample Pad "
+    "Reshape Transpose Gemm MatMul Softmax Flatten QuantizeLinear DequantizeLinear QLinearConv "
+    "ConvInteger MatMulInteger".split())
 
 
 def main(out: str = "CONFORMANCE.md") -> int:
     passed = collections.Counter()
     failed = collections.Counter()
     reasons: dict[str, list[str]] = collections.defaultdict(list)
+    image_net = [0, 0]                        # image-net cases passed, all
+    node_ir = [0, 0]                          # ... of them ONNX node cases with IR dtypes only
     cases = conformance_cases()
     with tempfile.TemporaryDirectory() as tmp:
         for case, ops in cases:
@@ -36,6 +48,12 @@ def main(out: str = "CONFORMANCE.md") -> int:
                 expected = expected or f"UNEXPECTED: {type(exc).__name__}: {str(exc)[:120]}"
             for op in ops:
                 (passed if ok else failed)[op] += 1
+            if ops <= IMAGE_NET_OPS:
+                image_net[0] += ok
+                image_net[1] += 1
+                if case.parent == zoo.node_tests_dir() and not _dtype_reason(model):
+                    node_ir[0] += ok
+                    node_ir[1] += 1
             if not ok:
                 reasons[expected].append(case.name)
     total_pass = sum(1 for _ in cases) - sum(len(v) for v in reasons.values())
@@ -45,7 +63,12 @@ def main(out: str = "CONFORMANCE.md") -> int:
              "fetch`): every case whose ops are all supported is compiled to a plan, saved, loaded and",
              "run by a `Session`, and compared with the outputs ONNX stores.", "",
              f"**{total_pass} of {len(cases)} selected cases pass.** A case counts once for every op"
-             " it uses.", "", "| op | pass | fail |", "|---|---:|---:|"]
+             " it uses.", "",
+             f"**Image-net ops: {image_net[0]} of {image_net[1]} cases pass "
+             f"({100 * image_net[0] / max(image_net[1], 1):.1f}%)**: the selected cases whose"
+             " every op is one of " + ", ".join(sorted(IMAGE_NET_OPS)) + f"; of them the ONNX node"
+             f" cases whose inputs and outputs have IR dtypes: {node_ir[0]} of {node_ir[1]} "
+             f"({100 * node_ir[0] / max(node_ir[1], 1):.1f}%).", "", "| op | pass | fail |", "|---|---:|---:|"]
     for op in sorted(set(passed) | set(failed)):
         lines.append(f"| {op} | {passed[op]} | {failed[op]} |")
     lines += ["", "## Why cases fail", ""]

@@ -205,6 +205,28 @@ def classifier_head(seed: int = 4) -> onnx.ModelProto:
     return n.model(n.op("Softmax", logits, axis=-1))
 
 
+def detector_like(seed: int = 5) -> onnx.ModelProto:
+    """Three outputs of very different ranges, as a face detector's: a heatmap (Sigmoid of a
+    strided conv, ~0.0001..0.007) read from the one small channel of a trunk whose other
+    channels span +-50 (one per-tensor uint8 scale for all), box sizes (+-100s) and class
+    logits (GlobalAveragePool, Flatten, Gemm: [1, 10])."""
+    n = _Net("detector_like", seed)
+    x = n.input("image", (1, 3, 37, 53))
+    y = n.op("Relu", n.conv(x, 3, 16, 3))
+    gain = np.full((16, 1, 1, 1), 30.0, np.float32)
+    gain[15] = 0.2                                       # the small channel
+    w = (n.weights(16, 16, 3, 3, fan_in=144) * gain).astype(np.float32)
+    feat = n.op("Conv", y, n.const(w, "w"), kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    hw = np.zeros((8, 16, 3, 3), np.float32)
+    hw[:, 15] = n.rng.uniform(0.5, 1.5, (8, 3, 3)).astype(np.float32)
+    logit = n.op("Conv", feat, n.const(hw, "w"), n.const(np.full(8, -7, np.float32), "b"),
+                 kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2])
+    heatmap = n.op("Sigmoid", logit)
+    boxes = n.conv(feat, 16, 16, 3, stride=2)
+    logits = n.gemm(n.op("Flatten", n.op("GlobalAveragePool", feat)), 16, 10)
+    return n.model(heatmap, boxes, logits)
+
+
 NETS = {f.__name__: f for f in (resnet_like, mobilenet_like, unet_like, johnson_like,
                                 classifier_head)}
 

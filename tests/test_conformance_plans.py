@@ -15,9 +15,7 @@ from tests.test_conformance import (EXPECTED_FAILURES, _compare, _dtype_reason, 
                                     report_line)
 
 # Cases the interpreter passes but compiled plans cannot, each with its reason.
-PLAN_FAILURES: dict[str, str] = {
-    "test_maxpool_2d_uint8": "pooling kernels are fp32 (uint8 pooling comes with the int8 kernels)",
-}
+PLAN_FAILURES: dict[str, str] = {}
 # A plan packs conv weights at compile time; cases that feed them as graph inputs get them frozen
 # (a runtime weight is refused with a clear UnsupportedOperatorError, tested in test_errors.py).
 WEIGHT_INPUTS = {"Conv": (1, 2), "ConvTranspose": (1, 2)}

@@ -396,16 +396,15 @@ def test_symbolic_dim_without_input_shapes():
 
 
 @pytest.mark.parametrize("node, pattern", [
-    (helper.make_node("Resize", ["x", "", "s"], ["y"], mode="cubic", name="up"),
-     r"node 'up' \(op 'Resize'.*cubic"),
     (helper.make_node("Resize", ["x", "", "s"], ["y"], mode="spline", name="up"),
      r"node 'up'.*attribute mode='spline'"),
     (helper.make_node("Pad", ["x", "p"], ["y"], mode="mirror", name="pad7"),
      r"node 'pad7'.*attribute mode='mirror'"),
     (helper.make_node("QuantizeLinear", ["x", "s"], ["y"], axis=2, name="q"),
      r"node 'q'.*per-axis QuantizeLinear/DequantizeLinear on run-time tensors"),
-    (helper.make_node("Conv", ["x3", "w3"], ["y"], name="conv3d"),
-     r"node 'conv3d' \(op 'Conv', opset 17\): only 2-D"),
+    (helper.make_node("ConvTranspose", ["x3", "w3"], ["y"], name="deconv3d",
+                      auto_pad="SAME_UPPER"),
+     r"node 'deconv3d' \(op 'ConvTranspose', opset 17\): 3-D ConvTranspose with auto_pad"),
 ])
 def test_unsupported_attribute_values(node, pattern):
     inits = [numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "s"),

@@ -116,7 +116,9 @@ def _resize(rng):
     return b.build(
         b.node(Op.RESIZE, x, size=(8, 10)), b.node(Op.RESIZE, xu, size=(7, 9)),
         b.node(Op.RESIZE, x, size=(6, 13), mode="linear"),
-        b.node(Op.RESIZE, x, size=(3, 2), mode="linear", coordinate_mode="align_corners"))
+        b.node(Op.RESIZE, x, size=(3, 2), mode="linear", coordinate_mode="align_corners"),
+        b.node(Op.RESIZE, x, size=(7, 3), mode="cubic", coordinate_mode="tf_crop_and_resize",
+               roi=(0.1, -0.2, 0.9, 1.1), extrapolation_value=2.0, antialias=True))
 
 
 def _layout(rng):

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import mobile_engine as me
+from quantize.report import psnr_db as range_psnr
 from tests.test_quantize_helpers import psnr_db
 
 CALIB = ["astronaut.png", "camera.png", "horse.png", "brick.png", "gravel.png", "retina.jpg",
@@ -37,7 +38,7 @@ def compile_both(path, photo, h, w, evaluation_styles=STYLES):
              for k, n in enumerate(CALIB)]
     evals = [{"image": photo(n, h, w), "style_weights": one_hot(s)}
              for s in evaluation_styles for n in EVAL]
-    q = me.compile(path, shapes, quantize="int8", calibration=calib, evaluation=evals)
+    q = me.compile(path, shapes, quantize="int8", calibration=calib, validation=evals)
     return me.compile(path, shapes), q, evals
 
 
@@ -48,13 +49,15 @@ def plan_bytes(plan, tmp_path, name) -> int:
 def test_128x128(multistyle26_path, photo, tmp_path):
     fp32, int8, evals = compile_both(multistyle26_path, photo, 128, 128)
     fs, qs = me.Session(fp32, threads=2), me.Session(int8, threads=2)
-    psnr = [psnr_db(fs.run(None, f)[0], qs.run(None, f)[0]) for f in evals]
+    pairs = [(fs.run(None, f)[0], qs.run(None, f)[0]) for f in evals]
+    psnr = [psnr_db(a, b) for a, b in pairs]
     # measured minimum 33.6 dB (rocket, style 13); 1 dB of margin for other CPUs' rounding
     assert min(psnr) >= 32.6, np.round(psnr, 1)
     assert np.median(psnr) >= 38.0, np.round(psnr, 1)
-    # the report stored in the plan saw the same images
+    # the report stored in the plan saw the same images (its PSNR: relative to the range)
     report = int8.manifest["provenance"]["quantization"]["report"]
-    np.testing.assert_allclose(report["psnr_db"], psnr, atol=0.02)
+    np.testing.assert_allclose(report["psnr_db"], [range_psnr(a, b) for a, b in pairs],
+                               atol=0.02)
     norms = [e for e in report["layers"] if "instance_norm" in e["kernel"]]
     assert len(norms) == 18 and all(e["sqnr_db"] > 20 for e in norms)
     assert_float_planar_tail(int8)
@@ -90,11 +93,11 @@ def test_min_psnr_keeps_the_costliest_layers_in_float(multistyle26_path, photo):
              for k, n in enumerate(CALIB[:4])]
     evals = [{"image": photo("rocket.jpg", h, w), "style_weights": one_hot(21)}]
     base = me.compile(multistyle26_path, {"image": (1, 3, h, w)}, quantize="int8",
-                      calibration=calib, evaluation=evals)
+                      calibration=calib, validation=evals)
     start = base.manifest["provenance"]["quantization"]["report"]["min_psnr_db"]
     target = start + 2.0
     plan = me.compile(multistyle26_path, {"image": (1, 3, h, w)}, quantize="int8",
-                      calibration=calib, evaluation=evals, min_psnr=target)
+                      calibration=calib, validation=evals, min_psnr=target)
     q = plan.manifest["provenance"]["quantization"]
     kept, report = q["kept_float"], q["report"]
     assert kept and report["min_psnr_db"] >= target, (kept, report["steps"])

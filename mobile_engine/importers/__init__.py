@@ -31,7 +31,7 @@ def parse_input_shapes(input_shapes) -> dict[str, tuple[int, ...]] | None:
         except (TypeError, ValueError):
             raise InputError(f"input_shapes[{name!r}] = {shape!r}: give a tuple of sizes such as "
                              f"(1, 3, 480, 640) or a string such as '1x3x480x640'") from None
-        if not dims or min(dims) < 0:
+        if any(d < 0 for d in dims):                     # () is a scalar input
             raise InputError(f"input_shapes[{name!r}] = {shape!r}: sizes must be >= 0")
         out[name] = dims
     return out

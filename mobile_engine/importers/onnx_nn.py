@@ -2,7 +2,7 @@
 
 Layout contract: inputs and outputs are NCHW values (as in ONNX); each IR op is NHWC and is
 wrapped as TRANSPOSE(0,2,3,1) -> op -> TRANSPOSE(0,3,1,2) by :meth:`Context.spatial`. Only 2-D
-spatial ops exist in the IR: 1-D and 3-D convolutions and pools raise UnsupportedOperatorError.
+spatial ops exist in the IR: 1-D and 3-D convolutions and pools run on them (onnx_nd.py).
 IR pads are (top, left, bottom, right), which is ONNX's (x1_begin, x2_begin, x1_end, x2_end).
 """
 from __future__ import annotations
@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from mobile_engine.importers.onnx_base import Context, importer
+from mobile_engine.importers.onnx_nd import auto_pads, conv_3d, conv_transpose_3d, one_d, pool_3d
 from mobile_engine.ir.interpret import resize_axis_weights
 from mobile_engine.ir.ops import Op
 
@@ -19,8 +20,8 @@ from mobile_engine.ir.ops import Op
 def _require_2d(ctx: Context, x, what: str) -> None:
     r = ctx.rank(x)
     if r != 4:
-        raise ctx.unsupported(f"only 2-D {what} (4-D NCHW input) is supported; the input has "
-                              f"shape {ctx.shape(x)} ({r - 2}-D)")
+        raise ctx.unsupported(f"only 1-D, 2-D and 3-D {what} (3-D to 5-D NCHW input) is "
+                              f"supported; the input has shape {ctx.shape(x)} ({r - 2}-D)")
 
 
 def _pair(ctx: Context, name: str, default) -> tuple[int, int]:
@@ -28,25 +29,6 @@ def _pair(ctx: Context, name: str, default) -> tuple[int, int]:
     if len(v) != 2:
         raise ctx.malformed(f"attribute {name}={list(v)} should have 2 values")
     return int(v[0]), int(v[1])
-
-
-def _auto_pads(ctx: Context, sizes, kernel, strides, dilations) -> list[int] | None:
-    """IR pads (top, left, bottom, right) from auto_pad, or None when auto_pad is NOTSET."""
-    mode = ctx.attr("auto_pad", "NOTSET")
-    if mode in ("NOTSET", ""):
-        return None
-    if mode == "VALID":
-        return [0, 0, 0, 0]
-    if mode not in ("SAME_UPPER", "SAME_LOWER"):
-        raise ctx.bad_attr("auto_pad", mode)
-    begin, end = [], []
-    for n, k, s, d in zip(sizes, kernel, strides, dilations):
-        out = -(-n // s)
-        total = max((out - 1) * s + (k - 1) * d + 1 - n, 0)
-        small = total // 2
-        begin.append(small if mode == "SAME_UPPER" else total - small)
-        end.append(total - begin[-1])
-    return begin + end
 
 
 def _explicit_pads(ctx: Context) -> list[int]:
@@ -60,13 +42,17 @@ def _explicit_pads(ctx: Context) -> list[int]:
 @importer("Conv")
 def conv(ctx: Context):
     x, w, b = ctx.input(0), ctx.input(1), ctx.input(2)
+    if ctx.rank(x) == 3:
+        return one_d(ctx, conv, weights=(1,))
+    if ctx.rank(x) == 5:
+        return conv_3d(ctx, conv)
     _require_2d(ctx, x, "convolution")
     kernel = ctx.shape(w)[2:]
     if "kernel_shape" in ctx.attrs and tuple(ctx.attr("kernel_shape")) != kernel:
         raise ctx.malformed(f"kernel_shape {ctx.attr('kernel_shape')} differs from the weight "
                             f"shape {ctx.shape(w)}")
     strides, dilations = _pair(ctx, "strides", (1, 1)), _pair(ctx, "dilations", (1, 1))
-    pads = _auto_pads(ctx, ctx.shape(x)[2:], kernel, strides, dilations) or _explicit_pads(ctx)
+    pads = auto_pads(ctx, ctx.shape(x)[2:], kernel, strides, dilations) or _explicit_pads(ctx)
     return ctx.spatial(Op.CONV2D, x, w, b, strides=strides, dilations=dilations, pads=pads,
                        group=ctx.attr("group", 1))
 
@@ -97,6 +83,10 @@ def lrn(ctx: Context):
 @importer("ConvTranspose")
 def conv_transpose(ctx: Context):
     x, w, b = ctx.input(0), ctx.input(1), ctx.input(2)
+    if ctx.rank(x) == 3:
+        return one_d(ctx, conv_transpose, weights=(1,))
+    if ctx.rank(x) == 5:
+        return conv_transpose_3d(ctx, conv_transpose)
     _require_2d(ctx, x, "transposed convolution")
     sizes, kernel = ctx.shape(x)[2:], ctx.shape(w)[2:]
     strides, dilations = _pair(ctx, "strides", (1, 1)), _pair(ctx, "dilations", (1, 1))
@@ -180,7 +170,7 @@ def _pool_geometry(ctx: Context, x, dilations) -> tuple[tuple[int, int], tuple[i
         raise ctx.malformed("kernel_shape is required")
     strides = _pair(ctx, "strides", (1, 1))
     sizes = ctx.shape(x)[2:]
-    auto = _auto_pads(ctx, sizes, kernel, strides, dilations)
+    auto = auto_pads(ctx, sizes, kernel, strides, dilations)
     pads = auto if auto is not None else _explicit_pads(ctx)
     extra = [0, 0]
     if ctx.attr("ceil_mode", 0) and auto is None:
@@ -197,6 +187,8 @@ def _pool_geometry(ctx: Context, x, dilations) -> tuple[tuple[int, int], tuple[i
 @importer("MaxPool")
 def max_pool(ctx: Context):
     x = ctx.input(0)
+    if ctx.rank(x) in (3, 5):
+        return (one_d if ctx.rank(x) == 3 else pool_3d)(ctx, max_pool)
     _require_2d(ctx, x, "pooling")
     if ctx.attr("storage_order", 0) not in (0, 1):
         raise ctx.bad_attr("storage_order", ctx.attr("storage_order"))
@@ -211,6 +203,12 @@ def max_pool(ctx: Context):
                                                      pads[3]],
                      value=float(np.iinfo(ctx.dtype(x)).min))
         pads = [0, 0, 0, 0]
+    dtype = ctx.dtype(x)
+    if dtype.itemsize == 1 and dtype.kind in "iu":
+        # the pooling kernels are fp32: 8-bit integers are exact in float32, and so is their max
+        y = ctx.spatial(Op.MAX_POOL, ctx.cast(x, np.dtype(np.float32)), kernel=kernel,
+                        strides=strides, pads=pads, dilations=dilations)
+        return [ctx.cast(y, dtype)]
     return [ctx.spatial(Op.MAX_POOL, x, kernel=kernel, strides=strides, pads=pads,
                         dilations=dilations)]
 
@@ -218,6 +216,8 @@ def max_pool(ctx: Context):
 @importer("AveragePool")
 def avg_pool(ctx: Context):
     x = ctx.input(0)
+    if ctx.rank(x) in (3, 5):
+        return (one_d if ctx.rank(x) == 3 else pool_3d)(ctx, avg_pool)
     _require_2d(ctx, x, "pooling")
     dilations = _pair(ctx, "dilations", (1, 1))
     kernel, strides, pads, extra = _pool_geometry(ctx, x, dilations)
@@ -277,17 +277,18 @@ _NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
 
 
 def _resize(ctx: Context, x, mode: str, coordinate_mode: str, nearest_mode: str,
-            scales, sizes, coord_scales: tuple[float, float] = ()):
+            scales, sizes, coord_scales: tuple[float, float] = (), **extra):
     """RESIZE of NCHW ``x`` by full-rank ``scales`` (floats) or ``sizes`` (ints); the
-    coordinate transform uses the given scales, else ``coord_scales``, else size ratios."""
+    coordinate transform uses the given scales, else ``coord_scales``, else size ratios.
+    ``extra``: cubic_coeff_a, exclude_outside, antialias, roi, extrapolation_value (the IR's
+    RESIZE attributes)."""
     s = ctx.shape(x)
     if mode in ("linear", "bilinear"):
         mode = "linear"
-    elif mode == "cubic":
-        raise ctx.unsupported("cubic interpolation is not supported (nearest and linear are)")
-    elif mode != "nearest":
+    elif mode not in ("nearest", "cubic"):
         raise ctx.bad_attr("mode", mode)
-    if coordinate_mode not in _COORDINATE_MODES + ("half_pixel_symmetric",):
+    if coordinate_mode not in _COORDINATE_MODES + ("half_pixel_symmetric",
+                                                   "tf_crop_and_resize"):
         raise ctx.bad_attr("coordinate_transformation_mode", coordinate_mode)
     if nearest_mode not in _NEAREST_MODES:
         raise ctx.bad_attr("nearest_mode", nearest_mode)
@@ -304,20 +305,18 @@ def _resize(ctx: Context, x, mode: str, coordinate_mode: str, nearest_mode: str,
             (scales is not None and (scales[0] != 1 or scales[1] != 1)):
         raise ctx.unsupported(f"only H and W of a 4-D NCHW tensor can be resized (input {s}, "
                               f"output {out})")
-    if out[2:] == list(s[2:]) and (not coord_scales or coord_scales == (1.0, 1.0)):
+    if out[2:] == list(s[2:]) and (not coord_scales or coord_scales == (1.0, 1.0)) \
+            and coordinate_mode != "tf_crop_and_resize":
         return x
     if coord_scales and any(o != n * f for o, n, f in zip(out[2:], s[2:], coord_scales)):
         # the scaled length n*f is fractional: ONNX's align_corners divides by n*f - 1, not by
-        # out - 1, i.e. it is asymmetric with scale (n*f - 1) / (n - 1); half_pixel_symmetric
-        # shifts the grid by a fraction the IR cannot express
-        if coordinate_mode == "align_corners":
+        # out - 1, i.e. it is asymmetric with scale (n*f - 1) / (n - 1) (two taps: the
+        # general K-tap rule, kernels/reference.py resize_axis_taps, takes it as it is)
+        if coordinate_mode == "align_corners" and mode != "cubic" and not extra.get("antialias"):
             coordinate_mode = "asymmetric"
             coord_scales = tuple((n * f - 1) / (n - 1) if n > 1 and n * f != 1 else 1.0
                                  for n, f in zip(s[2:], coord_scales))
-        elif coordinate_mode == "half_pixel_symmetric":
-            raise ctx.unsupported(f"half_pixel_symmetric with scales {list(coord_scales)} "
-                                  f"that do not give whole output sizes from {s}")
-    if coordinate_mode == "half_pixel_symmetric":
+    elif coordinate_mode == "half_pixel_symmetric":
         coordinate_mode = "half_pixel"                # identical when n*f is whole
     if coordinate_mode == "tf_half_pixel_for_nn" and \
             (mode == "linear" or nearest_mode in ("ceil", "round_prefer_ceil")):
@@ -336,7 +335,7 @@ def _resize(ctx: Context, x, mode: str, coordinate_mode: str, nearest_mode: str,
     if min(out) <= 0:
         raise ctx.malformed(f"resize of {s} gives an empty output {out}")
     return ctx.spatial(Op.RESIZE, x, size=out[2:], mode=mode, coordinate_mode=coordinate_mode,
-                       nearest_mode=nearest_mode, scales=coord_scales)
+                       nearest_mode=nearest_mode, scales=coord_scales, **extra)
 
 
 def _simple_nearest(ctx: Context, scales) -> str:
@@ -374,8 +373,6 @@ def resize(ctx: Context):
         nearest = _simple_nearest(ctx, scales) if mode == "nearest" else "floor"
         return _resize(ctx, x, mode, "asymmetric", nearest, scales, None)
     coordinate_mode = ctx.attr("coordinate_transformation_mode", "half_pixel")
-    if coordinate_mode == "tf_crop_and_resize":
-        raise ctx.bad_attr("coordinate_transformation_mode", coordinate_mode)
     scales = ctx.const(2, "scales") if len(ctx.values) > 2 else None
     sizes = ctx.const(3, "sizes") if len(ctx.values) > 3 else None
     scales = None if scales is None or scales.size == 0 else [float(v) for v in scales]
@@ -406,8 +403,28 @@ def resize(ctx: Context):
         out = [int(n * f + 0.5) if i in axes else n for i, n in enumerate(ctx.shape(x))]
         return _resize(ctx, x, mode, coordinate_mode, ctx.attr("nearest_mode",
                        "round_prefer_floor"), None, out, coord_scales=(float(f), float(f)))
-    if ctx.attr("antialias", 0) and mode != "nearest" and \
-            any(v < 1 for v in (scales or [n / d for n, d in zip(sizes, ctx.shape(x))])):
-        raise ctx.bad_attr("antialias", 1)
+    extra = {"cubic_coeff_a": float(ctx.attr("cubic_coeff_a", -0.75)),
+             "exclude_outside": bool(ctx.attr("exclude_outside", 0)),
+             "antialias": bool(ctx.attr("antialias", 0)) and mode != "nearest" and any(
+                 v < 1 for v in (scales or [n / d for n, d in zip(sizes, ctx.shape(x))]))}
+    if coordinate_mode == "tf_crop_and_resize":
+        extra.update(roi=_crop_roi(ctx, rank, axes),
+                     extrapolation_value=float(ctx.attr("extrapolation_value", 0.0)))
     return _resize(ctx, x, mode, coordinate_mode, ctx.attr("nearest_mode", "round_prefer_floor"),
-                   scales, sizes)
+                   scales, sizes, **extra)
+
+
+def _crop_roi(ctx: Context, rank: int, axes: list[int]) -> tuple[float, ...]:
+    """tf_crop_and_resize's roi (input 1, for ``axes``) as the IR's (H0, W0, H1, W1)."""
+    roi = ctx.const(1, "roi")
+    if roi is None or roi.size != 2 * len(axes):
+        raise ctx.malformed(f"tf_crop_and_resize needs a constant roi of {2 * len(axes)} values "
+                            f"(starts and ends of axes {axes})")
+    roi = [float(v) for v in roi.reshape(-1)]
+    full = [0.0] * rank + [1.0] * rank
+    for k, a in enumerate(axes):
+        full[a], full[rank + a] = roi[k], roi[len(axes) + k]
+    if rank != 4 or full[:2] != [0.0, 0.0] or full[4:6] != [1.0, 1.0]:
+        raise ctx.unsupported(f"tf_crop_and_resize crops H and W of a 4-D tensor only (roi "
+                              f"{roi} for axes {axes})")
+    return (full[2], full[3], full[6], full[7])

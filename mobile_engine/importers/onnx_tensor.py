@@ -354,6 +354,9 @@ def dequantize_linear(ctx: Context):
     x, scale = ctx.values[0], ctx.values[1]
     zp = ctx.input(2)
     axis = ctx.attr("axis", 1)
+    if not isinstance(x, np.ndarray) and (np.size(ctx.const(1, "x_scale")) != 1
+                                          or ctx.attr("block_size", 0)):
+        return _dequantize_per_axis(ctx, x, axis)
     if not isinstance(x, np.ndarray):
         declared = ctx.dtype(zp) if zp is not None else ctx.dtype(x)
         params = _runtime_qparams(ctx, declared)
@@ -369,6 +372,30 @@ def dequantize_linear(ctx: Context):
     s = _qparam_broadcast(ctx, scale, x.shape, axis)
     z = _qparam_broadcast(ctx, zp, x.shape, axis).astype(np.float64) if zp is not None else 0.0
     return ((x.astype(np.float64) - z) * s.astype(np.float64)).astype(scale.dtype)
+
+
+def _dequantize_per_axis(ctx: Context, x, axis: int):
+    """A per-axis (or blocked) DequantizeLinear of a run-time tensor, in float: (CAST(x) - zp)
+    * scale with the constants broadcast along ``axis`` (blocks repeated ``block_size`` times);
+    exact, as ONNX computes it in float32. (Per-tensor ones become DEQUANTIZE: int8 kernels.)"""
+    shape = ctx.shape(x)
+    axis %= len(shape)
+    block = int(ctx.attr("block_size", 0))
+
+    def full(p):
+        p = np.asarray(p)
+        if block:
+            if p.ndim != len(shape):
+                raise ctx.malformed(f"blocked scale/zero point of shape {p.shape} for input "
+                                    f"{shape}")
+            p = np.repeat(p, block, axis=axis).take(np.arange(shape[axis]), axis=axis)
+            return p.astype(np.float32)
+        return _qparam_broadcast(ctx, p, shape, axis).astype(np.float32)
+    scale = ctx.const(1, "x_scale")
+    y = ctx.cast(x, np.dtype(np.float32))
+    if ctx.input(2) is not None:
+        y = ctx.emit(Op.SUB, y, full(ctx.const(2, "x_zero_point")), suffix="zero_point")
+    return ctx.emit(Op.MUL, y, full(scale), suffix="scale")
 
 
 # --- more data movement, decomposed into the ops above ----------------------------------------

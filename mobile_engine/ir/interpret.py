@@ -40,6 +40,24 @@ def reference():
     return _REFERENCE
 
 
+def resize_is_general(attrs: dict) -> bool:
+    """Whether a RESIZE node samples by the general K-tap rule (cubic, antialias,
+    tf_crop_and_resize, half_pixel_symmetric): then ``resize_axis_weights`` does not apply."""
+    return reference().resize_is_general(attrs["mode"], attrs["coordinate_mode"],
+                                         attrs.get("antialias", False))
+
+
+def resize_axis_taps(in_size: int, out_size: int, scale: float, attrs: dict, axis: int):
+    """The general rule along axis 0 (H) or 1 (W): (indices [out, K], weights [out, K],
+    outside [out]) (kernels/reference.py ``resize_axis_taps``)."""
+    roi = tuple(attrs.get("roi") or ()) or (0.0, 0.0, 1.0, 1.0)
+    return reference().resize_axis_taps(
+        in_size, out_size, scale, attrs["mode"], attrs["coordinate_mode"],
+        attrs["nearest_mode"], attrs.get("cubic_coeff_a", -0.75),
+        attrs.get("exclude_outside", False), attrs.get("antialias", False),
+        (roi[axis], roi[axis + 2]))
+
+
 def resize_axis_weights(in_size: int, out_size: int, scale: float, mode: str,
                         coordinate_mode: str, nearest_mode: str):
     """RESIZE's sampling rule along one axis, for each output index: (index0, index1, weight of
@@ -91,7 +109,9 @@ def evaluate(node: Node, ins: list[np.ndarray | None]) -> list[np.ndarray]:
         out = ref.pad(ins[0], a["pads"], a["mode"], a["value"])
     elif op is Op.RESIZE:
         out = ref.resize(ins[0], a["size"], a["mode"], a["coordinate_mode"], a["nearest_mode"],
-                         a["scales"])
+                         a["scales"], a.get("cubic_coeff_a", -0.75),
+                         a.get("exclude_outside", False), a.get("antialias", False),
+                         a.get("roi", ()), a.get("extrapolation_value", 0.0))
     elif op is Op.MAX_POOL:
         out = ref.max_pool(ins[0], a["kernel"], a["strides"], a["pads"], a["dilations"])
     elif op is Op.AVG_POOL:

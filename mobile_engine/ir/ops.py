@@ -136,10 +136,15 @@ ATTRIBUTES: dict[Op, dict[str, tuple[Any, Any]]] = {
     Op.REDUCE_SUM: {"axes": (_ints(), ()), "keepdims": ("bool", True)},
     Op.PAD: {"pads": (_ints(), ()), "mode": ("str", "constant"), "value": ("float", 0.0)},
     Op.RESIZE: {"size": (_ints(2), None),       # output H, W
-                "mode": ("str", "nearest"),       # nearest | linear
+                "mode": ("str", "nearest"),       # nearest | linear | cubic
                 "coordinate_mode": ("str", "half_pixel"),
                 "nearest_mode": ("str", "round_prefer_floor"),
-                "scales": ("floats", ())},        # H, W scales when the model gave them
+                "scales": ("floats", ()),         # H, W scales when the model gave them
+                "cubic_coeff_a": ("float", -0.75),
+                "exclude_outside": ("bool", False),
+                "antialias": ("bool", False),     # linear/cubic downsampling widened
+                "roi": ("floats", ()),            # tf_crop_and_resize: H0, W0, H1, W1
+                "extrapolation_value": ("float", 0.0)},
     Op.MAX_POOL: {"kernel": (_ints(2), None), "strides": (_ints(2), (1, 1)),
                   "pads": (_ints(4), (0, 0, 0, 0)), "dilations": (_ints(2), (1, 1))},
     Op.AVG_POOL: {"kernel": (_ints(2), None), "strides": (_ints(2), (1, 1)),

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from mobile_engine.ir.graph import Graph, Node
-from mobile_engine.ir.interpret import resize_axis_weights
+from mobile_engine.ir.interpret import resize_axis_weights, resize_is_general
 from mobile_engine.ir.ops import Op
 from mobile_engine.passes._match import Index, rewrite_matches
 
@@ -37,7 +37,7 @@ def is_repeat(size: int, k: int, scale: float, coordinate_mode: str, nearest_mod
 def factor(graph: Graph, resize: Node) -> int | None:
     """The integer upsampling factor of ``resize`` when it is an exact nearest repeat."""
     a = resize.attrs
-    if a["mode"] != "nearest":
+    if a["mode"] != "nearest" or resize_is_general(a):
         return None
     _, h, w, _ = graph.tensors[resize.inputs[0]].shape
     oh, ow = a["size"]

@@ -86,7 +86,8 @@ def _moves_values(g: Graph, node: Node | None) -> bool:
         return True
     if node.op is Op.PAD:
         return node.attrs["mode"] in ("reflect", "edge")
-    return node.op is Op.RESIZE and node.attrs["mode"] == "nearest"
+    return node.op is Op.RESIZE and node.attrs["mode"] == "nearest" \
+        and node.attrs["coordinate_mode"] != "tf_crop_and_resize"       # its fill value
 
 
 def _q_above_layout(g: Graph) -> int:

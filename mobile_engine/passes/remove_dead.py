@@ -15,12 +15,19 @@ from __future__ import annotations
 import numpy as np
 
 from mobile_engine.ir.graph import Graph, Node
-from mobile_engine.ir.interpret import resize_axis_weights
+from mobile_engine.ir.interpret import resize_axis_taps, resize_axis_weights, resize_is_general
 from mobile_engine.ir.ops import Op
 from mobile_engine.passes._match import Index, is_identity_perm
 
 
-def _resize_axis_is_identity(size: int, scale: float, a: dict) -> bool:
+def _resize_axis_is_identity(size: int, scale: float, a: dict, axis: int) -> bool:
+    if resize_is_general(a):
+        index, weight, outside = resize_axis_taps(size, size, scale, a, axis)
+        picked = np.argmax(weight, axis=1)
+        return bool(not outside.any() and np.allclose(weight.max(axis=1), 1.0, rtol=0,
+                                                      atol=1e-12)
+                    and np.allclose(weight.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+                    and np.array_equal(index[np.arange(size), picked], np.arange(size)))
     i0, i1, w = resize_axis_weights(size, size, scale, a["mode"], a["coordinate_mode"],
                                         a["nearest_mode"])
     return bool(np.array_equal(i0, np.arange(size))
@@ -43,7 +50,7 @@ def is_identity(graph: Graph, node: Node) -> bool:
     if node.op is Op.RESIZE:
         _, h, w, _ = x.shape
         sh, sw = a["scales"] if a["scales"] else (1.0, 1.0)
-        return _resize_axis_is_identity(h, sh, a) and _resize_axis_is_identity(w, sw, a)
+        return _resize_axis_is_identity(h, sh, a, 0) and _resize_axis_is_identity(w, sw, a, 1)
     return False
 
 

@@ -136,6 +136,91 @@ def test_lowered_uint8_and_errors():
     b.node(Op.RESIZE, x, size=(10, 14), mode="linear", name="lin_u8")
     with pytest.raises(UnsupportedOperatorError, match="lin_u8"):
         lower_node(b.graph.nodes[-1], b.graph)
-    b.node(Op.RESIZE, b.input("f", (1, 5, 7, 3)), size=(10, 14), mode="cubic", name="cubic")
-    with pytest.raises(UnsupportedOperatorError, match="cubic"):
+    b.node(Op.RESIZE, x, size=(10, 14), mode="cubic", name="cubic_u8")
+    with pytest.raises(UnsupportedOperatorError, match="cubic_u8.*float32"):
         lower_node(b.graph.nodes[-1], b.graph)
+    b.node(Op.RESIZE, b.input("f", (1, 5, 7, 3)), size=(10, 14), mode="lanczos", name="lz")
+    with pytest.raises(UnsupportedOperatorError, match="lz.*lanczos"):
+        lower_node(b.graph.nodes[-1], b.graph)
+
+
+# --- the general K-tap kernel (cubic, antialias, tf_crop_and_resize, half_pixel_symmetric) ----
+TAPS = [dict(mode="cubic"), dict(mode="cubic", cubic_coeff_a=-0.5, exclude_outside=True),
+        dict(mode="cubic", coordinate_mode="align_corners"),
+        dict(mode="linear", antialias=True), dict(mode="cubic", antialias=True),
+        dict(mode="linear", coordinate_mode="half_pixel_symmetric"),
+        dict(mode="linear", coordinate_mode="tf_crop_and_resize", roi=(0.1, -0.2, 1.2, 0.8),
+             extrapolation_value=5.0),
+        dict(mode="nearest", coordinate_mode="tf_crop_and_resize", roi=(0.4, 0.2, 0.6, 0.9))]
+
+
+def _attrs(**kw):
+    a = dict(mode="nearest", coordinate_mode="half_pixel", nearest_mode="round_prefer_floor",
+             cubic_coeff_a=-0.75, exclude_outside=False, antialias=False, roi=(),
+             extrapolation_value=0.0)
+    a.update(kw)
+    return a
+
+
+def _direct_taps(x, size, a, parallel):
+    n, h, w, c = x.shape
+    sh, sw = k.resize_scales((h, w), size, ())
+    yi, yw, yo = k.axis_taps(h, size[0], sh, a, 0)
+    xi, xw, xo = k.axis_taps(w, size[1], sw, a, 1)
+    out = np.full((n,) + tuple(size) + (c,), np.nan, np.float32)
+    fn = k.taps_parallel if parallel else k.taps_serial
+    fn(x, out, _ro(yi), _ro(yw), _ro(yo), _ro(xi), _ro(xw), _ro(xo),
+       _ro(np.array([a["extrapolation_value"]], np.float32)))
+    return out
+
+
+def _ref(x, size, a):
+    return ref.resize(x, size, a["mode"], a["coordinate_mode"], a["nearest_mode"], (),
+                      a["cubic_coeff_a"], a["exclude_outside"], a["antialias"], a["roi"],
+                      a["extrapolation_value"])
+
+
+@pytest.mark.parametrize("c", CHANNELS)
+@pytest.mark.parametrize("size", SIZES)
+def test_table_taps(c, size):
+    x = RNG.standard_normal((2, 7, 11, c)).astype(np.float32)
+    for kw in TAPS:
+        a = _attrs(**kw)
+        out = _direct_taps(x, size, a, parallel=c == 64)
+        assert_f32_close(out, _ref(x, size, a), 16, f"{kw} c={c}")
+
+
+def test_taps_hand_derived():
+    """Every K-tap mode keeps a constant image constant (weights sum to 1); Keys' cubic with
+    a = -0.5 reproduces a quadratic exactly away from the edges; tf_crop_and_resize writes the
+    extrapolation value where the crop leaves the input."""
+    const = np.full((1, 6, 9, 2), 3.5, np.float32)
+    for kw in TAPS[:6]:
+        np.testing.assert_allclose(_direct_taps(const, (4, 13), _attrs(**kw), False), 3.5,
+                                   rtol=1e-6, err_msg=str(kw))
+    col = np.arange(12, dtype=np.float32)
+    x = np.broadcast_to((col * col)[None, None, :, None], (1, 1, 12, 1)).copy()
+    out = _direct_taps(x, (1, 24), _attrs(mode="cubic", cubic_coeff_a=-0.5,
+                                          coordinate_mode="asymmetric"), False)[0, 0, :, 0]
+    src = np.arange(24) / 2
+    inner = (src >= 1) & (src <= 9)
+    np.testing.assert_allclose(out[inner], (src * src)[inner], rtol=1e-5)
+    crop = _attrs(mode="linear", coordinate_mode="tf_crop_and_resize",
+                  roi=(0.0, 0.5, 1.0, 1.5), extrapolation_value=-1.0)
+    out = _direct_taps(np.ones((1, 3, 5, 1), np.float32), (3, 5), crop, False)[0, :, :, 0]
+    # W coordinates 2, 3, 4, 5, 6 (of 0..4): the last two outside
+    np.testing.assert_array_equal(out, [[1, 1, 1, -1, -1]] * 3)
+
+
+def test_lowered_taps():
+    b = GraphBuilder()
+    x = b.input("x", (1, 9, 13, 5))
+    outs = [b.node(Op.RESIZE, x, size=(4, 6), **{k_: v for k_, v in _attrs(**kw).items()})
+            for kw in TAPS]
+    g = b.build(*outs)
+    feeds = {"x": RNG.standard_normal((1, 9, 13, 5)).astype(np.float32)}
+    got, kernels = run_lowered(g, feeds)
+    assert kernels == ["f32_resize_taps_nhwc"] * len(TAPS)
+    want = run_graph(g, feeds)
+    for o in outs:
+        assert_f32_close(got[o], want[o], 16, o)

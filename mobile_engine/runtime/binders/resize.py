@@ -1,4 +1,4 @@
-"""Resize binders (nearest for any byte width, bilinear for float32, NHWC).
+"""Resize binders (nearest for any byte width, bilinear and K-tap for float32, NHWC).
 """
 from __future__ import annotations
 
@@ -50,4 +50,25 @@ def bind_bilinear(params, weights, inputs, outputs, threads=None):
         return noop, ()
     fn = pick(k.bilinear_serial, k.bilinear_parallel, out.size, out.shape[0] * out.shape[1],
               threads)
+    return fn, (x, out, *tables)
+
+
+@binds("f32_resize_taps_nhwc")
+def bind_taps(params, weights, inputs, outputs, threads=None):
+    x, out = operands(params, weights, inputs)[0], outputs[0]
+    _check_images(x, out, np.float32)
+    _, h, w, _ = x.shape
+    _, oh, ow, _ = out.shape
+    ky = np.shape(weights["y_index"])[-1]
+    kx = np.shape(weights["x_index"])[-1]
+    tables = (v.table("weight 'y_index'", weights["y_index"], 0, h, shape=(oh, ky)),
+              v.array("weight 'y_weight'", weights["y_weight"], np.float32, shape=(oh, ky)),
+              v.array("weight 'y_outside'", weights["y_outside"], np.uint8, shape=(oh,)),
+              v.table("weight 'x_index'", weights["x_index"], 0, w, shape=(ow, kx)),
+              v.array("weight 'x_weight'", weights["x_weight"], np.float32, shape=(ow, kx)),
+              v.array("weight 'x_outside'", weights["x_outside"], np.uint8, shape=(ow,)),
+              v.array("weight 'fill'", weights["fill"], np.float32, shape=(1,)))
+    if out.size == 0:
+        return noop, ()
+    fn = pick(k.taps_serial, k.taps_parallel, out.size, out.shape[0] * out.shape[1], threads)
     return fn, (x, out, *tables)
