@@ -111,7 +111,8 @@ def model_file(name: str) -> Path:
     if not out.exists():
         import onnx
         tmp = out.with_suffix(".tmp")
-        onnx.save(seeded_weights(onnx.load(str(src)), seed=zlib.crc32(name.encode())), str(tmp))
+        seeded = seeded_weights(onnx.load(str(src)), seed=zlib.crc32(name.encode()))
+        onnx.save(temper_logits(seeded, photo_input(name)), str(tmp))
         tmp.replace(out)
     return out
 
@@ -217,6 +218,44 @@ def input_name(model) -> str:
     """The model's one real input (IR < 4 files also list their initializers as inputs)."""
     inits = {i.name for i in model.graph.initializer}
     return next(i.name for i in model.graph.input if i.name not in inits)
+    return model
+
+
+def temper_logits(model, x: np.ndarray, target_std: float = 3.0):
+    """Scale the Gemm that feeds the final Softmax (weight and bias) so that its outputs on ``x``
+    have standard deviation ``target_std``. Random weights make the logits of a deep net either
+    huge (a one-hot softmax: every engine agrees exactly, so the check says nothing) or tiny (a
+    uniform one); tempered, the softmax depends on every logit. Values change, the graph not."""
+    import onnx
+    from onnx import numpy_helper
+
+    g = model.graph
+    outs = {o.name for o in g.output}
+    producer = {o: n for n in g.node for o in n.output}
+    soft = [n for n in g.node if n.op_type == "Softmax" and n.output[0] in outs]
+    gemm = producer.get(soft[0].input[0]) if soft else None
+    if gemm is None or gemm.op_type != "Gemm":
+        return model
+    inits = {i.name: i for i in g.initializer}
+    names = []
+    for v in gemm.input[1:3]:
+        while v not in inits and v in producer and producer[v].op_type == "Reshape":
+            v = producer[v].input[0]
+        if v not in inits:
+            return model
+        names.append(v)
+    import onnxruntime as ort
+    probe = onnx.ModelProto.FromString(model.SerializeToString())
+    probe.graph.output.append(onnx.helper.make_tensor_value_info(gemm.output[0],
+                                                                 onnx.TensorProto.FLOAT, None))
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    logits = sess.run([gemm.output[0]], {input_name(model): x})[0]
+    scale = target_std / max(float(np.std(logits)), 1e-12)
+    for name in names:
+        a = numpy_helper.to_array(inits[name]) * np.float32(scale)
+        inits[name].CopyFrom(numpy_helper.from_array(a.astype(np.float32), name))
     return model
 
 

@@ -82,7 +82,8 @@ def _const_of_shape_net() -> onnx.ModelProto:
               helper.make_node("Relu", ["n"], ["r"]),
               helper.make_node("GlobalAveragePool", ["r"], ["p"]),
               helper.make_node("Flatten", ["p"], ["f"]),
-              helper.make_node("Gemm", ["f", "fw", "fb"], ["y"], transB=1)]
+              helper.make_node("Gemm", ["f", "fw", "fb"], ["g"], transB=1),
+              helper.make_node("Softmax", ["g"], ["y"])]
     g = helper.make_graph(nodes, "cos", inputs,
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])], inits)
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 9)], ir_version=3)
@@ -108,6 +109,10 @@ def test_seeded_weights_replace_constant_of_shape_by_role(ort):
     x = np.random.default_rng(0).random((1, 3, 8, 8), np.float32)
     (y,) = ort_run(ort, seeded, {"x": x})
     assert y.std() > 1e-3                       # no longer the constant output of 0.02 weights
+    tempered = zoo_real.temper_logits(seeded, x, target_std=3.0)
+    (y,) = ort_run(ort, tempered, {"x": x})
+    assert np.log(y).std() == pytest.approx(3.0, rel=1e-3)   # log softmax = logits - constant
+    assert [n.op_type for n in tempered.graph.node] == [n.op_type for n in seeded.graph.node]
 
 
 def test_check_outputs_and_geomean():
