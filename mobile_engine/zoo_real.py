@@ -260,13 +260,41 @@ def temper_logits(model, x: np.ndarray, target_std: float = 3.0):
 
 
 # --- inputs ---------------------------------------------------------------------------------------
+TEXT = "text"          # photo_input's name for a picture of printed text (OCR models)
+
+
+def text_picture(h: int, w: int) -> np.ndarray:
+    """Dark lines of text on a light background, float32 [h, w, 3] in 0..1, drawn with PIL's
+    built-in font: what an OCR model is fed (the zoo's photos hold no text, so a detector's
+    output on them is all zero and a comparison says nothing)."""
+    from PIL import Image, ImageDraw, ImageFont
+    img = Image.new("RGB", (w, h), (235, 230, 220))
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=max(10, h // 4))
+    for k, y in enumerate(range(2, h - h // 4, h // 3 + 1)):
+        draw.text((4, y), "Mobile 2026 engine, text 0123"[k % 7:], fill=(20, 20, 40), font=font)
+    return np.asarray(img, np.float32) / 255.0
+
+
 def photo_input(name: str, shape=None, photo: str = "astronaut.png") -> np.ndarray:
-    """A zoo photo resized to the model's input (NCHW float32), normalised as its users do."""
+    """A zoo photo (or ``TEXT``: ``text_picture``) resized to the model's input (NCHW float32),
+    normalised as its users do."""
     from PIL import Image
     m = spec(name)
     n, c, h, w = shape or m.shape
-    img = Image.open(zoo.image_path(photo)).convert("RGB").resize((w, h), Image.BILINEAR)
-    x = np.asarray(img, np.float32) / 255.0
+    if photo == TEXT:
+        x = text_picture(h, w)
+    else:
+        img = Image.open(zoo.image_path(photo)).convert("RGB").resize((w, h), Image.BILINEAR)
+        x = np.asarray(img, np.float32) / 255.0
     mean, std = (np.asarray(v, np.float32) for v in m.norm)
     x = ((x - mean) / std).transpose(2, 0, 1)[None]
     return np.ascontiguousarray(np.repeat(x, n, axis=0), np.float32)
+
+
+def test_input(name: str, shape=None) -> tuple[np.ndarray, str]:
+    """The input a model is checked and timed on, and its description: printed text for the OCR
+    models, astronaut.png for the others."""
+    photo = TEXT if spec(name).kind == "ocr" else "astronaut.png"
+    what = "a picture of printed text" if photo == TEXT else photo
+    return photo_input(name, shape, photo), what

@@ -17,7 +17,7 @@ from tests.conftest import ort_run
 # the dynamic OCR and YOLO nets run small
 SMALL = {"resnet50": (1, 3, 224, 224), "densenet121": (1, 3, 224, 224),
          "inception_v1": (1, 3, 224, 224), "inception_v2": (1, 3, 224, 224),
-         "shufflenet": (1, 3, 224, 224), "squeezenet": (1, 3, 96, 96),
+         "shufflenet": (1, 3, 224, 224), "squeezenet": (1, 3, 224, 224),
          "alexnet": (1, 3, 224, 224), "zfnet512": (1, 3, 224, 224),
          "ppocr_det": (1, 3, 64, 96), "ppocr_rec": (1, 3, 48, 96),
          "ppocr_cls": (1, 3, 48, 192), "yolov8n": (1, 3, 64, 96)}
@@ -31,10 +31,10 @@ def _model(name: str):
         pytest.skip(str(exc))
 
 
-def _compare(ort, path, shape, photo_name="chelsea.png"):
+def _compare(ort, path, shape):
     iname = zoo_real.input_name(onnx.load(str(path), load_external_data=False))
     try:
-        x = zoo_real.photo_input(path.name.split(".")[0], shape, photo_name)
+        x, _ = zoo_real.test_input(path.name.split(".")[0], shape)
     except zoo.ZooError as exc:
         pytest.skip(str(exc))
     plan = me.compile(str(path), input_shapes={iname: shape})
@@ -61,7 +61,7 @@ def test_real_model_matches_onnxruntime_slow(name, ort):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(zoo_real.MODELS))
 def test_real_model_at_bench_shape(name, ort):
-    _compare(ort, _model(name), zoo_real.spec(name).shape, "astronaut.png")
+    _compare(ort, _model(name), zoo_real.spec(name).shape)
 
 
 # --- seeded weights ---------------------------------------------------------------------------
