@@ -177,7 +177,7 @@ _FOLD_ONLY = {"Floor": np.floor, "Ceil": np.ceil, "Round": np.round,   # round: 
               "Log": np.log}
 
 
-@importer(*_FOLD_ONLY)
+@importer(*_FOLD_ONLY, fold_only=True)
 def fold_only(ctx: Context):
     if not _all_const(ctx):
         raise ctx.unsupported("only on values known when compiling (shape arithmetic); this "
@@ -193,6 +193,9 @@ def max_min(ctx: Context):
     xs = [v for v in ctx.values if v is not None]
     if _all_const(ctx):
         return np.asarray((np.maximum if is_max else np.minimum).reduce(np.broadcast_arrays(*xs)))
+    if ctx.dtype(xs[0]).kind == "u":           # b - a would wrap around
+        raise ctx.unsupported(f"{ctx.dtype(xs[0])} values computed at run time: only float "
+                              f"or signed ones are supported")
     y = xs[0]
     for k, v in enumerate(xs[1:]):
         a, b = (y, v) if isinstance(v, np.ndarray) or not isinstance(y, np.ndarray) else (v, y)
@@ -234,7 +237,7 @@ def selu(ctx: Context):
                 ctx.attr("gamma", 1.05070102214813232421875))
 
 
-@importer("LogSoftmax")
+@importer("LogSoftmax", fold_only=True)
 def log_softmax(ctx: Context):
     if _all_const(ctx):
         x = ctx.values[0]

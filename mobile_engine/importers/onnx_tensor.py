@@ -422,7 +422,7 @@ def expand(ctx: Context):
     return ctx.emit(Op.MUL, x, ones, suffix="expand")
 
 
-@importer("Range")
+@importer("Range", fold_only=True)
 def range_(ctx: Context):
     """Range on compile-time values (shape arithmetic such as YOLOv8's anchor grid)."""
     start, limit, delta = (ctx.const(i, what) for i, what in
@@ -433,7 +433,7 @@ def range_(ctx: Context):
                      dtype=np.result_type(start, limit, delta))
 
 
-@importer("Where")
+@importer("Where", fold_only=True)
 def where(ctx: Context):
     """Where folds when every input is known; with a known condition it is ``a * c + b * (1 - c)``
     (a mask that broadcasts like the condition; exact unless the unselected value is inf/NaN)."""
