@@ -9,7 +9,8 @@ this process with the same thread count (onnxruntime's threads not spinning, a s
 each run, medians of ``runs``), and reports engine / onnxruntime per model and the geometric mean
 over the models that ran and matched (the OCR models read a picture of printed text instead,
 ``zoo_real.test_input``). ``int8=True`` also calibrates on eight other zoo photos,
-compiles an int8 plan and times it the same way: its speedup over the engine's fp32 plan is the
+compiles an int8 plan (the OCR models: four photos and four pictures of text other than the test
+one) and times it the same way: its speedup over the engine's fp32 plan is the
 ratio of the two p50s (each measured alternately with onnxruntime), its quality the PSNR of its
 outputs against onnxruntime's.
 
@@ -122,7 +123,9 @@ def bench_model(name: str, threads: int, runs: int, int8: bool = False,
         row["ratio"] = report.results[0]["compare"]["onnxruntime"]["ratio"]
         if int8:
             def options():
-                calib = [_feed(name, iname, p) for p in CALIBRATION_PHOTOS]
+                photos = CALIBRATION_PHOTOS if spec.kind != "ocr" else \
+                    CALIBRATION_PHOTOS[:4] + tuple(f"{zoo_real.TEXT}:{k}" for k in range(1, 5))
+                calib = [_feed(name, iname, p) for p in photos]
                 return {"quantize": "int8", "calibration": calib}
             r8 = run_bench(path, shapes, threads=threads, runs=runs, compare="onnxruntime",
                            profile_runs=profile_runs, progress=progress, peer_model=path,

@@ -267,27 +267,32 @@ def temper_logits(model, x: np.ndarray, target_std: float = 3.0):
 TEXT = "text"          # photo_input's name for a picture of printed text (OCR models)
 
 
-def text_picture(h: int, w: int) -> np.ndarray:
+def text_picture(h: int, w: int, variant: int = 0) -> np.ndarray:
     """Dark lines of text on a light background, float32 [h, w, 3] in 0..1, drawn with PIL's
     built-in font: what an OCR model is fed (the zoo's photos hold no text, so a detector's
-    output on them is all zero and a comparison says nothing)."""
+    output on them is all zero and a comparison says nothing). ``variant`` changes the text, its
+    size, position and colours (calibration pictures; variant 0 is the test input)."""
     from PIL import Image, ImageDraw, ImageFont
-    img = Image.new("RGB", (w, h), (235, 230, 220))
+    v = variant % 5
+    paper = ((235, 230, 220), (250, 250, 250), (200, 210, 225), (245, 235, 200), (225, 225, 225))[v]
+    ink = ((20, 20, 40), (0, 0, 0), (60, 20, 20), (30, 60, 30), (90, 90, 90))[v]
+    img = Image.new("RGB", (w, h), paper)
     draw = ImageDraw.Draw(img)
-    font = ImageFont.load_default(size=max(10, h // 4))
-    for k, y in enumerate(range(2, h - h // 4, h // 3 + 1)):
-        draw.text((4, y), "Mobile 2026 engine, text 0123"[k % 7:], fill=(20, 20, 40), font=font)
+    font = ImageFont.load_default(size=max(10, h // (4 + v % 3)))
+    words = "Mobile 2026 engine, text 0123 OCR line"
+    for k, y in enumerate(range(2 + v, h - h // 4, h // 3 + 1)):
+        draw.text((4 + 3 * v, y), words[(k + 3 * v) % 11:], fill=ink, font=font)
     return np.asarray(img, np.float32) / 255.0
 
 
 def photo_input(name: str, shape=None, photo: str = "astronaut.png") -> np.ndarray:
-    """A zoo photo (or ``TEXT``: ``text_picture``) resized to the model's input (NCHW float32),
+    """A zoo photo (or ``TEXT`` / ``TEXT:N``: ``text_picture``) resized to the model's input (NCHW float32),
     normalised as its users do."""
     from PIL import Image
     m = spec(name)
     n, c, h, w = shape or m.shape
-    if photo == TEXT:
-        x = text_picture(h, w)
+    if photo.startswith(TEXT):                      # "text", or "text:N" for variant N
+        x = text_picture(h, w, int(photo.partition(":")[2] or 0))
     else:
         img = Image.open(zoo.image_path(photo)).convert("RGB").resize((w, h), Image.BILINEAR)
         x = np.asarray(img, np.float32) / 255.0
