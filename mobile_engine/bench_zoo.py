@@ -7,8 +7,10 @@ check every output: max |ours - theirs| <= ``TOLERANCE`` x (max - min) of onnxru
 Then ``bench.run_bench`` times the plan against onnxruntime on that feed, alternating run by run in
 this process with the same thread count (onnxruntime's threads not spinning, a short sleep before
 each run, medians of ``runs``), and reports engine / onnxruntime per model and the geometric mean
-over the models that ran and matched. ``int8=True`` also calibrates on eight other zoo photos,
-compiles an int8 plan and times it the same way: its speedup over the engine's fp32 plan is the
+over the models that ran and matched (the OCR models read a picture of printed text instead,
+``zoo_real.test_input``). ``int8=True`` also calibrates on eight other zoo photos,
+compiles an int8 plan (the OCR models: four photos and four pictures of text other than the test
+one) and times it the same way: its speedup over the engine's fp32 plan is the
 ratio of the two p50s (each measured alternately with onnxruntime), its quality the PSNR of its
 outputs against onnxruntime's.
 
@@ -40,7 +42,6 @@ KIND = "mobile-engine-bench-zoo"
 SCHEMA_VERSION = 1
 # NOTE: issue 14's criterion: every output within 1e-3 of its range (onnxruntime as the oracle).
 TOLERANCE = 1e-3
-TEST_PHOTO = "astronaut.png"
 CALIBRATION_PHOTOS = ("rocket.jpg", "coffee.png", "chelsea.png", "camera.png", "horse.png",
                       "brick.png", "grass.png", "gravel.png")
 
@@ -106,10 +107,11 @@ def bench_model(name: str, threads: int, runs: int, int8: bool = False,
         row["file"] = str(path)
         iname = row["input"] = _input_name(path)
         shapes = {iname: spec.shape}
-        x = _feed(name, iname, TEST_PHOTO)
+        arr, what = zoo_real.test_input(name)
+        x = {iname: arr}
         mean, std = spec.norm
-        given = {iname: (x[iname], f"image {TEST_PHOTO} resized to {spec.shape[3]}x"
-                                   f"{spec.shape[2]}, (x - {list(mean)}) / {list(std)}")}
+        given = {iname: (arr, f"{what} at {spec.shape[3]}x{spec.shape[2]}, (x - {list(mean)}) "
+                              f"/ {list(std)}")}
         with tempfile.TemporaryDirectory(prefix="mobile-engine-zoo-") as tmp:
             plan_path, _ = compile_once(path, shapes, {}, Path(tmp))
             row["outputs"] = _check(plan_path, path, x, threads)
@@ -121,7 +123,9 @@ def bench_model(name: str, threads: int, runs: int, int8: bool = False,
         row["ratio"] = report.results[0]["compare"]["onnxruntime"]["ratio"]
         if int8:
             def options():
-                calib = [_feed(name, iname, p) for p in CALIBRATION_PHOTOS]
+                photos = CALIBRATION_PHOTOS if spec.kind != "ocr" else \
+                    CALIBRATION_PHOTOS[:4] + tuple(f"{zoo_real.TEXT}:{k}" for k in range(1, 5))
+                calib = [_feed(name, iname, p) for p in photos]
                 return {"quantize": "int8", "calibration": calib}
             r8 = run_bench(path, shapes, threads=threads, runs=runs, compare="onnxruntime",
                            profile_runs=profile_runs, progress=progress, peer_model=path,
@@ -147,7 +151,7 @@ def run(models=None, threads: int = 2, runs: int = 8, int8: bool = False,
     if runs < 8:
         raise InputError(f"--runs {runs}: medians need at least 8 runs per engine")
     if not zoo_real.ready() or not all((zoo.home() / "images" / p).exists()
-                                       for p in (TEST_PHOTO, *CALIBRATION_PHOTOS)):
+                                       for p in ("astronaut.png", *CALIBRATION_PHOTOS)):
         zoo.fetch(what=("images", "real"), log=log)
     from mobile_engine.bench import import_engine, import_onnxruntime
     from mobile_engine.machine import machine_facts

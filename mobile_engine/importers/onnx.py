@@ -27,7 +27,7 @@ from onnx import helper, numpy_helper
 from mobile_engine.errors import (EngineError, InputError, ModelFormatError,
                                   UnsupportedOperatorError)
 from mobile_engine.importers import onnx_math, onnx_nn, onnx_tensor  # noqa: F401 (registration)
-from mobile_engine.importers.onnx_base import (IMPORTERS, Context, ImportState, Value,
+from mobile_engine.importers.onnx_base import (FOLD_ONLY, IMPORTERS, Context, ImportState, Value,
                                                add_const, ir_dtype, onnx_to_numpy_dtype)
 from mobile_engine.ir.dtypes import DType, QuantParams
 from mobile_engine.ir.graph import Graph, Node
@@ -40,8 +40,9 @@ _DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
 def supported_ops() -> list[str]:
-    """The ONNX op types this importer handles (default domain)."""
-    return sorted(IMPORTERS)
+    """The ONNX op types this importer handles on run-time values (default domain); those it
+    only folds (FOLD_ONLY) are left out."""
+    return sorted(set(IMPORTERS) - FOLD_ONLY)
 
 
 def load_model(model) -> onnx.ModelProto:

@@ -30,16 +30,22 @@ ImportFn = Callable[["Context"], "list[Value | None] | Value"]
 
 # ONNX op type -> import function; the only place where ONNX op strings meet the IR.
 IMPORTERS: dict[str, ImportFn] = {}
+# Op types imported only on values known when compiling (shape arithmetic of dynamic exports,
+# a known condition): no kernel runs them, so they are not among the supported ops.
+FOLD_ONLY: set[str] = set()
 
 TO_NHWC = (0, 2, 3, 1)
 TO_NCHW = (0, 3, 1, 2)
 
 
-def importer(*op_types: str):
-    """Register the decorated function as the importer of ``op_types``."""
+def importer(*op_types: str, fold_only: bool = False):
+    """Register the decorated function as the importer of ``op_types`` (``fold_only``: it
+    imports them only on values known when compiling, see FOLD_ONLY)."""
     def register(fn: ImportFn) -> ImportFn:
         for t in op_types:
             IMPORTERS[t] = fn
+            if fold_only:
+                FOLD_ONLY.add(t)
         return fn
     return register
 

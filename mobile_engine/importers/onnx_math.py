@@ -161,3 +161,131 @@ def softmax(ctx: Context):
     flat = (int(np.prod(s[:axis], dtype=np.int64)), int(np.prod(s[axis:], dtype=np.int64)))
     y = ctx.emit(Op.SOFTMAX, ctx.reshape(x, flat, suffix="flatten"), axis=1)
     return ctx.reshape(y, s, suffix="unflatten")
+
+
+# --- ops real exports contain, as existing IR ops ---------------------------------------------
+def _all_const(ctx: Context) -> bool:
+    return all(v is None or isinstance(v, np.ndarray) for v in ctx.values)
+
+
+# ONNX op -> numpy, for ops that only fold: shape arithmetic of dynamic exports (YOLO anchors,
+# padding sizes), whose values are known once the input shapes are fixed
+_FOLD_ONLY = {"Floor": np.floor, "Ceil": np.ceil, "Round": np.round,   # round: half to even
+              "Sign": np.sign, "Equal": np.equal, "Less": np.less, "Greater": np.greater,
+              "Not": np.logical_not, "And": np.logical_and, "Or": np.logical_or,
+              "Softplus": lambda x: np.logaddexp(0, x).astype(x.dtype),
+              "Log": np.log}
+
+
+@importer(*_FOLD_ONLY, fold_only=True)
+def fold_only(ctx: Context):
+    if not _all_const(ctx):
+        raise ctx.unsupported("only on values known when compiling (shape arithmetic); this "
+                              "one is computed at run time, and the engine has no kernel for it")
+    return np.asarray(_FOLD_ONLY[ctx.node.op_type](*ctx.values))
+
+
+@importer("Max", "Min")
+def max_min(ctx: Context):
+    """Element-wise max/min of any number of inputs: a single constant value against a tensor is a
+    CLIP; two tensors ``max(a, b) = a + relu(b - a)``, ``min(a, b) = a - relu(a - b)``."""
+    is_max = ctx.node.op_type == "Max"
+    xs = [v for v in ctx.values if v is not None]
+    if _all_const(ctx):
+        return np.asarray((np.maximum if is_max else np.minimum).reduce(np.broadcast_arrays(*xs)))
+    if ctx.dtype(xs[0]).kind == "u":           # b - a would wrap around
+        raise ctx.unsupported(f"{ctx.dtype(xs[0])} values computed at run time: only float "
+                              f"or signed ones are supported")
+    y = xs[0]
+    for k, v in enumerate(xs[1:]):
+        a, b = (y, v) if isinstance(v, np.ndarray) or not isinstance(y, np.ndarray) else (v, y)
+        if isinstance(b, np.ndarray) and b.size == 1 and \
+                np.broadcast_shapes(ctx.shape(a), b.shape) == ctx.shape(a):
+            bound = float(b.reshape(()))
+            y = ctx.emit(Op.CLIP, a, suffix=f"clip{k}",
+                         **({"min": bound} if is_max else {"max": bound}))
+            continue
+        if is_max:      # a + relu(b - a)
+            d = ctx.emit(Op.RELU, ctx.emit(Op.SUB, b, a, suffix=f"d{k}"), suffix=f"r{k}")
+            y = ctx.emit(Op.ADD, a, d, suffix=f"max{k}")
+        else:           # a - relu(a - b)
+            d = ctx.emit(Op.RELU, ctx.emit(Op.SUB, a, b, suffix=f"d{k}"), suffix=f"r{k}")
+            y = ctx.emit(Op.SUB, a, d, suffix=f"min{k}")
+    return y
+
+
+def _elu(ctx: Context, x, alpha: float, gamma: float = 1.0):
+    """gamma * (relu(x) + alpha * (exp(min(x, 0)) - 1))"""
+    dt = ctx.dtype(x)
+    neg = ctx.emit(Op.EXP, ctx.emit(Op.CLIP, x, suffix="neg", max=0.0), suffix="exp")
+    neg = ctx.emit(Op.MUL, ctx.emit(Op.SUB, neg, np.array(1, dt), suffix="expm1"),
+                   np.array(alpha * gamma, dt), suffix="alpha")
+    pos = ctx.emit(Op.RELU, x, suffix="pos")
+    if gamma != 1.0:
+        pos = ctx.emit(Op.MUL, pos, np.array(gamma, dt), suffix="gamma")
+    return ctx.emit(Op.ADD, pos, neg)
+
+
+@importer("Elu")
+def elu(ctx: Context):
+    return _elu(ctx, ctx.input(0), ctx.attr("alpha", 1.0))
+
+
+@importer("Selu")
+def selu(ctx: Context):
+    return _elu(ctx, ctx.input(0), ctx.attr("alpha", 1.67326319217681884765625),
+                ctx.attr("gamma", 1.05070102214813232421875))
+
+
+@importer("LogSoftmax", fold_only=True)
+def log_softmax(ctx: Context):
+    if _all_const(ctx):
+        x = ctx.values[0]
+        axis = ctx.attr("axis", -1 if ctx.opset >= 13 else 1)
+        m = x.max(axis=axis, keepdims=True)
+        return (x - m - np.log(np.exp(x - m).sum(axis=axis, keepdims=True))).astype(x.dtype)
+    raise ctx.unsupported("on run-time values: the engine has no log kernel (use Softmax, or "
+                          "take the log after the engine's output)")
+
+
+@importer("Einsum")
+def einsum(ctx: Context):
+    """A two-operand Einsum that is a (batched) matrix product, as TRANSPOSE/RESHAPE -> MATMUL ->
+    RESHAPE/TRANSPOSE: indices in both operands and the output are the batch, in both but not
+    the output are summed, in one operand and the output are its free dims."""
+    eq = ctx.attr("equation").replace(" ", "")
+    xs = [v for v in ctx.values if v is not None]
+    if _all_const(ctx):
+        return np.asarray(np.einsum(eq, *xs))
+    if "->" not in eq or "." in eq or len(xs) != 2:
+        raise ctx.bad_attr("equation", eq)
+    lhs, out = eq.split("->")
+    ta, tb = lhs.split(",")
+    sa, sb = ctx.shape(xs[0]), ctx.shape(xs[1])
+    if len(set(ta)) != len(ta) or len(set(tb)) != len(tb) or len(ta) != len(sa) or \
+            len(tb) != len(sb):
+        raise ctx.bad_attr("equation", eq)
+    batch = [c for c in out if c in ta and c in tb]
+    summed = [c for c in ta if c in tb and c not in out]
+    free_a = [c for c in ta if c not in tb]
+    free_b = [c for c in tb if c not in ta]
+    if sorted(out) != sorted(batch + free_a + free_b) or any(c not in out for c in free_a +
+                                                             free_b):
+        raise ctx.unsupported(f"equation {eq!r} is not a matrix product")
+    size = {**dict(zip(ta, sa)), **dict(zip(tb, sb))}
+    if any(dict(zip(ta, sa))[c] != dict(zip(tb, sb))[c] for c in batch + summed):
+        raise ctx.malformed(f"equation {eq!r}: shared dims differ in size ({sa} and {sb})")
+    n = lambda cs: int(np.prod([size[c] for c in cs], dtype=np.int64))     # noqa: E731
+
+    def arrange(x, term, order, shape, tag):
+        perm = tuple(term.index(c) for c in order)
+        if perm != tuple(range(len(perm))):
+            x = ctx.emit(Op.TRANSPOSE, x, suffix=f"{tag}_perm", perm=perm)
+        return ctx.reshape(x, shape, suffix=f"{tag}_flat")
+    a = arrange(xs[0], ta, batch + free_a + summed, (n(batch), n(free_a), n(summed)), "a")
+    b = arrange(xs[1], tb, batch + summed + free_b, (n(batch), n(summed), n(free_b)), "b")
+    y = ctx.emit(Op.MATMUL, a, b, suffix="matmul")
+    order = batch + free_a + free_b
+    y = ctx.reshape(y, tuple(size[c] for c in order), suffix="unflat")
+    perm = tuple(order.index(c) for c in out)
+    return y if perm == tuple(range(len(perm))) else ctx.emit(Op.TRANSPOSE, y, perm=perm)

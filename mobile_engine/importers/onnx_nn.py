@@ -76,6 +76,10 @@ def lrn(ctx: Context):
     w = (band * np.float32(alpha / size)).astype(np.float32).reshape(c, c, 1, 1)
     square = ctx.emit(Op.MUL, x, x, suffix="square")
     total = ctx.spatial(Op.CONV2D, square, w, np.full(c, bias, np.float32))
+    if beta == 0.75:        # every Caffe export: s^0.75 = sqrt(s) * sqrt(sqrt(s)), vectorised
+        root = ctx.emit(Op.SQRT, total, suffix="sqrt")          # (pow is a scalar libm call)
+        denom = ctx.emit(Op.MUL, root, ctx.emit(Op.SQRT, root, suffix="sqrt4"), suffix="pow")
+        return ctx.emit(Op.DIV, x, denom, suffix="scale")
     scale = ctx.emit(Op.POW, total, np.array(-beta, np.float32), suffix="pow")
     return ctx.emit(Op.MUL, x, scale, suffix="scale")
 

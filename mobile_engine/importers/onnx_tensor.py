@@ -449,7 +449,7 @@ def expand(ctx: Context):
     return ctx.emit(Op.MUL, x, ones, suffix="expand")
 
 
-@importer("Range")
+@importer("Range", fold_only=True)
 def range_(ctx: Context):
     """Range on compile-time values (shape arithmetic such as YOLOv8's anchor grid)."""
     start, limit, delta = (ctx.const(i, what) for i, what in
@@ -458,6 +458,28 @@ def range_(ctx: Context):
         raise ctx.malformed("delta is 0")
     return np.arange(start.reshape(()), limit.reshape(()), delta.reshape(()),
                      dtype=np.result_type(start, limit, delta))
+
+
+@importer("Where", fold_only=True)
+def where(ctx: Context):
+    """Where folds when every input is known; with a known condition it is ``a * c + b * (1 - c)``
+    (a mask that broadcasts like the condition; exact unless the unselected value is inf/NaN)."""
+    cond, a, b = ctx.input(0), ctx.input(1), ctx.input(2)
+    if all(isinstance(v, np.ndarray) for v in (cond, a, b)):
+        return np.where(cond, a, b)
+    if not isinstance(cond, np.ndarray):
+        raise ctx.unsupported("a condition computed at run time is not supported")
+    if ctx.dtype(a) != ctx.dtype(b) or ctx.dtype(a).kind != "f":
+        raise ctx.unsupported(f"values of types {ctx.dtype(a)}, {ctx.dtype(b)}: only float "
+                              f"values are supported when one is computed at run time")
+    mask = cond.astype(ctx.dtype(a))
+    if cond.all() or not cond.any():
+        out = np.broadcast_shapes(cond.shape, ctx.shape(a), ctx.shape(b))
+        kept = a if cond.all() else b
+        return kept if ctx.shape(kept) == out else \
+            ctx.emit(Op.MUL, kept, np.ones(out, mask.dtype), suffix="expand")
+    y = ctx.emit(Op.MUL, a, mask, suffix="take_a")
+    return ctx.emit(Op.ADD, y, ctx.emit(Op.MUL, b, 1 - mask, suffix="take_b"))
 
 
 @importer("Tile")
