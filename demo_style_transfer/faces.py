@@ -148,7 +148,8 @@ class Letterbox:
     def to_model(self, frame_bgr: np.ndarray) -> np.ndarray:
         """u8[h, w, 3] BGR -> f32[1, S, S, 3] RGB in -1..1 (the reused input buffer)."""
         ih, iw = self.inner
-        cv2.resize(frame_bgr, (iw, ih), dst=self._small, interpolation=cv2.INTER_AREA)
+        # NOTE: bilinear: INTER_AREA costs 10x more here (2.4 against 0.25 ms at 480x640)
+        cv2.resize(frame_bgr, (iw, ih), dst=self._small, interpolation=cv2.INTER_LINEAR)
         cv2.cvtColor(self._small, cv2.COLOR_BGR2RGB, dst=self._small)
         dst = self._x[0, self.top:self.top + ih, self.left:self.left + iw]
         np.multiply(self._small, np.float32(2 / 255), out=dst)

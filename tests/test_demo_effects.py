@@ -83,7 +83,7 @@ def astronaut_frames(n, h=H, w=W):
 def reference_mask(run, fitted):
     """LiteRT's person probability for a fitted frame, preprocessed here independently
     (stretch to 256 x 256, RGB, 0..1)."""
-    small = cv2.resize(fitted, (256, 256), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(fitted, (256, 256), interpolation=cv2.INTER_LINEAR)
     x = (small[:, :, ::-1].astype(np.float32) / 255)[None]
     return run(np.ascontiguousarray(x))[0][0, :, :, 0]
 
