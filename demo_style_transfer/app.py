@@ -276,9 +276,11 @@ class _Run:
         self.env.log(f"now running {stylizer.precision}")
 
 
-def _start_engine(cfg: Config, env: Env, log, progress):
+def _start_engine(cfg: Config, env: Env, log, progress, preload: bool = False):
     """(stylizer, pipeline, key state, style weights, warm-up ms, effect runner): made in
-    ``startup.start``'s thread when there is a window."""
+    ``startup.start``'s thread when there is a window. ``preload`` (a window): every effect's
+    models load now, behind the loading screen, so 'e' never freezes the window; an effect whose
+    model cannot be had leaves the cycle with a note (headless: each loads on first use)."""
     log("starting the engine (the first start of a new engine build compiles its kernels, "
         "with progress below; later starts load them from Numba's cache) ...")
     stylizer = env.make_stylizer(cfg, log, progress)
@@ -288,8 +290,15 @@ def _start_engine(cfg: Config, env: Env, log, progress):
         cfg.size, effects.EffectModels(lambda kind: env.make_effect_model(kind, cfg, log)),
         cfg.background, cfg.face_style, env.clock)
     runner.prepare(cfg.effect)        # NOTE: the effect asked for must run: its failure ends here
+    cycle = list(effects.EFFECTS)
+    for effect in cycle[:] if preload else ():
+        try:
+            runner.prepare(effect)
+        except DemoError as exc:
+            log(f"note: effect {effect} is not available: {exc}")
+            cycle.remove(effect)
     state = initial_state(cfg.style, cfg.blend, stylizer.precision, int8_ok, int8_note,
-                          style_image_label(stylizer), cfg.effect, effects.EFFECTS)
+                          style_image_label(stylizer), cfg.effect, tuple(cycle))
     weights = styles.weights(state.mix())
     return stylizer, pipeline, state, weights, pipeline.warm_up(weights), runner
 
@@ -320,7 +329,8 @@ def run(cfg: Config, env: Env | None = None) -> int:
             window.close()
         raise
     try:
-        started = startup.start(lambda log_fn, progress: _start_engine(cfg, env, log_fn, progress),
+        started = startup.start(lambda log_fn, progress: _start_engine(cfg, env, log_fn, progress,
+                                                                       window is not None),
                                 window, log, (2 * w, h))
     except BaseException:
         source.close()

@@ -325,3 +325,30 @@ def test_bad_effect_options_are_usage_errors(args, message):
     env.make_stylizer = lambda *a, **k: made.append(a)
     assert main(["--headless", *args], env) == 2
     assert len(err) == 1 and message in err[0] and not made
+
+
+def test_a_window_loads_every_effect_at_start(tmp_path):
+    """With a window the effects' models load behind the loading screen ('e' never waits for a
+    compile); one that cannot be had leaves the cycle with a note, the others stay."""
+    from demo_style_transfer.errors import DemoError
+    from tests.test_demo_start import FakeWindow
+    loaded = []
+
+    def make_model(kind, cfg, log):
+        loaded.append(kind)
+        if kind == "faces":
+            raise DemoError("faces: not in the zoo (test)")
+        return effects.Segmenter(lambda x: [np.full((1, 256, 256, 1), 0.5, np.float32)],
+                                 (256, 256))
+
+    clip = write_clip(tmp_path / "a.mp4", astronaut_frames(6))
+    window = FakeWindow()
+    env, log, err = headless_env(NumpyStylizer(), keys=ScriptedKeys({k: "e" for k in range(1, 6)}))
+    env.open_window = lambda size=None: (window, "")
+    env.make_effect_model = make_model
+    stats_path = tmp_path / "s.json"
+    assert main(["--input", str(clip), "--size", SIZE, "--stats", str(stats_path)], env) == 0, err
+    assert loaded == ["segmenter", "faces"] and not err
+    assert any("effect blur-faces is not available" in m for m in log), log
+    by_effect = json.loads(stats_path.read_text())["frames_by_effect"]
+    assert by_effect == {"style": 2, "portrait-blur": 2, "background": 1, "style-background": 1}
