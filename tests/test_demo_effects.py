@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from demo_style_transfer import effects, faces
+from demo_style_transfer import app, effects, faces
 from demo_style_transfer.app import main
 from demo_style_transfer.frames import FrameConverter
 from demo_style_transfer.hud import HudInfo
@@ -185,6 +185,7 @@ def run_effect(tmp_path, plan_dir, effect_args, stylizer=None, keys=None, frames
     clip = write_clip(tmp_path / "astronaut.mp4", astronaut_frames(frames))
     seen = []
     env, log, err = headless_env(stylizer or NumpyStylizer(), keys=keys,
+                                 make_effect_model=app.default_make_effect_model,
                                  on_frame=lambda f, r: seen.append((r.original.copy(),
                                                                     r.stylized.copy())))
     stats_path = tmp_path / "stats.json"
