@@ -35,7 +35,8 @@ from demo_style_transfer.sources import (CameraSource, CaptureThread, PacedSourc
                                          SourceLost, SyntheticCamera, open_input)
 from demo_style_transfer.options import (  # noqa: F401  (re-exported)
     AUTO_OUTPUT, AUTO_SECONDS, EXIT_ENGINE, EXIT_OK, EXIT_SOURCE, EXIT_USAGE, HEADLESS_FRAMES,
-    STYLE_IMAGE_INT8_ONLY, SYNTHETIC_PHOTO, Config, UsageError, build_parser, parse_args, parse_size)
+    STYLE_IMAGE_INT8_ONLY, SYNTHETIC_PHOTO, Config, UsageError, build_parser, parse_args,
+    parse_size)
 
 
 # --- wiring ----------------------------------------------------------------------------------
@@ -343,7 +344,8 @@ def run(cfg: Config, env: Env | None = None) -> int:
         log("quit while the engine was starting")
         return EXIT_OK
     stylizer, pipeline, state, weights, warm, runner = started
-    log(f"effect: {cfg.effect}; engine: {getattr(stylizer, 'description', type(stylizer).__name__)}, "
+    log(f"effect: {cfg.effect}; engine: "
+        f"{getattr(stylizer, 'description', type(stylizer).__name__)}, "
         f"{stylizer.precision}, {stylizer.threads} threads, {cfg.size[0]}x{cfg.size[1]}; "
         f"first run {warm[0]:.0f} ms, then {warm[-1]:.0f} ms")
     max_frames = cfg.frames

@@ -260,7 +260,8 @@ class EffectRunner:
 
 # --- the engine's models -----------------------------------------------------------------------
 def load_effect_model(kind: str, size: tuple[int, int], threads: int | None = None,
-                      cache=None, log: Callable[[str], None] = print, model: str | Path | None = None):
+                      cache=None, log: Callable[[str], None] = print,
+                      model: str | Path | None = None):
     """``kind`` ("segmenter" or "faces") compiled with the engine from its zoo ``.tflite`` (or
     ``model``), cached like the style plan, wrapped for frames of ``size`` and run once (the first
     run loads or compiles its kernels). DemoError (one line) when it cannot be had."""
@@ -304,5 +305,6 @@ def load_effect_model(kind: str, size: tuple[int, int], threads: int | None = No
         wrapped = faces.FaceDetector(run, size, description)
         t0 = time.perf_counter()
         wrapped.detect(np.full((*size, 3), 128, np.uint8))
-    log(f"{path.stem}: {session.threads} threads, first run {(time.perf_counter() - t0) * 1e3:.0f} ms")
+    ms = (time.perf_counter() - t0) * 1e3
+    log(f"{path.stem}: {session.threads} threads, first run {ms:.0f} ms")
     return wrapped

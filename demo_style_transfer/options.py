@@ -92,11 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="play --input at its own frame rate, dropping frames like a camera")
     eff = p.add_argument_group("effect ('e' in the window switches live)")
     eff.add_argument("--effect", nargs="+", metavar=("NAME", "IMAGE"), default=["style"],
-                     help="style (default: the whole frame stylized), portrait-blur (the background "
-                          "blurred), background IMAGE (the background replaced by IMAGE; without "
-                          f"IMAGE the zoo's {effects.DEFAULT_BACKGROUND}), style-background (the "
-                          "background stylized, the person kept), blur-faces (every face found "
-                          "pixelated)")
+                     help="style (default: the whole frame stylized), portrait-blur (the "
+                          "background blurred), background IMAGE (the background replaced by "
+                          f"IMAGE; without IMAGE the zoo's {effects.DEFAULT_BACKGROUND}), "
+                          "style-background (the background stylized, the person kept), "
+                          "blur-faces (every face found pixelated)")
     eff.add_argument("--face-style", choices=effects.FACE_STYLES, default="pixelate",
                      help="how blur-faces hides a face (default: pixelate)")
     sty = p.add_argument_group("style")

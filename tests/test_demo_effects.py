@@ -71,7 +71,8 @@ def photo(name):
 
 
 def astronaut_frames(n, h=H, w=W):
-    """n frames of a slow vertical pan over astronaut.png (a 384 x 512 window: the face stays in)."""
+    """n frames of a slow vertical pan over astronaut.png (a 384 x 512 window: the face stays
+    in)."""
     image = photo("astronaut.png")
     out = []
     for k in range(n):
