@@ -1,5 +1,6 @@
-"""The demo's command line and main loop: source -> capture thread -> style pipeline -> window / video
-file / stats, with keyboard control in the window (or from a script in tests).
+"""The demo's main loop: source -> capture thread -> effect (style pipeline, segmentation, face
+detection: effects.py) -> window / video file / stats, with keyboard control in the window (or from
+a script in tests). The command line is options.py.
 
 Precision: int8 by default (multistyle26 calibrated on 8 zoo photos at the first start, the plan
 cached on disk), fp32 when no int8 plan can be made (one note says why) or with ``--fp32``; 'f'
@@ -11,7 +12,6 @@ models), 2 bad usage, 3 the source could not be opened or was lost during the ru
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -24,159 +24,19 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from demo_style_transfer import startup, styles
-from demo_style_transfer.display import (WINDOW_TITLE, VideoOut, check_writable, open_window,
-                                         output_kind, output_kinds_help, write_picture)
+from demo_style_transfer import effects, startup, styles
+from demo_style_transfer.display import (VideoOut, check_writable, open_window, output_kind,
+                                         write_picture)
 from demo_style_transfer.hud import HudInfo, HudRenderer
 from demo_style_transfer.keys import Action, DemoState, handle_key, initial_state
-from demo_style_transfer.pipeline import (DemoError, Stats, StylePipeline, check_threads,
-                                          describe_error, load_engine_stylizer,
-                                          load_style_image_stylizer)
+from demo_style_transfer.pipeline import (DemoError, Stats, StylePipeline, describe_error,
+                                          load_engine_stylizer, load_style_image_stylizer)
 from demo_style_transfer.sources import (CameraSource, CaptureThread, PacedSource, SourceError,
                                          SourceLost, SyntheticCamera, open_input)
-
-EXIT_OK, EXIT_ENGINE, EXIT_USAGE, EXIT_SOURCE = 0, 1, 2, 3
-HEADLESS_FRAMES = 60          # a headless run over an endless source (camera, synthetic) stops here
-AUTO_OUTPUT = "out.mp4"
-AUTO_SECONDS = 60.0           # ... and `--auto` headless also stops after this long, whatever the speed
-SYNTHETIC_PHOTO = "chelsea.png"
-STYLE_IMAGE_INT8_ONLY = "the --style-image models are int8 only (pre-quantized QDQ)"
-
-
-class UsageError(DemoError):
-    exit_code = EXIT_USAGE
-
-
-@dataclass
-class Config:
-    camera: int | None = None
-    input: str | None = None
-    synthetic: bool = False
-    photo: str | None = None              # the synthetic camera's photo (default: zoo chelsea.png)
-    fallback_synthetic: bool = False
-    realtime: bool = False
-    style: int = 0
-    blend: dict | None = None
-    style_image: str | None = None        # any picture as the style (the arbitrary-style models)
-    size: tuple = (480, 640)
-    precision: str = "int8"               # falls back to fp32 when no int8 plan can be made
-    threads: int | None = None
-    headless: bool = False
-    frames: int | None = None
-    seconds: float | None = None
-    output: str | None = None
-    output_view: str = "stylized"         # or "side-by-side" (with the HUD)
-    stats: str | None = None
-    save_dir: str = "."
-    model: str | None = None
-    plan_cache: str | None = None
-    auto: bool = False
-    frame_timeout: float = 5.0
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise UsageError(f"--size {text!r}: use HxW, e.g. 480x640") from None
-    if h < 32 or w < 32 or h > 4096 or w > 4096:
-        raise UsageError(f"--size {text!r}: height and width must be 32 to 4096")
-    return h, w
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from mobile_engine import __version__
-    p = argparse.ArgumentParser(
-        prog="python -m demo_style_transfer",
-        description="Real-time style transfer on a camera, a video or a picture with mobile-engine "
-                    "(multistyle26: 26 painting styles and their blends).",
-        epilog="keys in the window: n/p next/previous style, 0-9 pick a style (two digits "
-               "quickly for 10-25), b blend, s screenshot, r record on/off, f fp32/int8, "
-               "q or Esc quit (also while the engine starts)")
-    p.add_argument("--version", action="version",
-                   version=f"demo_style_transfer (mobile-engine {__version__})",
-                   help="print the version and exit")
-    src = p.add_argument_group("source (default: camera 0 if one opens, else a synthetic camera)")
-    one = src.add_mutually_exclusive_group()
-    one.add_argument("--camera", type=int, metavar="N", help="camera index")
-    one.add_argument("--input", metavar="FILE", help="a video file or a picture")
-    one.add_argument("--synthetic", nargs="?", const="", metavar="PHOTO",
-                     help="a synthetic camera: pan and zoom over PHOTO (default: chelsea.png)")
-    src.add_argument("--fallback-synthetic", action="store_true",
-                     help="if the camera fails or is lost, go on with the synthetic camera")
-    src.add_argument("--realtime", action="store_true",
-                     help="play --input at its own frame rate, dropping frames like a camera")
-    sty = p.add_argument_group("style")
-    sty.add_argument("--style", default="0", metavar="N", help="style index 0-25 (default 0)")
-    sty.add_argument("--blend", metavar="SPEC", help="a mix of styles, e.g. 3:0.5,19:0.5")
-    sty.add_argument("--style-image", metavar="FILE",
-                     help="any picture as the style (Magenta's arbitrary-style int8 models; the "
-                          "frames run at their 384x384 and are resized back)")
-    eng = p.add_argument_group("engine")
-    eng.add_argument("--size", default="480x640", metavar="HxW",
-                     help="working resolution (default 480x640)")
-    prec = eng.add_mutually_exclusive_group()
-    prec.add_argument("--int8", dest="precision", action="store_const", const="int8",
-                      help="int8 plan, calibrated on 8 zoo photos at the first start (default; "
-                           "fp32 if no int8 plan can be made)")
-    prec.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
-                      help="float32 plan")
-    eng.add_argument("--threads", type=int, metavar="N", help="engine threads (default: all)")
-    eng.add_argument("--model", metavar="ONNX", help="multistyle26.onnx (default: from the zoo)")
-    eng.add_argument("--plan-cache", metavar="DIR",
-                     help="compiled plans (default: $MOBILE_ENGINE_HOME/plans or "
-                          "~/.cache/mobile-engine/plans)")
-    out = p.add_argument_group("output")
-    out.add_argument("--headless", action="store_true", help="no window")
-    out.add_argument("--frames", type=int, metavar="N",
-                     help=f"stop after N frames (headless default for a camera: {HEADLESS_FRAMES})")
-    out.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
-    out.add_argument("--output", metavar="FILE",
-                     help=f"write the stylized frames: {output_kinds_help()}")
-    out.add_argument("--output-view", choices=("stylized", "side-by-side"), default="stylized",
-                     help="what --output holds (default: the stylized frames)")
-    out.add_argument("--stats", metavar="FILE.json", help="write fps and latency statistics")
-    out.add_argument("--save-dir", default=".", metavar="DIR",
-                     help="where screenshots (s) and recordings (r) go")
-    p.add_argument("--auto", action="store_true",
-                   help="a window when there is a display, else a short headless run "
-                        f"({HEADLESS_FRAMES} frames or {AUTO_SECONDS:g} s -> {AUTO_OUTPUT}); "
-                        "used by `make demo`")
-    return p
-
-
-def parse_args(argv=None) -> Config:
-    """A ``Config`` from the command line; ``UsageError`` (or argparse's exit) on bad values."""
-    a = build_parser().parse_args(argv)
-    if a.style_image is not None:
-        if not Path(a.style_image).is_file():
-            raise UsageError(f"--style-image {a.style_image}: no such file")
-        if a.blend:
-            raise UsageError("--style-image and --blend do not go together: pick one")
-    try:
-        style = styles.parse_style(a.style)
-        blend = styles.parse_blend(a.blend) if a.blend else None
-    except styles.StyleError as exc:
-        raise UsageError(str(exc)) from None
-    if a.frames is not None and a.frames < 1:
-        raise UsageError(f"--frames {a.frames}: must be at least 1")
-    if a.seconds is not None and not a.seconds > 0:
-        raise UsageError(f"--seconds {a.seconds}: must be positive")
-    try:
-        check_threads(a.threads)      # NOTE: before any compile (a bad count is not the plan's fault)
-    except DemoError as exc:
-        raise UsageError(str(exc)) from None
-    if a.output and output_kind(a.output) is None:
-        raise UsageError(f"--output {a.output}: unknown extension {Path(a.output).suffix!r}; "
-                         f"give {output_kinds_help()}")
-    return Config(camera=a.camera, input=a.input, synthetic=a.synthetic is not None,
-                  photo=a.synthetic or None, fallback_synthetic=a.fallback_synthetic,
-                  realtime=a.realtime, style=style, blend=blend, style_image=a.style_image,
-                  size=parse_size(a.size), precision=a.precision or "int8", threads=a.threads,
-                  headless=a.headless,
-                  frames=a.frames, seconds=a.seconds, output=a.output,
-                  output_view=a.output_view, stats=a.stats,
-                  save_dir=a.save_dir, model=a.model, plan_cache=a.plan_cache, auto=a.auto)
+from demo_style_transfer.options import (  # noqa: F401  (re-exported)
+    AUTO_OUTPUT, AUTO_SECONDS, EXIT_ENGINE, EXIT_OK, EXIT_SOURCE, EXIT_USAGE, HEADLESS_FRAMES,
+    STYLE_IMAGE_INT8_ONLY, SYNTHETIC_PHOTO, Config, UsageError, build_parser, parse_args,
+    parse_size)
 
 
 # --- wiring ----------------------------------------------------------------------------------
@@ -192,6 +52,13 @@ def default_make_stylizer(cfg: Config, log: Callable[[str], None], progress=None
                                          log)
     return load_engine_stylizer(cfg.size, cfg.precision, cfg.threads, cfg.model,
                                 PlanCache(cfg.plan_cache), log, progress)
+
+
+def default_make_effect_model(kind: str, cfg: Config, log: Callable[[str], None]):
+    """An effect's model ("segmenter" or "faces") compiled with the engine from the zoo's
+    .tflite (cached next to the style plans) for frames of ``cfg.size``."""
+    from demo_style_transfer.pipeline import PlanCache
+    return effects.load_effect_model(kind, cfg.size, cfg.threads, PlanCache(cfg.plan_cache), log)
 
 
 def int8_switch(stylizer) -> tuple[bool, str]:
@@ -222,6 +89,7 @@ class Env:
     """What the app reaches outside itself; tests replace parts (a stand-in stylizer, a fake camera,
     scripted keys, a frame callback)."""
     make_stylizer: Callable = default_make_stylizer     # (cfg, log[, progress]) -> Stylizer
+    make_effect_model: Callable = default_make_effect_model   # (kind, cfg, log) -> model
     open_camera: Callable = CameraSource                  # (index) -> source, or SourceError
     open_window: Callable = open_window                   # ((w, h)) -> (Window | None, why)
     keys: object | None = None                            # .poll(frame_number) -> [key codes]
@@ -275,9 +143,11 @@ class _Run:
     state: DemoState
     writer_fps: float
     renderer: HudRenderer
+    effects: effects.EffectRunner
     stats: Stats = field(default_factory=Stats)
     stylizers: dict = field(default_factory=dict)        # precision -> loaded stylizer ('f')
     frames_by_precision: dict = field(default_factory=dict)
+    frames_by_effect: dict = field(default_factory=dict)
     background: bool = False        # load another precision's plan in a thread (a window)
     loading: tuple | None = None    # (precision, thread, [stylizer, exception]) while loading
     loading_step: str = ""          # the loader's latest line (compile, calibration, kernels)
@@ -290,8 +160,11 @@ class _Run:
         note = self.state.note_at(now) or (
             f"loading the {self.loading[0]} plan: {self.loading_step or '...'}"
             if self.loading is not None else "")
-        return HudInfo(self.stats.recent_fps(), result.inference_ms, self.state.style_label(),
-                       self.stylizer.precision, self.stylizer.threads, note, self.state.recording)
+        effect = self.state.effect
+        style = self.state.style_label() if effect in ("style", "style-background") else ""
+        return HudInfo(self.stats.recent_fps(), result.inference_ms, style,
+                       self.stylizer.precision, self.stylizer.threads, note, self.state.recording,
+                       self.effects.label(effect))
 
     def apply(self, action: Action, view_fn) -> None:
         now = self.env.clock()
@@ -313,6 +186,25 @@ class _Run:
             self.recorder = None
         elif action is Action.RELOAD:
             self.switch_precision(self.state.precision, now)
+        elif action is Action.EFFECT:
+            self.switch_effect(self.state.effect, now)
+
+    def switch_effect(self, want: str, now: float) -> None:
+        """Run ``want`` from the next frame on, loading its models the first time (a model that
+        cannot be had: a note, the effect leaves the cycle and the previous one goes on)."""
+        try:
+            if effects.needs(want) and not all(k in self.effects.models.loaded()
+                                               for k in effects.needs(want)):
+                self.env.log(f"effect {want}: loading its model ...")
+            self.effects.prepare(want)
+        except DemoError as exc:
+            self.env.err(f"error: effect {want} cannot run: {exc}")
+            previous = self.effects.last_effect or "style"
+            left = tuple(e for e in self.state.effects if e != want)
+            self.state = replace(self.state, effect=previous, effects=left) \
+                .with_note(f"{want} cannot run (see the console)", now)
+            return
+        self.env.log(f"effect: {want}")
 
     def switch_precision(self, want: str, now: float) -> None:
         """Run ``want`` from the next frame on. A stylizer loaded before is reused at once; a new
@@ -385,18 +277,31 @@ class _Run:
         self.env.log(f"now running {stylizer.precision}")
 
 
-def _start_engine(cfg: Config, env: Env, log, progress):
-    """(stylizer, pipeline, key state, style weights, warm-up ms): made in ``startup.start``'s
-    thread when there is a window."""
+def _start_engine(cfg: Config, env: Env, log, progress, preload: bool = False):
+    """(stylizer, pipeline, key state, style weights, warm-up ms, effect runner): made in
+    ``startup.start``'s thread when there is a window. ``preload`` (a window): every effect's
+    models load now, behind the loading screen, so 'e' never freezes the window; an effect whose
+    model cannot be had leaves the cycle with a note (headless: each loads on first use)."""
     log("starting the engine (the first start of a new engine build compiles its kernels, "
         "with progress below; later starts load them from Numba's cache) ...")
     stylizer = env.make_stylizer(cfg, log, progress)
     pipeline = StylePipeline(stylizer, cfg.size, env.clock)
     int8_ok, int8_note = int8_switch(stylizer)
+    runner = effects.EffectRunner(
+        cfg.size, effects.EffectModels(lambda kind: env.make_effect_model(kind, cfg, log)),
+        cfg.background, cfg.face_style, env.clock)
+    runner.prepare(cfg.effect)        # NOTE: the effect asked for must run: its failure ends here
+    cycle = list(effects.EFFECTS)
+    for effect in cycle[:] if preload else ():
+        try:
+            runner.prepare(effect)
+        except DemoError as exc:
+            log(f"note: effect {effect} is not available: {exc}")
+            cycle.remove(effect)
     state = initial_state(cfg.style, cfg.blend, stylizer.precision, int8_ok, int8_note,
-                          style_image_label(stylizer))
+                          style_image_label(stylizer), cfg.effect, tuple(cycle))
     weights = styles.weights(state.mix())
-    return stylizer, pipeline, state, weights, pipeline.warm_up(weights)
+    return stylizer, pipeline, state, weights, pipeline.warm_up(weights), runner
 
 
 def run(cfg: Config, env: Env | None = None) -> int:
@@ -425,7 +330,8 @@ def run(cfg: Config, env: Env | None = None) -> int:
             window.close()
         raise
     try:
-        started = startup.start(lambda log_fn, progress: _start_engine(cfg, env, log_fn, progress),
+        started = startup.start(lambda log_fn, progress: _start_engine(cfg, env, log_fn, progress,
+                                                                       window is not None),
                                 window, log, (2 * w, h))
     except BaseException:
         source.close()
@@ -437,8 +343,9 @@ def run(cfg: Config, env: Env | None = None) -> int:
         window.close()
         log("quit while the engine was starting")
         return EXIT_OK
-    stylizer, pipeline, state, weights, warm = started
-    log(f"engine: {getattr(stylizer, 'description', type(stylizer).__name__)}, "
+    stylizer, pipeline, state, weights, warm, runner = started
+    log(f"effect: {cfg.effect}; engine: "
+        f"{getattr(stylizer, 'description', type(stylizer).__name__)}, "
         f"{stylizer.precision}, {stylizer.threads} threads, {cfg.size[0]}x{cfg.size[1]}; "
         f"first run {warm[0]:.0f} ms, then {warm[-1]:.0f} ms")
     max_frames = cfg.frames
@@ -453,7 +360,7 @@ def run(cfg: Config, env: Env | None = None) -> int:
     # NOTE: a live source is processed at the engine's pace, so its video is written at that rate
     writer_fps = source.fps if not source.live else \
         float(np.clip(1000.0 / max(warm[-1], 1e-3), 1.0, source.fps))
-    r = _Run(cfg, env, stylizer, pipeline, state, writer_fps, HudRenderer(cfg.size),
+    r = _Run(cfg, env, stylizer, pipeline, state, writer_fps, HudRenderer(cfg.size), runner,
              background=window is not None)
     capture = CaptureThread(source).start()
     exit_code, reason = EXIT_OK, "end of input"
@@ -484,7 +391,8 @@ def run(cfg: Config, env: Env | None = None) -> int:
                 break
             r.poll_loading(env.clock())
             weights = styles.weights(r.state.mix(), out=weights)
-            result = r.pipeline.process(frame.image, weights)
+            effect = r.state.effect
+            result = r.effects.process(effect, r.pipeline, frame.image, weights)
             view = None
 
             def view_fn():
@@ -508,6 +416,7 @@ def run(cfg: Config, env: Env | None = None) -> int:
             r.stats.add(frame.t_capture, env.clock(), result)
             p = r.stylizer.precision
             r.frames_by_precision[p] = r.frames_by_precision.get(p, 0) + 1
+            r.frames_by_effect[effect] = r.frames_by_effect.get(effect, 0) + 1
             if env.on_frame is not None:
                 env.on_frame(frame, result)
             keys = (window.poll(r.stats.frames) if window is not None else []) + \
@@ -539,7 +448,8 @@ def run(cfg: Config, env: Env | None = None) -> int:
 
     summary = r.stats.summary(
         dropped=r.dropped, size=list(cfg.size), precision=r.stylizer.precision,
-        frames_by_precision=r.frames_by_precision,
+        frames_by_precision=r.frames_by_precision, effect=r.state.effect,
+        frames_by_effect=r.frames_by_effect,
         style=r.state.style_label(), threads=r.stylizer.threads, source=capture.source.name,
         engine=getattr(r.stylizer, "description", type(r.stylizer).__name__),
         warmup_ms=[round(v, 1) for v in warm], output=cfg.output, stopped=reason,
@@ -548,7 +458,8 @@ def run(cfg: Config, env: Env | None = None) -> int:
         Path(cfg.stats).parent.mkdir(parents=True, exist_ok=True)
         Path(cfg.stats).write_text(json.dumps(summary, indent=2) + "\n")
     lat, inf = summary["latency_ms"], summary["inference_ms"]
-    log(f"{summary['frames']} frames at {cfg.size[0]}x{cfg.size[1]} {r.stylizer.precision}, "
+    log(f"{summary['frames']} frames of {r.state.effect} at {cfg.size[0]}x{cfg.size[1]} "
+        f"{r.stylizer.precision}, "
         f"{r.stylizer.threads} threads: {summary['fps']:.1f} fps end to end "
         f"(inference p50 {inf['p50']} ms, latency p50 {lat['p50']} ms, dropped {r.dropped})"
         + (f" -> {cfg.output}" if cfg.output and (r.writer or last_image is not None) else "")

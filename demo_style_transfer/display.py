@@ -18,7 +18,8 @@ import numpy as np
 from demo_style_transfer.hud import FONT
 from demo_style_transfer.pipeline import DemoError
 
-WINDOW_TITLE = "mobile-engine style transfer (n/p style, 0-9 pick, b blend, s shot, r rec, f int8, q quit)"
+WINDOW_TITLE = ("mobile-engine style transfer (e effect, n/p style, 0-9 pick, b blend, s shot, "
+                "r rec, f int8, q quit)")
 VIDEO_FOURCC = {".mp4": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 

@@ -22,13 +22,17 @@ class HudInfo:
     threads: int | None
     note: str = ""
     recording: bool = False
+    effect: str = ""       # e.g. "effect portrait-blur" (the first line under the fps)
 
     def lines(self) -> list[str]:
         threads = "? threads" if self.threads is None else \
             f"{self.threads} thread{'s' if self.threads != 1 else ''}"
         fps = f"{self.fps:5.1f}" if self.fps > 0 else "   --"
-        out = [f"{fps} fps   inference {self.inference_ms:6.1f} ms",
-               self.style, f"{self.precision}   {threads}"]
+        out = [f"{fps} fps   inference {self.inference_ms:6.1f} ms"]
+        if self.effect:
+            out.append(self.effect)
+        out += [self.style] if self.style else []
+        out.append(f"{self.precision}   {threads}")
         if self.note:
             out.append(self.note)
         return out

@@ -1,6 +1,7 @@
 """Keyboard handling as a pure function: ``handle_key(state, key, now) -> (state, actions)``.
 
-Keys: n / p next / previous style; 0-9 pick a style (two digits within a second pick 10-25);
+Keys: e next effect (style, portrait-blur, background, style-background, blur-faces);
+n / p next / previous style; 0-9 pick a style (two digits within a second pick 10-25);
 b blend the current style with the previous one (again: back to one style); s screenshot;
 r record on/off; f fp32/int8 toggle (where int8 cannot run, a HUD note says why); q or Esc quit.
 With ``--style-image`` the style keys only show a note (the built-in styles are not loaded).
@@ -24,6 +25,7 @@ class Action(enum.Enum):
     START_RECORDING = "start_recording"
     STOP_RECORDING = "stop_recording"
     RELOAD = "reload"          # the precision changed: the app loads the other plan
+    EFFECT = "effect"          # the effect changed: the app loads its models (first use)
     QUIT = "quit"
 
 
@@ -44,6 +46,8 @@ class DemoState:
     note_until: float = 0.0
     pending_digit: int | None = None
     pending_until: float = 0.0
+    effect: str = "style"
+    effects: tuple = ("style",)                 # what 'e' cycles through
 
     def mix(self) -> dict[int, float]:
         return dict(self.blend) if self.blend else {self.style: 1.0}
@@ -60,9 +64,11 @@ class DemoState:
 
 def initial_state(style: int = 0, blend: dict | None = None, precision: str = "fp32",
                   int8_available: bool = False, int8_note: str | None = None,
-                  style_image: str | None = None) -> DemoState:
+                  style_image: str | None = None, effect: str = "style",
+                  effects: tuple | None = None) -> DemoState:
     """The state at start; a ``--blend`` starts blended and 'b' can bring it back."""
-    extra = dict(precision=precision, int8_available=int8_available, style_image=style_image)
+    extra = dict(precision=precision, int8_available=int8_available, style_image=style_image,
+                 effect=effect, effects=tuple(effects) if effects else (effect,))
     if int8_note:
         extra["int8_note"] = int8_note
     if blend:
@@ -110,6 +116,12 @@ def handle_key(state: DemoState, key: int, now: float) -> tuple[DemoState, tuple
             else (state.style + 1) % NUM_STYLES
         mix = tuple(sorted({other: 0.5, state.style: 0.5}.items()))
         return replace(state, blend=mix), ()
+    if ch == "e":
+        if len(state.effects) < 2:
+            return state.with_note("no other effect", now), ()
+        k = state.effects.index(state.effect) if state.effect in state.effects else -1
+        effect = state.effects[(k + 1) % len(state.effects)]
+        return replace(state, effect=effect).with_note(f"effect {effect}", now), (Action.EFFECT,)
     if ch == "s":
         return state, (Action.SCREENSHOT,)
     if ch == "r":

@@ -98,8 +98,22 @@ def read_video(path):
     return out
 
 
+def stand_in_effect_model(kind, cfg, log):
+    """Instant effect models (not the engine; tests/test_demo_effects.py runs the real ones): a
+    segmenter that finds a person in the middle half of the frame, a face detector that finds
+    nothing."""
+    from demo_style_transfer import effects, faces
+    if kind == "segmenter":
+        mask = np.zeros((1, 256, 256, 1), np.float32)
+        mask[0, 64:192, 64:192] = 1
+        return effects.Segmenter(lambda x: [mask], (256, 256))
+    none = [np.zeros((1, 896, 16), np.float32), np.full((1, 896, 1), -10, np.float32)]
+    return faces.FaceDetector(lambda x: none, cfg.size)
+
+
 def headless_env(stylizer, **kw):
     log, err = [], []
+    kw.setdefault("make_effect_model", stand_in_effect_model)
     env = Env(make_stylizer=lambda cfg, log_fn, progress=None: stylizer, open_window=lambda size=None: (None, "test"),
               log=log.append, err=err.append, **kw)
     return env, log, err
