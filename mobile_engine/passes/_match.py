@@ -67,6 +67,19 @@ def rewrite_matches(graph: Graph, match: Callable, rewrite: Callable) -> int:
     return count
 
 
+def fold_into_conv(graph: Graph, conv: Node, node: Node, w: np.ndarray, b: np.ndarray,
+                   tag: str) -> None:
+    """``conv`` takes new weights ``w`` and bias ``b`` (constants named after ``tag``) and
+    writes ``node``'s output; ``node`` (folded into it) and the conv's old output go."""
+    w_name = graph.add_const(graph.fresh_name(f"{conv.name}_w_{tag}"), w.astype(np.float32))
+    b_name = graph.add_const(graph.fresh_name(f"{conv.name}_b_{tag}"), b.astype(np.float32))
+    old = conv.outputs[0]
+    conv.inputs = [conv.inputs[0], w_name, b_name]
+    conv.outputs = [node.outputs[0]]
+    graph.remove_node(node)
+    del graph.tensors[old]
+
+
 def other_input(node: Node, tensor: str) -> str | None:
     """For a binary node reading ``tensor`` once, its other operand (None otherwise)."""
     a, b = node.inputs[0], node.inputs[1]

@@ -18,7 +18,7 @@ import numpy as np
 
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Activation, Op
-from mobile_engine.passes._match import Index
+from mobile_engine.passes._match import Index, fold_into_conv
 
 
 def match(graph: Graph, bn: Node, index: Index) -> Node | None:
@@ -49,17 +49,10 @@ def rewrite(graph: Graph, conv: Node, bn: Node) -> None:
     b = (graph.const(conv.inputs[2]).astype(np.float64)
          if len(conv.inputs) > 2 and conv.inputs[2] else np.zeros(w.shape[0]))
     s = gamma / np.sqrt(var + bn.attrs["epsilon"])
-    w_new = (w.astype(np.float64) * s[:, None, None, None]).astype(w.dtype)
-    b_new = ((b - mean) * s + beta).astype(np.float32)
-    w_name = graph.add_const(graph.fresh_name(f"{conv.name}_w_bn"), w_new)
-    b_name = graph.add_const(graph.fresh_name(f"{conv.name}_b_bn"), b_new)
-    old_out = conv.outputs[0]
-    conv.inputs = [conv.inputs[0], w_name, b_name]
     conv.attrs["activation"] = bn.attrs["activation"]
     conv.attrs["act_params"] = bn.attrs["act_params"]
-    conv.outputs = [bn.outputs[0]]
-    graph.remove_node(bn)
-    del graph.tensors[old_out]
+    fold_into_conv(graph, conv, bn, w.astype(np.float64) * s[:, None, None, None],
+                   (b - mean) * s + beta, "bn")
 
 
 def run(graph: Graph) -> int:

@@ -17,7 +17,7 @@ import numpy as np
 
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Activation, Op
-from mobile_engine.passes._match import Index, other_input, rewrite_matches
+from mobile_engine.passes._match import Index, fold_into_conv, other_input, rewrite_matches
 
 
 def _per_channel(data: np.ndarray | None, co: int) -> np.ndarray | None:
@@ -64,13 +64,7 @@ def rewrite(graph: Graph, node: Node, conv: Node, k: np.ndarray) -> None:
         w, b = w * k[:, None, None, None], b * k
     else:
         b = b + k
-    w_name = graph.add_const(graph.fresh_name(f"{conv.name}_w_affine"), w.astype(np.float32))
-    b_name = graph.add_const(graph.fresh_name(f"{conv.name}_b_affine"), b.astype(np.float32))
-    old = conv.outputs[0]
-    conv.inputs = [conv.inputs[0], w_name, b_name]
-    conv.outputs = [node.outputs[0]]
-    graph.remove_node(node)
-    del graph.tensors[old]
+    fold_into_conv(graph, conv, node, w, b, "affine")
 
 
 def run(graph: Graph) -> int:
