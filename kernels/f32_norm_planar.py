@@ -1,7 +1,9 @@
-"""fp32 instance norm over planar (NCHW) tensors: each (image, channel) plane is P contiguous
-floats, split into blocks of whole vectors; pass 1 sums shifted values per block (float32 vector
-partials flushed to float64), pass 2 writes ``act((x - m) * a + b)`` with the clamp in the vector
-store. The statistics, style vectors and clamp rules are the NHWC kernels' (``f32_norm.py``).
+"""fp32 instance norm over planar (NCHW) tensors (``f32_instance_norm_nchw``, the few-channel
+tail before an NCHW graph output): each (image, channel) plane is P contiguous floats, lanes run
+over pixels (any C is full width), tasks are (plane, block) pairs, an even number of them (3
+planes on 2 threads). Pass 1 sums shifted values per block (float32 vector partials flushed to
+float64); pass 2 writes ``act((x - m) * a + b)`` with the clamp in the vector store. Statistics,
+style vectors and clamp rules are the NHWC kernels' (``f32_norm.py``).
 """
 from __future__ import annotations
 
@@ -164,7 +166,3 @@ def _ref_instance_norm_nchw(x, scale, bias, epsilon=1e-5, activation_kind=0, act
     y = ref.instance_norm(x.transpose(0, 2, 3, 1), scale, bias, epsilon=epsilon,
                           activation_kind=activation_kind, act_params=act_params)
     return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
-
-
-# kernel -> (whole-array entry point, numpy reference with the same signature)
-KERNELS = {"f32_instance_norm_nchw": (instance_norm_nchw, _ref_instance_norm_nchw)}

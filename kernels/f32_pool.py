@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from kernels import reference as ref
 from kernels.config import jit, pjit
 
 F32 = np.float32

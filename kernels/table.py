@@ -26,6 +26,7 @@ from kernels import f32_elementwise as kew
 from kernels import f32_gemm as kg
 from kernels import f32_layout as lay
 from kernels import f32_norm as knorm
+from kernels import f32_norm_planar as knorm_planar
 from kernels import f32_norm_qu8 as knq
 from kernels import f32_pool as kpool
 from kernels import f32_reduce as kred
@@ -197,8 +198,9 @@ def _norm_rows() -> list[KernelRow]:
     return [
         row("f32_norm", "f32_instance_norm_nhwc{epilogue}", acts, knorm.instance_norm,
             reference=_fixed(knorm._ref_instance_norm)),
-        row("f32_norm", "f32_instance_norm_nchw{epilogue}", acts, knorm.instance_norm_nchw,
-            reference=_fixed(knorm._ref_instance_norm_nchw)),
+        row("f32_norm_planar", "f32_instance_norm_nchw{epilogue}", acts,
+            knorm_planar.instance_norm_nchw,
+            reference=_fixed(knorm_planar._ref_instance_norm_nchw)),
         row("f32_norm", "f32_batch_norm_nhwc{epilogue}", acts, knorm.batch_norm,
             knorm.batch_norm_fold, _fixed(knorm._ref_batch_norm)),
         row("f32_norm", "f32_batch_norm_nhwc_rt{epilogue}", acts, knorm.batch_norm,

@@ -9,6 +9,7 @@ from mobile_engine.ir import Activation, GraphBuilder, Op
 from mobile_engine.ir.interpret import run_graph
 from mobile_engine.planning.step import lower_node
 from kernels import f32_norm as knorm
+from kernels import f32_norm_planar as knorm_planar
 from kernels import table
 
 from tests.kernels.harness import fused, lower_and_run
@@ -125,7 +126,7 @@ def test_instance_norm_residual(c, act):
 def test_instance_norm_planar_blocks_are_even():
     """3 planes on 2 threads: an even number of (plane, block) tasks."""
     for n, p, c in ((1, 480 * 640, 3), (1, 256 * 256, 4), (2, 128 * 128, 8), (1, 100, 3)):
-        nblk = knorm.planar_blocks(n, p, c)
+        nblk = knorm_planar.planar_blocks(n, p, c)
         assert nblk == 1 if n * p * c < knorm.PARALLEL_MIN_WORK else (n * c * nblk) % 2 == 0
 
 

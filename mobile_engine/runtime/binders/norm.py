@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import f32_norm as knorm
+from kernels import f32_norm_planar as knorm_planar
 from kernels import table
 from mobile_engine.runtime import validate as v
 from mobile_engine.runtime.binders.elementwise import operands, readonly
@@ -77,7 +78,7 @@ def bind_instance_norm(params, weights, inputs, outputs, threads=None):
 def bind_instance_norm_planar(params, weights, inputs, outputs, threads=None):
     x, out, scale, bias = _instance_operands(params, weights, inputs, outputs, True)
     eps, act, p = _epilogue(params)
-    return knorm.instance_norm_planar_call(readonly(x), scale, bias, out, eps, act, p,
+    return knorm_planar.instance_norm_planar_call(readonly(x), scale, bias, out, eps, act, p,
                                            threads=threads)
 
 
