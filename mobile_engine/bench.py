@@ -101,12 +101,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from mobile_engine.errors import EngineError, InputError
+from mobile_engine.bench_peer import (Peer, _check_peer_io, _ort_session,  # noqa: F401
+                                      _peer_source, import_onnxruntime, plan_precision)
+from mobile_engine.bench_schema import (KIND, SCHEMA_VERSION, by_kernel, format_ops,  # noqa: F401
+                                        format_result, validate_report)
+from mobile_engine.errors import InputError
 from mobile_engine.progress import Progress
 
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
-KIND = "mobile-engine-bench"
 # Kernels whose flops are worth a GFLOP/s figure (the rest are memory-bound).
 FLOP_KERNELS = ("conv", "gemm", "matmul")
 # NOTE: on a quiet machine p50 stays within ~10-20% of the minimum; beyond this the runs were
@@ -119,24 +120,10 @@ DIFF_WARN = 1e-2
 # (DESIGN.md); below 30 dB the picture visibly changes, so the two engines do not compute the same
 # thing. Random noise as input gives lower figures than photos: bench int8 on a photo (--input).
 PSNR_WARN = 30.0
-# ONNX ops that make a model int8 (QDQ or operator-quantized).
-INT8_ONNX_OPS = ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
-                 "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear")
-INT8_KERNEL_PREFIXES = ("qu8_", "qs8_")
 PEERS = (None, "onnxruntime", "litert")
 # NOTE: a short sleep before each timed run lets the other engine's pool threads go idle first.
 PAUSE_S = 0.002
 
-TOP_FIELDS = ("schema_version", "kind", "created", "label", "model", "source", "precision",
-              "compile_ms", "import_ms", "inputs", "feeds", "peer", "plan", "runs", "warmup",
-              "machine", "results")
-# Fields version 1 documents lack; readers fill them with these values.
-V1_DEFAULTS = {"precision": None, "compile_ms": None, "import_ms": None, "feeds": None,
-               "peer": None}
-RESULT_FIELDS = ("threads", "load_ms", "bind_ms", "jit", "init_ms", "first_run_ms", "latency_ms",
-                 "throughput_fps", "peak_rss_mb", "arena_bytes", "weight_bytes", "profile_runs",
-                 "ops", "ops_total_ms", "threading_layer", "compare", "warnings")
-LATENCY_FIELDS = ("min", "mean", "p50", "p90", "p99", "max")
 
 
 def make_feeds(inputs: list[dict], seed: int = 0,
@@ -182,122 +169,6 @@ def peak_rss_mb() -> float:
     """Peak resident set size of this process (Linux reports KiB, macOS bytes)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
-
-
-# --- the peer ------------------------------------------------------------------------------------
-def import_onnxruntime():
-    """onnxruntime, or an EngineError that says how to get it."""
-    try:
-        import onnxruntime
-    except ImportError:
-        raise EngineError("--compare onnxruntime: onnxruntime is not installed in this Python "
-                          f"({sys.executable}); install it with `pip install onnxruntime`, or "
-                          "run without --compare to measure mobile-engine alone") from None
-    return onnxruntime
-
-
-def _ort_session(ort, model_path: str, threads: int, spinning: bool):
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # NOTE: spinning pool threads would keep cores busy into our turn of the alternation.
-    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    return ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
-
-
-@dataclass
-class Peer:
-    """The peer engine (the onnxruntime module) and the ONNX file it runs; ``bench_litert.
-    LitertPeer`` has the same fields and methods."""
-    ort: object
-    spinning: bool
-    model: str
-    sha256: str
-    precision: str
-    engine: str = "onnxruntime"
-
-    @classmethod
-    def open(cls, ort, spinning: bool, model: str) -> "Peer":
-        import onnx
-        from google.protobuf.message import DecodeError
-
-        from mobile_engine.zoo import sha256
-        path = Path(model)
-        if not path.is_file():
-            raise InputError(f"--peer-model {model}: no such file (give the ONNX model "
-                             f"onnxruntime should run)")
-        from mobile_engine.importers.tflite_base import is_tflite
-        if is_tflite(path):
-            raise InputError(f"--compare onnxruntime: {model} is a TFLite model; compare it "
-                             f"with --compare litert")
-        try:
-            proto = onnx.load(str(path), load_external_data=False)
-        except (DecodeError, ValueError, OSError, RuntimeError) as exc:
-            raise InputError(f"--peer-model {model}: not an ONNX model ({exc})") from None
-        ops = {n.op_type for n in proto.graph.node}
-        precision = "int8" if ops & set(INT8_ONNX_OPS) else "fp32"
-        return cls(ort, spinning, str(path), sha256(path), precision)
-
-    @property
-    def version(self) -> str:
-        return self.ort.__version__
-
-    def session(self, threads: int):
-        return _ort_session(self.ort, self.model, threads, self.spinning)
-
-    def describe(self) -> dict:
-        return {"engine": "onnxruntime", "model": self.model, "sha256": self.sha256,
-                "precision": self.precision}
-
-
-def _check_peer_io(plan, peer_sess, model: str) -> None:
-    """The peer must take the plan's inputs (same names; its fixed dimensions equal ours) and give
-    the plan's outputs, or the comparison means nothing: InputError naming both sides."""
-    theirs = {i.name: i.shape for i in peer_sess.get_inputs()}
-    ours = {i["name"]: list(i["shape"]) for i in plan.inputs}
-    if set(theirs) != set(ours):
-        raise InputError(f"peer model {model}: its inputs {sorted(theirs)} are not the plan's "
-                         f"{sorted(ours)}; give --peer-model the ONNX model the plan was "
-                         f"compiled from (same input names)")
-    for name, shape in ours.items():
-        dims = list(theirs[name])
-        if len(dims) != len(shape) or any(isinstance(d, int) and d != n
-                                          for d, n in zip(dims, shape)):
-            raise InputError(f"peer model {model}: input {name!r} has shape {dims}; the plan "
-                             f"takes {shape}")
-    outs = [o.name for o in peer_sess.get_outputs()]
-    missing = [o["name"] for o in plan.outputs if o["name"] not in outs]
-    if missing:
-        raise InputError(f"peer model {model}: no output {missing[0]!r} (its outputs: "
-                         f"{', '.join(outs)}); the outputs cannot be compared")
-
-
-def plan_precision(plan) -> str:
-    """"int8" when the plan runs int8 kernels (compiled with --int8, or a QDQ import), else
-    "fp32"."""
-    if plan.manifest.get("provenance", {}).get("precision") == "int8":
-        return "int8"
-    return "int8" if any(s["kernel"].startswith(INT8_KERNEL_PREFIXES) for s in plan.steps) \
-        else "fp32"
-
-
-def _peer_source(plan, model: Path) -> str:
-    """The model file the peer runs: the model itself, or the plan's source if it is unchanged."""
-    if model.suffix != ".mplan":
-        return str(model)
-    prov = plan.manifest.get("provenance", {})
-    source = prov.get("source")
-    if not source or not Path(source).is_file():
-        raise EngineError(f"--compare: {model} was compiled from {source!r}, which is "
-                          f"not on disk here; bench the source model instead")
-    want = prov.get("source_sha256")
-    if want:
-        from mobile_engine.zoo import sha256
-        if sha256(Path(source)) != want:
-            raise EngineError(f"--compare: {source} changed since {model} was "
-                              f"compiled (sha256 differs); recompile the plan")
-    return source
 
 
 # --- our engine ----------------------------------------------------------------------------------
@@ -585,75 +456,6 @@ class BenchReport:
         return "\n".join(lines)
 
 
-def format_result(r: dict, runs: int, profile: bool = False,
-                  import_ms: float | None = None) -> list[str]:
-    """The terminal lines of one thread block (``import_ms``: the first block's, to show the
-    start of a fresh process)."""
-    lat, jit = r["latency_ms"], r["jit"]
-    lines = [
-        f"threads {r['threads']}: {runs} timed runs",
-        f"  init {r['init_ms']:.1f} ms (load {r['load_ms']:.1f} + bind {r['bind_ms']:.1f} + "
-        f"jit {jit['ms']:.1f}; kernel cache {jit['cache']}: {jit['hits']} loaded, "
-        f"{jit['misses']} compiled, {jit['kernels']} kernels), "
-        f"first run {r['first_run_ms']:.2f} ms",
-        f"  mobile-engine  p50 {lat['p50']:.3f} ms  p90 {lat['p90']:.3f}  p99 {lat['p99']:.3f}  "
-        f"min {lat['min']:.3f}  mean {lat['mean']:.3f}  max {lat['max']:.3f}  "
-        f"({r['throughput_fps']:.1f} /s)",
-    ]
-    if import_ms is not None:
-        lines.insert(2, f"  start of a fresh process: import {import_ms:.1f} + init "
-                        f"{r['init_ms']:.1f} + first run {r['first_run_ms']:.1f} = "
-                        f"{import_ms + r['init_ms'] + r['first_run_ms']:.1f} ms")
-    for name, c in r["compare"].items():
-        speed = "faster" if c["ratio"] < 1 else "slower"
-        diff = "n/a" if c["max_abs_diff"] is None else f"{c['max_abs_diff']:.2g}"
-        if c["max_abs_diff"] is not None and "psnr_db" in c:         # not in version 1
-            psnr = c["psnr_db"]
-            diff += ", identical" if psnr is None else f", PSNR {psnr:.1f} dB"
-        lines.append(f"  {name:<13}  p50 {c['p50']:.3f} ms  p90 {c['p90']:.3f}  p99 "
-                     f"{c['p99']:.3f}  min {c['min']:.3f}  (v{c['version']}, init "
-                     f"{c['init_ms']:.1f} ms, first run {c['first_run_ms']:.2f} ms)")
-        lines.append(f"  ratio mobile-engine/{name} {c['ratio']:.3f} (mobile-engine is "
-                     f"{speed}), outputs max |diff| {diff}")
-    # NOTE: MiB as everywhere else (peak_rss_mb is KiB / 1024 already)
-    lines.append(f"  memory: peak RSS {r['peak_rss_mb']:.1f} MiB, arena "
-                 f"{r['arena_bytes'] / 2**20:.2f} MiB, weights "
-                 f"{r['weight_bytes'] / 2**20:.2f} MiB; "
-                 f"threading layer {r['threading_layer'] or 'not started'}")
-    lines += [f"  WARNING: {w}" for w in r["warnings"]]
-    if profile:
-        lines += format_ops(r)
-    return lines
-
-
-def format_ops(r: dict) -> list[str]:
-    """The per-op table of one thread block."""
-    ops = r["ops"]
-    w_name = min(max([len(o["name"]) for o in ops] + [2]), 40)
-    w_kern = max([len(o["kernel"]) for o in ops] + [6])
-    lines = [f"  per-op profile (median of {r['profile_runs']} runs, steps called one by one):",
-             f"    {'op':<{w_name}}  {'kernel':<{w_kern}}  {'ms':>8}  {'%':>5}  {'GFLOP/s':>8}"]
-    for o in ops:
-        gf = "" if o["gflops"] is None else f"{o['gflops']:.1f}"
-        lines.append(f"    {o['name'][:w_name]:<{w_name}}  {o['kernel']:<{w_kern}}  "
-                     f"{o['ms']:8.3f}  {o['percent']:5.1f}  {gf:>8}")
-    lines.append(f"    {'total of steps':<{w_name}}  {'':<{w_kern}}  {r['ops_total_ms']:8.3f}  "
-                 f"{100.0 if ops else 0.0:5.1f}   (whole-run p50 {r['latency_ms']['p50']:.3f} ms)")
-    lines.append("  by kernel:")
-    for kernel, (count, ms, pct) in sorted(by_kernel(ops).items(), key=lambda kv: -kv[1][1]):
-        lines.append(f"    {kernel:<{w_kern}}  {count:4d} x  {ms:8.3f} ms  {pct:5.1f}%")
-    return lines
-
-
-def by_kernel(ops: list[dict]) -> dict[str, tuple[int, float, float]]:
-    """kernel id -> (steps, total ms, total percent)."""
-    out: dict[str, tuple[int, float, float]] = {}
-    for o in ops:
-        n, ms, pct = out.get(o["kernel"], (0, 0.0, 0.0))
-        out[o["kernel"]] = (n + 1, ms + o["ms"], pct + o["percent"])
-    return out
-
-
 def run_bench(model: str | Path, shapes: dict | None = None, threads: int | Sequence[int] = 1,
               runs: int = 20, compare: str | None = None, warmup: int = 2,
               profile_runs: int | None = None, label: str | None = None,
@@ -758,30 +560,3 @@ def run_bench(model: str | Path, shapes: dict | None = None, threads: int | Sequ
     return BenchReport(str(model), source, [dict(i) for i in plan.inputs], info, runs, warmup,
                        facts, results, label, created, plan_precision(plan), compile_ms,
                        described, None if peer is None else peer.describe(), import_ms)
-
-
-def validate_report(data, where: str = "bench JSON") -> dict:
-    """Check a loaded bench JSON document against this schema; InputError names the field."""
-    if not isinstance(data, dict) or data.get("kind") != KIND:
-        raise InputError(f"{where}: not a mobile-engine bench result (no kind={KIND!r}); write "
-                         f"one with `mobile-engine bench MODEL --json FILE`")
-    version = data.get("schema_version")
-    if version not in READABLE_VERSIONS:
-        raise InputError(f"{where}: schema_version {version!r}; this mobile-engine reads "
-                         f"versions {', '.join(map(str, READABLE_VERSIONS))}")
-    if version == 1:                       # fields version 2 added: unknown in older files
-        for key, value in V1_DEFAULTS.items():
-            data.setdefault(key, value)
-    for key in TOP_FIELDS:
-        if key not in data:
-            raise InputError(f"{where}: missing field {key!r}")
-    if not isinstance(data["results"], list) or not data["results"]:
-        raise InputError(f"{where}: 'results' must be a non-empty list of thread blocks")
-    for i, r in enumerate(data["results"]):
-        for key in RESULT_FIELDS:
-            if key not in r:
-                raise InputError(f"{where}: results[{i}] misses field {key!r}")
-        for key in LATENCY_FIELDS:
-            if not isinstance(r["latency_ms"].get(key), (int, float)):
-                raise InputError(f"{where}: results[{i}].latency_ms.{key} is not a number")
-    return data
