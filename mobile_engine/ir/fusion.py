@@ -21,7 +21,7 @@ FUSION = "fusion"
 MARKS = (FUSED_INTO, FUSION)
 
 
-def absorb(graph: Graph, node: Node, head: Node, role: str | None = None, value=None) -> None:
+def absorb(node: Node, head: Node, role: str | None = None, value=None) -> None:
     """Mark ``node`` as computed by ``head``'s step; record ``role`` -> ``value`` (default: the
     node's name) in ``head``'s fusion record."""
     node.attrs[FUSED_INTO] = head.name

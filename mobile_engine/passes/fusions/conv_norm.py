@@ -78,10 +78,10 @@ def run(graph: Graph, target: KernelTarget) -> int:
         norm = fused_norm(conv, graph, target) if conv.op is Op.CONV2D else None
         if norm is None or fusion.absorbed(norm):
             continue
-        fusion.absorb(graph, norm, conv, "norm")
+        fusion.absorb(norm, conv, "norm")
         found = fused_add(conv, norm, graph)
         if found is not None and not fusion.absorbed(found[0]):
-            fusion.absorb(graph, found[0], conv, "add")
+            fusion.absorb(found[0], conv, "add")
             fusion.record(conv, "residual", found[1])
         fused += 1
     return fused

@@ -56,6 +56,6 @@ def run(graph: Graph, target: KernelTarget) -> int:
     for conv in graph.nodes:
         norm = fused_norm(conv, graph, target) if conv.op is Op.CONV2D else None
         if norm is not None and not fusion.absorbed(norm):
-            fusion.absorb(graph, norm, conv, "norm")
+            fusion.absorb(norm, conv, "norm")
             fused += 1
     return fused

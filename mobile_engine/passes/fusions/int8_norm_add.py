@@ -32,7 +32,7 @@ def run(graph: Graph, target: KernelTarget) -> int:
         if norm.op is Op.INSTANCE_NORM and not fusion.absorbed(norm):
             add = fused_add(norm, graph)
             if add is not None and not fusion.absorbed(add):
-                fusion.absorb(graph, add, norm, "add")
+                fusion.absorb(add, norm, "add")
                 fused += 1
     return fused
 

@@ -46,6 +46,6 @@ def run(graph: Graph, target: KernelTarget) -> int:
     for conv in graph.nodes:
         found = planar_source(conv, graph, target) if conv.op is Op.CONV2D else None
         if found is not None and not fusion.absorbed(found[0]):
-            fusion.absorb(graph, found[0], conv, "nchw_input", found[1])
+            fusion.absorb(found[0], conv, "nchw_input", found[1])
             fused += 1
     return fused

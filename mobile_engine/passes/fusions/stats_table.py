@@ -161,7 +161,7 @@ def run(graph: Graph, target: KernelTarget) -> int:
             taken.update(id(m) for m in members)
             head = members[-1]
             for m in members[:-1]:
-                fusion.absorb(graph, m, head)
+                fusion.absorb(m, head)
             fusion.record(head, "stats_x", x_name)
             fusion.record(head, "stats_members", [m.name for m in members])
             fusion.record(head, "stats_externals", externals)

@@ -69,13 +69,10 @@ def style_source(norm: Node, graph: Graph, index: int, int8: bool) -> tuple[str,
     t = norm.inputs[index]
     for u, g in (mul.inputs, mul.inputs[::-1]):
         ut = graph.tensors[u]
-        if ut.is_const or ut.shape != (shape[0], 1) or graph.tensors[g].shape != shape:
+        if ut.is_const or ut.shape != (shape[0], 1) or graph.tensors[g].shape != shape or \
+                not all(plain(graph, n) for n in (u, g, red.inputs[0], t)):
             continue
-        if int8 and all(plain(graph, n) for n in (u, g, red.inputs[0], t)) and \
-                int8_matrix(graph, g):
-            return u, g
-        if not int8 and graph.const(g) is not None and \
-                all(plain(graph, n) for n in (u, g, red.inputs[0], t)):
+        if int8_matrix(graph, g) if int8 else graph.const(g) is not None:
             return u, g
     return None
 
@@ -103,10 +100,10 @@ def run(graph: Graph, target: KernelTarget) -> int:
             if not reads:
                 continue
             red, mul = _chain(norm, graph, index)
-            fusion.absorb(graph, red, norm)
-            fusion.absorb(graph, mul, norm)
+            fusion.absorb(red, norm)
+            fusion.absorb(mul, norm)
             dq = graph.producer(src[1])
             if int8 and dq is not None and dq.op is Op.DEQUANTIZE:
-                fusion.absorb(graph, dq, norm)
+                fusion.absorb(dq, norm)
             fused += 1
     return fused
