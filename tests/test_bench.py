@@ -128,8 +128,6 @@ def test_init_is_load_bind_jit_and_cache_state_consistent(report):
     for r in report["results"][1:]:
         if r["threads"] == first["threads"] or min(r["threads"], first["threads"]) > 1:
             assert r["jit"]["cache"] == "in-process"
-        else:
-            assert r["jit"]["cache"] in ("in-process", "warm", "cold", "mixed")
 
 
 def test_ops_match_plan_and_add_up(report, model_path):
