@@ -104,8 +104,9 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
     # outlined body (multistyle26's 9x9 stem at 256x256 on one thread: 11.8 ms serial against
     # 10.4 ms prange; outlined, 10.5 ms).
     @jit
-    def igemm_row(row, x, rowmap, colmap, wp, bias, residual, out, group, step, act, p0, p1,
-                  has_res, sums, want_sums, in_nchw):
+    def igemm_row(row, lo, hi, x, rowmap, colmap, wp, bias, residual, out, group, step, act, p0,
+                  p1, has_res, sums, want_sums, in_nchw):
+        """Output row ``row``, columns ``[lo, hi)`` (``lo`` a multiple of ``step * MR``)."""
         if in_nchw:        # planar input: a regular tile reads C runs of KW per kernel row
             n_, c_, h_, w_ = x.shape
             ps, cs, nrun, runlen = 1, h_ * w_, c_, kw_len(colmap)
@@ -140,7 +141,7 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
             wblock = gb * kh_ * kw_ * tap_size
             first = True
             for ph in range(step):
-                for ow0 in range(ph, ow_, step * MR):
+                for ow0 in range(lo + ph, min(hi, ow_), step * MR):
                     # A regular tile reads, for every pixel, KW adjacent input columns: with
                     # NHWC and one group, its taps of one kernel row are one contiguous run
                     # of KW * C inputs matching KW * C contiguous packed weight rows.
@@ -257,13 +258,18 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
                     h, s1 = np.float64(sh[j]), np.float64(rs[j])
                     sums[so + j] = ow_ * h + s1
                     sums[so + co_ + j] = ow_ * h * h + 2.0 * h * s1 + np.float64(rq[j])
-        activate_span(of, (b * oh_ + oh) * ow_ * co_, ow_ * co_, act, p0, p1)
+        end = min(hi, ow_)
+        if end > lo:
+            activate_span(of, ((b * oh_ + oh) * ow_ + lo) * co_, (end - lo) * co_, act, p0, p1)
 
     def f32_conv2d_igemm(x, rowmap, colmap, wp, bias, residual, out, group, step, act, p0, p1,
-                         has_res, sums, want_sums, in_nchw):
-        for row in loop(out.shape[0] * out.shape[1]):
-            igemm_row(row, x, rowmap, colmap, wp, bias, residual, out, group, step, act, p0, p1,
-                      has_res, sums, want_sums, in_nchw)
+                         has_res, sums, want_sums, in_nchw, splits):
+        span = -(-out.shape[2] // (splits * step * MR)) * step * MR
+        for t in loop(out.shape[0] * out.shape[1] * splits):
+            row = t // splits
+            lo = (t - row * splits) * span
+            igemm_row(row, lo, lo + span, x, rowmap, colmap, wp, bias, residual, out, group, step,
+                      act, p0, p1, has_res, sums, want_sums, in_nchw)
 
     return f32_conv2d_igemm
 
@@ -273,7 +279,7 @@ def igemm_kernel(mr: int, nr: int, parallel: bool, cache: bool = True):
     """The Numba dispatcher of ``f32_conv2d_igemm_{mr}x{nr}_minmax`` (memoised).
 
     Call ``fn(x, rowmap, colmap, wp, bias, residual, out, group, step, act, p0, p1, has_res,
-    sums, want_sums, in_nchw)``:
+    sums, want_sums, in_nchw, splits)``:
         x:        f32[N, H, W, C] C-contiguous, read-only view (the input before upsampling), or
                   f32[N, C, H, W] with ``in_nchw`` (weights from ``pack_weights(..., nchw=True)``)
         rowmap:   i32[OH, KH], colmap: i32[OW, KW] (kernels/indirection.py), read-only
@@ -288,6 +294,8 @@ def igemm_kernel(mr: int, nr: int, parallel: bool, cache: bool = True):
                   the sums of the stored outputs and of their squares (an instance norm's
                   statistics without another pass; float32 sums of ``y - y[row, 0]`` per row,
                   float64 across rows); pass any f64[1] otherwise
+        splits:   column parts per output row, each a task of its own (``row_splits``); 1
+                  with ``want_sums`` (a row's statistics come from one task)
     ``cache=False`` compiles a fresh dispatcher whose ``inspect_asm()`` works (tests).
     """
     flags = {} if cache else {"cache": False}
@@ -506,11 +514,20 @@ def run_igemm(x, rowmap, colmap, wp, bias, residual, out, *, group, step, act, a
     has_res = residual is not None
     res = readonly(residual if has_res else out)
     fn(readonly(x), readonly(rowmap), readonly(colmap), readonly(wp), readonly(bias), res, out,
-       group, step, int(act), F32(p0), F32(p1), has_res, NO_SUMS, False, bool(in_nchw))
+       group, step, int(act), F32(p0), F32(p1), has_res, NO_SUMS, False, bool(in_nchw), 1)
     return out
 
 
 NO_SUMS = np.zeros(1, np.float64)       # the ``sums`` argument of a conv without statistics
+TASKS_PER_THREAD = 4                     # parallel tasks per thread: a busy machine balances
+
+
+def row_splits(rows: int, cols: int, mr: int, threads: int) -> int:
+    """Column parts per output row so that ``rows`` rows of ``cols`` pixels give each of
+    ``threads`` threads a few tasks (a flattened pointwise conv has one row per image), parts
+    of whole ``mr``-pixel tiles; 1 when the rows alone are enough."""
+    want = -(-TASKS_PER_THREAD * max(threads, 1) // max(rows, 1))
+    return max(1, min(want, -(-cols // mr)))
 
 
 def use_kdot(co: int, group: int) -> bool:

@@ -192,6 +192,25 @@ def test_igemm_every_tile(tile, parallel):
     assert_f32_close(got, expected, red, f"igemm {tile} parallel={parallel}")
 
 
+@pytest.mark.parametrize("splits", [2, 3, 7])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_igemm_row_splits(splits, parallel):
+    """Rows cut into column parts (whole tiles; the last parts empty when there are more parts
+    than tiles): every output once, the activation once, tails and a residual."""
+    case = _case(13, 40, n=2, hw=(5, 37), residual=True, act=ACTS[3])
+    x, w, bias, res, geo, expected, red = _data(case)
+    mr, nr = igemm.TILES[16], 16
+    rowmap, colmap = igemm.conv_tables(x.shape, (3, 3), pads=case["pads"])
+    out = np.full(expected.shape, np.nan, np.float32)
+    p0, p1 = igemm.activation_params(*case["act"])
+    ro = igemm.readonly
+    igemm.igemm_kernel(mr, nr, parallel)(
+        ro(x), ro(rowmap), ro(colmap), ro(igemm.pack_weights(w, nr)), ro(bias), ro(res), out, 1,
+        1, int(case["act"][0]), np.float32(p0), np.float32(p1), True, igemm.NO_SUMS, False,
+        False, splits)
+    assert_f32_close(out, expected, red, f"igemm splits={splits}")
+
+
 @pytest.mark.parametrize("case", DW_CASES, ids=_ids(DW_CASES))
 @pytest.mark.parametrize("parallel", [False, True])
 def test_dwconv2d(case, parallel):
@@ -244,7 +263,7 @@ def test_conv_padding_is_zero_not_garbage():
 
 
 # --- lowering + binding ------------------------------------------------------------------
-def _run_steps(steps, feeds, out_shape):
+def _run_steps(steps, feeds, out_shape, threads=None):
     """Bind like the runtime: JSON-round-tripped params, read-only weights, arena-like views."""
     out = np.full(out_shape, np.nan, np.float32)
     (step,) = steps
@@ -254,7 +273,8 @@ def _run_steps(steps, feeds, out_shape):
         v = np.ascontiguousarray(v).copy()
         v.flags.writeable = False
         weights[k] = v
-    fn, args = BINDERS[step.kernel](params, weights, [feeds[n] for n in step.inputs], [out])
+    fn, args = BINDERS[step.kernel](params, weights, [feeds[n] for n in step.inputs], [out],
+                                    threads)
     fn(*args)
     return step, out
 
@@ -287,6 +307,30 @@ def test_conv2d_lowering_and_binding(case):
     assert step.flops == 2 * expected.size * case["k"] ** 2 * (case["c"] // case["group"])
     assert co_g >= 1
     assert_f32_close(got, expected, red, step.kernel)
+
+
+@pytest.mark.parametrize("hw,c,co,group,cut", [((13, 13), 40, 100, 1, True),
+                                               ((7, 7), 64, 96, 4, True),
+                                               ((1, 5), 3, 20, 1, False)])      # serial: small
+def test_pointwise_conv_binds_one_row_per_image(hw, c, co, group, cut):
+    """A 1x1 stride-1 unpadded conv runs over [N, 1, H * W, C] views, cut into parts for two
+    threads (not when it runs serial); the outputs land where the NHWC output has them."""
+    case = _case(c, co, k=1, n=2, hw=hw, pads=(0, 0, 0, 0), group=group, residual=True,
+                 act=ACTS[3])
+    x, w, bias, res, geo, expected, red = _data(case)
+    b = GraphBuilder("pointwise")
+    y = b.node(Op.CONV2D, b.input("x", x.shape), b.const(w), b.const(bias),
+               b.input("res", res.shape), name="conv", **geo, activation=case["act"][0],
+               act_params=case["act"][1])
+    g = b.build(y)
+    (step,) = lower_node(g.nodes[0], g)
+    assert step.kernel.startswith("f32_conv2d_igemm_")
+    step, got = _run_steps([step], {"x": x, "res": res}, expected.shape, threads=2)
+    assert_f32_close(got, expected, red, step.kernel)
+    _, args = BINDERS[step.kernel](json.loads(json.dumps(step.params)), step.weights,
+                                   [x, res], [np.empty(expected.shape, np.float32)], 2)
+    assert args[0].shape == (2, 1, hw[0] * hw[1], c)
+    assert (args[-1] > 1) == cut
 
 
 def test_conv2d_lowering_constant_residual_and_no_bias():
@@ -363,7 +407,7 @@ def test_igemm_row_sums(co, tile, parallel):
     ro = igemm.readonly
     igemm.igemm_kernel(mr, nr, parallel)(
         ro(x), ro(rowmap), ro(colmap), ro(igemm.pack_weights(w, nr)), ro(bias), ro(res), out, 1,
-        1, 0, np.float32(0), np.float32(0), True, sums, True, False)
+        1, 0, np.float32(0), np.float32(0), True, sums, True, False, 1)
     assert_f32_close(out, expected, red, "igemm with sums")
     y = out.astype(np.float64).reshape(10, 21, co)
     got = sums.reshape(10, 2, co)

@@ -86,12 +86,37 @@ def _operands(params, weights, inputs, outputs, in_nchw: bool = False):
             has_res)
 
 
+def _threads(threads: int | None) -> int:
+    return config.numba_config.NUMBA_NUM_THREADS if threads is None else threads
+
+
+def _pointwise(rowmap: np.ndarray, colmap: np.ndarray, x_shape: tuple) -> bool:
+    """A 1x1 conv with stride 1 and no padding: output pixel (i, j) reads input pixel (i, j)."""
+    h, w = x_shape[1:3]
+    return (rowmap.shape == (h, 1) and colmap.shape == (w, 1)
+            and np.array_equal(rowmap[:, 0], np.arange(h))
+            and np.array_equal(colmap[:, 0], np.arange(w)))
+
+
+def _flat_pointwise(x, res, out):
+    """A pointwise conv over ``[N, 1, H * W, C]`` views: one row of H * W pixels per image, so
+    its tiles run across the image's rows and each weight block is read once per row part, not
+    once per image row (a 1x1 conv on 13x13 pixels with 1000 outputs: 2 MB of weights read 13
+    times)."""
+    n, h, w, _ = x.shape
+    flat = [a.reshape(n, 1, h * w, a.shape[3]) for a in (x, res, out)]
+    rowmap = igemm.readonly(np.zeros((1, 1), np.int32))
+    colmap = igemm.readonly(np.arange(h * w, dtype=np.int32).reshape(-1, 1))
+    return (*flat, rowmap, colmap)
+
+
 def _bind_igemm(kernel: str):
     tile = table.fields(kernel)
     mr, nr = tile["mr"], tile["nr"]
     transposed = table.row_of(kernel).family == "f32_conv_transpose2d"
 
-    def bind(params, weights, inputs, outputs, threads=None):
+    def bind(params, weights, inputs, outputs, threads=None, stats=False):
+        """``stats``: the kernel also writes each row's norm statistics (one task per row)."""
         in_nchw = v.flag(params, "in_nchw") if "in_nchw" in params else False
         x, rowmap, colmap, bias, res, out, act, p0, p1, has_res = _operands(
             params, weights, inputs, outputs, in_nchw)
@@ -107,11 +132,15 @@ def _bind_igemm(kernel: str):
         nblk = group * -(-(co // group) // nr)
         expect = (nblk, kh, cig, kw, nr) if in_nchw else (nblk, kh, kw, cig, nr)
         w = _f32("weight 'w' (packed weights)", _weight(weights, "w"), shape=expect)
-        fn = igemm.igemm_kernel(mr, nr, config.use_parallel(params["work"], x.shape[0] * out.shape[1],
-                                                             threads))
-        return fn, (x, rowmap, colmap, igemm.readonly(w), bias, res, out, group,
-                    min(step, max(out.shape[2], 1)), act, p0, p1, has_res, igemm.NO_SUMS,
-                    False, in_nchw)
+        if not (transposed or in_nchw or stats) and _pointwise(rowmap, colmap, x.shape):
+            x, res, out, rowmap, colmap = _flat_pointwise(x, res, out)
+        rows = x.shape[0] * out.shape[1]
+        splits = 1 if stats else igemm.row_splits(rows, out.shape[2], mr, _threads(threads))
+        parallel = config.use_parallel(params["work"], rows * splits, threads)
+        return igemm.igemm_kernel(mr, nr, parallel), (
+            x, rowmap, colmap, igemm.readonly(w), bias, res, out, group,
+            min(step, max(out.shape[2], 1)), act, p0, p1, has_res, igemm.NO_SUMS, False, in_nchw,
+            splits if parallel else 1)
 
     return bind
 
@@ -131,7 +160,7 @@ def _bind_igemm_norm(kernel: str):
     def bind(params, weights, inputs, outputs, threads=None):
         has_res = v.flag(params, "has_residual")
         n_conv = 2 if has_res and "residual" not in weights else 1
-        fn, args = conv_bind(params, weights, inputs[:n_conv], outputs, threads)
+        fn, args = conv_bind(params, weights, inputs[:n_conv], outputs, threads, stats=True)
         out = outputs[0]
         n, h, w, c = out.shape
         v.require(h * w >= 1 and c >= 1, f"the output {list(out.shape)} is empty: an instance "
@@ -150,7 +179,7 @@ def _bind_igemm_norm(kernel: str):
         act = v.activation(params, "norm_act")
         p = (v.number(params, "norm_p0"), v.number(params, "norm_p1"))
         sums = np.zeros((n * h, 2, c), np.float64)
-        args = args[:-3] + (sums.reshape(-1), True, args[-1])    # sums, want_sums, in_nchw
+        args = args[:-4] + (sums.reshape(-1), True) + args[-2:]  # sums, want_sums
         norm_fn, norm_args = knorm.instance_norm_call(
             igemm.readonly(out), scale, bias, out, eps, act, p, row_sums=sums,
             residual=None if residual is None else igemm.readonly(residual), threads=threads)
