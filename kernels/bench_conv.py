@@ -72,7 +72,7 @@ def prepare(h, w, ci, co, k, stride=1, upsample=1, pad_mode="reflect", tile=None
     args = head + (ro(igemm.pack_weights(wt, nr)),) + tail + (1, 1, 1, np.float32(0),
                                                               np.float32(0), False,
                                                               igemm.NO_SUMS, False, False, 1)
-    return igemm.igemm_kernel(mr, nr, parallel), args, flops, f"{config.fit_rows(mr, nr)}x{nr}"
+    return igemm.igemm_kernel(mr, nr, parallel), args, flops, f"{igemm.machine_rows(mr, nr)}x{nr}"
 
 
 def median_seconds(fn, args, repeat, clock=time.perf_counter):
