@@ -24,9 +24,11 @@ of KW per kernel row (weights packed ``[.., KH, C/g, KW, NR]``); border tiles re
 ``H * W`` apart.
 
 Epilogue (same pass): ``acc + bias[co] (+ residual)`` per tile, then the activation (an
-``Activation`` int code, ``kernels/activation.activate_span``) once over each finished output row. With ``want_sums`` the epilogue
-also writes per-row sums of the outputs and their squares: an instance norm's statistics
-without another pass over the tensor (planning/families/conv.py ``fused_norm``).
+``Activation`` int code): RELU and CLAMP as a clamp on the registers before the store, the
+others (``kernels/activation.activate_span``) over each pixel's stored block while it is in L1
+(igemm; kdot: over each finished output row). With ``want_sums`` the epilogue also writes
+per-row sums of the outputs and their squares: an instance norm's statistics without another
+pass over the tensor (planning/families/conv.py ``fused_norm``).
 
 NOTE: the accumulator tile is touched only by the vector intrinsics of ``kernels/intrinsics.py``
 at compile-time-constant offsets; one variable index into it would stop LLVM promoting it to
@@ -45,7 +47,7 @@ from kernels.config import jit
 from kernels.activation import activate_span
 from kernels.activation import params as activation_params
 from kernels.indirection import conv_axis_map
-from kernels.intrinsics import stack_array, vadd, vcopy, vfill, vfma, vfma4
+from kernels.intrinsics import stack_array, vadd, vclamp, vcopy, vfill, vfma, vfma4
 from kernels.f32_norm import vshift_stats
 
 F32 = np.float32
@@ -105,6 +107,19 @@ def kw_len(colmap):
     return colmap.shape[1]
 
 
+@jit(inline="always")
+def epilogue_clamp(act, p0, p1):
+    """(lo, hi, rest) of activation ``act``: RELU and CLAMP are a clamp on the tile's registers
+    before they are stored; ``rest`` (0 when the clamp covers it) runs over each stored block
+    of a pixel while it is in L1."""
+    inf = F32(np.inf)
+    if act == 1:                # RELU
+        return F32(0), inf, 0
+    if act == 2:                # CLAMP (lo, hi)
+        return p0, p1, 0
+    return -inf, inf, act
+
+
 def _igemm_source(MR: int, NR: int, parallel: bool):
     ACC = MR * NR
     NV = NR // VL                       # vectors per pixel
@@ -138,6 +153,7 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
         wk = kw_ * NR if in_nchw else NR     # weight stride between a tap's input channels
         b = row // oh_
         oh = row - b * oh_
+        lo_, hi_, rest = epilogue_clamp(act, p0, p1)
         acc = stack_array(ACC, np.float32)     # the register tile: constant offsets only
         tile = stack_array(ACC, np.float32)
         offs = stack_array(MR, np.int64)
@@ -228,7 +244,10 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
                                     vadd(acc, a, bias, bo + v * VL, VL)
                                     if has_res:
                                         vadd(acc, a, rf, ob + v * VL, VL)
+                                    vclamp(acc, a, lo_, hi_, VL)
                                     vcopy(of, ob + v * VL, acc, a, VL)
+                                if rest != 0:
+                                    activate_span(of, ob, NR, rest, p0, p1)
                                 if want_sums:
                                     if first:
                                         first = False
@@ -246,13 +265,14 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
                         ow = ow0 + m * step
                         if ow < ow_:
                             ob = ((b * oh_ + oh) * ow_ + ow) * co_ + bo
-                            if has_res:
-                                for j in range(ncv):
-                                    of[U64(ob + j)] = tile[U64(m * NR + j)] + \
-                                        bias[U64(bo + j)] + rf[U64(ob + j)]
-                            else:
-                                for j in range(ncv):
-                                    of[U64(ob + j)] = tile[U64(m * NR + j)] + bias[U64(bo + j)]
+                            for j in range(ncv):
+                                y = tile[U64(m * NR + j)] + bias[U64(bo + j)]
+                                if has_res:
+                                    y += rf[U64(ob + j)]
+                                y = lo_ if y < lo_ else y
+                                of[U64(ob + j)] = hi_ if y > hi_ else y
+                            if rest != 0:
+                                activate_span(of, ob, ncv, rest, p0, p1)
                             if want_sums:
                                 if first:
                                     first = False
@@ -270,9 +290,6 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
                     h, s1 = np.float64(sh[j]), np.float64(rs[j])
                     sums[so + j] = ow_ * h + s1
                     sums[so + co_ + j] = ow_ * h * h + 2.0 * h * s1 + np.float64(rq[j])
-        end = min(hi, ow_)
-        if end > lo:
-            activate_span(of, ((b * oh_ + oh) * ow_ + lo) * co_, (end - lo) * co_, act, p0, p1)
 
     def f32_conv2d_igemm(x, rowmap, colmap, wp, bias, residual, out, group, step, act, p0, p1,
                          has_res, sums, want_sums, in_nchw, splits):

@@ -110,6 +110,26 @@ def vfill(typingctx, dst, off, value, lanes):
 
 
 @intrinsic
+def vclamp(typingctx, dst, off, lo, hi, lanes):
+    """``dst[off:off+lanes] = min(max(dst, lo), hi)`` as compare-and-select, so NaN passes
+    through (as ``kernels.activation``'s clamps)."""
+    n = _literal(lanes)
+    if n is None or not _f32_array(dst) or lo != types.float32 or hi != types.float32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        p = _vec_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1], n)
+        y = builder.load(p, align=4)
+        vlo, vhi = _splat(builder, args[2], n), _splat(builder, args[3], n)
+        y = builder.select(builder.fcmp_ordered("<", y, vlo), vlo, y)
+        y = builder.select(builder.fcmp_ordered(">", y, vhi), vhi, y)
+        builder.store(y, p, align=4)
+        return context.get_dummy_value()
+
+    return types.none(dst, off, lo, hi, lanes), codegen
+
+
+@intrinsic
 def vcopy(typingctx, dst, doff, src, soff, lanes):
     """``dst[doff:doff+lanes] = src[soff:soff+lanes]``."""
     n = _literal(lanes)
