@@ -54,7 +54,8 @@ _block_vl, _block_8, _block_4 = (_lanes_block(n) for n in (VL, 8, 4))
 def _dw_source(parallel: bool):
     loop = numba.prange if parallel else range
 
-    def f32_dwconv2d(x, rowmap, colmap, wp, bias, residual, out, mult, act, p0, p1, has_res):
+    def f32_dwconv2d(x, rowmap, colmap, wp, bias, residual, out, mult, act, p0, p1, has_res,
+                     splits):
         n_, h_, w_, c_ = x.shape
         oh_, ow_, co_ = out.shape[1], out.shape[2], out.shape[3]
         kh_, kw_ = rowmap.shape[1], colmap.shape[1]
@@ -62,14 +63,18 @@ def _dw_source(parallel: bool):
         wf = wp.reshape(wp.size)
         rf = residual.reshape(residual.size)
         of = out.reshape(out.size)
-        for row in loop(n_ * oh_):
+        span = -(-ow_ // splits)
+        for task in loop(n_ * oh_ * splits):
+            row = task // splits
+            lo = (task - row * splits) * span
+            hi = min(ow_, lo + span)
             b = row // oh_
             oh = row - b * oh_
             acc = stack_array(BLOCK, np.float32)      # register tile: constant offsets only
             sacc = stack_array(BLOCK, np.float32)     # scalar path
             txo = stack_array(MAX_TAPS, np.int64)
             two = stack_array(MAX_TAPS, np.int64)
-            for ow in range(ow_):
+            for ow in range(lo, hi):
                 nt = 0
                 for kh in range(kh_):
                     r = rowmap[oh, kh]
@@ -121,7 +126,9 @@ def _dw_source(parallel: bool):
                             y += rf[U64(ob + c0 + j)]
                         of[U64(ob + c0 + j)] = y
                     c0 += nc
-            activate_span(of, (b * oh_ + oh) * ow_ * co_, ow_ * co_, act, p0, p1)
+            if hi > lo:
+                activate_span(of, ((b * oh_ + oh) * ow_ + lo) * co_, (hi - lo) * co_, act, p0,
+                              p1)
 
     return f32_dwconv2d
 
@@ -130,12 +137,13 @@ def _dw_source(parallel: bool):
 def dwconv_kernel(parallel: bool, cache: bool = True):
     """The Numba dispatcher of ``f32_dwconv2d_minmax`` (memoised).
 
-    Call ``fn(x, rowmap, colmap, wp, bias, residual, out, mult, act, p0, p1, has_res)``:
+    Call ``fn(x, rowmap, colmap, wp, bias, residual, out, mult, act, p0, p1, has_res, splits)``:
         x: f32[N, H, W, C] read-only view; rowmap i32[OH, KH], colmap i32[OW, KW] read-only;
         wp: f32[KH, KW, Co] from ``pack_weights``, read-only (KH * KW <= MAX_TAPS);
         bias: f32[Co] read-only; residual: f32[N, OH, OW, Co] read-only view (any such array when
         ``has_res`` is False); out: f32[N, OH, OW, Co], Co = mult * C, may not overlap x;
-        mult, act: int; p0, p1: float32.
+        mult, act: int; p0, p1: float32; splits: column parts per output row, each a task of
+        its own (``f32_conv2d.row_splits``).
     """
     flags = {} if cache else {"cache": False}
     deco = config.pjit if parallel else config.jit
@@ -147,7 +155,8 @@ def run_dwconv(x, rowmap, colmap, wp, bias, residual, out, *, mult, act, act_par
     has_res = residual is not None
     res = readonly(residual if has_res else out)
     dwconv_kernel(parallel)(readonly(x), readonly(rowmap), readonly(colmap), readonly(wp),
-                            readonly(bias), res, out, mult, int(act), F32(p0), F32(p1), has_res)
+                            readonly(bias), res, out, mult, int(act), F32(p0), F32(p1), has_res,
+                            1)
     return out
 
 

@@ -58,7 +58,7 @@ def test_dwconv_vector_path_is_zmm_fma():
     rowmap, colmap = igemm.conv_tables(x.shape, (3, 3), pads=(1, 1, 1, 1))
     ro = igemm.readonly
     fn(ro(x), ro(rowmap), ro(colmap), ro(np.zeros((3, 3, 64), np.float32)),
-       ro(np.zeros(64, np.float32)), ro(out), out, 1, 0, np.float32(0), np.float32(0), False)
+       ro(np.zeros(64, np.float32)), ro(out), out, 1, 0, np.float32(0), np.float32(0), False, 1)
     body = hottest_loop(fn.inspect_asm(fn.signatures[0]), FMA)
     fmas = FMA.findall(body)
     assert len(fmas) >= dw.NVB and all("%zmm" in f for f in fmas), fmas

@@ -211,6 +211,22 @@ def test_igemm_row_splits(splits, parallel):
     assert_f32_close(out, expected, red, f"igemm splits={splits}")
 
 
+@pytest.mark.parametrize("splits", [2, 5, 40])
+def test_dwconv2d_row_splits(splits):
+    """Rows cut into column parts (more parts than columns: the last parts empty): every output
+    once, the activation once."""
+    case = _case(24, 24, k=5, group=24, n=2, hw=(3, 37), residual=True, act=ACTS[3])
+    x, w, bias, res, geo, expected, red = _data(case)
+    rowmap, colmap = igemm.conv_tables(x.shape, (5, 5), pads=case["pads"])
+    out = np.full(expected.shape, np.nan, np.float32)
+    p0, p1 = igemm.activation_params(*case["act"])
+    ro = igemm.readonly
+    dw.dwconv_kernel(True)(ro(x), ro(rowmap), ro(colmap), ro(dw.pack_weights(w)), ro(bias),
+                           ro(res), out, 1, int(case["act"][0]), np.float32(p0), np.float32(p1),
+                           True, splits)
+    assert_f32_close(out, expected, red, f"dwconv splits={splits}")
+
+
 @pytest.mark.parametrize("case", DW_CASES, ids=_ids(DW_CASES))
 @pytest.mark.parametrize("parallel", [False, True])
 def test_dwconv2d(case, parallel):
@@ -331,6 +347,23 @@ def test_pointwise_conv_binds_one_row_per_image(hw, c, co, group, cut):
                                    [x, res], [np.empty(expected.shape, np.float32)], 2)
     assert args[0].shape == (2, 1, hw[0] * hw[1], c)
     assert (args[-1] > 1) == cut
+
+
+def test_depthwise_binds_column_parts_for_few_rows():
+    """Three output rows on two threads: each row cut into parts, the output as the reference."""
+    case = _case(64, 64, k=5, group=64, hw=(3, 40), act=ACTS[3])
+    x, w, bias, res, geo, expected, red = _data(case)
+    b = GraphBuilder("dw")
+    y = b.node(Op.CONV2D, b.input("x", x.shape), b.const(w), b.const(bias), name="dw", **geo,
+               activation=case["act"][0], act_params=case["act"][1])
+    g = b.build(y)
+    (step,) = lower_node(g.nodes[0], g)
+    step, got = _run_steps([step], {"x": x}, expected.shape, threads=2)
+    assert step.kernel == dw.KERNEL_ID
+    assert_f32_close(got, expected, red, step.kernel)
+    _, args = BINDERS[step.kernel](json.loads(json.dumps(step.params)), step.weights, [x],
+                                   [np.empty(expected.shape, np.float32)], 2)
+    assert args[-1] > 1
 
 
 def test_conv2d_lowering_constant_residual_and_no_bias():

@@ -335,6 +335,9 @@ def bind_dwconv(params, weights, inputs, outputs, threads=None):
     v.require(kh * kw <= dw.MAX_TAPS, f"weights 'rowmap'/'colmap' give {kh}x{kw} taps; the "
                                       f"kernel holds at most {dw.MAX_TAPS}")
     w = _f32("weight 'w' (packed weights)", _weight(weights, "w"), shape=(kh, kw, co))
-    parallel = config.use_parallel(params["work"], x.shape[0] * out.shape[1], threads)
+    rows = x.shape[0] * out.shape[1]
+    splits = igemm.row_splits(rows, out.shape[2], 1, _threads(threads))
+    parallel = config.use_parallel(params["work"], rows * splits, threads)
     return dw.dwconv_kernel(parallel), (
-        x, rowmap, colmap, igemm.readonly(w), bias, res, out, mult, act, p0, p1, has_res)
+        x, rowmap, colmap, igemm.readonly(w), bias, res, out, mult, act, p0, p1, has_res,
+        splits if parallel else 1)
