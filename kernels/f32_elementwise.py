@@ -35,6 +35,7 @@ ADD, SUB, MUL, DIV, POW, PRELU = range(6)
 BINARY_CODES = {"add": ADD, "sub": SUB, "mul": MUL, "div": DIV, "pow": POW, "prelu": PRELU}
 # Unary map codes: 0..7 are the Activation codes, then the plain math functions.
 SQRT, RECIPROCAL, NEG, EXP = 8, 9, 10, 11
+LOG, SOFTPLUS, FLOOR, CEIL, ROUND, SIGN = range(13, 19)
 # kernel-id suffix of each activation code (the epilogue a kernel id names)
 EPILOGUES = {**dict(enumerate(("", "_relu", "_minmax", "_lrelu", "_sigmoid", "_tanh",
                                 "_hsigmoid", "_hswish"))), int(Activation.SILU): "_silu"}
@@ -43,7 +44,8 @@ UNARY_CODES = {"relu": int(Activation.RELU), "clip": int(Activation.CLAMP),
                "tanh": int(Activation.TANH), "hard_sigmoid": int(Activation.HARD_SIGMOID),
                "hard_swish": int(Activation.HARD_SWISH), "silu": int(Activation.SILU),
                "sqrt": SQRT,
-               "reciprocal": RECIPROCAL, "neg": NEG, "exp": EXP}
+               "reciprocal": RECIPROCAL, "neg": NEG, "exp": EXP, "log": LOG,
+               "softplus": SOFTPLUS, "floor": FLOOR, "ceil": CEIL, "round": ROUND, "sign": SIGN}
 # NOTE: elements per parallel task / per activation pass: 16 KiB stays in L1 between the op
 # loop and the in-place activation loop.
 BLOCK = 4096
@@ -91,9 +93,38 @@ def _map(x, y, n, code, p0, p1):
     elif code == 10:       # NEG
         for i in range(n):
             y[i] = -x[i]
-    else:                  # EXP
+    elif code == 11:       # EXP
         for i in range(n):
             y[i] = exp_f32(x[i])
+    else:
+        _map_math(x, y, n, code)
+
+
+@jit(inline="always")
+def _map_math(x, y, n, code):
+    """The math functions after EXP (log and log1p call libm per element: no hot path we know
+    of needs them)."""
+    zero, one = F32(0), F32(1)
+    if code == 13:         # LOG
+        for i in range(n):
+            y[i] = np.log(x[i])
+    elif code == 14:       # SOFTPLUS: log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))
+        for i in range(n):
+            v = x[i]
+            y[i] = max(v, zero) + np.log1p(exp_f32(-abs(v)))
+    elif code == 15:       # FLOOR
+        for i in range(n):
+            y[i] = np.floor(x[i])
+    elif code == 16:       # CEIL
+        for i in range(n):
+            y[i] = np.ceil(x[i])
+    elif code == 17:       # ROUND: half to even
+        for i in range(n):
+            y[i] = np.rint(x[i])
+    else:                  # SIGN (NaN stays NaN)
+        for i in range(n):
+            v = x[i]
+            y[i] = one if v > zero else -one if v < zero else v
 
 
 @jit

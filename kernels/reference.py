@@ -107,6 +107,12 @@ def unary(op: str, x, **attrs):
             return -x
         if op == "exp":
             return np.exp(x)
+        if op in ("log", "floor", "ceil", "sign"):
+            return getattr(np, op)(x)
+        if op == "round":
+            return np.rint(x)
+        if op == "softplus":
+            return np.logaddexp(x.dtype.type(0), x).astype(x.dtype)
         if op == "relu":
             return activation(x, Activation.RELU)
         if op == "clip":

@@ -89,7 +89,21 @@ def test_shape_arithmetic_folds(ort):
     _check(ort, model, shapes)
 
 
-@pytest.mark.parametrize("op", ["LogSoftmax", "Softplus", "Floor", "Sign"])
+@pytest.mark.parametrize("op", ["Log", "Softplus", "Floor", "Ceil", "Round", "Sign"])
+def test_runtime_math_ops(op, ort):
+    """Floats computed at run time, a tensor of 5 x 67 (vector loops and tails), halves and
+    zeros for Round/Sign, positive values for Log, large ones for Softplus's overflow."""
+    shapes = {"x": [5, 67]}
+    model = _model([helper.make_node("Abs", ["x"], ["ax"]), helper.make_node(op, ["ax"], ["y"])]
+                   if op == "Log" else [helper.make_node(op, ["x"], ["y"])], shapes)
+    x = (np.random.default_rng(1).standard_normal((5, 67)) * 40).astype(np.float32)
+    x[0, :6] = [0.5, 1.5, -2.5, 0.0, -0.0, 100.0]
+    (y,) = me.Session(me.compile(model), threads=1).run(None, {"x": x})
+    (want,) = ort_run(ort, model, {"x": x})
+    np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("op", ["LogSoftmax"])
 def test_runtime_values_without_kernel_are_refused(op):
     model = _model([helper.make_node(op, ["x"], ["y"])], {"x": [1, 3]})
     with pytest.raises(UnsupportedOperatorError, match=f"op '{op}'.*run.time"):

@@ -304,6 +304,8 @@ CASES = {
                            "ReducerOptions", KeepDims=True),
     "exp": lambda: _single("EXP", (1, 4, 4, 3), (1, 4, 4, 3)),
     "neg": lambda: _single("NEG", (1, 4, 4, 3), (1, 4, 4, 3)),
+    **{op.lower(): (lambda op=op: _single(op, (1, 4, 4, 3), (1, 4, 4, 3)))
+       for op in ("FLOOR", "CEIL", "ROUND", "SIGN")},
     "sqrt_rsqrt": lambda: sqrt_net(),
     "squared_difference": lambda: binary_plain("SQUARED_DIFFERENCE"),
     "dequantize_fp16_conv": lambda: dequantized_conv(rand(4, 3, 3, 3).astype(np.float16)),
@@ -350,9 +352,9 @@ def test_unsupported_op_names_op_index_and_subgraph():
     b = TFLiteBuilder()
     x = b.input("x", (1, 4))
     y = b.op("RELU", [x], (1, 4))
-    z = b.op("FLOOR", [y], (1, 4), name="floored")
+    z = b.op("COS", [y], (1, 4), name="cosine")
     with pytest.raises(UnsupportedOperatorError,
-                       match=r"operator 1 \(FLOOR, output 'floored'\) of subgraph 0"):
+                       match=r"operator 1 \(COS, output 'cosine'\) of subgraph 0"):
         me.compile(b.build([z]))
 
 
@@ -392,14 +394,14 @@ def test_cli_unsupported_op_is_one_line(tmp_path):
     import subprocess
     import sys
     b = TFLiteBuilder()
-    y = b.op("FLOOR", [b.input("x", (1, 4))], (1, 4), name="f")
-    path = tmp_path / "floor.tflite"
+    y = b.op("COS", [b.input("x", (1, 4))], (1, 4), name="f")
+    path = tmp_path / "cos.tflite"
     path.write_bytes(b.build([y]))
     r = subprocess.run([sys.executable, "-m", "mobile_engine", "compile", str(path), "-o",
                         str(tmp_path / "f.mplan")], capture_output=True, text=True)
     assert r.returncode != 0
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "operator 0 (FLOOR" in lines[0], r.stderr
+    assert len(lines) == 1 and "operator 0 (COS" in lines[0], r.stderr
 
 
 # --- MediaPipe's models (zoo fetch) -------------------------------------------------------------

@@ -177,12 +177,28 @@ _FOLD_ONLY = {"Floor": np.floor, "Ceil": np.ceil, "Round": np.round,   # round: 
               "Log": np.log}
 
 
-@importer(*_FOLD_ONLY, fold_only=True)
+# ... of which these also run on float tensors computed at run time
+_RUN_TIME = {"Floor": Op.FLOOR, "Ceil": Op.CEIL, "Round": Op.ROUND, "Sign": Op.SIGN,
+             "Softplus": Op.SOFTPLUS, "Log": Op.LOG}
+
+
+@importer(*(set(_FOLD_ONLY) - set(_RUN_TIME)), fold_only=True)
 def fold_only(ctx: Context):
     if not _all_const(ctx):
         raise ctx.unsupported("only on values known when compiling (shape arithmetic); this "
                               "one is computed at run time, and the engine has no kernel for it")
     return np.asarray(_FOLD_ONLY[ctx.node.op_type](*ctx.values))
+
+
+@importer(*_RUN_TIME)
+def math_unary(ctx: Context):
+    """Folded on constants (any dtype, as numpy); on run-time values float32 only."""
+    if _all_const(ctx):
+        return np.asarray(_FOLD_ONLY[ctx.node.op_type](*ctx.values))
+    x = ctx.input(0)
+    if ctx.dtype(x) != np.float32:
+        raise ctx.unsupported(f"on {ctx.dtype(x)} values computed at run time: only float32")
+    return ctx.emit(_RUN_TIME[ctx.node.op_type], x)
 
 
 @importer("Max", "Min")

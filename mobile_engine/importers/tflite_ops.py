@@ -277,7 +277,9 @@ def _unary(op: Op):
     return lambda ctx: ctx.emit(op, ctx.input(0))
 
 
-for _name, _op in (("EXP", Op.EXP), ("SQRT", Op.SQRT), ("NEG", Op.NEG)):
+for _name, _op in (("EXP", Op.EXP), ("SQRT", Op.SQRT), ("NEG", Op.NEG), ("LOG", Op.LOG),
+                   ("FLOOR", Op.FLOOR), ("CEIL", Op.CEIL), ("ROUND", Op.ROUND),
+                   ("SIGN", Op.SIGN)):
     importer(_name)(_unary(_op))
 
 

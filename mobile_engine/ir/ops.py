@@ -31,6 +31,12 @@ class Op(enum.Enum):
     RECIPROCAL = "reciprocal"
     NEG = "neg"
     EXP = "exp"
+    LOG = "log"
+    SOFTPLUS = "softplus"          # log(1 + exp(x))
+    FLOOR = "floor"
+    CEIL = "ceil"
+    ROUND = "round"                # half to even, as ONNX
+    SIGN = "sign"
     ADD = "add"
     SUB = "sub"
     MUL = "mul"
@@ -67,7 +73,8 @@ class Activation(enum.IntEnum):
     TANH = 5
     HARD_SIGMOID = 6   # params (alpha, beta)
     HARD_SWISH = 7
-    # 8..11: the element-wise kernels' math codes (sqrt, reciprocal, neg, exp)
+    # 8..11, 13..18: the element-wise kernels' math codes (sqrt, reciprocal, neg, exp; log,
+    # softplus, floor, ceil, round, sign)
     SILU = 12
 
 
@@ -81,7 +88,9 @@ UNARY_ACTIVATIONS = {
     Op.HARD_SWISH: Activation.HARD_SWISH,
     Op.SILU: Activation.SILU,
 }
-UNARY = frozenset(UNARY_ACTIVATIONS) | {Op.SQRT, Op.RECIPROCAL, Op.NEG, Op.EXP}
+MATH = frozenset({Op.SQRT, Op.RECIPROCAL, Op.NEG, Op.EXP, Op.LOG, Op.SOFTPLUS, Op.FLOOR,
+                  Op.CEIL, Op.ROUND, Op.SIGN})
+UNARY = frozenset(UNARY_ACTIVATIONS) | MATH
 BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.POW})
 ELEMENTWISE = UNARY | BINARY | {Op.PRELU}
 CONV_LIKE = frozenset({Op.CONV2D, Op.CONV_TRANSPOSE2D})
