@@ -24,9 +24,9 @@ of KW per kernel row (weights packed ``[.., KH, C/g, KW, NR]``); border tiles re
 ``H * W`` apart.
 
 Epilogue (same pass): ``acc + bias[co] (+ residual)`` per tile, then the activation (an
-``Activation`` int code): RELU and CLAMP as a clamp on the registers before the store, the
-others (``kernels/activation.activate_span``) over each pixel's stored block while it is in L1
-(igemm; kdot: over each finished output row). With ``want_sums`` the epilogue also writes
+``Activation`` int code): RELU and CLAMP as a clamp on the registers before the store (igemm),
+the others (``kernels/activation.activate_span``) over each finished row part (``row_splits``
+keeps a part's outputs within L2). With ``want_sums`` the epilogue also writes
 per-row sums of the outputs and their squares: an instance norm's statistics without another
 pass over the tensor (planning/families/conv.py ``fused_norm``).
 
@@ -110,8 +110,12 @@ def kw_len(colmap):
 @jit(inline="always")
 def epilogue_clamp(act, p0, p1):
     """(lo, hi, rest) of activation ``act``: RELU and CLAMP are a clamp on the tile's registers
-    before they are stored; ``rest`` (0 when the clamp covers it) runs over each stored block
-    of a pixel while it is in L1."""
+    before they are stored; ``rest`` (0 when the clamp covers it) runs over the row part's
+    finished outputs.
+
+    NOTE: ``rest`` over each pixel's block instead (16-64 floats, or 1 for a 1-channel output)
+    cost one ``activate_span`` call per pixel: MediaPipe's selfie net's last conv (256x256
+    pixels, 1 channel, sigmoid) went from 0.8 to 2.8 ms."""
     inf = F32(np.inf)
     if act == 1:                # RELU
         return F32(0), inf, 0
@@ -246,8 +250,6 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
                                         vadd(acc, a, rf, ob + v * VL, VL)
                                     vclamp(acc, a, lo_, hi_, VL)
                                     vcopy(of, ob + v * VL, acc, a, VL)
-                                if rest != 0:
-                                    activate_span(of, ob, NR, rest, p0, p1)
                                 if want_sums:
                                     if first:
                                         first = False
@@ -271,8 +273,6 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
                                     y += rf[U64(ob + j)]
                                 y = lo_ if y < lo_ else y
                                 of[U64(ob + j)] = hi_ if y > hi_ else y
-                            if rest != 0:
-                                activate_span(of, ob, ncv, rest, p0, p1)
                             if want_sums:
                                 if first:
                                     first = False
@@ -290,6 +290,9 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
                     h, s1 = np.float64(sh[j]), np.float64(rs[j])
                     sums[so + j] = ow_ * h + s1
                     sums[so + co_ + j] = ow_ * h * h + 2.0 * h * s1 + np.float64(rq[j])
+        end = min(hi, ow_)
+        if rest != 0 and end > lo:      # over the part's finished pixels (row_splits: <= L2)
+            activate_span(of, ((b * oh_ + oh) * ow_ + lo) * co_, (end - lo) * co_, rest, p0, p1)
 
     def f32_conv2d_igemm(x, rowmap, colmap, wp, bias, residual, out, group, step, act, p0, p1,
                          has_res, sums, want_sums, in_nchw, splits):
@@ -549,14 +552,17 @@ def run_igemm(x, rowmap, colmap, wp, bias, residual, out, *, group, step, act, a
 
 NO_SUMS = np.zeros(1, np.float64)       # the ``sums`` argument of a conv without statistics
 TASKS_PER_THREAD = 4                     # parallel tasks per thread: a busy machine balances
+PART_BYTES = 256 << 10                   # a row part's outputs: re-read by its activation in L2
 
 
-def row_splits(rows: int, cols: int, mr: int, threads: int) -> int:
-    """Column parts per output row so that ``rows`` rows of ``cols`` pixels give each of
-    ``threads`` threads a few tasks (a flattened pointwise conv has one row per image), parts
-    of whole ``mr``-pixel tiles; 1 when the rows alone are enough."""
-    want = -(-TASKS_PER_THREAD * max(threads, 1) // max(rows, 1))
-    return max(1, min(want, -(-cols // mr)))
+def row_splits(rows: int, cols: int, channels: int, mr: int, threads: int) -> int:
+    """Column parts per output row (whole ``mr``-pixel tiles): enough that ``rows`` rows give
+    each of ``threads`` threads a few tasks (a flattened pointwise conv has one row per image;
+    ``threads`` 1: a serial kernel), and that a part's ``cols`` x ``channels`` float outputs
+    stay within ``PART_BYTES`` for the activation pass at its end."""
+    tasks = -(-TASKS_PER_THREAD * threads // max(rows, 1)) if threads > 1 else 1
+    cache = -(-cols * channels * 4 // PART_BYTES)
+    return max(1, min(max(tasks, cache), -(-cols // mr)))
 
 
 def use_kdot(co: int, group: int) -> bool:

@@ -192,6 +192,16 @@ def test_igemm_every_tile(tile, parallel):
     assert_f32_close(got, expected, red, f"igemm {tile} parallel={parallel}")
 
 
+def test_row_splits_for_threads_and_for_the_cache():
+    """Parts give every thread a few tasks, keep a part's outputs within PART_BYTES (the
+    activation re-reads them), are whole tiles, and one row of a few pixels stays whole."""
+    assert igemm.row_splits(1, 3136, 256, 4, 2) == -(-3136 * 256 * 4 // igemm.PART_BYTES)
+    assert igemm.row_splits(1, 169, 16, 8, 2) == 2 * igemm.TASKS_PER_THREAD
+    assert igemm.row_splits(64, 64, 32, 8, 2) == 1
+    assert igemm.row_splits(1, 169, 16, 8, 1) == 1
+    assert igemm.row_splits(1, 5, 16, 8, 2) == 1
+
+
 @pytest.mark.parametrize("splits", [2, 3, 7])
 @pytest.mark.parametrize("parallel", [False, True])
 def test_igemm_row_splits(splits, parallel):

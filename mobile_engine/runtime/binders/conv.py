@@ -86,8 +86,15 @@ def _operands(params, weights, inputs, outputs, in_nchw: bool = False):
             has_res)
 
 
-def _threads(threads: int | None) -> int:
-    return config.numba_config.NUMBA_NUM_THREADS if threads is None else threads
+def _row_parts(params: dict, rows: int, cols: int, channels: int, mr: int, threads, kernel):
+    """(dispatcher, column parts per row) of a row-parallel conv kernel (``kernel(parallel)``):
+    the parallel variant when the parts give its tasks (``config.use_parallel``), the parts
+    for the threads it runs on (``f32_conv2d.row_splits``)."""
+    many = config.numba_config.NUMBA_NUM_THREADS if threads is None else threads
+    splits = igemm.row_splits(rows, cols, channels, mr, many)
+    if config.use_parallel(params["work"], rows * splits, threads):
+        return kernel(True), splits
+    return kernel(False), igemm.row_splits(rows, cols, channels, mr, 1)
 
 
 def _pointwise(rowmap: np.ndarray, colmap: np.ndarray, x_shape: tuple) -> bool:
@@ -134,13 +141,11 @@ def _bind_igemm(kernel: str):
         w = _f32("weight 'w' (packed weights)", _weight(weights, "w"), shape=expect)
         if not (transposed or in_nchw or stats) and _pointwise(rowmap, colmap, x.shape):
             x, res, out, rowmap, colmap = _flat_pointwise(x, res, out)
-        rows = x.shape[0] * out.shape[1]
-        splits = 1 if stats else igemm.row_splits(rows, out.shape[2], mr, _threads(threads))
-        parallel = config.use_parallel(params["work"], rows * splits, threads)
-        return igemm.igemm_kernel(mr, nr, parallel), (
-            x, rowmap, colmap, igemm.readonly(w), bias, res, out, group,
-            min(step, max(out.shape[2], 1)), act, p0, p1, has_res, igemm.NO_SUMS, False, in_nchw,
-            splits if parallel else 1)
+        fn, splits = _row_parts(params, x.shape[0] * out.shape[1], out.shape[2], co, mr, threads,
+                                lambda parallel: igemm.igemm_kernel(mr, nr, parallel))
+        return fn, (x, rowmap, colmap, igemm.readonly(w), bias, res, out, group,
+                    min(step, max(out.shape[2], 1)), act, p0, p1, has_res, igemm.NO_SUMS, False,
+                    in_nchw, 1 if stats else splits)
 
     return bind
 
@@ -335,9 +340,7 @@ def bind_dwconv(params, weights, inputs, outputs, threads=None):
     v.require(kh * kw <= dw.MAX_TAPS, f"weights 'rowmap'/'colmap' give {kh}x{kw} taps; the "
                                       f"kernel holds at most {dw.MAX_TAPS}")
     w = _f32("weight 'w' (packed weights)", _weight(weights, "w"), shape=(kh, kw, co))
-    rows = x.shape[0] * out.shape[1]
-    splits = igemm.row_splits(rows, out.shape[2], 1, _threads(threads))
-    parallel = config.use_parallel(params["work"], rows * splits, threads)
-    return dw.dwconv_kernel(parallel), (
-        x, rowmap, colmap, igemm.readonly(w), bias, res, out, mult, act, p0, p1, has_res,
-        splits if parallel else 1)
+    fn, splits = _row_parts(params, x.shape[0] * out.shape[1], out.shape[2], co, 1, threads,
+                            dw.dwconv_kernel)
+    return fn, (x, rowmap, colmap, igemm.readonly(w), bias, res, out, mult, act, p0, p1,
+                has_res, splits)
