@@ -37,6 +37,9 @@ from kernels.config import jit, pjit
 LANES = {4: np.uint32, 1: np.uint8}
 LANE_PREFIX = {4: "x32", 1: "x8"}
 MAX_RANK = 6
+# NOTE: runs are copied between slice views indexed from 0: ``out[r, offset + j]`` with a
+# run-time offset keeps Numba's negative-index wraparound in the loop and LLVM does not
+# vectorise it (concat of 128 into 256 lanes over 3136 rows: 0.30 ms, with views 0.054 ms).
 # NOTE: lanes per parallel task of the flat copy: 64 KiB per chunk.
 COPY_CHUNK = 1 << 14
 # NOTE: 16x16 tiles of 4-byte lanes: one 64-byte line per tile row on both sides.
@@ -92,8 +95,10 @@ def _pad(loop):
                     for b in range(bl):
                         out2[r, w * bl + b] = fill[b]
                 continue
-            for j in range(n_run):                       # interior: one flat copy
-                out2[r, d_run + j] = x2[s, s_run + j]
+            dst = out2[r, d_run:d_run + n_run]           # interior: one flat copy
+            src = x2[s, s_run:s_run + n_run]
+            for j in range(n_run):
+                dst[j] = src[j]
             for k in range(width - (run_hi - run_lo)):      # the columns outside the run
                 w = k if k < run_lo else k + run_hi - run_lo
                 c = col_src[w]
@@ -185,8 +190,10 @@ def _concat(loop):
         """x2: lanes[outer, inner_i]; out2: lanes[outer, total]; writes out2[:, offset:+inner_i]."""
         rows, inner = x2.shape
         for r in loop(rows):
+            dst = out2[r, offset:offset + inner]
+            src = x2[r]
             for j in range(inner):
-                out2[r, offset + j] = x2[r, j]
+                dst[j] = src[j]
     return concat_part
 
 
@@ -224,8 +231,9 @@ def _strided(loop):
                 for i5 in range(o5):
                     a = src + i5 * s5
                     d = dst + i5 * bl
+                    to, fro = out1[d:d + bl], x1[a:a + bl]
                     for j in range(bl):
-                        out1[d + j] = x1[a + j]
+                        to[j] = fro[j]
     return strided_copy
 
 
