@@ -2,7 +2,9 @@
 
 ``f32_dwconv2d_minmax``: for each output pixel the valid taps are listed once (input and weight
 offsets through the indirection tables of ``kernels/indirection.py``, so any kernel size,
-stride, dilation, padding mode and nearest upsampling), then channels are accumulated in blocks
+stride, dilation, padding mode and nearest upsampling; a pixel whose taps are all inside the
+input reads one table per output row, shifted by its first column: listing 9 taps per pixel
+cost more than its 16-channel FMAs), then channels are accumulated in blocks
 of 64, 16, 8 and 4 lanes held in registers (channels are contiguous in NHWC: plain vector loads),
 and a scalar loop finishes the last ``Co % 4`` channels. With a channel multiplier ``k > 1``
 output channel ``co`` reads input channel ``co // k``; that form runs the scalar loop only.
@@ -35,12 +37,13 @@ def pack_weights(w: np.ndarray) -> np.ndarray:
 
 
 def _lanes_block(lanes: int):
-    """``lanes`` channels from ``c0`` of one output pixel: the ``nt`` listed taps, bias and
-    residual, in one vector register (inlined: ``lanes`` is a constant of the caller's code)."""
-    def block(acc, xf, wf, txo, two, nt, c0, bias, rf, of, ob, has_res):
+    """``lanes`` channels from ``c0`` of one output pixel: the ``nt`` listed taps (input offsets
+    ``txo[t] + xb``), bias and residual, in one vector register (inlined: ``lanes`` is a
+    constant of the caller's code)."""
+    def block(acc, xf, wf, txo, xb, two, nt, c0, bias, rf, of, ob, has_res):
         vfill(acc, 0, F32(0), lanes)
         for t in range(nt):
-            vfma2(acc, 0, xf, txo[t] + c0, wf, two[t] + c0, lanes)
+            vfma2(acc, 0, xf, txo[t] + xb + c0, wf, two[t] + c0, lanes)
         vadd(acc, 0, bias, c0, lanes)
         if has_res:
             vadd(acc, 0, rf, ob + c0, lanes)
@@ -63,6 +66,11 @@ def _dw_source(parallel: bool):
         wf = wp.reshape(wp.size)
         rf = residual.reshape(residual.size)
         of = out.reshape(out.size)
+        dil = 1         # the column step of a regular pixel's taps (the dilation)
+        for ow in range(ow_ if kw_ > 1 else 0):
+            if colmap[ow, 0] >= 0 and colmap[ow, 1] > colmap[ow, 0]:
+                dil = colmap[ow, 1] - colmap[ow, 0]
+                break
         span = -(-ow_ // splits)
         for task in loop(n_ * oh_ * splits):
             row = task // splits
@@ -74,18 +82,38 @@ def _dw_source(parallel: bool):
             sacc = stack_array(BLOCK, np.float32)     # scalar path
             txo = stack_array(MAX_TAPS, np.int64)
             two = stack_array(MAX_TAPS, np.int64)
-            for ow in range(lo, hi):
-                nt = 0
-                for kh in range(kh_):
-                    r = rowmap[oh, kh]
-                    if r < 0:
-                        continue
+            # a regular pixel (its KW taps valid, ``dil`` apart) reads the row's tap table
+            # shifted by its first input column; other pixels list their valid taps
+            rxo = stack_array(MAX_TAPS, np.int64)
+            rwo = stack_array(MAX_TAPS, np.int64)
+            nrt = 0
+            for kh in range(kh_):
+                r = rowmap[oh, kh]
+                if r >= 0:
                     for kw in range(kw_):
-                        c = colmap[ow, kw]
-                        if c >= 0:
-                            txo[nt] = ((b * h_ + r) * w_ + c) * c_
-                            two[nt] = (kh * kw_ + kw) * co_
-                            nt += 1
+                        rxo[nrt] = ((b * h_ + r) * w_ + kw * dil) * c_
+                        rwo[nrt] = (kh * kw_ + kw) * co_
+                        nrt += 1
+            for ow in range(lo, hi):
+                c = colmap[ow, 0]
+                regular = c >= 0
+                for kw in range(1, kw_):
+                    regular = regular and colmap[ow, kw] == c + kw * dil
+                if regular:
+                    taps, wts, nt, xb = rxo, rwo, nrt, c * c_
+                else:
+                    nt, xb = 0, 0
+                    for kh in range(kh_):
+                        r = rowmap[oh, kh]
+                        if r < 0:
+                            continue
+                        for kw in range(kw_):
+                            c = colmap[ow, kw]
+                            if c >= 0:
+                                txo[nt] = ((b * h_ + r) * w_ + c) * c_
+                                two[nt] = (kh * kw_ + kw) * co_
+                                nt += 1
+                    taps, wts = txo, two
                 ob = ((b * oh_ + oh) * ow_ + ow) * co_
                 c0 = 0
                 if mult == 1:
@@ -93,7 +121,7 @@ def _dw_source(parallel: bool):
                         for v in range(NVB):
                             vfill(acc, v * VL, F32(0), VL)
                         for t in range(nt):
-                            xo, wo = txo[t] + c0, two[t] + c0
+                            xo, wo = taps[t] + xb + c0, wts[t] + c0
                             for v in range(NVB):
                                 vfma2(acc, v * VL, xf, xo + v * VL, wf, wo + v * VL, VL)
                         for v in range(NVB):
@@ -103,21 +131,21 @@ def _dw_source(parallel: bool):
                             vcopy(of, ob + c0 + v * VL, acc, v * VL, VL)
                         c0 += BLOCK
                     while c0 + VL <= co_:
-                        _block_vl(acc, xf, wf, txo, two, nt, c0, bias, rf, of, ob, has_res)
+                        _block_vl(acc, xf, wf, taps, xb, wts, nt, c0, bias, rf, of, ob, has_res)
                         c0 += VL
                     # the tail in 8- and 4-lane vectors (24, 28, 36, 42 ... channels)
                     if c0 + 8 <= co_:
-                        _block_8(acc, xf, wf, txo, two, nt, c0, bias, rf, of, ob, has_res)
+                        _block_8(acc, xf, wf, taps, xb, wts, nt, c0, bias, rf, of, ob, has_res)
                         c0 += 8
                     if c0 + 4 <= co_:
-                        _block_4(acc, xf, wf, txo, two, nt, c0, bias, rf, of, ob, has_res)
+                        _block_4(acc, xf, wf, taps, xb, wts, nt, c0, bias, rf, of, ob, has_res)
                         c0 += 4
                 while c0 < co_:
                     nc = min(BLOCK, co_ - c0)
                     for j in range(nc):
                         sacc[j] = F32(0)
                     for t in range(nt):
-                        xo, wo = txo[t], two[t] + c0
+                        xo, wo = taps[t] + xb, wts[t] + c0
                         for j in range(nc):
                             sacc[j] += xf[U64(xo + (c0 + j) // mult)] * wf[U64(wo + j)]
                     for j in range(nc):
