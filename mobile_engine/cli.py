@@ -1,4 +1,4 @@
-"""The `mobile-engine` command: compile, run, inspect, bench, bench-report, zoo.
+"""The `mobile-engine` command: compile, run, inspect, bench, bench-report, video, zoo.
 
 Every error ends in one line on stderr and a non-zero exit (2 for an engine error or bad input,
 1 for a file the system refuses): no tracebacks.
@@ -390,6 +390,12 @@ def cmd_bench_report(args) -> int:
     return 0
 
 
+def cmd_video(args) -> int:
+    from mobile_engine.video.command import run
+    check_output_path(args.output, "-o")
+    return run(args)
+
+
 def cmd_zoo(args) -> int:
     from mobile_engine import zoo
     if args.action == "fetch":
@@ -512,6 +518,13 @@ def build_parser() -> argparse.ArgumentParser:
     br.add_argument("files", nargs="+", metavar="JSON", help="files of `bench --json`")
     br.add_argument("-o", "--output", help="the markdown file (default: print)")
     br.set_defaults(fn=cmd_bench_report)
+
+    from mobile_engine.video.command import add_arguments as add_video_arguments
+    v = sub.add_parser("video", help="a video file through a style, an effect or a plan, on "
+                       "local workers or a Dask cluster; audio and timing kept")
+    add_video_arguments(v)
+    add_progress_argument(v, "the frames (with an ETA)")
+    v.set_defaults(fn=cmd_video)
 
     z = sub.add_parser("zoo", help="fetch the real models and data (sha256-checked)")
     z.add_argument("action", choices=["fetch", "where"],
