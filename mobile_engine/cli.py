@@ -339,6 +339,12 @@ def _bench_feeds(args):
 
 
 def cmd_bench(args) -> int:
+    if args.cluster:
+        return _bench_fleet(args)
+    fleet_only = [o for o, v in (("--workers", args.workers), ("--all-at-once", args.all_at_once),
+                                 ("--json-dir", args.json_dir), ("--report", args.report)) if v]
+    if fleet_only:
+        raise InputError(f"{fleet_only[0]} needs --cluster tcp://HOST:8786 (a fleet of boards)")
     from mobile_engine.bench import run_bench
     for option, path in (("--json", args.json), ("--plot", args.plot)):
         if path:
@@ -361,6 +367,15 @@ def cmd_bench(args) -> int:
         from mobile_engine.bench_report import plot_ops
         print(f"wrote {plot_ops(report.as_dict(), args.plot)}")
     return 0
+
+
+def _bench_fleet(args) -> int:
+    from mobile_engine.cluster.fleet import run_fleet_command
+    if args.report:
+        check_output_path(args.report, "--report")
+    if args.json_dir and not Path(args.json_dir).is_dir():
+        raise InputError(f"--json-dir {args.json_dir}: no such folder")
+    return run_fleet_command(args)
 
 
 def cmd_bench_zoo(args) -> int:
@@ -498,6 +513,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--plot", metavar="PNG", help="draw the per-op times as a bar chart")
     b.add_argument("--label", help="a name for this machine in bench-report, e.g. pi4")
     add_progress_argument(b, "long runs")
+    f = b.add_argument_group("a fleet of boards (Dask: `dask scheduler`, `dask worker` on each)")
+    f.add_argument("--cluster", metavar="tcp://HOST:8786",
+                   help="run the benchmark on the workers of this Dask scheduler")
+    f.add_argument("--workers", nargs="+", metavar="NAME",
+                   help="the boards, by worker name or address (default: every worker)")
+    f.add_argument("--all-at-once", action="store_true",
+                   help="all boards together (default: one board at a time)")
+    f.add_argument("--json-dir", metavar="DIR", help="write each board's JSON as DIR/NAME.json")
+    f.add_argument("--report", metavar="FILE.md",
+                   help="write the bench-report table (default: print it)")
     b.set_defaults(fn=cmd_bench)
 
     bz = sub.add_parser("bench-zoo", help="every real model of the zoo: check against "
