@@ -175,3 +175,26 @@ def test_an_unreachable_cluster_is_one_line(files, tmp_path, capsys, monkeypatch
     err = capsys.readouterr().err
     assert "--cluster tcp://127.0.0.1:9: no Dask scheduler answers" in err
     assert len(err.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_style_7_equals_the_plan_run_frame_by_frame(files, multistyle26_path, tmp_path):
+    """The demo's style effect: the multistyle26 plan the command compiled, run here on each
+    decoded frame (RGB 0..1 NCHW, style_weights one-hot at 7), within one level of rounding."""
+    clip, _ = files
+    out, cache = tmp_path / "out.mp4", tmp_path / "plans"
+    assert main(["video", str(clip), "-o", str(out), "--style", "7", "--workers", "1",
+                 "--plan-cache", str(cache), "--codec", "libx264rgb", "--encoder-option",
+                 "qp=0", "--no-progress"]) == 0
+    (plan,) = cache.glob("multistyle26-*-64x96-fp32-*.mplan")
+    session = me.Session(plan, threads=1)
+    weights = np.zeros(26, np.float32)
+    weights[7] = 1
+    got = decode(out)
+    source = decode(clip)
+    assert got.pts == source.pts and len(got.frames) == 90
+    for k in (0, 45, 89):
+        x = (source.frames[k].astype(np.float32) / np.float32(255)).transpose(2, 0, 1)[None]
+        (y,) = session.run(None, {"image": np.ascontiguousarray(x), "style_weights": weights})
+        want = (np.clip(y[0].transpose(1, 2, 0), 0, 1) * 255 + 0.5).astype(np.uint8)
+        assert np.abs(got.frames[k].astype(int) - want).max() <= 1, k
+    assert audio_packets(out) == audio_packets(clip)
