@@ -198,3 +198,23 @@ def test_style_7_equals_the_plan_run_frame_by_frame(files, multistyle26_path, tm
         want = (np.clip(y[0].transpose(1, 2, 0), 0, 1) * 255 + 0.5).astype(np.uint8)
         assert np.abs(got.frames[k].astype(int) - want).max() <= 1, k
     assert audio_packets(out) == audio_packets(clip)
+
+
+def test_the_client_reads_a_bounded_window_of_segments_ahead(files, tmp_path, monkeypatch):
+    """Memory does not grow with the length: the client reads the next segment only as one is
+    joined, at most 2 x task slots ahead (1 worker thread here: 2)."""
+    from mobile_engine.video import job
+    clip, plan = files
+    read, ahead = [], []
+
+    def counted(info, min_frames):
+        for segment in segments(info, min_frames):
+            read.append(segment.index)
+            yield segment
+
+    monkeypatch.setattr(job, "segments", counted)
+    report = run_video(str(clip), tmp_path / "out.mp4", EffectChoice("plan", plan=str(plan)),
+                       workers=1, threads=1, segment_s=SEGMENT_S, progress=False,
+                       on_segment=lambda e: ahead.append(len(read) - e.index - 1))
+    assert report.segments == len(read) >= 5
+    assert max(ahead) <= 2 and ahead[0] == 2                 # the window, and no more

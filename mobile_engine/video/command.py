@@ -45,8 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--plan-cache", metavar="DIR",
                    help="where compiled plans are kept (default ~/.cache/mobile-engine/plans)")
     c = p.add_argument_group("where it runs")
-    c.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
-                   help="local worker processes on 127.0.0.1 (default: one per CPU; 1: threads "
+    c.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="local worker processes on 127.0.0.1 (default: one per CPU; 1: a thread "
                         "of this process)")
     c.add_argument("--cluster", metavar="tcp://HOST:8786",
                    help="an existing Dask scheduler instead of local workers")
@@ -59,8 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--codec", metavar="NAME",
                    help="the video encoder (default libx264; e.g. libx264rgb, mpeg4, libvpx)")
     o.add_argument("--encoder-option", action="append", type=parse_option, default=[],
-                   metavar="KEY=VALUE", help="an encoder option, e.g. crf=20 or preset=fast "
-                                             "(repeatable; libx264's default is crf=18)")
+                   metavar="KEY=VALUE", help="an encoder option, e.g. crf=20 or preset=medium "
+                                             "(repeatable; libx264's defaults: crf=18, "
+                                             "preset=veryfast)")
 
 
 def run(args) -> int:
@@ -76,9 +77,13 @@ def run(args) -> int:
         mix = styles.parse_blend(args.blend) if args.blend else {styles.parse_style(args.style): 1}
     except (DemoError, styles.StyleError) as exc:
         raise InputError(str(exc)) from None
+    if args.cluster and args.workers is not None:
+        raise InputError(f"--workers {args.workers}: with --cluster the cluster's workers run "
+                         f"the segments (start more with `dask worker`)")
     choice = EffectChoice(effect, size, styles.weights(mix), args.face_style,
                           "int8" if args.int8 else "fp32", args.plan, background, args.plan_cache)
-    report = run_video(args.input, args.output, choice, workers=args.workers,
+    workers = args.workers if args.workers is not None else os.cpu_count() or 1
+    report = run_video(args.input, args.output, choice, workers=workers,
                        cluster=args.cluster, threads=args.threads, codec=args.codec,
                        encoder_options=dict(args.encoder_option),
                        segment_s=args.segment_seconds, progress=args.progress)

@@ -60,13 +60,15 @@ class VideoReport:
                 f"{self.join_s:.2f} s = {100 * self.overhead:.1f}% of the run")
 
 
-def run_video(input_path: str, output: str | Path, choice: EffectChoice, workers: int = 1, cluster: str | None = None, threads: int | None = None,
+def run_video(input_path: str, output: str | Path, choice: EffectChoice, workers: int = 1,
+              cluster: str | None = None, threads: int | None = None,
               codec: str | None = None, encoder_options: dict[str, str] | None = None,
               segment_s: float = DEFAULT_SEGMENT_S, progress: bool | None = None,
               on_segment: Callable[[EncodedSegment], None] | None = None) -> VideoReport:
-    """Process ``input_path`` into ``output`` with the effect ``choice`` (see the module);
-    ``threads`` per Session (default: 1, or all the CPUs Numba
-    may use with one local worker); ``on_segment`` sees each result as it is joined."""
+    """Process ``input_path`` into ``output`` with the effect ``choice`` (see the module) on
+    ``workers`` local workers or the scheduler at ``cluster``; ``threads`` per Session
+    (default: 1, or all the CPUs Numba may use with one local worker); ``on_segment`` sees each
+    result as it is joined."""
     info = probe(input_path)
     if Path(output).resolve() == Path(input_path).resolve():
         raise InputError(f"-o {output}: is the input file; give another name")
@@ -94,7 +96,7 @@ def run_video(input_path: str, output: str | Path, choice: EffectChoice, workers
                           window=2 * max(slots, 1), total=_frame_estimate(info),
                           progress=progress, on_segment=on_segment)
             writer.finish()
-        report.seconds = time.perf_counter() - t0 - report.startup_s
+            report.seconds = time.perf_counter() - t0 - report.startup_s
     except BaseException:
         writer.abort()
         raise
