@@ -122,8 +122,8 @@ def _prepare_demo_effect(choice: EffectChoice, size: tuple[int, int], log):
         cached = cache.get(path, input_size, kind_precision, log, build=build)
         files[kind] = cached.path.read_bytes()
     if effect == "background":
-        files["background"] = cv2.imencode(".png", effects.fit_picture(choice.background, size))[1] \
-            .tobytes()
+        picture = effects.fit_picture(choice.background, size)
+        files["background"] = cv2.imencode(".png", picture)[1].tobytes()
     weights = choice.style_weights if "style" in files else None
     return FrameJob(effect, tuple(size), weights, choice.face_style, precision), files
 
@@ -132,11 +132,11 @@ def frame_effect(job: FrameJob, files: dict[str, Shipped],
                  threads: int) -> Callable[[np.ndarray], np.ndarray]:
     """On a worker: ``effect(u8[h0, w0, 3] BGR) -> u8[H, W, 3] BGR`` (a reused buffer, valid
     until the next call), with Sessions loaded once per worker and the effect's state new."""
-    from demo_style_transfer.frames import FrameConverter
     if job.effect == PLAN_EFFECT:
-        return _plan_effect(worker_session(files["plan"], threads), FrameConverter)
+        return _plan_effect(worker_session(files["plan"], threads))
     from demo_style_transfer import effects
     from demo_style_transfer.pipeline import EngineStylizer, StylePipeline
+    from demo_style_transfer.styles import NUM_STYLES
     stylizer = (EngineStylizer(worker_session(files["style"], threads), job.precision)
                 if "style" in files else None)
     # NOTE: without a stylizer the pipeline only fits frames (the effects that stylize nothing)
@@ -146,7 +146,8 @@ def frame_effect(job: FrameJob, files: dict[str, Shipped],
     runner = effects.EffectRunner(job.size, models, _picture(files.get("background")),
                                   job.face_style)
     runner.prepare(job.effect)
-    weights = job.style_weights if job.style_weights is not None else np.zeros(26, np.float32)
+    weights = (job.style_weights if job.style_weights is not None
+               else np.zeros(NUM_STYLES, np.float32))
     return lambda frame: runner.process(job.effect, pipeline, frame, weights).stylized
 
 
@@ -157,12 +158,14 @@ def _picture(shipped: Shipped | None) -> np.ndarray | None:
     return cv2.imdecode(np.frombuffer(checked_bytes(shipped), np.uint8), cv2.IMREAD_COLOR)
 
 
-def _plan_effect(session, make_converter) -> Callable[[np.ndarray], np.ndarray]:
+def _plan_effect(session) -> Callable[[np.ndarray], np.ndarray]:
+    """The frame fitted to the plan's image input (centre crop, resize), the output as BGR."""
     import cv2
 
+    from demo_style_transfer.frames import FrameConverter
     from mobile_engine.images import image_input, output_to_rgb, rgb_to_input
     spec = image_input([(i["name"], i["shape"], i["dtype"]) for i in session.plan.inputs])
-    converter = make_converter(spec.size)
+    converter = FrameConverter(spec.size)
     rgb = np.empty((*spec.size, 3), np.uint8)
 
     def effect(frame: np.ndarray) -> np.ndarray:
