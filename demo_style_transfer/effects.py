@@ -128,10 +128,13 @@ class EffectModels:
         return dict(self._models)
 
 
-def fit_picture(path: str | Path | None, size: tuple[int, int]) -> np.ndarray:
+def fit_picture(path: str | Path | np.ndarray | None, size: tuple[int, int]) -> np.ndarray:
     """A background picture fitted to the working size (centre crop, resize) like the frames;
-    ``None``: the zoo's DEFAULT_BACKGROUND, else a drawn pattern."""
+    ``path`` a file or the picture itself (u8[h, w, 3] BGR); ``None``: the zoo's
+    DEFAULT_BACKGROUND, else a drawn pattern."""
     from demo_style_transfer.sources import pattern_image
+    if isinstance(path, np.ndarray):
+        return FrameConverter(size).fit(path).copy()
     if path is None:
         from mobile_engine import zoo
         try:
@@ -149,7 +152,7 @@ class EffectRunner:
     in on each call (the app swaps it when the precision changes)."""
 
     def __init__(self, size: tuple[int, int], models: EffectModels,
-                 background: str | Path | None = None, face_style: str = "pixelate",
+                 background: str | Path | np.ndarray | None = None, face_style: str = "pixelate",
                  clock=time.perf_counter, alpha: float = MASK_ALPHA) -> None:
         if face_style not in FACE_STYLES:
             raise DemoError(f"face style {face_style!r}: use {' or '.join(FACE_STYLES)}")
@@ -259,16 +262,9 @@ class EffectRunner:
 
 
 # --- the engine's models -----------------------------------------------------------------------
-def load_effect_model(kind: str, size: tuple[int, int], threads: int | None = None,
-                      cache=None, log: Callable[[str], None] = print,
-                      model: str | Path | None = None):
-    """``kind`` ("segmenter" or "faces") compiled with the engine from its zoo ``.tflite`` (or
-    ``model``), cached like the style plan, wrapped for frames of ``size`` and run once (the first
-    run loads or compiles its kernels). DemoError (one line) when it cannot be had."""
-    import mobile_engine as me
+def effect_model_path(kind: str, model: str | Path | None = None) -> Path:
+    """The ``.tflite`` file of ``kind`` ("segmenter" or "faces"): ``model``, else the zoo's."""
     from mobile_engine import zoo
-
-    from demo_style_transfer.pipeline import PlanCache, _session, describe_error
     if kind not in MODEL_NAMES:
         raise DemoError(f"unknown effect model {kind!r}")
     try:
@@ -277,34 +273,58 @@ def load_effect_model(kind: str, size: tuple[int, int], threads: int | None = No
         raise DemoError(f"{exc} (`mobile-engine zoo fetch` fetches it)") from None
     if not path.is_file():
         raise DemoError(f"{path}: no such model file (`mobile-engine zoo fetch` fetches it)")
-    cache = cache or PlanCache()
-    try:
-        session, cached = _session(cache, path, MODEL_INPUT[kind], "fp32", threads, log,
-                                   build=lambda: me.compile(str(path)))
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:
-        raise DemoError(f"the engine cannot compile {path.name}: {describe_error(exc)}") from None
+    return path
+
+
+def effect_plan_key(kind: str, path: Path) -> tuple:
+    """The plan cache's (model, size, precision) of an effect model, and how to compile it: the
+    key ``load_effect_model`` and the video command (mobile_engine/video) share."""
+    import mobile_engine as me
+    return path, MODEL_INPUT[kind], "fp32", lambda: me.compile(str(path))
+
+
+def wrap_effect_session(kind: str, session, size: tuple[int, int], description: str = ""):
+    """A ``Segmenter`` or ``FaceDetector`` for frames of ``size`` around an engine Session of
+    ``kind``'s model (its input shape checked)."""
     (inp,) = session.get_inputs()
     name = inp.name
-    description = f"{path.stem} ({cached.status})"
 
     def run(x):
         return session.run(None, {name: x})
 
     if kind == "segmenter":
         if len(inp.shape) != 4 or inp.shape[-1] != 3:
-            raise DemoError(f"{path.name}: input {list(inp.shape)}; expected [1, h, w, 3]")
-        wrapped = Segmenter(run, tuple(inp.shape[1:3]), description)
-        t0 = time.perf_counter()
-        wrapped.mask(np.full((*size, 3), 128, np.uint8))
+            raise DemoError(f"{description}: input {list(inp.shape)}; expected [1, h, w, 3]")
+        return Segmenter(run, tuple(inp.shape[1:3]), description)
+    if tuple(inp.shape) != (1, faces.INPUT_SIZE, faces.INPUT_SIZE, 3):
+        raise DemoError(f"{description}: input {list(inp.shape)}; expected "
+                        f"[1, {faces.INPUT_SIZE}, {faces.INPUT_SIZE}, 3]")
+    return faces.FaceDetector(run, size, description)
+
+
+def load_effect_model(kind: str, size: tuple[int, int], threads: int | None = None,
+                      cache=None, log: Callable[[str], None] = print,
+                      model: str | Path | None = None):
+    """``kind`` ("segmenter" or "faces") compiled with the engine from its zoo ``.tflite`` (or
+    ``model``), cached like the style plan, wrapped for frames of ``size`` and run once (the first
+    run loads or compiles its kernels). DemoError (one line) when it cannot be had."""
+    from demo_style_transfer.pipeline import PlanCache, _session, describe_error
+    path = effect_model_path(kind, model)
+    cache = cache or PlanCache()
+    path, input_size, precision, build = effect_plan_key(kind, path)
+    try:
+        session, cached = _session(cache, path, input_size, precision, threads, log, build=build)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        raise DemoError(f"the engine cannot compile {path.name}: {describe_error(exc)}") from None
+    wrapped = wrap_effect_session(kind, session, size, f"{path.stem} ({cached.status})")
+    grey = np.full((*size, 3), 128, np.uint8)
+    t0 = time.perf_counter()
+    if kind == "segmenter":
+        wrapped.mask(grey)
     else:
-        if tuple(inp.shape) != (1, faces.INPUT_SIZE, faces.INPUT_SIZE, 3):
-            raise DemoError(f"{path.name}: input {list(inp.shape)}; expected "
-                            f"[1, {faces.INPUT_SIZE}, {faces.INPUT_SIZE}, 3]")
-        wrapped = faces.FaceDetector(run, size, description)
-        t0 = time.perf_counter()
-        wrapped.detect(np.full((*size, 3), 128, np.uint8))
+        wrapped.detect(grey)
     ms = (time.perf_counter() - t0) * 1e3
     log(f"{path.stem}: {session.threads} threads, first run {ms:.0f} ms")
     return wrapped

@@ -66,6 +66,20 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def parse_effect(values: list[str]) -> tuple[str, str | None]:
+    """``--effect NAME [IMAGE]`` -> (effect, background picture or None)."""
+    effect, *rest = values
+    if effect not in effects.EFFECTS:
+        raise UsageError(f"--effect {effect}: use one of {', '.join(effects.EFFECTS)}")
+    if rest and effect != "background" or len(rest) > 1:
+        raise UsageError(f"--effect {' '.join(values)}: only background takes an IMAGE "
+                         f"(--effect background IMAGE)")
+    background = rest[0] if rest else None
+    if background is not None and not Path(background).is_file():
+        raise UsageError(f"--effect background {background}: no such file")
+    return effect, background
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mobile_engine import __version__
     p = argparse.ArgumentParser(
@@ -151,15 +165,7 @@ def parse_args(argv=None) -> Config:
         blend = styles.parse_blend(a.blend) if a.blend else None
     except styles.StyleError as exc:
         raise UsageError(str(exc)) from None
-    effect, *rest = a.effect
-    if effect not in effects.EFFECTS:
-        raise UsageError(f"--effect {effect}: use one of {', '.join(effects.EFFECTS)}")
-    if rest and effect != "background" or len(rest) > 1:
-        raise UsageError(f"--effect {' '.join(a.effect)}: only background takes an IMAGE "
-                         f"(--effect background IMAGE)")
-    background = rest[0] if rest else None
-    if background is not None and not Path(background).is_file():
-        raise UsageError(f"--effect background {background}: no such file")
+    effect, background = parse_effect(a.effect)
     if a.frames is not None and a.frames < 1:
         raise UsageError(f"--frames {a.frames}: must be at least 1")
     if a.seconds is not None and not a.seconds > 0:

@@ -1,4 +1,4 @@
-"""The `mobile-engine` command: compile, run, inspect, bench, bench-report, zoo.
+"""The `mobile-engine` command: compile, run, inspect, bench, bench-report, video, zoo.
 
 Every error ends in one line on stderr and a non-zero exit (2 for an engine error or bad input,
 1 for a file the system refuses): no tracebacks.
@@ -339,6 +339,12 @@ def _bench_feeds(args):
 
 
 def cmd_bench(args) -> int:
+    if args.cluster:
+        return _bench_fleet(args)
+    fleet_only = [o for o, v in (("--workers", args.workers), ("--all-at-once", args.all_at_once),
+                                 ("--json-dir", args.json_dir), ("--report", args.report)) if v]
+    if fleet_only:
+        raise InputError(f"{fleet_only[0]} needs --cluster tcp://HOST:8786 (a fleet of boards)")
     from mobile_engine.bench import run_bench
     for option, path in (("--json", args.json), ("--plot", args.plot)):
         if path:
@@ -361,6 +367,15 @@ def cmd_bench(args) -> int:
         from mobile_engine.bench_report import plot_ops
         print(f"wrote {plot_ops(report.as_dict(), args.plot)}")
     return 0
+
+
+def _bench_fleet(args) -> int:
+    from mobile_engine.cluster.fleet import run_fleet_command
+    if args.report:
+        check_output_path(args.report, "--report")
+    if args.json_dir and not Path(args.json_dir).is_dir():
+        raise InputError(f"--json-dir {args.json_dir}: no such folder")
+    return run_fleet_command(args)
 
 
 def cmd_bench_zoo(args) -> int:
@@ -388,6 +403,12 @@ def cmd_bench_report(args) -> int:
     else:
         print(text, end="")
     return 0
+
+
+def cmd_video(args) -> int:
+    from mobile_engine.video.command import run
+    check_output_path(args.output, "-o")
+    return run(args)
 
 
 def cmd_zoo(args) -> int:
@@ -492,6 +513,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--plot", metavar="PNG", help="draw the per-op times as a bar chart")
     b.add_argument("--label", help="a name for this machine in bench-report, e.g. pi4")
     add_progress_argument(b, "long runs")
+    f = b.add_argument_group("a fleet of boards (Dask: `dask scheduler`, `dask worker` on each)")
+    f.add_argument("--cluster", metavar="tcp://HOST:8786",
+                   help="run the benchmark on the workers of this Dask scheduler")
+    f.add_argument("--workers", nargs="+", metavar="NAME",
+                   help="the boards, by worker name or address (default: every worker)")
+    f.add_argument("--all-at-once", action="store_true",
+                   help="all boards together (default: one board at a time)")
+    f.add_argument("--json-dir", metavar="DIR", help="write each board's JSON as DIR/NAME.json")
+    f.add_argument("--report", metavar="FILE.md",
+                   help="write the bench-report table (default: print it)")
     b.set_defaults(fn=cmd_bench)
 
     bz = sub.add_parser("bench-zoo", help="every real model of the zoo: check against "
@@ -512,6 +543,13 @@ def build_parser() -> argparse.ArgumentParser:
     br.add_argument("files", nargs="+", metavar="JSON", help="files of `bench --json`")
     br.add_argument("-o", "--output", help="the markdown file (default: print)")
     br.set_defaults(fn=cmd_bench_report)
+
+    from mobile_engine.video.command import add_arguments as add_video_arguments
+    v = sub.add_parser("video", help="a video file through a style, an effect or a plan, on "
+                       "local workers or a Dask cluster; audio and timing kept")
+    add_video_arguments(v)
+    add_progress_argument(v, "the frames (with an ETA)")
+    v.set_defaults(fn=cmd_video)
 
     z = sub.add_parser("zoo", help="fetch the real models and data (sha256-checked)")
     z.add_argument("action", choices=["fetch", "where"],

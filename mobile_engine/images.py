@@ -64,21 +64,34 @@ def load_image(path: str, spec: ImageInput) -> np.ndarray:
         img = Image.open(path).convert("RGB").resize((width, height), Image.BILINEAR)
     except OSError as exc:
         raise InputError(f"{path}: cannot read image: {exc}") from None
-    hwc = np.asarray(img, np.uint8)
+    return rgb_to_input(np.asarray(img, np.uint8), spec)
+
+
+def rgb_to_input(hwc: np.ndarray, spec: ImageInput) -> np.ndarray:
+    """u8[H, W, 3] RGB already of ``spec``'s size -> a new batch of one for ``spec``."""
     x = hwc.astype(np.float32) / np.float32(255) if spec.dtype == "float32" else hwc
     x = x.transpose(2, 0, 1) if spec.layout == "nchw" else x
     return np.broadcast_to(x[None], spec.shape).copy()
+
+
+def output_to_rgb(x: np.ndarray) -> np.ndarray | None:
+    """The first image of a 3-channel 4-D output (float 0..1 or uint8; NCHW or NHWC) as
+    u8[H, W, 3] RGB (contiguous); None when ``x`` is not one."""
+    layout = _layout(x.shape)
+    if layout is None:
+        return None
+    hwc = x[0].transpose(1, 2, 0) if layout == "nchw" else x[0]
+    if hwc.dtype != np.uint8:
+        hwc = (np.clip(hwc, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return np.ascontiguousarray(hwc)
 
 
 def save_image(x: np.ndarray, path: str) -> bool:
     """Write the first image of a 3-channel 4-D output (float 0..1 or uint8; NCHW or NHWC);
     False when ``x`` is not one."""
     from PIL import Image
-    layout = _layout(x.shape)
-    if layout is None:
+    hwc = output_to_rgb(x)
+    if hwc is None:
         return False
-    hwc = x[0].transpose(1, 2, 0) if layout == "nchw" else x[0]
-    if hwc.dtype != np.uint8:
-        hwc = (np.clip(hwc, 0, 1) * 255 + 0.5).astype(np.uint8)
-    Image.fromarray(np.ascontiguousarray(hwc)).save(path)
+    Image.fromarray(hwc).save(path)
     return True

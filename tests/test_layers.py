@@ -58,6 +58,9 @@ def test_every_layer_contract_holds():
     # indirect: the runtime reaches the compiler through a module it may import
     ("kernels/config.py", "import quantize.table", "runtime"),
     ("demo_style_transfer/hud.py", "import kernels.config", "demo"),
+    ("mobile_engine/plan/plan.py", "import av", "video"),
+    ("demo_style_transfer/hud.py", "from mobile_engine.video import job", "video"),
+    ("mobile_engine/cluster/plans.py", "from mobile_engine.video import task", "cluster"),
 ])
 def test_a_backward_import_breaks_its_contract(tmp_path, path, line, contract):
     for pkg in PACKAGES:
