@@ -86,11 +86,16 @@ def cmd_compile(args) -> int:
     out = check_output_path(args.output, "-o")
     shapes = dict(args.shape or [])
     kw = quantize_options(args, shapes)
+    from mobile_engine import bundle_build
+    target = bundle_build.check_target(args.target)
     plan = me.compile(args.model, input_shapes=shapes, disable_passes=args.disable_pass or (),
                       **kw)
+    plan.manifest["provenance"]["target"] = target
     plan.save(out)
     print(f"wrote {out} ({out.stat().st_size} bytes): {len(plan.steps)} steps, arena "
           f"{mib(plan.arena_bytes)}, weights {mib(plan.weight_bytes)}")
+    if args.kernels:
+        bundle_build.build(out, target)
     if args.report:
         print(format_passes(plan.manifest["passes"]))
     quant = plan.manifest["provenance"].get("quantization")
@@ -235,6 +240,8 @@ def cmd_inspect(args) -> int:
     print(f"  arena {mib(plan.arena_bytes)}, weights {mib(plan.weight_bytes)}, "
           f"{len(plan.steps)} steps, {sum(s['flops'] for s in plan.steps) / 1e9:.3f} GFLOP")
     print("provenance: " + json.dumps(m["provenance"]))
+    from mobile_engine.bundle_build import describe
+    print(describe(plan))
     print(format_passes(m["passes"]))
     from mobile_engine.plan.describe import step_lines
     print("steps (each operand's origin: a graph input, a step, or a weight):")
@@ -440,6 +447,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--report", action="store_true", help="say what each graph pass changed")
     c.add_argument("--disable-pass", action="append", metavar="NAME",
                    help="skip a graph pass by name (repeatable)")
+    c.add_argument("--target", default="host", metavar="TARGET",
+                   help="the CPU the plan is for: host (this machine, the default) or an ARM "
+                        "core the emulator of `make test-arm` runs (cortex-a53, cortex-a72, "
+                        "cortex-a76); recorded in the plan")
+    c.add_argument("--kernels", action="store_true",
+                   help="also write OUT.kernels/ beside the plan: every kernel it uses, "
+                        "compiled for TARGET, so the first start there loads instead of compiling")
     add_int8_arguments(c, "other inputs during calibration: values as for `run`, or onehot")
     add_progress_argument(c, "calibration")
     c.set_defaults(fn=cmd_compile)

@@ -38,11 +38,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-CORES = {
-    "cortex-a53": "Cortex-A53: NEON only (Pi 3, Pi Zero 2, many phones' little cores)",
-    "cortex-a72": "Cortex-A72: NEON only (Pi 4)",
-    "cortex-a76": "Cortex-A76: NEON + dot product (Pi 5)",
-}
+sys.path.insert(0, str(REPO))           # run as a script: the engine's emulator module
+from mobile_engine.emulator import CORES, Emulator, EmulatorMissing, arm_home  # noqa: E402
+
 # The kernel tests run on the --full cores (tests/arm/plugin.py): the table-driven tests of the
 # families the plans use, at their edge shapes. An emulated compile takes 10-60 s, so each file
 # may compile only this many kernel variants beyond those the multistyle26 plan (run first)
@@ -59,62 +57,7 @@ KERNEL_SELECT = ("(test_conv2d and not lowering) or test_igemm_every_tile or tes
                  " or test_unary_table or test_binary_table or test_exp_accuracy"
                  " or test_special_values or test_gemm_table or test_instance_norm_table"
                  " or test_reduce_table or test_softmax_table or test_transpose_nhwc_nchw")
-# Directories of the userland that the emulated programs see; the rest (/proc, /dev, /tmp,
-# /sys, /root, /home, /work ...) is the host's.
-ROOT_DIRS = ("bin", "etc", "lib", "sbin", "usr", "var")
 FULL = "all"            # the cores that run the kernel tests
-NICE = "10"             # emulation is background work on a shared machine
-SKIP_ENV = ("OPENBLAS_CORETYPE", "NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "PYTHONHOME",
-            "VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE", "QEMU_CPU", "QEMU_LD_PREFIX")
-
-
-def arm_home() -> Path:
-    return Path(os.environ.get("MOBILE_ENGINE_HOME",
-                               Path.home() / ".cache" / "mobile-engine")) / "arm"
-
-
-class Emulator:
-    """Runs the arm64 userland's python3 on one emulated core."""
-
-    def __init__(self, home: Path, core: str):
-        self.home, self.core = home, core
-        self.rootfs = home / "rootfs"
-        self.site = (home / "site").resolve()
-        self.prefix = home / "cores" / core
-        if not (self.rootfs / ".complete").exists() or not (self.site / ".complete").exists():
-            raise SystemExit(f"test-arm: no arm64 userland under {home}: run tests/arm/setup.sh")
-
-    def env(self, **extra) -> dict:
-        env = {k: v for k, v in os.environ.items() if k not in SKIP_ENV}
-        env.update(PYTHONPATH=f"{self.site}{os.pathsep}{REPO}",
-                   PYTHONPYCACHEPREFIX=str(self.home / "pycache"), ARM_CORE=self.core)
-        env.update({k: str(v) for k, v in extra.items()})
-        return env
-
-    def argv(self, *args, prefix: Path | None = None) -> list[str]:
-        return ["nice", "-n", NICE, "qemu-aarch64-static", "-cpu", self.core, "-L",
-                str(prefix or self.prefix), str(self.rootfs / "usr" / "bin" / "python3"), *args]
-
-    def prepare(self) -> str:
-        """The core's root: the userland's directories and the core's own /proc/cpuinfo."""
-        (self.prefix / "proc").mkdir(parents=True, exist_ok=True)
-        for d in ROOT_DIRS:
-            link = self.prefix / d
-            if not link.is_symlink():
-                try:
-                    link.symlink_to(self.rootfs / d)
-                except FileExistsError:         # another job made it
-                    pass
-        info = subprocess.run(self.argv("-S", str(REPO / "tests/arm/cpuinfo.py"),
-                                        prefix=self.rootfs),
-                              env=self.env(), capture_output=True, text=True, check=True).stdout
-        if "CPU part" not in info:
-            raise RuntimeError(f"{self.core}: could not read the emulated core's identity:\n{info}")
-        tmp = self.prefix / "proc" / f".cpuinfo.{os.getpid()}.{threading.get_ident()}"
-        tmp.write_text(info)
-        tmp.replace(self.prefix / "proc" / "cpuinfo")     # atomic: other jobs may be reading
-        return next(line.split(":", 1)[1].strip() for line in info.splitlines()
-                    if line.startswith("Features"))
 
 
 def _run(argv: list[str], timeout: float, **kw) -> tuple[int | str, float]:
@@ -280,6 +223,10 @@ def main() -> int:
     if unknown:
         ap.error(f"unknown cores {sorted(unknown)}; choose from {', '.join(CORES)}")
     home = arm_home()
+    try:
+        Emulator(home, cores[0])
+    except EmulatorMissing as exc:
+        raise SystemExit(f"test-arm: {exc}") from None
     logs = home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     held = claim(home)  # noqa: F841  (the lock is held until exit)
