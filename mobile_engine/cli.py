@@ -370,6 +370,18 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_bench_start(args) -> int:
+    from mobile_engine import bench_start
+    from mobile_engine.bundle_build import HOST, check_target
+    core = None if args.core in (None, HOST) else check_target(args.core)
+    res = bench_start.run(args.plan, args.threads, args.runs, args.cold, core,
+                          say=lambda msg: print(msg, file=sys.stderr))
+    print(bench_start.format_result(res))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1) + "\n")
+    return 0
+
+
 def cmd_bench_zoo(args) -> int:
     from mobile_engine import bench_zoo
     if args.json:
@@ -507,6 +519,18 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--label", help="a name for this machine in bench-report, e.g. pi4")
     add_progress_argument(b, "long runs")
     b.set_defaults(fn=cmd_bench)
+
+    bs = sub.add_parser("bench-start", help="time to a plan's first output in fresh processes "
+                                             "(start-up: imports, kernel loads, first frame)")
+    bs.add_argument("plan", help="the .mplan plan (its kernel bundle is used when it fits)")
+    bs.add_argument("--threads", type=int, default=2, help="threads (default 2)")
+    bs.add_argument("--runs", type=int, default=5, help="fresh processes (default 5; medians)")
+    bs.add_argument("--cold", action="store_true",
+                    help="an empty Numba kernel cache in every process (a device's first start)")
+    bs.add_argument("--core", metavar="CORE",
+                    help="run on an emulated ARM core (make test-arm's set-up), e.g. cortex-a76")
+    bs.add_argument("--json", help="write the results as JSON")
+    bs.set_defaults(fn=cmd_bench_start)
 
     bz = sub.add_parser("bench-zoo", help="every real model of the zoo: check against "
                         "onnxruntime, engine/onnxruntime ratio per model and geometric mean")

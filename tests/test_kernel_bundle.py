@@ -1,11 +1,11 @@
 """Kernel bundles (``compile --kernels``): a plan's kernels compiled ahead of time, checked, used.
 
 Each check runs the plan in a fresh interpreter with an EMPTY Numba cache (``NUMBA_CACHE_DIR``),
-counting Numba's compilations (``numba:compile`` events fire only when a kernel really
-compiles, not when it loads): with a fitting bundle nothing compiles; a damaged bundle, one for
-another CPU, or one the plan does not pin is refused with one ``KernelBundleWarning`` and the
-kernels compile as without it. Outputs are checked against numpy every time. The plan is tiny
+counting Numba's compilations (tests/bundle_probe.py): with a fitting bundle nothing compiles;
+a damaged bundle, one for another CPU, or one the plan does not pin is refused with one
+``KernelBundleWarning`` and the kernels compile as without it. Outputs are checked against numpy every time. The plan is tiny
 (a max pool and a global average pool: two kernels that compile in about a second).
+tests/arm/run.py makes the same checks with a bundle built for an emulated Cortex-A76.
 """
 from __future__ import annotations
 
@@ -21,46 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.bundle_probe import reference, tiny_plan
+
 ROOT = Path(__file__).resolve().parents[1]
-SHAPE = (1, 8, 8, 4)
-PROBE = r"""
-import json, sys, warnings
-import numpy as np
-import numba.core.event as ev
-compiled = []
-class Count(ev.Listener):
-    def on_start(self, event):
-        compiled.append(event.data["dispatcher"].py_func.__name__)
-    def on_end(self, event):
-        pass
-ev.register("numba:compile", Count())
-import mobile_engine as me
-from kernels import cache_bundle
-with warnings.catch_warnings(record=True) as caught:
-    warnings.simplefilter("always")
-    sess = me.Session(sys.argv[1], threads=int(sys.argv[2]))
-x = np.arange(np.prod(%(shape)r), dtype=np.float32).reshape(%(shape)r) / 7
-(out,) = sess.run(None, {"x": x})
-print(json.dumps({"compiled": compiled, "loaded": cache_bundle.LOADED["count"],
-                  "bundle": sess.kernel_bundle, "out": out.ravel().tolist(),
-                  "warnings": [f"{w.category.__name__}: {w.message}" for w in caught]}))
-""" % {"shape": SHAPE}
-
-
-def reference() -> np.ndarray:
-    """The plan's output in numpy: 2x2 max pool (stride 2), then the mean over H and W."""
-    x = np.arange(np.prod(SHAPE), dtype=np.float32).reshape(SHAPE) / 7
-    pooled = x.reshape(1, 4, 2, 4, 2, 4).max(axis=(2, 4))
-    return pooled.mean(axis=(1, 2)).ravel()
-
-
-def tiny_plan(path: Path) -> Path:
-    import mobile_engine as me
-    from mobile_engine.ir import GraphBuilder, Op
-    b = GraphBuilder("bundle")
-    x = b.input("x", SHAPE)
-    y = b.node(Op.MAX_POOL, x, kernel=(2, 2), strides=(2, 2), pads=(0, 0, 0, 0))
-    return me.compile(b.build(b.node(Op.GLOBAL_AVG_POOL, y))).save(path)
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +46,8 @@ def probe(plan: Path, tmp_path: Path, threads: int = 2, **env) -> dict:
     cache = tmp_path / f"numba-cache-{len(list(tmp_path.glob('numba-cache-*')))}"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CPU")},
            "NUMBA_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT), **env}
-    p = subprocess.run([sys.executable, "-c", PROBE, str(plan), str(threads)], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=600)
+    p = subprocess.run([sys.executable, "-m", "tests.bundle_probe", str(plan), str(threads)],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads(p.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(res["out"], reference(), rtol=1e-6)
