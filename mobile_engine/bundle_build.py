@@ -40,6 +40,21 @@ def check_target(name: str) -> str:
     return name
 
 
+def check_ready(target: str) -> None:
+    """Raise (one line) when kernels cannot be built for ``target`` here: for an ARM core, the
+    emulator of ``make test-arm`` must be set up. Checked before the model compiles."""
+    if target != HOST:
+        _emulator(target)
+
+
+def _emulator(target: str):
+    from mobile_engine import emulator
+    try:
+        return emulator.Emulator(emulator.arm_home(), target)
+    except emulator.EmulatorMissing as exc:
+        raise EngineError(f"kernels for {target}: {exc}") from None
+
+
 def describe(plan: Plan) -> str:
     """One line for ``inspect``: the plan's target and its kernel bundle, and whether the bundle
     fits this machine."""
@@ -70,10 +85,7 @@ def _worker(target: str, plan: Path, cache: Path) -> tuple[list[str], dict, Path
                if k not in ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "NUMBA_DISABLE_JIT")}
         return [sys.executable, *args], {**env, "NUMBA_CACHE_DIR": str(cache)}, None
     from mobile_engine import emulator
-    try:
-        emu = emulator.Emulator(emulator.arm_home(), target)
-    except emulator.EmulatorMissing as exc:
-        raise EngineError(f"kernels for {target}: {exc}") from None
+    emu = _emulator(target)
     emu.prepare()
     return emu.argv(*args), emu.env(NUMBA_CACHE_DIR=cache), emulator.REPO
 

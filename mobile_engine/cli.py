@@ -88,6 +88,8 @@ def cmd_compile(args) -> int:
     kw = quantize_options(args, shapes)
     from mobile_engine import bundle_build
     target = bundle_build.check_target(args.target)
+    if args.kernels:
+        bundle_build.check_ready(target)
     plan = me.compile(args.model, input_shapes=shapes, disable_passes=args.disable_pass or (),
                       **kw)
     plan.manifest["provenance"]["target"] = target

@@ -153,3 +153,15 @@ def test_cli_compile_kernels_and_inspect(tmp_path, capsys):
     assert main(["compile", str(model), "-o", str(out), "--target", "cortex-z9"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--target cortex-z9" in err[0], err
+
+
+def test_an_arm_target_without_the_emulator_is_one_line(tmp_path, capsys, monkeypatch):
+    """``--kernels`` for an ARM core needs make test-arm's emulator: said before compiling."""
+    from mobile_engine.cli import main
+    monkeypatch.setenv("MOBILE_ENGINE_HOME", str(tmp_path / "empty-home"))
+    out = tmp_path / "t.mplan"
+    assert main(["compile", str(tmp_path / "never-read.onnx"), "-o", str(out), "--target",
+                 "cortex-a76", "--kernels"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "tests/arm/setup.sh" in err[0], err
+    assert not out.exists()
