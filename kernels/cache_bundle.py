@@ -64,17 +64,20 @@ class KernelCache(FunctionCache):
     """Numba's function cache with the verified bundles in front of it."""
 
     def load_overload(self, sig, target_context):
-        """Numba's ``Cache.load_overload`` with a lighter start: Numba refreshes the whole target
-        context before every load; here only its runtime (NRT) is initialized, which the loaded
-        code calls into.
+        """Numba's ``Cache.load_overload``, which refreshes the whole target context before every
+        load, with the refresh put off until a load misses (a compile follows): a load only
+        needs Numba's runtime (NRT), which the loaded code calls into.
 
         NOTE: the refresh imports and installs every typing and lowering registry of Numba
-        (100-125 ms of CPU on this machine, a sixth of a warm start): compiling needs them,
-        linking cached machine code does not. A compile still gets them, as Numba's compiler
-        refreshes both contexts itself before it types anything. Without the NRT the loaded
-        code crashes, so that part stays."""
+        (100-125 ms of CPU on this machine, a sixth of a warm start). On a miss it runs here,
+        before the compile, as in Numba: left to the compiler (which refreshes too), the demo's
+        loading screen stayed black while the first kernel compiled
+        (tests/test_demo_window.py; why was not pinned down)."""
         rtsys.initialize(target_context)
-        return self._load_overload(sig, target_context)
+        loaded = self._load_overload(sig, target_context)
+        if loaded is None:
+            target_context.refresh()
+        return loaded
 
     def _load_overload(self, sig, target_context):
         if self._enabled and _BUNDLES:
