@@ -74,8 +74,9 @@ def _differences(built: dict, here: dict) -> list[str]:
         if built.get(key) != here[key]:
             if key == "features":
                 b, h = set(str(built.get(key)).split(",")), set(here[key].split(","))
-                out.append(f"CPU features differ ({', '.join(sorted(b - h)[:4]) or '-'} built, "
-                           f"{', '.join(sorted(h - b)[:4]) or '-'} here)")
+                out.append(f"CPU features differ (only the bundle's: "
+                           f"{', '.join(sorted(b - h)[:4]) or 'none'}; only here: "
+                           f"{', '.join(sorted(h - b)[:4]) or 'none'})")
             elif key == "kernels":
                 out.append("the engine's kernel sources differ from those it was built from")
             else:
