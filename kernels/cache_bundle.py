@@ -37,10 +37,6 @@ def add(files: dict[str, bytes]) -> None:
             _BUNDLES.append(dict(files))
 
 
-def active() -> bool:
-    return bool(_BUNDLES)
-
-
 def _overloads(i: int, index_name: str, stamp) -> dict | None:
     """The bundle's overloads of one function, or None when it has none (or a stale one: the
     kernels' sources differ from those the bundle was compiled from)."""
@@ -96,6 +92,8 @@ class KernelCache(FunctionCache):
 
 
 def serve(dispatcher):
-    """Give a dispatcher made with ``cache=False`` the bundle-aware cache (``config.jit``)."""
-    dispatcher._cache = KernelCache(dispatcher.py_func)
+    """Give a dispatcher made with ``cache=False`` the bundle-aware cache (``config.jit``); a
+    plain function (``NUMBA_DISABLE_JIT``) is returned as it is."""
+    if hasattr(dispatcher, "py_func"):
+        dispatcher._cache = KernelCache(dispatcher.py_func)
     return dispatcher
