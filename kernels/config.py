@@ -12,6 +12,8 @@ import numba
 from numba import config as numba_config
 from numba.core.caching import CacheImpl, InTreeCacheLocator, UserProvidedCacheLocator
 
+from kernels import cache_bundle
+
 # NOTE: omp starts a parallel region in ~25-40 us; numba's default workqueue layer costs
 # 100-170 us per launch on these machines (DESIGN.md), and tbb is not always loadable.
 if os.environ.get("NUMBA_THREADING_LAYER") is None:
@@ -109,15 +111,23 @@ CacheImpl._locator_classes[:0] = [_stamped(UserProvidedCacheLocator),
 FLAGS = dict(cache=CACHE, nogil=True, error_model="numpy", boundscheck=False, fastmath=FASTMATH)
 
 
+def _decorator(**flags):
+    """``numba.njit(**flags)``, whose dispatchers cache through ``cache_bundle.KernelCache``
+    (a verified kernel bundle first, then Numba's cache) when ``flags["cache"]``."""
+    cache = flags.pop("cache", False)
+    deco = numba.njit(cache=False, **flags)
+    return (lambda fn: cache_bundle.serve(deco(fn))) if cache else deco
+
+
 def jit(fn=None, **extra):
     """Serial kernel: ``@jit``."""
-    deco = numba.njit(**{**FLAGS, **extra})
+    deco = _decorator(**{**FLAGS, **extra})
     return deco if fn is None else deco(fn)
 
 
 def pjit(fn=None, **extra):
     """Parallel kernel (``prange`` loops): ``@pjit``."""
-    deco = numba.njit(parallel=True, **{**FLAGS, **extra})
+    deco = _decorator(parallel=True, **{**FLAGS, **extra})
     return deco if fn is None else deco(fn)
 
 

@@ -6,9 +6,9 @@
     sess = me.Session("style.mplan", threads=2)
     out, = sess.run(None, {"image": x, "style_weights": w})
 """
-from mobile_engine.errors import (EngineError, GraphError, InputError, ModelFormatError,
-                                  PlanFormatError, PlanVersionWarning, ResourceLimitError,
-                                  ShapeError, UnsupportedOperatorError)
+from mobile_engine.errors import (EngineError, GraphError, InputError, KernelBundleWarning,
+                                  ModelFormatError, PlanFormatError, PlanVersionWarning,
+                                  ResourceLimitError, ShapeError, UnsupportedOperatorError)
 
 from mobile_engine.version import __version__
 
@@ -48,9 +48,10 @@ def __getattr__(name):
     raise AttributeError(f"module 'mobile_engine' has no attribute {name!r}")
 
 
-__all__ = ["EngineError", "GraphError", "InputError", "ModelFormatError", "Plan", "PlanFormatError",
-           "PlanVersionWarning", "ResourceLimitError", "Session", "SessionOptions", "ShapeError",
-           "UnsupportedOperatorError", "__version__", "build_id", "compile"]
+__all__ = ["EngineError", "GraphError", "InputError", "KernelBundleWarning", "ModelFormatError",
+           "Plan", "PlanFormatError", "PlanVersionWarning", "ResourceLimitError", "Session",
+           "SessionOptions", "ShapeError", "UnsupportedOperatorError", "__version__", "build_id",
+           "compile"]
 
 
 def __dir__():

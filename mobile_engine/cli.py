@@ -86,11 +86,18 @@ def cmd_compile(args) -> int:
     out = check_output_path(args.output, "-o")
     shapes = dict(args.shape or [])
     kw = quantize_options(args, shapes)
+    from mobile_engine import bundle_build
+    target = bundle_build.check_target(args.target)
+    if args.kernels:
+        bundle_build.check_ready(target)
     plan = me.compile(args.model, input_shapes=shapes, disable_passes=args.disable_pass or (),
                       **kw)
+    plan.manifest["provenance"]["target"] = target
     plan.save(out)
     print(f"wrote {out} ({out.stat().st_size} bytes): {len(plan.steps)} steps, arena "
           f"{mib(plan.arena_bytes)}, weights {mib(plan.weight_bytes)}")
+    if args.kernels:
+        bundle_build.build(out, target)
     if args.report:
         print(format_passes(plan.manifest["passes"]))
     quant = plan.manifest["provenance"].get("quantization")
@@ -235,6 +242,8 @@ def cmd_inspect(args) -> int:
     print(f"  arena {mib(plan.arena_bytes)}, weights {mib(plan.weight_bytes)}, "
           f"{len(plan.steps)} steps, {sum(s['flops'] for s in plan.steps) / 1e9:.3f} GFLOP")
     print("provenance: " + json.dumps(m["provenance"]))
+    from mobile_engine.bundle_build import describe
+    print(describe(plan))
     print(format_passes(m["passes"]))
     from mobile_engine.plan.describe import step_lines
     print("steps (each operand's origin: a graph input, a step, or a weight):")
@@ -378,6 +387,18 @@ def _bench_fleet(args) -> int:
     return run_fleet_command(args)
 
 
+def cmd_bench_start(args) -> int:
+    from mobile_engine import bench_start
+    from mobile_engine.bundle_build import HOST, check_target
+    core = None if args.core in (None, HOST) else check_target(args.core)
+    res = bench_start.run(args.plan, args.threads, args.runs, args.cold, core,
+                          say=lambda msg: print(msg, file=sys.stderr))
+    print(bench_start.format_result(res))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1) + "\n")
+    return 0
+
+
 def cmd_bench_zoo(args) -> int:
     from mobile_engine import bench_zoo
     if args.json:
@@ -461,6 +482,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--report", action="store_true", help="say what each graph pass changed")
     c.add_argument("--disable-pass", action="append", metavar="NAME",
                    help="skip a graph pass by name (repeatable)")
+    c.add_argument("--target", default="host", metavar="TARGET",
+                   help="the CPU the plan is for: host (this machine, the default) or an ARM "
+                        "core the emulator of `make test-arm` runs (cortex-a53, cortex-a72, "
+                        "cortex-a76); recorded in the plan")
+    c.add_argument("--kernels", action="store_true",
+                   help="also write OUT.kernels/ beside the plan: every kernel it uses, "
+                        "compiled for TARGET, so the first start there loads instead of compiling")
     add_int8_arguments(c, "other inputs during calibration: values as for `run`, or onehot")
     add_progress_argument(c, "calibration")
     c.set_defaults(fn=cmd_compile)
@@ -524,6 +552,18 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--report", metavar="FILE.md",
                    help="write the bench-report table (default: print it)")
     b.set_defaults(fn=cmd_bench)
+
+    bs = sub.add_parser("bench-start", help="time to a plan's first output in fresh processes "
+                                             "(start-up: imports, kernel loads, first frame)")
+    bs.add_argument("plan", help="the .mplan plan (its kernel bundle is used when it fits)")
+    bs.add_argument("--threads", type=int, default=2, help="threads (default 2)")
+    bs.add_argument("--runs", type=int, default=5, help="fresh processes (default 5; medians)")
+    bs.add_argument("--cold", action="store_true",
+                    help="an empty Numba kernel cache in every process (a device's first start)")
+    bs.add_argument("--core", metavar="CORE",
+                    help="run on an emulated ARM core (make test-arm's set-up), e.g. cortex-a76")
+    bs.add_argument("--json", help="write the results as JSON")
+    bs.set_defaults(fn=cmd_bench_start)
 
     bz = sub.add_parser("bench-zoo", help="every real model of the zoo: check against "
                         "onnxruntime, engine/onnxruntime ratio per model and geometric mean")

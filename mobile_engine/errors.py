@@ -48,3 +48,8 @@ class ResourceLimitError(EngineError):
 class PlanVersionWarning(UserWarning):
     """A plan written by a newer engine or in a newer minor format: it loads, but fields this
     engine does not know are ignored (the format's promise: a newer minor stays readable)."""
+
+
+class KernelBundleWarning(UserWarning):
+    """A plan's kernel bundle (``NAME.kernels/``) that does not fit this machine or is damaged:
+    it is not used, and the kernels compile here as they would without one."""

@@ -23,6 +23,7 @@ from mobile_engine.errors import EngineError, InputError, PlanFormatError
 from mobile_engine.limits import check_arena
 from mobile_engine.plan.format import ALIGN
 from mobile_engine.plan.plan import Plan, as_plan
+from mobile_engine.runtime import bundle
 from mobile_engine.runtime.binders import BINDERS
 
 
@@ -109,6 +110,9 @@ class Session:
                                       numba.config.NUMBA_NUM_THREADS)
         m = self.plan.manifest
         check_arena(m["arena_bytes"], str(self.plan.path or "plan"))
+        # the plan's precompiled kernels (NAME.kernels/), when they fit this machine: checked
+        # before the first kernel binds, so binding loads them instead of compiling
+        self.kernel_bundle: str | None = bundle.use(self.plan)
         self._arena = _arena(m["arena_bytes"])
         self._views = {name: self._view(t) for name, t in m["tensors"].items()}
         self._inputs = [NodeArg(i["name"], tuple(i["shape"]), i["dtype"]) for i in m["inputs"]]

@@ -8,8 +8,14 @@ table-driven kernel tests of tests/kernels; last, the instructions of the inner 
 kernel the session compiled (tests/arm/neon.py). All sessions run at once: the whole check
 takes about their CPU time over the CPUs (29 minutes on 2 busy CPUs; ``--full cortex-a76``
 runs the kernel tests on one core only, for a quicker look).
-Then the negative check (tests/arm/sigill.py): code compiled for an A76 dies with SIGILL on an
-emulated A72, so the emulator does enforce the instruction set. Prints the instruction table
+Before the sessions start, the host compiles the plans they run (multistyle26 at 64x64, and
+SqueezeNet for the ``--real`` cores) and saves onnxruntime's outputs: plans compiled on x86 run
+on every emulated core and are checked there against the host's onnxruntime; the first
+``--real`` core also compiles a plan that the host runs afterwards (tests/arm/crossing.py).
+Alongside: the negative check (tests/arm/sigill.py): code compiled for an A76 dies with SIGILL
+on an emulated A72, so the emulator does enforce the instruction set; and the kernel-bundle
+check: a tiny plan's kernels compiled for an A76 under the emulator load on a fresh A76 without
+compiling and are refused, with one note, on an A72. Prints the instruction table
 per kernel and core; exits 1 if anything failed. Emulated timings mean nothing and are not
 reported except as the wall time of this check itself.
 
@@ -19,7 +25,7 @@ qemu 7.2 shows the guest the host's x86 /proc/cpuinfo. So LLVM, and therefore Nu
 engine's ISA dispatch, see the emulated core exactly as on a board: no NUMBA_CPU_NAME override.
 
 Usage: python tests/arm/run.py [--cores cortex-a53,cortex-a72,cortex-a76] [--full CORES|all]
-[--jobs N]
+[--real CORES] [--jobs N] [--no-sigill] [--no-bundle]
 (after tests/arm/setup.sh, which ``make test-arm`` runs first).
 """
 from __future__ import annotations
@@ -38,11 +44,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-CORES = {
-    "cortex-a53": "Cortex-A53: NEON only (Pi 3, Pi Zero 2, many phones' little cores)",
-    "cortex-a72": "Cortex-A72: NEON only (Pi 4)",
-    "cortex-a76": "Cortex-A76: NEON + dot product (Pi 5)",
-}
+sys.path.insert(0, str(REPO))           # run as a script: the engine's emulator module
+from mobile_engine.emulator import CORES, Emulator, EmulatorMissing, arm_home  # noqa: E402
+from tests.arm import crossing  # noqa: E402
+
+import numpy as np  # noqa: E402
+
 # The kernel tests run on the --full cores (tests/arm/plugin.py): the table-driven tests of the
 # families the plans use, at their edge shapes. An emulated compile takes 10-60 s, so each file
 # may compile only this many kernel variants beyond those the multistyle26 plan (run first)
@@ -59,62 +66,8 @@ KERNEL_SELECT = ("(test_conv2d and not lowering) or test_igemm_every_tile or tes
                  " or test_unary_table or test_binary_table or test_exp_accuracy"
                  " or test_special_values or test_gemm_table or test_instance_norm_table"
                  " or test_reduce_table or test_softmax_table or test_transpose_nhwc_nchw")
-# Directories of the userland that the emulated programs see; the rest (/proc, /dev, /tmp,
-# /sys, /root, /home, /work ...) is the host's.
-ROOT_DIRS = ("bin", "etc", "lib", "sbin", "usr", "var")
 FULL = "all"            # the cores that run the kernel tests
-NICE = "10"             # emulation is background work on a shared machine
-SKIP_ENV = ("OPENBLAS_CORETYPE", "NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "PYTHONHOME",
-            "VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE", "QEMU_CPU", "QEMU_LD_PREFIX")
-
-
-def arm_home() -> Path:
-    return Path(os.environ.get("MOBILE_ENGINE_HOME",
-                               Path.home() / ".cache" / "mobile-engine")) / "arm"
-
-
-class Emulator:
-    """Runs the arm64 userland's python3 on one emulated core."""
-
-    def __init__(self, home: Path, core: str):
-        self.home, self.core = home, core
-        self.rootfs = home / "rootfs"
-        self.site = (home / "site").resolve()
-        self.prefix = home / "cores" / core
-        if not (self.rootfs / ".complete").exists() or not (self.site / ".complete").exists():
-            raise SystemExit(f"test-arm: no arm64 userland under {home}: run tests/arm/setup.sh")
-
-    def env(self, **extra) -> dict:
-        env = {k: v for k, v in os.environ.items() if k not in SKIP_ENV}
-        env.update(PYTHONPATH=f"{self.site}{os.pathsep}{REPO}",
-                   PYTHONPYCACHEPREFIX=str(self.home / "pycache"), ARM_CORE=self.core)
-        env.update({k: str(v) for k, v in extra.items()})
-        return env
-
-    def argv(self, *args, prefix: Path | None = None) -> list[str]:
-        return ["nice", "-n", NICE, "qemu-aarch64-static", "-cpu", self.core, "-L",
-                str(prefix or self.prefix), str(self.rootfs / "usr" / "bin" / "python3"), *args]
-
-    def prepare(self) -> str:
-        """The core's root: the userland's directories and the core's own /proc/cpuinfo."""
-        (self.prefix / "proc").mkdir(parents=True, exist_ok=True)
-        for d in ROOT_DIRS:
-            link = self.prefix / d
-            if not link.is_symlink():
-                try:
-                    link.symlink_to(self.rootfs / d)
-                except FileExistsError:         # another job made it
-                    pass
-        info = subprocess.run(self.argv("-S", str(REPO / "tests/arm/cpuinfo.py"),
-                                        prefix=self.rootfs),
-                              env=self.env(), capture_output=True, text=True, check=True).stdout
-        if "CPU part" not in info:
-            raise RuntimeError(f"{self.core}: could not read the emulated core's identity:\n{info}")
-        tmp = self.prefix / "proc" / f".cpuinfo.{os.getpid()}.{threading.get_ident()}"
-        tmp.write_text(info)
-        tmp.replace(self.prefix / "proc" / "cpuinfo")     # atomic: other jobs may be reading
-        return next(line.split(":", 1)[1].strip() for line in info.splitlines()
-                    if line.startswith("Features"))
+REAL = "cortex-a76"     # the cores that run the real network (tests/arm/crossing.py)
 
 
 def _run(argv: list[str], timeout: float, **kw) -> tuple[int | str, float]:
@@ -137,7 +90,7 @@ def _run(argv: list[str], timeout: float, **kw) -> tuple[int | str, float]:
 
 
 def run_core(emu: Emulator, logs: Path, timeout: float, select: str = KERNEL_SELECT,
-             budget: dict | None = None, full: bool = True) -> dict:
+             budget: dict | None = None, full: bool = True, extra: dict | None = None) -> dict:
     """One emulated pytest session: the plan and core checks, the kernel tests (``full``),
     the instruction table."""
     t0 = time.monotonic()
@@ -154,7 +107,8 @@ def run_core(emu: Emulator, logs: Path, timeout: float, select: str = KERNEL_SEL
             "tests/arm/test_instructions.py",
             "-k", f"({select}) or test_emulated or test_instructions"]
     env = emu.env(NUMBA_CACHE_DIR=cache, ARM_REPORT=report, ARM_ASM_DIR=asm_dir,
-                  ARM_COMPILE_BUDGET=json.dumps({Path(f).name: n for f, n in budget.items()}))
+                  ARM_COMPILE_BUDGET=json.dumps({Path(f).name: n for f, n in budget.items()}),
+                  **(extra or {}))
     try:
         with open(log, "w") as out:
             out.write(f"$ {' '.join(emu.argv(*args))}\n\n")
@@ -212,6 +166,52 @@ def sigill_check(home: Path, logs: Path) -> dict:
     return {"ok": ok, "lines": results, "log": str(logs / "sigill.log")}
 
 
+def bundle_check(home: Path, logs: Path) -> dict:
+    """Kernel bundles for an ARM core (issue 20, part 3): the host compiles a tiny plan and has
+    its kernels compiled for a Cortex-A76 under the emulator (``compile --kernels --target
+    cortex-a76``); a fresh emulated A76 with an empty Numba cache then loads every kernel from
+    the bundle and compiles none, and an A72 refuses it (another CPU) with one note, compiles,
+    and still computes the right output."""
+    from mobile_engine import bundle_build
+    from tests import bundle_probe
+    folder = home / "plans" / "bundle"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    plan = bundle_probe.tiny_plan(folder / "tiny.mplan")
+    lines, ok = [], True
+    with open(logs / "bundle.log", "w") as log:
+        bundle_build.build(plan, "cortex-a76", say=lambda m: log.write(m + "\n"))
+        for core, fits in (("cortex-a76", True), ("cortex-a72", False)):
+            emu = Emulator(home, core)
+            emu.prepare()
+            cache = Path(tempfile.mkdtemp(prefix=f"numba-{core}-", dir=home))
+            try:
+                p = subprocess.run(emu.argv("-m", "tests.bundle_probe", str(plan), "2"),
+                                   cwd=REPO, env=emu.env(NUMBA_CACHE_DIR=cache),
+                                   capture_output=True, text=True, timeout=3600)
+            finally:
+                shutil.rmtree(cache, ignore_errors=True)
+            log.write(f"## {core} (rc {p.returncode})\n{p.stdout}{p.stderr}\n")
+            try:
+                res = json.loads(p.stdout.strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                ok = False
+                lines.append(f"FAIL {core}: the probe failed (rc {p.returncode})")
+                continue
+            notes = [w for w in res["warnings"] if w.startswith("KernelBundleWarning")]
+            right = bool(np.allclose(res["out"], bundle_probe.reference(), rtol=1e-6))
+            good = right and (
+                (not res["compiled"] and res["loaded"] >= 2 and not notes) if fits else
+                (len(notes) == 1 and "not for this machine" in notes[0]
+                 and len(res["compiled"]) > 0))
+            ok &= good
+            lines.append(f"{'ok  ' if good else 'FAIL'} A76 bundle on {core}: "
+                         f"{res['loaded']} kernels loaded, {len(res['compiled'])} compiled, "
+                         f"output {'right' if right else 'WRONG'}"
+                         + (f"; note: {notes[0].split(': ', 1)[1]}" if notes else ""))
+    return {"ok": ok, "lines": lines, "log": str(logs / "bundle.log")}
+
+
 def table(results: list[dict]) -> str:
     """kernel | kind | core | verdict | the hot loop's SIMD/FP instructions."""
     by_kernel: dict[str, list[dict]] = {}
@@ -259,16 +259,21 @@ def main() -> int:
     # the kernel tests) is the longest: all at once share the CPUs so that the whole check takes
     # about (total CPU time) / CPUs; two at a time leave one CPU running A53 then A72 while the
     # other idles after the A76 (from the sessions' CPU times: about 20% longer on 2 CPUs).
-    ap.add_argument("--jobs", type=int, default=len(CORES) + 1,
-                    help="emulated sessions run at once (default: all cores and the negative "
-                         "check together)")
+    ap.add_argument("--jobs", type=int, default=len(CORES) + 2,
+                    help="emulated sessions run at once (default: all cores, the negative "
+                         "check and the bundle check together)")
     ap.add_argument("--timeout", type=float, default=float(os.environ.get("ARM_TIMEOUT", "2700")),
                     help="seconds per core (default 2700: within CI's 90 minutes with make test)")
     ap.add_argument("--no-sigill", action="store_true", help="skip the negative check")
+    ap.add_argument("--no-bundle", action="store_true",
+                    help="skip the kernel-bundle check (an A76 bundle on an A76 and an A72)")
     ap.add_argument("--full", default=FULL,
                     help="cores that also run the kernel tests (comma list, or 'all'; default "
                          f"{FULL}); the others run the core, int8 and plan checks and the "
                          "instruction table")
+    ap.add_argument("--real", default=REAL,
+                    help=f"cores that also run the real network compiled on the host, the first "
+                         f"of them also compiles a plan for the host (default {REAL}; '' none)")
     ap.add_argument("--select", default=KERNEL_SELECT,
                     help="pytest -k expression of the kernel tests to run (default: the subset)")
     ap.add_argument("--budget", type=int, default=None,
@@ -280,6 +285,10 @@ def main() -> int:
     if unknown:
         ap.error(f"unknown cores {sorted(unknown)}; choose from {', '.join(CORES)}")
     home = arm_home()
+    try:
+        Emulator(home, cores[0])
+    except EmulatorMissing as exc:
+        raise SystemExit(f"test-arm: {exc}") from None
     logs = home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     held = claim(home)  # noqa: F841  (the lock is held until exit)
@@ -291,14 +300,23 @@ def main() -> int:
             print(f"test-arm [{time.monotonic() - t0:6.0f}s] {msg}", flush=True)
 
     full = set(cores) if opts.full == "all" else {c.strip() for c in opts.full.split(",")}
+    real = [c for c in (c.strip() for c in opts.real.split(",")) if c in cores]
+    plans = home / "plans"
+    shutil.rmtree(plans, ignore_errors=True)
+    say(f"host: compiling {', '.join(crossing.prepare(plans))} for the emulated cores, and "
+        f"onnxruntime's outputs ({plans})")
+    reverse_plan = plans / f"from-{real[0]}.mplan" if real else None
 
     def job(core: str) -> dict:
         what = "kernel tests, plan, int8, instructions" if core in full else \
             "plan, int8, instructions"
         say(f"{core}: {CORES[core]}: starting: {what} (log {logs / (core + '.log')})")
         budget = None if opts.budget is None else {f: opts.budget for f in KERNEL_TESTS}
+        extra = {"ARM_PLANS": plans, "ARM_REAL": ",".join(real)}
+        if real and core == real[0]:
+            extra["ARM_PLAN_OUT"] = reverse_plan
         res = run_core(Emulator(home, core), logs, opts.timeout, opts.select, budget,
-                       full=core in full)
+                       full=core in full, extra=extra)
         say(f"{core}: {res['summary']} ({res['seconds']:.0f}s)")
         return res
 
@@ -306,9 +324,16 @@ def main() -> int:
         # the longest (full) sessions first, so the short ones fill the other CPU
         futures = [pool.submit(job, c) for c in sorted(cores, key=lambda c: c not in full)]
         sig = None if opts.no_sigill else pool.submit(sigill_check, home, logs)
+        bundles = None if opts.no_bundle else pool.submit(bundle_check, home, logs)
         results = [f.result() for f in futures]
         sig = sig.result() if sig else None
+        try:
+            bundles = bundles.result() if bundles else None
+        except Exception as exc:          # the check's own failure: reported, not a traceback
+            bundles = {"ok": False, "lines": [f"FAIL the bundle check failed: "
+                                              f"{type(exc).__name__}: {exc}"]}
 
+    back = crossing.reverse(reverse_plan, plans) if reverse_plan else None
     print("\nInstructions of each kernel's hot inner loop, per emulated core "
           "(tests/arm/neon.py; [plan]: run by multistyle26):\n")
     print(table(results))
@@ -331,11 +356,20 @@ def main() -> int:
         print("\nNegative check (the emulator enforces the instruction set):")
         for line in sig["lines"]:
             print(f"{line}")
-    ok = not failed and (sig is None or sig["ok"])
+    print("\nPlans across devices (tests/arm/crossing.py): the host's plans ran on every core "
+          "above (test_a_plan_compiled_on_the_host_runs_here); the other way round:")
+    print(f"{'ok  ' if back and back[0] else 'FAIL' if back else 'skip'} "
+          f"{back[1] if back else 'no --real core compiled a plan'}")
+    if bundles:
+        print("\nKernel bundles for an ARM core (a tiny plan's kernels compiled for a Cortex-A76):")
+        for line in bundles["lines"]:
+            print(line)
+    ok = not failed and (sig is None or sig["ok"]) and (back is None or back[0]) and \
+        (bundles is None or bundles["ok"])
     print(f"\ntest-arm: {'passed' if ok else 'FAILED'} in {time.monotonic() - t0:.0f}s "
           f"(emulated: correctness and instructions only; latency is measured on real boards)")
     (home / "last-report.json").write_text(json.dumps(
-        {"results": results, "sigill": sig, "ok": ok}, indent=1, default=str))
+        {"results": results, "sigill": sig, "reverse": back, "bundles": bundles, "ok": ok}, indent=1, default=str))
     return 0 if ok else 1
 
 

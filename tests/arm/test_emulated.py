@@ -12,6 +12,7 @@ import importlib
 import os
 import pkgutil
 import platform
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +23,9 @@ pytestmark = pytest.mark.skipif(platform.machine() != "aarch64",
                                 reason="runs on (emulated) aarch64: make test-arm")
 
 CORE = os.environ.get("ARM_CORE", "")
+PLANS = os.environ.get("ARM_PLANS", "")         # plans compiled on the host (tests/arm/crossing.py)
+REAL_CORES = os.environ.get("ARM_REAL", "").split(",")   # cores that also run the real network
+PLAN_OUT = os.environ.get("ARM_PLAN_OUT", "")   # where this core saves the plan it compiles
 
 
 def cpu_features() -> set[str]:
@@ -111,14 +115,16 @@ def test_qu8_conv_is_bit_exact(case, method, isa):
 
 @pytest.fixture(scope="module")
 def style_plan():
-    """multistyle26 at 64x64 compiled on this core, and a Session on 2 threads."""
+    """multistyle26 at 64x64 compiled on the x86 host (run.py's ``ARM_PLANS``; compiled on this
+    core when run alone), and a Session on 2 threads."""
     import mobile_engine as me
     from mobile_engine import zoo
     try:
         path = str(zoo.model_path("multistyle26"))
     except zoo.ZooError as exc:
         pytest.skip(str(exc))
-    plan = me.compile(path, input_shapes={"image": (1, 3, 64, 64)})
+    plan = (me.Plan.load(Path(PLANS) / "multistyle26.mplan") if PLANS else
+            me.compile(path, input_shapes={"image": (1, 3, 64, 64)}))
     sess = me.Session(plan, threads=2)
     for _, kernel, fn in sess.bound_kernels():       # for test_instructions.py
         for disp in _dispatchers(fn):
@@ -165,3 +171,39 @@ def test_multistyle26_plan_matches_the_numpy_interpreter(style_plan, photo):
     (ref,) = ort_run(ort, path, feeds)
     err = float(np.abs(ours - ref).max())
     assert err <= MODEL_ATOL, f"max abs error {err:.2e} against onnxruntime"
+
+
+# --- plans cross devices (tests/arm/crossing.py) -----------------------------------------------
+@pytest.mark.parametrize("name", ["multistyle26", "squeezenet"])
+def test_a_plan_compiled_on_the_host_runs_here(name, style_plan):
+    """The x86-compiled plan, copied as it is, runs on this core and agrees with onnxruntime's
+    outputs computed on the host. multistyle26 on 2 threads; the real network on the ``--real``
+    cores only, on 1 thread (only the serial kernel variants compile: every compile is
+    emulated)."""
+    from tests.arm import crossing
+    if not PLANS:
+        pytest.skip("no host plans (ARM_PLANS): run through tests/arm/run.py")
+    if name != "multistyle26" and CORE not in REAL_CORES:
+        pytest.skip(f"{name} runs on the --real cores only ({', '.join(REAL_CORES)})")
+    import mobile_engine as me
+    path, feeds, want = crossing.load(Path(PLANS), name)
+    sess = style_plan[1] if name == "multistyle26" else me.Session(str(path), threads=1)
+    made_on = sess.plan.manifest["provenance"].get("compiled_on", "")
+    assert made_on and "aarch64" not in made_on, f"not a host-compiled plan: {made_on!r}"
+    outs = sess.run(None, feeds)
+    problems = crossing.compare([o.name for o in sess.get_outputs()], outs, want)
+    assert not problems, f"{name} compiled on the host, run on {CORE}: {problems}"
+
+
+def test_compile_a_plan_here_for_the_host():
+    """The other way round: this core compiles multistyle26 and saves the plan; run.py runs it
+    on the x86 host against onnxruntime afterwards (``crossing.reverse``)."""
+    if not PLAN_OUT:
+        pytest.skip("ARM_PLAN_OUT not set: run.py asks one --real core")
+    import mobile_engine as me
+    from mobile_engine import zoo
+    from tests.arm import crossing
+    plan = me.compile(str(zoo.model_path("multistyle26")),
+                      input_shapes={"image": crossing.STYLE_SHAPE})
+    plan.manifest["provenance"]["compiled_on"] = f"aarch64 ({CORE}, emulated)"
+    plan.save(PLAN_OUT)

@@ -1,0 +1,99 @@
+"""Kernel machine code from a verified bundle: Numba's cache, served from memory.
+
+A kernel bundle (``NAME.kernels/`` beside a plan, ``mobile_engine/runtime/bundle.py``) holds the
+files Numba's cache wrote when the plan's kernels were compiled for the target: per function an
+index (``<module>.<function>-<line>.py311.nbi``) and one data file per compiled signature
+(``...<n>.nbc``). Both are pickles, and unpickling runs code, so nothing here reads a file:
+the runtime reads the bundle, checks every file's sha256 against the bundle's manifest (whose
+own sha256 the plan records) and hands over the verified bytes (``add``). Only those bytes are
+ever unpickled, so a file changed after the check is never seen.
+
+``KernelCache`` is the cache of every kernel dispatcher (``config.jit``/``pjit``): it answers a
+load from the bundles first, under the same key Numba's own cache uses (the signature, the
+target triple, CPU name and features, and the function's bytecode), with the index's source
+stamp (this file's kernels, ``config._stamped``) checked as Numba checks it; then from Numba's
+ordinary cache; else the kernel compiles. Nothing loaded from a bundle is written back.
+"""
+from __future__ import annotations
+
+import io
+import pickle
+import threading
+
+import numba
+from numba.core.caching import FunctionCache
+from numba.core.runtime import rtsys
+
+_BUNDLES: list[dict[str, bytes]] = []       # verified file name -> bytes, one dict per bundle
+_INDEXES: dict[tuple[int, str], dict | None] = {}   # (bundle, index name) -> overloads
+_LOCK = threading.Lock()
+LOADED = {"count": 0}                      # kernels loaded from a bundle in this process
+
+
+def add(files: dict[str, bytes]) -> None:
+    """Serve kernels from ``files`` (name -> bytes already checked against a trusted manifest)."""
+    with _LOCK:
+        if not any(f is files or f == files for f in _BUNDLES):
+            _BUNDLES.append(dict(files))
+
+
+def _overloads(i: int, index_name: str, stamp) -> dict | None:
+    """The bundle's overloads of one function, or None when it has none (or a stale one: the
+    kernels' sources differ from those the bundle was compiled from)."""
+    key = (i, index_name)
+    if key not in _INDEXES:
+        raw = _BUNDLES[i].get(index_name)
+        found = None
+        if raw is not None:
+            # the layout of numba.core.caching.IndexDataCacheFile: a pickled numba version,
+            # then the pickle of (source stamp, {key: data file name})
+            stream = io.BytesIO(raw)
+            if pickle.load(stream) == numba.__version__:
+                file_stamp, overloads = pickle.loads(stream.read())
+                if file_stamp == stamp:
+                    found = overloads
+        _INDEXES[key] = found
+    return _INDEXES[key]
+
+
+class KernelCache(FunctionCache):
+    """Numba's function cache with the verified bundles in front of it."""
+
+    def load_overload(self, sig, target_context):
+        """Numba's ``Cache.load_overload``, which refreshes the whole target context before every
+        load, with the refresh put off until a load misses (a compile follows): a load only
+        needs Numba's runtime (NRT), which the loaded code calls into.
+
+        NOTE: the refresh imports and installs every typing and lowering registry of Numba
+        (100-125 ms of CPU on this machine, a sixth of a warm start). On a miss it runs here,
+        before the compile, as in Numba: left to the compiler (which refreshes too), the demo's
+        loading screen stayed black while the first kernel compiled
+        (tests/test_demo_window.py; why was not pinned down)."""
+        rtsys.initialize(target_context)
+        loaded = self._load_overload(sig, target_context)
+        if loaded is None:
+            target_context.refresh()
+        return loaded
+
+    def _load_overload(self, sig, target_context):
+        if self._enabled and _BUNDLES:
+            impl = self._impl
+            key = self._index_key(sig, target_context.codegen())
+            stamp = impl.locator.get_source_stamp()
+            with _LOCK:
+                for i, files in enumerate(_BUNDLES):
+                    overloads = _overloads(i, f"{impl.filename_base}.nbi", stamp)
+                    name = overloads.get(key) if overloads else None
+                    data = files.get(name) if name else None
+                    if data is not None:
+                        LOADED["count"] += 1
+                        return impl.rebuild(target_context, pickle.loads(data))
+        return super()._load_overload(sig, target_context)
+
+
+def serve(dispatcher):
+    """Give a dispatcher made with ``cache=False`` the bundle-aware cache (``config.jit``); a
+    plain function (``NUMBA_DISABLE_JIT``) is returned as it is."""
+    if hasattr(dispatcher, "py_func"):
+        dispatcher._cache = KernelCache(dispatcher.py_func)
+    return dispatcher
