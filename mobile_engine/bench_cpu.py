@@ -1,10 +1,12 @@
-"""One-thread CPU-time ratios against onnxruntime: kernel efficiency on a shared machine.
+"""One-thread CPU-time ratios against onnxruntime or LiteRT: kernel efficiency on a shared machine.
 
-``python -m mobile_engine.bench_cpu [MODEL ...]`` (default: every model of ``zoo_real``) compiles
-each model at its fixed shape and runs the plan and onnxruntime on one thread each, alternately,
-on the model's test input (``zoo_real.test_input``), timing every run by the calling thread's
-CPU time (``time.thread_time``): onnxruntime with one intra-op thread runs its kernels on the
-calling thread too. Another process on the machine then costs both engines a little cache,
+``python -m mobile_engine.bench_cpu [MODEL ...]`` (default: every model of ``zoo_real``; a
+MediaPipe ``.tflite`` of the zoo, e.g. ``selfie_segmentation``, runs against LiteRT) compiles
+each model at its fixed shape and runs the plan and the peer on one thread each, alternately, on
+the model's test input (``zoo_real.test_input``; random values in [0, 1) for the MediaPipe
+models), timing every run by the calling thread's CPU time (``time.thread_time``): onnxruntime
+with one intra-op thread and LiteRT with ``num_threads=1`` run their kernels on the calling
+thread too. Another process on the machine then costs both engines a little cache,
 never whole time slices, so the ratio holds at loads where wall-clock medians of two threads
 vary 1.5-3x between runs (BENCHMARKS.md). It says nothing about the parallel speed: that is
 ``mobile-engine bench-zoo`` on a quiet machine.
@@ -28,13 +30,21 @@ def cpu_ms(run, runs: int) -> float:
     return float(np.median(times)) * 1e3
 
 
-def compare(model: str, feeds: dict, shapes: dict | None = None, runs: int = 7) -> dict:
-    """{engine_ms, onnxruntime_ms, ratio} of ``model`` on ``feeds``, one thread each, runs
-    alternating (after one untimed run of each)."""
-    import mobile_engine as me
+def _peer(model: str):
+    """A one-thread session of the peer engine: LiteRT for a ``.tflite``, else onnxruntime."""
+    if str(model).endswith(".tflite"):
+        from mobile_engine.bench_litert import LitertSession, import_litert
+        return LitertSession(import_litert(), str(model), 1)
     from mobile_engine.bench import _ort_session, import_onnxruntime
-    sess = me.Session(me.compile(model, input_shapes=shapes), threads=1)
-    peer = _ort_session(import_onnxruntime(), model, 1, False)
+    return _ort_session(import_onnxruntime(), str(model), 1, False)
+
+
+def compare(model: str, feeds: dict, shapes: dict | None = None, runs: int = 7) -> dict:
+    """{engine_ms, peer_ms, ratio} of ``model`` on ``feeds``, one thread each, runs alternating
+    (after one untimed run of each)."""
+    import mobile_engine as me
+    sess = me.Session(me.compile(str(model), input_shapes=shapes), threads=1)
+    peer = _peer(model)
     ours, theirs = [], []
     for r in range(runs + 1):
         e = cpu_ms(lambda: sess.run(None, feeds), 1)
@@ -43,11 +53,11 @@ def compare(model: str, feeds: dict, shapes: dict | None = None, runs: int = 7) 
             ours.append(e)
             theirs.append(o)
     e, o = float(np.median(ours)), float(np.median(theirs))
-    return {"engine_ms": e, "onnxruntime_ms": o, "ratio": e / o}
+    return {"engine_ms": e, "peer_ms": o, "ratio": e / o}
 
 
 def main(argv=None) -> int:
-    from mobile_engine import zoo_real
+    from mobile_engine import zoo, zoo_real
     from mobile_engine.bench_zoo import _input_name
     p = argparse.ArgumentParser(prog="python -m mobile_engine.bench_cpu", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -56,13 +66,21 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     ratios = []
     for name in args.models or list(zoo_real.MODELS):
-        path = str(zoo_real.model_file(name))
-        iname = _input_name(zoo_real.model_file(name))
-        feeds = {iname: zoo_real.test_input(name)[0]}
-        r = compare(path, feeds, {iname: zoo_real.spec(name).shape}, args.runs)
+        if name in zoo.TFLITE_MODELS:
+            import mobile_engine as me
+            path, peer, shapes = zoo.model_path(name), "litert", None
+            rng = np.random.default_rng(0)
+            feeds = {i["name"]: rng.random(i["shape"], dtype=np.float32)
+                     for i in me.compile(str(path)).inputs}
+        else:
+            path, peer = zoo_real.model_file(name), "onnxruntime"
+            iname = _input_name(path)
+            feeds = {iname: zoo_real.test_input(name)[0]}
+            shapes = {iname: zoo_real.spec(name).shape}
+        r = compare(path, feeds, shapes, args.runs)
         ratios.append(r["ratio"])
-        print(f"{name:<13} engine {r['engine_ms']:8.2f} ms  onnxruntime {r['onnxruntime_ms']:8.2f}"
-              f" ms  ratio {r['ratio']:.2f}", flush=True)
+        print(f"{name:<28} engine {r['engine_ms']:8.2f} ms  {peer} {r['peer_ms']:8.2f} ms  "
+              f"ratio {r['ratio']:.2f}", flush=True)
     print(f"geometric mean over {len(ratios)} models: "
           f"{math.exp(sum(map(math.log, ratios)) / len(ratios)):.3f}")
     return 0
