@@ -44,7 +44,7 @@ import numpy as np
 
 from kernels import config
 from kernels.config import jit
-from kernels.activation import activate_span
+from kernels.activation import Activation, activate_span
 from kernels.activation import params as activation_params
 from kernels.indirection import conv_axis_map
 from kernels.intrinsics import stack_array, vadd, vclamp, vcopy, vfill, vfma, vfma4
@@ -107,6 +107,9 @@ def kw_len(colmap):
     return colmap.shape[1]
 
 
+_RELU, _CLAMP = int(Activation.RELU), int(Activation.CLAMP)
+
+
 @jit(inline="always")
 def epilogue_clamp(act, p0, p1):
     """(lo, hi, rest) of activation ``act``: RELU and CLAMP are a clamp on the tile's registers
@@ -117,9 +120,9 @@ def epilogue_clamp(act, p0, p1):
     cost one ``activate_span`` call per pixel: MediaPipe's selfie net's last conv (256x256
     pixels, 1 channel, sigmoid) went from 0.8 to 2.8 ms."""
     inf = F32(np.inf)
-    if act == 1:                # RELU
+    if act == _RELU:
         return F32(0), inf, 0
-    if act == 2:                # CLAMP (lo, hi)
+    if act == _CLAMP:           # (lo, hi)
         return p0, p1, 0
     return -inf, inf, act
 

@@ -3,8 +3,8 @@
 ``f32_dwconv2d_minmax``: for each output pixel the valid taps are listed once (input and weight
 offsets through the indirection tables of ``kernels/indirection.py``, so any kernel size,
 stride, dilation, padding mode and nearest upsampling; a pixel whose taps are all inside the
-input reads one table per output row, shifted by its first column: listing 9 taps per pixel
-cost more than its 16-channel FMAs), then channels are accumulated in blocks
+input reads one table per output row, shifted by its first column, instead: MediaPipe's face
+landmark net's depthwise steps took 1.11 ms listing every pixel's taps, 0.76 ms so), then channels are accumulated in blocks
 of 64, 16, 8 and 4 lanes held in registers (channels are contiguous in NHWC: plain vector loads),
 and a scalar loop finishes the last ``Co % 4`` channels. With a channel multiplier ``k > 1``
 output channel ``co`` reads input channel ``co // k``; that form runs the scalar loop only.

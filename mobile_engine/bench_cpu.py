@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 
 import numpy as np
+
+from mobile_engine.errors import EngineError
 
 
 def cpu_ms(run, runs: int) -> float:
@@ -39,21 +42,31 @@ def _peer(model: str):
     return _ort_session(import_onnxruntime(), str(model), 1, False)
 
 
-def compare(model: str, feeds: dict, shapes: dict | None = None, runs: int = 7) -> dict:
-    """{engine_ms, peer_ms, ratio} of ``model`` on ``feeds``, one thread each, runs alternating
-    (after one untimed run of each)."""
+def compare(model, feeds: dict | None = None, shapes: dict | None = None,
+            runs: int = 7) -> dict:
+    """{engine_ms, peer_ms, ratio, outputs_ok} of ``model`` on ``feeds`` (None: random values
+    in [0, 1) for every input), one thread each, runs alternating (after one untimed run of
+    each, whose outputs are checked against the peer's: ``bench_zoo.check_outputs``)."""
     import mobile_engine as me
+    from mobile_engine.bench_zoo import check_outputs
     sess = me.Session(me.compile(str(model), input_shapes=shapes), threads=1)
+    if feeds is None:
+        rng = np.random.default_rng(0)
+        feeds = {i.name: rng.random(i.shape, dtype=np.float32) for i in sess.get_inputs()}
     peer = _peer(model)
-    ours, theirs = [], []
-    for r in range(runs + 1):
-        e = cpu_ms(lambda: sess.run(None, feeds), 1)
-        o = cpu_ms(lambda: peer.run(None, feeds), 1)
-        if r:
-            ours.append(e)
-            theirs.append(o)
-    e, o = float(np.median(ours)), float(np.median(theirs))
-    return {"engine_ms": e, "peer_ms": o, "ratio": e / o}
+    names = [o.name for o in sess.get_outputs()]
+    theirs = dict(zip([o.name for o in peer.get_outputs()], peer.run(None, feeds)))
+    if set(names) <= set(theirs):
+        theirs = [theirs[n] for n in names]
+    else:                                   # renamed on import: the model's order
+        theirs = list(theirs.values())
+    outputs_ok = all(r["ok"] for r in check_outputs(names, sess.run(None, feeds), theirs))
+    ours, others = [], []
+    for _ in range(runs):
+        ours.append(cpu_ms(lambda: sess.run(None, feeds), 1))
+        others.append(cpu_ms(lambda: peer.run(None, feeds), 1))
+    e, o = float(np.median(ours)), float(np.median(others))
+    return {"engine_ms": e, "peer_ms": o, "ratio": e / o, "outputs_ok": outputs_ok}
 
 
 def main(argv=None) -> int:
@@ -66,23 +79,27 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     ratios = []
     for name in args.models or list(zoo_real.MODELS):
-        if name in zoo.TFLITE_MODELS:
-            import mobile_engine as me
-            path, peer, shapes = zoo.model_path(name), "litert", None
-            rng = np.random.default_rng(0)
-            feeds = {i["name"]: rng.random(i["shape"], dtype=np.float32)
-                     for i in me.compile(str(path)).inputs}
-        else:
-            path, peer = zoo_real.model_file(name), "onnxruntime"
-            iname = _input_name(path)
-            feeds = {iname: zoo_real.test_input(name)[0]}
-            shapes = {iname: zoo_real.spec(name).shape}
-        r = compare(path, feeds, shapes, args.runs)
-        ratios.append(r["ratio"])
+        try:
+            if name in zoo.TFLITE_MODELS:
+                path, peer, feeds, shapes = zoo.model_path(name), "litert", None, None
+            else:
+                path, peer = zoo_real.model_file(name), "onnxruntime"
+                iname = _input_name(path)
+                feeds = {iname: zoo_real.test_input(name)[0]}
+                shapes = {iname: zoo_real.spec(name).shape}
+            r = compare(path, feeds, shapes, args.runs)
+        except EngineError as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
+            return 2
+        if r["outputs_ok"]:
+            ratios.append(r["ratio"])
         print(f"{name:<28} engine {r['engine_ms']:8.2f} ms  {peer} {r['peer_ms']:8.2f} ms  "
-              f"ratio {r['ratio']:.2f}", flush=True)
-    print(f"geometric mean over {len(ratios)} models: "
-          f"{math.exp(sum(map(math.log, ratios)) / len(ratios)):.3f}")
+              f"ratio {r['ratio']:.2f}"
+              + ("" if r["outputs_ok"] else f"  (outputs differ from {peer}: the ratio means "
+                                            f"nothing)"), flush=True)
+    if ratios:
+        print(f"geometric mean over the {len(ratios)} models whose outputs matched: "
+              f"{math.exp(sum(map(math.log, ratios)) / len(ratios)):.3f}")
     return 0
 
 
