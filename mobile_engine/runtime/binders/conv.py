@@ -86,10 +86,13 @@ def _operands(params, weights, inputs, outputs, in_nchw: bool = False):
             has_res)
 
 
-def _row_parts(params: dict, rows: int, cols: int, channels: int, mr: int, threads, kernel):
+def _row_parts(params: dict, rows: int, cols: int, channels: int, mr: int, threads, kernel,
+               whole_rows: bool = False):
     """(dispatcher, column parts per row) of a row-parallel conv kernel (``kernel(parallel)``):
     the parallel variant when the parts give its tasks (``config.use_parallel``), the parts
-    for the threads it runs on (``f32_conv2d.row_splits``)."""
+    for the threads it runs on (``f32_conv2d.row_splits``); ``whole_rows``: one part a row."""
+    if whole_rows:
+        return kernel(config.use_parallel(params["work"], rows, threads)), 1
     many = config.numba_config.NUMBA_NUM_THREADS if threads is None else threads
     splits = igemm.row_splits(rows, cols, channels, mr, many)
     if config.use_parallel(params["work"], rows * splits, threads):
@@ -142,10 +145,10 @@ def _bind_igemm(kernel: str):
         if not (transposed or in_nchw or stats) and _pointwise(rowmap, colmap, x.shape):
             x, res, out, rowmap, colmap = _flat_pointwise(x, res, out)
         fn, splits = _row_parts(params, x.shape[0] * out.shape[1], out.shape[2], co, mr, threads,
-                                lambda parallel: igemm.igemm_kernel(mr, nr, parallel))
+                                lambda parallel: igemm.igemm_kernel(mr, nr, parallel), stats)
         return fn, (x, rowmap, colmap, igemm.readonly(w), bias, res, out, group,
                     min(step, max(out.shape[2], 1)), act, p0, p1, has_res, igemm.NO_SUMS, False,
-                    in_nchw, 1 if stats else splits)
+                    in_nchw, splits)
 
     return bind
 
