@@ -20,6 +20,7 @@ from typing import Callable, Mapping
 
 from kernels import f32_conv2d as igemm
 from kernels import f32_conv2d_pix as pix
+from kernels import f32_conv2d_winograd as wino
 from kernels import f32_conv_transpose2d as convt
 from kernels import f32_dwconv2d as dw
 from kernels import f32_elementwise as kew
@@ -114,6 +115,8 @@ def _conv_rows() -> list[KernelRow]:
              for ph in (1, 2)],
             pix.conv2d, pix.PixPlan, pix._reference, lambda f: dict(upsample=f["phases"])),
         row("f32_dwconv2d", dw.KERNEL_ID, [{}], dw.dwconv2d, dw.pack_weights, dw._reference),
+        row("f32_conv2d_winograd", wino.KERNEL_ID, [{}], wino.conv2d, wino.transform_weights,
+            wino._reference),
     ]
 
 

@@ -10,6 +10,7 @@ import mobile_engine.planning.families  # noqa: F401  (registers the lowerings a
 from kernels import config
 from kernels import f32_conv2d as igemm
 from kernels import f32_conv2d_pix as pix
+from kernels import f32_conv2d_winograd as wino
 from kernels import f32_conv_transpose2d as convt
 from kernels import f32_dwconv2d as dw
 from kernels import reference as ref
@@ -289,18 +290,20 @@ def test_conv_padding_is_zero_not_garbage():
 
 
 # --- lowering + binding ------------------------------------------------------------------
-def _run_steps(steps, feeds, out_shape, threads=None):
-    """Bind like the runtime: JSON-round-tripped params, read-only weights, arena-like views."""
+def _run_steps(steps, feeds, out_shape, threads=None, graph=None):
+    """Bind like the runtime: JSON-round-tripped params, read-only weights, arena-like views
+    (a step's outputs after the first, e.g. the Winograd conv's scratch, from ``graph``)."""
     out = np.full(out_shape, np.nan, np.float32)
     (step,) = steps
+    extra = [np.full(graph.tensors[n].shape, np.nan, np.float32) for n in step.outputs[1:]]
     params = json.loads(json.dumps(step.params))
     weights = {}
     for k, v in step.weights.items():
         v = np.ascontiguousarray(v).copy()
         v.flags.writeable = False
         weights[k] = v
-    fn, args = BINDERS[step.kernel](params, weights, [feeds[n] for n in step.inputs], [out],
-                                    threads)
+    fn, args = BINDERS[step.kernel](params, weights, [feeds[n] for n in step.inputs],
+                                    [out, *extra], threads)
     fn(*args)
     return step, out
 
@@ -323,11 +326,11 @@ def test_conv2d_lowering_and_binding(case):
     y = b.node(Op.CONV2D, *inputs, name="conv", **geo, activation=kind, act_params=params)
     g = b.build(y)
     steps = lower_node(g.nodes[0], g)
-    step, got = _run_steps(steps, feeds, expected.shape)
+    step, got = _run_steps(steps, feeds, expected.shape, graph=g)
     depthwise = case["group"] == case["c"] > 1
     expect = "f32_dwconv2d" if depthwise else "f32_conv2d_pix" \
         if pix.applicable(case["co"], case["group"], case["strides"][1]) else "f32_conv2d_kdot4_" \
-        if igemm.use_kdot(case["co"], case["group"]) else "f32_conv2d_igemm_"
+        if igemm.use_kdot(case["co"], case["group"]) else ("f32_conv2d_igemm_", wino.KERNEL_ID)
     assert step.kernel.startswith(expect)
     co_g = case["co"] // case["group"]
     assert step.flops == 2 * expected.size * case["k"] ** 2 * (case["c"] // case["group"])
@@ -383,7 +386,7 @@ def test_conv2d_lowering_constant_residual_and_no_bias():
     y = b.node(Op.CONV2D, b.input("x", x.shape), b.const(w), None, b.const(res), pads=(1, 1, 1, 1),
                activation=Activation.RELU)
     g = b.build(y)
-    _, got = _run_steps(lower_node(g.nodes[0], g), {"x": x}, res.shape)
+    _, got = _run_steps(lower_node(g.nodes[0], g), {"x": x}, res.shape, graph=g)
     expected = ref.conv2d(x, w, None, res, pads=(1, 1, 1, 1), activation_kind=Activation.RELU)
     assert_f32_close(got, expected, 72, "const residual")
 

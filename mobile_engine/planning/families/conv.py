@@ -10,7 +10,11 @@ Kernel selection per node:
 - few output channels otherwise: ``f32_conv2d_kdot4_{MR}x{4*CG}_minmax`` (weights ``w``
   = the kernel-row runs, ``wtap`` = per-tap quads, from ``pack_weights_kdot``);
 - everything else, grouped or not: ``f32_conv2d_igemm_{MR}x{NR}_minmax`` with (MR, NR) from
-  ``choose_tile(Co / group)``;
+  ``choose_tile(Co / group)``, except 3x3 stride-1 convs of one group with enough channels and
+  tiles (``f32_conv2d_winograd.applicable``, whose input tables read padded row ``o + k``):
+  ``f32_conv2d_winograd_f4x3_minmax`` (weight ``w`` = the ``[Co, C, 3, 3]`` weights as they are,
+  transformed at load; a second output, the arena scratch ``<node>:winograd`` of
+  ``scratch_floats`` floats that only the step uses);
 - transposed: ``f32_conv_transpose2d_igemm_{MR}x{NR}_minmax`` (the igemm kernel over
   zero-stuffed indirection tables, ``step`` = stride W);
 - an igemm conv that absorbed an instance norm (``passes/fusions/conv_norm.py``, record
@@ -40,6 +44,7 @@ import numpy as np
 
 from kernels import f32_conv2d as igemm
 from kernels import f32_conv2d_pix as pix
+from kernels import f32_conv2d_winograd as wino
 from kernels import f32_conv_transpose2d as convt
 from kernels import f32_dwconv2d as dw
 from mobile_engine.errors import UnsupportedOperatorError
@@ -122,6 +127,18 @@ def _with_norm(step: Step, conv: Node, graph: Graph, mr: int, nr: int) -> Step:
     return step
 
 
+def _winograd(node: Node, x_shape, out_shape, w, rowmap, colmap,
+              in_nchw: bool) -> bool:
+    """Whether an igemm conv runs the Winograd kernel instead (not one that absorbed a norm:
+    its statistics come from the igemm's epilogue)."""
+    a = node.attrs
+    return (not in_nchw and "norm" not in fusion.fusion(node)
+            and wino.applicable(w.shape[2], w.shape[3], a["strides"], a["dilations"],
+                                a["group"], x_shape[3], w.shape[0],
+                                wino.tiles_of(*out_shape[:3]))
+            and wino.padded_maps(rowmap, colmap, out_shape[1], out_shape[2]) is not None)
+
+
 @lowers(Op.CONV2D)
 def lower_conv2d(node: Node, graph: Graph) -> list[Step]:
     a = node.attrs
@@ -178,6 +195,13 @@ def lower_conv2d(node: Node, graph: Graph) -> list[Step]:
         mr, cg = igemm.kdot_tile(co)
         weights["w"], weights["wtap"] = igemm.pack_weights_kdot(w, cg)
         kernel = igemm.kdot_kernel_id(mr, cg)
+    elif _winograd(node, x_shape, out_shape, w, rowmap, colmap, in_nchw):
+        weights["w"] = w
+        scratch = f"{node.name}:winograd"
+        graph.add_tensor(scratch, (wino.scratch_floats(wino.tiles_of(*out_shape[:3]), c, co),),
+                         DType.FLOAT32)
+        return [Step(node.name, wino.KERNEL_ID, inputs, [out, scratch], params, weights,
+                     2 * macs)]
     else:
         mr, nr = igemm.choose_tile(co // group)
         weights["w"] = igemm.pack_weights(w, nr, group, in_nchw)

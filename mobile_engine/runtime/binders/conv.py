@@ -10,6 +10,7 @@ import numpy as np
 from kernels import config
 from kernels import f32_conv2d as igemm
 from kernels import f32_conv2d_pix as pix
+from kernels import f32_conv2d_winograd as wino
 from kernels import f32_dwconv2d as dw
 from kernels import f32_norm as knorm
 from kernels import table
@@ -156,6 +157,30 @@ def _bind_igemm(kernel: str):
 for _grammar in ("f32_conv2d_igemm_{mr}x{nr}_minmax", "f32_conv_transpose2d_igemm_{mr}x{nr}_minmax"):
     for _kernel in table.ids(_grammar):
         binds(_kernel)(_bind_igemm(_kernel))
+
+
+@binds(wino.KERNEL_ID)
+def bind_winograd(params, weights, inputs, outputs, threads=None):
+    """3x3 stride-1 conv by Winograd F(4x4, 3x3): outputs [y, the scratch]; the weights
+    ``[Co, C, 3, 3]`` are transformed here, once."""
+    x, rowmap, colmap, bias, res, out, act, p0, p1, has_res = _operands(
+        params, weights, inputs, outputs)
+    v.integer(params, "group", 1, 1)
+    n, c, co = x.shape[0], x.shape[3], out.shape[3]
+    w = _f32("weight 'w'", _weight(weights, "w"), shape=(co, c, 3, 3))
+    maps = wino.padded_maps(rowmap, colmap, out.shape[1], out.shape[2])
+    v.require(maps is not None, "weights 'rowmap'/'colmap' are not a 3x3 stride-1 conv's")
+    tiles = wino.tiles_of(n, out.shape[1], out.shape[2])
+    v.require(len(outputs) == 2, f"{len(outputs)} outputs; the step writes y and its scratch")
+    flat = _f32("the scratch", outputs[1], ndim=1)
+    need = wino.scratch_floats(tiles, c, co)
+    v.require(flat.size >= need, f"the scratch has {flat.size} floats; the step needs {need}")
+    vs, ms = wino.scratch_split(flat, tiles, c, co)
+    nr = wino.choose_nr(co)
+    fn = wino.winograd_kernel(nr, config.use_parallel(params["work"], tiles, threads))
+    ro = igemm.readonly
+    return fn, (x, ro(maps[0]), ro(maps[1]), ro(wino.transform_weights(w, nr)), bias, res, out,
+                act, p0, p1, has_res, vs, ms)
 
 
 NORM_TAGS = ("scale", "bias", "style_scale", "style_bias", "residual")
