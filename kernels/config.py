@@ -31,13 +31,19 @@ FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
 # Below this many output elements (or MACs for convs) a kernel runs its serial variant: a parallel
 # launch costs tens of microseconds. Read only by ``use_parallel`` (and block-count heuristics).
 PARALLEL_MIN_WORK = 1 << 16
+# Multiply-adds per unit of work: a conv's or GEMM's MACs count 1/MAC_WORK of an output element
+# of a memory-bound step. NOTE: measured on one Zen 4 thread, PP-OCR's direction classifier's
+# convs do 30-35 MACs per ns and its element-wise steps a few elements per ns; counted 1:1, a
+# conv of 65536 MACs (2 us of work) started a parallel region that costs 10-30 us to launch
+# and join, and the classifier took 2.3 ms on two threads against 0.9 ms on one.
+MAC_WORK = 32
 
 
 def use_parallel(work: int, tasks: int = 2, threads: int | None = None) -> bool:
     """The one serial-or-parallel decision: every binder and every whole-array entry point asks
     it, none decides on its own. True (run the ``pjit`` variant) when the session runs at least
-    two threads, the step's ``work`` (output elements, or MACs/taps for convs and pools, as the
-    caller counts it) pays for a parallel launch (``PARALLEL_MIN_WORK``) and it splits into at
+    two threads, the step's ``work`` (output elements; MACs // ``MAC_WORK`` for convs and
+    GEMMs; taps for pools) pays for a parallel launch (``PARALLEL_MIN_WORK``) and it splits into at
     least two ``tasks``. ``threads`` None: all of Numba's threads (``NUMBA_NUM_THREADS``), as a
     Session made without ``threads``.
 

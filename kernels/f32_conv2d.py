@@ -593,7 +593,7 @@ def conv2d(x, w, bias=None, residual=None, *, strides=(1, 1), dilations=(1, 1),
     bias = np.zeros(co, F32) if bias is None else np.ascontiguousarray(bias, F32)
     out = np.empty((x.shape[0], rowmap.shape[0], colmap.shape[0], co), F32)
     if parallel is None:
-        parallel = config.use_parallel(out.size * cig * kh * kw)
+        parallel = config.use_parallel(out.size * cig * kh * kw // config.MAC_WORK)
     res = None if residual is None else np.ascontiguousarray(residual, F32)
     if method is None:
         method = "kdot" if use_kdot(co, group) and tile is None and not in_nchw else "igemm"

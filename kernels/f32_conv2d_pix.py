@@ -395,7 +395,7 @@ def conv2d(x, w, bias=None, residual=None, *, strides=(1, 1), dilations=(1, 1),
     oh, ow = rowmap.shape[0], colmap.shape[0]
     out = np.empty((xs[0], co, oh, ow) if out_nchw else (xs[0], oh, ow, co), F32)
     if parallel is None:
-        parallel = config.use_parallel(out.size * w[0].size)
+        parallel = config.use_parallel(out.size * w[0].size // config.MAC_WORK)
     nblk = blocks_for(xs[0] * oh, parallel)
     scratch, tags = scratch_for(plan, xs[3], nblk)
     bias = np.zeros(co, F32) if bias is None else np.ascontiguousarray(bias, F32)

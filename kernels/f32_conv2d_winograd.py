@@ -349,7 +349,7 @@ def conv2d(x, w, bias=None, residual=None, *, pads=(0, 0, 0, 0), pad_mode="const
     tiles = tiles_of(*out.shape[:3])
     v, m = scratch_split(np.zeros(scratch_floats(tiles, c, co), F32), tiles, c, co)
     if parallel is None:
-        parallel = config.use_parallel(out.size * c * 9)
+        parallel = config.use_parallel(out.size * c * 9 // config.MAC_WORK)
     bias = np.zeros(co, F32) if bias is None else np.ascontiguousarray(bias, F32)
     has_res = residual is not None
     res = readonly(np.ascontiguousarray(residual, F32) if has_res else out)

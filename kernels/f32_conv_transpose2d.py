@@ -68,7 +68,7 @@ def conv_transpose2d(x, w, bias=None, *, strides=(1, 1), dilations=(1, 1), pads=
     bias = np.zeros(co, F32) if bias is None else np.ascontiguousarray(bias, F32)
     out = np.empty((x.shape[0], rowmap.shape[0], colmap.shape[0], co), F32)
     if parallel is None:
-        parallel = config.use_parallel(x.size * cog * kh * kw)
+        parallel = config.use_parallel(x.size * cog * kh * kw // config.MAC_WORK)
     return igemm.run_igemm(x, rowmap, colmap, wp, bias, None, out, group=group,
                            step=strides[1], act=int(activation_kind), act_params=act_params,
                            mr=mr, nr=nr, parallel=parallel)

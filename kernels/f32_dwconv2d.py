@@ -205,7 +205,7 @@ def dwconv2d(x, w, bias=None, residual=None, *, strides=(1, 1), dilations=(1, 1)
     bias = np.zeros(co, F32) if bias is None else np.ascontiguousarray(bias, F32)
     out = np.empty((x.shape[0], rowmap.shape[0], colmap.shape[0], co), F32)
     if parallel is None:
-        parallel = config.use_parallel(out.size * kh * kw)
+        parallel = config.use_parallel(out.size * kh * kw // config.MAC_WORK)
     res = None if residual is None else np.ascontiguousarray(residual, F32)
     return run_dwconv(x, rowmap, colmap, pack_weights(w), bias, res, out, mult=co // c,
                       act=int(activation_kind), act_params=act_params, parallel=parallel)

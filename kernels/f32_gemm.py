@@ -25,6 +25,7 @@ import numpy as np
 from numba import prange
 
 from kernels import reference as ref
+from kernels import config
 from kernels.config import jit, pjit, use_parallel
 from kernels.f32_elementwise import EPILOGUES, act_inplace, act_params, readonly
 from kernels.intrinsics import stack_array, vcopy, vfill, vfma
@@ -163,7 +164,7 @@ def gemm_call(a, a_offs, sam, sak, bp, b_offs, c, scm, scn, beta, out, m, n, k, 
     ``parallel`` None: ``use_parallel`` on ``threads`` threads."""
     batch = a_offs.shape[0]
     if parallel is None:
-        parallel = use_parallel(batch * m * n * k, batch * -(-m // MR) * -(-n // nr), threads)
+        parallel = use_parallel(batch * m * n * k // config.MAC_WORK, batch * -(-m // MR) * -(-n // nr), threads)
     fn = gemm_kernel(MR, nr, bool(parallel))
     p0, p1 = act_params(act, params)
     has_c = c is not None

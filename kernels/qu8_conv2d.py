@@ -385,7 +385,7 @@ def conv2d(x_u8, w_i8, bias_q, mult, zx, zy=0, qmin=0, qmax=255, *, strides=(1, 
     dtype = np.uint8 if epilogue == "requant" else np.float32
     out = np.empty((x.shape[0], rowmap.shape[0], colmap.shape[0], co), dtype)
     if parallel is None:
-        parallel = config.use_parallel(out.size * cig * kh * kw)
+        parallel = config.use_parallel(out.size * cig * kh * kw // config.MAC_WORK)
     p0, p1 = activation_params(act, act_params) if epilogue == "fp32out" else (0.0, 0.0)
     method = method or ("kdot" if use_kdot(co, group) else "igemm")
     ro = readonly

@@ -338,8 +338,8 @@ def test_conv2d_lowering_and_binding(case):
     assert_f32_close(got, expected, red, step.kernel)
 
 
-@pytest.mark.parametrize("hw,c,co,group,cut", [((13, 13), 40, 100, 1, True),
-                                               ((7, 7), 64, 96, 4, True),
+@pytest.mark.parametrize("hw,c,co,group,cut", [((13, 13), 160, 200, 1, True),
+                                               ((14, 14), 128, 192, 4, True),
                                                ((1, 5), 3, 20, 1, False)])      # serial: small
 def test_pointwise_conv_binds_one_row_per_image(hw, c, co, group, cut):
     """A 1x1 stride-1 unpadded conv runs over [N, 1, H * W, C] views, cut into parts for two
@@ -364,7 +364,7 @@ def test_pointwise_conv_binds_one_row_per_image(hw, c, co, group, cut):
 
 def test_depthwise_binds_column_parts_for_few_rows():
     """Three output rows on two threads: each row cut into parts, the output as the reference."""
-    case = _case(64, 64, k=5, group=64, hw=(3, 40), act=ACTS[3])
+    case = _case(256, 256, k=5, group=256, hw=(3, 400), act=ACTS[3])
     x, w, bias, res, geo, expected, red = _data(case)
     b = GraphBuilder("dw")
     y = b.node(Op.CONV2D, b.input("x", x.shape), b.const(w), b.const(bias), name="dw", **geo,

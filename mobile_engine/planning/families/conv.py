@@ -35,7 +35,7 @@ Step contract (JSON-able params, weight blobs):
             and ``residual`` when the residual is a constant
     params  group, step, act (Activation int), act_params [p0, p1] (floats; CLAMP's may be
             +-inf), has_residual (bool), mult (depthwise multiplier), work (MACs: the binder runs
-            the serial variant below ``config.PARALLEL_MIN_WORK``)
+            the serial variant below ``config.PARALLEL_MIN_WORK * config.MAC_WORK``)
     flops   2 * MACs
 """
 from __future__ import annotations

@@ -93,10 +93,10 @@ def _row_parts(params: dict, rows: int, cols: int, channels: int, mr: int, threa
     the parallel variant when the parts give its tasks (``config.use_parallel``), the parts
     for the threads it runs on (``f32_conv2d.row_splits``); ``whole_rows``: one part a row."""
     if whole_rows:
-        return kernel(config.use_parallel(params["work"], rows, threads)), 1
+        return kernel(config.use_parallel(params["work"] // config.MAC_WORK, rows, threads)), 1
     many = config.numba_config.NUMBA_NUM_THREADS if threads is None else threads
     splits = igemm.row_splits(rows, cols, channels, mr, many)
-    if config.use_parallel(params["work"], rows * splits, threads):
+    if config.use_parallel(params["work"] // config.MAC_WORK, rows * splits, threads):
         return kernel(True), splits
     return kernel(False), igemm.row_splits(rows, cols, channels, mr, 1)
 
@@ -177,7 +177,7 @@ def bind_winograd(params, weights, inputs, outputs, threads=None):
     v.require(flat.size >= need, f"the scratch has {flat.size} floats; the step needs {need}")
     vs, ms = wino.scratch_split(flat, tiles, c, co)
     nr = wino.choose_nr(co)
-    fn = wino.winograd_kernel(nr, config.use_parallel(params["work"], tiles, threads))
+    fn = wino.winograd_kernel(nr, config.use_parallel(params["work"] // config.MAC_WORK, tiles, threads))
     ro = igemm.readonly
     return fn, (x, ro(maps[0]), ro(maps[1]), ro(wino.transform_weights(w, nr)), bias, res, out,
                 act, p0, p1, has_res, vs, ms)
@@ -242,7 +242,7 @@ def _bind_kdot(kernel: str):
         wrun = _f32("weight 'w' (kernel-row runs)", _weight(weights, "w"),
                     shape=(kh, -(-kw * c // 4), cg, 16))
         wtap = _f32("weight 'wtap'", _weight(weights, "wtap"), shape=(kh, kw, -(-c // 4), cg, 16))
-        fn = igemm.kdot_kernel(mr, cg, config.use_parallel(params["work"], x.shape[0] * out.shape[1],
+        fn = igemm.kdot_kernel(mr, cg, config.use_parallel(params["work"] // config.MAC_WORK, x.shape[0] * out.shape[1],
                                                             threads))
         ro = igemm.readonly
         return fn, (x, rowmap, colmap, ro(wrun), ro(wtap), bias, res, out, act, p0, p1, has_res)
@@ -339,7 +339,7 @@ def _bind_pix(kernel: str):
                                                      f"{list(wbank.shape)}")
         bias = _f32("weight 'bias'", _weight(weights, "bias"), shape=(co,))
         act, p0, p1, has_res, res = _epilogue(params, weights, inputs, out)
-        par = config.use_parallel(params["work"], n * oh, threads)
+        par = config.use_parallel(params["work"] // config.MAC_WORK, n * oh, threads)
         nblk = pix.blocks_for(n * oh, par)
         scratch, tags = pix.scratch(nslot, c, bufsrc.shape[0], nblk)
         fn = pix.pix_kernel(nvx, co, phases, par)

@@ -68,7 +68,7 @@ def check_conv(params: dict, weights: dict, inputs: list, outputs: list,
     ops.tail = (v.integer(params, "zy", 0, 255), v.integer(params, "qmin", 0, 255),
                 v.integer(params, "qmax", 0, 255), v.activation(params),
                 F32(ap[0]), F32(ap[1]))
-    ops.parallel = config.use_parallel(v.integer(params, "work"), x.shape[0] * out.shape[1],
+    ops.parallel = config.use_parallel(v.integer(params, "work") // config.MAC_WORK, x.shape[0] * out.shape[1],
                                        threads)
     return ops
 
