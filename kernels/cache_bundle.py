@@ -16,13 +16,16 @@ ordinary cache; else the kernel compiles. Nothing loaded from a bundle is writte
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import pickle
 import threading
 
 import numba
 from numba.core.caching import FunctionCache
+from numba.core.extending import _Intrinsic
 from numba.core.runtime import rtsys
+from numba.core.serialize import dumps
 
 _BUNDLES: list[dict[str, bytes]] = []       # verified file name -> bytes, one dict per bundle
 _INDEXES: dict[tuple[int, str], dict | None] = {}   # (bundle, index name) -> overloads
@@ -56,8 +59,35 @@ def _overloads(i: int, index_name: str, stamp) -> dict | None:
     return _INDEXES[key]
 
 
+def _stable(value):
+    """``value`` as it goes into a kernel's cache key: a jit function or intrinsic in a closure
+    pickles with a uuid drawn anew in every process, so it is named by its module, qualified
+    name, bytecode and (the same way) its own closure; its source is in ``PACKAGE_STAMP``."""
+    if isinstance(value, tuple):
+        return tuple(_stable(v) for v in value)
+    fn = value._defn if isinstance(value, _Intrinsic) else getattr(value, "py_func", None)
+    if fn is None:
+        return value
+    return ("jit", fn.__module__, fn.__qualname__, fn.__code__.co_code,
+            tuple(_stable(c.cell_contents) for c in fn.__closure__ or ()))
+
+
 class KernelCache(FunctionCache):
     """Numba's function cache with the verified bundles in front of it."""
+
+    def _index_key(self, sig, codegen):
+        """Numba's key (signature, target, hashes of the bytecode and of the closure's values)
+        with the closure's jit functions by name (``_stable``).
+
+        NOTE: with Numba's own key a kernel whose closure holds a jit function (the igemm conv
+        calls its row function ``igemm_row``) missed both the bundle and Numba's cache in every
+        new process and compiled again: multistyle26's first frame took 6.2 s with its bundle
+        (2 kernels compiled; bench-start, load 3)."""
+        fn = self._py_func
+        cvars = b"" if fn.__closure__ is None else \
+            dumps(tuple(_stable(c.cell_contents) for c in fn.__closure__))
+        return (sig, codegen.magic_tuple(), (hashlib.sha256(fn.__code__.co_code).hexdigest(),
+                                             hashlib.sha256(cvars).hexdigest()))
 
     def load_overload(self, sig, target_context):
         """Numba's ``Cache.load_overload``, which refreshes the whole target context before every

@@ -165,3 +165,18 @@ def test_an_arm_target_without_the_emulator_is_one_line(tmp_path, capsys, monkey
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "tests/arm/setup.sh" in err[0], err
     assert not out.exists()
+
+
+def test_a_kernel_calling_a_jit_function_has_the_same_cache_key_in_every_process():
+    """The igemm conv's closure holds its row function (a jit dispatcher, which pickles with a
+    uuid drawn per process): its cache key must not change from one process to the next, or
+    the kernel misses its bundle and Numba's cache in every new process and compiles again."""
+    script = ("from kernels import f32_conv2d as ig\n"
+              "from numba.core.registry import cpu_target\n"
+              "cg = cpu_target.target_context.codegen()\n"
+              "print(*(ig.igemm_kernel(8, 32, p)._cache._index_key((), cg)[2] for p in "
+              "(False, True)))\n")
+    keys = [subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                           text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300,
+                           check=True).stdout for _ in range(2)]
+    assert keys[0] == keys[1] and keys[0].strip(), keys
