@@ -10,7 +10,7 @@ Kernel selection per node:
 - few output channels otherwise: ``f32_conv2d_kdot4_{MR}x{4*CG}_minmax`` (weights ``w``
   = the kernel-row runs, ``wtap`` = per-tap quads, from ``pack_weights_kdot``);
 - everything else, grouped or not: ``f32_conv2d_igemm_{MR}x{NR}_minmax`` with (MR, NR) from
-  ``choose_tile(Co / group)``;
+  ``planning.cpu.igemm_tile(Co / group)`` (for the target's vector registers);
 - transposed: ``f32_conv_transpose2d_igemm_{MR}x{NR}_minmax`` (the igemm kernel over
   zero-stuffed indirection tables, ``step`` = stride W);
 - an igemm conv that absorbed an instance norm (``passes/fusions/conv_norm.py``, record
@@ -47,6 +47,7 @@ from mobile_engine.ir import fusion
 from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Op
+from mobile_engine.planning.cpu import igemm_tile
 from mobile_engine.planning.families.elementwise import EPILOGUES, activation
 from mobile_engine.planning.families.norm import norm_inputs
 from mobile_engine.planning.step import Step, lowers
@@ -179,7 +180,7 @@ def lower_conv2d(node: Node, graph: Graph) -> list[Step]:
         weights["w"], weights["wtap"] = igemm.pack_weights_kdot(w, cg)
         kernel = igemm.kdot_kernel_id(mr, cg)
     else:
-        mr, nr = igemm.choose_tile(co // group)
+        mr, nr = igemm_tile(co // group)
         weights["w"] = igemm.pack_weights(w, nr, group, in_nchw)
         params["in_nchw"] = in_nchw
         kernel = igemm.kernel_id(mr, nr)
@@ -202,7 +203,7 @@ def lower_conv_transpose2d(node: Node, graph: Graph) -> list[Step]:
                           f"output {out_shape} (NHWC)")
     act, act_params = _act_params(node)
     co = cog * group
-    mr, nr = igemm.choose_tile(cog)
+    mr, nr = igemm_tile(cog)
     macs = int(np.prod(x_shape)) * cog * kh * kw
     params = dict(group=group, step=int(a["strides"][1]), act=act, act_params=act_params,
                   has_residual=False, work=macs, mult=1)
