@@ -3,10 +3,11 @@
 A plan's kernel ids name a tile with AVX-512's rows (``kernels/table.py``; the packed weights
 depend only on the tile's channel width NR, chosen for the plan's target, so one plan serves
 every CPU), and each kernel factory fits the tile's rows to the CPU it compiles for
-(``kernels.config.fit_rows``) and picks the int8 variant (``kernels.qu8_conv_common.host_isa``). ``runs_as`` answers the same question for any CPU
-given its vector registers and features, so the compiler can record what runs on the target
-(``manifest["target"]["tiles"]``), ``inspect`` can show it and a Session can say which steps it
-refits when the plan was compiled for another CPU (``refit_note``).
+(``kernels.config.fit_rows``) and picks the int8 variant (``kernels.qu8_conv_common.host_isa``).
+``runs_as`` answers the same question for any CPU given its vector registers and features, so
+the compiler can record what runs on the target (``manifest["target"]["tiles"]``), ``inspect``
+can show it and a Session can say which steps it refits when the plan was compiled for another
+CPU (``refit_note``).
 
 NOTE: the igemm, kdot and pix rows below mirror ``f32_conv2d.machine_rows``, ``kdot_kernel``
 and ``f32_conv2d_pix.machine_tile`` (tests/test_targets.py checks them against those on this
