@@ -91,7 +91,8 @@ def _worker(target: str, plan: Path, cache: Path) -> tuple[list[str], dict, Path
 
 
 def _collect(cache: Path) -> dict[str, Path]:
-    """The kernel cache files the worker wrote (kernels/ only: ``kernels.config`` keys them)."""
+    """The kernel cache files the worker wrote (kernels/ only: ``kernels.config`` keys them),
+    and Numba's runtime (``kernels_runtime/``, ``runtime/warm.py``)."""
     found = {}
     for folder in sorted(cache.glob("kernels_*")):
         for f in sorted(folder.iterdir()):

@@ -63,6 +63,8 @@ def test_a_fitting_bundle_loads_every_kernel_without_compiling(bundled, tmp_path
     res = probe(bundled, tmp_path, threads)
     assert res["compiled"] == [], f"compiled with a fitting bundle: {res['compiled']}"
     assert res["loaded"] >= 2 and res["bundle"] and not bundle_warnings(res), res
+    # Numba's runtime (NRT) comes from the bundle too, instead of compiling in the process
+    assert res["runtime_loaded"] == 1, res
 
 
 def test_without_the_bundle_the_same_run_compiles(bundled, tmp_path):
@@ -73,6 +75,7 @@ def test_without_the_bundle_the_same_run_compiles(bundled, tmp_path):
     del plan.manifest[bundle.PLAN_FIELD]
     res = probe(plan.save(tmp_path / "bare.mplan"), tmp_path)
     assert len(res["compiled"]) >= 2 and res["loaded"] == 0 and res["bundle"] is None
+    assert res["runtime_loaded"] == 0
     assert not bundle_warnings(res), "no bundle recorded: nothing to say"
 
 
