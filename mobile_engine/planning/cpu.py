@@ -39,7 +39,9 @@ def igemm_tile(cog: int) -> tuple[int, int]:
     NOTE: on AVX-512 this is ``igemm.choose_tile`` (64 and 32 channels hold 4 and 8 rows in 32
     zmm); with 16 ymm (AVX2) a 64-channel tile fits 1 row: the 128->128 3x3 conv at 64x64
     compiled for Haswell ran 54 GFLOP/s as 1x64, 88 as 2x32 and 92 as 6x16 (Zen 4, 1 thread,
-    CPU time, load 4), so narrow targets get 16-channel tiles.
+    CPU time, load 4), so narrow targets get 16-channel tiles. The int8 convs keep AVX-512's
+    widths: their portable variant compiled for Haswell ran 15.9, 15.9 and 14.7 GOP/s as 1x64,
+    2x32 and 6x16 (load 2-3).
     """
     lanes, count = regs = registers()
 
