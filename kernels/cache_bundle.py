@@ -14,6 +14,11 @@ target triple, CPU name and features, and the function's bytecode), with the ind
 stamp (this file's kernels, ``config._stamped``) checked as Numba checks it; then from Numba's
 ordinary cache; else the kernel compiles. Nothing loaded from a bundle is written back.
 
+A kernel's cache file holds its machine code and its LLVM bitcode, kept so that code compiled
+later can inline it; Numba parses that bitcode at every load (3-15 ms a kernel) to learn the
+names the library defines. Here the names are saved beside it (``_KernelCacheImpl``) and the
+bitcode is parsed only if something links the kernel (``_LazyLinkLibrary``).
+
 Numba's runtime (NRT: reference counting and memory helpers every kernel calls) is compiled by
 LLVM in each process before the first kernel loads. A bundle also carries its machine code
 (``RUNTIME_FILE``, written by ``save_runtime`` where the kernels were compiled), keyed like a
@@ -28,7 +33,8 @@ import threading
 
 import llvmlite.binding as ll
 import numba
-from numba.core.caching import FunctionCache
+from numba.core.caching import CompileResultCacheImpl, FunctionCache
+from numba.core.codegen import JITCodeLibrary
 from numba.core.compiler_lock import global_compiler_lock
 from numba.core.extending import _Intrinsic
 from numba.core.runtime import _nrt_python as _nrt
@@ -82,8 +88,68 @@ def _stable(value):
             tuple(_stable(c.cell_contents) for c in fn.__closure__ or ()))
 
 
+class _LazyLinkLibrary(JITCodeLibrary):
+    """A kernel's code library loaded from a cache file: the machine code is linked at once, the
+    bitcode other code may inline is parsed when first asked for (``_shared_module``)."""
+
+    def __init__(self, codegen, name, bitcode: bytes):
+        self.__bitcode, self.__shared = bitcode, None
+        super().__init__(codegen, name)
+
+    @property
+    def _shared_module(self):
+        if self.__shared is None and self.__bitcode is not None:
+            self.__shared, self.__bitcode = ll.parse_bitcode(self.__bitcode), None
+        return self.__shared
+
+    @_shared_module.setter
+    def _shared_module(self, module):
+        self.__shared = module
+
+    @classmethod
+    def load(cls, codegen, libdata, symbols: list[str]):
+        """Numba's ``JITCodeLibrary._unserialize`` of an "object" library, with the defined
+        ``symbols`` given instead of read from the parsed bitcode."""
+        name, kind, (object_code, bitcode) = libdata
+        self = cls(codegen, name, bitcode)
+        self.enable_object_caching()
+        self._set_compiled_object(object_code)
+        self._finalize_final_module()
+        codegen._engine._defined_symbols.update(symbols)
+        return self
+
+
+class _KernelCacheImpl(CompileResultCacheImpl):
+    """A kernel's cache entry: Numba's, plus the names its library defines."""
+
+    def reduce(self, cres):
+        payload = cres._reduce()
+        shared = cres.library._get_module_for_linking()
+        symbols = sorted(gv.name for gvs in (shared.functions, shared.global_variables)
+                         for gv in gvs if not gv.is_declaration)
+        return payload, symbols
+
+    def rebuild(self, target_context, data):
+        """``CompileResult._rebuild`` with the library loaded by ``_LazyLinkLibrary``.
+
+        NOTE: called under Numba's compiler lock (``Dispatcher.compile``), which also guards the
+        codegen's ``unserialize_library`` swapped for the call."""
+        payload, symbols = data
+        codegen = target_context.codegen()
+        if payload[0][1] != "object":
+            return super().rebuild(target_context, payload)
+        codegen.unserialize_library = lambda libdata: _LazyLinkLibrary.load(codegen, libdata,
+                                                                            symbols)
+        try:
+            return super().rebuild(target_context, payload)
+        finally:
+            del codegen.unserialize_library
+
+
 class KernelCache(FunctionCache):
     """Numba's function cache with the verified bundles in front of it."""
+
+    _impl_class = _KernelCacheImpl
 
     def _index_key(self, sig, codegen):
         """Numba's key (signature, target, hashes of the bytecode and of the closure's values)

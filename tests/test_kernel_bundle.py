@@ -183,3 +183,36 @@ def test_a_kernel_calling_a_jit_function_has_the_same_cache_key_in_every_process
                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300,
                            check=True).stdout for _ in range(2)]
     assert keys[0] == keys[1] and keys[0].strip(), keys
+
+
+LINKED = """
+import json
+import numba
+import numpy as np
+from kernels import cache_bundle, f32_norm
+out, res = np.zeros(8, np.float32), np.arange(8, dtype=np.float32)
+f32_norm.add_inplace(out, res, 0, 8)
+(cres,) = f32_norm.add_inplace.overloads.values()
+lazy = isinstance(cres.library, cache_bundle._LazyLinkLibrary)
+@numba.njit
+def twice(o, r):           # compiled here: links the kernel's library (its bitcode is parsed)
+    f32_norm.add_inplace(o, r, 0, 8)
+    f32_norm.add_inplace(o, r, 0, 8)
+twice(out, res)
+print(json.dumps({"hits": sum(f32_norm.add_inplace._cache_hits.values()), "lazy": lazy,
+                  "out": out.tolist()}))
+"""
+
+
+def test_a_cached_kernel_loads_without_parsing_its_bitcode_and_still_links(tmp_path):
+    """A kernel loaded from the cache defers parsing its bitcode (``_LazyLinkLibrary``); code
+    compiled later that calls it still links and runs it."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    runs = [json.loads(subprocess.run([sys.executable, "-c", LINKED], cwd=ROOT, env=env,
+                                      capture_output=True, text=True, timeout=300,
+                                      check=True).stdout.strip().splitlines()[-1])
+            for _ in range(2)]
+    assert (runs[0]["hits"], runs[0]["lazy"]) == (0, False), runs        # compiled
+    assert runs[1]["hits"] >= 1 and runs[1]["lazy"], runs                  # loaded
+    for r in runs:
+        assert r["out"] == [3.0 * i for i in range(8)]
