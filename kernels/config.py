@@ -4,6 +4,7 @@ Kernels import ``jit`` / ``pjit`` from here instead of calling ``numba.njit`` th
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import warnings
@@ -137,25 +138,29 @@ def pjit(fn=None, **extra):
     return deco if fn is None else deco(fn)
 
 
-def has_avx512() -> bool:
-    """x86 AVX-512F in what Numba compiles for (the host's, or NUMBA_CPU_FEATURES)."""
-    return "+avx512f" in compile_features()
+def has_avx512(features: set[str] | None = None) -> bool:
+    """x86 AVX-512F in what Numba compiles for (the host's, or NUMBA_CPU_FEATURES), or in
+    ``features`` (LLVM's "+avx512f" spelling: a compile target's, mobile_engine/targets.py)."""
+    return "+avx512f" in (compile_features() if features is None else features)
 
 
-def vector_registers() -> tuple[int, int]:
-    """(32-bit lanes per vector register, vector registers) of the code Numba compiles:
-    AVX-512 16 x 32, AVX/AVX2 8 x 16, aarch64 NEON 4 x 32, otherwise (SSE) 4 x 16."""
-    if is_aarch64():
+def vector_registers(features: set[str] | None = None) -> tuple[int, int]:
+    """(32-bit lanes per vector register, vector registers) of the code Numba compiles, or of a
+    CPU with LLVM ``features`` ("+neon" marks aarch64): AVX-512 16 x 32, AVX/AVX2 8 x 16,
+    aarch64 NEON 4 x 32, otherwise (SSE) 4 x 16."""
+    if is_aarch64() if features is None else "+neon" in features:
         return 4, 32
-    if has_avx512():
+    if has_avx512(features):
         return 16, 32
-    return (8, 16) if "+avx" in compile_features() else (4, 16)
+    return (8, 16) if "+avx" in (compile_features() if features is None else features) \
+        else (4, 16)
 
 
-def fit_rows(rows: int, row_lanes: int) -> int:
-    """The rows of a conv kernel's register tile on this machine: ``rows`` (chosen for
-    AVX-512's 32 zmm registers) or fewer, so that the accumulators (``row_lanes`` 32-bit lanes
-    per row), one row's weight vectors and two scratch registers fit the register file.
+def fit_rows(rows: int, row_lanes: int, registers: tuple[int, int] | None = None) -> int:
+    """The rows of a conv kernel's register tile on this machine (or on a CPU with
+    ``registers``, ``vector_registers(features)``): ``rows`` (chosen for AVX-512's 32 zmm
+    registers) or fewer, so that the accumulators (``row_lanes`` 32-bit lanes per row), one
+    row's weight vectors and two scratch registers fit the register file.
 
     NOTE: a tile that does not fit spills accumulators to the stack in the inner loop:
     compiled for AVX2 here, the 128->128 3x3 conv ran 1.57x faster with 6 rows than 16 for
@@ -163,16 +168,16 @@ def fit_rows(rows: int, row_lanes: int) -> int:
     with 16-pixel tiles than 64 (f32_conv2d_pix.machine_tile); NEON's 32 q registers hold a
     quarter of AVX-512's lanes (tests/arm shows the spills per loop).
     """
-    lanes, count = vector_registers()
+    lanes, count = registers or vector_registers()
     per_row = -(-row_lanes // lanes)
     return max(1, min(rows, (count - per_row - 2) // per_row))
 
 
-def has_avx512_vnni() -> bool:
-    """x86 AVX-512 VNNI (``vpdpbusd`` on zmm) in what Numba compiles for: the qu8 conv
-    kernels' fast variant. NOTE: the compile target's, not the host's: with NUMBA_CPU_FEATURES
-    naming an older x86 the vnni kernels would not compile."""
-    feats = compile_features()
+def has_avx512_vnni(features: set[str] | None = None) -> bool:
+    """x86 AVX-512 VNNI (``vpdpbusd`` on zmm) in what Numba compiles for (or in ``features``):
+    the qu8 conv kernels' fast variant. NOTE: the compile target's, not the host's: with
+    NUMBA_CPU_FEATURES naming an older x86 the vnni kernels would not compile."""
+    feats = compile_features() if features is None else features
     return "+avx512vnni" in feats and "+avx512bw" in feats
 
 
@@ -215,6 +220,14 @@ def _reported_aarch64() -> set[str]:
     return found
 
 
+@functools.lru_cache(maxsize=1)
+def _host_features() -> str:
+    """LLVM's host feature list, asked once: every fit_rows asks for the features, and LLVM took
+    0.67 ms per answer (19 answers, 12.7 ms, while multistyle26's Session bound; load 3)."""
+    import llvmlite.binding as llvm
+    return llvm.get_host_cpu_features().flatten()
+
+
 def _complete_host_features() -> None:
     """On aarch64, add what the CPU reports and LLVM's host list omits (``+dotprod``,
     ``+i8mm``) to the features Numba compiles for, so a dot-product kernel compiles on any core
@@ -226,8 +239,7 @@ def _complete_host_features() -> None:
         reported = _reported_aarch64()
     except (OSError, AttributeError):        # no getauxval/sysctlbyname: keep LLVM's list
         return
-    import llvmlite.binding as llvm
-    feats = [f for f in llvm.get_host_cpu_features().flatten().split(",") if f]
+    feats = [f for f in _host_features().split(",") if f]
     missing = [f for f in sorted(reported) if f"+{f}" not in feats]
     if missing:
         feats = [f for f in feats if f.lstrip("+-") not in missing] + [f"+{f}" for f in missing]
@@ -239,15 +251,17 @@ _complete_host_features()
 
 def compile_features() -> set[str]:
     """The target features Numba compiles kernels for ("+neon", "+dotprod", ...)."""
-    import llvmlite.binding as llvm
     feats = numba_config.CPU_FEATURES
     if feats is None:
-        feats = llvm.get_host_cpu_features().flatten()
+        feats = _host_features()
     return {f for f in feats.split(",") if f}
 
 
-def has_dotprod() -> bool:
+def has_dotprod(features: set[str] | None = None) -> bool:
     """aarch64 dot product instructions (``sdot``/``udot``, Armv8.2 FEAT_DotProd) in what
     Numba compiles for: the CPU reports them (hwcaps, added by ``_complete_host_features``) or
-    NUMBA_CPU_FEATURES names them. Selects the ``sdot`` qu8 kernels."""
+    NUMBA_CPU_FEATURES names them; or in an aarch64 target's ``features``. Selects the ``sdot``
+    qu8 kernels."""
+    if features is not None:
+        return "+neon" in features and "+dotprod" in features
     return is_aarch64() and "+dotprod" in compile_features()

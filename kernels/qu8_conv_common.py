@@ -100,11 +100,12 @@ def tile_stats(of, ob, ncv, nvec, first, sh, rs, rq):
         rq[j] += d * d
     return False
 
-def host_isa() -> str:
-    """The best dot-product variant for this CPU: "vnni", "sdot" or "portable"."""
-    if config.has_avx512_vnni():
+def host_isa(features: set[str] | None = None) -> str:
+    """The best dot-product variant for this CPU (or for a CPU with LLVM ``features``, a
+    compile target's): "vnni", "sdot" or "portable"."""
+    if config.has_avx512_vnni(features):
         return "vnni"
-    if config.has_dotprod():
+    if config.has_dotprod(features):
         return "sdot"
     return "portable"
 

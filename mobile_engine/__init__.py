@@ -7,8 +7,9 @@
     out, = sess.run(None, {"image": x, "style_weights": w})
 """
 from mobile_engine.errors import (EngineError, GraphError, InputError, KernelBundleWarning,
-                                  ModelFormatError, PlanFormatError, PlanVersionWarning,
-                                  ResourceLimitError, ShapeError, UnsupportedOperatorError)
+                                  ModelFormatError, PlanFormatError, PlanTargetWarning,
+                                  PlanVersionWarning, ResourceLimitError, ShapeError,
+                                  UnsupportedOperatorError)
 
 from mobile_engine.version import __version__
 
@@ -49,9 +50,9 @@ def __getattr__(name):
 
 
 __all__ = ["EngineError", "GraphError", "InputError", "KernelBundleWarning", "ModelFormatError",
-           "Plan", "PlanFormatError", "PlanVersionWarning", "ResourceLimitError", "Session",
-           "SessionOptions", "ShapeError", "UnsupportedOperatorError", "__version__", "build_id",
-           "compile"]
+           "Plan", "PlanFormatError", "PlanTargetWarning", "PlanVersionWarning",
+           "ResourceLimitError", "Session", "SessionOptions", "ShapeError",
+           "UnsupportedOperatorError", "__version__", "build_id", "compile"]
 
 
 def __dir__():

@@ -2,8 +2,9 @@
 
 Each run is a new interpreter (``python -c CHILD``) that imports
 the engine, makes a Session, runs one frame of zeros and then a second one; the parent takes the
-time from spawning it to the first output (interpreter start included) and the child's own
-stages: numpy, ``import mobile_engine``, Numba (imported by the Session's kernels), the Session
+time from spawning it to the first output (interpreter start included), the child its CPU time
+until then (every thread's, interpreter start included: steadier than wall time on a shared
+machine) and its own stages: numpy, ``import mobile_engine``, Numba (imported by the Session's kernels), the Session
 (plan, bundle check, binding), the first run (kernel loads from the bundle or Numba's cache,
 Numba's registries on the first load, the arena's first touch, the frame) and a second run (the
 frame alone). ``cold``: every process gets its own empty ``NUMBA_CACHE_DIR``, as the first start
@@ -48,12 +49,13 @@ sess = me.Session(sys.argv[1], threads=int(sys.argv[2]))
 t.append(time.perf_counter())
 feeds = {i["name"]: np.zeros(i["shape"], i["dtype"]) for i in sess.plan.inputs}
 sess.run(None, feeds)
-first_wall = time.time()
+first_wall, first_cpu = time.time(), time.process_time()
 t.append(time.perf_counter())
 sess.run(None, feeds)
 t.append(time.perf_counter())
 stages = {name: t[i + 1] - t[i] for i, name in enumerate(%r)}
-print(json.dumps({"first_output_wall": first_wall, "stages": stages,
+print(json.dumps({"first_output_wall": first_wall, "cpu_first_output": first_cpu,
+                  "stages": stages,
                   "compiled": len(compiled), "bundle": sess.kernel_bundle}))
 """ % (STAGES,)
 
@@ -88,6 +90,7 @@ def run(plan: str, threads: int = 2, runs: int = 5, cold: bool = False, core: st
     med = {name: statistics.median(r["stages"][name] for r in rows) for name in STAGES}
     return {"plan": plan, "threads": threads, "cold": cold, "core": core, "runs": rows,
             "first_output": statistics.median(r["first_output"] for r in rows),
+            "cpu_first_output": statistics.median(r["cpu_first_output"] for r in rows),
             "init": statistics.median(r["first_output"] - r["stages"]["second run"]
                                       for r in rows),
             "stages": med, "compiled": [r["compiled"] for r in rows],
@@ -101,5 +104,6 @@ def format_result(res: dict) -> str:
             f"{'empty' if res['cold'] else 'warm'} kernel cache, bundle "
             f"{'used' if res['bundle'] else 'not used'}: first output after "
             f"{res['first_output']:.3f} s (median of {len(res['runs'])} fresh processes; init "
-            f"= first output - one frame: {res['init']:.3f} s; kernels compiled per process: "
+            f"= first output - one frame: {res['init']:.3f} s; CPU time to the first output, "
+            f"all threads: {res['cpu_first_output']:.3f} s; kernels compiled per process: "
             f"{res['compiled']})\n  median stages (ms): {stages}")

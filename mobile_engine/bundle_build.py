@@ -33,10 +33,12 @@ def targets() -> list[str]:
 
 
 def check_target(name: str) -> str:
-    """``name`` if the engine can build for it, else an EngineError naming the choices."""
+    """``name`` if the engine can build kernels for it, else an EngineError naming the choices
+    (a compile target, ``mobile_engine/targets.py``, is not always one: the kernels are
+    compiled by the target itself, natively or emulated)."""
     if name not in targets():
-        raise EngineError(f"unknown target {name!r}: choose {', '.join(targets())}",
-                          cli=f"--target {name}: unknown target; choose {', '.join(targets())}")
+        why = f"kernel bundles are built for {', '.join(targets())}"
+        raise EngineError(f"target {name!r}: {why}", cli=f"--kernels --target {name}: {why}")
     return name
 
 
@@ -56,19 +58,17 @@ def _emulator(target: str):
 
 
 def describe(plan: Plan) -> str:
-    """One line for ``inspect``: the plan's target and its kernel bundle, and whether the bundle
-    fits this machine."""
-    target = plan.manifest["provenance"].get("target", HOST)
+    """One line for ``inspect``: the plan's kernel bundle, and whether it fits this machine."""
     record = plan.manifest.get(bundle.PLAN_FIELD)
     if record is None:
-        return (f"target: {target}; no kernel bundle (the kernels compile on the first start "
-                f"of each machine, then load from its Numba cache)")
+        return ("no kernel bundle (the kernels compile on the first start of each machine, then "
+                "load from its Numba cache)")
     try:
         folder, manifest, files = bundle.read(Path(plan.path), record)
     except bundle.Refused as why:
-        return f"target: {target}; kernel bundle {record.get('path')}: not usable here: {why}"
+        return f"kernel bundle {record.get('path')}: not usable here: {why}"
     env = manifest["environment"]
-    return (f"target: {target}; kernel bundle {folder.name}: {len(files)} files for "
+    return (f"kernel bundle {folder.name} ({manifest.get('target')}): {len(files)} files for "
             f"{env['cpu']} ({env['triple']}), Python {env['python']}, Numba {env['numba']}: "
             f"fits this machine")
 
@@ -91,7 +91,8 @@ def _worker(target: str, plan: Path, cache: Path) -> tuple[list[str], dict, Path
 
 
 def _collect(cache: Path) -> dict[str, Path]:
-    """The kernel cache files the worker wrote (kernels/ only: ``kernels.config`` keys them)."""
+    """The kernel cache files the worker wrote (kernels/ only: ``kernels.config`` keys them),
+    and Numba's runtime (``kernels_runtime/``, ``runtime/warm.py``)."""
     found = {}
     for folder in sorted(cache.glob("kernels_*")):
         for f in sorted(folder.iterdir()):

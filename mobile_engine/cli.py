@@ -87,12 +87,13 @@ def cmd_compile(args) -> int:
     shapes = dict(args.shape or [])
     kw = quantize_options(args, shapes)
     from mobile_engine import bundle_build
-    target = bundle_build.check_target(args.target)
+    from mobile_engine.targets import resolve
+    target = resolve(args.target).name
     if args.kernels:
+        bundle_build.check_target(target)
         bundle_build.check_ready(target)
     plan = me.compile(args.model, input_shapes=shapes, disable_passes=args.disable_pass or (),
-                      **kw)
-    plan.manifest["provenance"]["target"] = target
+                      target=target, **kw)
     plan.save(out)
     print(f"wrote {out} ({out.stat().st_size} bytes): {len(plan.steps)} steps, arena "
           f"{mib(plan.arena_bytes)}, weights {mib(plan.weight_bytes)}")
@@ -243,9 +244,13 @@ def cmd_inspect(args) -> int:
           f"{len(plan.steps)} steps, {sum(s['flops'] for s in plan.steps) / 1e9:.3f} GFLOP")
     print("provenance: " + json.dumps(m["provenance"]))
     from mobile_engine.bundle_build import describe
+    from mobile_engine.plan.describe import step_lines, target_line
+    print(target_line(plan))
+    if "target" in m:
+        from mobile_engine.runtime.tiles import refit_note
+        print(f"  on this machine: {refit_note(plan) or 'the same tiles (it fits the target)'}")
     print(describe(plan))
     print(format_passes(m["passes"]))
-    from mobile_engine.plan.describe import step_lines
     print("steps (each operand's origin: a graph input, a step, or a weight):")
     print("\n".join(step_lines(plan)))
     return 0
@@ -483,9 +488,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--disable-pass", action="append", metavar="NAME",
                    help="skip a graph pass by name (repeatable)")
     c.add_argument("--target", default="host", metavar="TARGET",
-                   help="the CPU the plan is for: host (this machine, the default) or an ARM "
-                        "core the emulator of `make test-arm` runs (cortex-a53, cortex-a72, "
-                        "cortex-a76); recorded in the plan")
+                   help="the CPU the plan is for: host (this machine, the default), an ARM "
+                        "core (cortex-a53, cortex-a72, cortex-a76, cortex-a710, ...) or an x86 "
+                        "level (x86-64-v3, x86-64-v4, sapphirerapids, znver4, znver5): recorded "
+                        "in the plan with the tile each step runs as there (`inspect`); the "
+                        "plan runs on any CPU. --kernels: host or a core the emulator of `make "
+                        "test-arm` runs (cortex-a53, cortex-a72, cortex-a76)")
     c.add_argument("--kernels", action="store_true",
                    help="also write OUT.kernels/ beside the plan: every kernel it uses, "
                         "compiled for TARGET, so the first start there loads instead of compiling")

@@ -12,6 +12,7 @@ from mobile_engine.ir.ops import QUANT_OPS
 from mobile_engine.ir.verify import verify
 from mobile_engine.graph_to_plan import plan_from_graph
 from mobile_engine.plan.plan import Plan
+from mobile_engine.targets import resolve as resolve_target
 
 from mobile_engine import __version__ as ENGINE_VERSION
 
@@ -90,7 +91,7 @@ def compile(model, input_shapes: dict | None = None, quantize: str | None = None
             verify_each: bool = False, *, quant_table=None, keep_float: Iterable[str] = (),
             observer: str = "percentile", min_psnr: float | None = None,
             validation: Iterable[dict] | None = None, progress=None, decode=None,
-            evaluation: Iterable[dict] | None = None) -> Plan:
+            evaluation: Iterable[dict] | None = None, target: str = "host") -> Plan:
     """Compile a model into a runtime plan.
 
     Parameters
@@ -116,11 +117,15 @@ def compile(model, input_shapes: dict | None = None, quantize: str | None = None
         to boxes in pixels; each returned array is reported (and held to ``min_psnr``) like an
         output (mobile_engine/quality.py)
     evaluation : the former name of ``validation``
+    target : the CPU the plan is for: "host" (this machine), an ARM core ("cortex-a76") or an
+        x86 level ("x86-64-v3"); ``mobile_engine.targets.names()``. Recorded in the plan with
+        the tile each step runs as there; the plan runs on any CPU (refit at load)
     """
     if quantize not in (None, "none", "fp32", "int8"):
         raise UnsupportedOperatorError(f"quantize={quantize!r} is not supported; use None or "
                                        f"\"int8\"")
     input_shapes = parse_input_shapes(input_shapes)     # tuples or "1x3x480x640" strings
+    cpu = resolve_target(target)
     graph, reports = optimized_graph(model, input_shapes, disable_passes, verify_each)
     provenance = {
         "source": str(model) if isinstance(model, (str, Path)) else type(model).__name__,
@@ -131,7 +136,7 @@ def compile(model, input_shapes: dict | None = None, quantize: str | None = None
         "precision": "fp32",
     }
     if quantize != "int8":
-        return plan_from_graph(graph, provenance, reports, disable_passes)
+        return plan_from_graph(graph, provenance, reports, disable_passes, cpu)
     from mobile_engine.calibration import calibrate
     from mobile_engine.quality import quantize_with_report
     from quantize.table import as_table
@@ -160,4 +165,4 @@ def compile(model, input_shapes: dict | None = None, quantize: str | None = None
         "kept_float": list(result.kept_float),
         "few_channel_float": list(result.few_channel_float), "summary": result.summary(),
         **({"report": report.as_dict()} if report is not None else {})}
-    return plan_from_graph(result.graph, provenance, reports, disable_passes)
+    return plan_from_graph(result.graph, provenance, reports, disable_passes, cpu)

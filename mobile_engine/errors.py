@@ -53,3 +53,8 @@ class PlanVersionWarning(UserWarning):
 class KernelBundleWarning(UserWarning):
     """A plan's kernel bundle (``NAME.kernels/``) that does not fit this machine or is damaged:
     it is not used, and the kernels compile here as they would without one."""
+
+
+class PlanTargetWarning(UserWarning):
+    """A plan compiled for another CPU (``compile --target``) than the one it runs on: it runs,
+    with the conv tiles and int8 variants refit to this CPU at load (one note per Session)."""

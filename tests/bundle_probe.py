@@ -56,6 +56,7 @@ def main(plan: str, threads: int) -> None:
         sess = me.Session(plan, threads=threads)
     (out,) = sess.run(None, {"x": feed()})
     print(json.dumps({"compiled": compiled, "loaded": cache_bundle.LOADED["count"],
+                      "runtime_loaded": cache_bundle.LOADED["runtime"],
                       "bundle": sess.kernel_bundle, "out": out.ravel().tolist(),
                       "warnings": [f"{w.category.__name__}: {w.message}" for w in caught]}))
 

@@ -63,6 +63,8 @@ def test_a_fitting_bundle_loads_every_kernel_without_compiling(bundled, tmp_path
     res = probe(bundled, tmp_path, threads)
     assert res["compiled"] == [], f"compiled with a fitting bundle: {res['compiled']}"
     assert res["loaded"] >= 2 and res["bundle"] and not bundle_warnings(res), res
+    # Numba's runtime (NRT) comes from the bundle too, instead of compiling in the process
+    assert res["runtime_loaded"] == 1, res
 
 
 def test_without_the_bundle_the_same_run_compiles(bundled, tmp_path):
@@ -73,6 +75,7 @@ def test_without_the_bundle_the_same_run_compiles(bundled, tmp_path):
     del plan.manifest[bundle.PLAN_FIELD]
     res = probe(plan.save(tmp_path / "bare.mplan"), tmp_path)
     assert len(res["compiled"]) >= 2 and res["loaded"] == 0 and res["bundle"] is None
+    assert res["runtime_loaded"] == 0
     assert not bundle_warnings(res), "no bundle recorded: nothing to say"
 
 
@@ -165,3 +168,51 @@ def test_an_arm_target_without_the_emulator_is_one_line(tmp_path, capsys, monkey
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "tests/arm/setup.sh" in err[0], err
     assert not out.exists()
+
+
+def test_a_kernel_calling_a_jit_function_has_the_same_cache_key_in_every_process():
+    """The igemm conv's closure holds its row function (a jit dispatcher, which pickles with a
+    uuid drawn per process): its cache key must not change from one process to the next, or
+    the kernel misses its bundle and Numba's cache in every new process and compiles again."""
+    script = ("from kernels import f32_conv2d as ig\n"
+              "from numba.core.registry import cpu_target\n"
+              "cg = cpu_target.target_context.codegen()\n"
+              "print(*(ig.igemm_kernel(8, 32, p)._cache._index_key((), cg)[2] for p in "
+              "(False, True)))\n")
+    keys = [subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                           text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300,
+                           check=True).stdout for _ in range(2)]
+    assert keys[0] == keys[1] and keys[0].strip(), keys
+
+
+LINKED = """
+import json
+import numba
+import numpy as np
+from kernels import cache_bundle, f32_norm
+out, res = np.zeros(8, np.float32), np.arange(8, dtype=np.float32)
+f32_norm.add_inplace(out, res, 0, 8)
+(cres,) = f32_norm.add_inplace.overloads.values()
+lazy = isinstance(cres.library, cache_bundle._LazyLinkLibrary)
+@numba.njit
+def twice(o, r):           # compiled here: links the kernel's library (its bitcode is parsed)
+    f32_norm.add_inplace(o, r, 0, 8)
+    f32_norm.add_inplace(o, r, 0, 8)
+twice(out, res)
+print(json.dumps({"hits": sum(f32_norm.add_inplace._cache_hits.values()), "lazy": lazy,
+                  "out": out.tolist()}))
+"""
+
+
+def test_a_cached_kernel_loads_without_parsing_its_bitcode_and_still_links(tmp_path):
+    """A kernel loaded from the cache defers parsing its bitcode (``_LazyLinkLibrary``); code
+    compiled later that calls it still links and runs it."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    runs = [json.loads(subprocess.run([sys.executable, "-c", LINKED], cwd=ROOT, env=env,
+                                      capture_output=True, text=True, timeout=300,
+                                      check=True).stdout.strip().splitlines()[-1])
+            for _ in range(2)]
+    assert (runs[0]["hits"], runs[0]["lazy"]) == (0, False), runs        # compiled
+    assert runs[1]["hits"] >= 1 and runs[1]["lazy"], runs                  # loaded
+    for r in runs:
+        assert r["out"] == [3.0 * i for i in range(8)]

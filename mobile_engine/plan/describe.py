@@ -86,11 +86,26 @@ def operand_lines(plan, index: int, origins: dict[str, str] | None = None) -> li
     return lines
 
 
+def target_line(plan) -> str:
+    """What the plan was compiled for (``compile --target``): the CPU, its vector registers and
+    int8 dot-product variant, and how many steps run register tiles chosen for it."""
+    t = plan.manifest.get("target")
+    if t is None:
+        return "target: not recorded (a plan from before compile --target): tiles fit at load"
+    tiled = sum(tile is not None for tile in t["tiles"])
+    return (f"target: {t['name']} ({t['arch']}, LLVM {t['cpu']}: {t['vector'][0]} float lanes "
+            f"x {t['vector'][1]} vector registers, int8 dot product {t['int8_dot']}); "
+            f"{tiled} of {len(t['tiles'])} steps have a register tile, shown as [tile there]")
+
+
 def step_lines(plan) -> list[str]:
-    """Every step with its operands (``inspect``'s "steps:" section)."""
+    """Every step with its operands (``inspect``'s "steps:" section); a step with a register
+    tile also shows the tile it runs as on the plan's target."""
     origins = _origins(plan)
+    tiles = (plan.manifest.get("target") or {}).get("tiles") or [None] * len(plan.steps)
     out = []
-    for i, s in enumerate(plan.steps):
-        out.append(f"  {i:3d} {s['kernel']:<36} {s['name']}")
+    for i, (s, tile) in enumerate(zip(plan.steps, tiles)):
+        there = f" [{tile}]" if tile else ""
+        out.append(f"  {i:3d} {s['kernel']:<36} {s['name']}{there}")
         out += [f"        {line}" for line in operand_lines(plan, i, origins)]
     return out

@@ -98,3 +98,21 @@ def validate(manifest: dict, blobs_len: int, path) -> None:
             if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(blobs):
                 raise c.fail(f"{where}.weights[{key!r}]", f"blob index {index!r} out of range")
         c.get(s, "params", dict, where)
+    if "target" in manifest:
+        _target(c, manifest["target"], len(manifest["steps"]))
+
+
+def _target(c: _Checker, record, steps: int) -> None:
+    """The ``target`` record (``mobile_engine/targets.py``): what the plan was compiled for and
+    the tile each step runs as there (None: no register tile)."""
+    for key in ("name", "arch", "cpu", "int8_dot"):
+        c.get(record, key, str, "target")
+    if not all(isinstance(f, str) for f in c.get(record, "features", list, "target")):
+        raise c.fail("target.features", "expected a list of strings")
+    vector = c.get(record, "vector", list, "target")
+    if len(vector) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                   for v in vector):
+        raise c.fail("target.vector", f"expected [lanes, registers], got {vector!r}")
+    tiles = c.get(record, "tiles", list, "target")
+    if len(tiles) != steps or not all(t is None or isinstance(t, str) for t in tiles):
+        raise c.fail("target.tiles", f"expected one tile (a string or null) per step ({steps})")

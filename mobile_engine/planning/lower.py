@@ -14,6 +14,7 @@ from mobile_engine.ir.graph import Graph
 from mobile_engine.ir.ops import VIEW_OPS
 from mobile_engine.limits import check_arena
 from mobile_engine.planning.arena import Lifetime, plan_offsets
+from mobile_engine.planning.cpu import compiling_for
 from mobile_engine.planning.step import Step, lower_node
 
 
@@ -33,14 +34,17 @@ class Lowered:
     constant_outputs: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def lower_graph(graph: Graph) -> Lowered:
+def lower_graph(graph: Graph, registers: tuple[int, int] | None = None) -> Lowered:
+    """Lower ``graph`` for a CPU with vector ``registers`` (lanes, count; None: this machine's),
+    which pick the conv tiles' channel widths (``planning/cpu.py``)."""
     steps: list[Step] = []
     storage: dict[str, str] = {}                     # tensor -> the tensor whose bytes it uses
-    for node in graph.nodes:
-        if node.op in VIEW_OPS and not graph.tensors[node.inputs[0]].is_const:
-            storage[node.outputs[0]] = storage.get(node.inputs[0], node.inputs[0])
-            continue
-        steps.extend(lower_node(node, graph))
+    with compiling_for(registers):
+        for node in graph.nodes:
+            if node.op in VIEW_OPS and not graph.tensors[node.inputs[0]].is_const:
+                storage[node.outputs[0]] = storage.get(node.inputs[0], node.inputs[0])
+                continue
+            steps.extend(lower_node(node, graph))
 
     runtime = {name for s in steps for name in s.inputs + s.outputs} | set(graph.inputs) \
         | {o for o in graph.outputs if not graph.tensors[o].is_const} | set(storage)

@@ -13,17 +13,18 @@ from __future__ import annotations
 import numbers
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 
-from mobile_engine.errors import EngineError, InputError, PlanFormatError
+from mobile_engine.errors import EngineError, InputError, PlanFormatError, PlanTargetWarning
 from mobile_engine.limits import check_arena
 from mobile_engine.plan.format import ALIGN
 from mobile_engine.plan.plan import Plan, as_plan
-from mobile_engine.runtime import bundle
+from mobile_engine.runtime import bundle, tiles
 from mobile_engine.runtime.binders import BINDERS
 
 
@@ -113,6 +114,10 @@ class Session:
         # the plan's precompiled kernels (NAME.kernels/), when they fit this machine: checked
         # before the first kernel binds, so binding loads them instead of compiling
         self.kernel_bundle: str | None = bundle.use(self.plan)
+        # a plan compiled for another CPU (compile --target) runs here with the tiles refit
+        self.target_note: str | None = tiles.refit_note(self.plan)
+        if self.target_note:
+            warnings.warn(self.target_note, PlanTargetWarning, stacklevel=2)
         self._arena = _arena(m["arena_bytes"])
         self._views = {name: self._view(t) for name, t in m["tensors"].items()}
         self._inputs = [NodeArg(i["name"], tuple(i["shape"]), i["dtype"]) for i in m["inputs"]]

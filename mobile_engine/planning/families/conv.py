@@ -10,7 +10,8 @@ Kernel selection per node:
 - few output channels otherwise: ``f32_conv2d_kdot4_{MR}x{4*CG}_minmax`` (weights ``w``
   = the kernel-row runs, ``wtap`` = per-tap quads, from ``pack_weights_kdot``);
 - everything else, grouped or not: ``f32_conv2d_igemm_{MR}x{NR}_minmax`` with (MR, NR) from
-  ``choose_tile(Co / group)``, except 3x3 stride-1 convs of one group with enough channels and
+  ``planning.cpu.igemm_tile(Co / group)`` (for the target's vector registers), except 3x3
+  stride-1 convs of one group with enough channels and
   tiles (``f32_conv2d_winograd.applicable``, whose input tables read padded row ``o + k``):
   ``f32_conv2d_winograd_f4x3_minmax`` (weight ``w`` = the ``[Co, C, 3, 3]`` weights as they are,
   transformed at load; a second output, the arena scratch ``<node>:winograd`` of
@@ -52,6 +53,7 @@ from mobile_engine.ir import fusion
 from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Op
+from mobile_engine.planning.cpu import igemm_tile
 from mobile_engine.planning.families.elementwise import EPILOGUES, activation
 from mobile_engine.planning.families.norm import norm_inputs
 from mobile_engine.planning.step import Step, lowers
@@ -203,7 +205,7 @@ def lower_conv2d(node: Node, graph: Graph) -> list[Step]:
         return [Step(node.name, wino.KERNEL_ID, inputs, [out, scratch], params, weights,
                      2 * macs)]
     else:
-        mr, nr = igemm.choose_tile(co // group)
+        mr, nr = igemm_tile(co // group)
         weights["w"] = igemm.pack_weights(w, nr, group, in_nchw)
         params["in_nchw"] = in_nchw
         kernel = igemm.kernel_id(mr, nr)
@@ -226,7 +228,7 @@ def lower_conv_transpose2d(node: Node, graph: Graph) -> list[Step]:
                           f"output {out_shape} (NHWC)")
     act, act_params = _act_params(node)
     co = cog * group
-    mr, nr = igemm.choose_tile(cog)
+    mr, nr = igemm_tile(cog)
     macs = int(np.prod(x_shape)) * cog * kh * kw
     params = dict(group=group, step=int(a["strides"][1]), act=act, act_params=act_params,
                   has_residual=False, work=macs, mult=1)
