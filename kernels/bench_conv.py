@@ -18,6 +18,7 @@ import numpy as np
 from kernels import config
 from kernels import f32_conv2d as igemm
 from kernels import f32_conv2d_pix as pix
+from kernels import f32_conv2d_winograd as wino
 
 # multistyle26 at 480x640: (name, input H, W, Ci, Co, k, stride, upsample, count, layouts of the
 # input and output as the plan has them: the few-channel tail runs planar, passes/nchw_tail.py)
@@ -30,13 +31,21 @@ MULTISTYLE26 = [
     ("expand.1 up2 3x3 8->4", 240, 320, 8, 4, 3, 1, 2, 1, "nchw", "nchw"),
     ("expand.2 9x9 4->3", 480, 640, 4, 3, 9, 1, 1, 1, "nchw", "nchw"),
 ]
+# 3x3 stride-1 convs of real networks (name, H, W, Ci, Co): the igemm against Winograd
+REAL_3X3 = [
+    ("resnet50 stage 1", 56, 56, 64, 64), ("resnet50 stage 2", 28, 28, 128, 128),
+    ("resnet50 stage 3", 14, 14, 256, 256), ("resnet50 stage 4", 7, 7, 512, 512),
+    ("vgg19 block 2", 112, 112, 64, 64), ("inception_v2 3x3", 28, 28, 96, 96),
+    ("densenet growth", 14, 14, 128, 32), ("yolov8n 320", 80, 80, 16, 32),
+    ("few channels", 56, 56, 16, 16),
+]
 
 
 def prepare(h, w, ci, co, k, stride=1, upsample=1, pad_mode="reflect", tile=None, parallel=False,
             method=None, layouts=("nhwc", "nhwc")):
     """(fn, args, flops, tile name) of one conv as a bound plan step would call it: the pixel-
     lane kernel for few output channels (``pix.applicable``), then kdot, else igemm; ``tile``
-    forces an igemm tile, ``method`` ("pix", "kdot", "igemm") a kernel family."""
+    forces an igemm tile, ``method`` ("pix", "kdot", "igemm", "winograd") a kernel family."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, h, w, ci)).astype(np.float32)
     wt = (rng.standard_normal((co, ci, k, k)) / np.sqrt(ci * k * k)).astype(np.float32)
@@ -62,6 +71,16 @@ def prepare(h, w, ci, co, k, stride=1, upsample=1, pad_mode="reflect", tile=None
                 out_nchw, 1, np.float32(0), np.float32(0), False)
         name = f"p{pix.VL * plan.nvx}x{co}"          # the tile this machine runs
         return pix.pix_kernel(plan.nvx, co, plan.phases, parallel), args, flops, name
+    if method == "winograd":
+        prow, pcol = wino.padded_maps(rowmap, colmap, out.shape[1], out.shape[2])
+        nr = wino.choose_nr(co)
+        tiles = wino.tiles_of(*out.shape[:3])
+        vs, ms = wino.scratch_split(np.zeros(wino.scratch_floats(tiles, ci, co), np.float32),
+                                    tiles, ci, co)
+        args = (ro(x), ro(prow), ro(pcol), ro(wino.transform_weights(wt, nr))) + tail + (
+            1, np.float32(0), np.float32(0), False, vs, ms)
+        name = f"w{igemm.machine_rows(wino.MR, nr)}x{nr}"
+        return wino.winograd_kernel(nr, parallel), args, flops, name
     if method == "kdot":
         mr, cg = igemm.kdot_tile(co)
         wrun, wtap = igemm.pack_weights_kdot(wt, cg)
@@ -119,6 +138,19 @@ def main(argv=None) -> None:
               f"{row[1] * count * 1e3:7.2f} {flops / row[1] / 1e9:6.1f}")
     print(f"{'total':28s} {'':6s} {total[0] / 1e9:6.3f} {total[1] * 1e3:7.2f} "
           f"{total[0] / total[1] / 1e9:8.1f} {total[2] * 1e3:7.2f} {total[0] / total[2] / 1e9:6.1f}")
+    print("\n3x3 stride-1 convs of real networks, igemm against Winograd F(4x4, 3x3) (1 thread, "
+          "CPU time; GF/s counts the direct conv's MACs; * = the planner's choice):")
+    print(f"{'layer':34s} {'igemm ms':>9s} {'GF/s':>6s} {'winograd ms':>12s} {'GF/s':>6s} "
+          f"{'speedup':>8s}")
+    for name, h, w, ci, co in REAL_3X3:
+        ms = []
+        for method in ("igemm", "winograd"):
+            fn, a, flops, _ = prepare(h, w, ci, co, 3, pad_mode="constant", method=method)
+            ms.append(median_seconds(fn, a, args.repeat, time.thread_time))
+        chosen = wino.applicable(3, 3, (1, 1), (1, 1), 1, ci, co, wino.tiles_of(1, h, w))
+        print(f"{f'{name} {h}x{w} {ci}->{co}':34s} {ms[0] * 1e3:9.3f} {flops / ms[0] / 1e9:6.1f} "
+              f"{ms[1] * 1e3:11.3f}{'*' if chosen else ' '} {flops / ms[1] / 1e9:6.1f} "
+              f"{ms[0] / ms[1]:8.2f}")
 
 
 if __name__ == "__main__":
