@@ -4,9 +4,11 @@ Kernels import ``jit`` / ``pjit`` from here instead of calling ``numba.njit`` th
 """
 from __future__ import annotations
 
+import ctypes
 import functools
 import hashlib
 import os
+import sys
 import warnings
 
 import numba
@@ -15,10 +17,31 @@ from numba.core.caching import CacheImpl, InTreeCacheLocator, UserProvidedCacheL
 
 from kernels import cache_bundle
 
-# NOTE: omp starts a parallel region in ~25-40 us; numba's default workqueue layer costs
-# 100-170 us per launch on these machines (DESIGN.md), and tbb is not always loadable.
+
+def _preload_tbb() -> None:
+    """Load the ``tbb`` wheel's ``libtbb.so.12`` (installed into the environment's ``lib/``,
+    which is not on the loader's path) globally, so that Numba's tbb layer, which links it by
+    name, finds it."""
+    path = os.path.join(sys.prefix, "lib", "libtbb.so.12")
+    if os.path.exists(path):
+        try:
+            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+        except OSError:
+            pass
+
+
+# NOTE: tbb first: it starts a parallel region in ~1.6 us, the calling thread takes part and
+# idle threads steal the tasks of a thread another process holds off its core; libgomp (omp)
+# takes ~9 us with passive waiting and divides the tasks up front, so a loaded machine makes the
+# whole region wait for the descheduled thread (Zen 4, 2 cores, load 2: bench-zoo's geometric
+# mean over 8 real nets 0.834 with tbb, 0.910 with omp, alternating with onnxruntime). tbb's
+# idle workers spin ~0.5 ms after a region before they sleep (bench's 2 ms pause outlasts it).
+# Numba's default workqueue layer costs 100-170 us per launch (DESIGN.md). Without the tbb
+# wheel (no aarch64 build) omp runs.
+_preload_tbb()
 if os.environ.get("NUMBA_THREADING_LAYER") is None:
-    numba_config.THREADING_LAYER = "omp"
+    numba_config.THREADING_LAYER = "default"
+    numba_config.THREADING_LAYER_PRIORITY = ["tbb", "omp", "workqueue"]
 # NOTE: OpenMP workers that spin at the barrier between parallel regions eat the CPU time that
 # the other worker (descheduled by another process) needs to reach it: measured on the shared
 # 2-core machine (load 5), multistyle26 480x640 on 2 threads took 300 ms per frame with libgomp's

@@ -23,7 +23,7 @@ The facts dict (``machine_facts()``, also the ``machine`` block of the bench JSO
     os, python, numpy, numba, llvmlite, onnxruntime (None if not installed), engine: versions
     numba_threads  int         NUMBA_NUM_THREADS (the most threads a Session may use)
     threading_layer str|None   numba.threading_layer() once a parallel kernel ran, else None
-    threading_layer_configured str  numba.config.THREADING_LAYER (set by kernels/config.py)
+    threading_layer_configured str  numba.config.THREADING_LAYER, or its priority list "tbb>omp>workqueue" (kernels/config.py)
     warnings       [str]       see ``machine_warnings``
 """
 from __future__ import annotations
@@ -174,6 +174,16 @@ def _mem_total_mb() -> float | None:
     return None
 
 
+def _configured_layer() -> str:
+    """numba.config.THREADING_LAYER, or its priority list ("tbb>omp>workqueue") when it is
+    "default" (kernels/config.py: the first that loads)."""
+    import numba
+    layer = str(numba.config.THREADING_LAYER)
+    if layer == "default":
+        return ">".join(numba.config.THREADING_LAYER_PRIORITY)
+    return layer
+
+
 def threading_layer() -> str | None:
     """Numba's threading layer in use; None until a parallel kernel has run in this process."""
     import numba
@@ -219,7 +229,7 @@ def machine_facts(threads: list[int] | None = None) -> dict:
         "engine": ENGINE_VERSION,
         "numba_threads": numba.config.NUMBA_NUM_THREADS,
         "threading_layer": threading_layer(),
-        "threading_layer_configured": str(numba.config.THREADING_LAYER),
+        "threading_layer_configured": _configured_layer(),
     }
     facts["warnings"] = machine_warnings(facts)
     return facts

@@ -1,5 +1,6 @@
 """The engine's environment: an unusable Numba cache directory degrades to in-memory compilation
-with one warning; the threading layer is chosen explicitly (omp)."""
+with one warning; the threading layer is chosen explicitly (tbb where its wheel is installed,
+else omp)."""
 import os
 import subprocess
 import sys
@@ -31,10 +32,11 @@ def test_unwritable_cache_dir_warns_once_and_still_runs():
     assert len(warnings) == 1 and "compile in memory" in warnings[0], proc.stderr[-2000:]
 
 
-def test_threading_layer_is_omp():
+def test_threading_layer_is_tbb_where_installed_else_omp():
     import numba
     b = GraphBuilder("big_relu")
     y = b.node(Op.RELU, b.input("x", (1, 256, 256, 8)))     # big enough for the parallel variant
     x = np.random.default_rng(0).standard_normal((1, 256, 256, 8)).astype(np.float32)
     me.Session(me.compile(b.build(y)), threads=2).run(None, {"x": x})
-    assert numba.threading_layer() == "omp"
+    tbb = os.path.exists(os.path.join(sys.prefix, "lib", "libtbb.so.12"))
+    assert numba.threading_layer() == ("tbb" if tbb else "omp")
