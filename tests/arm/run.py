@@ -56,6 +56,7 @@ import numpy as np  # noqa: E402
 # already compiled; tests needing more are skipped and counted.
 KERNEL_TESTS = {  # file: compile budget (conv kernels take ~1 min each, the others seconds)
     "tests/kernels/test_f32_conv.py": 2,
+    "tests/kernels/test_f32_winograd.py": 2,
     "tests/kernels/test_f32_elementwise.py": 2,
     "tests/kernels/test_f32_norm.py": 1,
     "tests/kernels/test_f32_reduce.py": 2,
@@ -65,7 +66,8 @@ KERNEL_TESTS = {  # file: compile budget (conv kernels take ~1 min each, the oth
 KERNEL_SELECT = ("(test_conv2d and not lowering) or test_igemm_every_tile or test_dwconv2d"
                  " or test_unary_table or test_binary_table or test_exp_accuracy"
                  " or test_special_values or test_gemm_table or test_instance_norm_table"
-                 " or test_reduce_table or test_softmax_table or test_transpose_nhwc_nchw")
+                 " or test_reduce_table or test_softmax_table or test_transpose_nhwc_nchw"
+                 " or test_winograd_channels")
 FULL = "all"            # the cores that run the kernel tests
 REAL = "cortex-a76"     # the cores that run the real network (tests/arm/crossing.py)
 

@@ -30,7 +30,7 @@ ASM_DIR = os.environ.get("ARM_ASM_DIR")
 # must be (tests/arm/neon.py). Anything else compiled in the session is listed as "info".
 KINDS = {
     "f32_conv2d_igemm": "fma", "f32_conv2d_kdot4": "fma", "f32_conv2d_pix": "fma",
-    "f32_dwconv2d": "fma", "f32_gemm": "fma",
+    "f32_dwconv2d": "fma", "f32_gemm": "fma", "f32_conv2d_winograd": "fma",
     "qu8_conv2d_igemm": "dot", "qu8_conv2d_kdot16": "dot",
     "f32_instance_norm_nhwc": "vector", "f32_instance_norm_nhwc_any": "vector",
     "f32_instance_norm_nchw": "vector", "channel_affine": "vector", "vunary": "vector",

@@ -49,7 +49,7 @@ def _check(n, hw, c, co, pads=(1, 1, 1, 1), pad_mode="constant", upsample=1, act
 @pytest.mark.parametrize("c,co", [(1, 3), (3, 16), (8, 13), (13, 24), (24, 32), (32, 63),
                                   (63, 64), (64, 65), (65, 8)])
 @pytest.mark.parametrize("parallel", [False, True])
-def test_channels(c, co, parallel):
+def test_winograd_channels(c, co, parallel):
     """Channel counts around the 16/32-lane register tiles, partial tiles on both axes."""
     _check(1, (9, 14), c, co, parallel=parallel)
 
