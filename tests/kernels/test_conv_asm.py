@@ -111,3 +111,33 @@ def test_pix_inner_loop_is_zmm_fma_with_broadcast_weights(co, up):
     assert len(fmas) >= plan.phases * co * plan.nvx, f"{len(fmas)} FMAs for the tile"
     assert_no_gathers(body)
     assert_no_spills(body)
+
+
+@pytest.mark.parametrize("nr", [32, pytest.param(16, marks=pytest.mark.slow)])
+def test_winograd_gemm_loop_is_zmm_fma_without_gathers(nr):
+    """The 36 GEMMs of the Winograd conv: its hottest loop is the register tile's zmm FMAs."""
+    from kernels import f32_conv2d_winograd as wino
+    fn = wino.winograd_kernel.__wrapped__(nr, False, cache=False)
+    wino_args = _args_winograd(wino, nr)
+    fn(*wino_args)
+    asm = fn.inspect_asm(fn.signatures[0])
+    body = hottest_loop(asm, FMA)
+    assert_no_gathers(body)
+    fmas = FMA.findall(body)
+    assert all("%zmm" in f for f in fmas), f"non-zmm FMAs in the GEMM loop: {fmas}"
+    need = igemm.machine_rows(wino.MR, nr) * nr // igemm.VL
+    assert len(fmas) >= need, f"{len(fmas)} FMAs, tile needs {need}"
+    assert_no_spills(body)
+
+
+def _args_winograd(wino, nr, c=16, co=32):
+    x = np.zeros((1, 9, 10, c), np.float32)
+    out = np.zeros((1, 9, 10, co), np.float32)
+    rowmap, colmap = igemm.conv_tables(x.shape, (3, 3), pads=(1, 1, 1, 1))
+    prow, pcol = wino.padded_maps(rowmap, colmap, 9, 10)
+    tiles = wino.tiles_of(1, 9, 10)
+    v, m = wino.scratch_split(np.zeros(wino.scratch_floats(tiles, c, co), np.float32), tiles, c, co)
+    ro = igemm.readonly
+    u = wino.transform_weights(np.zeros((co, c, 3, 3), np.float32), nr)
+    return (ro(x), ro(prow), ro(pcol), ro(u), ro(np.zeros(co, np.float32)), ro(out), out, 0,
+            np.float32(0), np.float32(0), False, v, m)
