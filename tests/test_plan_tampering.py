@@ -149,6 +149,7 @@ def _conv(rng):
     b = GraphBuilder("conv")
     x, r = b.input("x", (1, 7, 9, 5)), b.input("r", (1, 7, 9, 24))
     xd, rn = b.input("xd", (1, 6, 7, 8)), b.input("rn", (1, 6, 7, 16))
+    xw, rw = b.input("xw", (1, 9, 10, 24)), b.input("rw", (1, 9, 10, 40))
     normed = b.node(Op.INSTANCE_NORM, b.node(Op.CONV2D, xd, b.const(_f(rng, 16, 8, 3, 3)),
                                              pads=(1, 1, 1, 1)),
                     b.const(_f(rng, 16)), b.const(_f(rng, 16)))
@@ -175,6 +176,9 @@ def _conv(rng):
         b.node(Op.CONV_TRANSPOSE2D, xd, b.const(_f(rng, 8, 12, 3, 3)), b.const(_f(rng, 12)),
                strides=(2, 2), pads=(1, 1, 0, 0), output_padding=(1, 1)),
         b.node(Op.CONV_TRANSPOSE2D, xd, b.const(_f(rng, 8, 3, 2, 2)), group=2, strides=(1, 3)),
+        b.node(Op.CONV2D, xw, b.const(_f(rng, 40, 24, 3, 3)), b.const(_f(rng, 40)), rw,
+               pads=(1, 1, 1, 1), pad_mode="reflect",
+               activation=Activation.SIGMOID),                  # Winograd, run-time residual
         b.node(Op.ADD, normed, rn))                              # conv + norm + add, one step
 
 
@@ -743,8 +747,9 @@ REFUSALS = [
     ("ms26", "/contract.0/Conv", _set("group", 0), r"params\['group'\]=0"),
     ("ms26", "/contract.0/Conv", _reblob("norm_style_bias", _last(lambda d: d - 1)),
      r"weight 'norm_style_bias' .* does not give 32 channels"),
-    ("ms26", "/res.0.1/Conv", _set("norm_inputs", ["style_scale", "style_bias"]),
-     r"4 inputs for the conv's 1"),
+    ("ms26", "/contract.1/Conv", _set("norm_inputs", ["style_scale"]),
+     r"3 inputs for the conv's 1"),
+    ("ms26", "/res.0.1/Conv", _set("group", 2), r"params\['group'\]=2"),       # Winograd
     ("ms26", "/res.0.1/Conv", _reblob("colmap", dtype="float32"), r"weight 'colmap' is float32"),
     ("ms26", "/expand.0/Conv", _set("pads", [1, 1, 1, 1 << 17]), r"params\['pads'\]"),
     ("ms26", "/expand.0/Conv", _set("out_nchw", False), r"the output .* needs batch"),

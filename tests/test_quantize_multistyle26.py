@@ -59,7 +59,9 @@ def test_128x128(multistyle26_path, photo, tmp_path):
     np.testing.assert_allclose(report["psnr_db"], [range_psnr(a, b) for a, b in pairs],
                                atol=0.02)
     norms = [e for e in report["layers"] if "instance_norm" in e["kernel"]]
-    assert len(norms) == 18 and all(e["sqnr_db"] > 20 for e in norms)
+    # 18 norm steps; a conv + norm step's second output (the conv's float32 values) is compared
+    # too where the float plan writes it (its Winograd convs: their norms run apart)
+    assert len({e["node"] for e in norms}) == 18 and all(e["sqnr_db"] > 20 for e in norms)
     assert_float_planar_tail(int8)
     ratio = plan_bytes(int8, tmp_path, "q.mplan") / plan_bytes(fp32, tmp_path, "f.mplan")
     assert ratio <= 0.36, ratio             # measured 0.347 (module docstring)

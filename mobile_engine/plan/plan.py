@@ -44,9 +44,12 @@ class Plan:
             for key, arr in s.weights.items():
                 refs[key] = len(blobs)
                 blobs.append(np.array(arr, order="C", copy=True))
-            steps.append({"name": s.name, "kernel": s.kernel, "inputs": list(s.inputs),
-                          "outputs": list(s.outputs), "params": s.params, "weights": refs,
-                          "flops": int(s.flops)})
+            step = {"name": s.name, "kernel": s.kernel, "inputs": list(s.inputs),
+                    "outputs": list(s.outputs), "params": s.params, "weights": refs,
+                    "flops": int(s.flops)}
+            if s.scratch:
+                step["scratch"] = list(s.scratch)
+            steps.append(step)
         outputs = [dict(o) for o in outputs]
         for o in outputs:
             if o["name"] in lowered.constant_outputs:

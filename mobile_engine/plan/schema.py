@@ -90,8 +90,8 @@ def validate(manifest: dict, blobs_len: int, path) -> None:
     for i, s in enumerate(c.get(manifest, "steps", list, "")):
         where = f"steps[{i}]"
         c.get(s, "kernel", str, where)       # known to this engine: checked when a Session binds
-        for key in ("inputs", "outputs"):
-            for name in c.get(s, key, list, where):
+        for key in ("inputs", "outputs", "scratch"):
+            for name in (c.get(s, key, list, where) if key != "scratch" or key in s else []):
                 if not isinstance(name, str) or name not in tensors:
                     raise c.fail(f"{where}.{key}", f"unknown tensor {name!r}")
         for key, index in c.get(s, "weights", dict, where).items():

@@ -55,6 +55,11 @@ def lower_graph(graph: Graph, registers: tuple[int, int] | None = None) -> Lower
             raise EngineError(f"a step reads constant {name!r} as a runtime tensor; its lowering "
                               f"should pass it as a weight")
 
+    scratch = {name: (i, shape, dtype) for i, s in enumerate(steps)
+               for name, (shape, dtype) in s.scratch.items()}
+    for name in scratch:
+        if name in graph.tensors or list(scratch).count(name) > 1:
+            raise EngineError(f"lowering produced a scratch tensor {name!r} that is not unique")
     n = len(steps)
     first: dict[str, int] = {name: -1 for name in graph.inputs}
     last: dict[str, int] = {}
@@ -74,6 +79,8 @@ def lower_graph(graph: Graph, registers: tuple[int, int] | None = None) -> Lower
         t = graph.tensors[root]
         lifetimes[root] = Lifetime(first.get(root, -1), last.get(root, first.get(root, -1)),
                                    t.nbytes)
+    for name, (i, shape, dtype) in scratch.items():
+        lifetimes[name] = Lifetime(i, i, int(np.prod(shape)) * np.dtype(dtype).itemsize)
     offsets, arena_bytes = plan_offsets(lifetimes)
     check_arena(arena_bytes, f"graph {graph.name!r}")
     tensors = {}
@@ -81,5 +88,7 @@ def lower_graph(graph: Graph, registers: tuple[int, int] | None = None) -> Lower
         t = graph.tensors[name]
         tensors[name] = TensorSlot(t.shape, t.dtype.value, offsets[storage.get(name, name)],
                                    t.nbytes)
+    for name, (_, shape, dtype) in scratch.items():
+        tensors[name] = TensorSlot(tuple(shape), dtype, offsets[name], lifetimes[name].nbytes)
     consts = {o: graph.tensors[o].data for o in graph.outputs if graph.tensors[o].is_const}
     return Lowered(steps, tensors, arena_bytes, consts)

@@ -26,6 +26,9 @@ class Step:
     params: dict[str, Any] = field(default_factory=dict)        # ints, floats, strs, lists
     weights: dict[str, np.ndarray] = field(default_factory=dict)  # packed blobs, C-contiguous
     flops: int = 0
+    # arena tensors only this step touches (name -> (shape, dtype)): not in the graph, live
+    # during the step alone; its binder gets them after its outputs (``Session._bind``)
+    scratch: dict[str, tuple[tuple[int, ...], str]] = field(default_factory=dict)
 
 
 Lowering = Callable[[Node, Graph], list[Step]]

@@ -7,7 +7,7 @@ from kernels.activation import Activation as KernelActivation
 from mobile_engine.errors import UnsupportedOperatorError
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Activation
-from mobile_engine.planning.families.conv import kernel_family
+from mobile_engine.planning.families.conv import kernel_family, runs_winograd
 from mobile_engine.planning.families.elementwise import activation
 from mobile_engine.planning.families.qconv import int8_kernel_family
 from mobile_engine.planning.families.qelementwise import lower_qinstance_norm
@@ -21,6 +21,7 @@ class Target:
     """This engine's kernels, as ``passes.fusions.target.KernelTarget``."""
 
     conv_kernel = staticmethod(kernel_family)
+    conv_winograd = staticmethod(runs_winograd)
     int8_conv_kernel = staticmethod(int8_kernel_family)
 
     @staticmethod

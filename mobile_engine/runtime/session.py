@@ -137,7 +137,7 @@ class Session:
     def _bind(self, step: dict):
         weights = {k: self.plan.blobs[i] for k, i in step["weights"].items()}
         ins = [self._views[n] for n in step["inputs"]]
-        outs = [self._views[n] for n in step["outputs"]]
+        outs = [self._views[n] for n in step["outputs"] + step.get("scratch", [])]
         binder = BINDERS.get(step["kernel"])
         if binder is None:
             raise PlanFormatError(f"{self.plan.path or 'plan'}: step {step['name']!r}: unknown "

@@ -290,12 +290,12 @@ def test_conv_padding_is_zero_not_garbage():
 
 
 # --- lowering + binding ------------------------------------------------------------------
-def _run_steps(steps, feeds, out_shape, threads=None, graph=None):
+def _run_steps(steps, feeds, out_shape, threads=None):
     """Bind like the runtime: JSON-round-tripped params, read-only weights, arena-like views
-    (a step's outputs after the first, e.g. the Winograd conv's scratch, from ``graph``)."""
+    (the step's scratch tensors, e.g. the Winograd conv's, after its output)."""
     out = np.full(out_shape, np.nan, np.float32)
     (step,) = steps
-    extra = [np.full(graph.tensors[n].shape, np.nan, np.float32) for n in step.outputs[1:]]
+    extra = [np.full(shape, np.nan, dtype) for shape, dtype in step.scratch.values()]
     params = json.loads(json.dumps(step.params))
     weights = {}
     for k, v in step.weights.items():
@@ -326,7 +326,7 @@ def test_conv2d_lowering_and_binding(case):
     y = b.node(Op.CONV2D, *inputs, name="conv", **geo, activation=kind, act_params=params)
     g = b.build(y)
     steps = lower_node(g.nodes[0], g)
-    step, got = _run_steps(steps, feeds, expected.shape, graph=g)
+    step, got = _run_steps(steps, feeds, expected.shape)
     depthwise = case["group"] == case["c"] > 1
     expect = "f32_dwconv2d" if depthwise else "f32_conv2d_pix" \
         if pix.applicable(case["co"], case["group"], case["strides"][1]) else "f32_conv2d_kdot4_" \
@@ -386,7 +386,7 @@ def test_conv2d_lowering_constant_residual_and_no_bias():
     y = b.node(Op.CONV2D, b.input("x", x.shape), b.const(w), None, b.const(res), pads=(1, 1, 1, 1),
                activation=Activation.RELU)
     g = b.build(y)
-    _, got = _run_steps(lower_node(g.nodes[0], g), {"x": x}, res.shape, graph=g)
+    _, got = _run_steps(lower_node(g.nodes[0], g), {"x": x}, res.shape)
     expected = ref.conv2d(x, w, None, res, pads=(1, 1, 1, 1), activation_kind=Activation.RELU)
     assert_f32_close(got, expected, 72, "const residual")
 

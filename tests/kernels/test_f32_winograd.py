@@ -118,10 +118,13 @@ def test_lowering_chooses_winograd_where_it_pays(c, co, hw, strides, chosen):
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_lowered_step_binds_and_runs(threads):
-    """The step's second output is its scratch (an arena tensor); bound like the runtime."""
+    """The step's scratch (an arena tensor of the step alone, not of the graph) follows its
+    output; bound like the runtime."""
     g, (step,), x, w, bias = _lower(24, 40, (10, 13), n=2)
-    assert step.kernel == wino.KERNEL_ID and len(step.outputs) == 2
-    outs = [np.full(g.tensors[name].shape, np.nan, np.float32) for name in step.outputs]
+    assert step.kernel == wino.KERNEL_ID and len(step.outputs) == 1
+    assert list(step.scratch) == ["conv:winograd"] and "conv:winograd" not in g.tensors
+    outs = [np.full(g.tensors[step.outputs[0]].shape, np.nan, np.float32)] + [
+        np.full(shape, np.nan, dtype) for shape, dtype in step.scratch.values()]
     weights = {k: np.ascontiguousarray(v) for k, v in step.weights.items()}
     for v in weights.values():
         v.flags.writeable = False
@@ -131,5 +134,5 @@ def test_lowered_step_binds_and_runs(threads):
     expected = ref.conv2d(x, w, bias, pads=(1, 1, 1, 1), activation_kind=Activation.RELU)
     assert_f32_close(outs[0], expected, GAIN * 9 * 24, "bound winograd step")
     small = [outs[0], outs[1][:-1]]
-    with pytest.raises(BindError, match="scratch has"):
+    with pytest.raises(BindError, match="the scratch has"):
         BINDERS[step.kernel](step.params, weights, [x], small, threads)

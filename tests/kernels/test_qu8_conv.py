@@ -241,15 +241,15 @@ def test_bias_folds_zero_point_and_rounds():
 
 
 def test_host_isa_and_kernel_ids(monkeypatch):
-    monkeypatch.setattr(config, "has_avx512_vnni", lambda: False)
-    monkeypatch.setattr(config, "has_dotprod", lambda: False)
+    monkeypatch.setattr(config, "has_avx512_vnni", lambda features=None: False)
+    monkeypatch.setattr(config, "has_dotprod", lambda features=None: False)
     assert qc.host_isa() == "portable"
     kid, _ = qc.select_qu8_conv(12, 32, "requant", False)
     assert kid == "qu8_conv2d_igemm_12x32c4_portable_requant"
-    monkeypatch.setattr(config, "has_dotprod", lambda: True)
+    monkeypatch.setattr(config, "has_dotprod", lambda features=None: True)
     assert qc.select_qu8_conv(16, 16, "fp32out", True)[0] == \
         "qu8_conv2d_igemm_16x16c4_sdot_fp32out"
-    monkeypatch.setattr(config, "has_avx512_vnni", lambda: True)
+    monkeypatch.setattr(config, "has_avx512_vnni", lambda features=None: True)
     assert qc.host_isa() == "vnni"
     assert qc.plan_kernel_id(6, 64, "requant") == "qu8_conv2d_igemm_6x64c4_requant"
     with pytest.raises(ValueError):

@@ -4,7 +4,8 @@ same step normalises its output in place (and adds a residual after the norm).
 
 Math: ``y = act(norm(conv(x)))`` or ``y = act_add(norm(conv(x)) + r)``; the statistics pass over
 the pre-norm tensor and the tensor itself disappear. Legal when the conv (plain float32, NHWC in
-and out, no activation) runs the igemm kernel, its output is read only by the norm (as x) and is
+and out, no activation) runs the igemm kernel (not Winograd: ``KernelTarget.conv_winograd``),
+its output is read only by the norm (as x) and is
 not a graph output, the norm and every reader of its output are plain float32, and the norm's
 run-time scale/bias (or the style vector they come from, ``style_chain``) exist before the conv.
 The residual add joins when the norm has no activation, its output is read only by the ADD
@@ -39,7 +40,8 @@ def fused_norm(conv: Node, graph: Graph, target: KernelTarget) -> Node | None:
     if w is None or w.ndim != 4 or len(x.shape) != 4 or x.is_const:
         return None
     if target.conv_kernel(x.shape[3], w.shape[0], conv.attrs["group"], w.shape[2], w.shape[3],
-                          conv.attrs["strides"][1]) != "igemm":
+                          conv.attrs["strides"][1]) != "igemm" \
+            or target.conv_winograd(conv, graph):
         return None
     if not (plain_float(graph, conv) and plain_float(graph, norm)):
         return None

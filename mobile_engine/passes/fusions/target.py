@@ -14,6 +14,10 @@ class KernelTarget(Protocol):
     def conv_kernel(self, c: int, co: int, group: int, kh: int, kw: int, stride_w: int) -> str:
         """The fp32 conv kernel family for this geometry: "dw", "pix", "kdot" or "igemm"."""
 
+    def conv_winograd(self, conv: Node, graph: Graph) -> bool:
+        """True when the fp32 ``conv`` lowers to the Winograd kernel (whose epilogue keeps no
+        norm statistics: its norm stays a step of its own)."""
+
     def int8_conv_kernel(self, group: int, c: int, co: int, kh: int, kw: int) -> str:
         """The int8 conv kernel family for this geometry: "dw", "kdot" or "igemm"."""
 

@@ -14,8 +14,8 @@ Kernel selection per node:
   stride-1 convs of one group with enough channels and
   tiles (``f32_conv2d_winograd.applicable``, whose input tables read padded row ``o + k``):
   ``f32_conv2d_winograd_f4x3_minmax`` (weight ``w`` = the ``[Co, C, 3, 3]`` weights as they are,
-  transformed at load; a second output, the arena scratch ``<node>:winograd`` of
-  ``scratch_floats`` floats that only the step uses);
+  transformed at load; the step's scratch, ``<node>:winograd``, ``scratch_floats`` floats of the
+  arena that only the step uses, ``Step.scratch``);
 - transposed: ``f32_conv_transpose2d_igemm_{MR}x{NR}_minmax`` (the igemm kernel over
   zero-stuffed indirection tables, ``step`` = stride W);
 - an igemm conv that absorbed an instance norm (``passes/fusions/conv_norm.py``, record
@@ -129,16 +129,36 @@ def _with_norm(step: Step, conv: Node, graph: Graph, mr: int, nr: int) -> Step:
     return step
 
 
-def _winograd(node: Node, x_shape, out_shape, w, rowmap, colmap,
-              in_nchw: bool) -> bool:
+def _winograd(node: Node, x_shape, out_shape, w, rowmap, colmap, in_nchw: bool,
+              with_norm: bool = False) -> bool:
     """Whether an igemm conv runs the Winograd kernel instead (not one that absorbed a norm:
-    its statistics come from the igemm's epilogue)."""
+    its statistics come from the igemm's epilogue; ``with_norm``: asked before the fusion
+    passes decide)."""
     a = node.attrs
-    return (not in_nchw and "norm" not in fusion.fusion(node)
+    return (not in_nchw and (with_norm or "norm" not in fusion.fusion(node))
             and wino.applicable(w.shape[2], w.shape[3], a["strides"], a["dilations"],
                                 a["group"], x_shape[3], w.shape[0],
                                 wino.tiles_of(*out_shape[:3]))
             and wino.padded_maps(rowmap, colmap, out_shape[1], out_shape[2]) is not None)
+
+
+def runs_winograd(node: Node, graph: Graph) -> bool:
+    """Whether ``node`` (a CONV2D of the float graph) lowers to the Winograd kernel when no norm
+    joins its step (``passes/fusions/conv_norm.py`` asks, and leaves such a conv's norm a step
+    of its own: measured on multistyle26's 3x3 32->32 residual convs at 480x640, one thread,
+    Winograd plus a separate norm pass beat the igemm with the norm's statistics in its
+    epilogue)."""
+    a = node.attrs
+    x = graph.tensors[node.inputs[0]]
+    w = graph.const(node.inputs[1])
+    out = graph.tensors[node.outputs[0]]
+    if (w is None or w.ndim != 4 or len(x.shape) != 4 or a["in_layout"] != "nhwc"
+            or a["out_layout"] != "nhwc" or a["pad_mode"] not in ("constant", "reflect", "edge")
+            or fusion.fusion(node).get("nchw_input") is not None):
+        return False
+    rowmap, colmap = igemm.conv_tables(x.shape, w.shape[2:], a["strides"], a["dilations"],
+                                       a["pads"], a["pad_mode"], a["upsample"])
+    return _winograd(node, x.shape, out.shape, w, rowmap, colmap, False, with_norm=True)
 
 
 @lowers(Op.CONV2D)
@@ -199,11 +219,9 @@ def lower_conv2d(node: Node, graph: Graph) -> list[Step]:
         kernel = igemm.kdot_kernel_id(mr, cg)
     elif _winograd(node, x_shape, out_shape, w, rowmap, colmap, in_nchw):
         weights["w"] = w
-        scratch = f"{node.name}:winograd"
-        graph.add_tensor(scratch, (wino.scratch_floats(wino.tiles_of(*out_shape[:3]), c, co),),
-                         DType.FLOAT32)
-        return [Step(node.name, wino.KERNEL_ID, inputs, [out, scratch], params, weights,
-                     2 * macs)]
+        floats = wino.scratch_floats(wino.tiles_of(*out_shape[:3]), c, co)
+        return [Step(node.name, wino.KERNEL_ID, inputs, [out], params, weights, 2 * macs,
+                     scratch={f"{node.name}:winograd": ((floats,), "float32")})]
     else:
         mr, nr = igemm_tile(co // group)
         weights["w"] = igemm.pack_weights(w, nr, group, in_nchw)

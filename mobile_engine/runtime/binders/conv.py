@@ -161,7 +161,7 @@ for _grammar in ("f32_conv2d_igemm_{mr}x{nr}_minmax", "f32_conv_transpose2d_igem
 
 @binds(wino.KERNEL_ID)
 def bind_winograd(params, weights, inputs, outputs, threads=None):
-    """3x3 stride-1 conv by Winograd F(4x4, 3x3): outputs [y, the scratch]; the weights
+    """3x3 stride-1 conv by Winograd F(4x4, 3x3): outputs [y] and its scratch; the weights
     ``[Co, C, 3, 3]`` are transformed here, once."""
     x, rowmap, colmap, bias, res, out, act, p0, p1, has_res = _operands(
         params, weights, inputs, outputs)
@@ -171,7 +171,8 @@ def bind_winograd(params, weights, inputs, outputs, threads=None):
     maps = wino.padded_maps(rowmap, colmap, out.shape[1], out.shape[2])
     v.require(maps is not None, "weights 'rowmap'/'colmap' are not a 3x3 stride-1 conv's")
     tiles = wino.tiles_of(n, out.shape[1], out.shape[2])
-    v.require(len(outputs) == 2, f"{len(outputs)} outputs; the step writes y and its scratch")
+    v.require(len(outputs) == 2, f"{len(outputs)} outputs and scratch tensors; the step has "
+                                 f"one output and one scratch")
     flat = _f32("the scratch", outputs[1], ndim=1)
     need = wino.scratch_floats(tiles, c, co)
     v.require(flat.size >= need, f"the scratch has {flat.size} floats; the step needs {need}")
