@@ -5,12 +5,16 @@
 upsampling). The regular columns of a row (every tap inside the input, input columns an
 arithmetic progression: the interior of a zero-padded map) run in tiles of ``PIXELS`` pixels
 along the row: per tap one vector of weights is loaded and multiplied into the tile's pixels,
-one accumulator register per pixel, over one tap
-table of the output row shifted by each tile's first column. Other pixels (borders, upsampling)
-list their valid taps and run alone, in blocks of 64 channels (four independent chains).
-Channels run in vectors of 16, 8 and 4 lanes (contiguous in NHWC: plain loads), a scalar loop
-finishes the last ``Co % 4``. With a channel multiplier ``k > 1`` output channel ``co`` reads
-input channel ``co // k``; that form runs the scalar loop only.
+one accumulator register per pixel, over one table of the output row shifted by each tile's
+first column. The kernel variants of ``UNROLLED`` (3 or 5 taps per kernel row, stride 1 or 2:
+``variant``) unroll a kernel row's taps, so the loop has a constant trip count and pixels that
+read one input column share its load (Zen 4, one thread: a 56x56x96 3x3 map took 155 us with
+the taps from the table, 111 us unrolled). Other pixels (borders, upsampling) list their valid
+taps and run alone, in blocks of 64 channels (four independent chains).
+Channels run in vectors of 16, 8 and 4 lanes (contiguous in NHWC: plain loads); the last
+``Co % 4`` as the last 4 channels computed again (the same sums stored twice, so the residual may
+not overlap the output). A map of fewer than 4 channels runs a scalar loop, and so does a channel
+multiplier ``k > 1`` (output channel ``co`` reads input channel ``co // k``).
 
 Epilogue (same pass): ``act(acc + bias[co] (+ residual))``; RELU and CLAMP on the registers,
 other activations over each row part's outputs at its end.
@@ -35,6 +39,9 @@ BLOCK = NVB * VL
 # chains, where one pixel at a time waits on one FMA chain of KH * KW taps per vector.
 PIXELS = 8
 MAX_TAPS = 256              # NOTE: larger kernels run as a grouped igemm conv instead
+# (taps per kernel row, column stride) of the kernel variants whose row of taps is unrolled;
+# MediaPipe's and PP-OCR's depthwise convs are all of these
+UNROLLED = ((3, 1), (3, 2), (5, 1), (5, 2))
 
 
 def machine_pixels() -> int:
@@ -50,93 +57,129 @@ def pack_weights(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(w, F32)[:, 0].transpose(1, 2, 0))
 
 
-def _tile(pixels: int, lanes: int):
-    """``lanes`` channels from ``c0`` of ``pixels`` output pixels (outputs ``ob + p * ostep``, inputs
-    of tap ``t`` at ``taps[t] + xb + p * xs``): the ``nt`` taps, bias, residual and clamp, in
-    ``pixels`` vector registers (inlined: ``pixels`` and ``lanes`` are constants of the caller's
-    code)."""
-    def tile(acc, xf, wf, taps, wts, nt, xb, xs, c0, bias, rf, of, ob, ostep, has_res, lo_, hi_):
+def _tile(pixels: int, lanes: int, kw: int, stride: int):
+    """``lanes`` channels from ``c0`` of ``pixels`` output pixels (outputs at ``ob + p * ostep``):
+    the taps, bias, residual and clamp, in ``pixels`` vector registers. ``kw`` 0: ``nt`` table
+    entries ``tb...`` are taps (inputs at ``tx[t] + xb + p * xs``, weights at ``tw[t]``);
+    ``kw`` > 0: they are kernel rows whose ``kw`` taps are unrolled, the pixels ``stride``
+    columns of ``xs`` floats apart (inputs at ``tx[t] + xb + (k + p * stride) * xs``, weights at
+    ``tw[t] + k * ws``): the loop's trip count and its loads' offsets are constants, and pixels
+    that read the same input column share one load. Arrays by address (``xa``: x, ``wa``:
+    packed weights, ``ba``: bias, ``ra``: residual, ``oa``: out): passing them costs reference
+    counts per call (inlined: ``pixels``, ``lanes``, ``kw`` and ``stride`` are constants of the
+    caller's code)."""
+    def tile(acc, tx, tw, tb, nt, xa, wa, ba, ra, oa, xb, xs, ws, c0, ob, ostep, has_res, lo_,
+             hi_):
         for p in range(pixels):
             vfill(acc, p * lanes, F32(0), lanes)
-        for t in range(nt):
-            xo, wo = taps[t] + xb + c0, wts[t] + c0
-            for p in range(pixels):
-                vfma2(acc, p * lanes, xf, xo + p * xs, wf, wo, lanes)
+        for t in range(tb, tb + nt):
+            xo, wo = tx[t] + xb + c0, tw[t] + c0
+            if kw == 0:
+                for p in range(pixels):
+                    vfma2(acc, p * lanes, xa, xo + p * xs, wa, wo, lanes)
+            for k in range(kw):
+                for p in range(pixels):
+                    vfma2(acc, p * lanes, xa, xo + (k + p * stride) * xs, wa, wo + k * ws, lanes)
         for p in range(pixels):
             a, o = p * lanes, ob + p * ostep + c0
-            vadd(acc, a, bias, c0, lanes)
+            vadd(acc, a, ba, c0, lanes)
             if has_res:
-                vadd(acc, a, rf, o, lanes)
+                vadd(acc, a, ra, o, lanes)
             vclamp(acc, a, lo_, hi_, lanes)
-            vcopy(of, o, acc, a, lanes)
+            vcopy(oa, o, acc, a, lanes)
     return config.jit(tile, inline="always")
 
 
-def _tiles(pixels: int):
-    """All channels of ``pixels`` pixels in vectors of 16, 8 and 4 lanes (a single pixel first
-    in blocks of ``BLOCK``: four independent chains); returns the channels done, the last
-    ``Co % 4`` left to ``_scalar``."""
-    wide = _tile(1, BLOCK) if pixels == 1 else None
-    t16, t8, t4 = (_tile(pixels, n) for n in (VL, 8, 4))
+def _tiles(pixels: int, kw: int = 0, stride: int = 1):
+    """All channels of ``pixels`` pixels (``_tile``) in vectors of 16, 8 and 4 lanes (a single
+    pixel first in blocks of ``BLOCK``: four independent chains), the last ``Co % 4`` by the last
+    4 lanes once more; returns the channels done (fewer than 4 channels: none, the scalar
+    loop's)."""
+    wide = _tile(1, BLOCK, kw, stride) if pixels == 1 else None
+    t16, t8, t4 = (_tile(pixels, n, kw, stride) for n in (VL, 8, 4))
 
-    def tiles(acc, xf, wf, taps, wts, nt, xb, xs, bias, rf, of, ob, ostep, co_, has_res, lo_,
-              hi_):
+    def tiles(acc, tx, tw, tb, nt, xa, wa, ba, ra, oa, xb, xs, ws, ob, ostep, co_, has_res,
+              lo_, hi_):
         c0 = 0
         if wide is not None:
             while c0 + BLOCK <= co_:
-                wide(acc, xf, wf, taps, wts, nt, xb, xs, c0, bias, rf, of, ob, ostep, has_res,
-                     lo_, hi_)
+                wide(acc, tx, tw, tb, nt, xa, wa, ba, ra, oa, xb, xs, ws, c0, ob, ostep,
+                     has_res, lo_, hi_)
                 c0 += BLOCK
         while c0 + VL <= co_:
-            t16(acc, xf, wf, taps, wts, nt, xb, xs, c0, bias, rf, of, ob, ostep, has_res, lo_, hi_)
+            t16(acc, tx, tw, tb, nt, xa, wa, ba, ra, oa, xb, xs, ws, c0, ob, ostep, has_res,
+                lo_, hi_)
             c0 += VL
         if c0 + 8 <= co_:
-            t8(acc, xf, wf, taps, wts, nt, xb, xs, c0, bias, rf, of, ob, ostep, has_res, lo_, hi_)
+            t8(acc, tx, tw, tb, nt, xa, wa, ba, ra, oa, xb, xs, ws, c0, ob, ostep, has_res, lo_,
+               hi_)
             c0 += 8
         if c0 + 4 <= co_:
-            t4(acc, xf, wf, taps, wts, nt, xb, xs, c0, bias, rf, of, ob, ostep, has_res, lo_, hi_)
+            t4(acc, tx, tw, tb, nt, xa, wa, ba, ra, oa, xb, xs, ws, c0, ob, ostep, has_res, lo_,
+               hi_)
             c0 += 4
+        if co_ > c0 >= 4:       # the last 1-3 channels: the last 4 again (the same sums)
+            t4(acc, tx, tw, tb, nt, xa, wa, ba, ra, oa, xb, xs, ws, co_ - 4, ob, ostep,
+               has_res, lo_, hi_)
+            c0 = co_
         return c0
     return config.jit(tiles, inline="always")
 
 
-@config.jit(inline="always")
-def _scalar(sacc, xf, wf, taps, wts, nt, xb, c0, bias, rf, of, ob, co_, mult, has_res, lo_,
-            hi_):
-    """Channels ``[c0, co_)`` of one pixel, ``BLOCK`` at a time in scalar code (the last
-    ``Co % 4`` channels; every channel when ``mult > 1``: output ``co`` reads input ``co //
-    mult``)."""
-    while c0 < co_:
-        nc = min(BLOCK, co_ - c0)
-        for j in range(nc):
-            sacc[j] = F32(0)
-        for t in range(nt):
-            xo, wo = taps[t] + xb, wts[t] + c0
-            for j in range(nc):
-                sacc[j] += xf[U64(xo + (c0 + j) // mult)] * wf[U64(wo + j)]
-        for j in range(nc):
-            y = sacc[j] + bias[U64(c0 + j)]
-            if has_res:
-                y += rf[U64(ob + c0 + j)]
-            y = lo_ if y < lo_ else y
-            of[U64(ob + c0 + j)] = hi_ if y > hi_ else y
-        c0 += nc
+@config.jit
+def regular_columns(colmap):
+    """(dil, sx, ilo, ihi) of a column table: output columns ``[ilo, ihi)`` (the longest run
+    from the first whose taps are all valid and ``dil`` > 0 apart) read input columns
+    ``colmap[ilo, 0] + (ow - ilo) * sx + kw * dil``; ``ilo == ihi`` when there are none."""
+    ow_, kw_ = colmap.shape
+    dil, sx, ilo, ihi = 1, 1, ow_, ow_
+    for ow in range(ow_):
+        c = colmap[ow, 0]
+        regular = c >= 0
+        if regular and kw_ > 1:
+            d = colmap[ow, 1] - c
+            if ilo == ow_:
+                dil = d
+            regular = d == dil and d > 0
+            for kw in range(2, kw_):
+                regular = regular and colmap[ow, kw] == c + kw * dil
+        if ilo == ow_:
+            if regular:
+                ilo = ow
+            continue
+        if ow == ilo + 1:
+            sx = c - colmap[ilo, 0]
+        if not regular or c != colmap[ilo, 0] + (ow - ilo) * sx:
+            ihi = ow
+            break
+    return dil, sx, ilo, ihi
 
 
-def _dw_source(parallel: bool):
+def variant(colmap: np.ndarray) -> tuple[int, int]:
+    """The ``(kw, stride)`` of ``dwconv_kernel`` for a column table: a row of ``UNROLLED`` taps
+    (adjacent columns, regular pixels ``stride`` columns apart), else ``(0, 1)``: the taps from
+    a table."""
+    dil, sx, ilo, ihi = regular_columns(colmap)
+    geometry = (colmap.shape[1], sx)
+    return geometry if ihi > ilo and dil == 1 and geometry in UNROLLED else (0, 1)
+
+
+def _dw_source(parallel: bool, KW: int = 0, S: int = 1):
     loop = numba.prange if parallel else range
     P = machine_pixels()
-    ACC = max(BLOCK, P * VL)
-    tiles_p, tiles_half, tiles_1 = _tiles(P), _tiles(max(P // 2, 1)), _tiles(1)
     HALF = max(P // 2, 1)
+    ACC = max(BLOCK, P * VL)
+    TAPS2 = 2 * MAX_TAPS
+    # regular tiles (unrolled taps when KW > 0); single pixels list their own taps
+    tiles_p, tiles_half, tiles_1 = _tiles(P, KW, S), _tiles(HALF, KW, S), _tiles(1)
 
-    # NOTE: the row is its own function, called by the serial and the parallel variant alike
-    # (as ``f32_conv2d``'s igemm_row: LLVM allocates an outlined body's registers better)
+    # NOTE: the rows are a function of their own, called by the serial and the parallel variant
+    # alike (as ``f32_conv2d``'s igemm_row: LLVM allocates an outlined body's registers better)
     @config.jit
-    def dw_row(row, lo, hi, x, rowmap, colmap, wp, bias, residual, out, mult, act, p0, p1,
-               has_res, dil, sx, ilo, ihi):
-        """Output row ``row``, columns ``[lo, hi)``; columns ``[ilo, ihi)`` are regular (input
-        column ``colmap[ilo, 0] + (ow - ilo) * sx + kw * dil``)."""
+    def dw_rows(r0, r1, lo, hi, x, rowmap, colmap, wp, bias, residual, out, mult, act, p0, p1,
+                has_res, dil, sx, ilo, ihi):
+        """Output rows ``[r0, r1)`` (image-major), columns ``[lo, hi)``; columns ``[ilo, ihi)``
+        are regular (input column ``colmap[ilo, 0] + (ow - ilo) * sx + kw * dil``)."""
         n_, h_, w_, c_ = x.shape
         oh_, ow_, co_ = out.shape[1], out.shape[2], out.shape[3]
         kh_, kw_ = rowmap.shape[1], colmap.shape[1]
@@ -144,131 +187,125 @@ def _dw_source(parallel: bool):
         wf = wp.reshape(wp.size)
         rf = residual.reshape(residual.size)
         of = out.reshape(out.size)
-        b = row // oh_
-        oh = row - b * oh_
+        xa, wa, ba = x.ctypes.data, wp.ctypes.data, bias.ctypes.data
+        ra, oa = residual.ctypes.data, out.ctypes.data
         lo_, hi_, rest = epilogue_clamp(act, p0, p1)
         acc = stack_array(ACC, np.float32)        # register tiles: constant offsets only
-        sacc = stack_array(BLOCK, np.float32)     # scalar path
-        # the row's tap table: a regular pixel reads it shifted by its first input column;
-        # other pixels list their valid taps in (txo, two)
-        rxo = stack_array(MAX_TAPS, np.int64)
-        rwo = stack_array(MAX_TAPS, np.int64)
-        txo = stack_array(MAX_TAPS, np.int64)
-        two = stack_array(MAX_TAPS, np.int64)
-        nrt = 0
-        for kh in range(kh_):
-            r = rowmap[oh, kh]
-            if r >= 0:
-                for kw in range(kw_):
-                    rxo[nrt] = ((b * h_ + r) * w_ + kw * dil) * c_
-                    rwo[nrt] = (kh * kw_ + kw) * co_
-                    nrt += 1
-        orow = (b * oh_ + oh) * ow_
-        ow = lo
-        while ow < hi:
-            if mult == 1 and ilo <= ow < ihi:   # a tile of regular pixels
-                xb = (colmap[ilo, 0] + (ow - ilo) * sx) * c_
-                ob = (orow + ow) * co_
-                if ow + P <= ihi and ow + P <= hi:
-                    n = P
-                    c0 = tiles_p(acc, xf, wf, rxo, rwo, nrt, xb, sx * c_, bias, rf, of, ob,
-                                 co_, co_, has_res, lo_, hi_)
-                elif ow + HALF <= ihi and ow + HALF <= hi:
-                    n = HALF
-                    c0 = tiles_half(acc, xf, wf, rxo, rwo, nrt, xb, sx * c_, bias, rf, of, ob,
-                                    co_, co_, has_res, lo_, hi_)
-                else:
-                    n = 1
-                    c0 = tiles_1(acc, xf, wf, rxo, rwo, nrt, xb, 0, bias, rf, of, ob, co_,
-                                 co_, has_res, lo_, hi_)
-                if c0 < co_:
-                    for p in range(n):
-                        _scalar(sacc, xf, wf, rxo, rwo, nrt, xb + p * sx * c_, c0, bias, rf,
-                                of, ob + p * co_, co_, 1, has_res, lo_, hi_)
-                ow += n
-                continue
-            nt = 0
+        # (input, weight) offset tables: [0, MAX_TAPS) the row's, which a regular pixel reads
+        # shifted by its first input column (kernel rows when KW > 0, else taps);
+        # [MAX_TAPS, ...) a single pixel's own valid taps
+        tx = stack_array(TAPS2, np.int64)
+        tw = stack_array(TAPS2, np.int64)
+        if KW > 0 and not (dil == 1 and sx == S and kw_ == KW):
+            ilo = ihi = ow_                       # not this variant's geometry: no tiles
+        for row in range(r0, r1):
+            b = row // oh_
+            oh = row - b * oh_
+            nrt = 0
             for kh in range(kh_):
                 r = rowmap[oh, kh]
                 if r < 0:
                     continue
-                for kw in range(kw_):
-                    c = colmap[ow, kw]
-                    if c >= 0:
-                        txo[nt] = ((b * h_ + r) * w_ + c) * c_
-                        two[nt] = (kh * kw_ + kw) * co_
-                        nt += 1
-            ob = (orow + ow) * co_
-            c0 = 0
-            if mult == 1:
-                c0 = tiles_1(acc, xf, wf, txo, two, nt, 0, 0, bias, rf, of, ob, co_, co_,
-                             has_res, lo_, hi_)
-            _scalar(sacc, xf, wf, txo, two, nt, 0, c0, bias, rf, of, ob, co_, mult, has_res,
-                    lo_, hi_)
-            ow += 1
-        if rest != 0 and hi > lo:
-            activate_span(of, (orow + lo) * co_, (hi - lo) * co_, rest, p0, p1)
+                for kw in range(kw_ if KW == 0 else 1):
+                    tx[nrt] = ((b * h_ + r) * w_ + kw * dil) * c_
+                    tw[nrt] = (kh * kw_ + kw) * co_
+                    nrt += 1
+            orow = (b * oh_ + oh) * ow_
+            end = min(hi, ihi)
+            ow = lo
+            while ow < hi:
+                ob = (orow + ow) * co_
+                regular = mult == 1 and co_ >= 4 and ilo <= ow < end
+                n = 1
+                if regular:
+                    n = P if ow + P <= end else HALF if ow + HALF <= end else 1
+                if regular and (n > 1 or KW == 0):      # the row's table
+                    tb, nt = 0, nrt
+                    xs = c_ if KW > 0 else sx * c_
+                    xb = (colmap[ilo, 0] + (ow - ilo) * sx) * c_
+                else:                                   # list the pixel's valid taps
+                    tb, nt, xs, xb = MAX_TAPS, 0, 0, 0
+                    for kh in range(kh_):
+                        r = rowmap[oh, kh]
+                        if r < 0:
+                            continue
+                        for kw in range(kw_):
+                            c = colmap[ow, kw]
+                            if c >= 0:
+                                tx[MAX_TAPS + nt] = ((b * h_ + r) * w_ + c) * c_
+                                tw[MAX_TAPS + nt] = (kh * kw_ + kw) * co_
+                                nt += 1
+                c0 = 0
+                if mult == 1:
+                    if tb == 0 and n == P:
+                        c0 = tiles_p(acc, tx, tw, tb, nt, xa, wa, ba, ra, oa, xb, xs, co_, ob,
+                                     co_, co_, has_res, lo_, hi_)
+                    elif tb == 0 and n == HALF:
+                        c0 = tiles_half(acc, tx, tw, tb, nt, xa, wa, ba, ra, oa, xb, xs, co_,
+                                        ob, co_, co_, has_res, lo_, hi_)
+                    else:
+                        c0 = tiles_1(acc, tx, tw, tb, nt, xa, wa, ba, ra, oa, xb, xs, co_, ob,
+                                     co_, co_, has_res, lo_, hi_)
+                # fewer than 4 channels, or mult > 1 (output co reads input channel co // mult):
+                # one pixel, its listed taps
+                for c in range(c0, co_):
+                    ci = c // mult
+                    y = F32(0)
+                    for t in range(tb, tb + nt):
+                        y += xf[U64(tx[t] + ci)] * wf[U64(tw[t] + c)]
+                    y += bias[U64(c)]
+                    if has_res:
+                        y += rf[U64(ob + c)]
+                    y = lo_ if y < lo_ else y
+                    of[U64(ob + c)] = hi_ if y > hi_ else y
+                ow += n
+            if rest != 0 and hi > lo:
+                activate_span(of, (orow + lo) * co_, (hi - lo) * co_, rest, p0, p1)
 
     def f32_dwconv2d(x, rowmap, colmap, wp, bias, residual, out, mult, act, p0, p1, has_res,
                      splits):
-        oh_, ow_ = out.shape[1], out.shape[2]
-        kw_ = colmap.shape[1]
-        # the regular columns: the longest run from the first pixel whose KW taps are valid
-        # and ``dil`` apart, its first input columns ``sx`` apart
-        dil, sx, ilo, ihi = 1, 1, ow_, ow_
-        for ow in range(ow_):
-            c = colmap[ow, 0]
-            regular = c >= 0
-            if regular and kw_ > 1:
-                d = colmap[ow, 1] - c
-                if ilo == ow_:
-                    dil = d
-                regular = d == dil and d > 0
-                for kw in range(2, kw_):
-                    regular = regular and colmap[ow, kw] == c + kw * dil
-            if ilo == ow_:
-                if regular:
-                    ilo = ow
-                continue
-            if ow == ilo + 1:
-                sx = c - colmap[ilo, 0]
-            if not regular or c != colmap[ilo, 0] + (ow - ilo) * sx:
-                ihi = ow
-                break
+        rows, ow_ = out.shape[0] * out.shape[1], out.shape[2]
+        dil, sx, ilo, ihi = regular_columns(colmap)
         span = -(-ow_ // splits)
-        for task in loop(out.shape[0] * oh_ * splits):
-            row = task // splits
-            lo = (task - row * splits) * span
-            dw_row(row, lo, min(ow_, lo + span), x, rowmap, colmap, wp, bias, residual, out,
-                   mult, act, p0, p1, has_res, dil, sx, ilo, ihi)
+        # a task: one row part (parallel), or every row's part (serial: one call)
+        per = 1 if parallel else max(rows, 1)
+        chunks = -(-rows // per)
+        for task in loop(chunks * splits):
+            chunk = task // splits
+            lo = (task - chunk * splits) * span
+            dw_rows(chunk * per, min(rows, chunk * per + per), lo, min(ow_, lo + span), x,
+                    rowmap, colmap, wp, bias, residual, out, mult, act, p0, p1, has_res, dil, sx,
+                    ilo, ihi)
 
     return f32_dwconv2d
 
 
 @functools.lru_cache(maxsize=None)
-def dwconv_kernel(parallel: bool, cache: bool = True):
-    """The Numba dispatcher of ``f32_dwconv2d_minmax`` (memoised).
+def dwconv_kernel(parallel: bool, kw: int = 0, stride: int = 1, cache: bool = True):
+    """The Numba dispatcher of ``f32_dwconv2d_minmax`` (memoised): ``(kw, stride)`` one of
+    ``UNROLLED`` (``variant(colmap)``) unrolls that row of taps, ``(0, 1)`` runs any geometry
+    (either gives the same outputs on any tables).
 
     Call ``fn(x, rowmap, colmap, wp, bias, residual, out, mult, act, p0, p1, has_res, splits)``:
         x: f32[N, H, W, C] read-only view; rowmap i32[OH, KH], colmap i32[OW, KW] read-only;
         wp: f32[KH, KW, Co] from ``pack_weights``, read-only (KH * KW <= MAX_TAPS);
         bias: f32[Co] read-only; residual: f32[N, OH, OW, Co] read-only view (any such array when
-        ``has_res`` is False); out: f32[N, OH, OW, Co], Co = mult * C, may not overlap x;
-        mult, act: int; p0, p1: float32; splits: column parts per output row, each a task of
-        its own (``f32_conv2d.row_splits``).
+        ``has_res`` is False); out: f32[N, OH, OW, Co], Co = mult * C, may not overlap x or the
+        residual; mult, act: int; p0, p1: float32; splits: column parts per output row, each a
+        task of its own (``f32_conv2d.row_splits``).
     """
     flags = {} if cache else {"cache": False}
     deco = config.pjit if parallel else config.jit
-    return deco(_dw_source(parallel), **flags)
+    return deco(_dw_source(parallel, kw, stride), **flags)
 
 
 def run_dwconv(x, rowmap, colmap, wp, bias, residual, out, *, mult, act, act_params, parallel):
     p0, p1 = activation_params(act, act_params)
     has_res = residual is not None
     res = readonly(residual if has_res else out)
-    dwconv_kernel(parallel)(readonly(x), readonly(rowmap), readonly(colmap), readonly(wp),
-                            readonly(bias), res, out, mult, int(act), F32(p0), F32(p1), has_res,
-                            1)
+    fn = dwconv_kernel(parallel, *variant(colmap))
+    fn(readonly(x), readonly(rowmap), readonly(colmap), readonly(wp), readonly(bias), res, out,
+       mult, int(act), F32(p0), F32(p1), has_res, 1)
     return out
 
 
