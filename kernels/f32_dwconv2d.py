@@ -169,7 +169,8 @@ def _dw_source(parallel: bool, KW: int = 0, S: int = 1):
     P = machine_pixels()
     HALF = max(P // 2, 1)
     ACC = max(BLOCK, P * VL)
-    TAPS2 = 2 * MAX_TAPS
+    ROWS = 2 * MAX_TAPS
+    TABLES = ROWS + MAX_TAPS
     # regular tiles (unrolled taps when KW > 0); single pixels list their own taps
     tiles_p, tiles_half, tiles_1 = _tiles(P, KW, S), _tiles(HALF, KW, S), _tiles(1)
 
@@ -191,22 +192,26 @@ def _dw_source(parallel: bool, KW: int = 0, S: int = 1):
         ra, oa = residual.ctypes.data, out.ctypes.data
         lo_, hi_, rest = epilogue_clamp(act, p0, p1)
         acc = stack_array(ACC, np.float32)        # register tiles: constant offsets only
-        # (input, weight) offset tables: [0, MAX_TAPS) the row's, which a regular pixel reads
-        # shifted by its first input column (kernel rows when KW > 0, else taps);
-        # [MAX_TAPS, ...) a single pixel's own valid taps
-        tx = stack_array(TAPS2, np.int64)
-        tw = stack_array(TAPS2, np.int64)
+        # (input, weight) offset tables: [0, MAX_TAPS) the row's taps, which a regular pixel
+        # reads shifted by its first input column; [MAX_TAPS, ROWS) a single pixel's own valid
+        # taps; [ROWS, ...) the row's kernel rows (KW > 0: the unrolled tiles')
+        tx = stack_array(TABLES, np.int64)
+        tw = stack_array(TABLES, np.int64)
         if KW > 0 and not (dil == 1 and sx == S and kw_ == KW):
             ilo = ihi = ow_                       # not this variant's geometry: no tiles
         for row in range(r0, r1):
             b = row // oh_
             oh = row - b * oh_
-            nrt = 0
+            nrt = nkr = 0
             for kh in range(kh_):
                 r = rowmap[oh, kh]
                 if r < 0:
                     continue
-                for kw in range(kw_ if KW == 0 else 1):
+                if KW > 0:
+                    tx[ROWS + nkr] = (b * h_ + r) * w_ * c_
+                    tw[ROWS + nkr] = kh * kw_ * co_
+                    nkr += 1
+                for kw in range(kw_):
                     tx[nrt] = ((b * h_ + r) * w_ + kw * dil) * c_
                     tw[nrt] = (kh * kw_ + kw) * co_
                     nrt += 1
@@ -217,12 +222,13 @@ def _dw_source(parallel: bool, KW: int = 0, S: int = 1):
                 ob = (orow + ow) * co_
                 regular = mult == 1 and co_ >= 4 and ilo <= ow < end
                 n = 1
-                if regular:
+                if regular:                             # the row's table
                     n = P if ow + P <= end else HALF if ow + HALF <= end else 1
-                if regular and (n > 1 or KW == 0):      # the row's table
-                    tb, nt = 0, nrt
-                    xs = c_ if KW > 0 else sx * c_
                     xb = (colmap[ilo, 0] + (ow - ilo) * sx) * c_
+                    if KW > 0 and n > 1:
+                        tb, nt, xs = ROWS, nkr, c_
+                    else:
+                        tb, nt, xs = 0, nrt, sx * c_
                 else:                                   # list the pixel's valid taps
                     tb, nt, xs, xb = MAX_TAPS, 0, 0, 0
                     for kh in range(kh_):
@@ -237,10 +243,10 @@ def _dw_source(parallel: bool, KW: int = 0, S: int = 1):
                                 nt += 1
                 c0 = 0
                 if mult == 1:
-                    if tb == 0 and n == P:
+                    if regular and n == P > 1:
                         c0 = tiles_p(acc, tx, tw, tb, nt, xa, wa, ba, ra, oa, xb, xs, co_, ob,
                                      co_, co_, has_res, lo_, hi_)
-                    elif tb == 0 and n == HALF:
+                    elif regular and n == HALF > 1:
                         c0 = tiles_half(acc, tx, tw, tb, nt, xa, wa, ba, ra, oa, xb, xs, co_,
                                         ob, co_, co_, has_res, lo_, hi_)
                     else:
