@@ -64,15 +64,22 @@ def _tile(pixels: int, lanes: int, kw: int, stride: int):
     ``kw`` > 0: they are kernel rows whose ``kw`` taps are unrolled, the pixels ``stride``
     columns of ``xs`` floats apart (inputs at ``tx[t] + xb + (k + p * stride) * xs``, weights at
     ``tw[t] + k * ws``): the loop's trip count and its loads' offsets are constants, and pixels
-    that read the same input column share one load. Arrays by address (``xa``: x, ``wa``:
+    that read the same input column share one load; ``kw`` < 0: ``nt`` taps of weights
+    ``tw[tb + t]`` gathered per pixel (inputs at ``ta[t * pixels + p]`` from ``xa``, a padding
+    tap's at a zero buffer), for pixels at borders. Arrays by address (``xa``: x, ``wa``:
     packed weights, ``ba``: bias, ``ra``: residual, ``oa``: out): passing them costs reference
     counts per call (inlined: ``pixels``, ``lanes``, ``kw`` and ``stride`` are constants of the
     caller's code)."""
-    def tile(acc, tx, tw, tb, nt, xa, wa, ba, ra, oa, xb, xs, ws, c0, ob, ostep, has_res, lo_,
-             hi_):
+    def tile(acc, tx, tw, ta, tb, nt, xa, wa, ba, ra, oa, xb, xs, ws, c0, ob, ostep,
+             has_res, lo_, hi_):
         for p in range(pixels):
             vfill(acc, p * lanes, F32(0), lanes)
-        for t in range(tb, tb + nt):
+        if kw < 0:
+            for t in range(nt):
+                wo = tw[tb + t] + c0
+                for p in range(pixels):
+                    vfma2(acc, p * lanes, xa, ta[t * pixels + p] + c0, wa, wo, lanes)
+        for t in range(tb, tb + (nt if kw >= 0 else 0)):
             xo, wo = tx[t] + xb + c0, tw[t] + c0
             if kw == 0:
                 for p in range(pixels):
@@ -98,28 +105,28 @@ def _tiles(pixels: int, kw: int = 0, stride: int = 1):
     wide = _tile(1, BLOCK, kw, stride) if pixels == 1 else None
     t16, t8, t4 = (_tile(pixels, n, kw, stride) for n in (VL, 8, 4))
 
-    def tiles(acc, tx, tw, tb, nt, xa, wa, ba, ra, oa, xb, xs, ws, ob, ostep, co_, has_res,
-              lo_, hi_):
+    def tiles(acc, tx, tw, ta, tb, nt, xa, wa, ba, ra, oa, xb, xs, ws, ob, ostep, co_,
+              has_res, lo_, hi_):
         c0 = 0
         if wide is not None:
             while c0 + BLOCK <= co_:
-                wide(acc, tx, tw, tb, nt, xa, wa, ba, ra, oa, xb, xs, ws, c0, ob, ostep,
+                wide(acc, tx, tw, ta, tb, nt, xa, wa, ba, ra, oa, xb, xs, ws, c0, ob, ostep,
                      has_res, lo_, hi_)
                 c0 += BLOCK
         while c0 + VL <= co_:
-            t16(acc, tx, tw, tb, nt, xa, wa, ba, ra, oa, xb, xs, ws, c0, ob, ostep, has_res,
-                lo_, hi_)
+            t16(acc, tx, tw, ta, tb, nt, xa, wa, ba, ra, oa, xb, xs, ws, c0, ob, ostep,
+                has_res, lo_, hi_)
             c0 += VL
         if c0 + 8 <= co_:
-            t8(acc, tx, tw, tb, nt, xa, wa, ba, ra, oa, xb, xs, ws, c0, ob, ostep, has_res, lo_,
-               hi_)
+            t8(acc, tx, tw, ta, tb, nt, xa, wa, ba, ra, oa, xb, xs, ws, c0, ob, ostep,
+               has_res, lo_, hi_)
             c0 += 8
         if c0 + 4 <= co_:
-            t4(acc, tx, tw, tb, nt, xa, wa, ba, ra, oa, xb, xs, ws, c0, ob, ostep, has_res, lo_,
-               hi_)
+            t4(acc, tx, tw, ta, tb, nt, xa, wa, ba, ra, oa, xb, xs, ws, c0, ob, ostep,
+               has_res, lo_, hi_)
             c0 += 4
         if co_ > c0 >= 4:       # the last 1-3 channels: the last 4 again (the same sums)
-            t4(acc, tx, tw, tb, nt, xa, wa, ba, ra, oa, xb, xs, ws, co_ - 4, ob, ostep,
+            t4(acc, tx, tw, ta, tb, nt, xa, wa, ba, ra, oa, xb, xs, ws, co_ - 4, ob, ostep,
                has_res, lo_, hi_)
             c0 = co_
         return c0
@@ -171,8 +178,11 @@ def _dw_source(parallel: bool, KW: int = 0, S: int = 1):
     ACC = max(BLOCK, P * VL)
     ROWS = 2 * MAX_TAPS
     TABLES = ROWS + MAX_TAPS
+    GATHER = MAX_TAPS * HALF
+    ZMAX = 4096             # NOTE: channels of a map with border tiles (more: single pixels)
     # regular tiles (unrolled taps when KW > 0); single pixels list their own taps
     tiles_p, tiles_half, tiles_1 = _tiles(P, KW, S), _tiles(HALF, KW, S), _tiles(1)
+    tiles_g = _tiles(HALF, -1)      # HALF pixels of a border, their taps gathered
 
     # NOTE: the rows are a function of their own, called by the serial and the parallel variant
     # alike (as ``f32_conv2d``'s igemm_row: LLVM allocates an outlined body's registers better)
@@ -197,6 +207,13 @@ def _dw_source(parallel: bool, KW: int = 0, S: int = 1):
         # taps; [ROWS, ...) the row's kernel rows (KW > 0: the unrolled tiles')
         tx = stack_array(TABLES, np.int64)
         tw = stack_array(TABLES, np.int64)
+        ta = stack_array(GATHER, np.int64)        # a border tile's input offsets
+        # a padding tap reads zeros: Co floats, at an offset from x's address
+        zeros = stack_array(ZMAX, np.float32)
+        gather = mult == 1 and 4 <= co_ <= ZMAX and hi - lo >= HALF > 1
+        for c in range(co_ if gather else 0):
+            zeros[c] = F32(0)
+        zo = (np.int64(zeros.ctypes.data) - np.int64(xa)) // 4
         if KW > 0 and not (dil == 1 and sx == S and kw_ == KW):
             ilo = ihi = ow_                       # not this variant's geometry: no tiles
         for row in range(r0, r1):
@@ -219,8 +236,27 @@ def _dw_source(parallel: bool, KW: int = 0, S: int = 1):
             end = min(hi, ihi)
             ow = lo
             while ow < hi:
-                ob = (orow + ow) * co_
                 regular = mult == 1 and co_ >= 4 and ilo <= ow < end
+                if gather and not (regular and ow + HALF <= end) and ow + HALF - 1 <= hi:
+                    # a border tile: HALF pixels from ow, or the part's last HALF (the same sums
+                    # again for one pixel done), each tap's inputs gathered per pixel
+                    g0 = min(ow, hi - HALF)
+                    nt = 0
+                    for kh in range(kh_):
+                        r = rowmap[oh, kh]
+                        if r < 0:
+                            continue
+                        for kw in range(kw_):
+                            tw[MAX_TAPS + nt] = (kh * kw_ + kw) * co_
+                            for p in range(HALF):
+                                c = colmap[g0 + p, kw]
+                                ta[nt * HALF + p] = ((b * h_ + r) * w_ + c) * c_ if c >= 0 else zo
+                            nt += 1
+                    tiles_g(acc, tx, tw, ta, MAX_TAPS, nt, xa, wa, ba, ra, oa, 0, 0, co_,
+                            (orow + g0) * co_, co_, co_, has_res, lo_, hi_)
+                    ow = g0 + HALF
+                    continue
+                ob = (orow + ow) * co_
                 n = 1
                 if regular:                             # the row's table
                     n = P if ow + P <= end else HALF if ow + HALF <= end else 1
@@ -244,14 +280,14 @@ def _dw_source(parallel: bool, KW: int = 0, S: int = 1):
                 c0 = 0
                 if mult == 1:
                     if regular and n == P > 1:
-                        c0 = tiles_p(acc, tx, tw, tb, nt, xa, wa, ba, ra, oa, xb, xs, co_, ob,
-                                     co_, co_, has_res, lo_, hi_)
+                        c0 = tiles_p(acc, tx, tw, ta, tb, nt, xa, wa, ba, ra, oa, xb, xs, co_,
+                                     ob, co_, co_, has_res, lo_, hi_)
                     elif regular and n == HALF > 1:
-                        c0 = tiles_half(acc, tx, tw, tb, nt, xa, wa, ba, ra, oa, xb, xs, co_,
-                                        ob, co_, co_, has_res, lo_, hi_)
+                        c0 = tiles_half(acc, tx, tw, ta, tb, nt, xa, wa, ba, ra, oa, xb, xs,
+                                        co_, ob, co_, co_, has_res, lo_, hi_)
                     else:
-                        c0 = tiles_1(acc, tx, tw, tb, nt, xa, wa, ba, ra, oa, xb, xs, co_, ob,
-                                     co_, co_, has_res, lo_, hi_)
+                        c0 = tiles_1(acc, tx, tw, ta, tb, nt, xa, wa, ba, ra, oa, xb, xs, co_,
+                                     ob, co_, co_, has_res, lo_, hi_)
                 # fewer than 4 channels, or mult > 1 (output co reads input channel co // mult):
                 # one pixel, its listed taps
                 for c in range(c0, co_):
