@@ -9,8 +9,10 @@ one accumulator register per pixel, over one table of the output row shifted by 
 first column. The kernel variants of ``UNROLLED`` (3 or 5 taps per kernel row, stride 1 or 2:
 ``variant``) unroll a kernel row's taps, so the loop has a constant trip count and pixels that
 read one input column share its load (Zen 4, one thread: a 56x56x96 3x3 map took 155 us with
-the taps from the table, 111 us unrolled). Other pixels (borders, upsampling) list their valid
-taps and run alone, in blocks of 64 channels (four independent chains).
+the taps from the table, 111 us unrolled). The pixels left at a row's ends (borders, the last
+few) run in tiles of ``PIXELS // 2`` whose inputs are gathered per pixel and tap (a padding tap
+reads a zero buffer), as XNNPACK's indirection does; any other pixel lists its valid taps and
+runs alone, in blocks of 64 channels (four independent chains).
 Channels run in vectors of 16, 8 and 4 lanes (contiguous in NHWC: plain loads); the last
 ``Co % 4`` as the last 4 channels computed again (the same sums stored twice, so the residual may
 not overlap the output). A map of fewer than 4 channels runs a scalar loop, and so does a channel
