@@ -32,6 +32,14 @@ def _f32_array(t) -> bool:
     return isinstance(t, types.Array) and t.dtype == types.float32 and t.ndim == 1
 
 
+def _f32_source(t) -> bool:
+    """A float32 array, or the raw address (int) of float32 data: what ``vfma2``, ``vadd`` and
+    ``vcopy`` take besides their register tile.
+    NOTE: an inlined helper that takes arrays costs NRT reference-count calls per call (as
+    ``_int8_source``); the depthwise kernel's tiles take addresses."""
+    return _f32_array(t) or isinstance(t, types.Integer)
+
+
 @intrinsic
 def _stack_ptr(typingctx, size, dtype):
     if _literal(size) is None or not isinstance(dtype, types.NumberClass):
@@ -59,7 +67,10 @@ def stack_array(size, dtype):
 
 
 def _vec_ptr(context, builder, arrty, arr, off, offty, lanes):
-    data = context.make_array(arrty)(context, builder, arr).data
+    if isinstance(arrty, types.Integer):        # a raw address of float32 data
+        data = builder.inttoptr(context.cast(builder, arr, arrty, types.intp), _F32.as_pointer())
+    else:
+        data = context.make_array(arrty)(context, builder, arr).data
     off = context.cast(builder, off, offty, types.intp)
     return builder.bitcast(builder.gep(data, [off]), ir.VectorType(_F32, lanes).as_pointer())
 
@@ -131,9 +142,9 @@ def vclamp(typingctx, dst, off, lo, hi, lanes):
 
 @intrinsic
 def vcopy(typingctx, dst, doff, src, soff, lanes):
-    """``dst[doff:doff+lanes] = src[soff:soff+lanes]``."""
+    """``dst[doff:doff+lanes] = src[soff:soff+lanes]`` (either an array or an address)."""
     n = _literal(lanes)
-    if n is None or not (_f32_array(dst) and _f32_array(src)):
+    if n is None or not (_f32_source(dst) and _f32_source(src)):
         return None
 
     def codegen(context, builder, sig, args):
@@ -147,9 +158,10 @@ def vcopy(typingctx, dst, doff, src, soff, lanes):
 
 @intrinsic
 def vfma2(typingctx, acc, aoff, x, xoff, w, woff, lanes):
-    """``acc[aoff:aoff+lanes] += x[xoff:xoff+lanes] * w[woff:woff+lanes]`` (element-wise)."""
+    """``acc[aoff:aoff+lanes] += x[xoff:xoff+lanes] * w[woff:woff+lanes]`` (element-wise; ``x``
+    and ``w`` arrays or addresses)."""
     n = _literal(lanes)
-    if n is None or not (_f32_array(acc) and _f32_array(x) and _f32_array(w)):
+    if n is None or not (_f32_array(acc) and _f32_source(x) and _f32_source(w)):
         return None
 
     def codegen(context, builder, sig, args):
@@ -395,9 +407,9 @@ def vcopy_i32(typingctx, dst, doff, src, soff, lanes):
 
 @intrinsic
 def vadd(typingctx, dst, doff, src, soff, lanes):
-    """``dst[doff:doff+lanes] += src[soff:soff+lanes]``."""
+    """``dst[doff:doff+lanes] += src[soff:soff+lanes]`` (``src`` an array or an address)."""
     n = _literal(lanes)
-    if n is None or not (_f32_array(dst) and _f32_array(src)):
+    if n is None or not (_f32_array(dst) and _f32_source(src)):
         return None
 
     def codegen(context, builder, sig, args):

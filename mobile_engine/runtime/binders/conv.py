@@ -369,7 +369,12 @@ def bind_dwconv(params, weights, inputs, outputs, threads=None):
     v.require(kh * kw <= dw.MAX_TAPS, f"weights 'rowmap'/'colmap' give {kh}x{kw} taps; the "
                                       f"kernel holds at most {dw.MAX_TAPS}")
     w = _f32("weight 'w' (packed weights)", _weight(weights, "w"), shape=(kh, kw, co))
-    fn, splits = _row_parts(params, x.shape[0] * out.shape[1], out.shape[2], co, 1, threads,
-                            dw.dwconv_kernel)
+    # the kernel stores a map's last Co % 4 channels twice (the last 4 lanes once more)
+    v.require(not (has_res and np.may_share_memory(res, out)),
+              "the residual overlaps the output")
+    kw_stride = dw.variant(colmap)
+    fn, splits = _row_parts(params, x.shape[0] * out.shape[1], out.shape[2], co,
+                            dw.machine_pixels(), threads,
+                            lambda parallel: dw.dwconv_kernel(parallel, *kw_stride))
     return fn, (x, rowmap, colmap, igemm.readonly(w), bias, res, out, mult, act, p0, p1,
                 has_res, splits)
