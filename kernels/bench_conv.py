@@ -77,8 +77,9 @@ def prepare(h, w, ci, co, k, stride=1, upsample=1, pad_mode="reflect", tile=None
         tiles = wino.tiles_of(*out.shape[:3])
         vs, ms = wino.scratch_split(np.zeros(wino.scratch_floats(tiles, ci, co), np.float32),
                                     tiles, ci, co)
-        args = (ro(x), ro(prow), ro(pcol), ro(wino.transform_weights(wt, nr))) + tail + (
-            1, np.float32(0), np.float32(0), False, vs, ms)
+        args = (ro(x), ro(prow), ro(pcol), ro(wino.transform_weights(wt, nr)),
+                ro(wino.direct_weights(wt))) + tail + (1, np.float32(0), np.float32(0), False,
+                                                      vs, ms, np.zeros(vs.shape[0], np.bool_))
         name = f"w{igemm.machine_rows(wino.MR, nr)}x{nr}"
         return wino.winograd_kernel(nr, parallel), args, flops, name
     if method == "kdot":

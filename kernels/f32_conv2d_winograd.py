@@ -18,7 +18,9 @@ stay within ``CHUNK_BYTES``), each in three passes (three parallel loops):
    block), so every transformed weight block ``U[p]`` is read once per chunk;
 3. output transform ``A^T m A`` with the epilogue: bias (+ residual), the activation (RELU and
    CLAMP as a clamp, the others over each stored row of the tile), only the tile's pixels that
-   are inside the output.
+   are inside the output. A tile whose transformed inputs are not all finite (an Inf or NaN in
+   its patch) is computed by the direct conv instead, so Inf and NaN reach the pixels they reach
+   in onnxruntime, not the whole tile.
 
 Weights: the plan stores the conv's ``[Co, C, 3, 3]`` weights as they are; the binder
 transforms them once at load (``transform_weights``: ``U = G g G^T``, 4x the bytes, so the plan
@@ -111,6 +113,12 @@ def transform_weights(w: np.ndarray, nr: int) -> np.ndarray:
     return np.ascontiguousarray(up.reshape(PATCH * PATCH, nb, nr, c).transpose(0, 1, 3, 2))
 
 
+def direct_weights(w: np.ndarray) -> np.ndarray:
+    """``[Co, C, 3, 3]`` -> ``f32[3, 3, C, Co]``: the direct conv of the tiles an Inf or NaN
+    reaches."""
+    return np.ascontiguousarray(np.asarray(w, F32).transpose(2, 3, 1, 0))
+
+
 def chunk_tiles(tiles: int, c: int, cop: int) -> int:
     """Tiles per chunk: the chunk's ``v`` and ``m`` within ``CHUNK_BYTES``, whole register
     tiles, at most the tiles there are."""
@@ -146,7 +154,8 @@ def _source(MR_: int, NR: int, parallel: bool):
 
     @jit
     def input_tile(x, prow, pcol, v, t, tile):
-        """``v[t] = B^T d B`` of tile ``tile``'s 6x6 patch (rows first, in place in ``v[t]``)."""
+        """``v[t] = B^T d B`` of tile ``tile``'s 6x6 patch (rows first, in place in ``v[t]``);
+        False when a transformed value is not finite (an Inf or NaN in the patch)."""
         n_, h_, w_, c_ = x.shape
         th = (prow.shape[0] - 2) // 4
         tw = (pcol.shape[0] - 2) // 4
@@ -189,6 +198,7 @@ def _source(MR_: int, NR: int, parallel: bool):
                 vf[U64(d + 18 * c_ + k)] = d4 - d2 + F32(2) * (d3 - d1)
                 vf[U64(d + 24 * c_ + k)] = d4 - d2 + F32(2) * (d1 - d3)
                 vf[U64(d + 30 * c_ + k)] = F32(4) * d1 - F32(5) * d3 + d5
+        check = F32(0)
         for i in range(6):
             d = base + i * 6 * c_
             for k in range(c_):
@@ -204,6 +214,8 @@ def _source(MR_: int, NR: int, parallel: bool):
                 vf[U64(d + 3 * c_ + k)] = d4 - d2 + F32(2) * (d3 - d1)
                 vf[U64(d + 4 * c_ + k)] = d4 - d2 + F32(2) * (d1 - d3)
                 vf[U64(d + 5 * c_ + k)] = F32(4) * d1 - F32(5) * d3 + d5
+                check += d0 + d1 + d2 + d3 + d4 + d5
+        return check - check == F32(0)
 
     @jit
     def gemm(v, u, m, p, kb, nt):
@@ -235,9 +247,55 @@ def _source(MR_: int, NR: int, parallel: bool):
                         vcopy(mf, mo + q * VL, acc, (i * NV + q) * VL, VL)
 
     @jit
+    def direct_tile(x, prow, pcol, wd, m, t, tile, bias, residual, out, act, p0, p1, has_res):
+        """The pixels of tile ``tile`` as the direct conv computes them (``wd``: the weights
+        ``[3, 3, C, Co]``; ``m[t]``: the accumulator row): where an Inf or NaN reaches the
+        patch, the transforms would spread it over all 16 pixels of the tile, the direct conv
+        only over the pixels whose taps read it (onnxruntime's outputs)."""
+        n_, h_, w_, c_ = x.shape
+        oh_, ow_, co_ = out.shape[1], out.shape[2], out.shape[3]
+        tw = -(-ow_ // 4)
+        th = -(-oh_ // 4)
+        b = tile // (th * tw)
+        r = tile - b * th * tw
+        r0 = (r // tw) * 4
+        c0 = (r - (r // tw) * tw) * 4
+        xf = x.reshape(x.size)
+        wf = wd.reshape(wd.size)
+        mf = m.reshape(m.size)
+        rf = residual.reshape(residual.size)
+        of = out.reshape(out.size)
+        acc = t * m.shape[1] * m.shape[2]
+        lo, hi, rest = epilogue_clamp(act, p0, p1)
+        for i in range(min(4, oh_ - r0)):
+            for j in range(min(4, ow_ - c0)):
+                for k in range(co_):
+                    mf[U64(acc + k)] = bias[U64(k)]
+                for kh in range(3):
+                    row = prow[r0 + i + kh]
+                    for kw in range(3):
+                        col = pcol[c0 + j + kw]
+                        if row < 0 or col < 0:
+                            continue                # padding: an exact zero
+                        xb = ((b * h_ + row) * w_ + col) * c_
+                        for ch in range(c_):
+                            xv = xf[U64(xb + ch)]
+                            wb = ((kh * 3 + kw) * c_ + ch) * co_
+                            for k in range(co_):
+                                mf[U64(acc + k)] += xv * wf[U64(wb + k)]
+                o = ((b * oh_ + r0 + i) * ow_ + c0 + j) * co_
+                for k in range(co_):
+                    y = mf[U64(acc + k)] + (rf[U64(o + k)] if has_res else F32(0))
+                    y = lo if y < lo else y
+                    of[U64(o + k)] = hi if y > hi else y
+                if rest != 0:
+                    activate_span(of, o, co_, rest, p0, p1)
+
+    @jit
     def output_tile(m, t, tile, bias, residual, out, act, p0, p1, has_res):
         """Output pixels of tile ``tile`` from ``m[t]`` (``A^T m A``, in place in ``m[t]``),
-        with the epilogue."""
+        with the epilogue; False, with nothing stored, when a result is not finite (the
+        transforms overflowed: the direct conv computes the tile)."""
         oh_, ow_, co_ = out.shape[1], out.shape[2], out.shape[3]
         cop = m.shape[2]
         tw = -(-ow_ // 4)
@@ -267,7 +325,9 @@ def _source(MR_: int, NR: int, parallel: bool):
                 mf[U64(d + 12 * cop + k)] = a + F32(4) * e
                 mf[U64(d + 18 * cop + k)] = s + F32(8) * f + m5
         ncol = min(4, ow_ - c0)
-        for i in range(min(4, oh_ - r0)):
+        nrow = min(4, oh_ - r0)
+        check = F32(0)
+        for i in range(nrow):
             d = base + i * 6 * cop
             for k in range(co_):
                 m0 = mf[U64(d + k)]
@@ -278,10 +338,17 @@ def _source(MR_: int, NR: int, parallel: bool):
                 m5 = mf[U64(d + 5 * cop + k)]
                 a, s = m1 + m2, m1 - m2
                 e, f = m3 + m4, m3 - m4
-                mf[U64(d + k)] = m0 + a + e
-                mf[U64(d + cop + k)] = s + F32(2) * f
-                mf[U64(d + 2 * cop + k)] = a + F32(4) * e
-                mf[U64(d + 3 * cop + k)] = s + F32(8) * f + m5
+                y0, y1 = m0 + a + e, s + F32(2) * f
+                y2, y3 = a + F32(4) * e, s + F32(8) * f + m5
+                mf[U64(d + k)] = y0
+                mf[U64(d + cop + k)] = y1
+                mf[U64(d + 2 * cop + k)] = y2
+                mf[U64(d + 3 * cop + k)] = y3
+                check += y0 + y1 + y2 + y3
+        if check - check != F32(0):
+            return False
+        for i in range(nrow):
+            d = base + i * 6 * cop
             ob = ((b * oh_ + r0 + i) * ow_ + c0) * co_
             for jj in range(ncol):
                 o = ob + jj * co_
@@ -298,19 +365,24 @@ def _source(MR_: int, NR: int, parallel: bool):
                         of[U64(o + k)] = hi if y > hi else y
             if rest != 0:
                 activate_span(of, ob, ncol * co_, rest, p0, p1)
+        return True
 
-    def f32_conv2d_winograd(x, prow, pcol, u, bias, residual, out, act, p0, p1, has_res, v, m):
+    def f32_conv2d_winograd(x, prow, pcol, u, wd, bias, residual, out, act, p0, p1, has_res, v,
+                            m, finite):
         tiles = out.shape[0] * ((prow.shape[0] - 2) // 4) * ((pcol.shape[0] - 2) // 4)
         tc = v.shape[0]
         nb = u.shape[1]
         for t0 in range(0, tiles, tc):
             nt = min(tc, tiles - t0)
             for t in loop(nt):
-                input_tile(x, prow, pcol, v, t, t0 + t)
+                finite[t] = input_tile(x, prow, pcol, v, t, t0 + t)
             for task in loop(36 * nb):
                 gemm(v, u, m, task // nb, task - (task // nb) * nb, nt)
             for t in loop(nt):
-                output_tile(m, t, t0 + t, bias, residual, out, act, p0, p1, has_res)
+                if not (finite[t] and output_tile(m, t, t0 + t, bias, residual, out, act, p0, p1,
+                                                  has_res)):
+                    direct_tile(x, prow, pcol, wd, m, t, t0 + t, bias, residual, out, act, p0,
+                                p1, has_res)
 
     return f32_conv2d_winograd
 
@@ -319,14 +391,17 @@ def _source(MR_: int, NR: int, parallel: bool):
 def winograd_kernel(nr: int, parallel: bool, cache: bool = True):
     """The Numba dispatcher of ``f32_conv2d_winograd_f4x3_minmax`` for ``nr``-channel blocks.
 
-    Call ``fn(x, prow, pcol, u, bias, residual, out, act, p0, p1, has_res, v, m)``:
+    Call ``fn(x, prow, pcol, u, wd, bias, residual, out, act, p0, p1, has_res, v, m, finite)``:
         x:        f32[N, H, W, C] C-contiguous, read-only
         prow, pcol: i32 padded maps (``padded_maps``), read-only
         u:        f32[36, NB, C, nr] from ``transform_weights``, read-only
+        wd:       f32[3, 3, C, Co], the weights as the direct conv reads them (``direct_weights``),
+                  for tiles whose patch holds an Inf or NaN
         bias:     f32[Co] read-only; residual: f32[N, OH, OW, Co] read-only (any when not
                   ``has_res``); out: f32[N, OH, OW, Co], may be exactly residual, not x
         act, p0, p1: the activation (``Activation`` code, float32 params)
         v, m:     scratch from ``scratch_split`` (written every run)
+        finite:   bool[TC] scratch (``v.shape[0]``): which tiles of a chunk were finite
     ``cache=False`` compiles a fresh dispatcher whose ``inspect_asm()`` works (tests).
     """
     flags = {} if cache else {"cache": False}
@@ -355,8 +430,9 @@ def conv2d(x, w, bias=None, residual=None, *, pads=(0, 0, 0, 0), pad_mode="const
     res = readonly(np.ascontiguousarray(residual, F32) if has_res else out)
     p0, p1 = activation_params(int(activation_kind), act_params)
     winograd_kernel(nr, parallel)(readonly(x), readonly(prow), readonly(pcol), readonly(u),
-                                  readonly(bias), res, out, int(activation_kind), F32(p0),
-                                  F32(p1), has_res, v, m)
+                                  readonly(direct_weights(w)), readonly(bias), res, out,
+                                  int(activation_kind), F32(p0), F32(p1), has_res, v, m,
+                                  np.zeros(v.shape[0], np.bool_))
     return out
 
 

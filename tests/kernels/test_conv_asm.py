@@ -138,6 +138,7 @@ def _args_winograd(wino, nr, c=16, co=32):
     tiles = wino.tiles_of(1, 9, 10)
     v, m = wino.scratch_split(np.zeros(wino.scratch_floats(tiles, c, co), np.float32), tiles, c, co)
     ro = igemm.readonly
-    u = wino.transform_weights(np.zeros((co, c, 3, 3), np.float32), nr)
-    return (ro(x), ro(prow), ro(pcol), ro(u), ro(np.zeros(co, np.float32)), ro(out), out, 0,
-            np.float32(0), np.float32(0), False, v, m)
+    w = np.zeros((co, c, 3, 3), np.float32)
+    return (ro(x), ro(prow), ro(pcol), ro(wino.transform_weights(w, nr)),
+            ro(wino.direct_weights(w)), ro(np.zeros(co, np.float32)), ro(out), out, 0,
+            np.float32(0), np.float32(0), False, v, m, np.zeros(v.shape[0], np.bool_))

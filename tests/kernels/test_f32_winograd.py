@@ -14,7 +14,7 @@ from mobile_engine.ir.ops import Activation
 from mobile_engine.planning.step import lower_node
 from mobile_engine.runtime.binders import BINDERS
 from mobile_engine.runtime.validate import BindError
-from tests.tolerances import assert_f32_close
+from tests.tolerances import assert_close, assert_f32_close
 
 RNG = np.random.default_rng(11)
 ACTS = [(Activation.NONE, ()), (Activation.RELU, ()), (Activation.CLAMP, (-0.5, 0.75)),
@@ -75,6 +75,21 @@ def test_several_chunks(monkeypatch):
     monkeypatch.setattr(wino, "CHUNK_BYTES", 1)
     assert wino.chunk_tiles(70, 16, 32) == wino.MR
     _check(1, (22, 27), 16, 32, act=ACTS[1], residual=True, parallel=True)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_inf_and_nan_reach_the_pixels_the_direct_conv_reaches(parallel):
+    """An Inf or NaN in a tile's patch: the transforms would spread it over the whole tile; the
+    tile runs the direct conv instead (onnxruntime's positions), its neighbours Winograd."""
+    x = _rand(2, 11, 13, 16)
+    x[0, 5, 6, 3], x[0, 0, 0, 0], x[1, 9, 12, 15], x[1, 4, 4, 7] = np.inf, -np.inf, np.nan, 1e38
+    w = _rand(24, 16, 3, 3, scale=1 / 12)
+    bias, res = _rand(24), _rand(2, 11, 13, 24)
+    expected = ref.conv2d(x, w, bias, res, pads=(1, 1, 1, 1), activation_kind=Activation.SIGMOID)
+    got = wino.conv2d(x, w, bias, res, pads=(1, 1, 1, 1), activation_kind=Activation.SIGMOID,
+                      parallel=parallel)
+    assert (~np.isfinite(expected)).any() and np.isfinite(expected).mean() > 0.9
+    assert_close(got, expected, GAIN * 9 * 16, "winograd with Inf and NaN")
 
 
 def test_padded_maps_refuse_strides_and_dilations():

@@ -178,10 +178,12 @@ def bind_winograd(params, weights, inputs, outputs, threads=None):
     v.require(flat.size >= need, f"the scratch has {flat.size} floats; the step needs {need}")
     vs, ms = wino.scratch_split(flat, tiles, c, co)
     nr = wino.choose_nr(co)
-    fn = wino.winograd_kernel(nr, config.use_parallel(params["work"] // config.MAC_WORK, tiles, threads))
+    parallel = config.use_parallel(params["work"] // config.MAC_WORK, tiles, threads)
     ro = igemm.readonly
-    return fn, (x, ro(maps[0]), ro(maps[1]), ro(wino.transform_weights(w, nr)), bias, res, out,
-                act, p0, p1, has_res, vs, ms)
+    return wino.winograd_kernel(nr, parallel), (
+        x, ro(maps[0]), ro(maps[1]), ro(wino.transform_weights(w, nr)),
+        ro(wino.direct_weights(w)), bias, res, out, act, p0, p1, has_res, vs, ms,
+        np.zeros(vs.shape[0], np.bool_))
 
 
 NORM_TAGS = ("scale", "bias", "style_scale", "style_bias", "residual")
@@ -243,8 +245,9 @@ def _bind_kdot(kernel: str):
         wrun = _f32("weight 'w' (kernel-row runs)", _weight(weights, "w"),
                     shape=(kh, -(-kw * c // 4), cg, 16))
         wtap = _f32("weight 'wtap'", _weight(weights, "wtap"), shape=(kh, kw, -(-c // 4), cg, 16))
-        fn = igemm.kdot_kernel(mr, cg, config.use_parallel(params["work"] // config.MAC_WORK, x.shape[0] * out.shape[1],
-                                                            threads))
+        parallel = config.use_parallel(params["work"] // config.MAC_WORK,
+                                       x.shape[0] * out.shape[1], threads)
+        fn = igemm.kdot_kernel(mr, cg, parallel)
         ro = igemm.readonly
         return fn, (x, rowmap, colmap, ro(wrun), ro(wtap), bias, res, out, act, p0, p1, has_res)
 
