@@ -55,6 +55,7 @@ PYVER=${PYBIN#python}
 # 3. aarch64 wheels
 REQS=$("$HOST_PY" - <<'PY'
 import importlib.metadata as md, tomllib
+from packaging.requirements import Requirement
 proj = tomllib.load(open("pyproject.toml", "rb"))["project"]
 reqs = list(proj["dependencies"]) + list(proj.get("optional-dependencies", {}).get("test", []))
 pins = {}
@@ -66,12 +67,13 @@ for name in ("numba", "llvmlite", "numpy"):       # the same compiler as the hos
 # host-only test tools: the x86 oracles and linters the emulated sessions never import (LiteRT
 # has no aarch64 wheel of the pinned version for this interpreter)
 HOST_ONLY = {"ai-edge-litert", "import-linter"}
+# the emulated userland's platform decides the environment markers (tbb: x86-64 only)
+ARM = {"platform_machine": "aarch64", "sys_platform": "linux"}
 out = []
-for r in reqs:
-    name = r.split(">")[0].split("=")[0].split("<")[0].split("[")[0].strip()
-    if name in HOST_ONLY:
+for r in map(Requirement, reqs):
+    if r.name in HOST_ONLY or (r.marker is not None and not r.marker.evaluate(ARM)):
         continue
-    out.append(f"{name}=={pins[name]}" if name in pins else r)
+    out.append(f"{r.name}=={pins[r.name]}" if r.name in pins else f"{r.name}{r.specifier}")
 out += [f"{n}=={v}" for n, v in pins.items() if n not in {o.split("=")[0] for o in out}]
 print(" ".join(sorted(out)))
 PY
