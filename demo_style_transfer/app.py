@@ -13,7 +13,6 @@ models), 2 bad usage, 3 the source could not be opened or was lost during the ru
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time

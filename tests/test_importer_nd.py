@@ -2,7 +2,6 @@
 as two 2-D pools, 3-D convolutions and transposed convolutions as one 2-D op per kernel depth
 (importers/onnx_nd.py), against onnxruntime."""
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 

@@ -9,7 +9,6 @@ from mobile_engine.ir import Activation, GraphBuilder, Op
 from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.interpret import run_graph
 from mobile_engine.planning.step import lower_node
-from kernels import f32_gemm as kg
 from kernels import table
 
 from tests.kernels.harness import lower_and_run

@@ -1,7 +1,6 @@
 """fuse_swish: x * sigmoid(x) becomes one SILU, which fuse_activation moves into the conv
 before it; checked against the IR interpreter (helpers.apply) and onnxruntime (a whole model)."""
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper
 
