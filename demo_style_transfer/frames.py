@@ -17,16 +17,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from demo_style_transfer.errors import DemoError
 from demo_style_transfer.styles import NUM_STYLES
-
-if TYPE_CHECKING:
-    from demo_style_transfer.pipeline import Stylizer
 
 
 # --- per-frame conversions -------------------------------------------------------------------

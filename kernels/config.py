@@ -57,9 +57,9 @@ FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
 PARALLEL_MIN_WORK = 1 << 16
 # Multiply-adds per unit of work: a conv's or GEMM's MACs count 1/MAC_WORK of an output element
 # of a memory-bound step. NOTE: measured on one Zen 4 thread, PP-OCR's direction classifier's
-# convs do 30-35 MACs per ns and its element-wise steps a few elements per ns; counted 1:1, a
-# conv of 65536 MACs (2 us of work) started a parallel region that costs 10-30 us to launch
-# and join, and the classifier took 2.3 ms on two threads against 0.9 ms on one.
+# convs do ~33 MACs per ns; counted 1:1, a conv of 65536 MACs (2 us of work) started a
+# parallel region (omp: ~9 us to launch and join, measured alone), and the classifier took
+# 2.3 ms on two threads against 0.9 ms on one.
 MAC_WORK = 32
 
 

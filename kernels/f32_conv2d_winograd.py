@@ -147,6 +147,15 @@ def scratch_floats(tiles: int, c: int, co: int) -> int:
     return sum(int(np.prod(s)) for s in scratch_shapes(tiles, c, co))
 
 
+@jit(inline="always")
+def tile_origin(tile, th, tw):
+    """(image, first output row, first output column) of tile ``tile`` of ``th`` x ``tw``
+    tiles per image."""
+    b = tile // (th * tw)
+    r = tile - b * th * tw
+    return b, (r // tw) * 4, (r - (r // tw) * tw) * 4
+
+
 def _source(MR_: int, NR: int, parallel: bool):
     NV = NR // VL
     ACC = MR_ * NR
@@ -157,12 +166,7 @@ def _source(MR_: int, NR: int, parallel: bool):
         """``v[t] = B^T d B`` of tile ``tile``'s 6x6 patch (rows first, in place in ``v[t]``);
         False when a transformed value is not finite (an Inf or NaN in the patch)."""
         n_, h_, w_, c_ = x.shape
-        th = (prow.shape[0] - 2) // 4
-        tw = (pcol.shape[0] - 2) // 4
-        b = tile // (th * tw)
-        r = tile - b * th * tw
-        r0 = (r // tw) * 4
-        c0 = (r - (r // tw) * tw) * 4
+        b, r0, c0 = tile_origin(tile, (prow.shape[0] - 2) // 4, (pcol.shape[0] - 2) // 4)
         xf = x.reshape(x.size)
         vf = v.reshape(v.size)
         base = t * 36 * c_
@@ -254,12 +258,7 @@ def _source(MR_: int, NR: int, parallel: bool):
         only over the pixels whose taps read it (onnxruntime's outputs)."""
         n_, h_, w_, c_ = x.shape
         oh_, ow_, co_ = out.shape[1], out.shape[2], out.shape[3]
-        tw = -(-ow_ // 4)
-        th = -(-oh_ // 4)
-        b = tile // (th * tw)
-        r = tile - b * th * tw
-        r0 = (r // tw) * 4
-        c0 = (r - (r // tw) * tw) * 4
+        b, r0, c0 = tile_origin(tile, -(-oh_ // 4), -(-ow_ // 4))
         xf = x.reshape(x.size)
         wf = wd.reshape(wd.size)
         mf = m.reshape(m.size)
@@ -298,12 +297,7 @@ def _source(MR_: int, NR: int, parallel: bool):
         transforms overflowed: the direct conv computes the tile)."""
         oh_, ow_, co_ = out.shape[1], out.shape[2], out.shape[3]
         cop = m.shape[2]
-        tw = -(-ow_ // 4)
-        th = -(-oh_ // 4)
-        b = tile // (th * tw)
-        r = tile - b * th * tw
-        r0 = (r // tw) * 4
-        c0 = (r - (r // tw) * tw) * 4
+        b, r0, c0 = tile_origin(tile, -(-oh_ // 4), -(-ow_ // 4))
         mf = m.reshape(m.size)
         rf = residual.reshape(residual.size)
         of = out.reshape(out.size)

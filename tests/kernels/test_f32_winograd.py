@@ -23,8 +23,8 @@ ACTS = [(Activation.NONE, ()), (Activation.RELU, ()), (Activation.CLAMP, (-0.5, 
         (Activation.SILU, ())]
 # NOTE: a Winograd output sums 36 products of transformed values whose transforms gain up to
 # ~10x (B^T's rows sum |4| + |5| + 1; A^T's last row 1 + 1 + 8 + 8 + 1): rounding grows with
-# them, so the tolerance counts GAIN times the direct conv's reduction (measured worst here:
-# 7e-6 of the output's magnitude at C = 65).
+# them, so the tolerance counts GAIN times the direct conv's reduction (measured: 2e-6 to
+# 1.3e-5 of the output's largest magnitude on 3x3 layers of 16 to 512 channels).
 GAIN = 8
 
 
