@@ -3,7 +3,9 @@ parameter packing, and the numpy reference.
 
 Codes (``Activation``; ``mobile_engine.ir.ops.Activation`` holds the same names and values,
 tests/kernels/test_activation.py holds them equal): NONE 0, RELU 1, CLAMP 2 (lo, hi),
-LEAKY_RELU 3 (alpha), SIGMOID 4, TANH 5, HARD_SIGMOID 6 (alpha, beta), HARD_SWISH 7. Kernels
+LEAKY_RELU 3 (alpha), SIGMOID 4, TANH 5, HARD_SIGMOID 6 (alpha, beta), HARD_SWISH 7, SILU 12,
+HARD_SWISH_AFFINE 19 (scale, shift: ``hard_swish(x) * scale + shift``, PP-LCNetV3's learnable
+affine block after its activation, ``passes/fuse_activation_affine.py``). Kernels
 take a code and two float32 params ``p0, p1`` (:func:`params`; unused ones 0).
 
 Evaluators: :func:`activate` (one value; inlined, so a literal code folds to one branch),
@@ -48,6 +50,8 @@ class Activation(enum.IntEnum):
     HARD_SWISH = 7
     # 8..11 are the element-wise kernels' math codes (sqrt, reciprocal, neg, exp)
     SILU = 12          # x * sigmoid(x) (swish), YOLO's activation
+    # 13..18 are the element-wise kernels' math codes (log, softplus, floor, ceil, round, sign)
+    HARD_SWISH_AFFINE = 19  # params (scale, shift): hard_swish(x) * scale + shift
 
 
 CODES = tuple(int(a) for a in Activation)
@@ -64,6 +68,8 @@ def params(kind, values=()) -> tuple[float, float]:
         p = [0.01]
     if kind is Activation.CLAMP and len(p) != 2:
         raise ValueError(f"CLAMP needs (lo, hi), got {values}")
+    if kind is Activation.HARD_SWISH_AFFINE and len(p) != 2:
+        raise ValueError(f"HARD_SWISH_AFFINE needs (scale, shift), got {values}")
     return tuple((p + [0.0, 0.0])[:2])
 
 
@@ -165,10 +171,12 @@ def activate(v, code, p0, p1):
         return one if t > one else t
     if code == 12:                                  # SILU: x * sigmoid(x), as written out
         return v * (one / (one + exp_f32(-v)))
-    # 7: HARD_SWISH, the product clamped before the add (module docstring)
+    # 7: HARD_SWISH, the product clamped before the add (module docstring); 19: then the affine
     t = v * F32(1.0 / 6.0)
     t = -half if t < -half else t
     t = half if t > half else t
+    if code == 19:
+        return v * (t + half) * p0 + p1
     return v * (t + half)
 
 
@@ -206,11 +214,14 @@ def activate_span(a, off, n, act, p0, p1):
     elif act == 12:
         for j in range(n):
             a[U64(off + j)] = activate(a[U64(off + j)], 12, p0, p1)
+    elif act == 19:
+        for j in range(n):
+            a[U64(off + j)] = activate(a[U64(off + j)], 19, p0, p1)
 
 
 @jit(inline="always")
 def activate_into(x, y, n, code, p0, p1):
-    """``y[:n] = act(x[:n])`` for codes 0..7 (0 copies), one loop per code; x and y views
+    """``y[:n] = act(x[:n])`` for codes 0..7, 12, 19 (0 copies), one loop per code; x and y views
     indexed from 0 (the element-wise kernels' ``_map``)."""
     if code == 0:
         for i in range(n):
@@ -236,6 +247,9 @@ def activate_into(x, y, n, code, p0, p1):
     elif code == 7:
         for i in range(n):
             y[i] = activate(x[i], 7, p0, p1)
+    elif code == 19:
+        for i in range(n):
+            y[i] = activate(x[i], 19, p0, p1)
     else:
         for i in range(n):
             y[i] = activate(x[i], 12, p0, p1)
@@ -268,4 +282,8 @@ def reference(x: np.ndarray, kind, values=()) -> np.ndarray:
         return (x * np.clip(x * F32(1.0 / 6.0) + F32(0.5), 0, 1)).astype(x.dtype)
     if kind is Activation.SILU:
         return (x * (1.0 / (1.0 + np.exp(-x.astype(np.float64))))).astype(x.dtype)
+    if kind is Activation.HARD_SWISH_AFFINE:
+        scale, shift = values
+        h = reference(x, Activation.HARD_SWISH)
+        return (h.astype(np.float64) * scale + shift).astype(x.dtype)
     raise ValueError(kind)

@@ -38,7 +38,8 @@ SQRT, RECIPROCAL, NEG, EXP = 8, 9, 10, 11
 LOG, SOFTPLUS, FLOOR, CEIL, ROUND, SIGN = range(13, 19)
 # kernel-id suffix of each activation code (the epilogue a kernel id names)
 EPILOGUES = {**dict(enumerate(("", "_relu", "_minmax", "_lrelu", "_sigmoid", "_tanh",
-                                "_hsigmoid", "_hswish"))), int(Activation.SILU): "_silu"}
+                                "_hsigmoid", "_hswish"))), int(Activation.SILU): "_silu",
+             int(Activation.HARD_SWISH_AFFINE): "_hswish_affine"}
 UNARY_CODES = {"relu": int(Activation.RELU), "clip": int(Activation.CLAMP),
                "leaky_relu": int(Activation.LEAKY_RELU), "sigmoid": int(Activation.SIGMOID),
                "tanh": int(Activation.TANH), "hard_sigmoid": int(Activation.HARD_SIGMOID),
@@ -79,10 +80,10 @@ def act_inplace(buf, s0, n, code, p0, p1):
 
 @jit(inline="always")
 def _map(x, y, n, code, p0, p1):
-    """y[:n] = f_code(x[:n]): the activations (codes 0..7, kernels/activation.py), then the
+    """y[:n] = f_code(x[:n]): the activations (codes 0..7, 12, 19; kernels/activation.py), then the
     plain math functions."""
     one = F32(1)
-    if code <= 7 or code == 12:            # the activations (12: SILU)
+    if code <= 7 or code == 12 or code == 19:    # the activations (12: SILU, 19: HARD_SWISH_AFFINE)
         activate_into(x, y, n, code, p0, p1)
     elif code == 8:        # SQRT
         for i in range(n):

@@ -76,6 +76,8 @@ class Activation(enum.IntEnum):
     # 8..11, 13..18: the element-wise kernels' math codes (sqrt, reciprocal, neg, exp; log,
     # softplus, floor, ceil, round, sign)
     SILU = 12
+    HARD_SWISH_AFFINE = 19  # params (scale, shift): hard_swish(x) * scale + shift
+                            # (passes/fuse_activation_affine.py)
 
 
 UNARY_ACTIVATIONS = {

@@ -25,8 +25,8 @@ from mobile_engine.ir import fusion
 from mobile_engine.passes import fold_qdq, pack_output_pixels
 from mobile_engine.passes import (absorb_pad, absorb_upsample, fold_batch_norm, fold_constants,
                                   fuse_activation, fuse_instance_norm, fuse_residual_add,
-                                  fold_conv_affine, fold_layout_chain, fuse_hard_swish,
-                                  fuse_swish,
+                                  fold_conv_affine, fold_layout_chain, fuse_activation_affine,
+                                  fuse_hard_swish, fuse_swish,
                                   nchw_tail, remove_dead, sink_transposes)
 from mobile_engine.passes.fusions import (conv_norm, int8_conv_norm, int8_norm_add, nchw_input,
                                           stats_table, style_chain)
@@ -54,6 +54,7 @@ PIPELINE: tuple[Pass, ...] = (
     Pass("fuse_hard_swish", fuse_hard_swish.run),    # x * clip(x + 3, 0, 6) / 6 -> HARD_SWISH
     Pass("fuse_swish", fuse_swish.run),              # x * sigmoid(x) -> SILU, then into convs
     Pass("fuse_activation", fuse_activation.run),
+    Pass("fuse_activation_affine", fuse_activation_affine.run),  # hard_swish(conv) * a + b
     Pass("nchw_tail", nchw_tail.run),               # after the fusions: convs know their epilogue
 )
 
