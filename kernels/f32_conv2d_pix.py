@@ -21,7 +21,10 @@ Compile time folds the indirection tables (``kernels/indirection.py``) into fewe
   kernel needs 2x2 per phase over a low-resolution row buffer (2.25x fewer FLOPs together with
   the rows). The decomposition is verified against ``colmap`` for every output column (reflect
   padding of the upsampled image becomes edge padding of the buffer); when it does not hold,
-  the buffer holds upsampled columns and ``pix`` runs the plain taps.
+  the buffer holds upsampled columns and ``pix`` runs the plain taps. A transposed conv of column
+  stride 2 decomposes the same way (its tables, ``f32_conv_transpose2d.transpose_tables``: a
+  phase's output columns read low-resolution column ``j + d``, the taps that land on stuffed
+  zeros carry no weight), and its rows are row taps like any other.
 
 Math: ``out[oh, ow, co] = act(bias[co] + sum_{t, ci, tc} wbank[rowsel[oh,t], b, tc, ci, co] *
 rowbuf[rowtap[oh,t], ci, ow // U + coloff[b, tc]] (+ residual))`` with ``b = ow % U``, which
@@ -110,24 +113,34 @@ def column_plan(colmap: np.ndarray, upsample: int, dilation: int, px: int):
     ``jb`` holds input column ``bufsrc[jb]`` (-1: zero). Tries U = 2 phases when the conv
     upsamples by 2, then U = 1 (buffer in upsampled coordinates); None when neither reproduces
     ``colmap`` exactly (e.g. a column stride > 1). The buffer serves tiles of any width up to
-    ``px``: the last tile of width p ends before column ``ceil(oj / p) * p <= oj + px - 1``."""
+    ``px``: the last tile of width p ends before column ``ceil(oj / p) * p <= oj + px - 1``.
+
+    A transposed conv of column stride 2 (``upsample`` 2, its zero-stuffing) has holes: taps a
+    phase never reads (-1 in every interior column of that phase) carry no weight."""
     ow_, kw_ = colmap.shape
+    colmap = np.asarray(colmap, np.int64)
     for u in ((2, 1) if upsample == 2 else (1,)):
         oj = -(-ow_ // u)
+        hole = np.zeros((u, kw_), bool)                     # [U, KW] taps a phase never reads
         if u == 1:
             d = np.arange(kw_)[None, :] * dilation
         else:
             jm = oj // 2
             if u * jm + u - 1 >= ow_:
                 continue
-            d = colmap[u * jm:u * jm + u] - jm               # [U, KW] low-res offsets
+            dm = colmap[u * jm:u * jm + u]
+            hole = dm < 0
+            d = np.where(hole, 0, dm - jm)                  # [U, KW] low-res offsets
         pad = -int(d.min())
         width = oj + px - 1 + int(d.max()) + pad
         # output column ow = U * j + b reads buffer columns j + d[b] + pad, which must hold
         # colmap[ow]: every buffer column must be asked for one input column only
         ow = np.arange(ow_)
-        jb = ((ow // u)[:, None] + d[ow % u] + pad).ravel()
-        want = np.asarray(colmap, np.int64).ravel()
+        taps = ~hole[ow % u]                                # [OW, KW]
+        if np.any(colmap[~taps] >= 0):
+            continue
+        jb = ((ow // u)[:, None] + d[ow % u] + pad)[taps]
+        want = colmap[taps]
         order = np.lexsort((want, jb))
         jb, want = jb[order], want[order]
         same = jb[1:] == jb[:-1]
@@ -139,14 +152,15 @@ def column_plan(colmap: np.ndarray, upsample: int, dilation: int, px: int):
         for b in range(u):
             groups: dict[int, list[int]] = {}
             for kw in range(kw_):
-                groups.setdefault(int(d[b, kw]) + pad, []).append(kw)
+                if not hole[b, kw]:
+                    groups.setdefault(int(d[b, kw]) + pad, []).append(kw)
             offs.append(sorted(groups))
             sets.append([groups[o] for o in sorted(groups)])
-        tc = max(len(o) for o in offs)
+        tc = max(1, max(len(o) for o in offs))
         coloff = np.zeros((u, tc), np.int32)
         for b in range(u):
             while len(offs[b]) < tc:              # a zero-weight tap keeps phases in step
-                offs[b].append(offs[b][0])
+                offs[b].append(offs[b][0] if offs[b] else pad)
                 sets[b].append([])
             coloff[b] = offs[b]
         return u, coloff, sets, np.ascontiguousarray(src, np.int32)
@@ -189,8 +203,10 @@ class PixPlan:
                     bufsrc=self.bufsrc)
 
 
-def applicable(co: int, group: int, stride_w: int) -> bool:
-    return group == 1 and co <= MAX_CO and stride_w == 1
+def applicable(co: int, group: int, stride_w: int, transposed: bool = False) -> bool:
+    """Whether a conv (column stride ``stride_w``) or a transposed conv (``transposed``: its
+    stride stuffs zeros, the two phases of ``pixup2``) runs this kernel."""
+    return group == 1 and co <= MAX_CO and stride_w == (2 if transposed else 1)
 
 
 # --- the kernel -------------------------------------------------------------------------------

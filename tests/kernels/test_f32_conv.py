@@ -410,6 +410,35 @@ def test_conv_transpose2d_lowering_and_binding(n, hw, ci, cog, k, strides, dilat
     assert_f32_close(got, expected, ci // group * k * k, step.kernel)
 
 
+# few output channels and column stride 2: the pix kernel's two phases (PP-OCRv4's 2x2 24->1)
+PIX_TRANSPOSE_CASES = [  # (n, hw, ci, co, k, strides, dilations, pads, output_padding)
+    (1, (9, 13), 24, 1, 2, (2, 2), (1, 1), (0, 0, 0, 0), (0, 0)),
+    (2, (4, 21), 13, 3, 3, (2, 2), (1, 1), (1, 1, 1, 1), (1, 1)),
+    (1, (5, 17), 7, 8, 4, (2, 2), (1, 1), (1, 2, 1, 0), (0, 1)),
+    (1, (3, 40), 65, 4, 3, (1, 2), (1, 1), (0, 1, 0, 2), (0, 0)),
+    (1, (6, 9), 16, 2, 3, (3, 2), (1, 2), (2, 0, 1, 1), (0, 1)),
+]
+
+
+@pytest.mark.parametrize("n,hw,ci,co,k,strides,dilations,pads,opad", PIX_TRANSPOSE_CASES)
+def test_conv_transpose2d_few_channels_run_the_pix_kernel(n, hw, ci, co, k, strides, dilations,
+                                                          pads, opad):
+    x = _rand(n, *hw, ci)
+    w, bias = _rand(ci, co, k, k), _rand(co)
+    attrs = dict(strides=strides, dilations=dilations, pads=pads, output_padding=opad)
+    b = GraphBuilder("convt")
+    y = b.node(Op.CONV_TRANSPOSE2D, b.input("x", x.shape), b.const(w), b.const(bias), **attrs,
+               activation=Activation.HARD_SWISH_AFFINE, act_params=(0.75, -0.25))
+    g = b.build(y)
+    expected = ref.conv_transpose2d(x, w, bias, **attrs,
+                                    activation_kind=Activation.HARD_SWISH_AFFINE,
+                                    act_params=(0.75, -0.25))
+    step, got = _run_steps(lower_node(g.nodes[0], g), {"x": x}, expected.shape)
+    assert step.kernel.startswith("f32_conv2d_pixup2_"), step.kernel
+    assert step.flops == 2 * x.size * co * k * k
+    assert_f32_close(got, expected, ci * k * k, step.kernel)
+
+
 def test_conv2d_lowering_rejects_runtime_weights():
     b = GraphBuilder("conv")
     y = b.node(Op.CONV2D, b.input("x", (1, 5, 5, 4)), b.input("w", (8, 4, 3, 3)), name="c7")

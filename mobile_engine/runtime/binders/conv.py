@@ -11,6 +11,7 @@ from kernels import config
 from kernels import f32_conv2d as igemm
 from kernels import f32_conv2d_pix as pix
 from kernels import f32_conv2d_winograd as wino
+from kernels import f32_conv_transpose2d as convt
 from kernels import f32_dwconv2d as dw
 from kernels import f32_norm as knorm
 from kernels import table
@@ -266,10 +267,15 @@ def tables_from_params(params: dict, x_shape: tuple, out_hw: tuple) -> tuple[np.
     dilations = v.integers(params, "dilations", 2, 1, 1 << 12)
     pads = v.integers(params, "pads", 4, 0, 1 << 16)
     try:
-        rowmap, colmap = igemm.conv_tables(
-            x_shape, tuple(kernel), strides, dilations, pads,
-            v.choice(params, "pad_mode", ("constant", "reflect", "edge")),
-            v.integer(params, "upsample", 1, 64))
+        if params.get("transposed", False) is True:
+            rowmap, colmap = convt.transpose_tables(
+                x_shape, tuple(kernel), strides, dilations, pads,
+                v.integers(params, "output_padding", 2, 0, 1 << 12))
+        else:
+            rowmap, colmap = igemm.conv_tables(
+                x_shape, tuple(kernel), strides, dilations, pads,
+                v.choice(params, "pad_mode", ("constant", "reflect", "edge")),
+                v.integer(params, "upsample", 1, 64))
     except (ValueError, IndexError) as exc:
         raise v.fail(f"geometry params do not fit input {list(x_shape)}: {exc}") from None
     v.require((rowmap.shape[0], colmap.shape[0]) == tuple(out_hw),
@@ -283,8 +289,9 @@ def _pix_tables(params: dict, x_shape: tuple, out_hw: tuple) -> dict:
     ``bufsrc``, and ``nslot``), rebuilt from the geometry params as at compile time."""
     rowmap, colmap = tables_from_params(params, x_shape, out_hw)
     rowtap, rowsel, _, nslot = pix.row_plan(rowmap)
-    found = pix.column_plan(colmap, params["upsample"], params["dilations"][1],
-                            pix.VL * pix.MAX_NVX)
+    phases = params["strides"][1] if params.get("transposed", False) is True \
+        else params["upsample"]
+    found = pix.column_plan(colmap, phases, params["dilations"][1], pix.VL * pix.MAX_NVX)
     if found is None:
         raise v.fail(f"geometry params {params['strides']} give columns the pix kernel cannot "
                      f"run (column stride > 1?)")
