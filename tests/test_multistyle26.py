@@ -47,7 +47,8 @@ def test_matches_onnxruntime(multistyle26_path, photo, ort, tmp_path, h, w, phot
 def test_fused_plan_shape(multistyle26_path):
     """The compiled plan: 18 convs; the first reads the NCHW image; the two stride-2 convs absorb
     their norms; the 12 residual 3x3 convs run Winograd (passes/fusions/conv_norm.py leaves
-    their norms steps of their own, the residual ADDs too); the few-channel tail runs planar and
+    their norms steps of their own, and each block's second norm adds the residual,
+    passes/fusions/norm_add.py); the few-channel tail runs planar and
     writes the NCHW output (nchw_tail); the norms compute their style-dependent scale/bias."""
     plan = me.compile(multistyle26_path, input_shapes={"image": (1, 3, 64, 96)})
     kernels = [s["kernel"] for s in plan.steps]
@@ -56,8 +57,9 @@ def test_fused_plan_shape(multistyle26_path):
     assert sum("_instnorm" in k for k in kernels) == 3
     assert sum(k == "f32_conv2d_winograd_f4x3_minmax" for k in kernels) == 12
     assert sum(k.startswith("f32_instance_norm_nhwc") for k in kernels) == 12
-    assert sum(k == "f32_vbinary_add" for k in kernels) == 6
-    assert sum("instance_norm_nchw" in k for k in kernels) == 3 and len(kernels) == 39
+    assert sum(s["params"].get("inputs", [])[-1:] == ["residual"] for s in plan.steps) == 6
+    assert not any("vbinary_add" in k for k in kernels)
+    assert sum("instance_norm_nchw" in k for k in kernels) == 3 and len(kernels) == 33
     assert not any("pad" in k or "resize" in k for k in kernels), kernels
 
 

@@ -29,7 +29,7 @@ from mobile_engine.passes import (absorb_pad, absorb_upsample, fold_batch_norm, 
                                   fuse_hard_swish, fuse_swish,
                                   nchw_tail, remove_dead, sink_transposes)
 from mobile_engine.passes.fusions import (conv_norm, int8_conv_norm, int8_norm_add, nchw_input,
-                                          stats_table, style_chain)
+                                          norm_add, stats_table, style_chain)
 from mobile_engine.passes.fusions.target import KernelTarget
 
 
@@ -86,6 +86,7 @@ FUSION_PASSES: tuple[FusionPass, ...] = (
     FusionPass("style_chain", style_chain.run),
     FusionPass("int8_conv_norm", int8_conv_norm.run),
     FusionPass("conv_norm", conv_norm.run),
+    FusionPass("norm_add", norm_add.run),           # the norms conv_norm left
     FusionPass("nchw_input", nchw_input.run),
 )
 GRAPH_PASS_NAMES: tuple[str, ...] = tuple(dict.fromkeys(p.name for p in PIPELINE + QDQ_PIPELINE))

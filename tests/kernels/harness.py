@@ -35,8 +35,9 @@ def lower_and_run(graph, feeds):
                 weights[k] = w
             outs = [np.full(graph.tensors[o].shape, 7, graph.tensors[o].dtype.np)
                     for o in step.outputs]
+            scratch = [np.full(shape, 7, dtype) for shape, dtype in step.scratch.values()]
             fn, args = BINDERS[step.kernel](params, weights, [values[i] for i in step.inputs],
-                                            outs)
+                                            outs + scratch)
             fn(*args)
             fn(*args)                                  # a second run must give the same result
             values.update(zip(step.outputs, outs))

@@ -581,6 +581,37 @@ def test_conv_absorbs_norm_and_residual_add(act):
         np.testing.assert_allclose(got[name], want[name], rtol=0, atol=2e-5)
 
 
+@pytest.mark.parametrize("act,residual_first", [(Activation.NONE, False), (Activation.RELU, True)])
+def test_norm_left_by_its_conv_absorbs_the_residual_add(act, residual_first):
+    """A norm that keeps its own step (its conv runs Winograd, or no conv writes it) adds the
+    residual in its pass: the ADD lowers to nothing (``passes/fusions/norm_add.py``). A norm with
+    an activation, or a residual computed after the norm, leaves its ADD a step."""
+    from mobile_engine.ir.interpret import run_graph
+    from tests.kernels.harness import fused, lower_and_run
+    b = GraphBuilder("norm_add")
+    x = b.input("x", (2, 8, 12, 32))
+    feeds = {"x": _rand(2, 8, 12, 32), "s": _rand(2, 32)}
+    p = [b.node(Op.MUL, b.input("s", (2, 32)), b.const(_rand(32))), b.const(_rand(32))]
+    h = b.node(Op.RELU, x)
+    y = b.node(Op.CONV2D, h, b.const(_rand(32, 32, 3, 3, scale=0.1)), b.const(_rand(32)),
+               pads=(1, 1, 1, 1), pad_mode="reflect")              # 3x3 32->32: Winograd
+    n1 = b.node(Op.INSTANCE_NORM, y, *p, epsilon=1e-5)
+    z = b.node(Op.ADD, *((h, n1) if residual_first else (n1, h)), activation=act)
+    n2 = b.node(Op.INSTANCE_NORM, z, *p, epsilon=1e-5, activation=Activation.RELU)
+    z2 = b.node(Op.ADD, n2, z)                                     # the norm has an activation
+    n3 = b.node(Op.INSTANCE_NORM, z2, *p, epsilon=1e-5)
+    z3 = b.node(Op.ADD, n3, b.node(Op.TANH, z2))                   # r computed after the norm
+    g = fused(b.build(z, z3))
+    steps = [s for n in g.nodes for s in lower_node(n, g)]
+    norms = [s for s in steps if s.kernel.startswith("f32_instance_norm_nhwc")]
+    assert [s.params["inputs"] for s in norms] == [["scale", "residual"], ["scale"], ["scale"]]
+    assert norms[0].outputs == [z] and norms[0].kernel.endswith("_relu" if act else "nhwc")
+    assert sum("vbinary_add" in s.kernel for s in steps) == 2
+    got, want = lower_and_run(g, feeds), run_graph(g, feeds)
+    for name in (z, z3):       # Winograd's rounding (~1e-5 of the magnitude), normalised
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-4)
+
+
 # --- planar (NCHW) input: igemm reads C runs of KW per kernel row -----------------------------
 @pytest.mark.parametrize("case", [
     _case(3, 32, k=9, hw=(13, 14), pad_mode="reflect", pads=(4, 4, 4, 4), n=2),  # the first layer

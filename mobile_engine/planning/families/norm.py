@@ -6,7 +6,9 @@ Kernel ids:
   bias are weights (``scale``, ``bias``) when constant, run-time tensors otherwise, or computed
   in the step from a style vector (``passes/fusions/style_chain.py``; weights
   ``style_scale``/``style_bias``);
-  param ``inputs`` tags the run-time inputs after x
+  param ``inputs`` tags the run-time inputs after x; "residual" (last) when the norm absorbed
+  the residual ADD after it (``passes/fusions/norm_add.py``): the step writes the ADD's output,
+  ``act_add(norm(x) + residual)``, with the ADD's activation
 - ``f32_instance_norm_nchw[_<epilogue>]``: the same over planar tensors (``layout`` "nchw")
 - none when the producing conv absorbs the norm (``f32_conv2d_igemm_{MR}x{NR}_instnorm[_<epilogue>]``,
   ``passes/fusions/conv_norm.py``)
@@ -72,14 +74,23 @@ def norm_inputs(node: Node, graph: Graph, prefix: str = ""):
 def lower_instance_norm(node: Node, graph: Graph) -> list[Step]:
     _check_f32(node, graph)
     names, tags, weights = norm_inputs(node, graph)
+    record = fusion.fusion(node)
+    outputs = list(node.outputs)
     act, p0, p1 = activation(node)
     shape = graph.tensors[node.inputs[0]].shape
+    flops = 6 * int(np.prod(shape, dtype=np.int64))
+    if "add" in record:
+        add = graph.node(record["add"])
+        names.append(record["residual"])
+        tags.append("residual")
+        outputs = list(add.outputs)
+        act, p0, p1 = activation(add)
+        flops += int(np.prod(shape, dtype=np.int64))
     params = {"epsilon": float(node.attrs["epsilon"]), "act": act, "p0": p0, "p1": p1,
               "inputs": tags}
     kernel = f"f32_instance_norm_{node.attrs['layout']}{EPILOGUES[act]}"
     # two passes: ~3 flops to accumulate, 3 to normalise, per element
-    return [Step(node.name, kernel, [node.inputs[0]] + names, list(node.outputs), params,
-                 weights, flops=6 * int(np.prod(shape, dtype=np.int64)))]
+    return [Step(node.name, kernel, [node.inputs[0]] + names, outputs, params, weights, flops)]
 
 
 @lowers(Op.BATCH_NORM)

@@ -59,24 +59,32 @@ def _instance_operands(params, weights, inputs, outputs, nchw: bool):
                 contiguous=True)
     v.require(min(x.shape) >= 1, f"the input {list(x.shape)} is empty")
     out = v.array("the output", outputs[0], np.float32, shape=x.shape, contiguous=True)
-    tags = v.strings(params, "inputs", ("scale", "bias", "style_scale", "style_bias"))
+    tags = v.strings(params, "inputs", ("scale", "bias", "style_scale", "style_bias") +
+                     (() if nchw else ("residual",)))
     v.require(len(inputs) == 1 + len(tags),
               f"{len(inputs)} inputs for x and params['inputs']={tags}")
+    v.require("residual" not in tags[:-1], f"params['inputs']={tags} lists the residual "
+                                           f"before the norm's params")
     c = x.shape[1] if nchw else x.shape[3]
-    scale, bias = checked_norm_params(dict(zip(tags, inputs[1:])), weights, x.shape[0], c)
-    return x, out, scale, bias
+    given = dict(zip(tags, inputs[1:]))
+    residual = given.pop("residual", None)
+    if residual is not None:
+        v.array("the residual", residual, np.float32, shape=x.shape, contiguous=True)
+    scale, bias = checked_norm_params(given, weights, x.shape[0], c)
+    return x, out, scale, bias, residual
 
 
 @binds(*table.ids("f32_instance_norm_nhwc{epilogue}"))
 def bind_instance_norm(params, weights, inputs, outputs, threads=None):
-    x, out, scale, bias = _instance_operands(params, weights, inputs, outputs, False)
+    x, out, scale, bias, residual = _instance_operands(params, weights, inputs, outputs, False)
     eps, act, p = _epilogue(params)
-    return knorm.instance_norm_call(readonly(x), scale, bias, out, eps, act, p, threads=threads)
+    return knorm.instance_norm_call(readonly(x), scale, bias, out, eps, act, p, threads=threads,
+                                    residual=None if residual is None else readonly(residual))
 
 
 @binds(*table.ids("f32_instance_norm_nchw{epilogue}"))
 def bind_instance_norm_planar(params, weights, inputs, outputs, threads=None):
-    x, out, scale, bias = _instance_operands(params, weights, inputs, outputs, True)
+    x, out, scale, bias, _ = _instance_operands(params, weights, inputs, outputs, True)
     eps, act, p = _epilogue(params)
     return knorm_planar.instance_norm_planar_call(readonly(x), scale, bias, out, eps, act, p,
                                            threads=threads)
