@@ -329,7 +329,8 @@ def test_conv2d_lowering_and_binding(case):
     step, got = _run_steps(steps, feeds, expected.shape)
     depthwise = case["group"] == case["c"] > 1
     expect = "f32_dwconv2d" if depthwise else "f32_conv2d_pix" \
-        if pix.applicable(case["co"], case["group"], case["strides"][1]) else "f32_conv2d_kdot4_" \
+        if pix.applicable(case["co"], case["group"], case["strides"][1]) and case["k"] > 1 \
+        else "f32_conv2d_kdot4_" \
         if igemm.use_kdot(case["co"], case["group"]) else ("f32_conv2d_igemm_", wino.KERNEL_ID)
     assert step.kernel.startswith(expect)
     co_g = case["co"] // case["group"]

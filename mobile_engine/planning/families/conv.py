@@ -2,7 +2,8 @@
 
 Kernel selection per node:
 - depthwise (group == C > 1, KH * KW <= MAX_TAPS): ``f32_dwconv2d_minmax``;
-- few output channels (group 1, Co <= 8) and column stride 1: ``f32_conv2d_pix[up2]_{PX}x{Co}_minmax``
+- few output channels (group 1, Co <= 8), column stride 1 and a kernel larger than 1x1 (or a
+  planar layout): ``f32_conv2d_pix[up2]_{PX}x{Co}_minmax``
   (lanes over output pixels, kernels/f32_conv2d_pix.py; weight ``w`` = the folded weight bank;
   params ``in_nchw``, ``out_nchw`` and the geometry (``geometry_params``), from which the binder
   rebuilds the row and column plans: tens of KB at 480x640, derived in milliseconds); the
@@ -102,7 +103,10 @@ def kernel_family(c: int, co: int, group: int, kh: int, kw: int, stride_w: int) 
     """Which kernel a conv runs: "dw", "pix", "kdot" or "igemm" (the selection rules above)."""
     if group == c and c > 1 and kh * kw <= dw.MAX_TAPS:
         return "dw"
-    if pix.applicable(co, group, stride_w):
+    # NOTE: a 1x1 conv gains nothing from pix's planar row copies, which cost as much as its
+    # MACs over Co: MediaPipe's 1x1 heads (16x16x88 -> 2, 24x24x128 -> 2, 12x12x256 -> 6) ran
+    # 43, 108 and 97 us as pix, 7, 30 and 20 us as kdot (one Zen 4 thread, in their plans)
+    if pix.applicable(co, group, stride_w) and kh * kw > 1:
         return "pix"
     return "kdot" if igemm.use_kdot(co, group) else "igemm"
 
@@ -185,9 +189,11 @@ def lower_conv2d(node: Node, graph: Graph) -> list[Step]:
     if (rowmap.shape[0], colmap.shape[0]) != tuple(out_shape[1:3]):
         raise _fail(node, f"indirection tables {rowmap.shape[0]}x{colmap.shape[0]} do not match "
                           f"output {out_shape} (NHWC)")
-    use_pix = pix.applicable(co, group, a["strides"][1])
     family = kernel_family(c, co, group, kh, kw, a["strides"][1])
-    if (out_nchw and not use_pix) or (in_nchw and family not in ("pix", "igemm")):
+    # the planar layouts need pix (or igemm for a planar input), whatever the kernel size
+    use_pix = family == "pix" or ((in_nchw or out_nchw) and
+                                  pix.applicable(co, group, a["strides"][1]))
+    if (out_nchw and not use_pix) or (in_nchw and not use_pix and family != "igemm"):
         raise _fail(node, f"planar layouts (in {a['in_layout']}, out {a['out_layout']}) need the "
                           f"pix kernel: group 1, Co <= {pix.MAX_CO}, column stride 1 (Co {co}, "
                           f"group {group}, strides {a['strides']})")
