@@ -23,7 +23,8 @@ Planar input (``in_nchw``, the NCHW image of a model's first conv): a regular ti
 of KW per kernel row (weights packed ``[.., KH, C/g, KW, NR]``); border tiles read channels
 ``H * W`` apart.
 
-Epilogue (same pass): ``acc + bias[co] (+ residual)`` per tile, then the activation (an
+Epilogue (same pass): ``acc + bias[co] (+ residual[co] for co < Cr, the residual's channels:
+Cr < Co is a residual zero-padded on the channel axis)`` per tile, then the activation (an
 ``Activation`` int code): RELU and CLAMP as a clamp on the registers before the store (igemm),
 the others (``kernels/activation.activate_span``) over each finished row part (``row_splits``
 keeps a part's outputs within L2). With ``want_sums`` the epilogue also writes
@@ -155,6 +156,7 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
         xf = x.reshape(x.size)
         wf = wp.reshape(wp.size)
         rf = residual.reshape(residual.size)
+        cr = residual.shape[3]          # the residual's channels: added to the first cr outputs
         of = out.reshape(out.size)
         tap_size = cig * NR
         wk = kw_ * NR if in_nchw else NR     # weight stride between a tap's input channels
@@ -241,16 +243,18 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
                                         for v in range(NV):
                                             vfma(acc, (m * NV + v) * VL, xv, wf, wo + v * VL, VL)
                     bo = g * cog + co0
-                    if ncv == NR:       # whole block: vector epilogue from the registers
+                    # a narrow residual's last channels may end inside a vector: scalar then
+                    if ncv == NR and (cr >= bo + NR or cr <= bo or (cr - bo) % VL == 0):
                         for m in range(MR):
                             ow = ow0 + m * step
                             if ow < ow_:
-                                ob = ((b * oh_ + oh) * ow_ + ow) * co_ + bo
+                                pixel = (b * oh_ + oh) * ow_ + ow
+                                ob = pixel * co_ + bo
                                 for v in range(NV):
                                     a = (m * NV + v) * VL
                                     vadd(acc, a, bias, bo + v * VL, VL)
-                                    if has_res:
-                                        vadd(acc, a, rf, ob + v * VL, VL)
+                                    if has_res and bo + v * VL < cr:
+                                        vadd(acc, a, rf, pixel * cr + bo + v * VL, VL)
                                     vclamp(acc, a, lo_, hi_, VL)
                                     vcopy(of, ob + v * VL, acc, a, VL)
                                 if want_sums:
@@ -269,11 +273,12 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
                     for m in range(MR):
                         ow = ow0 + m * step
                         if ow < ow_:
-                            ob = ((b * oh_ + oh) * ow_ + ow) * co_ + bo
+                            pixel = (b * oh_ + oh) * ow_ + ow
+                            ob = pixel * co_ + bo
                             for j in range(ncv):
                                 y = tile[U64(m * NR + j)] + bias[U64(bo + j)]
-                                if has_res:
-                                    y += rf[U64(ob + j)]
+                                if has_res and bo + j < cr:
+                                    y += rf[U64(pixel * cr + bo + j)]
                                 y = lo_ if y < lo_ else y
                                 of[U64(ob + j)] = hi_ if y > hi_ else y
                             if want_sums:
@@ -320,8 +325,9 @@ def igemm_kernel(mr: int, nr: int, parallel: bool, cache: bool = True):
         rowmap:   i32[OH, KH], colmap: i32[OW, KW] (kernels/indirection.py), read-only
         wp:       f32[g * NB, KH, KW, C/g, nr] from ``pack_weights``, read-only
         bias:     f32[Co] read-only (zeros when the conv has none)
-        residual: f32[N, OH, OW, Co] read-only view, read only when ``has_res`` (else pass any
-                  array of that type, e.g. a read-only view of ``out``)
+        residual: f32[N, OH, OW, Cr] C-contiguous read-only view, Cr <= Co (added to the
+                  first Cr output channels: a zero-padded residual, unpadded), read only when
+                  ``has_res`` (else pass any array of that type, e.g. a read-only view of ``out``)
         out:      f32[N, OH, OW, Co] C-contiguous; may not overlap x; may be exactly residual
         group, step (tile pixel stride: 1, or the stride of a transposed conv), act: int
         p0, p1: float32 activation params; has_res: bool

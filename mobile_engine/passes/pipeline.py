@@ -28,8 +28,8 @@ from mobile_engine.passes import (absorb_pad, absorb_upsample, fold_batch_norm, 
                                   fold_conv_affine, fold_layout_chain, fuse_hard_swish,
                                   fuse_swish,
                                   nchw_tail, remove_dead, sink_transposes)
-from mobile_engine.passes.fusions import (conv_norm, int8_conv_norm, int8_norm_add, nchw_input,
-                                          stats_table, style_chain)
+from mobile_engine.passes.fusions import (channel_pad_residual, conv_norm, int8_conv_norm,
+                                          int8_norm_add, nchw_input, stats_table, style_chain)
 from mobile_engine.passes.fusions.target import KernelTarget
 
 
@@ -86,6 +86,7 @@ FUSION_PASSES: tuple[FusionPass, ...] = (
     FusionPass("int8_conv_norm", int8_conv_norm.run),
     FusionPass("conv_norm", conv_norm.run),
     FusionPass("nchw_input", nchw_input.run),
+    FusionPass("channel_pad_residual", channel_pad_residual.run),   # convs with no other mark
 )
 GRAPH_PASS_NAMES: tuple[str, ...] = tuple(dict.fromkeys(p.name for p in PIPELINE + QDQ_PIPELINE))
 FUSION_PASS_NAMES: tuple[str, ...] = tuple(p.name for p in FUSION_PASSES)

@@ -553,6 +553,47 @@ def test_conv_absorbs_norm_and_residual_add(act):
         np.testing.assert_allclose(got[name], want[name], rtol=0, atol=2e-5)
 
 
+# --- a residual zero-padded on the channel axis, read unpadded ---------------------------------
+@pytest.mark.parametrize("cr,co,tile", [(1, 3, None), (13, 24, None), (24, 28, (8, 32)),
+                                        (24, 64, (4, 64)), (32, 64, (4, 64)), (63, 64, (4, 64)),
+                                        (64, 65, None), (24, 63, (16, 16)), (3, 13, (16, 16)),
+                                        (65, 130, None)])
+def test_igemm_narrow_residual_is_its_zero_padding(cr, co, tile):
+    """Residual f32[N, OH, OW, Cr], Cr < Co: added to the first Cr output channels, as the
+    residual zero-padded to Co channels (vector blocks that the residual covers, skips or ends
+    inside; the scalar tail block)."""
+    case = _case(13, co, k=1, n=2, hw=(5, 19), pads=(0, 0, 0, 0), act=ACTS[1])
+    x, w, bias, _, geo, _, red = _data(case)
+    res = _rand(2, 5, 19, cr)
+    padded = np.pad(res, ((0, 0), (0, 0), (0, 0), (0, co - cr)))
+    expected = ref.conv2d(x, w, bias, padded, **geo, activation_kind=case["act"][0])
+    got = igemm.conv2d(x, w, bias, res, **geo, activation_kind=case["act"][0], method="igemm",
+                       tile=tile, parallel=False)
+    assert_f32_close(got, expected, red, f"igemm narrow residual {cr} of {co}")
+
+
+@pytest.mark.parametrize("co,res_shape,ok", [(16, (1, 5, 5, 12), True), (16, (1, 5, 5, 17), False),
+                                             (16, (1, 5, 4, 12), False), (8, (1, 5, 5, 4), False)])
+def test_only_igemm_binds_a_residual_of_fewer_channels(co, res_shape, ok):
+    """igemm takes a residual of the output's pixels and at most its channels; kdot (Co 8)
+    wants exactly the output's shape."""
+    b = GraphBuilder("conv")
+    y = b.node(Op.CONV2D, b.input("x", (1, 5, 5, 4)), b.const(_rand(co, 4, 3, 3)),
+               b.const(_rand(co)), b.input("res", (1, 5, 5, co)), pads=(1, 1, 1, 1))
+    g = b.build(y)
+    (step,) = lower_node(g.nodes[0], g)
+    x, res = np.zeros((1, 5, 5, 4), np.float32), np.ones(res_shape, np.float32)
+    out = np.zeros(g.tensors[y].shape, np.float32)
+    if not ok:
+        with pytest.raises(BindError, match="the residual"):
+            BINDERS[step.kernel](step.params, step.weights, [x, res], [out])
+        return
+    fn, args = BINDERS[step.kernel](step.params, step.weights, [x, res], [out])
+    fn(*args)
+    expected = step.weights["bias"] + np.pad(res, ((0, 0), (0, 0), (0, 0), (0, co - 12)))
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-6)
+
+
 # --- planar (NCHW) input: igemm reads C runs of KW per kernel row -----------------------------
 @pytest.mark.parametrize("case", [
     _case(3, 32, k=9, hw=(13, 14), pad_mode="reflect", pads=(4, 4, 4, 4), n=2),  # the first layer

@@ -29,10 +29,15 @@ Kernel selection per node:
   "residual" (the ADD's other operand)); weights ``norm_scale``/``norm_bias`` when constant;
 - a conv (igemm or pix) that absorbed its input's NCHW -> NHWC TRANSPOSE
   (``passes/fusions/nchw_input.py``, record "nchw_input") reads the NCHW tensor itself (param
-  ``in_nchw``; igemm weights packed ``[.., KH, C/g, KW, NR]``).
+  ``in_nchw``; igemm weights packed ``[.., KH, C/g, KW, NR]``);
+- an igemm conv whose residual was a zero PAD of the channel axis
+  (``passes/fusions/channel_pad_residual.py``, record "channel_pad_residual") reads the
+  unpadded tensor as its residual, ``[N, OH, OW, Cr]`` with ``Cr <= Co``: the epilogue adds it
+  to the first ``Cr`` output channels.
 
 Step contract (JSON-able params, weight blobs):
-    inputs  [x] or [x, residual]   (runtime tensors, NHWC)
+    inputs  [x] or [x, residual]   (runtime tensors, NHWC; igemm's residual may have fewer
+            channels than the output)
     weights w (packed), bias f32[Co] (zeros when absent), rowmap i32[OH, KH], colmap i32[OW, KW],
             and ``residual`` when the residual is a constant
     params  group, step, act (Activation int), act_params [p0, p1] (floats; CLAMP's may be
@@ -200,6 +205,8 @@ def lower_conv2d(node: Node, graph: Graph) -> list[Step]:
     act, act_params = _act_params(node)
     inputs, weights = [x], {}
     res_name = node.inputs[3] if len(node.inputs) > 3 else ""
+    # the unpadded residual of an absorbed channel PAD (passes/fusions/channel_pad_residual.py)
+    res_name = fusion.fusion(node).get("channel_pad_residual", res_name)
     if res_name:
         res = graph.const(res_name)
         if res is None:

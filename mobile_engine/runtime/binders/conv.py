@@ -51,9 +51,11 @@ def _index_table(weights: dict, key: str, rows: int | None, lo: int, hi: int, nd
     return v.table(f"weight {key!r}", t, lo, hi, dtype=np.int32)
 
 
-def _epilogue(params: dict, weights: dict, inputs: list, out: np.ndarray):
+def _epilogue(params: dict, weights: dict, inputs: list, out: np.ndarray,
+              narrow_residual: bool = False):
     """(act, p0, p1, has_res, residual) of a conv step: ``residual`` is the second input or the
-    weight ``residual`` (f32 of the output's shape) when ``has_residual``, else ``out``."""
+    weight ``residual`` (f32 of the output's shape; ``narrow_residual``: of its pixels and at
+    most its channels, added to the first ones) when ``has_residual``, else ``out``."""
     act = v.activation(params)
     p0, p1 = v.numbers(params, "act_params", 2)
     has_res = v.flag(params, "has_residual")
@@ -64,11 +66,18 @@ def _epilogue(params: dict, weights: dict, inputs: list, out: np.ndarray):
     if res is None:
         raise v.fail("params['has_residual'] is set but the step has neither a second input "
                      "nor a weight 'residual'")
-    _f32("the residual", res, shape=out.shape)
+    if narrow_residual:
+        _f32("the residual", res, ndim=4)
+        v.require(res.shape[:3] == out.shape[:3] and 1 <= res.shape[3] <= out.shape[3],
+                  f"the residual {list(res.shape)} does not fit the output {list(out.shape)} "
+                  f"(same pixels, at most its channels)")
+    else:
+        _f32("the residual", res, shape=out.shape)
     return act, F32(p0), F32(p1), True, res
 
 
-def _operands(params, weights, inputs, outputs, in_nchw: bool = False):
+def _operands(params, weights, inputs, outputs, in_nchw: bool = False,
+              narrow_residual: bool = False):
     """Checked (x, rowmap, colmap, bias, res, out, act, p0, p1, has_res) of a conv over
     indirection tables (igemm, kdot, depthwise, transposed): x f32[N, H, W, C] (``in_nchw``:
     [N, C, H, W]), out f32[N, OH, OW, Co], rowmap i32[OH, KH] in [-1, H), colmap i32[OW, KW] in
@@ -81,7 +90,7 @@ def _operands(params, weights, inputs, outputs, in_nchw: bool = False):
     rowmap = _index_table(weights, "rowmap", out.shape[1], -1, h)
     colmap = _index_table(weights, "colmap", out.shape[2], -1, w)
     _f32("weight 'bias'", _weight(weights, "bias"), shape=(out.shape[3],))
-    act, p0, p1, has_res, res = _epilogue(params, weights, inputs, out)
+    act, p0, p1, has_res, res = _epilogue(params, weights, inputs, out, narrow_residual)
     ro = igemm.readonly
     return (ro(x), ro(rowmap), ro(colmap), ro(weights["bias"]), ro(res), out, act, p0, p1,
             has_res)
@@ -130,7 +139,7 @@ def _bind_igemm(kernel: str):
         """``stats``: the kernel also writes each row's norm statistics (one task per row)."""
         in_nchw = v.flag(params, "in_nchw") if "in_nchw" in params else False
         x, rowmap, colmap, bias, res, out, act, p0, p1, has_res = _operands(
-            params, weights, inputs, outputs, in_nchw)
+            params, weights, inputs, outputs, in_nchw, narrow_residual=not (stats or transposed))
         c, co = (x.shape[1] if in_nchw else x.shape[3]), out.shape[3]
         group = v.integer(params, "group", 1, max(c, 1))
         v.require(c % group == 0 and co % group == 0,
