@@ -217,8 +217,8 @@ def test_igemm_row_splits(splits, parallel):
     ro = igemm.readonly
     igemm.igemm_kernel(mr, nr, parallel)(
         ro(x), ro(rowmap), ro(colmap), ro(igemm.pack_weights(w, nr)), ro(bias), ro(res), out, 1,
-        1, int(case["act"][0]), np.float32(p0), np.float32(p1), True, igemm.NO_SUMS, False,
-        False, splits)
+        1, int(case["act"][0]), np.float32(p0), np.float32(p1), ro(igemm.NO_SLOPES), True,
+        igemm.NO_SUMS, False, False, splits)
     assert_f32_close(out, expected, red, f"igemm splits={splits}")
 
 
@@ -454,7 +454,8 @@ def test_igemm_row_sums(co, tile, parallel):
     ro = igemm.readonly
     igemm.igemm_kernel(mr, nr, parallel)(
         ro(x), ro(rowmap), ro(colmap), ro(igemm.pack_weights(w, nr)), ro(bias), ro(res), out, 1,
-        1, 0, np.float32(0), np.float32(0), True, sums, True, False, 1)
+        1, 0, np.float32(0), np.float32(0), ro(igemm.NO_SLOPES), True, sums, True, False,
+        1)
     assert_f32_close(out, expected, red, "igemm with sums")
     y = out.astype(np.float64).reshape(10, 21, co)
     got = sums.reshape(10, 2, co)
@@ -572,23 +573,42 @@ def test_igemm_narrow_residual_is_its_zero_padding(cr, co, tile):
     assert_f32_close(got, expected, red, f"igemm narrow residual {cr} of {co}")
 
 
-@pytest.mark.parametrize("co,res_shape,ok", [(16, (1, 5, 5, 12), True), (16, (1, 5, 5, 17), False),
-                                             (16, (1, 5, 4, 12), False), (8, (1, 5, 5, 4), False)])
-def test_only_igemm_binds_a_residual_of_fewer_channels(co, res_shape, ok):
-    """igemm takes a residual of the output's pixels and at most its channels; kdot (Co 8)
-    wants exactly the output's shape."""
+@pytest.mark.parametrize("co,tile,parallel", [(1, (16, 16), False), (3, (16, 16), False),
+                                              (13, None, False), (24, (8, 32), True),
+                                              (63, (4, 64), False), (64, None, True),
+                                              (65, None, False)])
+def test_igemm_prelu_epilogue(co, tile, parallel):
+    """A PReLU with per-channel slopes after bias, residual and activation, over each finished
+    row part (serial and parallel parts)."""
+    case = _case(13, co, n=2, hw=(6, 23), residual=True)
+    x, w, bias, res, geo, expected, red = _data(case)
+    slopes = _rand(co)
+    expected = ref.prelu(expected, slopes)
+    got = igemm.conv2d(x, w, bias, res, **geo, method="igemm", tile=tile, parallel=parallel,
+                       prelu_slopes=slopes)
+    assert_f32_close(got, expected, red, f"igemm prelu {co}")
+
+
+@pytest.mark.parametrize("co,res_shape,channels,ok", [
+    (16, (1, 5, 5, 12), 12, True), (16, (1, 5, 5, 12), None, False),
+    (16, (1, 5, 5, 12), 13, False), (16, (1, 5, 5, 16), 17, False),
+    (16, (1, 5, 4, 12), 12, False), (8, (1, 5, 5, 4), 4, False)])
+def test_only_igemm_binds_a_residual_of_fewer_channels(co, res_shape, channels, ok):
+    """igemm takes a residual of the output's pixels and the step's ``residual_channels``
+    (at most Co); kdot (Co 8) wants exactly the output's shape."""
     b = GraphBuilder("conv")
     y = b.node(Op.CONV2D, b.input("x", (1, 5, 5, 4)), b.const(_rand(co, 4, 3, 3)),
                b.const(_rand(co)), b.input("res", (1, 5, 5, co)), pads=(1, 1, 1, 1))
     g = b.build(y)
     (step,) = lower_node(g.nodes[0], g)
+    params = step.params if channels is None else {**step.params, "residual_channels": channels}
     x, res = np.zeros((1, 5, 5, 4), np.float32), np.ones(res_shape, np.float32)
     out = np.zeros(g.tensors[y].shape, np.float32)
     if not ok:
-        with pytest.raises(BindError, match="the residual"):
-            BINDERS[step.kernel](step.params, step.weights, [x, res], [out])
+        with pytest.raises(BindError, match="the residual|residual_channels"):
+            BINDERS[step.kernel](params, step.weights, [x, res], [out])
         return
-    fn, args = BINDERS[step.kernel](step.params, step.weights, [x, res], [out])
+    fn, args = BINDERS[step.kernel](params, step.weights, [x, res], [out])
     fn(*args)
     expected = step.weights["bias"] + np.pad(res, ((0, 0), (0, 0), (0, 0), (0, co - 12)))
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-6)

@@ -30,10 +30,12 @@ Kernel selection per node:
 - a conv (igemm or pix) that absorbed its input's NCHW -> NHWC TRANSPOSE
   (``passes/fusions/nchw_input.py``, record "nchw_input") reads the NCHW tensor itself (param
   ``in_nchw``; igemm weights packed ``[.., KH, C/g, KW, NR]``);
+- an igemm conv that absorbed the PRELU after it (``passes/fusions/conv_prelu.py``, record
+  "prelu"): weight ``slopes`` f32[Co], the step writes the PRELU's output;
 - an igemm conv whose residual was a zero PAD of the channel axis
   (``passes/fusions/channel_pad_residual.py``, record "channel_pad_residual") reads the
-  unpadded tensor as its residual, ``[N, OH, OW, Cr]`` with ``Cr <= Co``: the epilogue adds it
-  to the first ``Cr`` output channels.
+  unpadded tensor as its residual, ``[N, OH, OW, Cr]`` with ``Cr <= Co`` (param
+  ``residual_channels``): the epilogue adds it to the first ``Cr`` output channels.
 
 Step contract (JSON-able params, weight blobs):
     inputs  [x] or [x, residual]   (runtime tensors, NHWC; igemm's residual may have fewer
@@ -41,7 +43,8 @@ Step contract (JSON-able params, weight blobs):
     weights w (packed), bias f32[Co] (zeros when absent), rowmap i32[OH, KH], colmap i32[OW, KW],
             and ``residual`` when the residual is a constant
     params  group, step, act (Activation int), act_params [p0, p1] (floats; CLAMP's may be
-            +-inf), has_residual (bool), mult (depthwise multiplier), work (MACs: the binder runs
+            +-inf), has_residual (bool), residual_channels (igemm, when fewer than Co), mult
+            (depthwise multiplier), work (MACs: the binder runs
             the serial variant below ``config.PARALLEL_MIN_WORK * config.MAC_WORK``)
     flops   2 * MACs
 """
@@ -216,7 +219,14 @@ def lower_conv2d(node: Node, graph: Graph) -> list[Step]:
     macs = int(np.prod(out_shape)) * cig * kh * kw
     params = dict(group=group, step=1, act=act, act_params=act_params,
                   has_residual=bool(res_name), work=macs, mult=co // c)
+    if "channel_pad_residual" in fusion.fusion(node):
+        params["residual_channels"] = graph.tensors[res_name].shape[3]
     weights.update(bias=np.zeros(co, F32) if bias is None else bias, rowmap=rowmap, colmap=colmap)
+    if "prelu" in fusion.fusion(node) and (family != "igemm" or
+                                           _winograd(node, x_shape, out_shape, w, rowmap, colmap,
+                                                     in_nchw)):
+        raise _fail(node, f"a PReLU was fused into a conv that runs {family} (only igemm "
+                          f"applies one in its epilogue)")
     if group == c and c > 1 and kh * kw <= dw.MAX_TAPS:
         weights["w"] = dw.pack_weights(w)
         kernel = dw.KERNEL_ID
@@ -240,6 +250,14 @@ def lower_conv2d(node: Node, graph: Graph) -> list[Step]:
         weights["w"] = igemm.pack_weights(w, nr, group, in_nchw)
         params["in_nchw"] = in_nchw
         kernel = igemm.kernel_id(mr, nr)
+        prelu = fusion.fusion(node).get("prelu")
+        if prelu is not None:              # the PReLU in the epilogue writes its output
+            prelu_node = graph.node(prelu)
+            slope = graph.const(prelu_node.inputs[1]).reshape(-1)   # one, or one per channel
+            weights["slopes"] = np.ascontiguousarray(np.broadcast_to(slope, (co,)), F32)
+            out = prelu_node.outputs[0]
+            return [Step(node.name, kernel, inputs, [out], params, weights,
+                         2 * macs + 2 * int(np.prod(out_shape)))]
         if "norm" in fusion.fusion(node):
             return [_with_norm(Step(node.name, kernel, inputs, [out], params, weights,
                                     2 * macs), node, graph, mr, nr)]

@@ -54,8 +54,9 @@ def _index_table(weights: dict, key: str, rows: int | None, lo: int, hi: int, nd
 def _epilogue(params: dict, weights: dict, inputs: list, out: np.ndarray,
               narrow_residual: bool = False):
     """(act, p0, p1, has_res, residual) of a conv step: ``residual`` is the second input or the
-    weight ``residual`` (f32 of the output's shape; ``narrow_residual``: of its pixels and at
-    most its channels, added to the first ones) when ``has_residual``, else ``out``."""
+    weight ``residual`` (f32 of the output's shape) when ``has_residual``, else ``out``. With
+    ``narrow_residual`` (igemm) the step's ``residual_channels`` param, when present, gives the
+    residual fewer channels than the output (a zero-padded residual, read unpadded)."""
     act = v.activation(params)
     p0, p1 = v.numbers(params, "act_params", 2)
     has_res = v.flag(params, "has_residual")
@@ -66,13 +67,10 @@ def _epilogue(params: dict, weights: dict, inputs: list, out: np.ndarray,
     if res is None:
         raise v.fail("params['has_residual'] is set but the step has neither a second input "
                      "nor a weight 'residual'")
-    if narrow_residual:
-        _f32("the residual", res, ndim=4)
-        v.require(res.shape[:3] == out.shape[:3] and 1 <= res.shape[3] <= out.shape[3],
-                  f"the residual {list(res.shape)} does not fit the output {list(out.shape)} "
-                  f"(same pixels, at most its channels)")
-    else:
-        _f32("the residual", res, shape=out.shape)
+    shape = out.shape
+    if narrow_residual and "residual_channels" in params:
+        shape = (*out.shape[:3], v.integer(params, "residual_channels", 1, max(out.shape[3], 1)))
+    _f32("the residual", res, shape=shape)
     return act, F32(p0), F32(p1), True, res
 
 
@@ -154,11 +152,14 @@ def _bind_igemm(kernel: str):
         w = _f32("weight 'w' (packed weights)", _weight(weights, "w"), shape=expect)
         if not (transposed or in_nchw or stats) and _pointwise(rowmap, colmap, x.shape):
             x, res, out, rowmap, colmap = _flat_pointwise(x, res, out)
+        slopes = igemm.NO_SLOPES
+        if "slopes" in weights:         # a PReLU after the conv (passes/fusions/conv_prelu.py)
+            slopes = _f32("weight 'slopes'", weights["slopes"], shape=(co,))
         fn, splits = _row_parts(params, x.shape[0] * out.shape[1], out.shape[2], co, mr, threads,
                                 lambda parallel: igemm.igemm_kernel(mr, nr, parallel), stats)
         return fn, (x, rowmap, colmap, igemm.readonly(w), bias, res, out, group,
-                    min(step, max(out.shape[2], 1)), act, p0, p1, has_res, igemm.NO_SUMS, False,
-                    in_nchw, splits)
+                    min(step, max(out.shape[2], 1)), act, p0, p1, igemm.readonly(slopes),
+                    has_res, igemm.NO_SUMS, False, in_nchw, splits)
 
     return bind
 
