@@ -69,7 +69,7 @@ def test_prelu_joins_a_channel_padded_residual():
 
 @pytest.mark.parametrize("why,kw", [
     ("conv output read twice", dict(second_reader=True)),
-    ("kdot conv (Co 8, 1x1)", dict(co=8)),
+    ("kdot conv (Co 4, 1x1)", dict(co=4)),
     ("slopes per pixel", dict(slope_shape=(6, 9, 24))),
 ])
 def test_prelu_stays_a_step(why, kw):

@@ -8,8 +8,8 @@ Kernel selection per node:
   params ``in_nchw``, ``out_nchw`` and the geometry (``geometry_params``), from which the binder
   rebuilds the row and column plans: tens of KB at 480x640, derived in milliseconds); the
   only kernel for the planar layouts (``in_layout``/``out_layout`` "nchw");
-- few output channels otherwise: ``f32_conv2d_kdot4_{MR}x{4*CG}_minmax`` (weights ``w``
-  = the kernel-row runs, ``wtap`` = per-tap quads, from ``pack_weights_kdot``);
+- few output channels otherwise (a 1x1 conv: at most 4): ``f32_conv2d_kdot4_{MR}x{4*CG}_minmax``
+  (weights ``w`` = the kernel-row runs, ``wtap`` = per-tap quads, from ``pack_weights_kdot``);
 - everything else, grouped or not: ``f32_conv2d_igemm_{MR}x{NR}_minmax`` with (MR, NR) from
   ``planning.cpu.igemm_tile(Co / group)`` (for the target's vector registers), except 3x3
   stride-1 convs of one group with enough channels and
@@ -116,7 +116,12 @@ def kernel_family(c: int, co: int, group: int, kh: int, kw: int, stride_w: int) 
     # 43, 108 and 97 us as pix, 7, 30 and 20 us as kdot (one Zen 4 thread, in their plans)
     if pix.applicable(co, group, stride_w) and kh * kw > 1:
         return "pix"
-    return "kdot" if igemm.use_kdot(co, group) else "igemm"
+    # NOTE: a 1x1 conv of 5-8 outputs fills a 16-lane igemm tile half and still beats kdot's
+    # per-pixel sums: face detection full range's 96x96x32 -> 8 ran 251 us as kdot, 140 us as
+    # igemm 16x16; 1-4 outputs were even (16x16x88 -> 2: 7 against 10 us; one Zen 4 thread)
+    if igemm.use_kdot(co, group) and (kh * kw > 1 or co <= 4):
+        return "kdot"
+    return "igemm"
 
 
 def _with_norm(step: Step, conv: Node, graph: Graph, mr: int, nr: int) -> Step:
@@ -236,7 +241,7 @@ def lower_conv2d(node: Node, graph: Graph) -> list[Step]:
         weights["w"] = plan.wbank
         params.update(in_nchw=in_nchw, out_nchw=out_nchw, **geometry_params(node, kh, kw))
         kernel = plan.kernel
-    elif igemm.use_kdot(co, group):
+    elif family == "kdot":
         mr, cg = igemm.kdot_tile(co)
         weights["w"], weights["wtap"] = igemm.pack_weights_kdot(w, cg)
         kernel = igemm.kdot_kernel_id(mr, cg)
