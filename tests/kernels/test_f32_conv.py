@@ -331,7 +331,7 @@ def test_conv2d_lowering_and_binding(case):
     expect = "f32_dwconv2d" if depthwise else "f32_conv2d_pix" \
         if pix.applicable(case["co"], case["group"], case["strides"][1]) and case["k"] > 1 \
         else "f32_conv2d_kdot4_" \
-        if igemm.use_kdot(case["co"], case["group"]) and (case["k"] > 1 or case["co"] <= 4) \
+        if igemm.use_kdot(case["co"], case["group"]) and case["co"] <= 4 \
         else ("f32_conv2d_igemm_", wino.KERNEL_ID)
     assert step.kernel.startswith(expect)
     co_g = case["co"] // case["group"]

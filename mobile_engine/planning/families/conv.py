@@ -8,8 +8,9 @@ Kernel selection per node:
   params ``in_nchw``, ``out_nchw`` and the geometry (``geometry_params``), from which the binder
   rebuilds the row and column plans: tens of KB at 480x640, derived in milliseconds); the
   only kernel for the planar layouts (``in_layout``/``out_layout`` "nchw");
-- few output channels otherwise (a 1x1 conv: at most 4): ``f32_conv2d_kdot4_{MR}x{4*CG}_minmax``
-  (weights ``w`` = the kernel-row runs, ``wtap`` = per-tap quads, from ``pack_weights_kdot``);
+- few output channels otherwise, at most 4:
+  ``f32_conv2d_kdot4_{MR}x{4*CG}_minmax`` (weights ``w`` = the kernel-row runs, ``wtap`` =
+  per-tap quads, from ``pack_weights_kdot``);
 - everything else, grouped or not: ``f32_conv2d_igemm_{MR}x{NR}_minmax`` with (MR, NR) from
   ``planning.cpu.igemm_tile(Co / group)`` (for the target's vector registers), except 3x3
   stride-1 convs of one group with enough channels and
@@ -116,10 +117,12 @@ def kernel_family(c: int, co: int, group: int, kh: int, kw: int, stride_w: int) 
     # 43, 108 and 97 us as pix, 7, 30 and 20 us as kdot (one Zen 4 thread, in their plans)
     if pix.applicable(co, group, stride_w) and kh * kw > 1:
         return "pix"
-    # NOTE: a 1x1 conv of 5-8 outputs fills a 16-lane igemm tile half and still beats kdot's
-    # per-pixel sums: face detection full range's 96x96x32 -> 8 ran 251 us as kdot, 140 us as
-    # igemm 16x16; 1-4 outputs were even (16x16x88 -> 2: 7 against 10 us; one Zen 4 thread)
-    if igemm.use_kdot(co, group) and (kh * kw > 1 or co <= 4):
+    # NOTE: the few-channel convs pix leaves (1x1 or column-strided) run kdot only up to 4
+    # outputs: 5-8 fill a 16-lane igemm tile half and still beat kdot's per-pixel sums (face
+    # detection full range's 1x1 96x96x32 -> 8: 251 us as kdot, 140 us as igemm 16x16; hand
+    # recrop's stride-2 256x256x3 -> 8 and 128x128x8 -> 8: 460 and 114 us against 302 and
+    # 83 us); 1-4 outputs were even (1x1 16x16x88 -> 2: 7 against 10 us; one Zen 4 thread)
+    if igemm.use_kdot(co, group) and co <= 4:
         return "kdot"
     return "igemm"
 
