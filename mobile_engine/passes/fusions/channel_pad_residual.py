@@ -1,6 +1,6 @@
 """Channel-padded residual: a conv whose residual is ``PAD(r)``, zeros appended on the channel
 axis only, adds ``r`` itself to its first ``Cr`` output channels, so the PAD (a copy of the
-whole tensor per block) disappears. BlazeFace-style blocks (MediaPipe's face, palm and pose
+whole tensor per block) disappears. BlazeFace-style blocks (MediaPipe's face and palm
 detectors, face landmark) widen their channels this way: ``relu(conv1x1(dw(x)) + pad_c(x))``.
 
 Math: ``pad_c(r)[.., c] = r[.., c]`` for ``c < Cr`` and ``0`` for ``Cr <= c < Co``, so
