@@ -219,6 +219,18 @@ def activate_span(a, off, n, act, p0, p1):
             a[U64(off + j)] = activate(a[U64(off + j)], 19, p0, p1)
 
 
+@jit
+def prelu_span(a, off, npix, c, slopes):
+    """``a[off:off + npix * c]``, ``npix`` pixels of ``c`` channels, through a PReLU in place:
+    ``v if v >= 0 else v * slopes[ch]`` (NaN stays NaN); the conv epilogues call it once per
+    finished row part, as ``activate_span``. slopes: f32[c]."""
+    for p in range(npix):
+        base = off + p * c
+        for ch in range(c):
+            v = a[U64(base + ch)]
+            a[U64(base + ch)] = v if v >= F32(0) else v * slopes[U64(ch)]
+
+
 @jit(inline="always")
 def activate_into(x, y, n, code, p0, p1):
     """``y[:n] = act(x[:n])`` for codes 0..7, 12, 19 (0 copies), one loop per code; x and y views

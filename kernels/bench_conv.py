@@ -90,8 +90,9 @@ def prepare(h, w, ci, co, k, stride=1, upsample=1, pad_mode="reflect", tile=None
         return igemm.kdot_kernel(mr, cg, parallel), args, flops, f"k{rows}x{4 * cg}"
     mr, nr = tile or igemm.choose_tile(co)
     args = head + (ro(igemm.pack_weights(wt, nr)),) + tail + (1, 1, 1, np.float32(0),
-                                                              np.float32(0), False,
-                                                              igemm.NO_SUMS, False, False, 1)
+                                                              np.float32(0), ro(igemm.NO_SLOPES),
+                                                              False, igemm.NO_SUMS, False, False,
+                                                              1)
     return igemm.igemm_kernel(mr, nr, parallel), args, flops, f"{igemm.machine_rows(mr, nr)}x{nr}"
 
 

@@ -23,10 +23,12 @@ Planar input (``in_nchw``, the NCHW image of a model's first conv): a regular ti
 of KW per kernel row (weights packed ``[.., KH, C/g, KW, NR]``); border tiles read channels
 ``H * W`` apart.
 
-Epilogue (same pass): ``acc + bias[co] (+ residual)`` per tile, then the activation (an
+Epilogue (same pass): ``acc + bias[co] (+ residual[co] for co < Cr, the residual's channels:
+Cr < Co is a residual zero-padded on the channel axis)`` per tile, then the activation (an
 ``Activation`` int code): RELU and CLAMP as a clamp on the registers before the store (igemm),
-the others (``kernels/activation.activate_span``) over each finished row part (``row_splits``
-keeps a part's outputs within L2). With ``want_sums`` the epilogue also writes
+the others (``kernels/activation.activate_span``) and a PReLU's per-channel slopes
+(``prelu_span``) over each finished row part (``row_splits`` keeps a part's outputs within L2).
+With ``want_sums`` the epilogue also writes
 per-row sums of the outputs and their squares: an instance norm's statistics without another
 pass over the tensor (planning/families/conv.py ``fused_norm``).
 
@@ -44,7 +46,7 @@ import numpy as np
 
 from kernels import config
 from kernels.config import jit
-from kernels.activation import Activation, activate_span
+from kernels.activation import Activation, activate_span, prelu_span
 from kernels.activation import params as activation_params
 from kernels.indirection import conv_axis_map
 from kernels.intrinsics import stack_array, vadd, vclamp, vcopy, vfill, vfma, vfma4
@@ -139,7 +141,7 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
     # 10.4 ms prange; outlined, 10.5 ms).
     @jit
     def igemm_row(row, lo, hi, x, rowmap, colmap, wp, bias, residual, out, group, step, act, p0,
-                  p1, has_res, sums, want_sums, in_nchw):
+                  p1, slopes, has_res, sums, want_sums, in_nchw):
         """Output row ``row``, columns ``[lo, hi)`` (``lo`` a multiple of ``step * MR``)."""
         if in_nchw:        # planar input: a regular tile reads C runs of KW per kernel row
             n_, c_, h_, w_ = x.shape
@@ -155,6 +157,7 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
         xf = x.reshape(x.size)
         wf = wp.reshape(wp.size)
         rf = residual.reshape(residual.size)
+        cr = residual.shape[3]          # the residual's channels: added to the first cr outputs
         of = out.reshape(out.size)
         tap_size = cig * NR
         wk = kw_ * NR if in_nchw else NR     # weight stride between a tap's input channels
@@ -241,16 +244,18 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
                                         for v in range(NV):
                                             vfma(acc, (m * NV + v) * VL, xv, wf, wo + v * VL, VL)
                     bo = g * cog + co0
-                    if ncv == NR:       # whole block: vector epilogue from the registers
+                    # a narrow residual's last channels may end inside a vector: scalar then
+                    if ncv == NR and (cr >= bo + NR or cr <= bo or (cr - bo) % VL == 0):
                         for m in range(MR):
                             ow = ow0 + m * step
                             if ow < ow_:
-                                ob = ((b * oh_ + oh) * ow_ + ow) * co_ + bo
+                                pixel = (b * oh_ + oh) * ow_ + ow
+                                ob = pixel * co_ + bo
                                 for v in range(NV):
                                     a = (m * NV + v) * VL
                                     vadd(acc, a, bias, bo + v * VL, VL)
-                                    if has_res:
-                                        vadd(acc, a, rf, ob + v * VL, VL)
+                                    if has_res and bo + v * VL < cr:
+                                        vadd(acc, a, rf, pixel * cr + bo + v * VL, VL)
                                     vclamp(acc, a, lo_, hi_, VL)
                                     vcopy(of, ob + v * VL, acc, a, VL)
                                 if want_sums:
@@ -269,11 +274,12 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
                     for m in range(MR):
                         ow = ow0 + m * step
                         if ow < ow_:
-                            ob = ((b * oh_ + oh) * ow_ + ow) * co_ + bo
+                            pixel = (b * oh_ + oh) * ow_ + ow
+                            ob = pixel * co_ + bo
                             for j in range(ncv):
                                 y = tile[U64(m * NR + j)] + bias[U64(bo + j)]
-                                if has_res:
-                                    y += rf[U64(ob + j)]
+                                if has_res and bo + j < cr:
+                                    y += rf[U64(pixel * cr + bo + j)]
                                 y = lo_ if y < lo_ else y
                                 of[U64(ob + j)] = hi_ if y > hi_ else y
                             if want_sums:
@@ -296,15 +302,17 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
         end = min(hi, ow_)
         if rest != 0 and end > lo:      # over the part's finished pixels (row_splits: <= L2)
             activate_span(of, ((b * oh_ + oh) * ow_ + lo) * co_, (end - lo) * co_, rest, p0, p1)
+        if slopes.size > 0 and end > lo:
+            prelu_span(of, ((b * oh_ + oh) * ow_ + lo) * co_, end - lo, co_, slopes)
 
     def f32_conv2d_igemm(x, rowmap, colmap, wp, bias, residual, out, group, step, act, p0, p1,
-                         has_res, sums, want_sums, in_nchw, splits):
+                         slopes, has_res, sums, want_sums, in_nchw, splits):
         span = -(-out.shape[2] // (splits * step * MR)) * step * MR
         for t in loop(out.shape[0] * out.shape[1] * splits):
             row = t // splits
             lo = (t - row * splits) * span
             igemm_row(row, lo, lo + span, x, rowmap, colmap, wp, bias, residual, out, group, step,
-                      act, p0, p1, has_res, sums, want_sums, in_nchw)
+                      act, p0, p1, slopes, has_res, sums, want_sums, in_nchw)
 
     return f32_conv2d_igemm
 
@@ -313,18 +321,22 @@ def _igemm_source(MR: int, NR: int, parallel: bool):
 def igemm_kernel(mr: int, nr: int, parallel: bool, cache: bool = True):
     """The Numba dispatcher of ``f32_conv2d_igemm_{mr}x{nr}_minmax`` (memoised).
 
-    Call ``fn(x, rowmap, colmap, wp, bias, residual, out, group, step, act, p0, p1, has_res,
-    sums, want_sums, in_nchw, splits)``:
+    Call ``fn(x, rowmap, colmap, wp, bias, residual, out, group, step, act, p0, p1, slopes,
+    has_res, sums, want_sums, in_nchw, splits)``:
         x:        f32[N, H, W, C] C-contiguous, read-only view (the input before upsampling), or
                   f32[N, C, H, W] with ``in_nchw`` (weights from ``pack_weights(..., nchw=True)``)
         rowmap:   i32[OH, KH], colmap: i32[OW, KW] (kernels/indirection.py), read-only
         wp:       f32[g * NB, KH, KW, C/g, nr] from ``pack_weights``, read-only
         bias:     f32[Co] read-only (zeros when the conv has none)
-        residual: f32[N, OH, OW, Co] read-only view, read only when ``has_res`` (else pass any
-                  array of that type, e.g. a read-only view of ``out``)
+        residual: f32[N, OH, OW, Cr] C-contiguous read-only view, Cr <= Co (added to the
+                  first Cr output channels: a zero-padded residual, unpadded), read only when
+                  ``has_res`` (else pass any array of that type, e.g. a read-only view of ``out``)
         out:      f32[N, OH, OW, Co] C-contiguous; may not overlap x; may be exactly residual
         group, step (tile pixel stride: 1, or the stride of a transposed conv), act: int
-        p0, p1: float32 activation params; has_res: bool
+        p0, p1: float32 activation params
+        slopes:   f32[Co] read-only: a PReLU after the residual and the activation (``v if v >= 0
+                  else v * slopes[co]``, over each finished row part); ``NO_SLOPES``: none
+        has_res:  bool
         sums:     f64[N * OH * 2 * Co], written when ``want_sums``: per output row and channel
                   the sums of the stored outputs and of their squares (an instance norm's
                   statistics without another pass; float32 sums of ``y - y[row, 0]`` per row,
@@ -542,18 +554,20 @@ def conv_tables(x_shape, kernel, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0
 
 
 def run_igemm(x, rowmap, colmap, wp, bias, residual, out, *, group, step, act, act_params,
-              mr, nr, parallel, in_nchw=False):
+              mr, nr, parallel, in_nchw=False, slopes=None):
     """Call the igemm kernel with the argument conventions above (tests, benchmarks)."""
     p0, p1 = activation_params(act, act_params)
     fn = igemm_kernel(mr, nr, parallel)
     has_res = residual is not None
     res = readonly(residual if has_res else out)
     fn(readonly(x), readonly(rowmap), readonly(colmap), readonly(wp), readonly(bias), res, out,
-       group, step, int(act), F32(p0), F32(p1), has_res, NO_SUMS, False, bool(in_nchw), 1)
+       group, step, int(act), F32(p0), F32(p1), readonly(NO_SLOPES if slopes is None else slopes),
+       has_res, NO_SUMS, False, bool(in_nchw), 1)
     return out
 
 
 NO_SUMS = np.zeros(1, np.float64)       # the ``sums`` argument of a conv without statistics
+NO_SLOPES = np.zeros(0, np.float32)     # the ``slopes`` argument of a conv without a PReLU
 TASKS_PER_THREAD = 4                     # parallel tasks per thread: a busy machine balances
 PART_BYTES = 256 << 10                   # a row part's outputs: re-read by its activation in L2
 
@@ -578,12 +592,12 @@ def use_kdot(co: int, group: int) -> bool:
 def conv2d(x, w, bias=None, residual=None, *, strides=(1, 1), dilations=(1, 1),
            pads=(0, 0, 0, 0), group=1, pad_mode="constant", upsample=1,
            activation_kind=0, act_params=(), method=None, tile=None, parallel=None,
-           in_nchw=False):
+           in_nchw=False, prelu_slopes=None):
     """Convenience entry with ``kernels.reference.conv2d``'s signature (packs on every call).
 
     x: f32[N, H, W, C] (f32[N, C, H, W] with ``in_nchw``, igemm only); w: [Co, C/group, KH, KW];
     returns f32[N, OH, OW, Co]. ``method``: "igemm" or "kdot" (default: ``use_kdot``); ``tile``:
-    igemm (MR, NR).
+    igemm (MR, NR); ``prelu_slopes``: f32[Co], a PReLU after everything (igemm only).
     """
     x = np.ascontiguousarray(x, F32)
     w = np.asarray(w, F32)
@@ -597,7 +611,7 @@ def conv2d(x, w, bias=None, residual=None, *, strides=(1, 1), dilations=(1, 1),
     res = None if residual is None else np.ascontiguousarray(residual, F32)
     if method is None:
         method = "kdot" if use_kdot(co, group) and tile is None and not in_nchw else "igemm"
-    if method == "kdot":
+    if method == "kdot" and prelu_slopes is None:
         mr, cg = kdot_tile(co)
         wrun, wtap = pack_weights_kdot(w, cg)
         return run_kdot(x, rowmap, colmap, wrun, wtap, bias, res, out,
@@ -606,7 +620,9 @@ def conv2d(x, w, bias=None, residual=None, *, strides=(1, 1), dilations=(1, 1),
     mr, nr = tile or choose_tile(co // group)
     return run_igemm(x, rowmap, colmap, pack_weights(w, nr, group, in_nchw), bias, res, out,
                      group=group, step=1, act=int(activation_kind), act_params=act_params,
-                     mr=mr, nr=nr, parallel=parallel, in_nchw=in_nchw)
+                     mr=mr, nr=nr, parallel=parallel, in_nchw=in_nchw,
+                     slopes=None if prelu_slopes is None else np.ascontiguousarray(prelu_slopes,
+                                                                                   F32))
 
 
 # The numpy reference of the family's rows in kernels/table.py.

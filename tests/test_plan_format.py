@@ -124,3 +124,15 @@ def test_feeds_are_checked(plan_file):
         sess.run(None, {"x": x, "y": x})
     with pytest.raises(ValueError):          # InputError is also a ValueError
         sess.run(["nope"], {"x": x})
+    with pytest.raises(me.InputError, match="feeds must be a dict"):
+        sess.run(None, [("x", x)])
+    # the fast path (a dict of exactly the inputs, ndarrays of their shape and dtype) and the
+    # checked one (ndarray subclasses, other array-likes) give the same outputs
+
+    class Frame(np.ndarray):
+        pass
+    x = np.random.default_rng(0).random((1, 9, 11, 3), dtype=np.float32)
+    want = sess.run(None, {"x": x})
+    for feed in (x.view(Frame), np.ma.masked_array(x), memoryview(x)):
+        got = sess.run(None, {"x": feed})
+        assert all(np.array_equal(g, w) for g, w in zip(got, want))

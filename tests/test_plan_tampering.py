@@ -658,8 +658,8 @@ REFUSALS = [
      r"weight 'wtap' has shape"),
     ("conv", "f32_conv2d_kdot4_16x4_minmax", _swap("w", "wtap"),
      r"weight 'w' \(kernel-row runs\) has shape"),
-    ("conv", "f32_conv2d_kdot4_8x8_minmax", _set("step", 0), r"params\['step'\]=0"),
-    ("conv", "f32_conv2d_kdot4_8x8_minmax", _kernel("f32_conv2d_kdot4_16x4_minmax"),
+    ("conv", "f32_conv2d_kdot4_16x4_minmax", _set("step", 0), r"params\['step'\]=0"),
+    ("conv", "conv2d_8", _kernel("f32_conv2d_kdot4_16x4_minmax"),     # 7 outputs: igemm
      r"the output .* has more than 4 channels"),
     # pix (planar row ring, folded taps)
     # the row ring and column plan are rebuilt at bind from these geometry params

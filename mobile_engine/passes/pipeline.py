@@ -28,8 +28,9 @@ from mobile_engine.passes import (absorb_pad, absorb_upsample, fold_batch_norm, 
                                   fold_conv_affine, fold_layout_chain, fuse_activation_affine,
                                   fuse_hard_swish, fuse_swish,
                                   nchw_tail, remove_dead, sink_transposes)
-from mobile_engine.passes.fusions import (conv_norm, int8_conv_norm, int8_norm_add, nchw_input,
-                                          norm_add, stats_table, style_chain)
+from mobile_engine.passes.fusions import (channel_pad_residual, conv_norm, conv_prelu,
+                                          int8_conv_norm, int8_norm_add, nchw_input, norm_add,
+                                          stats_table, style_chain)
 from mobile_engine.passes.fusions.target import KernelTarget
 
 
@@ -88,6 +89,8 @@ FUSION_PASSES: tuple[FusionPass, ...] = (
     FusionPass("conv_norm", conv_norm.run),
     FusionPass("norm_add", norm_add.run),           # the norms conv_norm left
     FusionPass("nchw_input", nchw_input.run),
+    FusionPass("channel_pad_residual", channel_pad_residual.run),   # convs with no other mark
+    FusionPass("conv_prelu", conv_prelu.run),      # after the two marks it may join
 )
 GRAPH_PASS_NAMES: tuple[str, ...] = tuple(dict.fromkeys(p.name for p in PIPELINE + QDQ_PIPELINE))
 FUSION_PASS_NAMES: tuple[str, ...] = tuple(p.name for p in FUSION_PASSES)

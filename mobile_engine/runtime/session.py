@@ -124,6 +124,14 @@ class Session:
         self._outputs = [NodeArg(o["name"], tuple(o["shape"]), o["dtype"]) for o in m["outputs"]]
         self._output_source = {o["name"]: (self.plan.blobs[o["blob"]] if "blob" in o
                                            else self._views[o["name"]]) for o in m["outputs"]}
+        # what a frame checks and copies, prepared once: after the kernels have run, the
+        # interpreter's own data is out of the caches and every Python operation costs
+        # microseconds (face detection, one Zen 4 thread, after its 1.2 ms of kernels: the
+        # checks and the 196 KB input copy took 67 us, 20 us this way)
+        self._input_names = frozenset(a.name for a in self._inputs)
+        self._feed_plan = [(a.name, a.shape, np.dtype(a.type), self._views[a.name])
+                           for a in self._inputs]
+        self._all_outputs = list(self._output_source.values())
         self._calls = []
         self._step_names = []
         for step in m["steps"]:
@@ -172,6 +180,7 @@ class Session:
         try:
             self._closed = True
             self._calls, self._views, self._output_source = [], {}, {}
+            self._feed_plan, self._all_outputs = [], []
             self._arena = np.zeros(0, np.uint8)
         finally:
             self._lock.release()
@@ -189,8 +198,11 @@ class Session:
     def run(self, output_names, feeds: dict) -> list[np.ndarray]:
         """Run one inference; ``output_names`` None means all outputs, in the model's order.
         The returned arrays belong to the caller (copies out of the arena)."""
-        names = [o.name for o in self._outputs] if output_names is None else list(output_names)
-        sources = [self._output(n) for n in names]
+        if output_names is None:
+            self._check_open()
+            sources = self._all_outputs
+        else:
+            sources = [self._output(n) for n in output_names]
         with self._frame(feeds):
             return [src.copy() for src in sources]
 
@@ -244,6 +256,17 @@ class Session:
             numba.set_num_threads(self.threads)
 
     def _feed(self, feeds: dict) -> None:
+        if type(feeds) is dict and feeds.keys() == self._input_names:
+            for name, shape, dtype, view in self._feed_plan:
+                x = feeds[name]
+                if type(x) is not np.ndarray or x.shape != shape or x.dtype != dtype:
+                    break
+                np.copyto(view, x)
+            else:
+                return
+        self._feed_checked(feeds)           # a mismatch: the checks below name it
+
+    def _feed_checked(self, feeds: dict) -> None:
         if not isinstance(feeds, dict):
             raise InputError(f"feeds must be a dict of input name -> array, got "
                              f"{type(feeds).__name__}")

@@ -29,7 +29,8 @@ def _args_igemm(nr, c=8, co=None):
     wp = igemm.pack_weights(np.zeros((co, c, 3, 3), np.float32), nr)
     ro = igemm.readonly
     return (ro(x), ro(rowmap), ro(colmap), ro(wp), ro(np.zeros(co, np.float32)), ro(out), out, 1,
-            1, 0, np.float32(0), np.float32(0), False, igemm.NO_SUMS, False, False, 1)
+            1, 0, np.float32(0), np.float32(0), ro(igemm.NO_SLOPES), False, igemm.NO_SUMS, False,
+            False, 1)
 
 
 # multistyle26: Co = 32 (8x32), Co = 8, 4, 3 (16x16); 4x64 for wide layers.

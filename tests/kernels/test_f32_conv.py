@@ -217,8 +217,8 @@ def test_igemm_row_splits(splits, parallel):
     ro = igemm.readonly
     igemm.igemm_kernel(mr, nr, parallel)(
         ro(x), ro(rowmap), ro(colmap), ro(igemm.pack_weights(w, nr)), ro(bias), ro(res), out, 1,
-        1, int(case["act"][0]), np.float32(p0), np.float32(p1), True, igemm.NO_SUMS, False,
-        False, splits)
+        1, int(case["act"][0]), np.float32(p0), np.float32(p1), ro(igemm.NO_SLOPES), True,
+        igemm.NO_SUMS, False, False, splits)
     assert_f32_close(out, expected, red, f"igemm splits={splits}")
 
 
@@ -329,8 +329,10 @@ def test_conv2d_lowering_and_binding(case):
     step, got = _run_steps(steps, feeds, expected.shape)
     depthwise = case["group"] == case["c"] > 1
     expect = "f32_dwconv2d" if depthwise else "f32_conv2d_pix" \
-        if pix.applicable(case["co"], case["group"], case["strides"][1]) else "f32_conv2d_kdot4_" \
-        if igemm.use_kdot(case["co"], case["group"]) else ("f32_conv2d_igemm_", wino.KERNEL_ID)
+        if pix.applicable(case["co"], case["group"], case["strides"][1]) and case["k"] > 1 \
+        else "f32_conv2d_kdot4_" \
+        if igemm.use_kdot(case["co"], case["group"]) and case["co"] <= 4 \
+        else ("f32_conv2d_igemm_", wino.KERNEL_ID)
     assert step.kernel.startswith(expect)
     co_g = case["co"] // case["group"]
     assert step.flops == 2 * expected.size * case["k"] ** 2 * (case["c"] // case["group"])
@@ -482,7 +484,8 @@ def test_igemm_row_sums(co, tile, parallel):
     ro = igemm.readonly
     igemm.igemm_kernel(mr, nr, parallel)(
         ro(x), ro(rowmap), ro(colmap), ro(igemm.pack_weights(w, nr)), ro(bias), ro(res), out, 1,
-        1, 0, np.float32(0), np.float32(0), True, sums, True, False, 1)
+        1, 0, np.float32(0), np.float32(0), ro(igemm.NO_SLOPES), True, sums, True, False,
+        1)
     assert_f32_close(out, expected, red, "igemm with sums")
     y = out.astype(np.float64).reshape(10, 21, co)
     got = sums.reshape(10, 2, co)
@@ -610,6 +613,66 @@ def test_norm_left_by_its_conv_absorbs_the_residual_add(act, residual_first):
     got, want = lower_and_run(g, feeds), run_graph(g, feeds)
     for name in (z, z3):       # Winograd's rounding (~1e-5 of the magnitude), normalised
         np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-4)
+
+
+# --- a residual zero-padded on the channel axis, read unpadded ---------------------------------
+@pytest.mark.parametrize("cr,co,tile", [(1, 3, None), (13, 24, None), (24, 28, (8, 32)),
+                                        (24, 64, (4, 64)), (32, 64, (4, 64)), (63, 64, (4, 64)),
+                                        (64, 65, None), (24, 63, (16, 16)), (3, 13, (16, 16)),
+                                        (65, 130, None)])
+def test_igemm_narrow_residual_is_its_zero_padding(cr, co, tile):
+    """Residual f32[N, OH, OW, Cr], Cr < Co: added to the first Cr output channels, as the
+    residual zero-padded to Co channels (vector blocks that the residual covers, skips or ends
+    inside; the scalar tail block)."""
+    case = _case(13, co, k=1, n=2, hw=(5, 19), pads=(0, 0, 0, 0), act=ACTS[1])
+    x, w, bias, _, geo, _, red = _data(case)
+    res = _rand(2, 5, 19, cr)
+    padded = np.pad(res, ((0, 0), (0, 0), (0, 0), (0, co - cr)))
+    expected = ref.conv2d(x, w, bias, padded, **geo, activation_kind=case["act"][0])
+    got = igemm.conv2d(x, w, bias, res, **geo, activation_kind=case["act"][0], method="igemm",
+                       tile=tile, parallel=False)
+    assert_f32_close(got, expected, red, f"igemm narrow residual {cr} of {co}")
+
+
+@pytest.mark.parametrize("co,tile,parallel", [(1, (16, 16), False), (3, (16, 16), False),
+                                              (13, None, False), (24, (8, 32), True),
+                                              (63, (4, 64), False), (64, None, True),
+                                              (65, None, False)])
+def test_igemm_prelu_epilogue(co, tile, parallel):
+    """A PReLU with per-channel slopes after bias, residual and activation, over each finished
+    row part (serial and parallel parts)."""
+    case = _case(13, co, n=2, hw=(6, 23), residual=True)
+    x, w, bias, res, geo, expected, red = _data(case)
+    slopes = _rand(co)
+    expected = ref.prelu(expected, slopes)
+    got = igemm.conv2d(x, w, bias, res, **geo, method="igemm", tile=tile, parallel=parallel,
+                       prelu_slopes=slopes)
+    assert_f32_close(got, expected, red, f"igemm prelu {co}")
+
+
+@pytest.mark.parametrize("co,res_shape,channels,ok", [
+    (16, (1, 5, 5, 12), 12, True), (16, (1, 5, 5, 12), None, False),
+    (16, (1, 5, 5, 12), 13, False), (16, (1, 5, 5, 16), 17, False),
+    (16, (1, 5, 4, 12), 12, False), (8, (1, 5, 5, 4), 4, False)])
+def test_only_igemm_binds_a_residual_of_fewer_channels(co, res_shape, channels, ok):
+    """igemm takes a residual of the output's pixels and the step's ``residual_channels``
+    (at most Co); kdot (Co 8) wants exactly the output's shape."""
+    b = GraphBuilder("conv")
+    y = b.node(Op.CONV2D, b.input("x", (1, 5, 5, 4)), b.const(_rand(co, 4, 3, 3)),
+               b.const(_rand(co)), b.input("res", (1, 5, 5, co)), pads=(1, 1, 1, 1))
+    g = b.build(y)
+    (step,) = lower_node(g.nodes[0], g)
+    params = step.params if channels is None else {**step.params, "residual_channels": channels}
+    x, res = np.zeros((1, 5, 5, 4), np.float32), np.ones(res_shape, np.float32)
+    out = np.zeros(g.tensors[y].shape, np.float32)
+    if not ok:
+        with pytest.raises(BindError, match="the residual|residual_channels"):
+            BINDERS[step.kernel](params, step.weights, [x, res], [out])
+        return
+    fn, args = BINDERS[step.kernel](params, step.weights, [x, res], [out])
+    fn(*args)
+    expected = step.weights["bias"] + np.pad(res, ((0, 0), (0, 0), (0, 0), (0, co - 12)))
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-6)
 
 
 # --- planar (NCHW) input: igemm reads C runs of KW per kernel row -----------------------------

@@ -2,13 +2,15 @@
 
 Kernel selection per node:
 - depthwise (group == C > 1, KH * KW <= MAX_TAPS): ``f32_dwconv2d_minmax``;
-- few output channels (group 1, Co <= 8) and column stride 1: ``f32_conv2d_pix[up2]_{PX}x{Co}_minmax``
+- few output channels (group 1, Co <= 8), column stride 1 and a kernel larger than 1x1 (or a
+  planar layout): ``f32_conv2d_pix[up2]_{PX}x{Co}_minmax``
   (lanes over output pixels, kernels/f32_conv2d_pix.py; weight ``w`` = the folded weight bank;
   params ``in_nchw``, ``out_nchw`` and the geometry (``geometry_params``), from which the binder
   rebuilds the row and column plans: tens of KB at 480x640, derived in milliseconds); the
   only kernel for the planar layouts (``in_layout``/``out_layout`` "nchw");
-- few output channels otherwise: ``f32_conv2d_kdot4_{MR}x{4*CG}_minmax`` (weights ``w``
-  = the kernel-row runs, ``wtap`` = per-tap quads, from ``pack_weights_kdot``);
+- few output channels otherwise, at most 4:
+  ``f32_conv2d_kdot4_{MR}x{4*CG}_minmax`` (weights ``w`` = the kernel-row runs, ``wtap`` =
+  per-tap quads, from ``pack_weights_kdot``);
 - everything else, grouped or not: ``f32_conv2d_igemm_{MR}x{NR}_minmax`` with (MR, NR) from
   ``planning.cpu.igemm_tile(Co / group)`` (for the target's vector registers), except 3x3
   stride-1 convs of one group with enough channels and
@@ -30,14 +32,22 @@ Kernel selection per node:
   "residual" (the ADD's other operand)); weights ``norm_scale``/``norm_bias`` when constant;
 - a conv (igemm or pix) that absorbed its input's NCHW -> NHWC TRANSPOSE
   (``passes/fusions/nchw_input.py``, record "nchw_input") reads the NCHW tensor itself (param
-  ``in_nchw``; igemm weights packed ``[.., KH, C/g, KW, NR]``).
+  ``in_nchw``; igemm weights packed ``[.., KH, C/g, KW, NR]``);
+- an igemm conv that absorbed the PRELU after it (``passes/fusions/conv_prelu.py``, record
+  "prelu"): weight ``slopes`` f32[Co], the step writes the PRELU's output;
+- an igemm conv whose residual was a zero PAD of the channel axis
+  (``passes/fusions/channel_pad_residual.py``, record "channel_pad_residual") reads the
+  unpadded tensor as its residual, ``[N, OH, OW, Cr]`` with ``Cr <= Co`` (param
+  ``residual_channels``): the epilogue adds it to the first ``Cr`` output channels.
 
 Step contract (JSON-able params, weight blobs):
-    inputs  [x] or [x, residual]   (runtime tensors, NHWC)
+    inputs  [x] or [x, residual]   (runtime tensors, NHWC; igemm's residual may have fewer
+            channels than the output)
     weights w (packed), bias f32[Co] (zeros when absent), rowmap i32[OH, KH], colmap i32[OW, KW],
             and ``residual`` when the residual is a constant
     params  group, step, act (Activation int), act_params [p0, p1] (floats; CLAMP's may be
-            +-inf), has_residual (bool), mult (depthwise multiplier), work (MACs: the binder runs
+            +-inf), has_residual (bool), residual_channels (igemm, when fewer than Co), mult
+            (depthwise multiplier), work (MACs: the binder runs
             the serial variant below ``config.PARALLEL_MIN_WORK * config.MAC_WORK``)
     flops   2 * MACs
 """
@@ -104,9 +114,19 @@ def kernel_family(c: int, co: int, group: int, kh: int, kw: int, stride_w: int) 
     """Which kernel a conv runs: "dw", "pix", "kdot" or "igemm" (the selection rules above)."""
     if group == c and c > 1 and kh * kw <= dw.MAX_TAPS:
         return "dw"
-    if pix.applicable(co, group, stride_w):
+    # NOTE: a 1x1 conv gains nothing from pix's planar row copies, which cost as much as its
+    # MACs over Co: MediaPipe's 1x1 heads (16x16x88 -> 2, 24x24x128 -> 2, 12x12x256 -> 6) ran
+    # 43, 108 and 97 us as pix, 7, 30 and 20 us as kdot (one Zen 4 thread, in their plans)
+    if pix.applicable(co, group, stride_w) and kh * kw > 1:
         return "pix"
-    return "kdot" if igemm.use_kdot(co, group) else "igemm"
+    # NOTE: the few-channel convs pix leaves (1x1 or column-strided) run kdot only up to 4
+    # outputs: 5-8 fill a 16-lane igemm tile half and still beat kdot's per-pixel sums (face
+    # detection full range's 1x1 96x96x32 -> 8: 251 us as kdot, 140 us as igemm 16x16; hand
+    # recrop's stride-2 256x256x3 -> 8 and 128x128x8 -> 8: 460 and 114 us against 302 and
+    # 83 us); 1-4 outputs were even (1x1 16x16x88 -> 2: 7 against 10 us; one Zen 4 thread)
+    if igemm.use_kdot(co, group) and co <= 4:
+        return "kdot"
+    return "igemm"
 
 
 def _with_norm(step: Step, conv: Node, graph: Graph, mr: int, nr: int) -> Step:
@@ -187,15 +207,19 @@ def lower_conv2d(node: Node, graph: Graph) -> list[Step]:
     if (rowmap.shape[0], colmap.shape[0]) != tuple(out_shape[1:3]):
         raise _fail(node, f"indirection tables {rowmap.shape[0]}x{colmap.shape[0]} do not match "
                           f"output {out_shape} (NHWC)")
-    use_pix = pix.applicable(co, group, a["strides"][1])
     family = kernel_family(c, co, group, kh, kw, a["strides"][1])
-    if (out_nchw and not use_pix) or (in_nchw and family not in ("pix", "igemm")):
+    # the planar layouts need pix (or igemm for a planar input), whatever the kernel size
+    use_pix = family == "pix" or ((in_nchw or out_nchw) and
+                                  pix.applicable(co, group, a["strides"][1]))
+    if (out_nchw and not use_pix) or (in_nchw and not use_pix and family != "igemm"):
         raise _fail(node, f"planar layouts (in {a['in_layout']}, out {a['out_layout']}) need the "
                           f"pix kernel: group 1, Co <= {pix.MAX_CO}, column stride 1 (Co {co}, "
                           f"group {group}, strides {a['strides']})")
     act, act_params = _act_params(node)
     inputs, weights = [x], {}
     res_name = node.inputs[3] if len(node.inputs) > 3 else ""
+    # the unpadded residual of an absorbed channel PAD (passes/fusions/channel_pad_residual.py)
+    res_name = fusion.fusion(node).get("channel_pad_residual", res_name)
     if res_name:
         res = graph.const(res_name)
         if res is None:
@@ -205,7 +229,14 @@ def lower_conv2d(node: Node, graph: Graph) -> list[Step]:
     macs = int(np.prod(out_shape)) * cig * kh * kw
     params = dict(group=group, step=1, act=act, act_params=act_params,
                   has_residual=bool(res_name), work=macs, mult=co // c)
+    if "channel_pad_residual" in fusion.fusion(node):
+        params["residual_channels"] = graph.tensors[res_name].shape[3]
     weights.update(bias=np.zeros(co, F32) if bias is None else bias, rowmap=rowmap, colmap=colmap)
+    if "prelu" in fusion.fusion(node) and (family != "igemm" or
+                                           _winograd(node, x_shape, out_shape, w, rowmap, colmap,
+                                                     in_nchw)):
+        raise _fail(node, f"a PReLU was fused into a conv that runs {family} (only igemm "
+                          f"applies one in its epilogue)")
     if group == c and c > 1 and kh * kw <= dw.MAX_TAPS:
         weights["w"] = dw.pack_weights(w)
         kernel = dw.KERNEL_ID
@@ -215,7 +246,7 @@ def lower_conv2d(node: Node, graph: Graph) -> list[Step]:
         weights["w"] = plan.wbank
         params.update(in_nchw=in_nchw, out_nchw=out_nchw, **geometry_params(node, kh, kw))
         kernel = plan.kernel
-    elif igemm.use_kdot(co, group):
+    elif family == "kdot":
         mr, cg = igemm.kdot_tile(co)
         weights["w"], weights["wtap"] = igemm.pack_weights_kdot(w, cg)
         kernel = igemm.kdot_kernel_id(mr, cg)
@@ -229,6 +260,14 @@ def lower_conv2d(node: Node, graph: Graph) -> list[Step]:
         weights["w"] = igemm.pack_weights(w, nr, group, in_nchw)
         params["in_nchw"] = in_nchw
         kernel = igemm.kernel_id(mr, nr)
+        prelu = fusion.fusion(node).get("prelu")
+        if prelu is not None:              # the PReLU in the epilogue writes its output
+            prelu_node = graph.node(prelu)
+            slope = graph.const(prelu_node.inputs[1]).reshape(-1)   # one, or one per channel
+            weights["slopes"] = np.ascontiguousarray(np.broadcast_to(slope, (co,)), F32)
+            out = prelu_node.outputs[0]
+            return [Step(node.name, kernel, inputs, [out], params, weights,
+                         2 * macs + 2 * int(np.prod(out_shape)))]
         if "norm" in fusion.fusion(node):
             return [_with_norm(Step(node.name, kernel, inputs, [out], params, weights,
                                     2 * macs), node, graph, mr, nr)]

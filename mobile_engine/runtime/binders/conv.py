@@ -52,9 +52,12 @@ def _index_table(weights: dict, key: str, rows: int | None, lo: int, hi: int, nd
     return v.table(f"weight {key!r}", t, lo, hi, dtype=np.int32)
 
 
-def _epilogue(params: dict, weights: dict, inputs: list, out: np.ndarray):
+def _epilogue(params: dict, weights: dict, inputs: list, out: np.ndarray,
+              narrow_residual: bool = False):
     """(act, p0, p1, has_res, residual) of a conv step: ``residual`` is the second input or the
-    weight ``residual`` (f32 of the output's shape) when ``has_residual``, else ``out``."""
+    weight ``residual`` (f32 of the output's shape) when ``has_residual``, else ``out``. With
+    ``narrow_residual`` (igemm) the step's ``residual_channels`` param, when present, gives the
+    residual fewer channels than the output (a zero-padded residual, read unpadded)."""
     act = v.activation(params)
     p0, p1 = v.numbers(params, "act_params", 2)
     has_res = v.flag(params, "has_residual")
@@ -65,11 +68,15 @@ def _epilogue(params: dict, weights: dict, inputs: list, out: np.ndarray):
     if res is None:
         raise v.fail("params['has_residual'] is set but the step has neither a second input "
                      "nor a weight 'residual'")
-    _f32("the residual", res, shape=out.shape)
+    shape = out.shape
+    if narrow_residual and "residual_channels" in params:
+        shape = (*out.shape[:3], v.integer(params, "residual_channels", 1, max(out.shape[3], 1)))
+    _f32("the residual", res, shape=shape)
     return act, F32(p0), F32(p1), True, res
 
 
-def _operands(params, weights, inputs, outputs, in_nchw: bool = False):
+def _operands(params, weights, inputs, outputs, in_nchw: bool = False,
+              narrow_residual: bool = False):
     """Checked (x, rowmap, colmap, bias, res, out, act, p0, p1, has_res) of a conv over
     indirection tables (igemm, kdot, depthwise, transposed): x f32[N, H, W, C] (``in_nchw``:
     [N, C, H, W]), out f32[N, OH, OW, Co], rowmap i32[OH, KH] in [-1, H), colmap i32[OW, KW] in
@@ -82,7 +89,7 @@ def _operands(params, weights, inputs, outputs, in_nchw: bool = False):
     rowmap = _index_table(weights, "rowmap", out.shape[1], -1, h)
     colmap = _index_table(weights, "colmap", out.shape[2], -1, w)
     _f32("weight 'bias'", _weight(weights, "bias"), shape=(out.shape[3],))
-    act, p0, p1, has_res, res = _epilogue(params, weights, inputs, out)
+    act, p0, p1, has_res, res = _epilogue(params, weights, inputs, out, narrow_residual)
     ro = igemm.readonly
     return (ro(x), ro(rowmap), ro(colmap), ro(weights["bias"]), ro(res), out, act, p0, p1,
             has_res)
@@ -131,7 +138,7 @@ def _bind_igemm(kernel: str):
         """``stats``: the kernel also writes each row's norm statistics (one task per row)."""
         in_nchw = v.flag(params, "in_nchw") if "in_nchw" in params else False
         x, rowmap, colmap, bias, res, out, act, p0, p1, has_res = _operands(
-            params, weights, inputs, outputs, in_nchw)
+            params, weights, inputs, outputs, in_nchw, narrow_residual=not (stats or transposed))
         c, co = (x.shape[1] if in_nchw else x.shape[3]), out.shape[3]
         group = v.integer(params, "group", 1, max(c, 1))
         v.require(c % group == 0 and co % group == 0,
@@ -146,11 +153,14 @@ def _bind_igemm(kernel: str):
         w = _f32("weight 'w' (packed weights)", _weight(weights, "w"), shape=expect)
         if not (transposed or in_nchw or stats) and _pointwise(rowmap, colmap, x.shape):
             x, res, out, rowmap, colmap = _flat_pointwise(x, res, out)
+        slopes = igemm.NO_SLOPES
+        if "slopes" in weights:         # a PReLU after the conv (passes/fusions/conv_prelu.py)
+            slopes = _f32("weight 'slopes'", weights["slopes"], shape=(co,))
         fn, splits = _row_parts(params, x.shape[0] * out.shape[1], out.shape[2], co, mr, threads,
                                 lambda parallel: igemm.igemm_kernel(mr, nr, parallel), stats)
         return fn, (x, rowmap, colmap, igemm.readonly(w), bias, res, out, group,
-                    min(step, max(out.shape[2], 1)), act, p0, p1, has_res, igemm.NO_SUMS, False,
-                    in_nchw, splits)
+                    min(step, max(out.shape[2], 1)), act, p0, p1, igemm.readonly(slopes),
+                    has_res, igemm.NO_SUMS, False, in_nchw, splits)
 
     return bind
 
