@@ -44,6 +44,60 @@ def qdq_conv_model(act_dtype: int, seed: int = 0, int_io: bool = False) -> onnx.
     return model
 
 
+def qdq_wide_conv_model(seed: int, c: int = 32, h: int = 40):
+    """uint8 x -> DQ -> Conv 3x3 c->c (DQ int8 weights, DQ int32 bias) -> Relu -> Q -> uint8
+    y: 9 c taps per output (three of onnxruntime's 128-tap blocks at c = 32)."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(0, 0.05, (c, c, 3, 3)).astype(np.float32)
+    ws = (np.abs(w).reshape(c, -1).max(1) / 127).astype(np.float32)
+    wq = np.clip(np.rint(w / ws[:, None, None, None]), -127, 127).astype(np.int8)
+    xs = np.float32(1 / 255)
+    inits = [numpy_helper.from_array(a, n) for a, n in [
+        (np.array(xs), "xs"), (np.array(0, np.uint8), "xz"), (wq, "wq"), (ws, "ws"),
+        (np.zeros(c, np.int8), "wz"), (rng.integers(-3000, 3000, c).astype(np.int32), "bq"),
+        ((xs * ws).astype(np.float32), "bs"), (np.zeros(c, np.int32), "bz"),
+        (np.array(0.004, np.float32), "ys"), (np.array(0, np.uint8), "yz")]]
+    nodes = [helper.make_node("DequantizeLinear", ["x", "xs", "xz"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], axis=0),
+             helper.make_node("DequantizeLinear", ["bq", "bs", "bz"], ["bd"], axis=0),
+             helper.make_node("Conv", ["xd", "wd", "bd"], ["cv"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["cv"], ["r"]),
+             helper.make_node("QuantizeLinear", ["r", "ys", "yz"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, c, h, h])],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, c, h, h])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model, wq, ws, inits[5], xs
+
+
+def test_qdq_conv_rounds_ties_as_onnxruntime(ort):
+    """A QDQ conv is float32 arithmetic: where its exact sum lies within float32 noise of a
+    rounding tie, the float32 conv decides the byte. This case holds three such ties (the exact
+    sum rounds the other way: measured, seed 6); every byte equals onnxruntime's with graph
+    optimizations off. (Its default level may fuse such a conv into an integer QLinearConv,
+    which rounds ties as the exact sum does: with seed 2 it then disagrees with its own
+    unfused result at one byte. On arbitrary_transform both levels agree bit for bit.)"""
+    model, wq, ws, bq, xs = qdq_wide_conv_model(6)
+    x = np.random.default_rng(106).integers(0, 256, (1, 32, 40, 40)).astype(np.uint8)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    (ref,) = ort.InferenceSession(model.SerializeToString(), so,
+                                  providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    xp = np.pad(x[0].astype(np.int64), ((0, 0), (1, 1), (1, 1)))
+    acc = sum(np.einsum("oc,chw->ohw", wq[:, :, i, j].astype(np.int64), xp[:, i:i + 40, j:j + 40])
+              for i in range(3) for j in range(3)) + numpy_helper.to_array(bq)[:, None, None]
+    exact = np.clip(np.rint(np.maximum(acc * (float(xs) * ws.astype(np.float64))[:, None, None],
+                                       0) / 0.004), 0, 255)
+    assert np.sum(exact != ref[0]) >= 1                     # the case holds ties
+    plan = me.compile(model.SerializeToString())
+    kernels = [s["kernel"] for s in plan.steps]
+    assert any(k.endswith("_requant_fp32ties") for k in kernels), kernels
+    ours = me.Session(plan).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(ours, ref)
+
+
 @pytest.mark.parametrize("act_dtype", [TensorProto.UINT8, TensorProto.INT8],
                          ids=["uint8", "int8"])
 def test_qdq_conv_matches_onnxruntime(ort, act_dtype):
@@ -60,7 +114,8 @@ def test_qdq_conv_matches_onnxruntime(ort, act_dtype):
     x = (np.random.default_rng(1).integers(0, 256, (1, 3, 11, 13)) / 255).astype(np.float32)
     plan = me.compile(model.SerializeToString())
     kernels = [s["kernel"] for s in plan.steps]
-    assert any(k.startswith("qu8_conv2d") and k.endswith("requant") for k in kernels), kernels
+    assert any(k.startswith("qu8_conv2d") and k.endswith(("requant", "requant_fp32ties"))
+               for k in kernels), kernels
     assert not any(k.startswith("f32_conv2d") for k in kernels), kernels
     ours = me.Session(plan).run(None, {"x": x})[0]
     (ref,) = ort_run(ort, model, {"x": x})
