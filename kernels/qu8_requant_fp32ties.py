@@ -5,7 +5,7 @@ A pre-quantized (QDQ) model defines a conv as float32 arithmetic on dequantized 
 int8 kernels compute the exact sum instead. Both round ``u = v / sy`` to the same byte except
 where ``u`` lies within float32 summation noise of a half-integer: there the float32 sum decides,
 and one flipped byte grows through the following convs and norms (measured on
-arbitrary_transform at 384x384: 1-6 such bytes in 5 of its 42 convs, 27-37 dB against
+arbitrary_transform at 384x384: 1-6 such bytes in 2-6 of its 42 convs, 27-37 dB against
 onnxruntime's output).
 
 ``qu8_requant_fp32ties``: from the conv's float output ``v = f32(acc) * f32(sx * sw[c])``
