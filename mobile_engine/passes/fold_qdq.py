@@ -34,13 +34,12 @@ inputs and outputs keep their names, shapes and dtypes.
 """
 from __future__ import annotations
 
-from mobile_engine.ir.dtypes import DType
+from mobile_engine.ir.dtypes import DType, QuantParams
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Op
 from mobile_engine.passes import sink_transposes
 from mobile_engine.passes._match import Index
 from mobile_engine.passes.quantize_int8 import CLAMP_ACTIVATIONS, _nhwc
-from mobile_engine.ir.dtypes import QuantParams
 from quantize.weights import bias_floor, exact_scales, quantize_weights
 
 

@@ -23,6 +23,11 @@ Step contract:
             reading the plan: sx, zx, sy (0 for float output)
     kernel  ``qu8_conv2d_igemm_{MR}x{NR}c4_{requant|fp32out}``; the binder picks the ISA variant
             (``_instance_norm[_add]``: with the instance norm after it, families/qconv_norm.py)
+A QDQ model's conv (``float_ties``, group 1, uint8 output):
+``qu8_conv2d_{igemm_{MR}x{NR}c4|kdot16_{MR}x{LANES}}_requant_fp32ties``: the ``fp32out`` conv
+(mult ``f32(sx * sw[c])``) into a float32 scratch tensor, then kernels/qu8_requant_fp32ties.py
+rounds it as the model's float32 conv would; extra weights wf f32[Co, C, KH, KW], bf f32[Co],
+taps i32[Co, 2], delta f32[Co].
 Depthwise convs (group == C, KH * KW <= 256): ``qu8_dwconv2d_{requant|fp32out}``
 (kernels/qu8_dwconv2d.py), weights wp [KH, KW, Co], zrow u8[C], bias, mult; params as above
 plus chmult (Co / C).
@@ -198,7 +203,8 @@ def fp32ties_weights(node: Node, graph: Graph, wq: np.ndarray, sx: float, zx: in
     taps = np.stack([np.arange(co) // (co // f), np.full(co, kw - f + 1)], axis=1)
     sw = np.asarray(w.quant.scale, np.float64)
     zsum = np.asarray(wq, np.int64).reshape(co, -1).sum(axis=1) * int(zx)
-    bias_error = np.abs((bias_q.astype(np.float64) + zsum) * float(sx) * sw - bf.astype(np.float64))
+    bias_error = np.abs((bias_q.astype(np.float64) + zsum) * float(sx) * sw
+                        - bf.astype(np.float64))
     delta = kties.tie_margin(wf, taps, bf, bias_error, sx, zx, sy)
     return dict(wf=wf, bf=bf, taps=np.ascontiguousarray(taps, np.int32), delta=delta)
 
