@@ -83,6 +83,20 @@ def _splat(builder, value, lanes):
 
 
 @intrinsic
+def fma_f32(typingctx, a, b, c):
+    """float32 ``a * b + c`` rounded once (``llvm.fma.f32``: one instruction on FMA CPUs)."""
+    if not (a == b == c == types.float32):
+        return None
+
+    def codegen(context, builder, sig, args):
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_F32, [_F32, _F32, _F32]), "llvm.fma.f32")
+        return builder.call(fma, list(args))
+
+    return types.float32(a, b, c), codegen
+
+
+@intrinsic
 def vfma(typingctx, acc, aoff, x, w, woff, lanes):
     """``acc[aoff:aoff+lanes] += x * w[woff:woff+lanes]`` as one fused vector multiply-add."""
     n = _literal(lanes)

@@ -35,6 +35,7 @@ from kernels import f32_resize as kres
 from kernels import qu8_conv2d as qconv
 from kernels import qu8_dwconv2d as qdw
 from kernels import qu8_elementwise as qew
+from kernels import qu8_requant_fp32ties as kties
 from kernels import qu8_stats_lut as ksl
 
 
@@ -133,6 +134,12 @@ def _qconv_rows() -> list[KernelRow]:
         row("qu8_conv2d", "qu8_conv2d_igemm_{mr}x{nr}c4_instance_norm{suffix}",
             [dict(t, suffix=s, residual=bool(s)) for t in tiles for s in qconv.INSTNORM_SUFFIXES],
             qconv.conv2d_instnorm, qconv.pack_qu8_weights, qconv._instnorm_reference),
+        # an fp32out conv into a scratch tensor, then qu8_requant_fp32ties (QDQ models' convs)
+        row("qu8_requant_fp32ties", "qu8_conv2d_igemm_{mr}x{nr}c4_requant_fp32ties", tiles,
+            kties.kernel, qconv.pack_qu8_weights, _fixed(kties.reference)),
+        row("qu8_requant_fp32ties", "qu8_conv2d_kdot16_{mr}x{lanes}_requant_fp32ties",
+            [dict(mr=mr, cg=cg, lanes=4 * cg) for cg, mr in qconv.KDOT_TILES.items()],
+            kties.kernel, qconv.pack_qu8_weights_kdot, _fixed(kties.reference)),
         row("qu8_dwconv2d", "qu8_dwconv2d_{epilogue}", grid(epilogue=qdw.EPILOGUES),
             qdw.dwconv2d, qdw.pack_weights, qdw._reference),
     ]

@@ -57,6 +57,31 @@ def quantize_weights(w: np.ndarray, axis: int = 0, min_scale=None
     return np.ascontiguousarray(q.astype(np.int8)), params
 
 
+def exact_scales(w: np.ndarray, q: np.ndarray, axis: int = 0) -> np.ndarray | None:
+    """f32 per-channel scales ``s`` with ``f32(q) * s == w`` for every weight (float32
+    multiplies, as DequantizeLinear computes), or None: the int8 weights of a QDQ model and
+    its scales, recovered from the dequantized float weights. A channel of zeros takes 1."""
+    wc = np.moveaxis(np.asarray(w), axis, 0).reshape(w.shape[axis], -1)
+    qc = np.moveaxis(np.asarray(q), axis, 0).reshape(q.shape[axis], -1).astype(np.float32)
+    if wc.dtype != np.float32:
+        return None
+    scales = np.ones(len(wc), np.float32)
+    for c, (wr, qr) in enumerate(zip(wc, qc)):
+        k = int(np.argmax(np.abs(qr)))
+        if qr[k] == 0:
+            if np.any(wr != 0):
+                return None
+            continue
+        s0 = np.float32(wr[k] / qr[k])
+        for cand in (s0, *(np.float32(s0 + d * np.spacing(s0)) for d in (-1, 1, -2, 2))):
+            if np.array_equal(qr * cand, wr):
+                scales[c] = cand
+                break
+        else:
+            return None
+    return scales
+
+
 def dequantize_weights(q: np.ndarray, params: QuantParams) -> np.ndarray:
     shape = [1] * q.ndim
     shape[params.axis] = -1

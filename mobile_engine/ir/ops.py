@@ -134,7 +134,13 @@ ATTRIBUTES: dict[Op, dict[str, tuple[Any, Any]]] = {
                 "upsample": ("int", 1),            # nearest upsampling of the input before padding
                 # "nhwc" | "nchw" (planar): x's layout, and the output's (and residual's); the
                 # nchw_tail pass sets them for few-channel convs before an NCHW graph output
-                "in_layout": ("str", "nhwc"), "out_layout": ("str", "nhwc")},
+                "in_layout": ("str", "nhwc"), "out_layout": ("str", "nhwc"),
+                # a QDQ model's conv (fold_qdq): uint8 outputs at rounding ties follow the
+                # float32 conv of the dequantized operands, as onnxruntime runs it
+                "float_ties": ("bool", False),
+                # output pixels computed per position (pack_output_pixels): channel j * Co + co
+                # of column w' is channel co of column f * w' + j
+                "pixel_phases": ("int", 1)},
     Op.CONV_TRANSPOSE2D: {**_CONV, **_ACT, "output_padding": (_ints(2), (0, 0))},
     Op.BATCH_NORM: {"epsilon": ("float", 1e-5), **_ACT},
     Op.INSTANCE_NORM: {"epsilon": ("float", 1e-5), **_ACT,

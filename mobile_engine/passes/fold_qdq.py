@@ -14,8 +14,11 @@ DEQUANTIZE; between them the graph computes in float. Rewrites, repeated until n
    ``Q(PAD(DQ(q)))`` around a reflect-padded conv becomes a uint8 PAD of q.
 3. ``DEQUANTIZE(q) -> CONV2D(w, b) [act] -> QUANTIZE`` is one quantized CONV2D: input ``q``
    (uint8), weights int8 symmetric per output channel (re-quantized from the folded float
-   weights: exact when the model's weights were, with max |q| = 127 per channel), output the
-   QUANTIZE's uint8 tensor; without the QUANTIZE (a float reader) the output stays float32.
+   weights: exact when the model's weights were, with max |q| = 127 per channel; the scales
+   are then the model's, ``exact_scales``), output the QUANTIZE's uint8 tensor; without the
+   QUANTIZE (a float reader) the output stays float32. With the model's weights recovered the
+   conv is marked ``float_ties``: where the exact sum lies within float32 noise of a rounding
+   tie, its byte is the one the model's float32 conv gives (kernels/qu8_requant_fp32ties.py).
 4. ``DEQUANTIZE(a) + DEQUANTIZE(b) -> QUANTIZE`` is a uint8 ADD.
 
 Then, once: the uint8 PAD and RESIZE left in front of the int8 convs fold into them
@@ -31,13 +34,13 @@ inputs and outputs keep their names, shapes and dtypes.
 """
 from __future__ import annotations
 
-from mobile_engine.ir.dtypes import DType
+from mobile_engine.ir.dtypes import DType, QuantParams
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Op
 from mobile_engine.passes import sink_transposes
 from mobile_engine.passes._match import Index
 from mobile_engine.passes.quantize_int8 import CLAMP_ACTIVATIONS, _nhwc
-from quantize.weights import bias_floor, quantize_weights
+from quantize.weights import bias_floor, exact_scales, quantize_weights
 
 
 def _sole(g: Graph, tensor: str) -> Node | None:
@@ -159,6 +162,9 @@ def _fold_conv(g: Graph) -> int:
         bias = g.const(conv.inputs[2]) if len(conv.inputs) > 2 and conv.inputs[2] else None
         sx = g.tensors[dq.inputs[0]].quant.scale[0]
         q, params = quantize_weights(w.data, axis=0, min_scale=bias_floor(bias, sx))
+        model_scales = exact_scales(w.data, q)
+        if model_scales is not None:        # the model's own: q * s gives back its float weights
+            params = QuantParams(tuple(float(s) for s in model_scales), params.zero_point, 0)
         wname = g.fresh_name(f"{w.name}_q8")
         g.add_tensor(wname, q.shape, DType.INT8, q, params)
         conv.inputs = [dq.inputs[0], wname] + conv.inputs[2:]
@@ -170,6 +176,7 @@ def _fold_conv(g: Graph) -> int:
             g.remove_node(qn)
             del g.tensors[out]
             conv.outputs = [y]
+            conv.attrs["float_ties"] = model_scales is not None
         if not g.consumers(dq.outputs[0]) and not g.is_output(dq.outputs[0]):
             g.remove_node(dq)
             del g.tensors[dq.outputs[0]]

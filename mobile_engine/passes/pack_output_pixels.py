@@ -80,7 +80,7 @@ def rewrite(graph: Graph, conv: Node, f: int) -> None:
     n_, h, wd, _ = y.shape
     packed = graph.fresh_name(f"{y.name}_x{f}")
     graph.add_tensor(packed, (n_, h, wd // f, f * co), y.dtype, quant=y.quant)
-    attrs = dict(conv.attrs, strides=(conv.attrs["strides"][0], f))
+    attrs = dict(conv.attrs, strides=(conv.attrs["strides"][0], f), pixel_phases=f)
     new = Node(conv.name, Op.CONV2D, inputs, [packed], attrs)
     (shape, _), = shapes.infer(new, graph)
     if tuple(shape) != (n_, h, wd // f, f * co):

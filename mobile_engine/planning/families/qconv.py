@@ -23,6 +23,11 @@ Step contract:
             reading the plan: sx, zx, sy (0 for float output)
     kernel  ``qu8_conv2d_igemm_{MR}x{NR}c4_{requant|fp32out}``; the binder picks the ISA variant
             (``_instance_norm[_add]``: with the instance norm after it, families/qconv_norm.py)
+A QDQ model's conv (``float_ties``, group 1, uint8 output):
+``qu8_conv2d_{igemm_{MR}x{NR}c4|kdot16_{MR}x{LANES}}_requant_fp32ties``: the ``fp32out`` conv
+(mult ``f32(sx * sw[c])``) into a float32 scratch tensor, then kernels/qu8_requant_fp32ties.py
+rounds it as the model's float32 conv would; extra weights wf f32[Co, C, KH, KW], bf f32[Co],
+taps i32[Co, 2], delta f32[Co].
 Depthwise convs (group == C, KH * KW <= 256): ``qu8_dwconv2d_{requant|fp32out}``
 (kernels/qu8_dwconv2d.py), weights wp [KH, KW, Co], zrow u8[C], bias, mult; params as above
 plus chmult (Co / C).
@@ -34,6 +39,7 @@ import numpy as np
 from kernels.f32_conv2d import activation_params, conv_tables
 from kernels import qu8_conv2d as qconv
 from kernels import qu8_dwconv2d as qdw
+from kernels import qu8_requant_fp32ties as kties
 from mobile_engine.errors import UnsupportedOperatorError
 from mobile_engine.ir.dtypes import DType, QuantParams
 from mobile_engine.ir.graph import Graph, Node
@@ -146,6 +152,12 @@ def lower_qconv2d(node: Node, graph: Graph) -> list[Step]:
     params = dict(group=group, zy=int(zy), qmin=int(qmin), qmax=int(qmax), act=act_code,
                   act_params=[float(p) for p in act_params], work=macs,
                   **geometry_params(node, kh, kw), sx=float(sx), zx=int(zx), sy=float(sy))
+    ties = {}
+    if a["float_ties"] and epilogue == "requant" and group == 1:
+        # the conv writes f32(acc) * f32(sx sw) to a scratch tensor; the requantization rounds
+        # it, taking the model's float32 conv where the sum is near a rounding tie
+        epilogue, mult = "requant_fp32ties", qconv.qu8_conv_multiplier(sx, sw)
+        ties = fp32ties_weights(node, graph, wq, sx, zx, sy, bias, bias_q)
     if uses_dwconv(group, c, co, kh, kw):
         weights = dict(wp=qdw.pack_weights(wq), zrow=qdw.zero_row(zx, c),
                        bias=np.ascontiguousarray(bias_q, np.int32),
@@ -158,17 +170,42 @@ def lower_qconv2d(node: Node, graph: Graph) -> list[Step]:
         wrun, wtap = qconv.pack_qu8_weights_kdot(wq, cg)
         weights = dict(wrun=wrun, wtap=wtap, zrow=qconv.qu8_zero_row(zx, c, kw, group),
                        bias=np.ascontiguousarray(bias_q, np.int32),
-                       mult=np.ascontiguousarray(mult, F32))
+                       mult=np.ascontiguousarray(mult, F32), **ties)
         return [Step(node.name, qconv.kdot_plan_kernel_id(mr, cg, epilogue), [x.name],
-                     [out.name], params, weights, 2 * macs)]
+                     [out.name], params, weights, 2 * macs, _scratch(node, out, ties))]
     mr, nr = qconv.choose_tile(co // group)
     weights = dict(wp=qconv.pack_qu8_weights(wq, nr, group),
                    zrow=qconv.qu8_zero_row(zx, c, kw, group),
                    bias=np.ascontiguousarray(bias_q, np.int32),
-                   mult=np.ascontiguousarray(mult, F32))
+                   mult=np.ascontiguousarray(mult, F32), **ties)
     if group == 1 and c % 4:
         weights["wrun"] = qconv.pack_qu8_weights_run(wq, nr)
     return [Step(node.name, qconv.plan_kernel_id(mr, nr, epilogue), [x.name], [out.name],
-                 params, weights, 2 * macs)]
+                 params, weights, 2 * macs, _scratch(node, out, ties))]
+
+
+def _scratch(node: Node, out, ties: dict) -> dict:
+    """The float32 conv output a ``requant_fp32ties`` step rounds (none otherwise)."""
+    return {f"{node.name}:fp32": (tuple(out.shape), "float32")} if ties else {}
+
+
+def fp32ties_weights(node: Node, graph: Graph, wq: np.ndarray, sx: float, zx: int, sy: float,
+                     bias, bias_q: np.ndarray) -> dict:
+    """Weights of the tie rounding (kernels/qu8_requant_fp32ties.py): the model's float32
+    weights ``wf`` and bias ``bf``, each channel's kernel-column window ``taps`` (a conv
+    computing ``pixel_phases`` pixels per position reads a window of its wider kernel) and the
+    margin ``delta`` around rounding ties."""
+    co, _, _, kw = wq.shape
+    w = graph.tensors[node.inputs[1]]
+    wf = kties.dequantize_float32(wq, w.quant.scale)
+    bf = np.zeros(co, F32) if bias is None else np.asarray(bias, F32).reshape(co)
+    f = node.attrs["pixel_phases"]
+    taps = np.stack([np.arange(co) // (co // f), np.full(co, kw - f + 1)], axis=1)
+    sw = np.asarray(w.quant.scale, np.float64)
+    zsum = np.asarray(wq, np.int64).reshape(co, -1).sum(axis=1) * int(zx)
+    bias_error = np.abs((bias_q.astype(np.float64) + zsum) * float(sx) * sw
+                        - bf.astype(np.float64))
+    delta = kties.tie_margin(wf, taps, bf, bias_error, sx, zx, sy)
+    return dict(wf=wf, bf=bf, taps=np.ascontiguousarray(taps, np.int32), delta=delta)
 
 
