@@ -36,12 +36,17 @@ def import_model(model, input_shapes: dict | None = None) -> Graph:
         graph = model.copy()
         verify(graph)
         return graph
-    from mobile_engine.importers.tflite_base import is_tflite
-    if is_tflite(model) or (isinstance(model, (str, Path)) and str(model).endswith(".tflite")):
+    if _tflite_source(model):
         from mobile_engine.importers.tflite import import_tflite
         return import_tflite(model, input_shapes)
     from mobile_engine.importers.onnx import import_onnx
     return import_onnx(model, input_shapes)
+
+
+def _tflite_source(model) -> bool:
+    from mobile_engine.importers.tflite_base import is_tflite
+    return not isinstance(model, Graph) and (
+        is_tflite(model) or (isinstance(model, (str, Path)) and str(model).endswith(".tflite")))
 
 
 def optimized_graph(model, input_shapes: dict | None = None, disable_passes: Iterable[str] = (),
@@ -61,6 +66,12 @@ def optimized_graph(model, input_shapes: dict | None = None, disable_passes: Ite
         # NOTE: in a QDQ model every conv is float until fold_qdq: nchw_tail runs after it
         reports = optimize(graph, disable_passes | {"nchw_tail"}, verify_each)
         reports += optimize(graph, disable_passes, verify_each, QDQ_PIPELINE)
+        if _tflite_source(model):
+            # LiteRT rounds its int8 convs in integer arithmetic: no float32 tie replay
+            # (fold_qdq's float_ties is what an ONNX QDQ model's float32 conv computes)
+            for node in graph.nodes:
+                if node.attrs.get("float_ties"):
+                    node.attrs["float_ties"] = False
     verify(graph)
     return graph, reports
 

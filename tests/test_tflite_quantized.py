@@ -90,6 +90,8 @@ def test_quantized_convs_run_int8_kernels():
     convs = [n for n in graph.nodes if n.op is Op.CONV2D]
     assert len(convs) == 2
     assert all(graph.tensors[n.inputs[0]].dtype is DType.UINT8 for n in convs)
+    # LiteRT's integer rounding, not the float32 tie replay of ONNX QDQ convs
+    assert not any(n.attrs["float_ties"] for n in convs)
     plan = me.compile(data)
     assert sum(s["kernel"].startswith("qu8_conv") or s["kernel"].startswith("qu8_dwconv")
                for s in plan.steps) == 2
