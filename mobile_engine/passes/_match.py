@@ -53,6 +53,17 @@ class Index:
         return tensor not in self.graph.outputs and all(id(n) in ids for n in users)
 
 
+def rewrite_until_done(graph: Graph, match: Callable, rewrite: Callable) -> int:
+    """``rewrite_matches`` sweeps until one finds nothing (a rewrite can make the next match,
+    e.g. ``x * c + d``); the total count."""
+    total = 0
+    while True:
+        n = rewrite_matches(graph, match, rewrite)
+        total += n
+        if not n:
+            return total
+
+
 def rewrite_matches(graph: Graph, match: Callable, rewrite: Callable) -> int:
     """Sweep ``graph`` once: for each node where ``match(graph, node, index)`` finds something,
     call ``rewrite(graph, node, *found)`` (``found`` a node or a tuple). Returns the count."""

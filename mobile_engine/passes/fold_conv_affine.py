@@ -17,7 +17,7 @@ import numpy as np
 
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Activation, Op
-from mobile_engine.passes._match import Index, fold_into_conv, other_input, rewrite_matches
+from mobile_engine.passes._match import Index, fold_into_conv, other_input, rewrite_until_done
 
 
 def _per_channel(data: np.ndarray | None, co: int) -> np.ndarray | None:
@@ -68,9 +68,4 @@ def rewrite(graph: Graph, node: Node, conv: Node, k: np.ndarray) -> None:
 
 
 def run(graph: Graph) -> int:
-    total = 0
-    while True:
-        n = rewrite_matches(graph, match, rewrite)
-        total += n
-        if not n:
-            return total
+    return rewrite_until_done(graph, match, rewrite)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Activation, Op
-from mobile_engine.passes._match import Index, other_input, rewrite_matches, scalar_const
+from mobile_engine.passes._match import Index, other_input, rewrite_until_done, scalar_const
 
 _HARD_SWISH = (Activation.HARD_SWISH, Activation.HARD_SWISH_AFFINE)
 
@@ -60,9 +60,4 @@ def rewrite(graph: Graph, node: Node, conv: Node, k: float) -> None:
 
 
 def run(graph: Graph) -> int:
-    total = 0
-    while True:
-        n = rewrite_matches(graph, match, rewrite)
-        total += n
-        if not n:
-            return total
+    return rewrite_until_done(graph, match, rewrite)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from mobile_engine.ir import fusion
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Op
-from mobile_engine.passes.fusions.common import plain, plain_float, sole_reader
+from mobile_engine.passes.fusions.common import absorb_per_conv, plain, plain_float, sole_reader
 from mobile_engine.passes.fusions.target import KernelTarget
 
 RESIDUAL = 3        # the CONV2D's inputs: x, w, bias, residual
@@ -54,10 +54,5 @@ def padded_residual(conv: Node, graph: Graph, target: KernelTarget) -> tuple[Nod
 
 
 def run(graph: Graph, target: KernelTarget) -> int:
-    fused = 0
-    for conv in graph.nodes:
-        found = padded_residual(conv, graph, target) if conv.op is Op.CONV2D else None
-        if found is not None and not fusion.absorbed(found[0]):
-            fusion.absorb(found[0], conv, "channel_pad_residual", found[1])
-            fused += 1
-    return fused
+    return absorb_per_conv(graph, lambda conv: padded_residual(conv, graph, target),
+                           "channel_pad_residual")

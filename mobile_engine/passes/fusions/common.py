@@ -1,8 +1,12 @@
 """Small graph queries the kernel-fusion passes share."""
 from __future__ import annotations
 
+from typing import Callable
+
+from mobile_engine.ir import fusion
 from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.graph import Graph, Node
+from mobile_engine.ir.ops import Op
 
 
 def plain(graph: Graph, name: str) -> bool:
@@ -34,3 +38,17 @@ def sole_reader(graph: Graph, name: str, reader: Node) -> bool:
     """``reader`` is the only node reading ``name``, which is not a graph output."""
     return bool(name) and not graph.is_output(name) and \
         [id(n) for n in graph.consumers(name)] == [id(reader)]
+
+
+def absorb_per_conv(graph: Graph, find: Callable[[Node], object], role: str) -> int:
+    """For each CONV2D, ``find(conv)`` gives None, the node its step absorbs, or (node, value):
+    the node (unless another step has it) is marked ``fused_into`` the conv, with ``role`` ->
+    value (default the node's name) in the conv's record. Returns how many were marked."""
+    fused = 0
+    for conv in graph.nodes:
+        found = find(conv) if conv.op is Op.CONV2D else None
+        node, value = found if isinstance(found, tuple) else (found, None)
+        if node is not None and not fusion.absorbed(node):
+            fusion.absorb(node, conv, role, value)
+            fused += 1
+    return fused

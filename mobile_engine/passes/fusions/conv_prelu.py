@@ -19,7 +19,7 @@ import numpy as np
 from mobile_engine.ir import fusion
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Activation, Op
-from mobile_engine.passes.fusions.common import plain_float, sole_reader
+from mobile_engine.passes.fusions.common import absorb_per_conv, plain_float, sole_reader
 from mobile_engine.passes.fusions.target import KernelTarget
 
 # fusion records the conv may already hold: both keep the igemm kernel and its NHWC output
@@ -66,10 +66,4 @@ def fused_prelu(conv: Node, graph: Graph, target: KernelTarget) -> Node | None:
 
 
 def run(graph: Graph, target: KernelTarget) -> int:
-    fused = 0
-    for conv in graph.nodes:
-        prelu = fused_prelu(conv, graph, target) if conv.op is Op.CONV2D else None
-        if prelu is not None and not fusion.absorbed(prelu):
-            fusion.absorb(prelu, conv, "prelu")
-            fused += 1
-    return fused
+    return absorb_per_conv(graph, lambda conv: fused_prelu(conv, graph, target), "prelu")

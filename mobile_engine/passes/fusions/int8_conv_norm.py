@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mobile_engine.ir import fusion
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Activation, Op
-from mobile_engine.passes.fusions.common import available_before, is_quantized
+from mobile_engine.passes.fusions.common import absorb_per_conv, available_before, is_quantized
 from mobile_engine.passes.fusions.int8_norm_add import int8_norm
 from mobile_engine.passes.fusions.target import KernelTarget
 
@@ -52,10 +51,4 @@ def fused_norm(conv: Node, graph: Graph, target: KernelTarget) -> Node | None:
 
 
 def run(graph: Graph, target: KernelTarget) -> int:
-    fused = 0
-    for conv in graph.nodes:
-        norm = fused_norm(conv, graph, target) if conv.op is Op.CONV2D else None
-        if norm is not None and not fusion.absorbed(norm):
-            fusion.absorb(norm, conv, "norm")
-            fused += 1
-    return fused
+    return absorb_per_conv(graph, lambda conv: fused_norm(conv, graph, target), "norm")

@@ -10,11 +10,10 @@ Marks: the transpose ``fused_into`` the conv; the conv's record: "nchw_input" = 
 """
 from __future__ import annotations
 
-from mobile_engine.ir import fusion
 from mobile_engine.ir.dtypes import DType
 from mobile_engine.ir.graph import Graph, Node
 from mobile_engine.ir.ops import Op
-from mobile_engine.passes.fusions.common import plain_float
+from mobile_engine.passes.fusions.common import absorb_per_conv, plain_float
 from mobile_engine.passes.fusions.target import KernelTarget
 
 NHWC_OF_NCHW = (0, 2, 3, 1)
@@ -42,10 +41,4 @@ def planar_source(conv: Node, graph: Graph, target: KernelTarget) -> tuple[Node,
 
 
 def run(graph: Graph, target: KernelTarget) -> int:
-    fused = 0
-    for conv in graph.nodes:
-        found = planar_source(conv, graph, target) if conv.op is Op.CONV2D else None
-        if found is not None and not fusion.absorbed(found[0]):
-            fusion.absorb(found[0], conv, "nchw_input", found[1])
-            fused += 1
-    return fused
+    return absorb_per_conv(graph, lambda conv: planar_source(conv, graph, target), "nchw_input")
