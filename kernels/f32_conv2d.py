@@ -354,7 +354,7 @@ def igemm_kernel(mr: int, nr: int, parallel: bool, cache: bool = True):
 # NOTE: with Co = 3 or 4 an NR = 16 igemm tile wastes 3/4 of every FMA. Here a vector holds 4
 # output channels x 4 consecutive reduction elements; 4 inputs are loaded once and repeated
 # across the vector (vbroadcastf32x4), and each pixel's 4 partial sums per channel are added
-# up in the epilogue. Used for group == 1 and Co <= 8 (CG = ceil(Co / 4) vectors per pixel).
+# up in the epilogue. Runs group == 1 and Co <= 8 (CG = ceil(Co / 4) vectors per pixel).
 KDOT_TILES = {1: 16, 2: 8}          # CG -> MR: 16 accumulator vectors
 KDOT_MAX_CO = 4 * max(KDOT_TILES)
 
@@ -583,9 +583,10 @@ def row_splits(rows: int, cols: int, channels: int, mr: int, threads: int) -> in
 
 
 def use_kdot(co: int, group: int) -> bool:
-    """Whether a conv with ``co`` output channels and ``group`` runs the kdot kernel (few output
-    channels; measured on multistyle26's 32->8, 8->4 and 4->3 layers: 1.6x, 1.3x and 2.6x
-    faster than the 16x16 igemm tile)."""
+    """Whether the kdot kernel can run a conv with ``co`` output channels and ``group`` (group 1,
+    at most ``KDOT_MAX_CO`` outputs); ``conv2d``'s default method. Which convs a plan runs on
+    it is the planner's choice (planning/families/conv.py ``kernel_family``: pix first, kdot
+    up to 4 outputs, igemm for 5-8)."""
     return group == 1 and co <= KDOT_MAX_CO
 
 
